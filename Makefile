@@ -1,0 +1,34 @@
+# The doors into Hygie: make run, make test, make bench, make lint.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= ./hygie-data
+PACKAGES := server storage pki
+
+.PHONY: run test bench lint venv clean
+
+$(BIN)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: venv
+	@test -f $(DATA)/hygie.toml || $(BIN)/hygie --data $(DATA) init --demo
+	$(BIN)/hygie --data $(DATA) serve
+
+lint: venv
+	$(BIN)/ruff check $(PACKAGES) tests bench
+	$(BIN)/mypy --strict -p server -p storage -p pki
+
+test: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+bench: venv
+	$(BIN)/python -m bench.smtp_load --out bench/results
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

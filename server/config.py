@@ -1,0 +1,270 @@
+"""Hygie's configuration: one TOML file in the data directory, overridable by environment.
+
+Every key ``[section] key`` can be overridden by ``HYGIE_<SECTION>_<KEY>`` (upper case), for
+example ``HYGIE_IMAP_TLS_PORT=3993`` or ``HYGIE_DATABASE_URL=postgresql+asyncpg://…``.
+The configuration is read once, at start, into an immutable :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA_DIR = "./hygie-data"
+CONFIG_FILE = "hygie.toml"
+
+
+class ConfigError(Exception):
+    """The configuration file or an override is invalid; the message says which key."""
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    hostname: str = "mail.hygie.test"
+    domains: tuple[str, ...] = ("hygie.test",)
+    listen: str = "127.0.0.1"
+    shutdown_grace_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class SmtpSection:
+    submission_port: int = 2587
+    submission_tls_port: int = 2465
+    max_message_size: int = 25 * 1024 * 1024
+    max_recipients: int = 100
+    max_line_length: int = 1000
+
+
+@dataclass(frozen=True)
+class ImapSection:
+    port: int = 2143
+    tls_port: int = 2993
+    max_literal_size: int = 64 * 1024 * 1024
+    idle_timeout_seconds: int = 1800
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    # Empty means the embedded SQLite file ``hygie.db`` in the data directory.
+    url: str = ""
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    # "file": blobs under ``blob_dir``; "database": blobs as rows (for PostgreSQL clusters).
+    blob_store: str = "file"
+    blob_dir: str = "blobs"
+    master_key_file: str = "keys/master.key"
+    group_commit_max: int = 64
+
+
+@dataclass(frozen=True)
+class TlsSection:
+    cert_file: str = "tls/server.crt"
+    key_file: str = "tls/server.key"
+    ca_file: str = "pki/root-ca.crt"
+    min_version: str = "1.2"
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    password_login: bool = True
+    max_failures_per_minute: int = 10
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: str = "info"
+    format: str = "json"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSection,
+    "smtp": SmtpSection,
+    "imap": ImapSection,
+    "database": DatabaseSection,
+    "storage": StorageSection,
+    "tls": TlsSection,
+    "auth": AuthSection,
+    "log": LogSection,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    server: ServerSection = field(default_factory=ServerSection)
+    smtp: SmtpSection = field(default_factory=SmtpSection)
+    imap: ImapSection = field(default_factory=ImapSection)
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    tls: TlsSection = field(default_factory=TlsSection)
+    auth: AuthSection = field(default_factory=AuthSection)
+    log: LogSection = field(default_factory=LogSection)
+
+    def path(self, relative: str) -> Path:
+        """A path from the configuration, relative to the data directory unless absolute."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.data_dir / p
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'hygie.db').resolve()}"
+
+    def is_local_domain(self, domain: str) -> bool:
+        return domain.lower() in {d.lower() for d in self.server.domains}
+
+
+def data_dir_from(option: str | None) -> Path:
+    """``--data`` if given, else ``$HYGIE_DATA``, else ``./hygie-data``."""
+    return Path(option or os.environ.get("HYGIE_DATA") or DEFAULT_DATA_DIR)
+
+
+def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
+    name = f"[{section}] {key}"
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if isinstance(value, str) and value.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be an integer, not {value!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, not {value!r}") from None
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{name} must be a list of strings")
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, not {value!r}")
+    return value
+
+
+def load_config(data_dir: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``hygie.toml`` from ``data_dir`` and apply ``HYGIE_<SECTION>_<KEY>`` overrides."""
+    env = os.environ if environ is None else environ
+    path = data_dir / CONFIG_FILE
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no {CONFIG_FILE} in {data_dir}: run `hygie --data {data_dir} init` first"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    unknown = set(raw) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section [{sorted(unknown)[0]}]")
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        defaults = cls()
+        values: dict[str, Any] = {}
+        known = {f.name for f in fields(cls)}
+        for key in table:
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key [{section}] {key}")
+        for f in fields(cls):
+            default = getattr(defaults, f.name)
+            value = table.get(f.name, default)
+            env_value = env.get(f"HYGIE_{section.upper()}_{f.name.upper()}")
+            if env_value is not None:
+                value = env_value
+            values[f.name] = _coerce(section, f.name, value, default)
+        sections[section] = replace(defaults, **values)
+    return Config(data_dir=data_dir, **sections)
+
+
+def render_config(domain: str, hostname: str) -> str:
+    """The commented ``hygie.toml`` that ``hygie init`` writes."""
+    s, m, i, st, t, a = (
+        ServerSection(),
+        SmtpSection(),
+        ImapSection(),
+        StorageSection(),
+        TlsSection(),
+        AuthSection(),
+    )
+    return f"""\
+# Hygie configuration. Every key can be overridden by an environment variable named
+# HYGIE_<SECTION>_<KEY>, for example HYGIE_IMAP_TLS_PORT=3993.
+# Relative paths are relative to this data directory.
+
+[server]
+# Host name announced in SMTP greetings and written in the server certificate.
+hostname = "{hostname}"
+# Mail domains whose mailboxes live here. Mail to any other domain is refused (no open relay).
+domains = ["{domain}"]
+# Address the listeners bind to.
+listen = "{s.listen}"
+# On SIGTERM, how long in-flight sessions may take to finish.
+shutdown_grace_seconds = {s.shutdown_grace_seconds}
+
+[smtp]
+# Message submission (RFC 6409): STARTTLS port and implicit-TLS port (RFC 8314).
+submission_port = {m.submission_port}
+submission_tls_port = {m.submission_tls_port}
+# Largest message accepted, in bytes (advertised with SIZE, RFC 1870).
+max_message_size = {m.max_message_size}
+max_recipients = {m.max_recipients}
+
+[imap]
+# IMAP with STARTTLS, and with implicit TLS.
+port = {i.port}
+tls_port = {i.tls_port}
+max_literal_size = {i.max_literal_size}
+idle_timeout_seconds = {i.idle_timeout_seconds}
+
+[database]
+# Empty: the embedded SQLite database hygie.db in this directory (WAL mode).
+# For PostgreSQL: url = "postgresql+asyncpg://user:password@host:5432/hygie"
+url = ""
+
+[storage]
+# Where encrypted message bodies live: "file" (blob_dir) or "database" (rows).
+blob_store = "{st.blob_store}"
+blob_dir = "{st.blob_dir}"
+# The master key that wraps every mailbox key. Keep it out of database backups.
+master_key_file = "{st.master_key_file}"
+# Most deliveries that share one durable commit.
+group_commit_max = {st.group_commit_max}
+
+[tls]
+cert_file = "{t.cert_file}"
+key_file = "{t.key_file}"
+# The root certificate clients must trust (also: `hygie pki ca-cert`).
+ca_file = "{t.ca_file}"
+# "1.2" or "1.3".
+min_version = "{t.min_version}"
+
+[auth]
+# Password login (SASL PLAIN/LOGIN, IMAP LOGIN), only ever over TLS.
+password_login = {str(a.password_login).lower()}
+# Failed logins allowed per client address and per account each minute.
+max_failures_per_minute = {a.max_failures_per_minute}
+
+[log]
+level = "info"
+# "json" (one object a line) or "console".
+format = "json"
+"""
