@@ -1,0 +1,437 @@
+"""The operator's certificate authority: a root and an intermediate CA, and issuance.
+
+The hierarchy copies IGC-Santé's "Élémentaire" range (``AC RACINE IGC-SANTE ELEMENTAIRE`` over
+``AC IGC-SANTE ELEMENTAIRE ORGANISATIONS``) under Hygie's own names. Certificates follow the
+RFC 5280 profile (X.509 v3, §4.1 and §4.2); what each kind of certificate contains is a
+`pki.profiles.Profile`. Both CA keys are stored encrypted with the operator's passphrase.
+
+Files in the PKI directory (see `CaFiles`)::
+
+    root-ca.crt          0644  root certificate: the trust anchor clients and peers install
+    root-ca.key          0600  root key, PKCS #8 PEM encrypted with the CA passphrase
+    intermediate-ca.crt  0644  intermediate certificate, sent by servers after their own
+    intermediate-ca.key  0600  intermediate key, PKCS #8 PEM encrypted with the CA passphrase
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from pki import pemfile
+from pki.errors import PkiError, WrongPassphrase
+from pki.keys import (
+    PrivateKey,
+    PublicKey,
+    generate_private_key,
+    is_encrypted,
+    load_private_key,
+    private_key_pem,
+    signature_hash,
+)
+from pki.profiles import INTERMEDIATE_CA, ROOT_CA, SERV, Profile
+
+RANGE: Final = "HYGIE-SANTE"
+ROOT_CN: Final = f"AC RACINE {RANGE} ELEMENTAIRE"
+INTERMEDIATE_CN: Final = f"AC {RANGE} ELEMENTAIRE ORGANISATIONS"
+COUNTRY: Final = "FR"
+
+# Certificates are valid from a little before "now", so that a peer whose clock is slightly
+# behind ours does not reject a certificate issued a second ago.
+CLOCK_SKEW: Final = dt.timedelta(minutes=5)
+
+# RFC 5280 Appendix A.1: ub-common-name and ub-organization-name.
+UB_COMMON_NAME: Final = 64
+UB_ORGANIZATION_NAME: Final = 64
+
+_T = TypeVar("_T", bound=Hashable)
+
+# RFC 1035 §2.3.1 / RFC 1123 §2.1: letters, digits and hyphens, not at either end.
+_DNS_LABEL: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+@dataclass(frozen=True)
+class CaFiles:
+    """Where a CA lives inside its PKI directory."""
+
+    pki_dir: Path
+
+    @property
+    def root_cert(self) -> Path:
+        return self.pki_dir / "root-ca.crt"
+
+    @property
+    def root_key(self) -> Path:
+        return self.pki_dir / "root-ca.key"
+
+    @property
+    def intermediate_cert(self) -> Path:
+        return self.pki_dir / "intermediate-ca.crt"
+
+    @property
+    def intermediate_key(self) -> Path:
+        return self.pki_dir / "intermediate-ca.key"
+
+    def all(self) -> tuple[Path, ...]:
+        return (self.root_cert, self.root_key, self.intermediate_cert, self.intermediate_key)
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """An end-entity certificate, its private key, and the CA certificates above it.
+
+    ``chain`` runs from the issuer up to, but not including, the root: what a TLS server sends
+    after its own certificate (RFC 8446 §4.4.2 lets it omit the trust anchor).
+    """
+
+    certificate: x509.Certificate
+    private_key: PrivateKey = field(repr=False)
+    chain: tuple[x509.Certificate, ...] = ()
+
+    def cert_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def chain_pem(self) -> bytes:
+        """The certificate then its issuers, as a TLS server presents them."""
+        return self.cert_pem() + b"".join(
+            cert.public_bytes(serialization.Encoding.PEM) for cert in self.chain
+        )
+
+    def key_pem(self, passphrase: bytes | None = None) -> bytes:
+        """PKCS #8 PEM private key, encrypted when a passphrase is given."""
+        return private_key_pem(self.private_key, passphrase)
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """A loaded root and intermediate CA, ready to issue (see `init_ca` and `load`)."""
+
+    pki_dir: Path
+    root_certificate: x509.Certificate
+    root_key: PrivateKey = field(repr=False)
+    intermediate_certificate: x509.Certificate
+    intermediate_key: PrivateKey = field(repr=False)
+
+    @property
+    def files(self) -> CaFiles:
+        return CaFiles(self.pki_dir)
+
+    @property
+    def operator(self) -> str:
+        """The operator's name, as the ``O`` of the intermediate CA."""
+        return _attribute(self.intermediate_certificate.subject, NameOID.ORGANIZATION_NAME)
+
+    @classmethod
+    def load(cls, pki_dir: Path, passphrase: bytes) -> CertificateAuthority:
+        """Read the CA from ``pki_dir``, decrypting both keys and checking they fit together."""
+        files = CaFiles(pki_dir)
+        root_certificate = _load_certificate(files.root_cert, what="root CA certificate")
+        intermediate_certificate = _load_certificate(
+            files.intermediate_cert, what="intermediate CA certificate"
+        )
+        root_key = _load_ca_key(files.root_key, passphrase, what="root CA key")
+        intermediate_key = _load_ca_key(
+            files.intermediate_key, passphrase, what="intermediate CA key"
+        )
+        if root_key.public_key() != root_certificate.public_key():
+            raise PkiError(f"{files.root_key} does not belong to {files.root_cert}")
+        if intermediate_key.public_key() != intermediate_certificate.public_key():
+            raise PkiError(f"{files.intermediate_key} does not belong to {files.intermediate_cert}")
+        try:
+            intermediate_certificate.verify_directly_issued_by(root_certificate)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise PkiError(
+                f"{files.intermediate_cert} was not issued by {files.root_cert}: {exc}"
+            ) from exc
+        return cls(
+            pki_dir=pki_dir,
+            root_certificate=root_certificate,
+            root_key=root_key,
+            intermediate_certificate=intermediate_certificate,
+            intermediate_key=intermediate_key,
+        )
+
+    def issue_server(
+        self,
+        hostnames: Sequence[str],
+        ip_addresses: Sequence[str] = (),
+        *,
+        key_type: str = "rsa",
+        days: int = SERV.days,
+    ) -> IssuedCertificate:
+        """A SERV certificate for a TLS server known by ``hostnames`` (and ``ip_addresses``).
+
+        Every name goes in the subjectAltName, which is what TLS clients check (RFC 9525 §6.3);
+        the first host name is also the subject CN, for people and older tools.
+        """
+        dns_names = _unique(_dns_name(hostname) for hostname in hostnames)
+        ips = _unique(_ip_address(address) for address in ip_addresses)
+        if not dns_names:
+            raise PkiError("a server certificate needs at least one host name")
+        attributes = [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, COUNTRY),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.operator),
+        ]
+        # Longer host names are still certified by the SAN; X.520 caps the CN at 64.
+        if len(dns_names[0]) <= UB_COMMON_NAME:
+            attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0]))
+        alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+        alt_names += [x509.IPAddress(ip) for ip in ips]
+        return self.issue(SERV, x509.Name(attributes), alt_names, key_type=key_type, days=days)
+
+    def issue(
+        self,
+        profile: Profile,
+        subject: x509.Name,
+        alt_names: Sequence[x509.GeneralName] = (),
+        *,
+        key_type: str = "rsa",
+        days: int | None = None,
+    ) -> IssuedCertificate:
+        """A new key pair and a certificate on it, from the intermediate CA, per ``profile``."""
+        private_key = generate_private_key(key_type)
+        certificate = self.certify(profile, subject, private_key.public_key(), alt_names, days=days)
+        return IssuedCertificate(certificate, private_key, (self.intermediate_certificate,))
+
+    def certify(
+        self,
+        profile: Profile,
+        subject: x509.Name,
+        public_key: PublicKey,
+        alt_names: Sequence[x509.GeneralName] = (),
+        *,
+        days: int | None = None,
+    ) -> x509.Certificate:
+        """Sign a certificate for someone else's ``public_key`` (e.g. from a CSR)."""
+        if profile.is_ca:
+            raise PkiError(f"the intermediate CA does not issue {profile.name} certificates")
+        return _sign(
+            profile,
+            subject,
+            public_key,
+            alt_names,
+            issuer=self.intermediate_certificate,
+            issuer_key=self.intermediate_key,
+            days=profile.days if days is None else days,
+        )
+
+
+def init_ca(
+    pki_dir: Path, passphrase: bytes, *, operator: str = "HYGIE", key_type: str = "rsa"
+) -> CertificateAuthority:
+    """Create the root and intermediate CAs in ``pki_dir`` and write them (see `CaFiles`).
+
+    Refuses to run if any CA file is already there: replacing a CA silently would orphan every
+    certificate it issued.
+    """
+    if not passphrase:
+        raise PkiError("the CA passphrase must not be empty")
+    if not operator.strip() or len(operator) > UB_ORGANIZATION_NAME:
+        raise PkiError(f"operator name must be 1 to {UB_ORGANIZATION_NAME} characters")
+    files = CaFiles(pki_dir)
+    existing = [path.name for path in files.all() if path.exists() or path.is_symlink()]
+    if existing:
+        raise PkiError(
+            f"refusing to overwrite the existing CA in {pki_dir} ({', '.join(existing)}); "
+            "move it away first to create a new one"
+        )
+
+    root_key = generate_private_key(key_type)
+    root_certificate = _sign(
+        ROOT_CA,
+        _ca_name(ROOT_CN, operator),
+        root_key.public_key(),
+        issuer=None,
+        issuer_key=root_key,
+        days=ROOT_CA.days,
+    )
+    intermediate_key = generate_private_key(key_type)
+    intermediate_certificate = _sign(
+        INTERMEDIATE_CA,
+        _ca_name(INTERMEDIATE_CN, operator),
+        intermediate_key.public_key(),
+        issuer=root_certificate,
+        issuer_key=root_key,
+        days=INTERMEDIATE_CA.days,
+    )
+
+    try:
+        pki_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PkiError(f"cannot create the PKI directory {pki_dir}: {exc.strerror}") from exc
+    contents = [
+        (files.root_key, private_key_pem(root_key, passphrase), True),
+        (files.intermediate_key, private_key_pem(intermediate_key, passphrase), True),
+        (files.root_cert, root_certificate.public_bytes(serialization.Encoding.PEM), False),
+        (
+            files.intermediate_cert,
+            intermediate_certificate.public_bytes(serialization.Encoding.PEM),
+            False,
+        ),
+    ]
+    written: list[Path] = []
+    try:
+        for path, data, private in contents:
+            pemfile.write_new(path, data, private=private)
+            written.append(path)
+    except OSError as exc:
+        # Leave no half-made CA behind: it would block the next attempt.
+        for path in written:
+            path.unlink(missing_ok=True)
+        if isinstance(exc, FileExistsError):
+            raise PkiError(f"refusing to overwrite the existing CA file {exc.filename}") from exc
+        raise PkiError(f"cannot write the CA into {pki_dir}: {exc}") from exc
+
+    return CertificateAuthority(
+        pki_dir=pki_dir,
+        root_certificate=root_certificate,
+        root_key=root_key,
+        intermediate_certificate=intermediate_certificate,
+        intermediate_key=intermediate_key,
+    )
+
+
+def write_server_credentials(issued: IssuedCertificate, cert_file: Path, key_file: Path) -> None:
+    """Write a server's chain PEM and its private key, replacing older ones atomically.
+
+    The key is written unencrypted (mode 0600): ``hygie serve`` must start unattended, at boot
+    or after a crash, with no one to type a passphrase, and a passphrase stored next to the
+    key would protect nothing. File permissions are what guard it; the CA keys, which can
+    mint new identities, stay encrypted.
+    """
+    try:
+        pemfile.replace(key_file, issued.key_pem(), private=True)
+        pemfile.replace(cert_file, issued.chain_pem(), private=False)
+    except OSError as exc:
+        raise PkiError(f"cannot write server credentials: {exc}") from exc
+
+
+def _sign(
+    profile: Profile,
+    subject: x509.Name,
+    public_key: PublicKey,
+    alt_names: Sequence[x509.GeneralName] = (),
+    *,
+    issuer: x509.Certificate | None,
+    issuer_key: PrivateKey,
+    days: int,
+) -> x509.Certificate:
+    """Build and sign one certificate; ``issuer=None`` makes it self-signed."""
+    if days < 1:
+        raise PkiError(f"a certificate must be valid for at least one day, not {days}")
+    if profile.requires_alt_names and not alt_names:
+        raise PkiError(f"a {profile.name} certificate needs at least one subjectAltName")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    not_after = now + dt.timedelta(days=days)
+    if issuer is None:
+        issuer_name = subject
+        issuer_key_identifier = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    else:
+        issuer_name = issuer.subject
+        issuer_key_identifier = _key_identifier(issuer)
+        # Nothing outlives its issuer (RFC 5280 §6.1.3 checks every certificate on the path).
+        not_after = min(not_after, issuer.not_valid_after_utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(public_key)
+        # RFC 5280 §4.1.2.2: positive, unique per CA, at most 20 octets; this is 159 random
+        # bits, which also keeps serials unpredictable.
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(not_after)
+    )
+    for extension, critical in profile.extensions(
+        public_key, issuer_key_identifier, alt_names, empty_subject=not list(subject)
+    ):
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+def _ca_name(common_name: str, operator: str) -> x509.Name:
+    # RFC 5280 §4.1.2.4: the RDN sequence runs from the country down to the CN.
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, COUNTRY),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, operator),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, RANGE),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    values = name.get_attributes_for_oid(oid)
+    if not values:
+        raise PkiError(f"{name.rfc4514_string()} has no attribute {oid.dotted_string}")
+    value = values[0].value
+    return value if isinstance(value, str) else value.decode()
+
+
+def _key_identifier(certificate: x509.Certificate) -> x509.SubjectKeyIdentifier:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key())
+
+
+def _dns_name(hostname: str) -> str:
+    """``hostname`` as it must appear in a dNSName: lower case, A-labels (RFC 5280 §4.2.1.6)."""
+    name = hostname.lower().removesuffix(".")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise PkiError(f"{hostname!r} is an IP address: pass it in ip_addresses")
+    try:
+        # Python's codec is IDNA 2003 (RFC 3490); RFC 5280 §7.2 asks for A-labels either way.
+        name = name.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise PkiError(f"not a valid DNS host name: {hostname!r}") from exc
+    labels = name.split(".")
+    if len(name) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise PkiError(f"not a valid DNS host name: {hostname!r}")
+    return name
+
+
+def _ip_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(address)
+    except ValueError as exc:
+        raise PkiError(f"not an IP address: {address!r}") from exc
+
+
+def _unique(items: Iterable[_T]) -> list[_T]:
+    """``items`` without repeats, first occurrence first."""
+    return list(dict.fromkeys(items))
+
+
+def _load_certificate(path: Path, *, what: str) -> x509.Certificate:
+    pem = pemfile.read(path, what=what)
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise PkiError(f"{what} {path} is not a PEM certificate") from exc
+
+
+def _load_ca_key(path: Path, passphrase: bytes, *, what: str) -> PrivateKey:
+    pem = pemfile.read(path, what=what)
+    if not is_encrypted(pem):
+        # Design §4: CA private keys are encrypted at rest; an unprotected one is a mistake.
+        raise PkiError(f"{what} {path} is not encrypted; CA keys must be")
+    try:
+        return load_private_key(pem, passphrase, what=f"{what} {path}")
+    except WrongPassphrase as exc:
+        raise PkiError(f"wrong CA passphrase: cannot decrypt {path}") from exc

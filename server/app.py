@@ -1,0 +1,95 @@
+"""``hygie serve``: open the store, start every listener, run until SIGTERM/SIGINT.
+
+On a stop signal the listeners close first (no new connections), in-flight deliveries finish
+(at most ``[server] shutdown_grace_seconds``), the group-commit writer drains, and the process
+exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+
+import structlog
+
+from pki.tls import server_context
+from server.auth import Authenticator
+from server.config import Config
+from server.delivery import LocalDelivery
+from server.imap.server import ImapServer
+from server.smtp.submission import SubmissionHandler, start_submission
+from storage.blobs import open_blob_store
+from storage.crypto import MasterKey
+from storage.db import Database
+from storage.mailstore import MailStore
+
+log = structlog.get_logger("hygie.server")
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    master: MasterKey
+    store: MailStore
+    auth: Authenticator
+    delivery: LocalDelivery
+
+
+async def open_services(config: Config) -> Services:
+    master = MasterKey.load(config.path(config.storage.master_key_file))
+    blobs = open_blob_store(config.storage.blob_store, config.path(config.storage.blob_dir))
+    db = Database(
+        config.database_url,
+        blobs,
+        group_commit_max=config.storage.group_commit_max,
+        echo=config.database.echo,
+    )
+    await db.start()
+    store = MailStore(db)
+    return Services(
+        config, db, master, store, Authenticator(db, config.auth), LocalDelivery(store)
+    )
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    tls = server_context(
+        config.path(config.tls.cert_file),
+        config.path(config.tls.key_file),
+        min_version=config.tls.min_version,
+    )
+    services = await open_services(config)
+    handler = SubmissionHandler(config, services.auth, services.store, services.delivery)
+    smtp_servers = await start_submission(config, handler, tls)
+    imap = ImapServer(config, services.store, services.auth, services.master, tls)
+    imap_servers = await imap.start()
+    log.info(
+        "ready",
+        submission=config.smtp.submission_port,
+        submission_tls=config.smtp.submission_tls_port,
+        imap=config.imap.port,
+        imap_tls=config.imap.tls_port,
+        database=services.db.dialect,
+    )
+    await stop.wait()
+
+    log.info("stopping")
+    for srv in smtp_servers + imap_servers:
+        srv.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            services.delivery.idle.wait(), timeout=config.server.shutdown_grace_seconds
+        )
+    await imap.close()
+    for srv in smtp_servers:
+        srv.close_clients()
+    await services.db.close()
+    log.info("stopped")

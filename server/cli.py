@@ -1,0 +1,301 @@
+"""The ``hygie`` command: ``init``, ``serve``, ``user …``, ``pki …`` (design.md §7).
+
+Every command takes ``--data DIR`` (default ``$HYGIE_DATA``, else ``./hygie-data``), prints a
+one-line error and exits non-zero on bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from pki.ca import CertificateAuthority, init_ca, write_server_credentials
+from pki.errors import PkiError
+from server.config import CONFIG_FILE, Config, ConfigError, data_dir_from, load_config, render_config
+from server.logs import configure_logging
+from storage.accounts import AccountError, create_account, list_accounts, normalize_address, set_password
+from storage.blobs import open_blob_store
+from storage.crypto import CryptoError, MasterKey
+from storage.db import Database, migrate
+
+T = TypeVar("T")
+CA_SECRET = "pki-ca-passphrase"
+DEMO_PASSWORD = "hygie-demo-2026"
+DEMO_ACCOUNTS = (
+    "jean.dupont@{domain}",
+    "claire.martin@{domain}",
+    "secretariat.cardiologie@{domain}",
+    "279035121518989@patient.{domain}",
+)
+DEMO_FILE = "demo-accounts.txt"
+
+
+class CliError(Exception):
+    pass
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"hygie: error: {message}", err=True)
+    sys.exit(1)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except (CliError, ConfigError, AccountError, PkiError, CryptoError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
+
+
+def _config(ctx: click.Context) -> Config:
+    data: Path = ctx.obj["data"]
+    try:
+        return load_config(data)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+async def _with_db(config: Config) -> Database:
+    blobs = open_blob_store(config.storage.blob_store, config.path(config.storage.blob_dir))
+    db = Database(config.database_url, blobs)
+    await db.start()
+    return db
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data",
+    "data",
+    metavar="DIR",
+    default=None,
+    help="Data directory (default: $HYGIE_DATA, else ./hygie-data).",
+)
+@click.pass_context
+def main(ctx: click.Context, data: str | None) -> None:
+    """Hygie: a secure health-messaging operator (MSSanté-style SMTP/IMAP over TLS)."""
+    os.umask(0o077)  # everything Hygie writes is private to its user
+    ctx.ensure_object(dict)
+    ctx.obj["data"] = data_dir_from(data)
+
+
+# -- init -----------------------------------------------------------------------------------
+
+_OWNED = (CONFIG_FILE, "hygie.db", "hygie.db-wal", "hygie.db-shm", "keys", "pki", "tls", "blobs", DEMO_FILE)
+
+
+@main.command()
+@click.option("--domain", default="hygie.test", show_default=True, help="Mail domain served here.")
+@click.option("--hostname", default=None, help="Server host name (default: mail.<domain>).")
+@click.option("--demo", is_flag=True, help="Add demo practitioners and a demo patient.")
+@click.option("--force", is_flag=True, help="Replace an existing data directory's contents.")
+@click.pass_context
+def init(ctx: click.Context, domain: str, hostname: str | None, demo: bool, force: bool) -> None:
+    """Create a data directory: configuration, database, keys, CA and server certificate."""
+    data: Path = ctx.obj["data"]
+    domain = domain.strip().lower().rstrip(".")
+    try:
+        normalize_address(f"postmaster@{domain}")
+    except AccountError:
+        fail(f"not a valid mail domain: {domain!r}")
+    hostname = (hostname or f"mail.{domain}").lower()
+    present = [name for name in _OWNED if (data / name).exists()]
+    if present and not force:
+        fail(f"{data} already holds a Hygie data directory ({present[0]}); use --force to replace it")
+    for name in present:
+        path = data / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    domains = [domain, f"patient.{domain}"]
+    text = render_config(domain, hostname).replace(
+        f'domains = ["{domain}"]', "domains = [" + ", ".join(f'"{d}"' for d in domains) + "]"
+    )
+    (data / CONFIG_FILE).write_text(text, "utf-8")
+    config = _config(ctx)
+    run(_init(config, hostname, domains, demo))
+
+
+async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -> None:
+    master = MasterKey.create(config.path(config.storage.master_key_file))
+    await migrate(config.database_url)
+    ca = init_ca(config.path("pki"), master.derive_secret(CA_SECRET), operator="HYGIE")
+    config.path(config.tls.key_file).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    issued = ca.issue_server([hostname, *domains, "localhost"], ["127.0.0.1", "::1"])
+    write_server_credentials(issued, config.path(config.tls.cert_file), config.path(config.tls.key_file))
+    click.echo(f"Initialised {config.data_dir} for {', '.join(domains)} (host {hostname}).")
+    click.echo(f"  database:    {config.database_url.split('://', 1)[0]}")
+    click.echo(f"  trust this CA: {config.path(config.tls.ca_file)}")
+    if demo:
+        db = await _with_db(config)
+        try:
+            lines = []
+            for pattern in DEMO_ACCOUNTS:
+                address = pattern.format(domain=domains[0])
+                await create_account(db, master, address, DEMO_PASSWORD)
+                lines.append(f"{address}  password: {DEMO_PASSWORD}")
+        finally:
+            await db.close()
+        path = config.data_dir / DEMO_FILE
+        path.write_text("\n".join(lines) + "\n", "utf-8")
+        path.chmod(0o600)
+        click.echo("Demo accounts:")
+        for line in lines:
+            click.echo(f"  {line}")
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run the SMTP and IMAP servers until SIGTERM or SIGINT."""
+    from server.app import serve as serve_forever
+
+    config = _config(ctx)
+    configure_logging(config.log.level, config.log.format)
+    _banner(config)
+    run(serve_forever(config))
+
+
+def _banner(config: Config) -> None:
+    listen = config.server.listen
+    lines = [
+        f"Hygie serving {config.data_dir} ({', '.join(config.server.domains)})",
+        f"  SMTP submission  {listen}:{config.smtp.submission_port} (STARTTLS), "
+        f"{listen}:{config.smtp.submission_tls_port} (TLS)",
+        f"  IMAP             {listen}:{config.imap.port} (STARTTLS), "
+        f"{listen}:{config.imap.tls_port} (TLS)",
+        f"  TLS host name    {config.server.hostname} (also: localhost, 127.0.0.1)",
+        f"  CA to trust      {config.path(config.tls.ca_file).resolve()}",
+    ]
+    demo = config.data_dir / DEMO_FILE
+    if demo.exists():
+        lines.append("  Demo accounts:")
+        lines += [f"    {line}" for line in demo.read_text("utf-8").splitlines() if line]
+    click.echo("\n".join(lines), err=False)
+    sys.stdout.flush()
+
+
+# -- user -----------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Manage accounts (mailboxes)."""
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        fail("empty password")
+    return password
+
+
+@user.command("add")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def user_add(ctx: click.Context, address: str, password_stdin: bool) -> None:
+    """Create the account ADDRESS with its INBOX and key pair."""
+    config = _config(ctx)
+    try:
+        address = normalize_address(address)
+    except AccountError as exc:
+        fail(str(exc))
+    if not config.is_local_domain(address.rsplit("@", 1)[1]):
+        fail(f"{address.rsplit('@', 1)[1]} is not a domain of this server ({', '.join(config.server.domains)})")
+    password = _read_password(password_stdin)
+
+    async def add() -> None:
+        master = MasterKey.load(config.path(config.storage.master_key_file))
+        db = await _with_db(config)
+        try:
+            info = await create_account(db, master, address, password)
+        finally:
+            await db.close()
+        click.echo(f"created {info.address}")
+
+    run(add())
+
+
+@user.command("list")
+@click.pass_context
+def user_list(ctx: click.Context) -> None:
+    """List accounts."""
+    config = _config(ctx)
+
+    async def show() -> None:
+        db = await _with_db(config)
+        try:
+            for info in await list_accounts(db):
+                flags = [] if info.has_password else ["no-password"]
+                if info.disabled:
+                    flags.append("disabled")
+                click.echo(info.address + (f"  ({', '.join(flags)})" if flags else ""))
+        finally:
+            await db.close()
+
+    run(show())
+
+
+@user.command("passwd")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def user_passwd(ctx: click.Context, address: str, password_stdin: bool) -> None:
+    """Set the password of ADDRESS."""
+    config = _config(ctx)
+    password = _read_password(password_stdin)
+
+    async def change() -> None:
+        db = await _with_db(config)
+        try:
+            await set_password(db, address, password)
+        finally:
+            await db.close()
+        click.echo(f"password changed for {normalize_address(address)}")
+
+    run(change())
+
+
+# -- pki ------------------------------------------------------------------------------------
+
+
+@main.group()
+def pki() -> None:
+    """The certificate authority."""
+
+
+@pki.command("ca-cert")
+@click.pass_context
+def pki_ca_cert(ctx: click.Context) -> None:
+    """Print the root CA certificate (PEM): what clients must trust."""
+    config = _config(ctx)
+    path = config.path(config.tls.ca_file)
+    try:
+        click.echo(path.read_text("ascii"), nl=False)
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+
+
+def load_ca(config: Config) -> CertificateAuthority:
+    master = MasterKey.load(config.path(config.storage.master_key_file))
+    return CertificateAuthority.load(config.path("pki"), master.derive_secret(CA_SECRET))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Local delivery (design.md §2 step 3): trace header, structure analysis, encrypted storage.
+
+The caller has already resolved every recipient to a local account. The message is analysed
+once (envelope and body structure for IMAP), then stored once, encrypted, for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.utils import format_datetime
+from datetime import UTC, datetime
+from typing import Any
+
+from server.imap.proto.message import analyze
+from storage.mailstore import Delivered, MailStore, Recipient
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What the ``Received:`` field says about one SMTP transaction (RFC 5321 §4.4)."""
+
+    helo: str
+    peer_ip: str
+    protocol: str  # RFC 3848 / RFC 6531 "with" keyword, e.g. ESMTPSA or UTF8SMTPSA
+    tls: str  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
+    hostname: str
+
+
+def new_queue_id() -> str:
+    return secrets.token_hex(8).upper()
+
+
+def received_field(trace: Trace, queue_id: str, when: datetime | None = None) -> bytes:
+    when = when or datetime.now(UTC)
+    helo = "".join(c for c in trace.helo if c.isprintable() and c not in "()\\")[:255] or "unknown"
+    text = (
+        f"Received: from {helo} ([{trace.peer_ip}])\r\n"
+        f"\tby {trace.hostname} (Hygie) with {trace.protocol} id {queue_id}\r\n"
+        f"\t({trace.tls});\r\n"
+        f"\t{format_datetime(when)}\r\n"
+    )
+    return text.encode("utf-8", "replace")
+
+
+def describe(raw: bytes) -> dict[str, Any]:
+    """The IMAP metadata stored (encrypted) next to a message."""
+    info = analyze(raw)
+    return dict(info) if isinstance(info, dict) else {"info": info}
+
+
+class LocalDelivery:
+    def __init__(self, store: MailStore) -> None:
+        self.store = store
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def deliver(
+        self, raw: bytes, recipients: Sequence[Recipient], trace: Trace
+    ) -> tuple[str, list[Delivered]]:
+        queue_id = new_queue_id()
+        message = received_field(trace, queue_id) + raw
+        self.in_flight += 1
+        self.idle.clear()
+        try:
+            meta = await asyncio.to_thread(describe, message)
+            return queue_id, await self.store.deliver(message, meta, recipients)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle.set()

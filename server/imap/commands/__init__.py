@@ -1,0 +1,75 @@
+"""IMAP command handlers, grouped by the state they belong to (RFC 9051 §6), and the dispatch
+that checks the state table before calling them.
+
+Each handler is ``async def handler(session, command) -> None`` and sends its own responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from server.imap.commands import any_state, authenticated, fetch, not_authenticated, search, selected
+from server.imap.proto import commands as c
+from server.imap.proto import response as r
+from server.imap.proto.states import State, is_allowed
+from server.imap.session import Session
+
+Handler = Callable[[Session, Any], Awaitable[None]]
+
+HANDLERS: dict[type[c.Command], Handler] = {
+    c.Capability: any_state.capability,
+    c.Noop: any_state.noop,
+    c.Logout: any_state.logout,
+    c.Id: any_state.id_,
+    c.StartTLS: not_authenticated.starttls,
+    c.Login: not_authenticated.login,
+    c.Authenticate: not_authenticated.authenticate,
+    c.Enable: authenticated.enable,
+    c.Select: authenticated.select,
+    c.Examine: authenticated.select,
+    c.Create: authenticated.create,
+    c.List: authenticated.list_,
+    c.Lsub: authenticated.lsub,
+    c.Namespace: authenticated.namespace,
+    c.Status: authenticated.status,
+    c.Append: authenticated.append,
+    c.Idle: authenticated.idle,
+    c.Subscribe: authenticated.subscribe,
+    c.Unsubscribe: authenticated.unsubscribe,
+    c.Check: selected.check,
+    c.Close: selected.close,
+    c.Unselect: selected.unselect,
+    c.Expunge: selected.expunge,
+    c.Store: selected.store,
+    c.Fetch: fetch.fetch,
+    c.Search: search.search,
+}
+
+def capabilities(session: Session) -> list[str]:
+    """What the session may use now (RFC 9051 §7.2.2): no login before TLS on port 143."""
+    caps = ["IMAP4rev1"]
+    if session.state is State.NOT_AUTHENTICATED:
+        if not session.tls:
+            return [*caps, "STARTTLS", "LOGINDISABLED", "LITERAL+", "ID"]
+        caps += ["AUTH=PLAIN", "SASL-IR"]
+    caps += ["LITERAL+", "ID", "ENABLE", "IDLE", "UIDPLUS", "UNSELECT", "NAMESPACE", "CHILDREN"]
+    caps.append(f"APPENDLIMIT={session.config.smtp.max_message_size}")
+    return caps
+
+
+async def dispatch(session: Session, command: c.Command) -> None:
+    handler = HANDLERS.get(type(command))
+    if not is_allowed(session.state, command):
+        await session.bad(
+            command.tag, f"{command.name} is not allowed in the {session.state.value} state"
+        )
+        return
+    if handler is None:
+        await session.send(
+            r.TaggedResponse(
+                command.tag, "NO", f"{command.name} is not supported yet", r.Code.CANNOT
+            )
+        )
+        return
+    await handler(session, command)

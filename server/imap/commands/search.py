@@ -1,0 +1,180 @@
+"""SEARCH and UID SEARCH (RFC 9051 §6.4.4). Flags, UIDs and sequence numbers are answered from
+the session's view; dates, sizes, headers and text need the message decrypted, which happens
+only for the messages and keys that need it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from server.imap.proto import commands as c
+from server.imap.proto import message as m
+from server.imap.proto import response as r
+from server.imap.proto.sequence import SequenceSet
+from server.imap.session import Session
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True),
+    "UNANSWERED": ("\\Answered", False),
+    "DELETED": ("\\Deleted", True),
+    "UNDELETED": ("\\Deleted", False),
+    "DRAFT": ("\\Draft", True),
+    "UNDRAFT": ("\\Draft", False),
+    "FLAGGED": ("\\Flagged", True),
+    "UNFLAGGED": ("\\Flagged", False),
+    "SEEN": ("\\Seen", True),
+    "UNSEEN": ("\\Seen", False),
+}
+_ADDRESS_HEADERS = {"FROM", "TO", "CC", "BCC", "SUBJECT"}
+
+
+class _Message:
+    """One candidate message; decrypts lazily."""
+
+    def __init__(self, s: Session, seq: int, uid: int) -> None:
+        self.s = s
+        self.seq = seq
+        self.uid = uid
+        self._meta: dict[str, Any] | None = None
+        self._raw: bytes | None = None
+
+    async def meta(self) -> dict[str, Any]:
+        if self._meta is None:
+            view, keys = self.s.selected, self.s.keys
+            assert view is not None and keys is not None
+            got = await self.s.store.read_meta(keys, view.info.id, [self.uid])
+            self._meta = got.get(self.uid, {"size": 0, "internaldate": "1970-01-01T00:00:00+00:00", "header_length": 0})
+        return self._meta
+
+    async def raw(self) -> bytes:
+        if self._raw is None:
+            view, keys = self.s.selected, self.s.keys
+            assert view is not None and keys is not None
+            self._raw = await self.s.store.read_body(keys, view.info.id, self.uid)
+        return self._raw
+
+    async def header(self, name: str) -> str:
+        raw = await self.raw()
+        meta = await self.meta()
+        block = raw[: meta.get("header_length", len(raw))]
+        values = [
+            m._field_value(f) for n, f in m.split_fields(block) if n == name.lower()
+        ]
+        return "\n".join(values)
+
+
+def _contains(haystack: str | bytes, needle: str) -> bool:
+    if isinstance(haystack, bytes):
+        haystack = haystack.decode("utf-8", "replace")
+    return needle.casefold() in haystack.casefold()
+
+
+async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) -> bool:
+    view = s.selected
+    assert view is not None
+    if isinstance(node, c.SearchAnd):
+        for operand in node.operands:
+            if not await _matches(operand, msg, s, largest):
+                return False
+        return True
+    if isinstance(node, c.SearchOr):
+        return await _matches(node.left, msg, s, largest) or await _matches(node.right, msg, s, largest)
+    if isinstance(node, c.SearchNot):
+        return not await _matches(node.operand, msg, s, largest)
+    key, args = node.key, node.args
+    flags = view.flags.get(msg.uid, frozenset())
+    if key == "ALL":
+        return True
+    if key in _FLAG_KEYS:
+        flag, present = _FLAG_KEYS[key]
+        return (flag in flags) == present
+    if key in ("NEW", "RECENT"):
+        return False  # \Recent is not kept (IMAP4rev2 dropped it)
+    if key == "OLD":
+        return True
+    if key == "KEYWORD":
+        return str(args[0]) in flags
+    if key == "UNKEYWORD":
+        return str(args[0]) not in flags
+    if key == "SEQSET":
+        seqset = args[0]
+        assert isinstance(seqset, SequenceSet)
+        return seqset.contains(msg.seq, view.exists)
+    if key == "UID":
+        seqset = args[0]
+        assert isinstance(seqset, SequenceSet)
+        return seqset.contains(msg.uid, largest)
+    if key in ("LARGER", "SMALLER"):
+        size = int((await msg.meta())["size"])
+        limit = int(args[0])  # type: ignore[arg-type]
+        return size > limit if key == "LARGER" else size < limit
+    if key in ("BEFORE", "ON", "SINCE"):
+        day = dt.datetime.fromisoformat((await msg.meta())["internaldate"]).date()
+        return _compare_date(key, day, args[0])
+    if key in ("SENTBEFORE", "SENTON", "SENTSINCE"):
+        from email.utils import parsedate_to_datetime
+
+        try:
+            day = parsedate_to_datetime(await msg.header("date")).date()
+        except (TypeError, ValueError, IndexError):
+            return False
+        return _compare_date(key[4:], day, args[0])
+    if key in _ADDRESS_HEADERS:
+        return _contains(await msg.header(key), str(args[0]))
+    if key == "HEADER":
+        field_name, value = args[0] if isinstance(args[0], tuple) else (str(args[0]), str(args[1]))
+        text = await msg.header(field_name)
+        return bool(text) and _contains(text, value) if value else bool(text)
+    if key == "BODY":
+        raw, meta = await msg.raw(), await msg.meta()
+        return _contains(raw[meta.get("header_length", 0) :], str(args[0]))
+    if key == "TEXT":
+        return _contains(await msg.raw(), str(args[0]))
+    if key == "MODSEQ":
+        return view.modseq.get(msg.uid, 0) >= int(args[-1])  # type: ignore[arg-type]
+    raise ValueError(f"unsupported search key {key}")
+
+
+def _compare_date(kind: str, day: dt.date, arg: object) -> bool:
+    assert isinstance(arg, dt.date)
+    if kind == "BEFORE":
+        return day < arg
+    if kind == "ON":
+        return day == arg
+    return day >= arg
+
+
+async def search(s: Session, cmd: c.Search) -> None:
+    view = s.selected
+    assert view is not None
+    if cmd.charset is not None and cmd.charset.upper() not in ("UTF-8", "US-ASCII"):
+        await s.no(cmd.tag, "Unsupported charset", r.Code.badcharset())
+        return
+    largest = view.uids[-1] if view.uids else 0
+    found: list[int] = []
+    try:
+        for i, uid in enumerate(list(view.uids)):
+            msg = _Message(s, i + 1, uid)
+            if await _matches(cmd.criteria, msg, s, largest):
+                found.append(uid if cmd.uid else i + 1)
+    except ValueError as exc:
+        await s.bad(cmd.tag, str(exc))
+        return
+    if cmd.return_options is None:
+        await s.send(r.search(found))
+    else:
+        results: dict[str, r.Value] = {}
+        opts = {o.upper() for o in cmd.return_options} or {"ALL"}
+        if "MIN" in opts and found:
+            results["MIN"] = min(found)
+        if "MAX" in opts and found:
+            results["MAX"] = max(found)
+        if "COUNT" in opts:
+            results["COUNT"] = len(found)
+        if "ALL" in opts and found:
+            results["ALL"] = SequenceSet.of(*found)
+        await s.send(r.esearch(cmd.tag, uid=cmd.uid, results=results))
+    from server.imap.commands.selected import sync
+
+    await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
+    await s.ok(cmd.tag, "SEARCH completed")

@@ -1,0 +1,178 @@
+"""The asyncio adapter around the sans-I/O core: one :class:`Session` per IMAP connection.
+
+It reads bytes into :class:`~server.imap.proto.parser.CommandParser`, hands each command to
+the handler table in :mod:`server.imap.commands`, and writes the responses the handlers build
+with :mod:`server.imap.proto.response`. It owns the connection state of RFC 9051 §3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import TYPE_CHECKING
+
+import structlog
+
+from server.imap.proto import response as r
+from server.imap.proto.commands import Command
+from server.imap.proto.events import (
+    NEED_DATA,
+    ContinuationLine,
+    ContinuationRequest,
+    ProtocolErrorEvent,
+)
+from server.imap.proto.limits import Limits
+from server.imap.proto.parser import CommandParser
+from server.imap.proto.states import State
+from server.imap.selected import SelectedFolder
+from storage.accounts import AccountInfo
+from storage.crypto import MailboxKeyPair
+
+if TYPE_CHECKING:
+    from server.imap.server import ImapServer
+
+log = structlog.get_logger("hygie.imap")
+READ_SIZE = 256 * 1024
+
+
+class ConnectionClosed(Exception):
+    """The client went away (or must be disconnected)."""
+
+
+class Session:
+    def __init__(
+        self,
+        server: ImapServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        implicit_tls: bool,
+    ) -> None:
+        self.server = server
+        self.config = server.config
+        self.store = server.store
+        self.reader = reader
+        self.writer = writer
+        self.tls = implicit_tls
+        self.state = State.NOT_AUTHENTICATED
+        self.account: AccountInfo | None = None
+        self.keys: MailboxKeyPair | None = None
+        self.selected: SelectedFolder | None = None
+        self.utf8 = False
+        self.enabled: set[str] = set()
+        self.limits = Limits(max_literal=self.config.imap.max_literal_size)
+        self.parser = CommandParser(self.limits)
+        peer = writer.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        self._read_task: asyncio.Task[bytes] | None = None
+
+    # -- I/O -------------------------------------------------------------------------------
+
+    async def send(self, *responses: r.Response) -> None:
+        chunks: list[bytes] = []
+        for resp in responses:
+            chunks += resp.chunks(utf8=self.utf8)
+        self.writer.writelines(chunks)
+        await self.writer.drain()
+
+    async def ok(self, tag: str, text: str, code: r.ResponseCode | None = None) -> None:
+        await self.send(r.TaggedResponse(tag, "OK", text, code))
+
+    async def no(self, tag: str, text: str, code: r.ResponseCode | None = None) -> None:
+        await self.send(r.TaggedResponse(tag, "NO", text, code))
+
+    async def bad(self, tag: str, text: str, code: r.ResponseCode | None = None) -> None:
+        await self.send(r.TaggedResponse(tag, "BAD", text, code))
+
+    def start_read(self) -> asyncio.Task[bytes]:
+        if self._read_task is None:
+            self._read_task = asyncio.ensure_future(self.reader.read(READ_SIZE))
+        return self._read_task
+
+    async def read_more(self, timeout: float | None = None) -> None:
+        """Feed the parser with the next bytes from the socket."""
+        task = self.start_read()
+        try:
+            data = await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            raise ConnectionClosed("autologout") from None
+        self._read_task = None
+        if not data:
+            raise ConnectionClosed("client closed the connection")
+        self.parser.receive_data(data)
+
+    async def read_line(self) -> bytes:
+        """One raw continuation line (AUTHENTICATE responses, IDLE's DONE)."""
+        self.parser.expect_line()
+        while True:
+            event = self.parser.next_event()
+            if event is NEED_DATA:
+                await self.read_more(self.config.imap.idle_timeout_seconds)
+                continue
+            if isinstance(event, ContinuationLine):
+                return event.data
+            if isinstance(event, ProtocolErrorEvent):
+                await self.send(r.error_response(event))
+                raise ConnectionClosed("bad continuation line")
+            raise ConnectionClosed("unexpected event")
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        await self.writer.start_tls(context)
+        self.tls = True
+        # RFC 9051 §6.2.1: anything the client sent before the handshake is discarded.
+        self.parser = CommandParser(self.limits)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        from server.imap.commands import capabilities, dispatch
+
+        try:
+            await self.send(
+                r.UntaggedStatus(
+                    "OK", "Hygie IMAP server ready", r.Code.capability(capabilities(self))
+                )
+            )
+            while self.state is not State.LOGOUT:
+                event = self.parser.next_event()
+                if event is NEED_DATA:
+                    await self.read_more(self.config.imap.idle_timeout_seconds)
+                elif isinstance(event, ContinuationRequest):
+                    await self.send(r.Continuation(event.text))
+                elif isinstance(event, ProtocolErrorEvent):
+                    await self.send(r.error_response(event))
+                    if event.close_connection:
+                        await self.send(r.UntaggedStatus("BYE", "Closing after a protocol error"))
+                        break
+                elif isinstance(event, Command):
+                    await dispatch(self, event)
+                else:
+                    raise ConnectionClosed("unexpected parser event")
+        except (ConnectionClosed, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except ssl.SSLError as exc:
+            log.info("tls_error", peer=self.peer, error=exc.reason)
+        except Exception:
+            log.exception("imap_session_failed", peer=self.peer)
+            with contextlib.suppress(Exception):
+                await self.send(r.UntaggedStatus("BYE", "Internal server error"))
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._read_task is not None:
+            self._read_task.cancel()
+        self.server.sessions.discard(self)
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 2)
+
+    async def shutdown(self) -> None:
+        """Server shutdown: tell the client and close (RFC 9051 §7.1.5 BYE)."""
+        with contextlib.suppress(Exception):
+            await self.send(r.UntaggedStatus("BYE", "Server shutting down"))
+        if self._read_task is not None:
+            self._read_task.cancel()
+        with contextlib.suppress(Exception):
+            self.writer.close()

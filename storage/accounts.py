@@ -1,0 +1,168 @@
+"""Accounts (MSSanté mailboxes, "BAL"): addresses, key pairs, passwords.
+
+Passwords are argon2id hashes (RFC 9106) verified off the event loop. Each account gets an
+X25519 key pair whose private half is wrapped by the master key (design.md §4) and an INBOX.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.crypto import MailboxKeyPair, MasterKey
+from storage.db import Database
+from storage.models import Account, Folder
+
+_HASHER = PasswordHasher()  # argon2id, RFC 9106 second recommended profile (64 MiB, t=3, p=4)
+# A hash of a random password, verified for unknown accounts so that timing does not tell
+# whether an address exists.
+_DUMMY_HASH = _HASHER.hash("hygie-no-such-account")
+_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+class AccountError(Exception):
+    """Bad input for an account operation; the message is fit for the user."""
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    id: int
+    address: str
+    has_password: bool
+    disabled: bool
+
+
+def normalize_address(address: str) -> str:
+    address = address.strip()
+    if not _ADDRESS.match(address) or ".." in address:
+        raise AccountError(f"not a valid mail address: {address!r}")
+    local, domain = address.rsplit("@", 1)
+    return f"{local.lower()}@{domain.lower()}"
+
+
+def key_context(account_id: int) -> bytes:
+    """AAD binding a wrapped private key to its account row."""
+    return b"account:%d" % account_id
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 8:
+        raise AccountError("password must have at least 8 characters")
+    return _HASHER.hash(password)
+
+
+def new_uidvalidity() -> int:
+    # Seconds since the epoch, like Dovecot: unique for a recreated folder of the same name.
+    return int(time.time()) & 0xFFFFFFFF or 1
+
+
+async def create_account(
+    db: Database, master: MasterKey, address: str, password: str | None
+) -> AccountInfo:
+    address = normalize_address(address)
+    password_hash = await asyncio.to_thread(hash_password, password) if password else None
+    keys = MailboxKeyPair.generate()
+
+    async def write(session: AsyncSession) -> AccountInfo:
+        account = Account(
+            address=address,
+            password_hash=password_hash,
+            public_key=keys.public,
+            wrapped_private_key=b"",
+            disabled=False,
+        )
+        session.add(account)
+        await session.flush()
+        account.wrapped_private_key = keys.wrapped_private(master, key_context(account.id))
+        session.add(
+            Folder(
+                account_id=account.id,
+                name="INBOX",
+                uidvalidity=new_uidvalidity(),
+                uidnext=1,
+                highestmodseq=1,
+                subscribed=True,
+            )
+        )
+        await session.flush()
+        return AccountInfo(account.id, address, password_hash is not None, False)
+
+    try:
+        return await db.writer.run(write)
+    except IntegrityError:
+        raise AccountError(f"{address} already exists") from None
+
+
+async def set_password(db: Database, address: str, password: str) -> None:
+    address = normalize_address(address)
+    password_hash = await asyncio.to_thread(hash_password, password)
+
+    async def write(session: AsyncSession) -> bool:
+        account = await session.scalar(select(Account).where(Account.address == address))
+        if account is None:
+            return False
+        account.password_hash = password_hash
+        return True
+
+    if not await db.writer.run(write):
+        raise AccountError(f"no such account: {address}")
+
+
+async def list_accounts(db: Database) -> list[AccountInfo]:
+    async with db.read() as session:
+        rows = await session.scalars(select(Account).order_by(Account.address))
+        return [AccountInfo(a.id, a.address, a.password_hash is not None, a.disabled) for a in rows]
+
+
+async def find_account(db: Database, address: str) -> AccountInfo | None:
+    try:
+        address = normalize_address(address)
+    except AccountError:
+        return None
+    async with db.read() as session:
+        a = await session.scalar(select(Account).where(Account.address == address))
+        if a is None:
+            return None
+        return AccountInfo(a.id, a.address, a.password_hash is not None, a.disabled)
+
+
+async def verify_password(db: Database, address: str, password: str) -> AccountInfo | None:
+    """The account if ``password`` is right; ``None`` otherwise (same cost either way)."""
+    try:
+        address = normalize_address(address)
+    except AccountError:
+        address = ""
+    async with db.read() as session:
+        a = await session.scalar(select(Account).where(Account.address == address))
+    stored = a.password_hash if a is not None and a.password_hash else _DUMMY_HASH
+
+    def check() -> bool:
+        try:
+            return _HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    ok = await asyncio.to_thread(check)
+    if not ok or a is None or not a.password_hash or a.disabled:
+        return None
+    return AccountInfo(a.id, a.address, True, a.disabled)
+
+
+async def unlock_keys(db: Database, master: MasterKey, account_id: int) -> MailboxKeyPair:
+    """The account's key pair, private half unwrapped (done once per IMAP login)."""
+    async with db.read() as session:
+        a = await session.get(Account, account_id)
+        if a is None:
+            raise AccountError("no such account")
+        public, wrapped = a.public_key, a.wrapped_private_key
+    return await asyncio.to_thread(
+        MailboxKeyPair.unwrap, public, wrapped, master, key_context(account_id)
+    )

@@ -1,0 +1,253 @@
+"""Database engines, migrations and the group-commit writer.
+
+SQLite runs in WAL mode with ``synchronous=FULL``: a commit is on disk when it returns.
+All writes that a protocol reply acknowledges go through one :class:`Writer` per process,
+which batches concurrent work into one transaction and one fsync (group commit), with a
+retry of each item alone when a shared transaction fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import structlog
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from storage.blobs import BlobStore
+
+T = TypeVar("T")
+log = structlog.get_logger("hygie.storage")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The pysqlite/aiosqlite driver's own transaction handling is disabled (isolation_level
+    # None) so that SQLAlchemy's BEGIN is the one that counts and SAVEPOINTs work.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _begin_immediate(conn: Connection) -> None:
+    # Writers take the write lock at BEGIN, so a read-then-write never dies with SQLITE_BUSY.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _begin_deferred(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, *, writer: bool = False, echo: bool = False) -> AsyncEngine:
+    is_sqlite = url.startswith("sqlite")
+    kwargs: dict[str, Any] = {"echo": echo}
+    if is_sqlite and writer:
+        kwargs["pool_size"] = 1
+        kwargs["max_overflow"] = 0
+    elif not is_sqlite:
+        kwargs["pool_size"] = 4 if writer else 10
+        kwargs["max_overflow"] = 0 if writer else 20
+        kwargs["pool_pre_ping"] = True
+    engine = create_async_engine(url, **kwargs)
+    if is_sqlite:
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(
+            engine.sync_engine, "begin", _begin_immediate if writer else _begin_deferred
+        )
+    return engine
+
+
+def _alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    location = resources.files("storage") / "migrations"
+    cfg.set_main_option("script_location", str(location))
+    cfg.set_main_option("sqlalchemy.url", url)
+    return cfg
+
+
+async def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema (``alembic upgrade head``)."""
+    if url.startswith("sqlite"):
+        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url, writer=True)
+    try:
+        async with engine.begin() as conn:
+
+            def upgrade(sync_conn: Connection) -> None:
+                cfg = _alembic_config(url)
+                cfg.attributes["connection"] = sync_conn
+                command.upgrade(cfg, "head")
+
+            await conn.run_sync(upgrade)
+    finally:
+        await engine.dispose()
+
+
+BatchFn = Callable[[AsyncSession, list[Any]], Awaitable[list[Any]]]
+
+
+@dataclass
+class _Work:
+    """One caller's work: either ``fn(session)`` or one ``payload`` for ``batch_fn``."""
+
+    fn: Callable[[AsyncSession], Awaitable[Any]] | None
+    batch_fn: BatchFn | None
+    payload: Any
+    blobs: list[tuple[str, bytes]]
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Writer:
+    """The group-commit writer: ``await writer.run(fn)`` returns once ``fn``'s writes are durable.
+
+    Concurrent callers share one transaction (and one fsync) of up to ``max_batch`` items.
+    Items submitted with :meth:`run_batched` and the same ``batch_fn`` are handed to it
+    together, so N deliveries cost a few statements rather than N times a few. Blobs attached
+    to an item are made durable before the transaction that refers to them. If a shared
+    transaction fails, each of its items is retried alone, so one bad item fails only itself.
+    """
+
+    def __init__(self, engine: AsyncEngine, blobs: BlobStore, max_batch: int = 64) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._blobs = blobs
+        self._max = max_batch
+        self._queue: asyncio.Queue[_Work | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.items = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="hygie-writer")
+
+    async def close(self) -> None:
+        """Finish queued work, then stop."""
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+            self._task = None
+
+    async def run(
+        self,
+        fn: Callable[[AsyncSession], Awaitable[T]],
+        blobs: list[tuple[str, bytes]] | None = None,
+    ) -> T:
+        return cast(T, await self._submit(_Work(fn, None, None, blobs or [])))
+
+    async def run_batched(
+        self, batch_fn: BatchFn, payload: Any, blobs: list[tuple[str, bytes]] | None = None
+    ) -> Any:
+        """``batch_fn(session, payloads)`` returns one result per payload, in order."""
+        return await self._submit(_Work(None, batch_fn, payload, blobs or []))
+
+    async def _submit(self, work: _Work) -> Any:
+        if self._task is None:
+            raise RuntimeError("Writer used before Writer.start()")
+        await self._queue.put(work)
+        return await work.future
+
+    async def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Work]) -> None:
+        try:
+            await self._blobs.put_files([b for w in batch for b in w.blobs])
+        except Exception as exc:  # the disk failed: nothing in this batch is durable
+            log.error("blob_write_failed", error=type(exc).__name__, items=len(batch))
+            for w in batch:
+                w.future.set_exception(exc)
+            return
+        try:
+            results = await self._transaction(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                log.warning("write_failed", error=type(exc).__name__)
+                batch[0].future.set_exception(exc)
+                return
+            for w in batch:  # isolate the failing item
+                await self._commit_alone(w)
+            return
+        self.batches += 1
+        self.items += len(batch)
+        for w, value in zip(batch, results, strict=True):
+            w.future.set_result(value)
+
+    async def _commit_alone(self, w: _Work) -> None:
+        try:
+            (value,) = await self._transaction([w])
+        except Exception as exc:
+            log.warning("write_failed", error=type(exc).__name__)
+            w.future.set_exception(exc)
+        else:
+            w.future.set_result(value)
+
+    async def _transaction(self, batch: list[_Work]) -> list[Any]:
+        results: dict[int, Any] = {}
+        async with self._sessions() as session, session.begin():
+            for w in batch:
+                for bid, data in w.blobs:
+                    await self._blobs.put_row(session, bid, data)
+            groups: dict[BatchFn, list[int]] = {}
+            for i, w in enumerate(batch):
+                if w.batch_fn is not None:
+                    groups.setdefault(w.batch_fn, []).append(i)
+                elif w.fn is not None:
+                    results[i] = await w.fn(session)
+            for batch_fn, indexes in groups.items():
+                values = await batch_fn(session, [batch[i].payload for i in indexes])
+                results.update(zip(indexes, values, strict=True))
+            await session.flush()
+        return [results[i] for i in range(len(batch))]
+
+
+class Database:
+    """One process's handle on the store: a read engine and the group-commit writer."""
+
+    def __init__(self, url: str, blobs: BlobStore, *, group_commit_max: int = 64, echo: bool = False):
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self.read_engine = make_engine(url, echo=echo)
+        self.write_engine = make_engine(url, writer=True, echo=echo)
+        self.blobs = blobs
+        self.writer = Writer(self.write_engine, blobs, group_commit_max)
+        self.read = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    async def start(self) -> None:
+        self.writer.start()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.writer.close()
+        await self.read_engine.dispose()
+        await self.write_engine.dispose()

@@ -1,0 +1,1 @@
+"""Alembic migrations of Hygie's schema; :func:`storage.db.migrate` runs them."""

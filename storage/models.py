@@ -1,0 +1,96 @@
+"""SQLAlchemy 2 models. Schema changes go through Alembic (``storage/migrations``).
+
+Vocabulary: an **account** is an MSSanté mailbox (BAL): one address, one X25519 key pair,
+optionally a password. A **folder** is an IMAP mailbox inside it (INBOX, Sent …). A **message**
+row is one message in one folder; its body is a blob in the blob store, shared by every
+recipient, and the row holds the content key sealed to the account's public key.
+
+Nothing here is plaintext message content: bodies are blobs, and envelope, body structure,
+size and dates live in ``messages.meta``, encrypted with the message's content key.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("account_id", "name", name="uq_folders_account_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(1000))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
+    highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("folder_id", "uid", name="uq_messages_folder_uid"),
+        Index("ix_messages_folder_modseq", "folder_id", "modseq"),
+        Index("ix_messages_blob", "blob_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    modseq: Mapped[int] = mapped_column(BigInteger)
+    # System flags and keywords, space-separated (e.g. "\\Seen \\Flagged $Label1").
+    flags: Mapped[str] = mapped_column(Text, default="")
+    blob_id: Mapped[str] = mapped_column(String(64))
+    # The content key, HPKE-sealed to the account's public key.
+    sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # JSON (size, internal date, envelope, body structure), encrypted with the content key.
+    meta: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Blob(Base):
+    """Encrypted bodies when ``[storage] blob_store = "database"``."""
+
+    __tablename__ = "blobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

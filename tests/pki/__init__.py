@@ -1,0 +1,1 @@
+"""Tests of the certificate authority (`pki`): issuance, files on disk, TLS contexts."""
