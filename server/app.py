@@ -49,9 +49,7 @@ async def open_services(config: Config) -> Services:
     )
     await db.start()
     store = MailStore(db)
-    return Services(
-        config, db, master, store, Authenticator(db, config.auth), LocalDelivery(store)
-    )
+    return Services(config, db, master, store, Authenticator(db, config.auth), LocalDelivery(store))
 
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
@@ -68,7 +66,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     )
     services = await open_services(config)
     handler = SubmissionHandler(config, services.auth, services.store, services.delivery)
-    smtp_servers = await start_submission(config, handler, tls)
+    submission = await start_submission(config, handler, tls)
     imap = ImapServer(config, services.store, services.auth, services.master, tls)
     imap_servers = await imap.start()
     log.info(
@@ -82,14 +80,14 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await stop.wait()
 
     log.info("stopping")
-    for srv in smtp_servers + imap_servers:
+    submission.stop_accepting()
+    for srv in imap_servers:
         srv.close()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(
             services.delivery.idle.wait(), timeout=config.server.shutdown_grace_seconds
         )
     await imap.close()
-    for srv in smtp_servers:
-        srv.close_clients()
+    await submission.close_connections()
     await services.db.close()
     log.info("stopped")

@@ -18,16 +18,29 @@ import click
 
 from pki.ca import CertificateAuthority, init_ca, write_server_credentials
 from pki.errors import PkiError
-from server.config import CONFIG_FILE, Config, ConfigError, data_dir_from, load_config, render_config
+from server.config import (
+    CONFIG_FILE,
+    Config,
+    ConfigError,
+    data_dir_from,
+    load_config,
+    render_config,
+)
 from server.logs import configure_logging
-from storage.accounts import AccountError, create_account, list_accounts, normalize_address, set_password
+from storage.accounts import (
+    AccountError,
+    create_account,
+    list_accounts,
+    normalize_address,
+    set_password,
+)
 from storage.blobs import open_blob_store
 from storage.crypto import CryptoError, MasterKey
 from storage.db import Database, migrate
 
 T = TypeVar("T")
-CA_SECRET = "pki-ca-passphrase"
-DEMO_PASSWORD = "hygie-demo-2026"
+CA_SECRET = "pki-ca-passphrase"  # noqa: S105 (a derivation label, not a secret)
+DEMO_PASSWORD = "hygie-demo-2026"  # noqa: S105 (the documented demo password)
 DEMO_ACCOUNTS = (
     "jean.dupont@{domain}",
     "claire.martin@{domain}",
@@ -88,7 +101,17 @@ def main(ctx: click.Context, data: str | None) -> None:
 
 # -- init -----------------------------------------------------------------------------------
 
-_OWNED = (CONFIG_FILE, "hygie.db", "hygie.db-wal", "hygie.db-shm", "keys", "pki", "tls", "blobs", DEMO_FILE)
+_OWNED = (
+    CONFIG_FILE,
+    "hygie.db",
+    "hygie.db-wal",
+    "hygie.db-shm",
+    "keys",
+    "pki",
+    "tls",
+    "blobs",
+    DEMO_FILE,
+)
 
 
 @main.command()
@@ -108,7 +131,9 @@ def init(ctx: click.Context, domain: str, hostname: str | None, demo: bool, forc
     hostname = (hostname or f"mail.{domain}").lower()
     present = [name for name in _OWNED if (data / name).exists()]
     if present and not force:
-        fail(f"{data} already holds a Hygie data directory ({present[0]}); use --force to replace it")
+        fail(
+            f"{data} already holds a Hygie data directory ({present[0]}); use --force to replace it"
+        )
     for name in present:
         path = data / name
         if path.is_dir():
@@ -131,7 +156,9 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
     ca = init_ca(config.path("pki"), master.derive_secret(CA_SECRET), operator="HYGIE")
     config.path(config.tls.key_file).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     issued = ca.issue_server([hostname, *domains, "localhost"], ["127.0.0.1", "::1"])
-    write_server_credentials(issued, config.path(config.tls.cert_file), config.path(config.tls.key_file))
+    write_server_credentials(
+        issued, config.path(config.tls.cert_file), config.path(config.tls.key_file)
+    )
     click.echo(f"Initialised {config.data_dir} for {', '.join(domains)} (host {hostname}).")
     click.echo(f"  database:    {config.database_url.split('://', 1)[0]}")
     click.echo(f"  trust this CA: {config.path(config.tls.ca_file)}")
@@ -216,8 +243,10 @@ def user_add(ctx: click.Context, address: str, password_stdin: bool) -> None:
         address = normalize_address(address)
     except AccountError as exc:
         fail(str(exc))
-    if not config.is_local_domain(address.rsplit("@", 1)[1]):
-        fail(f"{address.rsplit('@', 1)[1]} is not a domain of this server ({', '.join(config.server.domains)})")
+    domain = address.rsplit("@", 1)[1]
+    if not config.is_local_domain(domain):
+        served = ", ".join(config.server.domains)
+        fail(f"{domain} is not a domain of this server ({served})")
     password = _read_password(password_stdin)
 
     async def add() -> None:

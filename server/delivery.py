@@ -10,8 +10,8 @@ import asyncio
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 from server.imap.proto.message import analyze

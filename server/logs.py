@@ -11,7 +11,12 @@ import sys
 
 import structlog
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
@@ -33,4 +38,8 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         cache_logger_on_first_use=True,
     )
     # Libraries that use the standard logging module (aiosmtpd, asyncio) go to stderr too.
-    logging.basicConfig(stream=sys.stderr, level=max(numeric, logging.WARNING), format="%(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=max(numeric, logging.WARNING),
+        format="%(name)s %(levelname)s %(message)s",
+    )

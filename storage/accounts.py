@@ -25,7 +25,9 @@ _HASHER = PasswordHasher()  # argon2id, RFC 9106 second recommended profile (64 
 # A hash of a random password, verified for unknown accounts so that timing does not tell
 # whether an address exists.
 _DUMMY_HASH = _HASHER.hash("hygie-no-such-account")
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_ADDRESS = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+)
 
 
 class AccountError(Exception):

@@ -29,16 +29,16 @@ class BlobStore(abc.ABC):
     """Interface. Writes: ``put_files`` runs before the transaction, ``put_row`` inside it.
     Deletes: ``delete_rows`` inside the transaction, ``delete_files`` after it committed."""
 
-    async def put_files(self, blobs: list[tuple[str, bytes]]) -> None:
+    async def put_files(self, blobs: list[tuple[str, bytes]]) -> None:  # noqa: B027
         """Make ``blobs`` durable outside the database (no-op for the database backend)."""
 
-    async def put_row(self, session: AsyncSession, blob_id: str, data: bytes) -> None:
+    async def put_row(self, session: AsyncSession, blob_id: str, data: bytes) -> None:  # noqa: B027
         """Store a blob inside the current transaction (no-op for the file backend)."""
 
-    async def delete_rows(self, session: AsyncSession, blob_ids: list[str]) -> None:
+    async def delete_rows(self, session: AsyncSession, blob_ids: list[str]) -> None:  # noqa: B027
         """Delete blobs inside the current transaction (no-op for the file backend)."""
 
-    async def delete_files(self, blob_ids: list[str]) -> None:
+    async def delete_files(self, blob_ids: list[str]) -> None:  # noqa: B027
         """Delete blobs after the transaction that dropped their last reference committed."""
 
     @abc.abstractmethod
@@ -108,7 +108,7 @@ class FileBlobStore(BlobStore):
 
 class DatabaseBlobStore(BlobStore):
     async def put_row(self, session: AsyncSession, blob_id: str, data: bytes) -> None:
-        dialect = session.bind.dialect.name
+        dialect = session.get_bind().dialect.name
         ins = pg_insert(Blob) if dialect == "postgresql" else sqlite_insert(Blob)
         await session.execute(
             ins.values(id=blob_id, data=data).on_conflict_do_nothing(index_elements=["id"])

@@ -112,7 +112,9 @@ class MailboxKeyPair:
         return master.wrap(self.private.private_bytes_raw(), context)
 
     @classmethod
-    def unwrap(cls, public: bytes, wrapped: bytes, master: MasterKey, context: bytes) -> MailboxKeyPair:
+    def unwrap(
+        cls, public: bytes, wrapped: bytes, master: MasterKey, context: bytes
+    ) -> MailboxKeyPair:
         private = X25519PrivateKey.from_private_bytes(master.unwrap(wrapped, context))
         if private.public_key().public_bytes_raw() != public:
             raise CryptoError("mailbox private key does not match its public key")

@@ -68,9 +68,7 @@ def make_engine(url: str, *, writer: bool = False, echo: bool = False) -> AsyncE
     engine = create_async_engine(url, **kwargs)
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(
-            engine.sync_engine, "begin", _begin_immediate if writer else _begin_deferred
-        )
+        event.listen(engine.sync_engine, "begin", _begin_immediate if writer else _begin_deferred)
     return engine
 
 
@@ -234,7 +232,9 @@ class Writer:
 class Database:
     """One process's handle on the store: a read engine and the group-commit writer."""
 
-    def __init__(self, url: str, blobs: BlobStore, *, group_commit_max: int = 64, echo: bool = False):
+    def __init__(
+        self, url: str, blobs: BlobStore, *, group_commit_max: int = 64, echo: bool = False
+    ):
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.read_engine = make_engine(url, echo=echo)

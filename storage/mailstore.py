@@ -303,7 +303,9 @@ class MailStore:
             total = await session.scalar(
                 select(func.count()).select_from(Message).where(Message.folder_id == folder_id)
             )
-            flags = await session.scalars(select(Message.flags).where(Message.folder_id == folder_id))
+            flags = await session.scalars(
+                select(Message.flags).where(Message.folder_id == folder_id)
+            )
             unseen = sum(1 for f in flags if "\\Seen" not in _flags_set(f))
         return int(total or 0), unseen
 
@@ -375,7 +377,9 @@ class MailStore:
                 if unchanged_since is not None and old_modseq > unchanged_since:
                     continue
                 old = _flags_set(text)
-                new = {"add": old | wanted, "remove": old - wanted, "replace": frozenset(wanted)}[mode]
+                new = {"add": old | wanted, "remove": old - wanted, "replace": frozenset(wanted)}[
+                    mode
+                ]
                 if new == old:
                     continue
                 if modseq is None:
@@ -404,7 +408,9 @@ class MailStore:
             if uids is not None:
                 query = query.where(Message.uid.in_(list(uids)))
             rows = (await session.execute(query)).all()
-            doomed = [(mid, uid, bid) for mid, uid, text, bid in rows if "\\Deleted" in _flags_set(text)]
+            doomed = [
+                (mid, uid, bid) for mid, uid, text, bid in rows if "\\Deleted" in _flags_set(text)
+            ]
             if not doomed:
                 return []
             await session.execute(delete(Message).where(Message.id.in_([d[0] for d in doomed])))

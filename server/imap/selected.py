@@ -43,7 +43,7 @@ class SelectedFolder:
         if not self.uids:
             return []
         if uid:
-            out = []
+            out: list[tuple[int, int]] = []
             largest = self.uids[-1]
             for lo, hi in sequence_set.resolve(largest):
                 start = bisect.bisect_left(self.uids, lo)

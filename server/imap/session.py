@@ -90,11 +90,11 @@ class Session:
             self._read_task = asyncio.ensure_future(self.reader.read(READ_SIZE))
         return self._read_task
 
-    async def read_more(self, timeout: float | None = None) -> None:
+    async def read_more(self, idle_seconds: float | None = None) -> None:
         """Feed the parser with the next bytes from the socket."""
         task = self.start_read()
         try:
-            data = await asyncio.wait_for(asyncio.shield(task), timeout)
+            data = await asyncio.wait_for(asyncio.shield(task), idle_seconds)
         except TimeoutError:
             raise ConnectionClosed("autologout") from None
         self._read_task = None

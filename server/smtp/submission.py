@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import logging
 import ssl
+import weakref
 from base64 import b64decode
 from typing import Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from server.auth import AuthError, Authenticator
+from server.auth import Authenticator, AuthError
 from server.config import Config
 from server.delivery import LocalDelivery, Trace
 from server.smtp import replies as S
@@ -116,7 +118,11 @@ class SubmissionHandler:
                 login.decode("utf-8", "replace"), password.decode("utf-8", "replace"), peer, "smtp"
             )
         except AuthError as exc:
-            status = S.S421_TOO_MANY_FAILURES if exc.reason == AuthError.THROTTLED else S.S534_MECH_TOO_WEAK
+            status = (
+                S.S421_TOO_MANY_FAILURES
+                if exc.reason == AuthError.THROTTLED
+                else S.S534_MECH_TOO_WEAK
+            )
             await server.push(status)
             if exc.reason == AuthError.THROTTLED and server.transport is not None:
                 server.transport.close()
@@ -146,7 +152,7 @@ class SubmissionHandler:
             return S.S553_SENDER_NOT_OWNED
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        envelope.hygie_recipients = []  # type: ignore[attr-defined]
+        envelope.hygie_recipients = []
         return S.S250_SENDER_OK
 
     async def handle_RCPT(
@@ -188,7 +194,8 @@ class SubmissionHandler:
         if len(raw) > self.config.smtp.max_message_size:
             return S.S552_TOO_BIG
         ssl_obj = server.ssl_object()
-        tls = f"{ssl_obj.version()} {ssl_obj.cipher()[0]}" if ssl_obj and ssl_obj.cipher() else "TLS"
+        cipher = ssl_obj.cipher() if ssl_obj is not None else None
+        tls = f"{ssl_obj.version()} {cipher[0]}" if ssl_obj is not None and cipher else "TLS"
         utf8 = "SMTPUTF8" in (o.upper() for o in envelope.mail_options)
         trace = Trace(
             helo=session.host_name or "unknown",
@@ -225,13 +232,36 @@ def _has_bare_newline(raw: bytes) -> bool:
     return raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n")
 
 
+class SubmissionListeners:
+    """The two submission listeners and their open connections."""
+
+    def __init__(self, servers: list[asyncio.Server], connections: weakref.WeakSet[HygieSMTP]):
+        self.servers = servers
+        self.connections = connections
+
+    def stop_accepting(self) -> None:
+        for srv in self.servers:
+            srv.close()
+
+    async def close_connections(self) -> None:
+        """Shutdown: RFC 5321 §3.8 lets a server close with 421 at any time."""
+        for conn in list(self.connections):
+            transport = conn.transport
+            if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+                continue
+            with contextlib.suppress(Exception):
+                transport.write(S.S421_SHUTTING_DOWN.encode() + b"\r\n")
+                transport.close()
+
+
 async def start_submission(
     config: Config,
     handler: SubmissionHandler,
     tls: ssl.SSLContext,
-) -> list[asyncio.Server]:
+) -> SubmissionListeners:
     """Listen on the STARTTLS and the implicit-TLS submission ports."""
     loop = asyncio.get_running_loop()
+    connections: weakref.WeakSet[HygieSMTP] = weakref.WeakSet()
     common: dict[str, Any] = {
         "hostname": config.server.hostname,
         "ident": "Hygie ESMTP",
@@ -243,16 +273,20 @@ async def start_submission(
     }
 
     def starttls_factory() -> HygieSMTP:
-        return HygieSMTP(
+        conn = HygieSMTP(
             handler, implicit_tls=False, tls_context=tls, require_starttls=True, **common
         )
+        connections.add(conn)
+        return conn
 
     def implicit_factory() -> HygieSMTP:
-        return HygieSMTP(handler, implicit_tls=True, **common)
+        conn = HygieSMTP(handler, implicit_tls=True, **common)
+        connections.add(conn)
+        return conn
 
     host = config.server.listen
     plain = await loop.create_server(starttls_factory, host, config.smtp.submission_port)
     implicit = await loop.create_server(
         implicit_factory, host, config.smtp.submission_tls_port, ssl=tls
     )
-    return [plain, implicit]
+    return SubmissionListeners([plain, implicit], connections)

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.imap.commands import any_state, authenticated, fetch, not_authenticated, search, selected
+from server.imap.commands import (
+    any_state,
+    authenticated,
+    fetch,
+    not_authenticated,
+    search,
+    selected,
+)
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
 from server.imap.proto.states import State, is_allowed
@@ -45,6 +52,7 @@ HANDLERS: dict[type[c.Command], Handler] = {
     c.Fetch: fetch.fetch,
     c.Search: search.search,
 }
+
 
 def capabilities(session: Session) -> list[str]:
     """What the session may use now (RFC 9051 §7.2.2): no login before TLS on port 143."""

@@ -9,10 +9,10 @@ import re
 from server.delivery import describe
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
-from server.imap.proto.sequence import SequenceSet
-from server.imap.selected import SYSTEM_FLAGS, SelectedFolder
 from server.imap.proto.events import NEED_DATA, ContinuationLine
+from server.imap.proto.sequence import SequenceSet
 from server.imap.proto.states import State
+from server.imap.selected import SYSTEM_FLAGS, SelectedFolder
 from server.imap.session import ConnectionClosed, Session
 from storage.mailstore import FolderError, FolderInfo
 
@@ -99,7 +99,9 @@ def _pattern(reference: str, pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-def _matching(folders: list[FolderInfo], reference: str, patterns: tuple[str, ...]) -> list[FolderInfo]:
+def _matching(
+    folders: list[FolderInfo], reference: str, patterns: tuple[str, ...]
+) -> list[FolderInfo]:
     regexes = [_pattern(reference, p) for p in patterns]
     return [f for f in folders if any(rx.match(f.name) for rx in regexes)]
 
@@ -224,7 +226,9 @@ async def idle(s: Session, cmd: c.Idle) -> None:
         while True:
             read = s.start_read()
             waiter = asyncio.ensure_future(changed.wait())
-            done, _ = await asyncio.wait({read, waiter}, timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {read, waiter}, timeout=deadline, return_when=asyncio.FIRST_COMPLETED
+            )
             waiter.cancel()
             if not done:
                 await s.send(r.UntaggedStatus("BYE", "IDLE timed out"))

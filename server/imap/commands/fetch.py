@@ -32,7 +32,9 @@ def _expand(attributes: tuple[c.FetchAttribute, ...]) -> list[c.FetchAttribute]:
     for a in attributes:
         # RFC 9051 §6.4.5 macros.
         if a.name == "ALL":
-            out += [c.FetchAttribute(n) for n in ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE")]
+            out += [
+                c.FetchAttribute(n) for n in ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE")
+            ]
         elif a.name == "FAST":
             out += [c.FetchAttribute(n) for n in ("FLAGS", "INTERNALDATE", "RFC822.SIZE")]
         elif a.name == "FULL":

@@ -43,7 +43,10 @@ class _Message:
             view, keys = self.s.selected, self.s.keys
             assert view is not None and keys is not None
             got = await self.s.store.read_meta(keys, view.info.id, [self.uid])
-            self._meta = got.get(self.uid, {"size": 0, "internaldate": "1970-01-01T00:00:00+00:00", "header_length": 0})
+            self._meta = got.get(
+                self.uid,
+                {"size": 0, "internaldate": "1970-01-01T00:00:00+00:00", "header_length": 0},
+            )
         return self._meta
 
     async def raw(self) -> bytes:
@@ -57,9 +60,7 @@ class _Message:
         raw = await self.raw()
         meta = await self.meta()
         block = raw[: meta.get("header_length", len(raw))]
-        values = [
-            m._field_value(f) for n, f in m.split_fields(block) if n == name.lower()
-        ]
+        values = [m._field_value(f) for n, f in m.split_fields(block) if n == name.lower()]
         return "\n".join(values)
 
 
@@ -78,7 +79,9 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
                 return False
         return True
     if isinstance(node, c.SearchOr):
-        return await _matches(node.left, msg, s, largest) or await _matches(node.right, msg, s, largest)
+        return await _matches(node.left, msg, s, largest) or await _matches(
+            node.right, msg, s, largest
+        )
     if isinstance(node, c.SearchNot):
         return not await _matches(node.operand, msg, s, largest)
     key, args = node.key, node.args

@@ -230,6 +230,10 @@ class Grammar:
         self.pos = 0
         return data, binary
 
+    def at_literal(self) -> bool:
+        ch = self.peek()
+        return ch == 0x7B or (ch == 0x7E and self.line.startswith(b"{", self.pos + 1))
+
     def _plain_literal(self) -> bytes:
         if self.peek() == 0x7E:
             raise self.error("literal8 is not allowed here")
@@ -248,7 +252,7 @@ class Grammar:
         ch = self.peek()
         if ch == 0x22:
             return self.quoted()
-        if ch == 0x7B or ch == 0x7E:
+        if self.at_literal():
             return self._plain_literal()
         raise self.error("Expected a string")
 
@@ -257,7 +261,7 @@ class Grammar:
         ch = self.peek()
         if ch == 0x22:
             return self.quoted()
-        if ch == 0x7B or ch == 0x7E:
+        if self.at_literal():
             return self._plain_literal()
         m = ASTRING_RE.match(self.line, self.pos)
         if m is None:
@@ -294,7 +298,7 @@ class Grammar:
 
     # RFC 9051 §9: list-mailbox = 1*list-char / string
     def list_mailbox(self) -> str:
-        if self.peek() in (0x22, 0x7B, 0x7E):
+        if self.peek() == 0x22 or self.at_literal():
             raw = self.string()
         else:
             m = LIST_RE.match(self.line, self.pos)
@@ -625,7 +629,7 @@ class Grammar:
             if self.peek() == 0x22:
                 when = self.date_time()
                 self.sp()
-            if self.peek() not in (0x7B, 0x7E):
+            if not self.at_literal():
                 raise self.error("Expected the message literal")
             data, binary = self.literal()
             messages.append(c.AppendMessage(flags, when, data, binary))

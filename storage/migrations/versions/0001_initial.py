@@ -41,7 +41,10 @@ def upgrade() -> None:
         sa.Column("subscribed", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_folders"),
         sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.id"], name="fk_folders_account_id_accounts", ondelete="CASCADE"
+            ["account_id"],
+            ["accounts.id"],
+            name="fk_folders_account_id_accounts",
+            ondelete="CASCADE",
         ),
         sa.UniqueConstraint("account_id", "name", name="uq_folders_account_name"),
     )
