@@ -1,0 +1,128 @@
+"""Accounts, delivery with group commit, flags and expunge, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from storage.accounts import (
+    AccountError,
+    create_account,
+    find_account,
+    list_accounts,
+    set_password,
+    unlock_keys,
+    verify_password,
+)
+from storage.blobs import open_blob_store
+from storage.crypto import MasterKey
+from storage.db import Database, migrate
+from storage.mailstore import MailStore
+
+MARKER = b"ZEBRA-MARKER-7f3a"
+
+
+@dataclass
+class Store:
+    db: Database
+    master: MasterKey
+    mail: MailStore
+    blob_dir: Path
+
+
+@pytest.fixture(params=["file", "database"])
+async def store(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    await migrate(database_url)
+    master = MasterKey.create(tmp_path / "master.key")
+    blob_dir = tmp_path / "blobs"
+    db = Database(database_url, open_blob_store(request.param, blob_dir), group_commit_max=16)
+    await db.start()
+    try:
+        yield Store(db, master, MailStore(db), blob_dir)
+    finally:
+        await db.close()
+
+
+async def test_accounts_and_passwords(store: Store) -> None:
+    info = await create_account(store.db, store.master, "Jean.Dupont@Hygie.test", "correct horse")
+    assert info.address == "jean.dupont@hygie.test"
+    with pytest.raises(AccountError, match="already exists"):
+        await create_account(store.db, store.master, "jean.dupont@hygie.test", "another one")
+    assert await verify_password(store.db, "JEAN.DUPONT@hygie.test", "correct horse") == info
+    assert await verify_password(store.db, "jean.dupont@hygie.test", "wrong horse") is None
+    assert await verify_password(store.db, "nobody@hygie.test", "correct horse") is None
+    await set_password(store.db, "jean.dupont@hygie.test", "battery staple")
+    assert await verify_password(store.db, "jean.dupont@hygie.test", "battery staple") == info
+    assert [a.address for a in await list_accounts(store.db)] == ["jean.dupont@hygie.test"]
+    assert await find_account(store.db, "not an address") is None
+    with pytest.raises(AccountError, match="at least 8"):
+        await create_account(store.db, store.master, "x@hygie.test", "short")
+
+
+async def test_concurrent_deliveries_share_commits_and_get_dense_uids(store: Store) -> None:
+    a = await create_account(store.db, store.master, "a@hygie.test", "password-a")
+    b = await create_account(store.db, store.master, "b@hygie.test", "password-b")
+    ra, rb = await store.mail.resolve("a@hygie.test"), await store.mail.resolve("B@hygie.test")
+    assert ra is not None and rb is not None
+    batches_before = store.db.writer.batches
+    messages = [b"Subject: n%d\r\n\r\n%s body %d\r\n" % (i, MARKER, i) for i in range(60)]
+    results = await asyncio.gather(
+        *(store.mail.deliver(raw, {"n": i}, [ra, rb]) for i, raw in enumerate(messages))
+    )
+    assert store.db.writer.batches - batches_before < 60  # group commit happened
+    uids_a = sorted(d.uid for r in results for d in r if d.account_id == a.id)
+    assert uids_a == list(range(1, 61))
+    keys_a, keys_b = await unlock_keys(store.db, store.master, a.id), await unlock_keys(
+        store.db, store.master, b.id
+    )
+    for deliveries, raw in zip(results, messages, strict=True):
+        for d in deliveries:
+            keys = keys_a if d.account_id == a.id else keys_b
+            assert await store.mail.read_body(keys, d.folder_id, d.uid) == raw
+    # One shared ciphertext, readable by each recipient only with its own key.
+    d_a = next(d for d in results[0] if d.account_id == a.id)
+    with pytest.raises(Exception):  # noqa: B017 - any failure to open is right
+        await store.mail.read_body(keys_b, d_a.folder_id, d_a.uid)
+    folder = await store.mail.refresh(ra.folder_id)
+    assert folder is not None and folder.uidnext == 61
+
+
+async def test_flags_and_expunge_remove_blob_when_last_reference_goes(store: Store) -> None:
+    a = await create_account(store.db, store.master, "a@hygie.test", "password-a")
+    ra = await store.mail.resolve("a@hygie.test")
+    assert ra is not None
+    d1, d2 = [
+        (await store.mail.deliver(b"Subject: x\r\n\r\n%d\r\n" % i, {}, [ra]))[0] for i in range(2)
+    ]
+    changed = await store.mail.store_flags(ra.folder_id, [d1.uid], ["\\Deleted", "\\Seen"], "add")
+    assert [(m.uid, sorted(m.flags)) for m in changed] == [(d1.uid, ["\\Deleted", "\\Seen"])]
+    assert await store.mail.store_flags(ra.folder_id, [d1.uid], ["\\Seen"], "add") == []
+    before = {p.name for p in store.blob_dir.rglob("*") if p.is_file()}
+    assert await store.mail.expunge(ra.folder_id) == [d1.uid]
+    assert [m.uid for m in await store.mail.messages(ra.folder_id)] == [d2.uid]
+    after = {p.name for p in store.blob_dir.rglob("*") if p.is_file()}
+    assert len(before - after) == (1 if before else 0)
+    keys = await unlock_keys(store.db, store.master, a.id)
+    assert await store.mail.read_body(keys, ra.folder_id, d2.uid) == b"Subject: x\r\n\r\n1\r\n"
+
+
+async def test_a_failing_item_fails_alone(store: Store) -> None:
+    await create_account(store.db, store.master, "a@hygie.test", "password-a")
+    ra = await store.mail.resolve("a@hygie.test")
+    assert ra is not None
+
+    async def broken(session: object) -> None:
+        raise RuntimeError("boom")
+
+    results = await asyncio.gather(
+        store.db.writer.run(broken),  # type: ignore[arg-type]
+        *(store.mail.deliver(b"Subject: ok\r\n\r\nok\r\n", {}, [ra]) for _ in range(5)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], RuntimeError)
+    assert all(isinstance(r, list) for r in results[1:])
+    assert len(await store.mail.messages(ra.folder_id)) == 5
