@@ -128,7 +128,7 @@ class SubmissionHandler:
                 server.transport.close()
             return AuthResult(success=False, handled=True)
         if account is None:
-            return AuthResult(success=False, message=S.S535_AUTH_FAILED)
+            return AuthResult(success=False, handled=False, message=S.S535_AUTH_FAILED)
         return AuthResult(success=True, auth_data=account, message=S.S235_AUTH_OK)
 
     # -- envelope --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ class Account:
 
 ALICE = Account("alice@hygie.test", "alice-correct-horse-1")  # the sender
 BOB = Account("bob@hygie.test", "bob-battery-staple-2")  # smtplib and swaks round trips
-CAROL = Account("carol@hygie.test", "carol-8bit-\u00e9t\u00e9-3")  # 8-bit and big messages
+CAROL = Account("carol@hygie.test", "carol-eight-bit-3")  # 8-bit and big messages
 DAVE = Account("dave@hygie.test", "dave-fetch-store-4")  # FETCH / STORE / EXPUNGE
 ERIN = Account("erin@hygie.test", "erin-idle-5")  # IDLE
 FRANK = Account("frank@hygie.test", "frank-bad-input-6")  # bad input: counts must not move

@@ -22,7 +22,9 @@ def parse() -> object:
     """``parse(b"a1 NOOP\\r\\n")`` → the single command, literals sent without waiting."""
 
     def _parse(data: bytes, *, utf8: bool = False) -> Event:
-        events = [e for e in events_of(data, utf8=utf8) if type(e).__name__ != "ContinuationRequest"]
+        events = [
+            e for e in events_of(data, utf8=utf8) if type(e).__name__ != "ContinuationRequest"
+        ]
         assert len(events) == 1, events
         return events[0]
 

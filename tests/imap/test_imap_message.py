@@ -22,7 +22,7 @@ PLAIN = (
     b"Subject: =?ISO-8859-1?Q?Caf=E9?= IMAP4rev2\r\n"
     b"To: imap@cac.washington.edu\r\n"
     b"cc: minutes@CNRI.Reston.VA.US,\r\n"
-    b"  \"John Klensin\" <KLENSIN@MIT.EDU>\r\n"
+    b'  "John Klensin" <KLENSIN@MIT.EDU>\r\n'
     b"Message-Id: <B27397-0100000@cac.washington.edu>\r\n"
     b"\r\n"
     b"Hello\r\nworld\r\n"
@@ -82,7 +82,10 @@ def test_plain_envelope_and_structure() -> None:
         b'((NIL NIL "minutes" "CNRI.Reston.VA.US") ("John Klensin" NIL "KLENSIN" "MIT.EDU")) '
         b'NIL NIL "<B27397-0100000@cac.washington.edu>")'
     )
-    assert format_bodystructure(info, False) == b'("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 14 2)'
+    assert (
+        format_bodystructure(info, False)
+        == b'("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 14 2)'
+    )
     assert format_bodystructure(info, True) == (
         b'("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 14 2 NIL NIL NIL NIL)'
     )
@@ -99,9 +102,11 @@ def test_plain_sections() -> None:
     assert section_bytes(PLAIN, info, Section((2,))) == b""
     assert section_bytes(PLAIN, info, Section((), "HEADER.FIELDS", ("SUBJECT", "CC"))) == (
         b"Subject: =?ISO-8859-1?Q?Caf=E9?= IMAP4rev2\r\n"
-        b"cc: minutes@CNRI.Reston.VA.US,\r\n  \"John Klensin\" <KLENSIN@MIT.EDU>\r\n\r\n"
+        b'cc: minutes@CNRI.Reston.VA.US,\r\n  "John Klensin" <KLENSIN@MIT.EDU>\r\n\r\n'
     )
-    not_fields = section_bytes(PLAIN, info, Section((), "HEADER.FIELDS.NOT", ("DATE", "FROM", "CC")))
+    not_fields = section_bytes(
+        PLAIN, info, Section((), "HEADER.FIELDS.NOT", ("DATE", "FROM", "CC"))
+    )
     assert not_fields == (
         b"Subject: =?ISO-8859-1?Q?Caf=E9?= IMAP4rev2\r\nTo: imap@cac.washington.edu\r\n"
         b"Message-Id: <B27397-0100000@cac.washington.edu>\r\n\r\n"
@@ -116,20 +121,20 @@ def test_nested_multipart_structure() -> None:
         "multipart/alternative", "application/pdf", "message/rfc822",
     ]  # fmt: skip
     assert format_bodystructure(info, True) == (
-        b'((("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "8BIT" 17 1 NIL NIL NIL NIL)'
+        b'((("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "8BIT" 16 1 NIL NIL NIL NIL)'
         b'("TEXT" "HTML" ("CHARSET" "utf-8") NIL NIL "7BIT" 22 1 NIL NIL NIL NIL) "ALTERNATIVE" '
         b'("BOUNDARY" "inner") NIL NIL NIL)'
         b'("APPLICATION" "PDF" ("NAME" "cr.pdf") "<pdf1@x>" NIL "BASE64" 12 NIL '
         b'("ATTACHMENT" ("FILENAME" "cr.pdf")) ("fr") NIL)'
-        b'("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 50 '
+        b'("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 51 '
         b'(NIL "fwd" ((NIL NIL "inner" "example.org")) ((NIL NIL "inner" "example.org")) '
-        b"((NIL NIL \"inner\" \"example.org\")) NIL NIL NIL NIL NIL) "
+        b'((NIL NIL "inner" "example.org")) NIL NIL NIL NIL NIL) '
         b'("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 1 NIL NIL NIL NIL) 4 '
         b"NIL NIL NIL NIL) "
         b'"MIXED" ("BOUNDARY" "outer") NIL NIL NIL)'
     )
     assert format_bodystructure(info, False).startswith(
-        b'((("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "8BIT" 17 1)("TEXT" "HTML"'
+        b'((("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "8BIT" 16 1)("TEXT" "HTML"'
     )
 
 
@@ -141,7 +146,10 @@ def test_nested_multipart_sections_byte_exact() -> None:
 
     assert sec(1, 1) == b"R\xc3\xa9sultat normal"
     assert sec(1, 2) == b"<p>R&eacute;sultat</p>"
-    assert sec(1, 1, text="MIME") == b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    assert (
+        sec(1, 1, text="MIME")
+        == b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    )
     assert sec(2) == b"JVBERi0xLjQK"
     assert sec(3, text="HEADER") == b"From: inner@example.org\r\nSubject: fwd\r\n\r\n"
     assert sec(3, text="TEXT") == b"inner body"
@@ -157,7 +165,7 @@ def test_nested_multipart_sections_byte_exact() -> None:
 def test_groups_and_odd_addresses() -> None:
     raw = (
         b"From: undisclosed-recipients:;\r\n"
-        b"To: Team: alice@x.org, \"Bob B.\" <bob@y.org>;, carol\r\n"
+        b'To: Team: alice@x.org, "Bob B." <bob@y.org>;, carol\r\n'
         b"Cc: <@relay.net:dave@z.org> (comment), Eve (old style) <eve@w.org>\r\n\r\n"
     )
     env = analyze(raw)["envelope"]
@@ -178,7 +186,7 @@ def test_8bit_utf8_headers_and_body() -> None:
     assert info["envelope"]["subject"] == "Compte rendu d'échographie"
     env = format_envelope(info)
     assert b"{27}\r\nCompte rendu d'\xc3\xa9chographie" in env  # literal without UTF-8
-    assert "\"Compte rendu d'échographie\"".encode() in format_envelope(info, utf8=True)
+    assert '"Compte rendu d\'échographie"'.encode() in format_envelope(info, utf8=True)
     assert section_bytes(raw, info, Section((1,))) == "Été\r\n".encode()
 
 

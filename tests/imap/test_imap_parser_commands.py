@@ -123,7 +123,7 @@ def test_list(parse: Parse) -> None:
         ("CHILDREN", "STATUS", "SPECIAL-USE"), ("MESSAGES", "UNSEEN"), True,
     )  # fmt: skip
     assert parse(b'a LIST "" "" RETURN ()\r\n') == c.List("a", "", ("",), extended=True)
-    assert parse(b"a LSUB \"\" News/*\r\n") == c.Lsub("a", "", "News/*")
+    assert parse(b'a LSUB "" News/*\r\n') == c.Lsub("a", "", "News/*")
 
 
 def test_status(parse: Parse) -> None:
@@ -142,13 +142,19 @@ def test_append(parse: Parse) -> None:
     assert cmd == c.Append(
         "a",
         "saved-messages",
-        (c.AppendMessage(("\\Seen", "$Forwarded"), dt.datetime(1994, 7, 5, 2, 4, 5, tzinfo=tz), b"hello"),),
+        (
+            c.AppendMessage(
+                ("\\Seen", "$Forwarded"), dt.datetime(1994, 7, 5, 2, 4, 5, tzinfo=tz), b"hello"
+            ),
+        ),
     )
     cmd = parse(b'a APPEND x " 5-Jul-1994 02:04:05 +0200" {1}\r\nA\r\n')
     assert isinstance(cmd, c.Append) and cmd.messages[0].date_time is not None
     assert cmd.messages[0].date_time.day == 5
     assert isinstance(parse(b"a APPEND x (\\Recent) {1}\r\nA\r\n"), ProtocolErrorEvent)
-    assert isinstance(parse(b'a APPEND x "31-Feb-2020 00:00:00 +0000" {1}\r\nA\r\n'), ProtocolErrorEvent)
+    assert isinstance(
+        parse(b'a APPEND x "31-Feb-2020 00:00:00 +0000" {1}\r\nA\r\n'), ProtocolErrorEvent
+    )
     assert isinstance(parse(b"a APPEND x\r\n"), ProtocolErrorEvent)
 
 
@@ -160,16 +166,18 @@ def test_multiappend(parse: Parse) -> None:
 
 
 def test_search_basic(parse: Parse) -> None:
-    cmd = parse(b"a SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n")
+    cmd = parse(b'a SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM "Smith"\r\n')
     assert cmd == c.Search(
         "a",
-        c.SearchAnd((K("FLAGGED"), K("SINCE", (dt.date(1994, 2, 1),)), c.SearchNot(K("FROM", ("Smith",))))),
+        c.SearchAnd(
+            (K("FLAGGED"), K("SINCE", (dt.date(1994, 2, 1),)), c.SearchNot(K("FROM", ("Smith",))))
+        ),
     )
 
 
 def test_search_full_grammar(parse: Parse) -> None:
     cmd = parse(
-        b'a UID SEARCH RETURN (MIN COUNT SAVE) CHARSET UTF-8 OR (SEEN LARGER 100) UNSEEN '
+        b"a UID SEARCH RETURN (MIN COUNT SAVE) CHARSET UTF-8 OR (SEEN LARGER 100) UNSEEN "
         b'1:3,5 UID $ HEADER X-Mailer "mutt" KEYWORD $Junk SENTBEFORE "2-Jan-2020" '
         b'MODSEQ "/flags/\\\\draft" all 620162338 SMALLER 9 OLDER 60 TEXT {4+}\r\ntext\r\n'
     )
@@ -186,9 +194,7 @@ def test_search_full_grammar(parse: Parse) -> None:
     assert keys[5] == K("SENTBEFORE", (dt.date(2020, 1, 2),))
     assert keys[6] == K("MODSEQ", (("/flags/\\draft", "all"), 620162338))
     assert keys[7:] == (K("SMALLER", (9,)), K("OLDER", (60,)), K("TEXT", ("text",)))
-    assert parse(b"a SEARCH RETURN () ALL\r\n") == c.Search(
-        "a", c.SearchAnd((K("ALL"),)), None, ()
-    )
+    assert parse(b"a SEARCH RETURN () ALL\r\n") == c.Search("a", c.SearchAnd((K("ALL"),)), None, ())
 
 
 def test_search_charset_decoding(parse: Parse) -> None:
@@ -200,8 +206,14 @@ def test_search_charset_decoding(parse: Parse) -> None:
 
 
 def test_search_errors(parse: Parse) -> None:
-    for bad in (b"a SEARCH\r\n", b"a SEARCH BOGUS\r\n", b"a SEARCH (SEEN\r\n", b"a SEARCH OR SEEN\r\n",
-                b"a SEARCH SINCE 32-Jan-2020\r\n", b"a SEARCH 0:3\r\n"):  # fmt: skip
+    for bad in (
+        b"a SEARCH\r\n",
+        b"a SEARCH BOGUS\r\n",
+        b"a SEARCH (SEEN\r\n",
+        b"a SEARCH OR SEEN\r\n",
+        b"a SEARCH SINCE 32-Jan-2020\r\n",
+        b"a SEARCH 0:3\r\n",
+    ):
         err = parse(bad)
         assert isinstance(err, ProtocolErrorEvent) and err.tag == "a", bad
 
@@ -252,10 +264,16 @@ def test_fetch_sequence_set_with_saved_result(parse: Parse) -> None:
 
 def test_fetch_errors(parse: Parse) -> None:
     for bad in (
-        b"a FETCH 1 BODY[MIME]\r\n", b"a FETCH 1 BODY[0]\r\n", b"a FETCH 1 (FLAGS\r\n",
-        b"a FETCH 1 BOGUS\r\n", b"a FETCH 1 BODY[HEADER.FIELDS ()]\r\n", b"a FETCH * FLAGS x\r\n",
-        b"a FETCH 1 FLAGS (VANISHED)\r\n", b"a FETCH 1 BODY[]<1.0>\r\n", b"a FETCH 4294967296 UID\r\n",
-    ):  # fmt: skip
+        b"a FETCH 1 BODY[MIME]\r\n",
+        b"a FETCH 1 BODY[0]\r\n",
+        b"a FETCH 1 (FLAGS\r\n",
+        b"a FETCH 1 BOGUS\r\n",
+        b"a FETCH 1 BODY[HEADER.FIELDS ()]\r\n",
+        b"a FETCH * FLAGS x\r\n",
+        b"a FETCH 1 FLAGS (VANISHED)\r\n",
+        b"a FETCH 1 BODY[]<1.0>\r\n",
+        b"a FETCH 4294967296 UID\r\n",
+    ):
         err = parse(bad)
         assert isinstance(err, ProtocolErrorEvent) and err.tag == "a", bad
 
@@ -276,7 +294,9 @@ def test_store(parse: Parse) -> None:
 def test_copy_move(parse: Parse) -> None:
     assert parse(b"a COPY 2:4 MEETING\r\n") == c.Copy("a", SequenceSet(((2, 4),)), "MEETING")
     assert parse(b"a UID MOVE 42 Trash\r\n") == c.Move("a", SequenceSet(((42, 42),)), "Trash", True)
-    assert parse(b"a UID COPY 1 Archive\r\n") == c.Copy("a", SequenceSet(((1, 1),)), "Archive", True)
+    assert parse(b"a UID COPY 1 Archive\r\n") == c.Copy(
+        "a", SequenceSet(((1, 1),)), "Archive", True
+    )
 
 
 def test_uid_needs_a_uid_command(parse: Parse) -> None:

@@ -32,9 +32,9 @@ def test_tagged_with_codes() -> None:
     assert TaggedResponse("a", "OK", "x", Code.uidvalidity(3857529045)).to_bytes() == (
         b"a OK [UIDVALIDITY 3857529045] x\r\n"
     )
-    assert TaggedResponse("a", "OK", "x", Code.appenduid(38505, SequenceSet.of(3955))).to_bytes() == (
-        b"a OK [APPENDUID 38505 3955] x\r\n"
-    )
+    assert TaggedResponse(
+        "a", "OK", "x", Code.appenduid(38505, SequenceSet.of(3955))
+    ).to_bytes() == (b"a OK [APPENDUID 38505 3955] x\r\n")
     code = Code.copyuid(38505, SequenceSet.of(304, 319, 320), SequenceSet.of(3956, 3957, 3958))
     assert TaggedResponse("a", "OK", "Done", code).to_bytes() == (
         b"a OK [COPYUID 38505 304,319:320 3956:3958] Done\r\n"
@@ -46,13 +46,21 @@ def test_tagged_with_codes() -> None:
     assert UntaggedStatus("OK", "ready", Code.capability(["IMAP4rev2", "IDLE"])).to_bytes() == (
         b"* OK [CAPABILITY IMAP4rev2 IDLE] ready\r\n"
     )
-    for code, text in [(Code.TRYCREATE, b"TRYCREATE"), (Code.TOOBIG, b"TOOBIG"),
-                       (Code.ALERT, b"ALERT"), (Code.AUTHENTICATIONFAILED, b"AUTHENTICATIONFAILED"),
-                       (Code.PRIVACYREQUIRED, b"PRIVACYREQUIRED"), (Code.CLOSED, b"CLOSED"),
-                       (Code.highestmodseq(9), b"HIGHESTMODSEQ 9"), (Code.NONEXISTENT, b"NONEXISTENT"),
-                       (Code.ALREADYEXISTS, b"ALREADYEXISTS"), (Code.CANNOT, b"CANNOT"),
-                       (Code.LIMIT, b"LIMIT"), (Code.UNAVAILABLE, b"UNAVAILABLE"),
-                       (Code.uidnext(4), b"UIDNEXT 4")]:  # fmt: skip
+    for code, text in [
+        (Code.TRYCREATE, b"TRYCREATE"),
+        (Code.TOOBIG, b"TOOBIG"),
+        (Code.ALERT, b"ALERT"),
+        (Code.AUTHENTICATIONFAILED, b"AUTHENTICATIONFAILED"),
+        (Code.PRIVACYREQUIRED, b"PRIVACYREQUIRED"),
+        (Code.CLOSED, b"CLOSED"),
+        (Code.highestmodseq(9), b"HIGHESTMODSEQ 9"),
+        (Code.NONEXISTENT, b"NONEXISTENT"),
+        (Code.ALREADYEXISTS, b"ALREADYEXISTS"),
+        (Code.CANNOT, b"CANNOT"),
+        (Code.LIMIT, b"LIMIT"),
+        (Code.UNAVAILABLE, b"UNAVAILABLE"),
+        (Code.uidnext(4), b"UIDNEXT 4"),
+    ]:
         assert TaggedResponse("t", "NO", "x", code).to_bytes() == b"t NO [" + text + b"] x\r\n"
 
 
@@ -78,20 +86,23 @@ def test_untagged_data() -> None:
     assert r.list_item(["\\HasNoChildren"], "/", "INBOX").to_bytes() == (
         b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
     )
-    assert r.list_item(["\\Subscribed"], "/", "Été", [("CHILDINFO"), ["SUBSCRIBED"]]).to_bytes() == (
-        b'* LIST (\\Subscribed) "/" "&AMk-t&AOk-" ("CHILDINFO" ("SUBSCRIBED"))\r\n'
-    )
+    assert r.list_item(
+        ["\\Subscribed"], "/", "Été", [("CHILDINFO"), ["SUBSCRIBED"]]
+    ).to_bytes() == (b'* LIST (\\Subscribed) "/" "&AMk-t&AOk-" ("CHILDINFO" ("SUBSCRIBED"))\r\n')
     assert r.list_item([], None, "Été").to_bytes(utf8=True) == '* LIST () NIL "Été"\r\n'.encode()
     assert r.status("blurdybloop", {"MESSAGES": 231, "UIDNEXT": 44292}).to_bytes() == (
         b'* STATUS "blurdybloop" (MESSAGES 231 UIDNEXT 44292)\r\n'
     )
     assert r.search([2, 3, 6]).to_bytes() == b"* SEARCH 2 3 6\r\n"
     assert r.search([], modseq=5).to_bytes() == b"* SEARCH (MODSEQ 5)\r\n"
-    assert r.esearch("a1", uid=True, results={"MIN": 2, "ALL": SequenceSet.of(2, 3, 4)}).to_bytes() == (
-        b'* ESEARCH (TAG "a1") UID MIN 2 ALL 2:4\r\n'
-    )
+    assert r.esearch(
+        "a1", uid=True, results={"MIN": 2, "ALL": SequenceSet.of(2, 3, 4)}
+    ).to_bytes() == (b'* ESEARCH (TAG "a1") UID MIN 2 ALL 2:4\r\n')
     assert r.enabled(["CONDSTORE"]).to_bytes() == b"* ENABLED CONDSTORE\r\n"
-    assert r.capability(["IMAP4rev2", "AUTH=PLAIN"]).to_bytes() == b"* CAPABILITY IMAP4rev2 AUTH=PLAIN\r\n"
+    assert (
+        r.capability(["IMAP4rev2", "AUTH=PLAIN"]).to_bytes()
+        == b"* CAPABILITY IMAP4rev2 AUTH=PLAIN\r\n"
+    )
     assert r.namespace([("", "/")]).to_bytes() == b'* NAMESPACE (("" "/")) NIL NIL\r\n'
     assert r.id_data({"name": "Hygie"}).to_bytes() == b'* ID ("name" "Hygie")\r\n'
 
@@ -101,7 +112,10 @@ def test_fetch_response_keeps_body_as_its_own_chunk() -> None:
     resp = FetchResponse(12, [("UID", 7), ("FLAGS", [Atom("\\Seen")]), ("BODY[]", body)])
     chunks = resp.chunks()
     assert any(chunk is body for chunk in chunks)
-    assert b"".join(chunks) == b"* 12 FETCH (UID 7 FLAGS (\\Seen) BODY[] {100000}\r\n" + body + b")\r\n"
+    assert (
+        b"".join(chunks)
+        == b"* 12 FETCH (UID 7 FLAGS (\\Seen) BODY[] {100000}\r\n" + body + b")\r\n"
+    )
     binary = FetchResponse(1, [("BINARY[1]", Literal8(b"\x00\x01"))]).to_bytes()
     assert binary == b"* 1 FETCH (BINARY[1] ~{2}\r\n\x00\x01)\r\n"
 
@@ -130,9 +144,9 @@ def test_error_response() -> None:
     assert error_response(ProtocolErrorEvent("Unknown command", "a1")).to_bytes() == (
         b"a1 BAD Unknown command\r\n"
     )
-    assert error_response(ProtocolErrorEvent("Literal too large", "a1", "TOOBIG", "NO")).to_bytes() == (
-        b"a1 NO [TOOBIG] Literal too large\r\n"
-    )
+    assert error_response(
+        ProtocolErrorEvent("Literal too large", "a1", "TOOBIG", "NO")
+    ).to_bytes() == (b"a1 NO [TOOBIG] Literal too large\r\n")
     assert error_response(ProtocolErrorEvent("Missing tag")).to_bytes() == b"* BAD Missing tag\r\n"
     bad_charset = ProtocolErrorEvent("x", "a", "BADCHARSET (UTF-8 US-ASCII)", "NO")
     assert error_response(bad_charset).to_bytes() == b"a NO [BADCHARSET (UTF-8 US-ASCII)] x\r\n"
@@ -176,7 +190,11 @@ def test_flag_list_round_trip(flags: list[str]) -> None:
 
 
 @settings(max_examples=300, deadline=500)
-@given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r\n"), max_size=30))
+@given(
+    st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r\n"), max_size=30
+    )
+)
 def test_mailbox_name_round_trip(name: str) -> None:
     encoded = encode_modified_utf7(name)
     assert encoded.isascii()

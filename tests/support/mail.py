@@ -191,7 +191,7 @@ class Fetched:
         return next(iter(self.literals.values()), None)
 
 
-_LITERAL_NAME = re.compile(rb"(\S+) \{\d+\}$")
+_LITERAL_NAME = re.compile(rb"([^\s(]+) \{\d+\}$")
 
 
 def parse_fetch(data: list[object]) -> list[Fetched]:
