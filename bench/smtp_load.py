@@ -159,6 +159,9 @@ class ServerMonitor:
         self.process = psutil.Process(pid)
         self.interval = interval
         self.peak_rss = 0
+        self.peak_at = 0.0
+        self.last_rss = 0
+        self._t0 = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -188,7 +191,9 @@ class ServerMonitor:
         while not self._stop.is_set():
             try:
                 rss = sum(p.memory_info().rss for p in self.processes())
-                self.peak_rss = max(self.peak_rss, rss)
+                self.last_rss = rss
+                if rss > self.peak_rss:
+                    self.peak_rss, self.peak_at = rss, time.perf_counter() - self._t0
             except psutil.NoSuchProcess:
                 pass
             self._stop.wait(self.interval)
@@ -260,6 +265,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     try:
         server.start()
         monitor = ServerMonitor(server.pid)
+        rss_idle = psutil.Process(server.pid).memory_info().rss
         monitor.start()
         cpu0, client0, t0 = monitor.cpu_seconds(), client_cpu_seconds(), time.perf_counter()
         stats = asyncio.run(
@@ -300,7 +306,10 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "server_cpu_ms_per_message": round(1000 * server_cpu / max(stats.sent, 1), 3),
             "server_cores_busy": round(server_cpu / elapsed, 2) if elapsed else None,
             "server_busiest_threads_cpu_s": [round(cpu, 2) for _, cpu in threads[:4]],
+            "server_idle_rss_mib": round(rss_idle / 2**20, 1),
             "server_peak_rss_mib": round(monitor.peak_rss / 2**20, 1),
+            "server_peak_rss_at_s": round(monitor.peak_at, 2),
+            "server_rss_at_end_mib": round(monitor.last_rss / 2**20, 1),
             "client_cpu_s": round(client_cpu, 3),
             "client_cores_busy": round(client_cpu / elapsed, 2) if elapsed else None,
             "latency_ms": {
@@ -319,21 +328,23 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def limit_note(result: dict[str, Any]) -> str:
-    r = result["results"]
+    r, p = result["results"], result["parameters"]
     cores = result["environment"]["cpu_count"] or 1
     busiest = r["server_busiest_threads_cpu_s"]
-    main_share = busiest[0] / r["elapsed_s"] if busiest and r["elapsed_s"] else 0.0
-    if main_share > 0.85:
-        return (
-            f"the server's busiest thread was on CPU {main_share:.0%} of the run: one event loop "
-            "is saturated (CPU-bound on one core)"
-        )
-    if r["server_cores_busy"] + r["client_cores_busy"] > 0.85 * cores:
-        return f"the machine's {cores} cores are saturated (server + client)"
-    return (
-        f"server used {r['server_cores_busy']} cores of {cores}: not CPU-bound, so waiting "
-        "(commit/fsync latency or lock contention) limits it"
+    loop_share = busiest[0] / r["elapsed_s"] if busiest and r["elapsed_s"] else 0.0
+    p50 = r["latency_ms"]["p50"] / 1000
+    # Little's law: with N sessions each waiting for its 250, rate ≈ N / latency.
+    bound = p["concurrency"] / p50 if p50 else 0.0
+    facts = (
+        f"server busy {r['server_cores_busy']} of {cores} cores, its busiest thread (the event "
+        f"loop) {loop_share:.0%}, client {r['client_cores_busy']} cores; p50 time to 250 is "
+        f"{1000 * p50:.0f} ms, so {p['concurrency']} sessions cannot exceed ≈{bound:.0f} msg/s"
     )
+    if loop_share > 0.85:
+        return f"{facts}: the event loop is saturated (CPU-bound on one core)"
+    if r["server_cores_busy"] + r["client_cores_busy"] > 0.85 * cores:
+        return f"{facts}: the machine's cores are saturated"
+    return f"{facts}: not CPU-bound, so waiting (commit/fsync latency, lock contention) limits it"
 
 
 def write_summary(out: Path) -> Path:
@@ -352,6 +363,13 @@ def write_summary(out: Path) -> Path:
             f"{r['delivered_per_imap']}/{p['messages']} | {path.name} |"
         )
         notes.append(f"- {env['database']}: {limit_note(result)}.")
+        if "server_peak_rss_at_s" in r:
+            notes.append(
+                f"  Memory: {r.get('server_idle_rss_mib')} MiB idle, peak "
+                f"{r['server_peak_rss_mib']} MiB at t={r['server_peak_rss_at_s']} s (when the "
+                f"{p['concurrency']} sessions log in at once: concurrent argon2id verifications), "
+                f"{r['server_rss_at_end_mib']} MiB at the end."
+            )
     first = json.loads(sorted(out.glob("smtp_load*.json"))[0].read_text()) if rows else None
     env_line = (
         f"{first['environment']['cpu_count']} cores ({first['environment']['cpu_model']}), "

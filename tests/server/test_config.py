@@ -53,5 +53,5 @@ def test_bad_configuration_says_which_key(
 
 
 def test_missing_file_says_to_run_init(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="hygie --data .* init"):
+    with pytest.raises(ConfigError, match=r"hygie --data .* init"):
         load_config(tmp_path, environ={})

@@ -14,7 +14,10 @@ from server.smtp import replies as S
         ("552 Error: Too much mail data", S.S552_TOO_BIG),
         ("552 Error: message size exceeds fixed maximum message size", S.S552_TOO_BIG),
         ("500 Line too long (see RFC5321 4.5.3.1.6)", S.S500_LINE_TOO_LONG),
-        ('500 Error: command "FOO" not recognized', '500 5.5.2 Error: command "FOO" not recognized'),
+        (
+            '500 Error: command "FOO" not recognized',
+            '500 5.5.2 Error: command "FOO" not recognized',
+        ),
         ("501 Syntax: MAIL FROM: <address>", "501 5.5.4 Syntax: MAIL FROM: <address>"),
         ("250 2.1.5 Recipient OK", "250 2.1.5 Recipient OK"),
         ("250-SIZE 1000", "250-SIZE 1000"),

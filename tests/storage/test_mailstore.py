@@ -35,7 +35,9 @@ class Store:
 
 
 @pytest.fixture(params=["file", "database"])
-async def store(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+async def store(
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Store]:
     await migrate(database_url)
     master = MasterKey.create(tmp_path / "master.key")
     blob_dir = tmp_path / "blobs"
@@ -76,8 +78,9 @@ async def test_concurrent_deliveries_share_commits_and_get_dense_uids(store: Sto
     assert store.db.writer.batches - batches_before < 60  # group commit happened
     uids_a = sorted(d.uid for r in results for d in r if d.account_id == a.id)
     assert uids_a == list(range(1, 61))
-    keys_a, keys_b = await unlock_keys(store.db, store.master, a.id), await unlock_keys(
-        store.db, store.master, b.id
+    keys_a, keys_b = (
+        await unlock_keys(store.db, store.master, a.id),
+        await unlock_keys(store.db, store.master, b.id),
     )
     for deliveries, raw in zip(results, messages, strict=True):
         for d in deliveries:
