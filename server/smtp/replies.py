@@ -47,6 +47,7 @@ BUILTIN: dict[str, str] = {
     "503 Error: nested MAIL command": "503 5.5.1 Nested MAIL command",
     "503 Already authenticated": "503 5.5.1 Already authenticated",
     "250 OK": S250_OK,
+    "221 Bye": S221_BYE,
     "501 Not enough value": "501 5.5.4 AUTH needs a mechanism",
     "501 Too many values": "501 5.5.4 Too many AUTH arguments",
     "501 5.5.2 Can't decode base64": S501_BAD_BASE64,
