@@ -90,6 +90,7 @@ class ServerProcess:
         self.returncode: int | None = None
         self._initialised = False
         self._log_offset = 0
+        self._stopping = False
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class ServerProcess:
                 env=self.env(),
             )
         self.returncode = None
+        self._stopping = False
         self.wait_ready()
         return self
 
@@ -213,13 +215,17 @@ class ServerProcess:
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self._stopping = True  # a second one could interrupt the graceful shutdown
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, wait for the exit and return its code (the caller asserts it is 0)."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if not self._stopping:
+                self.proc.send_signal(signal.SIGTERM)
+                self._stopping = True
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -267,6 +267,11 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         monitor = ServerMonitor(server.pid)
         rss_idle = psutil.Process(server.pid).memory_info().rss
         monitor.start()
+        db_monitor = None
+        if cluster is not None:  # PostgreSQL's own processes, not counted in the server's CPU
+            postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+            db_monitor = ServerMonitor(postmaster)
+        db0 = db_monitor.cpu_seconds() if db_monitor else 0.0
         cpu0, client0, t0 = monitor.cpu_seconds(), client_cpu_seconds(), time.perf_counter()
         stats = asyncio.run(
             run_load(server, recipients, args.messages, args.concurrency, args.size)
@@ -274,6 +279,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         elapsed = time.perf_counter() - t0
         server_cpu = monitor.cpu_seconds() - cpu0
         client_cpu = client_cpu_seconds() - client0
+        db_cpu = db_monitor.cpu_seconds() - db0 if db_monitor else None
         threads = monitor.threads()
         monitor.stop()
         delivered = count_delivered(server, recipients)
@@ -310,6 +316,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "server_peak_rss_mib": round(monitor.peak_rss / 2**20, 1),
             "server_peak_rss_at_s": round(monitor.peak_at, 2),
             "server_rss_at_end_mib": round(monitor.last_rss / 2**20, 1),
+            "database_server_cpu_s": None if db_cpu is None else round(db_cpu, 3),
             "client_cpu_s": round(client_cpu, 3),
             "client_cores_busy": round(client_cpu / elapsed, 2) if elapsed else None,
             "latency_ms": {
@@ -340,6 +347,14 @@ def limit_note(result: dict[str, Any]) -> str:
         f"loop) {loop_share:.0%}, client {r['client_cores_busy']} cores; p50 time to 250 is "
         f"{1000 * p50:.0f} ms, so {p['concurrency']} sessions cannot exceed ≈{bound:.0f} msg/s"
     )
+    cpu_ms = r["server_cpu_ms_per_message"]
+    if cpu_ms:
+        ceiling = 1000 * cores / cpu_ms
+        facts += (
+            f"; at {cpu_ms} ms CPU/msg even {cores} fully busy cores would give ≤{ceiling:.0f} "
+            f"msg/s (the target needs ≤{1000 * cores / TARGET_MSG_PER_S:.1f} ms/msg, less "
+            "with a single event loop)"
+        )
     if loop_share > 0.85:
         return f"{facts}: the event loop is saturated (CPU-bound on one core)"
     if r["server_cores_busy"] + r["client_cores_busy"] > 0.85 * cores:

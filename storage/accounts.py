@@ -30,6 +30,16 @@ _ADDRESS = re.compile(
 )
 
 
+#: RFC 6154 special-use folders every account starts with.
+DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "Sent"),
+    ("Drafts", "Drafts"),
+    ("Trash", "Trash"),
+    ("Archive", "Archive"),
+)
+
+
 class AccountError(Exception):
     """Bad input for an account operation; the message is fit for the user."""
 
@@ -84,16 +94,18 @@ async def create_account(
         session.add(account)
         await session.flush()
         account.wrapped_private_key = keys.wrapped_private(master, key_context(account.id))
-        session.add(
-            Folder(
-                account_id=account.id,
-                name="INBOX",
-                uidvalidity=new_uidvalidity(),
-                uidnext=1,
-                highestmodseq=1,
-                subscribed=True,
+        for name, use in DEFAULT_FOLDERS:
+            session.add(
+                Folder(
+                    account_id=account.id,
+                    name=name,
+                    uidvalidity=new_uidvalidity(),
+                    uidnext=1,
+                    highestmodseq=1,
+                    subscribed=True,
+                    special_use=use,
+                )
             )
-        )
         await session.flush()
         return AccountInfo(account.id, address, password_hash is not None, False)
 

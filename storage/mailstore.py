@@ -22,7 +22,7 @@ from storage.accounts import new_uidvalidity, normalize_address
 from storage.crypto import ContentKey, MailboxKeyPair, blob_id, open_content_key, seal_content_key
 from storage.db import Database
 from storage.events import FolderEvents
-from storage.models import Account, Folder, Message
+from storage.models import Account, Expunged, Folder, Message
 
 FlagMode = Literal["add", "remove", "replace"]
 
@@ -59,6 +59,20 @@ class FolderInfo:
     uidnext: int
     highestmodseq: int
     subscribed: bool
+    special_use: str | None = None
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed in a folder after a MODSEQ (RFC 7162): messages added or re-flagged, and
+    UIDs expunged; ``highestmodseq`` is where the next call should start."""
+
+    changed: list[MessageRef]
+    expunged: list[int]
+    highestmodseq: int
+
+
+DELIMITER = "/"
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class MessageRef:
     uid: int
     modseq: int
     flags: frozenset[str]
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,7 @@ class _Delivery:
     recipients: tuple[Recipient, ...]
     sealed: _Sealed
     flags: str
+    size: int
 
 
 async def _write_deliveries(session: AsyncSession, batch: list[_Delivery]) -> list[list[Delivered]]:
@@ -136,6 +152,7 @@ async def _write_deliveries(session: AsyncSession, batch: list[_Delivery]) -> li
                     "uid": uid,
                     "modseq": modseq,
                     "flags": d.flags,
+                    "size": d.size,
                     "blob_id": d.sealed.blob_id,
                     "sealed_key": d.sealed.keys[r.public_key],
                     "meta": d.sealed.meta,
@@ -161,8 +178,48 @@ async def _bump_modseq(session: AsyncSession, folder_id: int) -> int:
 
 def _info(f: Folder) -> FolderInfo:
     return FolderInfo(
-        f.id, f.account_id, f.name, f.uidvalidity, f.uidnext, f.highestmodseq, f.subscribed
+        f.id,
+        f.account_id,
+        f.name,
+        f.uidvalidity,
+        f.uidnext,
+        f.highestmodseq,
+        f.subscribed,
+        f.special_use,
     )
+
+
+def _canonical(name: str) -> str:
+    """RFC 9051 §5.1: INBOX is case-insensitive (and so is ``INBOX/`` as a prefix)."""
+    if name[:5].upper() == "INBOX" and name[5:6] in ("", DELIMITER):
+        return "INBOX" + name[5:]
+    return name
+
+
+async def _new_folder(
+    session: AsyncSession, account_id: int, name: str, special_use: str | None
+) -> Folder:
+    f = Folder(
+        account_id=account_id,
+        name=name,
+        uidvalidity=new_uidvalidity(),
+        uidnext=1,
+        highestmodseq=1,
+        subscribed=True,
+        special_use=special_use,
+    )
+    session.add(f)
+    await session.flush()
+    return f
+
+
+async def _record_expunged(session: AsyncSession, folder_id: int, uids: list[int]) -> int:
+    modseq = await _bump_modseq(session, folder_id)
+    if uids:
+        await session.execute(
+            insert(Expunged), [{"folder_id": folder_id, "uid": u, "modseq": modseq} for u in uids]
+        )
+    return modseq
 
 
 class MailStore:
@@ -176,8 +233,6 @@ class MailStore:
         """The local account for ``address`` and its INBOX, or ``None``."""
         try:
             address = normalize_address(address)
-        except ValueError:
-            return None
         except Exception:
             return None
         async with self.db.read() as session:
@@ -206,7 +261,7 @@ class MailStore:
         meta.setdefault("internaldate", datetime.now(UTC).isoformat())
         meta.setdefault("size", len(raw))
         sealed = await asyncio.to_thread(_seal, raw, meta, [r.public_key for r in recipients])
-        payload = _Delivery(tuple(recipients), sealed, _flags_text(flags))
+        payload = _Delivery(tuple(recipients), sealed, _flags_text(flags), len(raw))
         delivered: list[Delivered] = await self.db.writer.run_batched(
             _write_deliveries, payload, [(sealed.blob_id, sealed.ciphertext)]
         )
@@ -240,8 +295,7 @@ class MailStore:
             return [_info(f) for f in rows]
 
     async def folder(self, account_id: int, name: str) -> FolderInfo | None:
-        if name.upper() == "INBOX":
-            name = "INBOX"
+        name = _canonical(name)
         async with self.db.read() as session:
             f = await session.scalar(
                 select(Folder).where(Folder.account_id == account_id, Folder.name == name)
@@ -253,29 +307,115 @@ class MailStore:
             f = await session.get(Folder, folder_id)
             return _info(f) if f is not None else None
 
-    async def create_folder(self, account_id: int, name: str) -> FolderInfo:
-        if name.upper() == "INBOX":
+    async def create_folder(
+        self, account_id: int, name: str, special_use: str | None = None
+    ) -> FolderInfo:
+        """Create ``name`` and any missing parents (RFC 9051 §6.3.4)."""
+        name = _canonical(name)
+        if name == "INBOX":
             raise FolderError("INBOX always exists", "ALREADYEXISTS")
 
         async def write(session: AsyncSession) -> FolderInfo:
-            exists = await session.scalar(
-                select(Folder.id).where(Folder.account_id == account_id, Folder.name == name)
+            existing = set(
+                await session.scalars(select(Folder.name).where(Folder.account_id == account_id))
             )
-            if exists is not None:
+            if name in existing:
                 raise FolderError(f"{name} already exists", "ALREADYEXISTS")
-            f = Folder(
-                account_id=account_id,
-                name=name,
-                uidvalidity=new_uidvalidity(),
-                uidnext=1,
-                highestmodseq=1,
-                subscribed=True,
-            )
-            session.add(f)
-            await session.flush()
-            return _info(f)
+            if special_use is not None:
+                taken = await session.scalar(
+                    select(Folder.name).where(
+                        Folder.account_id == account_id, Folder.special_use == special_use
+                    )
+                )
+                if taken is not None:
+                    raise FolderError(f"\\{special_use} is already {taken}", "USEATTR")
+            parts = name.split(DELIMITER)
+            for i in range(1, len(parts)):
+                parent = DELIMITER.join(parts[:i])
+                if parent not in existing:
+                    await _new_folder(session, account_id, parent, None)
+                    existing.add(parent)
+            return _info(await _new_folder(session, account_id, name, special_use))
 
         return await self.db.writer.run(write)
+
+    async def delete_folder(self, account_id: int, name: str) -> list[str]:
+        """Delete a folder and its messages; refuses INBOX and folders with children."""
+        name = _canonical(name)
+        if name == "INBOX":
+            raise FolderError("INBOX cannot be deleted", "CANNOT")
+        dropped: list[str] = []
+
+        async def write(session: AsyncSession) -> list[str]:
+            f = await session.scalar(
+                select(Folder).where(Folder.account_id == account_id, Folder.name == name)
+            )
+            if f is None:
+                raise FolderError("No such mailbox", "NONEXISTENT")
+            child = await session.scalar(
+                select(Folder.id).where(
+                    Folder.account_id == account_id, Folder.name.startswith(name + DELIMITER)
+                )
+            )
+            if child is not None:
+                raise FolderError("Mailbox has children; delete them first", "HASCHILDREN")
+            blob_ids = sorted(
+                set(await session.scalars(select(Message.blob_id).where(Message.folder_id == f.id)))
+            )
+            await session.execute(delete(Message).where(Message.folder_id == f.id))
+            await session.execute(delete(Expunged).where(Expunged.folder_id == f.id))
+            await session.execute(delete(Folder).where(Folder.id == f.id))
+            dropped.extend(await self._unreferenced(session, blob_ids))
+            await self.db.blobs.delete_rows(session, dropped)
+            return dropped
+
+        await self.db.writer.run(write)
+        if dropped:
+            await self.db.blobs.delete_files(dropped)
+        return dropped
+
+    async def rename_folder(self, account_id: int, old: str, new: str) -> None:
+        """RFC 9051 §6.3.6, children included; renaming INBOX moves its messages instead."""
+        old, new = _canonical(old), _canonical(new)
+        if new == "INBOX":
+            raise FolderError("INBOX already exists", "ALREADYEXISTS")
+
+        async def write(session: AsyncSession) -> None:
+            rows = list(
+                await session.scalars(select(Folder).where(Folder.account_id == account_id))
+            )
+            by_name = {f.name: f for f in rows}
+            source = by_name.get(old)
+            if source is None:
+                raise FolderError("No such mailbox", "NONEXISTENT")
+            if new in by_name:
+                raise FolderError(f"{new} already exists", "ALREADYEXISTS")
+            if new.startswith(old + DELIMITER):
+                raise FolderError("Cannot rename a mailbox into itself", "CANNOT")
+            parts = new.split(DELIMITER)
+            for i in range(1, len(parts)):
+                parent = DELIMITER.join(parts[:i])
+                if parent not in by_name:
+                    by_name[parent] = await _new_folder(session, account_id, parent, None)
+            if old == "INBOX":
+                target = await _new_folder(session, account_id, new, None)
+                uids = list(
+                    await session.scalars(
+                        select(Message.uid)
+                        .where(Message.folder_id == source.id)
+                        .order_by(Message.uid)
+                    )
+                )
+                await _move_rows(session, source.id, uids, target.id)
+                return
+            for f in rows:
+                if f.name == old or f.name.startswith(old + DELIMITER):
+                    f.name = new + f.name[len(old) :]
+                    # A renamed folder is a new mailbox to clients that cached the old one.
+                    f.uidvalidity = max(new_uidvalidity(), f.uidvalidity + 1)
+            await session.flush()
+
+        await self.db.writer.run(write)
 
     async def set_subscribed(self, folder_id: int, subscribed: bool) -> None:
         async def write(session: AsyncSession) -> None:
@@ -285,29 +425,123 @@ class MailStore:
 
         await self.db.writer.run(write)
 
-    # -- messages --------------------------------------------------------------------------
+    @staticmethod
+    async def _unreferenced(session: AsyncSession, blob_ids: list[str]) -> list[str]:
+        if not blob_ids:
+            return []
+        still = set(
+            await session.scalars(select(Message.blob_id).where(Message.blob_id.in_(blob_ids)))
+        )
+        return [b for b in blob_ids if b not in still]
 
-    async def messages(self, folder_id: int) -> list[MessageRef]:
-        """Every message of a folder in UID order (what SELECT needs)."""
+    # -- reading a folder ------------------------------------------------------------------
+
+    async def snapshot(self, folder_id: int) -> tuple[FolderInfo, list[int]] | None:
+        """The folder and its UIDs, read folder-first: anything that lands in between shows up
+        again in :meth:`changes`, never goes missing."""
         async with self.db.read() as session:
+            f = await session.get(Folder, folder_id)
+            if f is None:
+                return None
+            info = _info(f)
+            uids = list(
+                await session.scalars(
+                    select(Message.uid).where(Message.folder_id == folder_id).order_by(Message.uid)
+                )
+            )
+        return info, uids
+
+    async def changes(self, folder_id: int, since: int) -> Changes:
+        async with self.db.read() as session:
+            highest = await session.scalar(
+                select(Folder.highestmodseq).where(Folder.id == folder_id)
+            )
+            if highest is None or highest <= since:
+                return Changes([], [], int(highest or since))
             rows = await session.execute(
                 select(Message.id, Message.uid, Message.modseq, Message.flags)
-                .where(Message.folder_id == folder_id)
+                .where(Message.folder_id == folder_id, Message.modseq > since)
                 .order_by(Message.uid)
             )
-            return [MessageRef(r[0], r[1], r[2], _flags_set(r[3])) for r in rows]
+            changed = [MessageRef(r[0], r[1], r[2], _flags_set(r[3])) for r in rows]
+            expunged = list(
+                await session.scalars(
+                    select(Expunged.uid)
+                    .where(Expunged.folder_id == folder_id, Expunged.modseq > since)
+                    .order_by(Expunged.uid)
+                )
+            )
+        return Changes(changed, expunged, int(highest))
 
-    async def counts(self, folder_id: int) -> tuple[int, int]:
-        """(messages, unseen) of a folder, for STATUS."""
+    async def expunged_since(self, folder_id: int, since: int) -> list[int]:
         async with self.db.read() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(Message).where(Message.folder_id == folder_id)
+            return list(
+                await session.scalars(
+                    select(Expunged.uid)
+                    .where(Expunged.folder_id == folder_id, Expunged.modseq > since)
+                    .order_by(Expunged.uid)
+                )
             )
-            flags = await session.scalars(
-                select(Message.flags).where(Message.folder_id == folder_id)
+
+    async def flags(
+        self, folder_id: int, uids: Sequence[int] | None = None
+    ) -> dict[int, MessageRef]:
+        """Flags and MODSEQ of ``uids`` (all messages when ``None``)."""
+        async with self.db.read() as session:
+            query = select(
+                Message.id, Message.uid, Message.modseq, Message.flags, Message.size
+            ).where(Message.folder_id == folder_id)
+            if uids is not None:
+                if not uids:
+                    return {}
+                lo, hi = min(uids), max(uids)
+                query = query.where(Message.uid >= lo, Message.uid <= hi)
+            rows = await session.execute(query)
+            wanted = None if uids is None else set(uids)
+            return {
+                r[1]: MessageRef(r[0], r[1], r[2], _flags_set(r[3]), r[4])
+                for r in rows
+                if wanted is None or r[1] in wanted
+            }
+
+    async def keywords(self, folder_id: int) -> list[str]:
+        async with self.db.read() as session:
+            texts = await session.scalars(
+                select(Message.flags).where(Message.folder_id == folder_id).distinct()
             )
-            unseen = sum(1 for f in flags if "\\Seen" not in _flags_set(f))
-        return int(total or 0), unseen
+            found: set[str] = set()
+            for t in texts:
+                found |= {f for f in _flags_set(t) if not f.startswith("\\")}
+        return sorted(found)
+
+    async def first_unseen(self, folder_id: int) -> int | None:
+        async with self.db.read() as session:
+            uid = await session.scalar(
+                select(func.min(Message.uid)).where(
+                    Message.folder_id == folder_id, ~Message.flags.contains("\\Seen")
+                )
+            )
+        return int(uid) if uid is not None else None
+
+    async def counts(self, folder_id: int) -> dict[str, int]:
+        """MESSAGES, UNSEEN, DELETED and SIZE of a folder, for STATUS (RFC 9051 §6.3.11)."""
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(
+                        func.count(),
+                        func.count().filter(~Message.flags.contains("\\Seen")),
+                        func.count().filter(Message.flags.contains("\\Deleted")),
+                        func.coalesce(func.sum(Message.size), 0),
+                    ).where(Message.folder_id == folder_id)
+                )
+            ).one()
+        return {
+            "MESSAGES": int(row[0]),
+            "UNSEEN": int(row[1]),
+            "DELETED": int(row[2]),
+            "SIZE": int(row[3]),
+        }
 
     async def read_meta(
         self, keys: MailboxKeyPair, folder_id: int, uids: Sequence[int]
@@ -351,6 +585,8 @@ class MailStore:
             return ck.decrypt_range(ciphertext, start, end)
 
         return await asyncio.to_thread(decrypt)
+
+    # -- changing messages -----------------------------------------------------------------
 
     async def store_flags(
         self,
@@ -403,7 +639,7 @@ class MailStore:
 
         async def write(session: AsyncSession) -> list[int]:
             query = select(Message.id, Message.uid, Message.flags, Message.blob_id).where(
-                Message.folder_id == folder_id
+                Message.folder_id == folder_id, Message.flags.contains("\\Deleted")
             )
             if uids is not None:
                 query = query.where(Message.uid.in_(list(uids)))
@@ -414,12 +650,8 @@ class MailStore:
             if not doomed:
                 return []
             await session.execute(delete(Message).where(Message.id.in_([d[0] for d in doomed])))
-            await _bump_modseq(session, folder_id)
-            blob_ids = sorted({d[2] for d in doomed})
-            still = set(
-                await session.scalars(select(Message.blob_id).where(Message.blob_id.in_(blob_ids)))
-            )
-            dropped.extend(b for b in blob_ids if b not in still)
+            await _record_expunged(session, folder_id, sorted(d[1] for d in doomed))
+            dropped.extend(await self._unreferenced(session, sorted({d[2] for d in doomed})))
             await self.db.blobs.delete_rows(session, dropped)
             return sorted(d[1] for d in doomed)
 
@@ -429,3 +661,86 @@ class MailStore:
         if expunged:
             self.events.publish(folder_id)
         return expunged
+
+    async def copy(
+        self, source: int, uids: Sequence[int], target: int, *, move: bool = False
+    ) -> list[tuple[int, int]]:
+        """COPY (RFC 9051 §6.4.7) or MOVE (RFC 6851): (source UID, new UID) pairs.
+
+        Both folders belong to one account, so the sealed content key, the metadata and the
+        blob are shared as they are: nothing is decrypted or re-encrypted.
+        """
+
+        async def write(session: AsyncSession) -> list[tuple[int, int]]:
+            if move:
+                return await _move_rows(session, source, list(uids), target)
+            return await _copy_rows(session, source, list(uids), target)
+
+        pairs = await self.db.writer.run(write)
+        if pairs:
+            self.events.publish(target)
+            if move:
+                self.events.publish(source)
+        return pairs
+
+
+async def _copy_rows(
+    session: AsyncSession, source: int, uids: list[int], target: int
+) -> list[tuple[int, int]]:
+    rows = (
+        await session.execute(
+            select(
+                Message.uid,
+                Message.flags,
+                Message.blob_id,
+                Message.sealed_key,
+                Message.meta,
+                Message.size,
+            )
+            .where(Message.folder_id == source, Message.uid.in_(uids))
+            .order_by(Message.uid)
+        )
+    ).all()
+    if not rows:
+        return []
+    n = len(rows)
+    row = (
+        await session.execute(
+            update(Folder)
+            .where(Folder.id == target)
+            .values(uidnext=Folder.uidnext + n, highestmodseq=Folder.highestmodseq + 1)
+            .returning(Folder.uidnext, Folder.highestmodseq)
+        )
+    ).one()
+    first, modseq = int(row[0]) - n, int(row[1])
+    values = []
+    pairs = []
+    for i, (uid, flags, blob, sealed, meta, size) in enumerate(rows):
+        values.append(
+            {
+                "folder_id": target,
+                "uid": first + i,
+                "modseq": modseq,
+                "flags": flags,
+                "size": size,
+                "blob_id": blob,
+                "sealed_key": sealed,
+                "meta": meta,
+            }
+        )
+        pairs.append((int(uid), first + i))
+    await session.execute(insert(Message), values)
+    return pairs
+
+
+async def _move_rows(
+    session: AsyncSession, source: int, uids: list[int], target: int
+) -> list[tuple[int, int]]:
+    pairs = await _copy_rows(session, source, uids, target)
+    if pairs:
+        moved = [p[0] for p in pairs]
+        await session.execute(
+            delete(Message).where(Message.folder_id == source, Message.uid.in_(moved))
+        )
+        await _record_expunged(session, source, moved)
+    return pairs

@@ -64,6 +64,8 @@ class Folder(Base):
     uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
     highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    # RFC 6154 attribute without the backslash ("Sent", "Drafts" …), or None.
+    special_use: Mapped[str | None] = mapped_column(String(32))
 
 
 class Message(Base):
@@ -80,11 +82,26 @@ class Message(Base):
     modseq: Mapped[int] = mapped_column(BigInteger)
     # System flags and keywords, space-separated (e.g. "\\Seen \\Flagged $Label1").
     flags: Mapped[str] = mapped_column(Text, default="")
+    # Octets of the plaintext message: not secret (the ciphertext has nearly the same length).
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
     blob_id: Mapped[str] = mapped_column(String(64))
     # The content key, HPKE-sealed to the account's public key.
     sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
     # JSON (size, internal date, envelope, body structure), encrypted with the content key.
     meta: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Expunged(Base):
+    """UIDs removed from a folder and the MODSEQ of their removal (QRESYNC's VANISHED)."""
+
+    __tablename__ = "expunged"
+    __table_args__ = (Index("ix_expunged_folder_modseq", "folder_id", "modseq"),)
+
+    folder_id: Mapped[int] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True
+    )
+    uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    modseq: Mapped[int] = mapped_column(BigInteger)
 
 
 class Blob(Base):

@@ -1,8 +1,11 @@
-"""The session's view of its selected folder: sequence numbers, flags, and what changed.
+"""The session's view of its selected folder: sequence numbers and what the client was told.
 
 IMAP numbers messages by position (sequence numbers) as well as by UID. A session keeps the
-UIDs it has told the client about; :meth:`SelectedFolder.sync` compares them with the store and
-yields the untagged ``EXPUNGE``/``EXISTS``/``FETCH (FLAGS)`` updates (RFC 9051 §7.4, §7.5).
+UIDs it has announced and the highest MODSEQ it has reported; :meth:`SelectedFolder.apply`
+turns the store's :class:`~storage.mailstore.Changes` into the untagged ``EXPUNGE`` (or
+``VANISHED``), ``EXISTS`` and ``FETCH (FLAGS)`` updates (RFC 9051 §7.4–7.5, RFC 7162 §3.2.10).
+Expunges are held back while the client may not see sequence numbers shift (during FETCH,
+STORE and SEARCH by sequence number, RFC 9051 §7.5.1) and reported at the next allowed point.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ from dataclasses import dataclass, field
 
 from server.imap.proto import response as r
 from server.imap.proto.sequence import SequenceSet
-from storage.mailstore import FolderInfo, MessageRef
+from storage.mailstore import Changes, FolderInfo
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+def flag_list(flags: frozenset[str] | set[str]) -> list[r.Value]:
+    return [r.Atom(f) for f in sorted(flags)]
 
 
 @dataclass
@@ -22,13 +29,13 @@ class SelectedFolder:
     info: FolderInfo
     readonly: bool
     uids: list[int] = field(default_factory=list)
-    flags: dict[int, frozenset[str]] = field(default_factory=dict)
-    modseq: dict[int, int] = field(default_factory=dict)
-
-    def load(self, refs: list[MessageRef]) -> None:
-        self.uids = [m.uid for m in refs]
-        self.flags = {m.uid: m.flags for m in refs}
-        self.modseq = {m.uid: m.modseq for m in refs}
+    #: Highest MODSEQ whose changes this session has reported (or chosen to ignore).
+    modseq: int = 0
+    #: Expunged UIDs not yet reported (held back at points where expunges are not allowed).
+    pending_expunge: set[int] = field(default_factory=set)
+    #: UID → MODSEQ of flags this session reported itself (STORE, FETCH setting \Seen), so a
+    #: later sync does not report them twice.
+    reported: dict[int, int] = field(default_factory=dict)
 
     @property
     def exists(self) -> int:
@@ -52,44 +59,54 @@ class SelectedFolder:
             return out
         return [(n, self.uids[n - 1]) for n in sequence_set.iter(len(self.uids))]
 
-    def keywords(self) -> list[str]:
-        seen: set[str] = set()
-        for fl in self.flags.values():
-            seen |= fl
-        return sorted(f for f in seen if not f.startswith("\\"))
+    def note_reported(self, uid: int, modseq: int) -> None:
+        self.reported[uid] = max(modseq, self.reported.get(uid, 0))
 
-    def sync(
-        self, refs: list[MessageRef], *, allow_expunge: bool, with_uid: bool
+    def apply(
+        self,
+        changes: Changes,
+        *,
+        allow_expunge: bool,
+        with_uid: bool,
+        condstore: bool,
+        qresync: bool,
     ) -> list[r.Response]:
-        """Update the view to ``refs``; the responses that tell the client."""
+        """Bring the view up to ``changes``; the responses that tell the client."""
         out: list[r.Response] = []
-        current = {m.uid: m for m in refs}
-        if allow_expunge:
-            # Highest first, so the sequence numbers of the ones still to report do not shift.
-            for i in range(len(self.uids) - 1, -1, -1):
-                uid = self.uids[i]
-                if uid not in current:
-                    out.append(r.expunge(i + 1))
-                    del self.uids[i]
-                    self.flags.pop(uid, None)
-                    self.modseq.pop(uid, None)
-        for uid in list(self.uids):
-            m = current.get(uid)
-            if m is not None and m.flags != self.flags.get(uid):
-                self.flags[uid] = m.flags
-                self.modseq[uid] = m.modseq
+        self.pending_expunge.update(changes.expunged)
+        if allow_expunge and self.pending_expunge:
+            gone = sorted(u for u in self.pending_expunge if self.seq_of(u) is not None)
+            if qresync and gone:
+                out.append(r.vanished(SequenceSet.of(*gone)))
+            # Highest first, so the numbers still to report do not shift (RFC 9051 §7.5.1).
+            for uid in reversed(gone):
                 seq = self.seq_of(uid)
                 assert seq is not None
-                items: list[tuple[str, r.Value]] = [("FLAGS", [r.Atom(f) for f in sorted(m.flags)])]
-                if with_uid:
-                    items.append(("UID", uid))
-                out.append(r.FetchResponse(seq, items))
+                if not qresync:
+                    out.append(r.expunge(seq))
+                del self.uids[seq - 1]
+                self.reported.pop(uid, None)
+            self.pending_expunge.clear()
         last = self.uids[-1] if self.uids else 0
-        new = [m for m in refs if m.uid > last]
+        new = []
+        for m in changes.changed:
+            if m.uid > last:
+                new.append(m.uid)
+                continue
+            seq = self.seq_of(m.uid)
+            if seq is None or m.modseq <= self.reported.get(m.uid, 0):
+                continue
+            items: list[tuple[str, r.Value]] = []
+            if with_uid or qresync:
+                items.append(("UID", m.uid))
+            items.append(("FLAGS", flag_list(m.flags)))
+            if condstore:
+                items.append(("MODSEQ", [m.modseq]))
+            out.append(r.FetchResponse(seq, items))
         if new:
-            for m in new:
-                self.uids.append(m.uid)
-                self.flags[m.uid] = m.flags
-                self.modseq[m.uid] = m.modseq
+            self.uids.extend(sorted(new))
             out.append(r.exists(len(self.uids)))
+        self.modseq = max(self.modseq, changes.highestmodseq)
+        if len(self.reported) > 10_000:
+            self.reported.clear()  # bounded memory; at worst a flag update is sent twice
         return out

@@ -24,6 +24,7 @@ from server.imap.proto.events import (
 )
 from server.imap.proto.limits import Limits
 from server.imap.proto.parser import CommandParser
+from server.imap.proto.sequence import SequenceSet
 from server.imap.proto.states import State
 from server.imap.selected import SelectedFolder
 from storage.accounts import AccountInfo
@@ -60,12 +61,36 @@ class Session:
         self.keys: MailboxKeyPair | None = None
         self.selected: SelectedFolder | None = None
         self.utf8 = False
+        #: Extensions the client turned on (RFC 5161 ENABLE, or implicitly for CONDSTORE).
         self.enabled: set[str] = set()
         self.limits = Limits(max_literal=self.config.imap.max_literal_size)
         self.parser = CommandParser(self.limits)
         peer = writer.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         self._read_task: asyncio.Task[bytes] | None = None
+        #: RFC 5182 SEARCHRES: the UIDs saved by ``SEARCH RETURN (SAVE)``, referred to as ``$``.
+        self.saved_uids: list[int] = []
+
+    def resolve(self, sequence_set: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
+        """(seq, uid) pairs of the selected folder that ``sequence_set`` names (``$`` too)."""
+        view = self.selected
+        assert view is not None
+        if sequence_set.saved:
+            pairs = ((view.seq_of(u), u) for u in self.saved_uids)
+            return sorted((q, u) for q, u in pairs if q is not None)
+        return view.resolve(sequence_set, uid=uid)
+
+    @property
+    def condstore(self) -> bool:
+        return "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
 
     # -- I/O -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from storage.accounts import (
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database, migrate
-from storage.mailstore import MailStore
+from storage.mailstore import FolderError, MailStore
 
 MARKER = b"ZEBRA-MARKER-7f3a"
 
@@ -106,7 +106,7 @@ async def test_flags_and_expunge_remove_blob_when_last_reference_goes(store: Sto
     assert await store.mail.store_flags(ra.folder_id, [d1.uid], ["\\Seen"], "add") == []
     before = {p.name for p in store.blob_dir.rglob("*") if p.is_file()}
     assert await store.mail.expunge(ra.folder_id) == [d1.uid]
-    assert [m.uid for m in await store.mail.messages(ra.folder_id)] == [d2.uid]
+    assert list(await store.mail.flags(ra.folder_id)) == [d2.uid]
     after = {p.name for p in store.blob_dir.rglob("*") if p.is_file()}
     assert len(before - after) == (1 if before else 0)
     keys = await unlock_keys(store.db, store.master, a.id)
@@ -128,4 +128,57 @@ async def test_a_failing_item_fails_alone(store: Store) -> None:
     )
     assert isinstance(results[0], RuntimeError)
     assert all(isinstance(r, list) for r in results[1:])
-    assert len(await store.mail.messages(ra.folder_id)) == 5
+    assert len(await store.mail.flags(ra.folder_id)) == 5
+
+
+async def test_default_folders_copy_move_and_changes(store: Store) -> None:
+    a = await create_account(store.db, store.master, "a@hygie.test", "password-a")
+    folders = {f.name: f for f in await store.mail.folders(a.id)}
+    assert {n: f.special_use for n, f in folders.items()} == {
+        "INBOX": None,
+        "Sent": "Sent",
+        "Drafts": "Drafts",
+        "Trash": "Trash",
+        "Archive": "Archive",
+    }
+    inbox, archive = folders["INBOX"], folders["Archive"]
+    ra = await store.mail.resolve("a@hygie.test")
+    assert ra is not None
+    for i in range(3):
+        await store.mail.deliver(b"Subject: %d\r\n\r\nbody\r\n" % i, {}, [ra])
+    start = (await store.mail.refresh(inbox.id)).highestmodseq  # type: ignore[union-attr]
+    assert await store.mail.copy(inbox.id, [1, 2], archive.id) == [(1, 1), (2, 2)]
+    assert await store.mail.copy(inbox.id, [3], archive.id, move=True) == [(3, 3)]
+    changes = await store.mail.changes(inbox.id, start)
+    assert changes.expunged == [3] and changes.changed == []
+    keys = await unlock_keys(store.db, store.master, a.id)
+    # The copies share the blob and sealed key: readable without re-encryption.
+    assert await store.mail.read_body(keys, archive.id, 3) == b"Subject: 2\r\n\r\nbody\r\n"
+    counts = await store.mail.counts(archive.id)
+    assert counts["MESSAGES"] == 3 and counts["UNSEEN"] == 3 and counts["SIZE"] > 0
+
+
+async def test_create_rename_delete_folders(store: Store) -> None:
+    a = await create_account(store.db, store.master, "a@hygie.test", "password-a")
+    await store.mail.create_folder(a.id, "Patients/Dupont/2026")
+    names = {f.name for f in await store.mail.folders(a.id)}
+    assert {"Patients", "Patients/Dupont", "Patients/Dupont/2026"} <= names
+    with pytest.raises(FolderError, match="already exists"):
+        await store.mail.create_folder(a.id, "Patients")
+    with pytest.raises(FolderError) as info:
+        await store.mail.delete_folder(a.id, "Patients")
+    assert info.value.code == "HASCHILDREN"
+    await store.mail.rename_folder(a.id, "Patients", "Dossiers")
+    names = {f.name for f in await store.mail.folders(a.id)}
+    assert "Dossiers/Dupont/2026" in names and not any(n.startswith("Patients") for n in names)
+    # RENAME INBOX moves its messages and leaves INBOX empty (RFC 9051 §6.3.6).
+    ra = await store.mail.resolve("a@hygie.test")
+    assert ra is not None
+    await store.mail.deliver(b"Subject: x\r\n\r\nx\r\n", {}, [ra])
+    await store.mail.rename_folder(a.id, "inbox", "Old")
+    old = await store.mail.folder(a.id, "Old")
+    inbox = await store.mail.folder(a.id, "INBOX")
+    assert old is not None and inbox is not None
+    assert list(await store.mail.flags(old.id)) == [1] and await store.mail.flags(inbox.id) == {}
+    await store.mail.delete_folder(a.id, "Old")
+    assert await store.mail.folder(a.id, "Old") is None

@@ -43,6 +43,10 @@ HANDLERS: dict[type[c.Command], Handler] = {
     c.Append: authenticated.append,
     c.Idle: authenticated.idle,
     c.Subscribe: authenticated.subscribe,
+    c.Delete: authenticated.delete,
+    c.Rename: authenticated.rename,
+    c.Copy: selected.copy,
+    c.Move: selected.move,
     c.Unsubscribe: authenticated.unsubscribe,
     c.Check: selected.check,
     c.Close: selected.close,
@@ -56,14 +60,39 @@ HANDLERS: dict[type[c.Command], Handler] = {
 
 def capabilities(session: Session) -> list[str]:
     """What the session may use now (RFC 9051 §7.2.2): no login before TLS on port 143."""
-    caps = ["IMAP4rev1"]
+    caps = ["IMAP4rev2", "IMAP4rev1"]
     if session.state is State.NOT_AUTHENTICATED:
         if not session.tls:
             return [*caps, "STARTTLS", "LOGINDISABLED", "LITERAL+", "ID"]
-        caps += ["AUTH=PLAIN", "SASL-IR"]
-    caps += ["LITERAL+", "ID", "ENABLE", "IDLE", "UIDPLUS", "UNSELECT", "NAMESPACE", "CHILDREN"]
-    caps.append(f"APPENDLIMIT={session.config.smtp.max_message_size}")
-    return caps
+        caps.append("AUTH=PLAIN")
+    limit = f"APPENDLIMIT={session.config.smtp.max_message_size}"
+    return [*caps, *AUTHENTICATED_CAPABILITIES, limit]
+
+
+#: Every extension advertised after login; each is in docs/standards.md.
+AUTHENTICATED_CAPABILITIES = (
+    "LITERAL+",
+    "ENABLE",
+    "IDLE",
+    "UIDPLUS",
+    "MOVE",
+    "CONDSTORE",
+    "QRESYNC",
+    "SPECIAL-USE",
+    "CREATE-SPECIAL-USE",
+    "NAMESPACE",
+    "UNSELECT",
+    "SASL-IR",
+    "ID",
+    "ESEARCH",
+    "SEARCHRES",
+    "STATUS=SIZE",
+    "CHILDREN",
+    "LIST-EXTENDED",
+    "LIST-STATUS",
+    "BINARY",
+    "UTF8=ACCEPT",
+)
 
 
 async def dispatch(session: Session, command: c.Command) -> None:

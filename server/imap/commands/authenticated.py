@@ -1,5 +1,7 @@
-"""Authenticated state (RFC 9051 §6.3): ENABLE, SELECT/EXAMINE, CREATE, LIST, LSUB, NAMESPACE,
-STATUS, APPEND (UIDPLUS, RFC 4315), IDLE (RFC 2177), SUBSCRIBE/UNSUBSCRIBE."""
+"""Authenticated state (RFC 9051 §6.3): ENABLE (RFC 5161), SELECT/EXAMINE (with CONDSTORE and
+QRESYNC, RFC 7162), CREATE (CREATE-SPECIAL-USE, RFC 6154), DELETE, RENAME, SUBSCRIBE,
+UNSUBSCRIBE, LIST (LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE RFC 6154), LSUB,
+NAMESPACE (RFC 2342), STATUS, APPEND (UIDPLUS RFC 4315, MULTIAPPEND RFC 3502), IDLE (RFC 2177)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from server.imap.proto.sequence import SequenceSet
 from server.imap.proto.states import State
 from server.imap.selected import SYSTEM_FLAGS, SelectedFolder
 from server.imap.session import ConnectionClosed, Session
-from storage.mailstore import FolderError, FolderInfo
+from storage.mailstore import DELIMITER, FolderError, FolderInfo
 
-DELIMITER = "/"
+#: RFC 5161 / RFC 9051 §6.3.1: what ENABLE can turn on.
+ENABLEABLE = ("IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC")
+SPECIAL_USES = {"\\ALL", "\\ARCHIVE", "\\DRAFTS", "\\FLAGGED", "\\JUNK", "\\SENT", "\\TRASH"}
 
 
 def _account_id(s: Session) -> int:
@@ -25,41 +29,87 @@ def _account_id(s: Session) -> int:
 
 
 async def enable(s: Session, cmd: c.Enable) -> None:
-    # Nothing optional is enabled yet (UTF8=ACCEPT, CONDSTORE, QRESYNC come with IMAP4rev2).
-    await s.send(r.enabled([]))
+    turned_on = []
+    for cap in cmd.capabilities:
+        name = cap.upper()
+        if name in ENABLEABLE and name not in s.enabled:
+            s.enabled.add(name)
+            turned_on.append(cap)
+    if "UTF8=ACCEPT" in s.enabled or "IMAP4REV2" in s.enabled:
+        s.utf8 = True
+        s.parser.utf8 = True
+    await s.send(r.enabled(turned_on))
     await s.ok(cmd.tag, "ENABLE completed")
+
+
+def _special_attr(folder: FolderInfo) -> list[str]:
+    return [f"\\{folder.special_use}"] if folder.special_use else []
 
 
 async def select(s: Session, cmd: c.Select) -> None:
     if s.selected is not None:
-        # RFC 9051 §6.3.2: selecting again deselects first, with [CLOSED] (RFC 7162 §3.2.11).
+        # RFC 9051 §6.3.2: selecting again deselects first; [CLOSED] per RFC 7162 §3.2.11.
         s.selected = None
         s.state = State.AUTHENTICATED
         await s.send(r.UntaggedStatus("OK", "Previous mailbox closed", r.Code.CLOSED))
+    if cmd.qresync is not None and "QRESYNC" not in s.enabled:
+        await s.bad(cmd.tag, "QRESYNC must be enabled first (RFC 7162 §3.2.3)")
+        return
+    if cmd.condstore:
+        s.enabled.add("CONDSTORE")
     folder = await s.store.folder(_account_id(s), cmd.mailbox)
-    if folder is None:
+    snap = await s.store.snapshot(folder.id) if folder is not None else None
+    if snap is None:
         await s.no(cmd.tag, "No such mailbox", r.Code.NONEXISTENT)
         return
-    view = SelectedFolder(folder, readonly=cmd.readonly)
-    view.load(await s.store.messages(folder.id))
-    flag_list = [*SYSTEM_FLAGS, *view.keywords()]
-    responses: list[r.Response] = [
-        r.flags(flag_list),
-        r.exists(view.exists),
-        r.recent(0),
-        r.UntaggedStatus("OK", "UIDs valid", r.Code.uidvalidity(folder.uidvalidity)),
-        r.UntaggedStatus("OK", "Predicted next UID", r.Code.uidnext(folder.uidnext)),
+    info, uids = snap
+    view = SelectedFolder(info, readonly=cmd.readonly, uids=uids, modseq=info.highestmodseq)
+    keywords = await s.store.keywords(info.id)
+    flag_names = [*SYSTEM_FLAGS, *keywords]
+    responses: list[r.Response] = [r.flags(flag_names), r.exists(view.exists)]
+    if not s.rev2:
+        responses.append(r.recent(0))
+    responses += [
+        r.UntaggedStatus("OK", "UIDs valid", r.Code.uidvalidity(info.uidvalidity)),
+        r.UntaggedStatus("OK", "Predicted next UID", r.Code.uidnext(info.uidnext)),
         r.UntaggedStatus(
             "OK",
-            "Limited" if cmd.readonly else "Flags permitted",
-            r.Code.permanentflags([] if cmd.readonly else [*flag_list, "\\*"]),
+            "Read-only mailbox" if cmd.readonly else "Flags permitted",
+            r.Code.permanentflags([] if cmd.readonly else [*flag_names, "\\*"]),
         ),
     ]
-    first_unseen = next(
-        (i + 1 for i, uid in enumerate(view.uids) if "\\Seen" not in view.flags[uid]), None
-    )
-    if first_unseen is not None:
-        responses.append(r.UntaggedStatus("OK", "First unseen", r.Code.unseen(first_unseen)))
+    if s.condstore:
+        responses.append(
+            r.UntaggedStatus("OK", "Highest", r.Code.highestmodseq(info.highestmodseq))
+        )
+    if not s.rev2:
+        first = await s.store.first_unseen(info.id)
+        seq = view.seq_of(first) if first is not None else None
+        if seq is not None:
+            responses.append(r.UntaggedStatus("OK", "First unseen", r.Code.unseen(seq)))
+    q = cmd.qresync
+    if q is not None and q.uidvalidity == info.uidvalidity:
+        # RFC 7162 §3.2.5: what changed since the client's MODSEQ, expunges as VANISHED.
+        gone = await s.store.expunged_since(info.id, q.modseq)
+        if q.known_uids is not None:
+            largest = max(gone, default=0)
+            gone = [u for u in gone if q.known_uids.contains(u, largest)]
+        if gone:
+            responses.append(r.vanished(SequenceSet.of(*gone), earlier=True))
+        changed = await s.store.changes(info.id, q.modseq)
+        for m in changed.changed:
+            seq = view.seq_of(m.uid)
+            if seq is not None:
+                responses.append(
+                    r.FetchResponse(
+                        seq,
+                        [
+                            ("UID", m.uid),
+                            ("FLAGS", [r.Atom(f) for f in sorted(m.flags)]),
+                            ("MODSEQ", [m.modseq]),
+                        ],
+                    )
+                )
     await s.send(*responses)
     s.selected = view
     s.state = State.SELECTED
@@ -70,23 +120,58 @@ async def select(s: Session, cmd: c.Select) -> None:
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f*%]")
 
 
+def _valid_name(name: str) -> bool:
+    return bool(name) and not _BAD_NAME.search(name) and f"{DELIMITER}{DELIMITER}" not in name
+
+
 async def create(s: Session, cmd: c.Create) -> None:
     name = cmd.mailbox.rstrip(DELIMITER)
-    if not name or _BAD_NAME.search(name) or f"{DELIMITER}{DELIMITER}" in name:
+    if not _valid_name(name) or name.startswith(DELIMITER):
         await s.no(cmd.tag, "Invalid mailbox name", r.Code.CANNOT)
         return
+    uses = [u.upper() for u in cmd.special_use]
+    if len(uses) > 1 or any(u not in SPECIAL_USES for u in uses):
+        await s.no(cmd.tag, "Unsupported special-use attribute", r.ResponseCode("USEATTR"))
+        return
+    special = uses[0][1:].capitalize() if uses else None
     try:
-        await s.store.create_folder(_account_id(s), name)
+        await s.store.create_folder(_account_id(s), name, special)
     except FolderError as exc:
         await s.no(cmd.tag, str(exc), r.ResponseCode(exc.code))
         return
     await s.ok(cmd.tag, "CREATE completed")
 
 
+async def delete(s: Session, cmd: c.Delete) -> None:
+    folder = await s.store.folder(_account_id(s), cmd.mailbox)
+    try:
+        await s.store.delete_folder(_account_id(s), cmd.mailbox)
+    except FolderError as exc:
+        await s.no(cmd.tag, str(exc), r.ResponseCode(exc.code))
+        return
+    if folder is not None and s.selected is not None and s.selected.info.id == folder.id:
+        s.selected = None
+        s.state = State.AUTHENTICATED
+    await s.ok(cmd.tag, "DELETE completed")
+
+
+async def rename(s: Session, cmd: c.Rename) -> None:
+    new = cmd.new_name.rstrip(DELIMITER)
+    if not _valid_name(new):
+        await s.no(cmd.tag, "Invalid mailbox name", r.Code.CANNOT)
+        return
+    try:
+        await s.store.rename_folder(_account_id(s), cmd.mailbox, new)
+    except FolderError as exc:
+        await s.no(cmd.tag, str(exc), r.ResponseCode(exc.code))
+        return
+    await s.ok(cmd.tag, "RENAME completed")
+
+
 def _pattern(reference: str, pattern: str) -> re.Pattern[str]:
     """RFC 9051 §6.3.9: ``*`` matches anything, ``%`` anything but the hierarchy delimiter."""
     full = reference + pattern if reference and not pattern.startswith(DELIMITER) else pattern
-    if full[:5].upper() == "INBOX" and full[5:6] in ("", DELIMITER):
+    if full[:5].upper() == "INBOX" and full[5:6] in ("", DELIMITER, "*", "%"):
         full = "INBOX" + full[5:]  # RFC 9051 §5.1: INBOX is case-insensitive
     out = []
     for ch in full:
@@ -99,36 +184,52 @@ def _pattern(reference: str, pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-def _matching(
-    folders: list[FolderInfo], reference: str, patterns: tuple[str, ...]
-) -> list[FolderInfo]:
-    regexes = [_pattern(reference, p) for p in patterns]
-    return [f for f in folders if any(rx.match(f.name) for rx in regexes)]
-
-
-def _attributes(folder: FolderInfo, names: set[str]) -> list[str]:
+def _has_children(folder: FolderInfo, names: set[str]) -> bool:
     prefix = folder.name + DELIMITER
-    has_children = any(n.startswith(prefix) for n in names)
-    return ["\\HasChildren" if has_children else "\\HasNoChildren"]
+    return any(n.startswith(prefix) for n in names)
 
 
 async def list_(s: Session, cmd: c.List) -> None:
-    if len(cmd.patterns) == 1 and cmd.patterns[0] == "":
+    if not cmd.extended and len(cmd.patterns) == 1 and cmd.patterns[0] == "":
         # RFC 9051 §6.3.9: an empty pattern asks for the delimiter and the root.
         await s.send(r.list_item(["\\Noselect"], DELIMITER, ""))
         await s.ok(cmd.tag, "LIST completed")
         return
+    selection = {o.upper() for o in cmd.selection}
+    returns = {o.upper() for o in cmd.return_options}
+    if "RECURSIVEMATCH" in selection and selection <= {"RECURSIVEMATCH", "REMOTE"}:
+        await s.bad(cmd.tag, "RECURSIVEMATCH needs another selection option (RFC 5258 §3.1)")
+        return
     folders = await s.store.folders(_account_id(s))
     names = {f.name for f in folders}
-    subscribed_only = "SUBSCRIBED" in cmd.selection
-    out = []
-    for f in _matching(folders, cmd.reference, cmd.patterns):
-        if subscribed_only and not f.subscribed:
+    regexes = [_pattern(cmd.reference, p) for p in cmd.patterns if p != ""]
+    subscribed_sel = "SUBSCRIBED" in selection
+    special_sel = "SPECIAL-USE" in selection
+    out: list[r.Response] = []
+    for f in folders:
+        if not any(rx.match(f.name) for rx in regexes):
             continue
-        attrs = _attributes(f, names)
-        if f.subscribed and ("SUBSCRIBED" in cmd.return_options or subscribed_only):
+        selected_by_options = (not subscribed_sel or f.subscribed) and (
+            not special_sel or f.special_use is not None
+        )
+        childinfo = False
+        if not selected_by_options and "RECURSIVEMATCH" in selection and subscribed_sel:
+            prefix = f.name + DELIMITER
+            childinfo = any(g.subscribed and g.name.startswith(prefix) for g in folders)
+        if not selected_by_options and not childinfo:
+            continue
+        attrs = ["\\HasChildren" if _has_children(f, names) else "\\HasNoChildren"]
+        attrs += _special_attr(f)
+        if f.subscribed and (subscribed_sel or "SUBSCRIBED" in returns):
             attrs.append("\\Subscribed")
-        out.append(r.list_item(attrs, DELIMITER, f.name))
+        extended: list[r.Value] = []
+        if childinfo:
+            extended = ["CHILDINFO", ["SUBSCRIBED"]]
+        out.append(r.list_item(attrs, DELIMITER, f.name, extended))
+        if cmd.status_items and selected_by_options:
+            values = await _status_values(s, f, cmd.status_items)
+            if isinstance(values, dict):
+                out.append(r.status(f.name, values))
     await s.send(*out)
     await s.ok(cmd.tag, "LIST completed")
 
@@ -136,10 +237,16 @@ async def list_(s: Session, cmd: c.List) -> None:
 async def lsub(s: Session, cmd: c.Lsub) -> None:
     folders = await s.store.folders(_account_id(s))
     names = {f.name for f in folders}
+    rx = _pattern(cmd.reference, cmd.pattern)
     out = [
-        r.list_item(_attributes(f, names), DELIMITER, f.name, lsub=True)
-        for f in _matching(folders, cmd.reference, (cmd.pattern,))
-        if f.subscribed
+        r.list_item(
+            ["\\HasChildren" if _has_children(f, names) else "\\HasNoChildren"],
+            DELIMITER,
+            f.name,
+            lsub=True,
+        )
+        for f in folders
+        if f.subscribed and rx.match(f.name)
     ]
     await s.send(*out)
     await s.ok(cmd.tag, "LSUB completed")
@@ -150,36 +257,39 @@ async def namespace(s: Session, cmd: c.Namespace) -> None:
     await s.ok(cmd.tag, "NAMESPACE completed")
 
 
+async def _status_values(
+    s: Session, folder: FolderInfo, items: tuple[str, ...]
+) -> dict[str, int] | str:
+    counts = await s.store.counts(folder.id)
+    values: dict[str, int] = {}
+    for item in items:
+        key = item.upper()
+        if key in ("MESSAGES", "UNSEEN", "DELETED", "SIZE"):
+            values[key] = counts[key]
+        elif key == "UIDNEXT":
+            values[key] = folder.uidnext
+        elif key == "UIDVALIDITY":
+            values[key] = folder.uidvalidity
+        elif key == "RECENT":
+            values[key] = 0
+        elif key == "HIGHESTMODSEQ":
+            values[key] = folder.highestmodseq
+        elif key == "APPENDLIMIT":
+            values[key] = s.config.smtp.max_message_size
+        else:
+            return f"Unknown STATUS item {item}"
+    return values
+
+
 async def status(s: Session, cmd: c.Status) -> None:
     folder = await s.store.folder(_account_id(s), cmd.mailbox)
     if folder is None:
         await s.no(cmd.tag, "No such mailbox", r.Code.NONEXISTENT)
         return
-    refs = await s.store.messages(folder.id)
-    values: dict[str, int] = {}
-    for item in cmd.items:
-        key = item.upper()
-        if key == "MESSAGES":
-            values[key] = len(refs)
-        elif key == "UIDNEXT":
-            values[key] = folder.uidnext
-        elif key == "UIDVALIDITY":
-            values[key] = folder.uidvalidity
-        elif key == "UNSEEN":
-            values[key] = sum(1 for m in refs if "\\Seen" not in m.flags)
-        elif key == "DELETED":
-            values[key] = sum(1 for m in refs if "\\Deleted" in m.flags)
-        elif key == "RECENT":
-            values[key] = 0
-        elif key == "HIGHESTMODSEQ":
-            values[key] = folder.highestmodseq
-        elif key == "SIZE":
-            assert s.keys is not None
-            metas = await s.store.read_meta(s.keys, folder.id, [m.uid for m in refs])
-            values[key] = sum(int(m.get("size", 0)) for m in metas.values())
-        else:
-            await s.bad(cmd.tag, f"Unknown STATUS item {item}")
-            return
+    values = await _status_values(s, folder, cmd.items)
+    if isinstance(values, str):
+        await s.bad(cmd.tag, values)
+        return
     await s.send(r.status(folder.name, values))
     await s.ok(cmd.tag, "STATUS completed")
 
@@ -199,8 +309,14 @@ async def append(s: Session, cmd: c.Append) -> None:
     assert s.keys is not None
     uids = []
     for m in cmd.messages:
+        flags = []
+        for flag in m.flags:
+            if flag.startswith("\\"):
+                if flag.lower() == "\\recent":
+                    continue
+                flag = "\\" + flag[1:].capitalize()
+            flags.append(flag)
         meta = await asyncio.to_thread(describe, m.data)
-        flags = [f for f in m.flags if f.lower() != "\\recent"]
         d = await s.store.append(folder, s.keys.public, m.data, meta, flags, m.date_time)
         uids.append(d.uid)
     if s.selected is not None and s.selected.info.id == folder.id:

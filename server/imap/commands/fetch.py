@@ -9,7 +9,10 @@ from typing import Any
 from server.imap.proto import commands as c
 from server.imap.proto import message as m
 from server.imap.proto import response as r
+from server.imap.proto.sequence import SequenceSet
+from server.imap.selected import flag_list
 from server.imap.session import Session
+from storage.mailstore import MessageRef
 
 BATCH = 100
 _META_ITEMS = {
@@ -65,45 +68,65 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
     attributes = _expand(cmd.attributes)
     if cmd.uid and not any(a.name == "UID" for a in attributes):
         attributes.insert(0, c.FetchAttribute("UID"))
-    need_meta = any(a.name in _META_ITEMS or a.section is not None for a in attributes)
+    if cmd.vanished and not (cmd.uid and s.qresync and cmd.changed_since is not None):
+        await s.bad(cmd.tag, "VANISHED needs UID FETCH, QRESYNC enabled and CHANGEDSINCE")
+        return
+    if cmd.changed_since is not None or any(a.name == "MODSEQ" for a in attributes):
+        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1
+    if cmd.changed_since is not None and not any(a.name == "MODSEQ" for a in attributes):
+        attributes.append(c.FetchAttribute("MODSEQ"))
+    need_meta = any(
+        a.name in _META_ITEMS - {"RFC822.SIZE"} or a.section is not None for a in attributes
+    )
     need_body = any(
         a.name in _BODY_ITEMS or (a.section is not None and a.name in ("BODY", "BINARY"))
         for a in attributes
     )
     sets_seen = not view.readonly and any(a.sets_seen for a in attributes)
-    targets = view.resolve(cmd.sequence_set, uid=cmd.uid)
-    if cmd.changed_since is not None:
-        targets = [(q, u) for q, u in targets if view.modseq.get(u, 0) > cmd.changed_since]
-    if not targets and not cmd.uid and cmd.sequence_set.ranges:
+    if not cmd.uid and not cmd.sequence_set.saved:
         # RFC 9051 §6.4.5: a sequence number past the end is an error, not an empty result.
-        if any(lo is not None and lo > view.exists for lo, _ in cmd.sequence_set.ranges):
+        if any(
+            lo is not None and hi is not None and max(lo, hi) > view.exists
+            for lo, hi in cmd.sequence_set.ranges
+        ):
             await s.bad(cmd.tag, "Invalid message sequence number")
             return
+    targets = s.resolve(cmd.sequence_set, uid=cmd.uid)
+    if cmd.vanished and cmd.changed_since is not None:
+        largest = view.uids[-1] if view.uids else 0
+        gone = [
+            u
+            for u in await s.store.expunged_since(view.info.id, cmd.changed_since)
+            if cmd.sequence_set.contains(u, max(largest, u))
+        ]
+        if gone:
+            await s.send(r.vanished(SequenceSet.of(*gone), earlier=True))
     if sets_seen:
-        unseen = [u for _, u in targets if "\\Seen" not in view.flags.get(u, frozenset())]
+        unseen_refs = await s.store.flags(view.info.id, [u for _, u in targets])
+        unseen = [u for u, ref in unseen_refs.items() if "\\Seen" not in ref.flags]
         if unseen:
-            for ref in await s.store.store_flags(view.info.id, unseen, ["\\Seen"], "add"):
-                view.flags[ref.uid] = ref.flags
-                view.modseq[ref.uid] = ref.modseq
+            for seen in await s.store.store_flags(view.info.id, unseen, ["\\Seen"], "add"):
+                view.note_reported(seen.uid, seen.modseq)
     for start in range(0, len(targets), BATCH):
         chunk = targets[start : start + BATCH]
+        uids = [u for _, u in chunk]
+        refs = await s.store.flags(view.info.id, uids)
         metas: dict[int, dict[str, Any]] = {}
         if need_meta:
-            metas = await s.store.read_meta(s.keys, view.info.id, [u for _, u in chunk])
+            metas = await s.store.read_meta(s.keys, view.info.id, uids)
         for seq, uid in chunk:
-            meta = metas.get(uid)
-            if need_meta and meta is None:
+            ref = refs.get(uid)
+            if ref is None:
                 continue  # expunged by another session meanwhile
+            if cmd.changed_since is not None and ref.modseq <= cmd.changed_since:
+                continue
+            meta = metas.get(uid)
             raw = await s.store.read_body(s.keys, view.info.id, uid) if need_body else b""
-            items = _items(s, attributes, seq, uid, meta, raw, include_flags=sets_seen)
+            items = _items(s, attributes, uid, ref, meta, raw, include_flags=sets_seen)
             if items is None:
                 await s.no(cmd.tag, "Unknown content-transfer-encoding", r.Code.UNKNOWN_CTE)
                 return
             await s.send(r.FetchResponse(seq, items))
-    await _after(s, cmd)
-
-
-async def _after(s: Session, cmd: c.Fetch) -> None:
     from server.imap.commands.selected import sync
 
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
@@ -113,15 +136,13 @@ async def _after(s: Session, cmd: c.Fetch) -> None:
 def _items(
     s: Session,
     attributes: list[c.FetchAttribute],
-    seq: int,
     uid: int,
+    ref: MessageRef,
     meta: dict[str, Any] | None,
     raw: bytes,
     *,
     include_flags: bool,
 ) -> list[tuple[str, r.Value]] | None:
-    view = s.selected
-    assert view is not None
     items: list[tuple[str, r.Value]] = []
     names = {a.name for a in attributes}
     for a in attributes:
@@ -129,13 +150,13 @@ def _items(
         if name == "UID":
             items.append(("UID", uid))
         elif name == "FLAGS":
-            items.append(("FLAGS", [r.Atom(f) for f in sorted(view.flags.get(uid, frozenset()))]))
+            items.append(("FLAGS", flag_list(ref.flags)))
         elif name == "MODSEQ":
-            items.append(("MODSEQ", [view.modseq.get(uid, 1)]))
+            items.append(("MODSEQ", [ref.modseq]))
+        elif name == "RFC822.SIZE":
+            items.append((name, ref.size))
         elif meta is None:
             continue
-        elif name == "RFC822.SIZE":
-            items.append((name, int(meta["size"])))
         elif name == "INTERNALDATE":
             items.append((name, _internaldate(meta)))
         elif name == "ENVELOPE":
@@ -162,6 +183,6 @@ def _items(
             else:
                 items.append((a.response_name(), r.Literal8(_partial(decoded, a.partial))))
     if include_flags and "FLAGS" not in names:
-        # RFC 9051 §6.4.5: report the \Seen we just set.
-        items.append(("FLAGS", [r.Atom(f) for f in sorted(view.flags.get(uid, frozenset()))]))
+        # RFC 9051 §6.4.5: report the \\Seen we just set.
+        items.append(("FLAGS", flag_list(ref.flags)))
     return items

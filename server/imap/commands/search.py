@@ -12,6 +12,7 @@ from server.imap.proto import message as m
 from server.imap.proto import response as r
 from server.imap.proto.sequence import SequenceSet
 from server.imap.session import Session
+from storage.mailstore import MessageRef
 
 _FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True),
@@ -31,10 +32,13 @@ _ADDRESS_HEADERS = {"FROM", "TO", "CC", "BCC", "SUBJECT"}
 class _Message:
     """One candidate message; decrypts lazily."""
 
-    def __init__(self, s: Session, seq: int, uid: int) -> None:
+    def __init__(self, s: Session, seq: int, uid: int, ref: MessageRef | None) -> None:
         self.s = s
         self.seq = seq
         self.uid = uid
+        self.flags = ref.flags if ref is not None else frozenset()
+        self.modseq = ref.modseq if ref is not None else 0
+        self.size = ref.size if ref is not None else 0
         self._meta: dict[str, Any] | None = None
         self._raw: bytes | None = None
 
@@ -85,7 +89,7 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
     if isinstance(node, c.SearchNot):
         return not await _matches(node.operand, msg, s, largest)
     key, args = node.key, node.args
-    flags = view.flags.get(msg.uid, frozenset())
+    flags = msg.flags
     if key == "ALL":
         return True
     if key in _FLAG_KEYS:
@@ -99,16 +103,16 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
         return str(args[0]) in flags
     if key == "UNKEYWORD":
         return str(args[0]) not in flags
-    if key == "SEQSET":
+    if key in ("SEQSET", "UID"):
         seqset = args[0]
         assert isinstance(seqset, SequenceSet)
-        return seqset.contains(msg.seq, view.exists)
-    if key == "UID":
-        seqset = args[0]
-        assert isinstance(seqset, SequenceSet)
+        if seqset.saved:
+            return msg.uid in s.saved_uids
+        if key == "SEQSET":
+            return seqset.contains(msg.seq, view.exists)
         return seqset.contains(msg.uid, largest)
     if key in ("LARGER", "SMALLER"):
-        size = int((await msg.meta())["size"])
+        size = msg.size
         limit = int(args[0])  # type: ignore[arg-type]
         return size > limit if key == "LARGER" else size < limit
     if key in ("BEFORE", "ON", "SINCE"):
@@ -134,7 +138,8 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
     if key == "TEXT":
         return _contains(await msg.raw(), str(args[0]))
     if key == "MODSEQ":
-        return view.modseq.get(msg.uid, 0) >= int(args[-1])  # type: ignore[arg-type]
+        s.enabled.add("CONDSTORE")
+        return msg.modseq >= int(args[-1])  # type: ignore[arg-type]
     raise ValueError(f"unsupported search key {key}")
 
 
@@ -154,29 +159,60 @@ async def search(s: Session, cmd: c.Search) -> None:
         await s.no(cmd.tag, "Unsupported charset", r.Code.badcharset())
         return
     largest = view.uids[-1] if view.uids else 0
-    found: list[int] = []
+    refs = await s.store.flags(view.info.id)
+    found: list[tuple[int, int]] = []
     try:
         for i, uid in enumerate(list(view.uids)):
-            msg = _Message(s, i + 1, uid)
+            msg = _Message(s, i + 1, uid, refs.get(uid))
             if await _matches(cmd.criteria, msg, s, largest):
-                found.append(uid if cmd.uid else i + 1)
+                found.append((i + 1, uid))
     except ValueError as exc:
         await s.bad(cmd.tag, str(exc))
         return
-    if cmd.return_options is None:
-        await s.send(r.search(found))
+    numbers = [u if cmd.uid else q for q, u in found]
+    opts = None if cmd.return_options is None else {o.upper() for o in cmd.return_options}
+    if opts is not None and "SAVE" in opts:
+        # RFC 5182: remember the result as UIDs, so expunges do not change it.
+        s.saved_uids = [u for _, u in found]
+        opts.discard("SAVE")
+        if not opts:
+            opts = None if cmd.return_options == ("SAVE",) else {"ALL"}
+            if opts is None:
+                await _done(s, cmd)
+                return
+    if opts is None and not s.rev2:
+        modseq = None
+        if _uses_modseq(cmd.criteria) and found:
+            modseq = max(refs[u].modseq for _, u in found if u in refs)
+        await s.send(r.search(numbers, modseq=modseq))
     else:
+        opts = opts or {"ALL"}
         results: dict[str, r.Value] = {}
-        opts = {o.upper() for o in cmd.return_options} or {"ALL"}
-        if "MIN" in opts and found:
-            results["MIN"] = min(found)
-        if "MAX" in opts and found:
-            results["MAX"] = max(found)
+        if "MIN" in opts and numbers:
+            results["MIN"] = min(numbers)
+        if "MAX" in opts and numbers:
+            results["MAX"] = max(numbers)
         if "COUNT" in opts:
-            results["COUNT"] = len(found)
-        if "ALL" in opts and found:
-            results["ALL"] = SequenceSet.of(*found)
+            results["COUNT"] = len(numbers)
+        if "ALL" in opts and numbers:
+            results["ALL"] = SequenceSet.of(*numbers)
+        if _uses_modseq(cmd.criteria) and found:
+            results["MODSEQ"] = max(refs[u].modseq for _, u in found if u in refs)
         await s.send(r.esearch(cmd.tag, uid=cmd.uid, results=results))
+    await _done(s, cmd)
+
+
+def _uses_modseq(node: c.SearchNode) -> bool:
+    if isinstance(node, c.SearchAnd):
+        return any(_uses_modseq(o) for o in node.operands)
+    if isinstance(node, c.SearchOr):
+        return _uses_modseq(node.left) or _uses_modseq(node.right)
+    if isinstance(node, c.SearchNot):
+        return _uses_modseq(node.operand)
+    return node.key == "MODSEQ"
+
+
+async def _done(s: Session, cmd: c.Search) -> None:
     from server.imap.commands.selected import sync
 
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)

@@ -1,5 +1,6 @@
 """Selected state (RFC 9051 §6.4): CHECK, CLOSE, UNSELECT, EXPUNGE, UID EXPUNGE (RFC 4315),
-STORE; and :func:`sync`, which tells the client what other sessions and deliveries changed."""
+STORE (with CONDSTORE's UNCHANGEDSINCE, RFC 7162), COPY, MOVE (RFC 6851); and :func:`sync`,
+which tells the client what other sessions and deliveries changed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from server.imap.proto import commands as c
 from server.imap.proto import response as r
 from server.imap.proto.sequence import SequenceSet
 from server.imap.proto.states import State
+from server.imap.selected import flag_list
 from server.imap.session import Session
 
 STORABLE_SYSTEM_FLAGS = {"\\answered", "\\flagged", "\\deleted", "\\seen", "\\draft"}
@@ -17,8 +19,14 @@ async def sync(s: Session, *, allow_expunge: bool, with_uid: bool) -> None:
     view = s.selected
     if view is None:
         return
-    refs = await s.store.messages(view.info.id)
-    updates = view.sync(refs, allow_expunge=allow_expunge, with_uid=with_uid)
+    changes = await s.store.changes(view.info.id, view.modseq)
+    updates = view.apply(
+        changes,
+        allow_expunge=allow_expunge,
+        with_uid=with_uid,
+        condstore=s.condstore,
+        qresync=s.qresync,
+    )
     if updates:
         await s.send(*updates)
 
@@ -56,10 +64,22 @@ async def expunge(s: Session, cmd: c.Expunge) -> None:
         return
     uids = None
     if cmd.uid and cmd.sequence_set is not None:
-        uids = [uid for _, uid in view.resolve(cmd.sequence_set, uid=True)]
+        uids = [uid for _, uid in s.resolve(cmd.sequence_set, uid=True)]
     await s.store.expunge(view.info.id, uids)
     await sync(s, allow_expunge=True, with_uid=cmd.uid)
-    await s.ok(cmd.tag, "EXPUNGE completed")
+    code = r.Code.highestmodseq(view.modseq) if s.condstore else None
+    await s.ok(cmd.tag, "EXPUNGE completed", code)
+
+
+def _normalize_flags(flags: tuple[str, ...]) -> list[str] | str:
+    out = []
+    for flag in flags:
+        if flag.startswith("\\"):
+            if flag.lower() not in STORABLE_SYSTEM_FLAGS:
+                return f"Cannot store {flag}"
+            flag = "\\" + flag[1:].capitalize()
+        out.append(flag)
+    return out
 
 
 async def store(s: Session, cmd: c.Store) -> None:
@@ -68,40 +88,92 @@ async def store(s: Session, cmd: c.Store) -> None:
     if view.readonly:
         await s.no(cmd.tag, "Mailbox is read-only", r.Code.READ_ONLY)
         return
-    flags = []
-    for flag in cmd.flags:
-        if flag.startswith("\\"):
-            if flag.lower() not in STORABLE_SYSTEM_FLAGS:
-                await s.bad(cmd.tag, f"Cannot store {flag}")
-                return
-            flag = "\\" + flag[1:].capitalize()
-        flags.append(flag)
-    targets = view.resolve(cmd.sequence_set, uid=cmd.uid)
-    changed = await s.store.store_flags(
-        view.info.id, [uid for _, uid in targets], flags, cmd.mode, cmd.unchanged_since
-    )
-    changed_uids = {m.uid for m in changed}
-    for m in changed:
-        view.flags[m.uid] = m.flags
-        view.modseq[m.uid] = m.modseq
+    flags = _normalize_flags(cmd.flags)
+    if isinstance(flags, str):
+        await s.bad(cmd.tag, flags)
+        return
+    if cmd.unchanged_since is not None:
+        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE-aware command enables it
+    targets = s.resolve(cmd.sequence_set, uid=cmd.uid)
+    uids = [uid for _, uid in targets]
+    changed = {
+        m.uid: m
+        for m in await s.store.store_flags(view.info.id, uids, flags, cmd.mode, cmd.unchanged_since)
+    }
+    current = await s.store.flags(view.info.id, uids)
     responses: list[r.Response] = []
     modified: list[int] = []
     for seq, uid in targets:
-        if cmd.unchanged_since is not None and uid not in changed_uids:
-            if view.modseq.get(uid, 0) > cmd.unchanged_since:
-                modified.append(uid if cmd.uid else seq)
-                continue
-        if cmd.silent and uid in changed_uids:
+        ref = changed.get(uid) or current.get(uid)
+        if ref is None:
+            continue  # expunged meanwhile
+        if (
+            cmd.unchanged_since is not None
+            and uid not in changed
+            and ref.modseq > cmd.unchanged_since
+        ):
+            modified.append(uid if cmd.uid else seq)
             continue
-        items: list[tuple[str, r.Value]] = [
-            ("FLAGS", [r.Atom(f) for f in sorted(view.flags.get(uid, frozenset()))])
-        ]
+        if uid in changed:
+            view.note_reported(uid, ref.modseq)
+        if cmd.silent and not (s.condstore and uid in changed):
+            continue
+        items: list[tuple[str, r.Value]] = []
         if cmd.uid:
             items.append(("UID", uid))
+        if not cmd.silent:
+            items.append(("FLAGS", flag_list(ref.flags)))
+        if s.condstore:
+            items.append(("MODSEQ", [ref.modseq]))
         responses.append(r.FetchResponse(seq, items))
     await s.send(*responses)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     if modified:
-        await s.ok(cmd.tag, "Conditional STORE failed", r.Code.modified(SequenceSet.of(*modified)))
+        code = r.Code.modified(SequenceSet.of(*modified))
+        await s.ok(cmd.tag, "Conditional STORE failed for some messages", code)
     else:
         await s.ok(cmd.tag, "STORE completed")
+
+
+async def copy(s: Session, cmd: c.Copy) -> None:
+    await _copy_or_move(s, cmd.tag, cmd.sequence_set, cmd.mailbox, uid=cmd.uid, move=False)
+
+
+async def move(s: Session, cmd: c.Move) -> None:
+    await _copy_or_move(s, cmd.tag, cmd.sequence_set, cmd.mailbox, uid=cmd.uid, move=True)
+
+
+async def _copy_or_move(
+    s: Session, tag: str, sequence_set: SequenceSet, mailbox: str, *, uid: bool, move: bool
+) -> None:
+    view = s.selected
+    assert view is not None and s.account is not None
+    if move and view.readonly:
+        await s.no(tag, "Mailbox is read-only", r.Code.READ_ONLY)
+        return
+    target = await s.store.folder(s.account.id, mailbox)
+    if target is None:
+        await s.no(tag, "No such mailbox", r.Code.TRYCREATE)
+        return
+    targets = s.resolve(sequence_set, uid=uid)
+    if not targets:
+        await s.ok(tag, "Nothing to " + ("move" if move else "copy"))
+        return
+    pairs = await s.store.copy(view.info.id, [u for _, u in targets], target.id, move=move)
+    name = "MOVE" if move else "COPY"
+    if not pairs:
+        await s.no(tag, f"{name} failed: messages were expunged", r.Code.EXPUNGEISSUED)
+        return
+    code = r.Code.copyuid(
+        target.uidvalidity,
+        SequenceSet.of(*(p[0] for p in pairs)),
+        SequenceSet.of(*(p[1] for p in pairs)),
+    )
+    if move:
+        # RFC 6851 §4.3: COPYUID in an untagged OK, then the expunges, then the tagged OK.
+        await s.send(r.UntaggedStatus("OK", "Moved", code))
+        await sync(s, allow_expunge=True, with_uid=uid)
+        await s.ok(tag, "MOVE completed")
+    else:
+        await sync(s, allow_expunge=uid, with_uid=uid)
+        await s.ok(tag, "COPY completed", code)
