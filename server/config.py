@@ -44,7 +44,9 @@ class ImapSection:
     port: int = 2143
     tls_port: int = 2993
     max_literal_size: int = 64 * 1024 * 1024
+    # RFC 9051 §5.4: at least 30 minutes once logged in; a short one before login.
     idle_timeout_seconds: int = 1800
+    login_timeout_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,9 @@ max_recipients = {m.max_recipients}
 port = {i.port}
 tls_port = {i.tls_port}
 max_literal_size = {i.max_literal_size}
+# Inactivity before an autologout: logged in (RFC 9051 §5.4), and before login.
 idle_timeout_seconds = {i.idle_timeout_seconds}
+login_timeout_seconds = {i.login_timeout_seconds}
 
 [database]
 # Empty: the embedded SQLite database hygie.db in this directory (WAL mode).

@@ -81,6 +81,12 @@ class Session:
         return view.resolve(sequence_set, uid=uid)
 
     @property
+    def inactivity_limit(self) -> float:
+        if self.state is State.NOT_AUTHENTICATED:
+            return float(self.config.imap.login_timeout_seconds)
+        return float(self.config.imap.idle_timeout_seconds)
+
+    @property
     def condstore(self) -> bool:
         return "CONDSTORE" in self.enabled or "QRESYNC" in self.enabled
 
@@ -121,6 +127,8 @@ class Session:
         try:
             data = await asyncio.wait_for(asyncio.shield(task), idle_seconds)
         except TimeoutError:
+            with contextlib.suppress(Exception):
+                await self.send(r.UntaggedStatus("BYE", "Autologout; idle for too long"))
             raise ConnectionClosed("autologout") from None
         self._read_task = None
         if not data:
@@ -133,7 +141,7 @@ class Session:
         while True:
             event = self.parser.next_event()
             if event is NEED_DATA:
-                await self.read_more(self.config.imap.idle_timeout_seconds)
+                await self.read_more(self.inactivity_limit)
                 continue
             if isinstance(event, ContinuationLine):
                 return event.data
@@ -162,12 +170,13 @@ class Session:
             while self.state is not State.LOGOUT:
                 event = self.parser.next_event()
                 if event is NEED_DATA:
-                    await self.read_more(self.config.imap.idle_timeout_seconds)
+                    await self.read_more(self.inactivity_limit)
                 elif isinstance(event, ContinuationRequest):
                     await self.send(r.Continuation(event.text))
                 elif isinstance(event, ProtocolErrorEvent):
                     await self.send(r.error_response(event))
-                    if event.close_connection:
+                    # A line without end or an oversized LITERAL+ would keep streaming: hang up.
+                    if event.close_connection or (event.code == "TOOBIG" and event.status == "BAD"):
                         await self.send(r.UntaggedStatus("BYE", "Closing after a protocol error"))
                         break
                 elif isinstance(event, Command):
