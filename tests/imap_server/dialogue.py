@@ -89,6 +89,24 @@ class Reply:
         return [line for line in self.lines if regex.fullmatch(line)]
 
 
+_FLAG_LIST = re.compile(r"(?<=FLAGS \()[\\$\w -]*(?=\))|(?<=^\* LIST \()[\\$\w -]*(?=\))"
+                        r"|(?<=^\* LSUB \()[\\$\w -]*(?=\))")
+_SEARCH = re.compile(r"^\* SEARCH((?: \d+)+)$")
+_NAME_AT_END = re.compile(r'^(\* (?:LIST|LSUB) \([^)]*\) (?:"."|NIL) )"([^"\\\s(){%*\]]+)"')
+_STATUS_NAME = re.compile(r'^(\* STATUS )"([^"\\\s(){%*\]]+)"')
+
+
+def canonical(line: str) -> str:
+    """Spell what the RFC leaves free one way, in received lines and expectations alike:
+    flags and mailbox attributes sorted (sets, RFC 9051 §2.3.2, §7.3.1), ``* SEARCH`` numbers
+    sorted, and mailbox names that need no quotes unquoted (astrings, RFC 9051 §4.3)."""
+    line = _FLAG_LIST.sub(lambda m: " ".join(sorted(m.group(0).split(), key=str.lower)), line)
+    if m := _SEARCH.match(line):
+        line = "* SEARCH " + " ".join(sorted(m.group(1).split(), key=int))
+    line = _NAME_AT_END.sub(r"\1\2", line)
+    return _STATUS_NAME.sub(r"\1\2", line)
+
+
 def compile_expected(pattern: str, known: dict[str, str]) -> tuple[re.Pattern[str], list[str]]:
     out: list[str] = []
     names: list[str] = []
@@ -191,7 +209,9 @@ class Script:
                 if hit.names:  # what it captured may be used by the lines still to come
                     pending = [self._expect(e.text) for e in pending]
                 continue
-            if not line.startswith(("* ", "+")) or (ordered and pending[0].tagged):
+            if ordered and any(e.regex.fullmatch(line) for e in pending[1:]):
+                raise AssertionError(self._fail(f"out of order: {line!r}", pending))
+            if not line.startswith(("* ", "+")):
                 raise AssertionError(self._fail(f"got {line!r}", pending))
             if line.startswith("+") and pending and pending[0].text.startswith("+"):
                 raise AssertionError(self._fail(f"got {line!r}", pending))
@@ -240,7 +260,7 @@ class Script:
     # -- reading -------------------------------------------------------------------------------
 
     def _expect(self, text: str) -> Expectation:
-        regex, names = compile_expected(text, self.vars)
+        regex, names = compile_expected(canonical(text), self.vars)
         return Expectation(text, regex, names)
 
     def _match(self, e: Expectation, line: str, reply: Reply) -> bool:
@@ -261,8 +281,10 @@ class Script:
             literals.append(data)
             raw += b"\r\n" + data + self._readline(deadline, pending)
         line = raw.decode("utf-8", "surrogateescape")
-        if not self.keep_recent and line.startswith("* "):
-            line = _RECENT_FLAG.sub("", line)
+        if line.startswith("* "):
+            if not self.keep_recent:
+                line = _RECENT_FLAG.sub("", line)
+            line = canonical(line)
         shown = line if len(line) <= 400 else line[:400] + "..."
         self.transcript.append(f"{self.name} S: {shown!r}")
         return line, literals
@@ -374,3 +396,36 @@ def fetch_items(line: str) -> dict[str, Value]:
 def same_structure(got: str | bytes, want: str | bytes) -> bool:
     """Whether two IMAP values are equal once :func:`normalized`."""
     return bool(normalized(parse_data(got)) == normalized(parse_data(want)))
+
+
+_LIST_LINE = re.compile(
+    r'^\* (?:LIST|LSUB) \(([^)]*)\) (?:"(?:[^"\\]|\\.)"|NIL) (.+?)(?: \(.*\))?$'
+)
+
+
+def listed(reply: Reply) -> dict[str, set[str]]:
+    """The ``* LIST``/``* LSUB`` lines of a reply: mailbox name → attributes (lower case)."""
+    out: dict[str, set[str]] = {}
+    for line in reply.lines:
+        if m := _LIST_LINE.match(line):
+            name = m.group(2)
+            if name.startswith('"'):
+                name = re.sub(r"\\(.)", r"\1", name[1:-1])
+            out[name] = {a.lower() for a in m.group(1).split()}
+    return out
+
+
+def status_items(text: str) -> dict[str, int]:
+    """``MESSAGES 3 UIDNEXT 4`` → ``{"MESSAGES": 3, "UIDNEXT": 4}``."""
+    words = text.split()
+    return {k.upper(): int(v) for k, v in zip(words[::2], words[1::2], strict=True)}
+
+
+def numbers(sequence_set: str) -> list[int]:
+    """``2:4,7`` → ``[2, 3, 4, 7]`` (no ``*``: servers send explicit numbers)."""
+    out: list[int] = []
+    for part in sequence_set.split(","):
+        low, _, high = part.partition(":")
+        a, b = int(low), int(high or low)
+        out += range(min(a, b), max(a, b) + 1)
+    return out

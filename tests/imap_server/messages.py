@@ -134,22 +134,21 @@ _TEXT_PART = (
     f" {len(REPORT_TEXT)} {REPORT_TEXT.count(CRLF)}"
 )
 _HTML_PART = (
-    f'"TEXT" "HTML" ("CHARSET" "UTF-8") NIL NIL "7BIT"'
-    f" {len(REPORT_HTML)} {REPORT_HTML.count(CRLF)}"
+    f'"TEXT" "HTML" ("CHARSET" "UTF-8") NIL NIL "7BIT" {len(REPORT_HTML)} {REPORT_HTML.count(CRLF)}'
 )
-_PDF_PART = f'"APPLICATION" "PDF" ("NAME" "compte-rendu.pdf") NIL NIL "BASE64" {len(REPORT_PDF_B64)}'
+_PDF_PART = (
+    f'"APPLICATION" "PDF" ("NAME" "compte-rendu.pdf") NIL NIL "BASE64" {len(REPORT_PDF_B64)}'
+)
 
 # RFC 9051 §7.5.2 BODYSTRUCTURE: with extension data (MD5, disposition, language, location).
 REPORT_BODYSTRUCTURE = (
-    f'((({_TEXT_PART} NIL NIL NIL NIL)({_HTML_PART} NIL NIL NIL NIL)'
+    f"((({_TEXT_PART} NIL NIL NIL NIL)({_HTML_PART} NIL NIL NIL NIL)"
     ' "ALTERNATIVE" ("BOUNDARY" "------------alt02") NIL NIL NIL)'
     f'({_PDF_PART} NIL ("ATTACHMENT" ("FILENAME" "compte-rendu.pdf")) NIL NIL)'
     ' "MIXED" ("BOUNDARY" "------------mixed01") NIL NIL NIL)'
 )
 # BODY: the same without extension data.
-REPORT_BODY = (
-    f"((({_TEXT_PART})({_HTML_PART}) \"ALTERNATIVE\")({_PDF_PART}) \"MIXED\")"
-)
+REPORT_BODY = f'((({_TEXT_PART})({_HTML_PART}) "ALTERNATIVE")({_PDF_PART}) "MIXED")'
 
 # -- quoted-printable text, for BINARY (RFC 3516): the server decodes it ------------------------
 

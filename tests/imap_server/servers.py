@@ -70,7 +70,9 @@ class PreparedServer(ServerProcess):
         return extra
 
 
-def running_server(template: Path, env: Mapping[str, str] | None = None) -> Iterator[PreparedServer]:
+def running_server(
+    template: Path, env: Mapping[str, str] | None = None
+) -> Iterator[PreparedServer]:
     server = PreparedServer(template, env)
     try:
         server.start()
