@@ -31,6 +31,7 @@ test: lint
 
 bench: venv
 	$(BIN)/python -m bench.smtp_load --out bench/results
+	$(BIN)/python -m bench.imap_load --out bench/results
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -260,7 +260,7 @@ class ServerProcess:
                 except ServerError:
                     pass
         finally:
-            if self._own_base:
+            if self._own_base and not os.environ.get("HYGIE_KEEP_SERVER_DIR"):
                 shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> ServerProcess:

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import transactions as tx
 from storage.crypto import MailboxKeyPair, MasterKey
 from storage.db import Database
-from storage.models import Account, Folder
+from storage.models import Account
 
 _HASHER = PasswordHasher()  # argon2id, RFC 9106 second recommended profile (64 MiB, t=3, p=4)
 # A hash of a random password, verified for unknown accounts so that timing does not tell
@@ -71,11 +71,6 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
-def new_uidvalidity() -> int:
-    # Seconds since the epoch, like Dovecot: unique for a recreated folder of the same name.
-    return int(time.time()) & 0xFFFFFFFF or 1
-
-
 async def create_account(
     db: Database, master: MasterKey, address: str, password: str | None
 ) -> AccountInfo:
@@ -83,31 +78,31 @@ async def create_account(
     password_hash = await asyncio.to_thread(hash_password, password) if password else None
     keys = MailboxKeyPair.generate()
 
-    async def write(session: AsyncSession) -> AccountInfo:
-        account = Account(
-            address=address,
-            password_hash=password_hash,
-            public_key=keys.public,
-            wrapped_private_key=b"",
-            disabled=False,
-        )
-        session.add(account)
-        await session.flush()
-        account.wrapped_private_key = keys.wrapped_private(master, key_context(account.id))
-        for name, use in DEFAULT_FOLDERS:
-            session.add(
-                Folder(
-                    account_id=account.id,
-                    name=name,
-                    uidvalidity=new_uidvalidity(),
-                    uidnext=1,
-                    highestmodseq=1,
-                    subscribed=True,
-                    special_use=use,
+    def write(conn: Connection) -> AccountInfo:
+        accounts = tx.ACCOUNTS
+        account_id = int(
+            conn.execute(
+                insert(accounts)
+                .values(
+                    address=address,
+                    password_hash=password_hash,
+                    public_key=keys.public,
+                    wrapped_private_key=b"",
+                    disabled=False,
+                    last_uidvalidity=0,
                 )
-            )
-        await session.flush()
-        return AccountInfo(account.id, address, password_hash is not None, False)
+                .returning(accounts.c.id)
+            ).scalar_one()
+        )
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(wrapped_private_key=keys.wrapped_private(master, key_context(account_id)))
+        )
+        for name, use in DEFAULT_FOLDERS:
+            tx.new_folder(conn, account_id, name, use)
+            tx.subscribe(conn, account_id, name, True)
+        return AccountInfo(account_id, address, password_hash is not None, False)
 
     try:
         return await db.writer.run(write)
@@ -119,12 +114,14 @@ async def set_password(db: Database, address: str, password: str) -> None:
     address = normalize_address(address)
     password_hash = await asyncio.to_thread(hash_password, password)
 
-    async def write(session: AsyncSession) -> bool:
-        account = await session.scalar(select(Account).where(Account.address == address))
-        if account is None:
-            return False
-        account.password_hash = password_hash
-        return True
+    def write(conn: Connection) -> bool:
+        accounts = tx.ACCOUNTS
+        done = conn.execute(
+            update(accounts)
+            .where(accounts.c.address == address)
+            .values(password_hash=password_hash)
+        )
+        return bool(done.rowcount)
 
     if not await db.writer.run(write):
         raise AccountError(f"no such account: {address}")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,14 +20,14 @@ from typing import Any, TypeVar, cast
 import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, event, make_url
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
-    AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import SingletonThreadPool
 
 from storage.blobs import BlobStore
 
@@ -72,6 +73,15 @@ def make_engine(url: str, *, writer: bool = False, echo: bool = False) -> AsyncE
     return engine
 
 
+def make_sync_engine(url: str, *, echo: bool = False) -> Engine:
+    """The SQLite writer's engine: the standard ``sqlite3`` driver, one connection."""
+    sync_url = make_url(url).set(drivername="sqlite")
+    engine = create_engine(sync_url, echo=echo, poolclass=SingletonThreadPool)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
 def _alembic_config(url: str) -> AlembicConfig:
     cfg = AlembicConfig()
     location = resources.files("storage") / "migrations"
@@ -98,14 +108,18 @@ async def migrate(url: str) -> None:
         await engine.dispose()
 
 
-BatchFn = Callable[[AsyncSession, list[Any]], Awaitable[list[Any]]]
+#: Work functions are synchronous and take a Core :class:`Connection`: on SQLite a whole
+#: batch then runs in one hop to the writer thread instead of one hop per statement, and on
+#: PostgreSQL they run through ``AsyncConnection.run_sync`` over asyncpg.
+WorkFn = Callable[[Connection], Any]
+BatchFn = Callable[[Connection, list[Any]], list[Any]]
 
 
 @dataclass
 class _Work:
-    """One caller's work: either ``fn(session)`` or one ``payload`` for ``batch_fn``."""
+    """One caller's work: either ``fn(conn)`` or one ``payload`` for ``batch_fn``."""
 
-    fn: Callable[[AsyncSession], Awaitable[Any]] | None
+    fn: WorkFn | None
     batch_fn: BatchFn | None
     payload: Any
     blobs: list[tuple[str, bytes]]
@@ -124,12 +138,19 @@ class Writer:
     transaction fails, each of its items is retried alone, so one bad item fails only itself.
     """
 
-    def __init__(self, engine: AsyncEngine, blobs: BlobStore, max_batch: int = 64) -> None:
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+    def __init__(self, url: str, blobs: BlobStore, max_batch: int = 64, echo: bool = False):
         self._blobs = blobs
         self._max = max_batch
         self._queue: asyncio.Queue[_Work | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._sync_engine: Engine | None = None
+        self._async_engine: AsyncEngine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        if url.startswith("sqlite"):
+            self._sync_engine = make_sync_engine(url, echo=echo)
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="hygie-writer")
+        else:
+            self._async_engine = make_engine(url, writer=True, echo=echo)
         self.batches = 0
         self.items = 0
 
@@ -143,18 +164,22 @@ class Writer:
             await self._queue.put(None)
             await self._task
             self._task = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
 
     async def run(
-        self,
-        fn: Callable[[AsyncSession], Awaitable[T]],
-        blobs: list[tuple[str, bytes]] | None = None,
+        self, fn: Callable[[Connection], T], blobs: list[tuple[str, bytes]] | None = None
     ) -> T:
         return cast(T, await self._submit(_Work(fn, None, None, blobs or [])))
 
     async def run_batched(
         self, batch_fn: BatchFn, payload: Any, blobs: list[tuple[str, bytes]] | None = None
     ) -> Any:
-        """``batch_fn(session, payloads)`` returns one result per payload, in order."""
+        """``batch_fn(conn, payloads)`` returns one result per payload, in order."""
         return await self._submit(_Work(None, batch_fn, payload, blobs or []))
 
     async def _submit(self, work: _Work) -> Any:
@@ -190,7 +215,7 @@ class Writer:
             results = await self._transaction(batch)
         except Exception as exc:
             if len(batch) == 1:
-                log.warning("write_failed", error=type(exc).__name__)
+                _log_failure(exc)
                 batch[0].future.set_exception(exc)
                 return
             for w in batch:  # isolate the failing item
@@ -205,28 +230,45 @@ class Writer:
         try:
             (value,) = await self._transaction([w])
         except Exception as exc:
-            log.warning("write_failed", error=type(exc).__name__)
+            _log_failure(exc)
             w.future.set_exception(exc)
         else:
             w.future.set_result(value)
 
     async def _transaction(self, batch: list[_Work]) -> list[Any]:
+        if self._sync_engine is not None:
+            engine = self._sync_engine
+
+            def in_thread() -> list[Any]:
+                with engine.begin() as conn:
+                    return self._body(conn, batch)
+
+            return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+        assert self._async_engine is not None
+        async with self._async_engine.begin() as aconn:
+            return await aconn.run_sync(self._body, batch)
+
+    def _body(self, conn: Connection, batch: list[_Work]) -> list[Any]:
         results: dict[int, Any] = {}
-        async with self._sessions() as session, session.begin():
-            for w in batch:
-                for bid, data in w.blobs:
-                    await self._blobs.put_row(session, bid, data)
-            groups: dict[BatchFn, list[int]] = {}
-            for i, w in enumerate(batch):
-                if w.batch_fn is not None:
-                    groups.setdefault(w.batch_fn, []).append(i)
-                elif w.fn is not None:
-                    results[i] = await w.fn(session)
-            for batch_fn, indexes in groups.items():
-                values = await batch_fn(session, [batch[i].payload for i in indexes])
-                results.update(zip(indexes, values, strict=True))
-            await session.flush()
+        for w in batch:
+            for bid, data in w.blobs:
+                self._blobs.put_row(conn, bid, data)
+        groups: dict[BatchFn, list[int]] = {}
+        for i, w in enumerate(batch):
+            if w.batch_fn is not None:
+                groups.setdefault(w.batch_fn, []).append(i)
+            elif w.fn is not None:
+                results[i] = w.fn(conn)
+        for batch_fn, indexes in groups.items():
+            values = batch_fn(conn, [batch[i].payload for i in indexes])
+            results.update(zip(indexes, values, strict=True))
         return [results[i] for i in range(len(batch))]
+
+
+def _log_failure(exc: Exception) -> None:
+    # Expected refusals (a folder that exists, …) are the caller's to report, not an error.
+    if not getattr(exc, "expected", False):
+        log.warning("write_failed", error=type(exc).__name__)
 
 
 class Database:
@@ -238,9 +280,8 @@ class Database:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.read_engine = make_engine(url, echo=echo)
-        self.write_engine = make_engine(url, writer=True, echo=echo)
         self.blobs = blobs
-        self.writer = Writer(self.write_engine, blobs, group_commit_max)
+        self.writer = Writer(url, blobs, group_commit_max, echo=echo)
         self.read = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     async def start(self) -> None:
@@ -250,4 +291,3 @@ class Database:
         with contextlib.suppress(Exception):
             await self.writer.close()
         await self.read_engine.dispose()
-        await self.write_engine.dispose()

@@ -50,6 +50,8 @@ class Account(Base):
     public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    # The last UIDVALIDITY given to one of its folders; new ones are always larger.
+    last_uidvalidity: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -89,6 +91,17 @@ class Message(Base):
     sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
     # JSON (size, internal date, envelope, body structure), encrypted with the content key.
     meta: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Subscription(Base):
+    """A subscribed mailbox name (RFC 9051 §6.3.7); it may name no existing folder."""
+
+    __tablename__ = "subscriptions"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(1000), primary_key=True)
 
 
 class Expunged(Base):

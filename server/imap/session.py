@@ -63,7 +63,9 @@ class Session:
         self.utf8 = False
         #: Extensions the client turned on (RFC 5161 ENABLE, or implicitly for CONDSTORE).
         self.enabled: set[str] = set()
-        self.limits = Limits(max_literal=self.config.imap.max_literal_size)
+        # RFC 7889: no literal above APPENDLIMIT is accepted (nor asked for with "+").
+        literal = min(self.config.imap.max_literal_size, self.config.smtp.max_message_size)
+        self.limits = Limits(max_literal=literal, max_nonsync_literal=literal)
         self.parser = CommandParser(self.limits)
         peer = writer.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"

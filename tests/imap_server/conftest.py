@@ -3,23 +3,20 @@ environment overrides), a fresh account per test, and connections ``tc``/``tc2``
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.imap_server.dialogue import Script
-from tests.imap_server.servers import Account, PreparedServer, prepare_template, running_server
+from tests.imap_server.servers import Account, PreparedServer, running_server, shared_template
 
 Connect = Callable[..., Script]
 
 
 @pytest.fixture(scope="session")
-def template() -> Iterator[Path]:
-    base = prepare_template()
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+def template() -> Path:
+    return shared_template()
 
 
 @pytest.fixture(scope="module")

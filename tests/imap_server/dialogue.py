@@ -39,7 +39,7 @@ TIMEOUT = 5.0  # seconds a block of expected lines may take; tests that wait say
 _PLACEHOLDER = re.compile(
     r" …$"  # optional trailing human-readable text
     r"|…"  # any text
-    r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)?(?::(?P<regex>(?:[^{}]|\{[\d,]*\})+))?\}"
+    r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)?(?::(?P<regex>(?:[^{}\\]|\\.|\{[\d,]*\})+))?\}"
 )
 # One IMAP token: quoted string, or a run of characters that are not space or brackets.
 _RECENT_FLAG = re.compile(r"(?<=\()\\Recent ?| \\Recent(?=[ )])")
@@ -89,8 +89,10 @@ class Reply:
         return [line for line in self.lines if regex.fullmatch(line)]
 
 
-_FLAG_LIST = re.compile(r"(?<=FLAGS \()[\\$\w -]*(?=\))|(?<=^\* LIST \()[\\$\w -]*(?=\))"
-                        r"|(?<=^\* LSUB \()[\\$\w -]*(?=\))")
+_FLAG_LIST = re.compile(
+    r"(?<=FLAGS \()[\\$\w -]*(?=\))|(?<=^\* LIST \()[\\$\w -]*(?=\))"
+    r"|(?<=^\* LSUB \()[\\$\w -]*(?=\))"
+)
 _SEARCH = re.compile(r"^\* SEARCH((?: \d+)+)$")
 _NAME_AT_END = re.compile(r'^(\* (?:LIST|LSUB) \([^)]*\) (?:"."|NIL) )"([^"\\\s(){%*\]]+)"')
 _STATUS_NAME = re.compile(r'^(\* STATUS )"([^"\\\s(){%*\]]+)"')

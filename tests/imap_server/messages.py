@@ -165,3 +165,50 @@ QP_MESSAGE = crlf(
     "\n"
     "Caf=C3=A9 cr=C3=A8me =C3=A0 8 h, r=C3=A9sultats normaux.\n"
 )
+
+
+# -- the SEARCH corpus: five messages with known flags, dates, sizes and words -----------------
+
+ANALYSIS_SUBJECT = "=?UTF-8?Q?R=C3=A9sultats_d=27analyse?="  # "Résultats d'analyse" (RFC 2047)
+CORPUS: list[tuple[bytes, str, str]] = [  # (message, flags, internal date)
+    (
+        text_message(
+            "Rendez-vous lundi",
+            "Bonjour, rendez-vous lundi à 9 h.\n",
+            date="Wed, 01 Oct 2025 12:00:00 +0000",
+        ),
+        "\\Seen",
+        "10-Nov-2025 12:00:00 +0000",
+    ),
+    (REPORT, "\\Flagged", "18-Nov-2025 12:00:00 +0000"),
+    (
+        text_message(
+            ANALYSIS_SUBJECT,
+            "Hémoglobine normale, ferritine basse.\n",
+            sender="Bob Durand <bob@hygie.test>",
+            date="Fri, 03 Oct 2025 12:00:00 +0000",
+            message_id="analyse",
+        ),
+        "",
+        "20-Nov-2025 12:00:00 +0000",
+    ),
+    (
+        text_message(
+            "Urgent: ordonnance",
+            "Merci de renouveler l'ordonnance.\n",
+            date="Sat, 04 Oct 2025 12:00:00 +0000",
+        ),
+        "\\Answered \\Seen $Important",
+        "21-Nov-2025 12:00:00 +0000",
+    ),
+    (
+        text_message(
+            "Newsletter",
+            "Pour vous désabonner, répondez STOP.\n",
+            sender="Dave <dave@news.test>",
+            date="Sun, 05 Oct 2025 12:00:00 +0000",
+        ),
+        "\\Deleted",
+        "25-Nov-2025 12:00:00 +0000",
+    ),
+]

@@ -4,6 +4,8 @@ module pays for a copy and a start, not for an init and a dozen ``hygie user add
 
 from __future__ import annotations
 
+import atexit
+import functools
 import itertools
 import shutil
 import tempfile
@@ -16,7 +18,7 @@ from click.testing import CliRunner
 from bench.harness import ServerProcess
 
 PASSWORD = "dialogue-password-1"
-POOL = 48
+POOL = 24  # the most accounts one module uses; more are added (slowly) on demand
 # Failed logins are part of several scripts; the default throttle (10 a minute per client
 # address) would turn later tests' logins into NO [UNAVAILABLE].
 BASE_ENV = {"HYGIE_AUTH_MAX_FAILURES_PER_MINUTE": "100000"}
@@ -44,6 +46,14 @@ def prepare_template() -> Path:
         args = ["--data", str(template.data_dir), "user", "add", pool_address(i)]
         result = runner.invoke(main, [*args, "--password-stdin"], input=PASSWORD + "\n")
         assert result.exit_code == 0, result.output
+    return base
+
+
+@functools.cache
+def shared_template() -> Path:
+    """:func:`prepare_template` once per test session, for every package that needs it."""
+    base = prepare_template()
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
     return base
 
 

@@ -118,11 +118,11 @@ async def test_a_failing_item_fails_alone(store: Store) -> None:
     ra = await store.mail.resolve("a@hygie.test")
     assert ra is not None
 
-    async def broken(session: object) -> None:
+    def broken(conn: object) -> None:
         raise RuntimeError("boom")
 
     results = await asyncio.gather(
-        store.db.writer.run(broken),  # type: ignore[arg-type]
+        store.db.writer.run(broken),
         *(store.mail.deliver(b"Subject: ok\r\n\r\nok\r\n", {}, [ra]) for _ in range(5)),
         return_exceptions=True,
     )

@@ -18,6 +18,8 @@ from server.imap.selected import SYSTEM_FLAGS, SelectedFolder
 from server.imap.session import ConnectionClosed, Session
 from storage.mailstore import DELIMITER, FolderError, FolderInfo
 
+LIST_SELECTION = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
+LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"}
 #: RFC 5161 / RFC 9051 §6.3.1: what ENABLE can turn on.
 ENABLEABLE = ("IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC")
 SPECIAL_USES = {"\\ALL", "\\ARCHIVE", "\\DRAFTS", "\\FLAGGED", "\\JUNK", "\\SENT", "\\TRASH"}
@@ -57,6 +59,7 @@ async def select(s: Session, cmd: c.Select) -> None:
         return
     if cmd.condstore:
         s.enabled.add("CONDSTORE")
+    s.saved_uids = []  # RFC 5182 §2.1: SELECT resets the saved search result
     folder = await s.store.folder(_account_id(s), cmd.mailbox)
     snap = await s.store.snapshot(folder.id) if folder is not None else None
     if snap is None:
@@ -67,7 +70,10 @@ async def select(s: Session, cmd: c.Select) -> None:
     keywords = await s.store.keywords(info.id)
     flag_names = [*SYSTEM_FLAGS, *keywords]
     responses: list[r.Response] = [r.flags(flag_names), r.exists(view.exists)]
-    if not s.rev2:
+    if s.rev2:
+        # RFC 9051 §6.3.2: the mailbox's LIST response, with its name as the server spells it.
+        responses.append(r.list_item(_special_attr(info), DELIMITER, info.name))
+    else:
         responses.append(r.recent(0))
     responses += [
         r.UntaggedStatus("OK", "UIDs valid", r.Code.uidvalidity(info.uidvalidity)),
@@ -197,6 +203,10 @@ async def list_(s: Session, cmd: c.List) -> None:
         return
     selection = {o.upper() for o in cmd.selection}
     returns = {o.upper() for o in cmd.return_options}
+    unknown = (selection - LIST_SELECTION) | (returns - LIST_RETURN)
+    if unknown:
+        await s.bad(cmd.tag, f"Unknown LIST option {sorted(unknown)[0]} (RFC 5258 §3)")
+        return
     if "RECURSIVEMATCH" in selection and selection <= {"RECURSIVEMATCH", "REMOTE"}:
         await s.bad(cmd.tag, "RECURSIVEMATCH needs another selection option (RFC 5258 §3.1)")
         return
@@ -206,6 +216,11 @@ async def list_(s: Session, cmd: c.List) -> None:
     subscribed_sel = "SUBSCRIBED" in selection
     special_sel = "SPECIAL-USE" in selection
     out: list[r.Response] = []
+    if subscribed_sel and not special_sel:
+        # RFC 5258 §3.1: subscribed names that no longer exist are listed as \NonExistent.
+        for name in sorted(await s.store.subscriptions(_account_id(s)) - names):
+            if any(rx.match(name) for rx in regexes):
+                out.append(r.list_item(["\\NonExistent", "\\Subscribed"], DELIMITER, name))
     for f in folders:
         if not any(rx.match(f.name) for rx in regexes):
             continue
@@ -238,15 +253,24 @@ async def lsub(s: Session, cmd: c.Lsub) -> None:
     folders = await s.store.folders(_account_id(s))
     names = {f.name for f in folders}
     rx = _pattern(cmd.reference, cmd.pattern)
+    subscribed = await s.store.subscriptions(_account_id(s))
     out = [
-        r.list_item(
-            ["\\HasChildren" if _has_children(f, names) else "\\HasNoChildren"],
-            DELIMITER,
-            f.name,
-            lsub=True,
-        )
-        for f in folders
-        if f.subscribed and rx.match(f.name)
+        r.list_item([] if name in names else ["\\Noselect"], DELIMITER, name, lsub=True)
+        for name in sorted(subscribed)
+        if rx.match(name)
+    ]
+    # RFC 3501 §6.3.9: with "%", an unsubscribed parent of a subscribed name that the
+    # pattern hides is listed as \\Noselect.
+    parents = {
+        DELIMITER.join(name.split(DELIMITER)[:i])
+        for name in subscribed
+        if not rx.match(name)
+        for i in range(1, name.count(DELIMITER) + 1)
+    }
+    out += [
+        r.list_item(["\\Noselect"], DELIMITER, p, lsub=True)
+        for p in sorted(parents - subscribed)
+        if rx.match(p)
     ]
     await s.send(*out)
     await s.ok(cmd.tag, "LSUB completed")
@@ -376,9 +400,9 @@ async def unsubscribe(s: Session, cmd: c.Unsubscribe) -> None:
 
 
 async def _subscription(s: Session, tag: str, name: str, on: bool) -> None:
-    folder = await s.store.folder(_account_id(s), name)
-    if folder is None:
+    # RFC 9051 §6.3.7: a name may be subscribed whether or not the mailbox exists.
+    if on and await s.store.folder(_account_id(s), name) is None:
         await s.no(tag, "No such mailbox", r.Code.NONEXISTENT)
         return
-    await s.store.set_subscribed(folder.id, on)
+    await s.store.set_subscribed(_account_id(s), name, on)
     await s.ok(tag, ("SUBSCRIBE" if on else "UNSUBSCRIBE") + " completed")

@@ -5,6 +5,8 @@ only for the messages and keys that need it."""
 from __future__ import annotations
 
 import datetime as dt
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from typing import Any
 
 from server.imap.proto import commands as c
@@ -64,8 +66,18 @@ class _Message:
         raw = await self.raw()
         meta = await self.meta()
         block = raw[: meta.get("header_length", len(raw))]
-        values = [m._field_value(f) for n, f in m.split_fields(block) if n == name.lower()]
+        values = [_decoded(f) for n, f in m.split_fields(block) if n == name.lower()]
         return "\n".join(values)
+
+
+def _decoded(field: bytes) -> str:
+    """A header field's value with RFC 2047 encoded words decoded (RFC 9051 §6.4.4 SHOULD)."""
+    value = field.split(b":", 1)[1] if b":" in field else field
+    text = value.decode("utf-8", "replace").replace("\r\n", "").strip()
+    try:
+        return str(make_header(decode_header(text)))
+    except (HeaderParseError, LookupError, ValueError):
+        return text
 
 
 def _contains(haystack: str | bytes, needle: str) -> bool:
@@ -99,10 +111,10 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
         return False  # \Recent is not kept (IMAP4rev2 dropped it)
     if key == "OLD":
         return True
-    if key == "KEYWORD":
-        return str(args[0]) in flags
-    if key == "UNKEYWORD":
-        return str(args[0]) not in flags
+    if key in ("KEYWORD", "UNKEYWORD"):
+        # RFC 9051 §2.3.2: keywords compare case-insensitively.
+        present = str(args[0]).casefold() in {f.casefold() for f in flags}
+        return present if key == "KEYWORD" else not present
     if key in ("SEQSET", "UID"):
         seqset = args[0]
         assert isinstance(seqset, SequenceSet)

@@ -32,6 +32,7 @@ async def sync(s: Session, *, allow_expunge: bool, with_uid: bool) -> None:
 
 
 def _deselect(s: Session) -> None:
+    s.saved_uids = []  # RFC 5182 §2.1
     s.selected = None
     s.state = State.AUTHENTICATED
 
