@@ -23,7 +23,7 @@ from storage.accounts import normalize_address
 from storage.crypto import ContentKey, MailboxKeyPair, blob_id, open_content_key, seal_content_key
 from storage.db import Database
 from storage.events import FolderEvents
-from storage.models import Account, Expunged, Folder, Message
+from storage.models import Expunged, Folder, Message
 from storage.transactions import DELIMITER, FlagMode, FolderError, FolderInfo, MessageRef
 
 __all__ = [
@@ -137,12 +137,18 @@ class MailStore:
             address = normalize_address(address)
         except Exception:
             return None
-        async with self.db.read() as session:
+        accounts, folders = tx.ACCOUNTS, tx.FOLDERS
+        # A Core query on a bare connection: this runs for every RCPT.
+        async with self.db.read_engine.connect() as conn:
             row = (
-                await session.execute(
-                    select(Account.id, Account.address, Account.public_key, Folder.id)
-                    .join(Folder, Folder.account_id == Account.id)
-                    .where(Account.address == address, Folder.name == "INBOX", ~Account.disabled)
+                await conn.execute(
+                    select(accounts.c.id, accounts.c.address, accounts.c.public_key, folders.c.id)
+                    .join(folders, folders.c.account_id == accounts.c.id)
+                    .where(
+                        accounts.c.address == address,
+                        folders.c.name == "INBOX",
+                        ~accounts.c.disabled,
+                    )
                 )
             ).first()
         if row is None:

@@ -71,6 +71,20 @@ class SubmissionHandler:
         self.store = store
         self.delivery = delivery
 
+    async def handle_EHLO(
+        self,
+        server: HygieSMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Advertise PIPELINING (RFC 2920: aiosmtpd reads commands in order from a buffered
+        stream and answers each in turn) and ENHANCEDSTATUSCODES (RFC 2034)."""
+        session.host_name = hostname
+        extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        return responses[:-1] + extra + responses[-1:]
+
     # -- AUTH (RFC 4954), SASL PLAIN (RFC 4616) and LOGIN ----------------------------------
 
     async def auth_PLAIN(self, server: HygieSMTP, args: list[str]) -> AuthResult:
