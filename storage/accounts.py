@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import weakref
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -22,6 +23,19 @@ from storage.db import Database
 from storage.models import Account
 
 _HASHER = PasswordHasher()  # argon2id, RFC 9106 second recommended profile (64 MiB, t=3, p=4)
+# Each verification takes 64 MiB and ~0.1 s of CPU: at most two at a time (one per core), so a
+# burst of logins queues instead of multiplying memory.
+_VERIFY_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _verify_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _VERIFY_SLOTS.get(loop)
+    if slots is None:
+        slots = _VERIFY_SLOTS[loop] = asyncio.Semaphore(2)
+    return slots
 # A hash of a random password, verified for unknown accounts so that timing does not tell
 # whether an address exists.
 _DUMMY_HASH = _HASHER.hash("hygie-no-such-account")
@@ -161,7 +175,8 @@ async def verify_password(db: Database, address: str, password: str) -> AccountI
         except (VerificationError, InvalidHashError):
             return False
 
-    ok = await asyncio.to_thread(check)
+    async with _verify_slots():
+        ok = await asyncio.to_thread(check)
     if not ok or a is None or not a.password_hash or a.disabled:
         return None
     return AccountInfo(a.id, a.address, True, a.disabled)

@@ -23,8 +23,10 @@ from storage.accounts import normalize_address
 from storage.crypto import ContentKey, MailboxKeyPair, blob_id, open_content_key, seal_content_key
 from storage.db import Database
 from storage.events import FolderEvents
-from storage.models import Expunged, Folder, Message
+from storage.models import Message
 from storage.transactions import DELIMITER, FlagMode, FolderError, FolderInfo, MessageRef
+
+F, M, X = tx.FOLDERS, tx.MESSAGES, tx.EXPUNGED
 
 __all__ = [
     "DELIMITER",
@@ -128,6 +130,7 @@ class MailStore:
     def __init__(self, db: Database, events: FolderEvents | None = None) -> None:
         self.db = db
         self.events = events or FolderEvents()
+        self._changes_inflight: dict[tuple[int, int], asyncio.Future[Changes]] = {}
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -284,103 +287,128 @@ class MailStore:
     async def snapshot(self, folder_id: int) -> tuple[FolderInfo, list[int]] | None:
         """The folder and its UIDs, read folder-first: anything that lands in between shows up
         again in :meth:`changes`, never goes missing."""
-        async with self.db.read() as session:
-            row = (
-                await session.execute(select(tx.FOLDERS).where(tx.FOLDERS.c.id == folder_id))
-            ).first()
+        async with self.db.read_engine.connect() as conn:
+            row = (await conn.execute(select(F).where(F.c.id == folder_id))).first()
             if row is None:
                 return None
             info = tx.folder_row_info(row, False)
-            uids = list(
-                await session.scalars(
-                    select(Message.uid).where(Message.folder_id == folder_id).order_by(Message.uid)
-                )
+            result = await conn.execute(
+                select(M.c.uid).where(M.c.folder_id == folder_id).order_by(M.c.uid)
             )
+            uids = list(result.scalars().all())
         return info, uids
 
     async def changes(self, folder_id: int, since: int) -> Changes:
-        async with self.db.read() as session:
-            highest = await session.scalar(
-                select(Folder.highestmodseq).where(Folder.id == folder_id)
-            )
+        """What changed after ``since``. Identical concurrent calls share one query: after a
+        delivery every IDLE session of the folder asks the same question at once."""
+        key = (folder_id, since)
+        pending = self._changes_inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Changes] = asyncio.get_running_loop().create_future()
+        self._changes_inflight[key] = future
+        try:
+            result = await self._changes(folder_id, since)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the waiters (if any) get it
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._changes_inflight[key]
+
+    async def _changes(self, folder_id: int, since: int) -> Changes:
+        async with self.db.read_engine.connect() as conn:
+            highest = (
+                await conn.execute(select(F.c.highestmodseq).where(F.c.id == folder_id))
+            ).scalar()
             if highest is None or highest <= since:
                 return Changes([], [], int(highest or since))
-            rows = await session.execute(
-                select(Message.id, Message.uid, Message.modseq, Message.flags)
-                .where(Message.folder_id == folder_id, Message.modseq > since)
-                .order_by(Message.uid)
+            rows = await conn.execute(
+                select(M.c.id, M.c.uid, M.c.modseq, M.c.flags, M.c.size)
+                .where(M.c.folder_id == folder_id, M.c.modseq > since)
+                .order_by(M.c.uid)
             )
-            changed = [MessageRef(r[0], r[1], r[2], tx.flags_set(r[3])) for r in rows]
-            expunged = list(
-                await session.scalars(
-                    select(Expunged.uid)
-                    .where(Expunged.folder_id == folder_id, Expunged.modseq > since)
-                    .order_by(Expunged.uid)
+            changed = [MessageRef(r[0], r[1], r[2], tx.flags_set(r[3]), r[4]) for r in rows]
+            expunged = (
+                (
+                    await conn.execute(
+                        select(X.c.uid)
+                        .where(X.c.folder_id == folder_id, X.c.modseq > since)
+                        .order_by(X.c.uid)
+                    )
                 )
+                .scalars()
+                .all()
             )
-        return Changes(changed, expunged, int(highest))
+        return Changes(changed, list(expunged), int(highest))
 
     async def expunged_since(self, folder_id: int, since: int) -> list[int]:
-        async with self.db.read() as session:
-            return list(
-                await session.scalars(
-                    select(Expunged.uid)
-                    .where(Expunged.folder_id == folder_id, Expunged.modseq > since)
-                    .order_by(Expunged.uid)
-                )
+        async with self.db.read_engine.connect() as conn:
+            result = await conn.execute(
+                select(X.c.uid)
+                .where(X.c.folder_id == folder_id, X.c.modseq > since)
+                .order_by(X.c.uid)
             )
+            return list(result.scalars().all())
 
     async def flags(
         self, folder_id: int, uids: Sequence[int] | None = None
     ) -> dict[int, MessageRef]:
-        """Flags and MODSEQ of ``uids`` (all messages when ``None``)."""
-        async with self.db.read() as session:
-            query = select(
-                Message.id, Message.uid, Message.modseq, Message.flags, Message.size
-            ).where(Message.folder_id == folder_id)
-            if uids is not None:
-                if not uids:
-                    return {}
-                lo, hi = min(uids), max(uids)
-                query = query.where(Message.uid >= lo, Message.uid <= hi)
-            rows = await session.execute(query)
-            wanted = None if uids is None else set(uids)
-            return {
-                r[1]: MessageRef(r[0], r[1], r[2], tx.flags_set(r[3]), r[4])
-                for r in rows
-                if wanted is None or r[1] in wanted
-            }
+        """Flags, MODSEQ and size of ``uids`` (all messages when ``None``)."""
+        query = select(M.c.id, M.c.uid, M.c.modseq, M.c.flags, M.c.size).where(
+            M.c.folder_id == folder_id
+        )
+        if uids is not None:
+            if not uids:
+                return {}
+            query = query.where(M.c.uid >= min(uids), M.c.uid <= max(uids))
+        async with self.db.read_engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        wanted = None if uids is None else set(uids)
+        flags_set = tx.flags_set
+        return {
+            r[1]: MessageRef(r[0], r[1], r[2], flags_set(r[3]), r[4])
+            for r in rows
+            if wanted is None or r[1] in wanted
+        }
 
     async def keywords(self, folder_id: int) -> list[str]:
-        async with self.db.read() as session:
-            texts = await session.scalars(
-                select(Message.flags).where(Message.folder_id == folder_id).distinct()
+        async with self.db.read_engine.connect() as conn:
+            texts = (
+                (await conn.execute(select(M.c.flags).where(M.c.folder_id == folder_id).distinct()))
+                .scalars()
+                .all()
             )
-            found: set[str] = set()
-            for t in texts:
-                found |= {f for f in tx.flags_set(t) if not f.startswith("\\")}
+        found: set[str] = set()
+        for t in texts:
+            found |= {f for f in tx.flags_set(t) if not f.startswith("\\")}
         return sorted(found)
 
     async def first_unseen(self, folder_id: int) -> int | None:
-        async with self.db.read() as session:
-            uid = await session.scalar(
-                select(func.min(Message.uid)).where(
-                    Message.folder_id == folder_id, ~Message.flags.contains("\\Seen")
+        async with self.db.read_engine.connect() as conn:
+            uid = (
+                await conn.execute(
+                    select(func.min(M.c.uid)).where(
+                        M.c.folder_id == folder_id, ~M.c.flags.contains("\\Seen")
+                    )
                 )
-            )
+            ).scalar()
         return int(uid) if uid is not None else None
 
     async def counts(self, folder_id: int) -> dict[str, int]:
         """MESSAGES, UNSEEN, DELETED and SIZE of a folder, for STATUS (RFC 9051 §6.3.11)."""
-        async with self.db.read() as session:
+        async with self.db.read_engine.connect() as conn:
             row = (
-                await session.execute(
+                await conn.execute(
                     select(
                         func.count(),
-                        func.count().filter(~Message.flags.contains("\\Seen")),
-                        func.count().filter(Message.flags.contains("\\Deleted")),
-                        func.coalesce(func.sum(Message.size), 0),
-                    ).where(Message.folder_id == folder_id)
+                        func.count().filter(~M.c.flags.contains("\\Seen")),
+                        func.count().filter(M.c.flags.contains("\\Deleted")),
+                        func.coalesce(func.sum(M.c.size), 0),
+                    ).where(M.c.folder_id == folder_id)
                 )
             ).one()
         return {
@@ -393,11 +421,11 @@ class MailStore:
     async def read_meta(
         self, keys: MailboxKeyPair, folder_id: int, uids: Sequence[int]
     ) -> dict[int, dict[str, Any]]:
-        async with self.db.read() as session:
+        async with self.db.read_engine.connect() as conn:
             rows = (
-                await session.execute(
-                    select(Message.uid, Message.sealed_key, Message.meta).where(
-                        Message.folder_id == folder_id, Message.uid.in_(list(uids))
+                await conn.execute(
+                    select(M.c.uid, M.c.sealed_key, M.c.meta).where(
+                        M.c.folder_id == folder_id, M.c.uid.in_(list(uids))
                     )
                 )
             ).all()

@@ -107,13 +107,16 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
         if unseen:
             for seen in await s.store.store_flags(view.info.id, unseen, ["\\Seen"], "add"):
                 view.note_reported(seen.uid, seen.modseq)
-    for start in range(0, len(targets), BATCH):
-        chunk = targets[start : start + BATCH]
+    # Metadata-free fetches (FLAGS, UID, sizes) go in large chunks, one socket write each.
+    step = BATCH if need_meta else 2000
+    for start in range(0, len(targets), step):
+        chunk = targets[start : start + step]
         uids = [u for _, u in chunk]
         refs = await s.store.flags(view.info.id, uids)
         metas: dict[int, dict[str, Any]] = {}
         if need_meta:
             metas = await s.store.read_meta(s.keys, view.info.id, uids)
+        responses: list[r.Response] = []
         for seq, uid in chunk:
             ref = refs.get(uid)
             if ref is None:
@@ -124,9 +127,14 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
             raw = await s.store.read_body(s.keys, view.info.id, uid) if need_body else b""
             items = _items(s, attributes, uid, ref, meta, raw, include_flags=sets_seen)
             if items is None:
+                await s.send(*responses)
                 await s.no(cmd.tag, "Unknown content-transfer-encoding", r.Code.UNKNOWN_CTE)
                 return
-            await s.send(r.FetchResponse(seq, items))
+            responses.append(r.FetchResponse(seq, items))
+            if need_body:  # bodies go out one by one: memory stays bounded
+                await s.send(*responses)
+                responses.clear()
+        await s.send(*responses)
     from server.imap.commands.selected import sync
 
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from server.imap.proto import commands as c
@@ -16,6 +17,7 @@ from server.imap.proto.sequence import SequenceSet
 from server.imap.session import Session
 from storage.mailstore import MessageRef
 
+META_BATCH = 500
 _FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True),
     "UNANSWERED": ("\\Answered", False),
@@ -34,14 +36,21 @@ _ADDRESS_HEADERS = {"FROM", "TO", "CC", "BCC", "SUBJECT"}
 class _Message:
     """One candidate message; decrypts lazily."""
 
-    def __init__(self, s: Session, seq: int, uid: int, ref: MessageRef | None) -> None:
+    def __init__(
+        self,
+        s: Session,
+        seq: int,
+        uid: int,
+        ref: MessageRef | None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         self.s = s
         self.seq = seq
         self.uid = uid
+        self._meta = meta
         self.flags = ref.flags if ref is not None else frozenset()
         self.modseq = ref.modseq if ref is not None else 0
         self.size = ref.size if ref is not None else 0
-        self._meta: dict[str, Any] | None = None
         self._raw: bytes | None = None
 
     async def meta(self) -> dict[str, Any]:
@@ -78,6 +87,42 @@ def _decoded(field: bytes) -> str:
         return str(make_header(decode_header(text)))
     except (HeaderParseError, LookupError, ValueError):
         return text
+
+
+def _decode_words(text: str | None) -> str:
+    if not text:
+        return ""
+    try:
+        return str(make_header(decode_header(text)))
+    except (HeaderParseError, LookupError, ValueError):
+        return text
+
+
+def _envelope_text(meta: dict[str, Any], field: str) -> str:
+    envelope = meta.get("envelope") or {}
+    if field == "subject":
+        return _decode_words(envelope.get("subject"))
+    out = []
+    for address in envelope.get(field) or []:
+        name, _adl, mailbox, host = (list(address) + [None] * 4)[:4]
+        out.append(f"{_decode_words(name)} <{mailbox or ''}@{host or ''}>")
+    return ", ".join(out)
+
+
+def _needs_meta(node: c.SearchNode) -> bool:
+    if isinstance(node, c.SearchAnd):
+        return any(_needs_meta(o) for o in node.operands)
+    if isinstance(node, c.SearchOr):
+        return _needs_meta(node.left) or _needs_meta(node.right)
+    if isinstance(node, c.SearchNot):
+        return _needs_meta(node.operand)
+    return node.key in _META_KEYS
+
+
+_META_KEYS = {
+    "BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE", "HEADER", "BODY", "TEXT",
+    *_ADDRESS_HEADERS,
+}  # fmt: skip
 
 
 def _contains(haystack: str | bytes, needle: str) -> bool:
@@ -131,15 +176,15 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
         day = dt.datetime.fromisoformat((await msg.meta())["internaldate"]).date()
         return _compare_date(key, day, args[0])
     if key in ("SENTBEFORE", "SENTON", "SENTSINCE"):
-        from email.utils import parsedate_to_datetime
-
         try:
-            day = parsedate_to_datetime(await msg.header("date")).date()
-        except (TypeError, ValueError, IndexError):
+            date = (await msg.meta())["envelope"]["date"]
+            day = parsedate_to_datetime(date).date()
+        except (TypeError, ValueError, IndexError, KeyError):
             return False
         return _compare_date(key[4:], day, args[0])
     if key in _ADDRESS_HEADERS:
-        return _contains(await msg.header(key), str(args[0]))
+        # From the encrypted envelope: no need to decrypt the body (RFC 9051 §6.4.4).
+        return _contains(_envelope_text(await msg.meta(), key.lower()), str(args[0]))
     if key == "HEADER":
         field_name, value = args[0] if isinstance(args[0], tuple) else (str(args[0]), str(args[1]))
         text = await msg.header(field_name)
@@ -172,12 +217,18 @@ async def search(s: Session, cmd: c.Search) -> None:
         return
     largest = view.uids[-1] if view.uids else 0
     refs = await s.store.flags(view.info.id)
+    prefetch = _needs_meta(cmd.criteria)
+    assert s.keys is not None
     found: list[tuple[int, int]] = []
+    uids = list(view.uids)
     try:
-        for i, uid in enumerate(list(view.uids)):
-            msg = _Message(s, i + 1, uid, refs.get(uid))
-            if await _matches(cmd.criteria, msg, s, largest):
-                found.append((i + 1, uid))
+        for start in range(0, len(uids), META_BATCH):
+            chunk = uids[start : start + META_BATCH]
+            metas = await s.store.read_meta(s.keys, view.info.id, chunk) if prefetch else {}
+            for i, uid in enumerate(chunk, start):
+                msg = _Message(s, i + 1, uid, refs.get(uid), metas.get(uid))
+                if await _matches(cmd.criteria, msg, s, largest):
+                    found.append((i + 1, uid))
     except ValueError as exc:
         await s.bad(cmd.tag, str(exc))
         return
