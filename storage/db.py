@@ -62,7 +62,12 @@ def make_engine(url: str, *, writer: bool = False, echo: bool = False) -> AsyncE
     if is_sqlite and writer:
         kwargs["pool_size"] = 1
         kwargs["max_overflow"] = 0
-    elif not is_sqlite:
+    elif is_sqlite:
+        # Every aiosqlite connection owns a thread; overflow connections would be opened and
+        # closed (thread, file, pragmas) on each burst of reads. Keep a larger steady pool.
+        kwargs["pool_size"] = 32
+        kwargs["max_overflow"] = 32
+    else:
         kwargs["pool_size"] = 4 if writer else 10
         kwargs["max_overflow"] = 0 if writer else 20
         kwargs["pool_pre_ping"] = True
