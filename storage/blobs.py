@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -106,6 +107,13 @@ class FileBlobStore(BlobStore):
     async def get(self, session: AsyncSession, blob_id: str) -> bytes:
         try:
             return await asyncio.to_thread(self._path(blob_id).read_bytes)
+        except FileNotFoundError:
+            raise BlobNotFound(blob_id) from None
+
+    def open(self, blob_id: str) -> BinaryIO:
+        """The blob file, for reading it block by block (large messages)."""
+        try:
+            return self._path(blob_id).open("rb")
         except FileNotFoundError:
             raise BlobNotFound(blob_id) from None
 

@@ -204,6 +204,29 @@ class ContentKey:
         return data[start - base : end - base]
 
 
+class BodyStream:
+    """Decrypts a body ciphertext chunk by chunk, as its blocks are read (no whole copy)."""
+
+    HEADER = 12
+    BLOCK = CHUNK_SIZE + TAG_LEN
+
+    def __init__(self, key: ContentKey, header: bytes) -> None:
+        if len(header) != self.HEADER or header[:4] != BODY_MAGIC:
+            raise CryptoError("not a Hygie body ciphertext")
+        self._aead = key._body
+        self._header = header
+        self.size = int.from_bytes(header[4:12], "big")
+        self.count = max(1, -(-self.size // CHUNK_SIZE))
+
+    def decrypt(self, index: int, block: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(
+                _stream_nonce(index, index == self.count - 1), block, self._header
+            )
+        except InvalidTag:
+            raise CryptoError("message body failed authentication") from None
+
+
 def _stream_nonce(index: int, last: bool) -> bytes:
     return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 

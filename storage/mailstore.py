@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,15 @@ from sqlalchemy.engine import Connection
 
 from storage import transactions as tx
 from storage.accounts import normalize_address
-from storage.crypto import ContentKey, MailboxKeyPair, blob_id, open_content_key, seal_content_key
+from storage.blobs import FileBlobStore
+from storage.crypto import (
+    BodyStream,
+    ContentKey,
+    MailboxKeyPair,
+    blob_id,
+    open_content_key,
+    seal_content_key,
+)
 from storage.db import Database
 from storage.events import FolderEvents
 from storage.models import Message
@@ -465,6 +473,39 @@ class MailStore:
             return ck.decrypt_range(ciphertext, start, end)
 
         return await asyncio.to_thread(decrypt)
+
+    async def stream_body(
+        self, keys: MailboxKeyPair, folder_id: int, uid: int
+    ) -> AsyncIterator[bytes]:
+        """The plaintext message in 64 KiB pieces, read and decrypted one block at a time."""
+        async with self.db.read_engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(M.c.blob_id, M.c.sealed_key).where(
+                        M.c.folder_id == folder_id, M.c.uid == uid
+                    )
+                )
+            ).first()
+        if row is None:
+            raise FolderError("no such message", "NONEXISTENT")
+        key = ContentKey(await asyncio.to_thread(open_content_key, row[1], keys))
+        blobs = self.db.blobs
+        if isinstance(blobs, FileBlobStore):
+            handle = await asyncio.to_thread(blobs.open, row[0])
+            try:
+                stream = BodyStream(key, await asyncio.to_thread(handle.read, BodyStream.HEADER))
+                for i in range(stream.count):
+                    block = await asyncio.to_thread(handle.read, BodyStream.BLOCK)
+                    yield stream.decrypt(i, block)
+            finally:
+                handle.close()
+            return
+        async with self.db.read() as session:
+            ciphertext = await blobs.get(session, row[0])
+        stream = BodyStream(key, ciphertext[: BodyStream.HEADER])
+        for i in range(stream.count):
+            start = BodyStream.HEADER + i * BodyStream.BLOCK
+            yield stream.decrypt(i, ciphertext[start : start + BodyStream.BLOCK])
 
     # -- changing messages -----------------------------------------------------------------
 

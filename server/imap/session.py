@@ -109,6 +109,10 @@ class Session:
         self.writer.writelines(chunks)
         await self.writer.drain()
 
+    async def send_raw(self, chunks: list[bytes]) -> None:
+        self.writer.writelines(chunks)
+        await self.writer.drain()
+
     async def ok(self, tag: str, text: str, code: r.ResponseCode | None = None) -> None:
         await self.send(r.TaggedResponse(tag, "OK", text, code))
 

@@ -182,3 +182,18 @@ async def test_create_rename_delete_folders(store: Store) -> None:
     assert list(await store.mail.flags(old.id)) == [1] and await store.mail.flags(inbox.id) == {}
     await store.mail.delete_folder(a.id, "Old")
     assert await store.mail.folder(a.id, "Old") is None
+
+
+async def test_large_body_streams_block_by_block(store: Store) -> None:
+    a = await create_account(store.db, store.master, "a@hygie.test", "password-a")
+    ra = await store.mail.resolve("a@hygie.test")
+    assert ra is not None
+    raw = b"Subject: big\r\n\r\n" + b"".join(
+        b"line %07d of a long report\r\n" % i for i in range(40000)
+    )
+    (d,) = await store.mail.deliver(raw, {}, [ra])
+    keys = await unlock_keys(store.db, store.master, a.id)
+    pieces = [p async for p in store.mail.stream_body(keys, ra.folder_id, d.uid)]
+    assert len(pieces) > 10 and max(len(p) for p in pieces) <= 64 * 1024
+    assert b"".join(pieces) == raw
+    assert (await store.mail.flags(ra.folder_id))[d.uid].size == len(raw)

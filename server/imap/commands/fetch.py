@@ -11,7 +11,7 @@ from server.imap.proto import message as m
 from server.imap.proto import response as r
 from server.imap.proto.sequence import SequenceSet
 from server.imap.selected import flag_list
-from server.imap.session import Session
+from server.imap.session import ConnectionClosed, Session
 from storage.mailstore import MessageRef
 
 BATCH = 100
@@ -107,6 +107,8 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
         if unseen:
             for seen in await s.store.store_flags(view.info.id, unseen, ["\\Seen"], "add"):
                 view.note_reported(seen.uid, seen.modseq)
+    whole = [a for a in attributes if _is_whole_body(a)]
+    streamable = len(whole) == 1 and sum(1 for a in attributes if _needs_body(a)) == 1
     # Metadata-free fetches (FLAGS, UID, sizes) go in large chunks, one socket write each.
     step = BATCH if need_meta else 2000
     for start in range(0, len(targets), step):
@@ -124,6 +126,11 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
             if cmd.changed_since is not None and ref.modseq <= cmd.changed_since:
                 continue
             meta = metas.get(uid)
+            if streamable and ref.size > STREAM_MIN:
+                await s.send(*responses)
+                responses.clear()
+                await _stream(s, seq, uid, attributes, whole[0], ref, meta, sets_seen)
+                continue
             raw = await s.store.read_body(s.keys, view.info.id, uid) if need_body else b""
             items = _items(s, attributes, uid, ref, meta, raw, include_flags=sets_seen)
             if items is None:
@@ -139,6 +146,67 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
 
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     await s.ok(cmd.tag, "FETCH completed")
+
+
+STREAM_MIN = 256 * 1024
+
+
+def _is_whole_body(a: c.FetchAttribute) -> bool:
+    if a.name == "RFC822":
+        return True
+    return (
+        a.name == "BODY"
+        and a.section is not None
+        and not a.section.part
+        and a.section.text is None
+        and a.partial is None
+    )
+
+
+def _needs_body(a: c.FetchAttribute) -> bool:
+    return a.name in _BODY_ITEMS or (a.section is not None and a.name in ("BODY", "BINARY"))
+
+
+async def _stream(
+    s: Session,
+    seq: int,
+    uid: int,
+    attributes: list[c.FetchAttribute],
+    body: c.FetchAttribute,
+    ref: MessageRef,
+    meta: dict[str, Any] | None,
+    include_flags: bool,
+) -> None:
+    """RFC 9051 §7.5.2 FETCH response whose message literal is sent as it is decrypted, one
+    64 KiB block at a time, so a large message never sits whole in memory."""
+    view, keys = s.selected, s.keys
+    assert view is not None and keys is not None
+    at = attributes.index(body)
+    before = _items(s, attributes[:at], uid, ref, meta, b"", include_flags=False) or []
+    after = _items(s, attributes[at + 1 :], uid, ref, meta, b"", include_flags=False) or []
+    if include_flags and not any(a.name == "FLAGS" for a in attributes):
+        after.append(("FLAGS", flag_list(ref.flags)))
+    w = r.Writer(utf8=s.utf8)
+    w.raw(b"* %d FETCH (" % seq)
+    for name, value in before:
+        w.raw(name.encode("ascii") + b" ")
+        w.value(value)
+        w.raw(b" ")
+    w.raw(body.response_name().encode("ascii") + b" {%d}\r\n" % ref.size)
+    await s.send_raw(w.chunks)
+    sent = 0
+    async for piece in s.store.stream_body(keys, view.info.id, uid):
+        sent += len(piece)
+        await s.send_raw([piece])
+    if sent != ref.size:
+        # The literal's length is already on the wire: the stream cannot be repaired.
+        raise ConnectionClosed("stored size does not match the message")
+    tail = r.Writer(utf8=s.utf8)
+    for name, value in after:
+        tail.raw(b" " + name.encode("ascii") + b" ")
+        tail.value(value)
+    tail.raw(b")\r\n")
+    await s.send_raw(tail.chunks)
 
 
 def _items(
