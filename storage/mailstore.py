@@ -132,6 +132,10 @@ def _write_deliveries(conn: Connection, batch: list[_Delivery]) -> list[list[Del
             done.append(Delivered(r.account_id, r.folder_id, uid))
         results.append(done)
     conn.execute(insert(tx.MESSAGES), rows)
+    for d in batch:
+        if d.flags:
+            for r in d.recipients:
+                tx.note_keywords(conn, r.folder_id, tx.flags_set(d.flags))
     return results
 
 
@@ -389,24 +393,20 @@ class MailStore:
         }
 
     async def keywords(self, folder_id: int) -> list[str]:
+        """Keywords in use in the folder (kept up to date by every flag-changing write)."""
         async with self.db.read_engine.connect() as conn:
-            texts = (
-                (await conn.execute(select(M.c.flags).where(M.c.folder_id == folder_id).distinct()))
-                .scalars()
-                .all()
-            )
-        found: set[str] = set()
-        for t in texts:
-            found |= {f for f in tx.flags_set(t) if not f.startswith("\\")}
-        return sorted(found)
+            text = (await conn.execute(select(F.c.keywords).where(F.c.id == folder_id))).scalar()
+        return sorted(tx.flags_set(text or ""))
 
     async def first_unseen(self, folder_id: int) -> int | None:
         async with self.db.read_engine.connect() as conn:
+            # ORDER BY … LIMIT 1 walks the (folder, uid) index and stops at the first match.
             uid = (
                 await conn.execute(
-                    select(func.min(M.c.uid)).where(
-                        M.c.folder_id == folder_id, ~M.c.flags.contains("\\Seen")
-                    )
+                    select(M.c.uid)
+                    .where(M.c.folder_id == folder_id, ~M.c.flags.contains("\\Seen"))
+                    .order_by(M.c.uid)
+                    .limit(1)
                 )
             ).scalar()
         return int(uid) if uid is not None else None

@@ -68,6 +68,8 @@ class Folder(Base):
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
     # RFC 6154 attribute without the backslash ("Sent", "Drafts" …), or None.
     special_use: Mapped[str | None] = mapped_column(String(32))
+    # Keywords (non-system flags) used in this folder, space-separated.
+    keywords: Mapped[str] = mapped_column(Text, default="")
 
 
 class Message(Base):

@@ -282,6 +282,23 @@ def reserve_uids(conn: Connection, folder_id: int, n: int, modseqs: int) -> tupl
     return int(row[0]) - n, int(row[1]) - modseqs + 1
 
 
+def note_keywords(conn: Connection, folder_id: int, flags: Iterable[str]) -> None:
+    """Add any new keyword among ``flags`` to the folder's list (case-insensitively)."""
+    wanted = {f for f in flags if not f.startswith("\\")}
+    if not wanted:
+        return
+    text = conn.scalar(select(FOLDERS.c.keywords).where(FOLDERS.c.id == folder_id)) or ""
+    known = flags_set(text)
+    have = {k.casefold() for k in known}
+    new = {k for k in wanted if k.casefold() not in have}
+    if new:
+        conn.execute(
+            update(FOLDERS)
+            .where(FOLDERS.c.id == folder_id)
+            .values(keywords=flags_text(known | new))
+        )
+
+
 def store_flags(
     conn: Connection,
     folder_id: int,
@@ -312,6 +329,8 @@ def store_flags(
             .values(flags=flags_text(new), modseq=modseq)
         )
         changed.append(MessageRef(mid, uid, modseq, new, size))
+    if mode != "remove":
+        note_keywords(conn, folder_id, wanted)
     return changed
 
 
@@ -373,6 +392,7 @@ def copy_rows(conn: Connection, source: int, uids: list[int], target: int) -> li
         )
         pairs.append((int(uid), first + i))
     conn.execute(insert(MESSAGES), values)
+    note_keywords(conn, target, {f for row in rows for f in flags_set(row[1])})
     return pairs
 
 

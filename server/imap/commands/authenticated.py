@@ -61,13 +61,20 @@ async def select(s: Session, cmd: c.Select) -> None:
         s.enabled.add("CONDSTORE")
     s.saved_uids = []  # RFC 5182 §2.1: SELECT resets the saved search result
     folder = await s.store.folder(_account_id(s), cmd.mailbox)
-    snap = await s.store.snapshot(folder.id) if folder is not None else None
+    if folder is None:
+        await s.no(cmd.tag, "No such mailbox", r.Code.NONEXISTENT)
+        return
+    # Independent reads, on separate connections at once.
+    snap, keywords, first = await asyncio.gather(
+        s.store.snapshot(folder.id),
+        s.store.keywords(folder.id),
+        s.store.first_unseen(folder.id) if not s.rev2 else _none(),
+    )
     if snap is None:
         await s.no(cmd.tag, "No such mailbox", r.Code.NONEXISTENT)
         return
     info, uids = snap
     view = SelectedFolder(info, readonly=cmd.readonly, uids=uids, modseq=info.highestmodseq)
-    keywords = await s.store.keywords(info.id)
     flag_names = [*SYSTEM_FLAGS, *keywords]
     responses: list[r.Response] = [r.flags(flag_names), r.exists(view.exists)]
     if s.rev2:
@@ -89,7 +96,6 @@ async def select(s: Session, cmd: c.Select) -> None:
             r.UntaggedStatus("OK", "Highest", r.Code.highestmodseq(info.highestmodseq))
         )
     if not s.rev2:
-        first = await s.store.first_unseen(info.id)
         seq = view.seq_of(first) if first is not None else None
         if seq is not None:
             responses.append(r.UntaggedStatus("OK", "First unseen", r.Code.unseen(seq)))
@@ -121,6 +127,10 @@ async def select(s: Session, cmd: c.Select) -> None:
     s.state = State.SELECTED
     code = r.Code.READ_ONLY if cmd.readonly else r.Code.READ_WRITE
     await s.ok(cmd.tag, f"{cmd.name} completed", code)
+
+
+async def _none() -> None:
+    return None
 
 
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f*%]")

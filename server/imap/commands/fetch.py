@@ -107,6 +107,9 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
         if unseen:
             for seen in await s.store.store_flags(view.info.id, unseen, ["\\Seen"], "add"):
                 view.note_reported(seen.uid, seen.modseq)
+    if {a.name for a in attributes} <= _FAST_ITEMS and cmd.changed_since is None and not sets_seen:
+        await _fast(s, cmd, attributes, targets)
+        return
     whole = [a for a in attributes if _is_whole_body(a)]
     streamable = len(whole) == 1 and sum(1 for a in attributes if _needs_body(a)) == 1
     # Metadata-free fetches (FLAGS, UID, sizes) go in large chunks, one socket write each.
@@ -149,6 +152,43 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
 
 
 STREAM_MIN = 256 * 1024
+_FAST_ITEMS = {"UID", "FLAGS", "MODSEQ", "RFC822.SIZE"}
+
+
+async def _fast(
+    s: Session, cmd: c.Fetch, attributes: list[c.FetchAttribute], targets: list[tuple[int, int]]
+) -> None:
+    """``FETCH 1:* (UID FLAGS)`` and the like, what clients send to resynchronise a whole
+    mailbox: one query, lines formatted directly, 4,000 lines a write."""
+    view = s.selected
+    assert view is not None
+    refs = await s.store.flags(view.info.id, [u for _, u in targets]) if targets else {}
+    names = [a.name for a in attributes]
+    lines: list[bytes] = []
+    for seq, uid in targets:
+        ref = refs.get(uid)
+        if ref is None:
+            continue
+        parts = []
+        for name in names:
+            if name == "UID":
+                parts.append(b"UID %d" % uid)
+            elif name == "FLAGS":
+                parts.append(b"FLAGS (" + " ".join(sorted(ref.flags)).encode() + b")")
+            elif name == "MODSEQ":
+                parts.append(b"MODSEQ (%d)" % ref.modseq)
+            else:
+                parts.append(b"RFC822.SIZE %d" % ref.size)
+        lines.append(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n")
+        if len(lines) >= 4000:
+            await s.send_raw(lines)
+            lines = []
+    if lines:
+        await s.send_raw(lines)
+    from server.imap.commands.selected import sync
+
+    await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
+    await s.ok(cmd.tag, "FETCH completed")
 
 
 def _is_whole_body(a: c.FetchAttribute) -> bool:
