@@ -292,6 +292,23 @@ class Database:
     async def start(self) -> None:
         self.writer.start()
 
+    async def raw_rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of a hand-written query (``?`` placeholders), straight from the driver.
+
+        For the few reads that return a whole large folder (100,000 rows for SELECT and a
+        full FLAGS resync), SQLAlchemy's per-row result processing costs several times the
+        query itself; the driver's tuples are all these callers need.
+        """
+        async with self.read_engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            if self.dialect == "sqlite":
+                return [tuple(r) for r in await driver.execute_fetchall(sql, params)]
+            numbered = sql
+            for i in range(1, sql.count("?") + 1):
+                numbered = numbered.replace("?", f"${i}", 1)
+            return [tuple(r) for r in await driver.fetch(numbered, *params)]
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.writer.close()

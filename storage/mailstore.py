@@ -309,11 +309,10 @@ class MailStore:
             if row is None:
                 return None
             info = tx.folder_row_info(row, False)
-            result = await conn.execute(
-                select(M.c.uid).where(M.c.folder_id == folder_id).order_by(M.c.uid)
-            )
-            uids = list(result.scalars().all())
-        return info, uids
+        rows = await self.db.raw_rows(
+            "SELECT uid FROM messages WHERE folder_id = ? ORDER BY uid", folder_id
+        )
+        return info, [r[0] for r in rows]
 
     async def changes(self, folder_id: int, since: int) -> Changes:
         """What changed after ``since``. Identical concurrent calls share one query: after a
@@ -375,19 +374,26 @@ class MailStore:
         self, folder_id: int, uids: Sequence[int] | None = None
     ) -> dict[int, MessageRef]:
         """Flags, MODSEQ and size of ``uids`` (all messages when ``None``)."""
-        query = select(M.c.id, M.c.uid, M.c.modseq, M.c.flags, M.c.size).where(
-            M.c.folder_id == folder_id
-        )
+        sql = "SELECT id, uid, modseq, flags, size FROM messages WHERE folder_id = ?"
+        params: list[int] = [folder_id]
         if uids is not None:
             if not uids:
                 return {}
-            query = query.where(M.c.uid >= min(uids), M.c.uid <= max(uids))
-        async with self.db.read_engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            sql += " AND uid >= ? AND uid <= ?"
+            params += [min(uids), max(uids)]
+        rows = await self.db.raw_rows(sql, *params)
         wanted = None if uids is None else set(uids)
-        flags_set = tx.flags_set
+        # A mailbox has few distinct flag combinations: parse each once.
+        parsed: dict[str, frozenset[str]] = {}
+
+        def flag_set(text: str) -> frozenset[str]:
+            found = parsed.get(text)
+            if found is None:
+                found = parsed[text] = tx.flags_set(text)
+            return found
+
         return {
-            r[1]: MessageRef(r[0], r[1], r[2], flags_set(r[3]), r[4])
+            r[1]: MessageRef(r[0], r[1], r[2], flag_set(r[3]), r[4])
             for r in rows
             if wanted is None or r[1] in wanted
         }

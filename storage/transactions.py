@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Table, case, delete, insert, select, update
 from sqlalchemy.engine import Connection
@@ -50,8 +50,9 @@ class FolderInfo:
     special_use: str | None = None
 
 
-@dataclass(frozen=True)
-class MessageRef:
+class MessageRef(NamedTuple):
+    """A message as the protocol sees it without decrypting anything."""
+
     id: int
     uid: int
     modseq: int
