@@ -31,6 +31,7 @@ test: lint
 
 bench: venv
 	$(BIN)/python -m bench.smtp_load --out bench/results
+	$(BIN)/python -m bench.smtp_load --out bench/results --database postgresql
 	$(BIN)/python -m bench.imap_load --out bench/results
 
 clean:

@@ -94,11 +94,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     submission.stop_accepting()
     for srv in imap_servers:
         srv.close()
+    grace = config.server.shutdown_grace_seconds
+    await submission.close_connections(grace)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(
-            services.delivery.idle.wait(), timeout=config.server.shutdown_grace_seconds
-        )
+        await asyncio.wait_for(services.delivery.idle.wait(), timeout=grace)
     await imap.close()
-    await submission.close_connections()
     await services.db.close()
     log.info("stopped")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +38,7 @@ from storage.transactions import DELIMITER, FlagMode, FolderError, FolderInfo, M
 
 F, M, X = tx.FOLDERS, tx.MESSAGES, tx.EXPUNGED
 INLINE_SEAL_LIMIT = 128 * 1024
+CONTENT_KEY_CACHE = 50_000
 
 __all__ = [
     "DELIMITER",
@@ -144,6 +147,27 @@ class MailStore:
         self.db = db
         self.events = events or FolderEvents()
         self._changes_inflight: dict[tuple[int, int], asyncio.Future[Changes]] = {}
+        # Opened content keys by (mailbox public key, sealed key): re-reading a message's
+        # metadata (SEARCH, FETCH ENVELOPE again) then skips the X25519 + HKDF of HPKE.
+        self._content_keys: OrderedDict[tuple[bytes, bytes], ContentKey] = OrderedDict()
+        self._content_keys_lock = threading.Lock()
+
+    def _content_key(self, sealed: bytes, keys: MailboxKeyPair) -> ContentKey:
+        """Called from worker threads too, hence the lock. Entries are keyed by the opener's
+        public key as well: a hit proves the same key pair opened that sealed key before."""
+        cache = self._content_keys
+        entry = (keys.public, sealed)
+        with self._content_keys_lock:
+            found = cache.get(entry)
+            if found is not None:
+                cache.move_to_end(entry)
+                return found
+        found = ContentKey(open_content_key(sealed, keys))
+        with self._content_keys_lock:
+            cache[entry] = found
+            if len(cache) > CONTENT_KEY_CACHE:
+                cache.popitem(last=False)
+        return found
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -452,7 +476,7 @@ class MailStore:
         def decrypt() -> dict[int, dict[str, Any]]:
             out: dict[int, dict[str, Any]] = {}
             for uid, sealed_key, meta in rows:
-                ck = ContentKey(open_content_key(sealed_key, keys))
+                ck = self._content_key(sealed_key, keys)
                 out[uid] = json.loads(ck.decrypt_meta(meta))
             return out
 
@@ -475,7 +499,7 @@ class MailStore:
             ciphertext = await self.db.blobs.get(session, row[0])
 
         def decrypt() -> bytes:
-            ck = ContentKey(open_content_key(row[1], keys))
+            ck = self._content_key(row[1], keys)
             return ck.decrypt_range(ciphertext, start, end)
 
         return await asyncio.to_thread(decrypt)
@@ -494,7 +518,7 @@ class MailStore:
             ).first()
         if row is None:
             raise FolderError("no such message", "NONEXISTENT")
-        key = ContentKey(await asyncio.to_thread(open_content_key, row[1], keys))
+        key = await asyncio.to_thread(self._content_key, row[1], keys)
         blobs = self.db.blobs
         if isinstance(blobs, FileBlobStore):
             handle = await asyncio.to_thread(blobs.open, row[0])

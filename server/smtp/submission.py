@@ -257,15 +257,28 @@ class SubmissionListeners:
         for srv in self.servers:
             srv.close()
 
-    async def close_connections(self) -> None:
-        """Shutdown: RFC 5321 §3.8 lets a server close with 421 at any time."""
-        for conn in list(self.connections):
-            transport = conn.transport
-            if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
-                continue
-            with contextlib.suppress(Exception):
-                transport.write(S.S421_SHUTTING_DOWN.encode() + b"\r\n")
-                transport.close()
+    async def close_connections(self, grace: float) -> None:
+        """Shutdown: sessions between transactions get 421 now (RFC 5321 §3.8); a session in
+        the middle of one (after MAIL, during DATA) may finish it within ``grace`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while True:
+            busy = False
+            for conn in list(self.connections):
+                transport = conn.transport
+                if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+                    continue
+                envelope = conn.envelope
+                in_transaction = envelope is not None and envelope.mail_from is not None
+                if in_transaction and loop.time() < deadline:
+                    busy = True
+                    continue
+                with contextlib.suppress(Exception):
+                    transport.write(S.S421_SHUTTING_DOWN.encode() + b"\r\n")
+                    transport.close()
+            if not busy:
+                return
+            await asyncio.sleep(0.05)
 
 
 async def start_submission(

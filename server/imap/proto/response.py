@@ -21,6 +21,7 @@ Python value           wire form
 
 from __future__ import annotations
 
+import abc
 import base64
 import datetime as dt
 from collections.abc import Iterable, Sequence
@@ -283,9 +284,12 @@ def parse_code(code: str) -> ResponseCode:
 # --- responses ---------------------------------------------------------------------------------
 
 
-class Response:
+class Response(abc.ABC):
+    """A server response; each kind says how it is written."""
+
+    @abc.abstractmethod
     def write(self, w: Writer) -> None:
-        raise NotImplementedError
+        """Append this response (without its CRLF) to ``w``."""
 
     def chunks(self, *, utf8: bool = False) -> list[bytes]:
         """The response as chunks for ``writelines`` (message bodies are not copied)."""
