@@ -50,8 +50,7 @@ def received_field(trace: Trace, queue_id: str, when: datetime | None = None) ->
 
 def describe(raw: bytes) -> dict[str, Any]:
     """The IMAP metadata stored (encrypted) next to a message."""
-    info = analyze(raw)
-    return dict(info) if isinstance(info, dict) else {"info": info}
+    return analyze(raw)
 
 
 class LocalDelivery:

@@ -82,11 +82,7 @@ class _Message:
 def _decoded(field: bytes) -> str:
     """A header field's value with RFC 2047 encoded words decoded (RFC 9051 §6.4.4 SHOULD)."""
     value = field.split(b":", 1)[1] if b":" in field else field
-    text = value.decode("utf-8", "replace").replace("\r\n", "").strip()
-    try:
-        return str(make_header(decode_header(text)))
-    except (HeaderParseError, LookupError, ValueError):
-        return text
+    return _decode_words(value.decode("utf-8", "replace").replace("\r\n", "").strip())
 
 
 def _decode_words(text: str | None) -> str:
