@@ -9,7 +9,9 @@ benchmarks.
 The data directory is a fresh temporary directory (``hygie init``); the server's stderr and
 stdout go to ``serve.log`` beside it (never inside it, so an at-rest search of the data
 directory does not see the log; search the log separately). Configuration is passed the
-documented way: ``HYGIE_<SECTION>_<KEY>`` environment overrides.
+documented way: ``HYGIE_<SECTION>_<KEY>`` environment overrides. Set
+``HYGIE_KEEP_SERVER_DIR=1`` to keep the temporary directory (data and ``serve.log``) after
+the run, for looking at a benchmark's server log.
 """
 
 from __future__ import annotations
