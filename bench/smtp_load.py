@@ -23,6 +23,7 @@ import imaplib
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import sys
@@ -415,6 +416,14 @@ def write_summary(out: Path) -> Path:
         ]
     )
     summary = out / "summary.md"
+    # Other benchmarks keep their own sections (between <!-- name --> markers): keep them.
+    if summary.exists():
+        sections = [
+            m.group(0)
+            for m in re.finditer(r"<!-- (\w+) -->.*?<!-- /\1 -->", summary.read_text(), re.S)
+        ]
+        if sections:
+            text += "\n" + "\n".join(sections) + "\n"
     summary.write_text(text)
     return summary
 
