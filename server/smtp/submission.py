@@ -12,6 +12,7 @@ import binascii
 import contextlib
 import logging
 import ssl
+import warnings
 import weakref
 from base64 import b64decode
 from typing import Any
@@ -28,7 +29,11 @@ from storage.mailstore import MailStore, Recipient
 
 log = structlog.get_logger("hygie.smtp")
 # aiosmtpd logs envelope addresses at INFO: they can hold a patient's INS (design.md §5).
-logging.getLogger("mail.log").setLevel(logging.WARNING)
+# Its warnings are about its own settings (see below); our events are logged by us.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
+# On the implicit-TLS port the whole connection is TLS, so AUTH without STARTTLS is right;
+# aiosmtpd cannot tell and warns on every connection.
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 
 
 class HygieSMTP(SMTP):
