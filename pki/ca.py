@@ -11,6 +11,13 @@ Files in the PKI directory (see `CaFiles`)::
     root-ca.key          0600  root key, PKCS #8 PEM encrypted with the CA passphrase
     intermediate-ca.crt  0644  intermediate certificate, sent by servers after their own
     intermediate-ca.key  0600  intermediate key, PKCS #8 PEM encrypted with the CA passphrase
+    ocsp-responder.crt   0644  delegated OCSP responder (made on first use, renewed near expiry)
+    ocsp-responder.key   0600  its key, encrypted with the CA passphrase
+    ca.json, issued/     settings and the registry of issued certificates (`pki.registry`)
+    crl/intermediate.crl the intermediate's CRL, DER (and ``.pem``), rewritten on revocation
+
+Every end-entity certificate carries a CRL distribution point and an AIA (OCSP and caIssuers)
+under the base URL kept in ``ca.json`` (`pki.registry.CaSettings`).
 """
 
 from __future__ import annotations
@@ -25,10 +32,13 @@ from typing import Final, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from pki import pemfile
+from pki import identity, pemfile
 from pki.errors import PkiError, WrongPassphrase
 from pki.keys import (
     PrivateKey,
@@ -39,7 +49,14 @@ from pki.keys import (
     private_key_pem,
     signature_hash,
 )
-from pki.profiles import INTERMEDIATE_CA, ROOT_CA, SERV, Profile
+from pki.profiles import INTERMEDIATE_CA, OCSP, ORG, PER, ROOT_CA, SERV, Extension, Profile
+from pki.registry import (
+    DEFAULT_BASE_URL,
+    CaSettings,
+    IssuedRecord,
+    Registry,
+    check_base_url,
+)
 
 RANGE: Final = "HYGIE-SANTE"
 ROOT_CN: Final = f"AC RACINE {RANGE} ELEMENTAIRE"
@@ -82,6 +99,22 @@ class CaFiles:
     def intermediate_key(self) -> Path:
         return self.pki_dir / "intermediate-ca.key"
 
+    @property
+    def ocsp_cert(self) -> Path:
+        return self.pki_dir / "ocsp-responder.crt"
+
+    @property
+    def ocsp_key(self) -> Path:
+        return self.pki_dir / "ocsp-responder.key"
+
+    @property
+    def crl_der(self) -> Path:
+        return self.pki_dir / "crl" / "intermediate.crl"
+
+    @property
+    def crl_pem(self) -> Path:
+        return self.pki_dir / "crl" / "intermediate.crl.pem"
+
     def all(self) -> tuple[Path, ...]:
         return (self.root_cert, self.root_key, self.intermediate_cert, self.intermediate_key)
 
@@ -111,6 +144,18 @@ class IssuedCertificate:
         """PKCS #8 PEM private key, encrypted when a passphrase is given."""
         return private_key_pem(self.private_key, passphrase)
 
+    def pkcs12(self, passphrase: bytes, friendly_name: bytes) -> bytes:
+        """PKCS #12 (RFC 7292) with the key, the certificate and the chain, encrypted."""
+        if not passphrase:
+            raise PkiError("a PKCS #12 file needs a passphrase")
+        return pkcs12.serialize_key_and_certificates(
+            friendly_name,
+            self.private_key,
+            self.certificate,
+            list(self.chain),
+            serialization.BestAvailableEncryption(passphrase),
+        )
+
 
 @dataclass(frozen=True)
 class CertificateAuthority:
@@ -121,6 +166,12 @@ class CertificateAuthority:
     root_key: PrivateKey = field(repr=False)
     intermediate_certificate: x509.Certificate
     intermediate_key: PrivateKey = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    # Kept to encrypt the OCSP responder's key, which the CA makes on first use.
+    passphrase: bytes = field(default=b"", repr=False, compare=False)
+    _cache: dict[str, tuple[x509.Certificate, PrivateKey]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def files(self) -> CaFiles:
@@ -159,6 +210,8 @@ class CertificateAuthority:
             root_key=root_key,
             intermediate_certificate=intermediate_certificate,
             intermediate_key=intermediate_key,
+            base_url=CaSettings.load(pki_dir).base_url,
+            passphrase=passphrase,
         )
 
     def issue_server(
@@ -189,6 +242,228 @@ class CertificateAuthority:
         alt_names += [x509.IPAddress(ip) for ip in ips]
         return self.issue(SERV, x509.Name(attributes), alt_names, key_type=key_type, days=days)
 
+    def issue_org(
+        self,
+        service_name: str,
+        organisation: str,
+        *,
+        siret: str | None = None,
+        finess: str | None = None,
+        key_type: str = "rsa",
+        days: int = ORG.days,
+    ) -> IssuedCertificate:
+        """An ORG certificate for a service of a structure known by its SIRET or FINESS."""
+        subject = identity.org_subject(service_name, organisation, siret=siret, finess=finess)
+        return self.issue(ORG, subject, key_type=key_type, days=days)
+
+    def issue_person(
+        self,
+        rpps: str,
+        given_name: str,
+        surname: str,
+        *,
+        organisation: str | None = None,
+        key_type: str = "rsa",
+        days: int = PER.days,
+    ) -> IssuedCertificate:
+        """A PER certificate for the practitioner with this RPPS number (see `pki.identity`)."""
+        subject = identity.person_subject(rpps, given_name, surname, organisation=organisation)
+        return self.issue(PER, subject, key_type=key_type, days=days)
+
+    # --- registry and revocation ---------------------------------------------------------
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.pki_dir)
+
+    def issued(self) -> list[IssuedRecord]:
+        return self.registry.records()
+
+    def find(self, serial: int | str) -> IssuedRecord | None:
+        return self.registry.find(serial)
+
+    def revoke(self, serial: int | str, reason: x509.ReasonFlags) -> IssuedRecord:
+        """Mark a certificate revoked now and publish a new CRL."""
+        record = self.registry.revoke(
+            serial, reason, dt.datetime.now(dt.UTC).replace(microsecond=0)
+        )
+        self.write_crl()
+        return record
+
+    def crl(self, *, next_update_hours: int = 24) -> x509.CertificateRevocationList:
+        """A new CRL of the intermediate CA (RFC 5280 §5), with the next CRL number."""
+        if next_update_hours < 1:
+            raise PkiError("a CRL's nextUpdate must be at least one hour ahead")
+        settings = CaSettings.load(self.pki_dir)
+        number = settings.crl_number + 1
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.intermediate_certificate.subject)
+            .last_update(now)
+            .next_update(now + dt.timedelta(hours=next_update_hours))
+            .add_extension(x509.CRLNumber(number), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    _key_identifier(self.intermediate_certificate)
+                ),
+                critical=False,
+            )
+        )
+        for record in self.issued():
+            if record.status != "revoked" or record.revoked_at is None:
+                continue
+            revoked = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(record.serial)
+                .revocation_date(record.revoked_at)
+            )
+            # RFC 5280 §5.3.1: omit reasonCode rather than say "unspecified".
+            if record.reason not in (None, x509.ReasonFlags.unspecified):
+                revoked = revoked.add_extension(x509.CRLReason(record.reason), critical=False)
+            builder = builder.add_revoked_certificate(revoked.build())
+        crl = builder.sign(self.intermediate_key, hashes.SHA256())
+        CaSettings(base_url=settings.base_url, crl_number=number).save(self.pki_dir)
+        return crl
+
+    def write_crl(self, *, next_update_hours: int = 24) -> x509.CertificateRevocationList:
+        """Make a new CRL and publish it as ``crl/intermediate.crl`` (DER) and ``.crl.pem``."""
+        crl = self.crl(next_update_hours=next_update_hours)
+        try:
+            self.files.crl_der.parent.mkdir(mode=0o755, exist_ok=True)
+            pemfile.replace(
+                self.files.crl_der, crl.public_bytes(serialization.Encoding.DER), private=False
+            )
+            pemfile.replace(
+                self.files.crl_pem, crl.public_bytes(serialization.Encoding.PEM), private=False
+            )
+        except OSError as exc:
+            raise PkiError(f"cannot write the CRL: {exc}") from exc
+        return crl
+
+    def ocsp_responder(self) -> tuple[x509.Certificate, PrivateKey]:
+        """The delegated OCSP responder, made (or renewed, a week before expiry) on demand."""
+        now = dt.datetime.now(dt.UTC)
+        cached = self._cache.get("ocsp")
+        files = self.files
+        if cached is None and files.ocsp_cert.exists():
+            certificate = _load_certificate(files.ocsp_cert, what="OCSP responder certificate")
+            key = _load_ca_key(files.ocsp_key, self.passphrase, what="OCSP responder key")
+            cached = (certificate, key)
+        if cached is None or cached[0].not_valid_after_utc - now < dt.timedelta(days=7):
+            if not self.passphrase:
+                raise PkiError("the CA passphrase is needed to make the OCSP responder")
+            key = generate_private_key(
+                "ec" if isinstance(self.intermediate_key, ec.EllipticCurvePrivateKey) else "rsa"
+            )
+            subject = x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COUNTRY_NAME, COUNTRY),
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.operator),
+                    x509.NameAttribute(NameOID.COMMON_NAME, f"{INTERMEDIATE_CN} OCSP"),
+                ]
+            )
+            certificate = self.certify(OCSP, subject, key.public_key())
+            try:
+                pemfile.replace(files.ocsp_key, private_key_pem(key, self.passphrase), private=True)
+                pemfile.replace(
+                    files.ocsp_cert,
+                    certificate.public_bytes(serialization.Encoding.PEM),
+                    private=False,
+                )
+            except OSError as exc:
+                raise PkiError(f"cannot write the OCSP responder: {exc}") from exc
+            cached = (certificate, key)
+        self._cache["ocsp"] = cached
+        return cached
+
+    def ocsp_response(self, request_der: bytes, *, next_update_hours: int = 1) -> bytes:
+        """The DER OCSP response (RFC 6960) to a DER request; never raises on a bad request."""
+        try:
+            request = ocsp.load_der_ocsp_request(request_der)
+            algorithm = request.hash_algorithm
+            serial = request.serial_number
+            name_hash, key_hash = request.issuer_name_hash, request.issuer_key_hash
+        except (ValueError, TypeError):
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+            ).public_bytes(serialization.Encoding.DER)
+        responder, responder_key = self.ocsp_responder()
+        try:
+            # The issuer hashes of our intermediate, computed with the request's algorithm.
+            ours = (
+                ocsp.OCSPRequestBuilder()
+                .add_certificate(responder, self.intermediate_certificate, algorithm)
+                .build()
+            )
+        except (ValueError, TypeError):
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+            ).public_bytes(serialization.Encoding.DER)
+        record = None
+        if (name_hash, key_hash) == (ours.issuer_name_hash, ours.issuer_key_hash):
+            record = self.find(serial)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        status, revoked_at, reason = ocsp.OCSPCertStatus.UNKNOWN, None, None
+        if record is not None and record.status == "revoked":
+            status, revoked_at, reason = (
+                ocsp.OCSPCertStatus.REVOKED,
+                record.revoked_at,
+                record.reason,
+            )
+        elif record is not None:
+            status = ocsp.OCSPCertStatus.GOOD
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response_by_hash(
+                name_hash,
+                key_hash,
+                serial,
+                algorithm,
+                status,
+                now,
+                now + dt.timedelta(hours=next_update_hours),
+                revoked_at,
+                reason,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder)
+            .certificates([responder])
+        )
+        try:
+            nonce = request.extensions.get_extension_for_class(x509.OCSPNonce)
+        except x509.ExtensionNotFound:
+            pass
+        else:
+            builder = builder.add_extension(nonce.value, critical=False)
+        response = builder.sign(responder_key, signature_hash(responder_key))
+        return response.public_bytes(serialization.Encoding.DER)
+
+    def _distribution_extensions(self) -> list[Extension]:
+        settings = CaSettings(base_url=self.base_url)
+        uri = x509.UniformResourceIdentifier
+        return [
+            (
+                x509.CRLDistributionPoints(
+                    [x509.DistributionPoint([uri(settings.crl_url)], None, None, None)]
+                ),
+                False,
+            ),
+            (
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP, uri(settings.ocsp_url)
+                        ),
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.CA_ISSUERS,
+                            uri(settings.ca_issuers_url),
+                        ),
+                    ]
+                ),
+                False,
+            ),
+        ]
+
     def issue(
         self,
         profile: Profile,
@@ -215,7 +490,7 @@ class CertificateAuthority:
         """Sign a certificate for someone else's ``public_key`` (e.g. from a CSR)."""
         if profile.is_ca:
             raise PkiError(f"the intermediate CA does not issue {profile.name} certificates")
-        return _sign(
+        certificate = _sign(
             profile,
             subject,
             public_key,
@@ -223,11 +498,20 @@ class CertificateAuthority:
             issuer=self.intermediate_certificate,
             issuer_key=self.intermediate_key,
             days=profile.days if days is None else days,
+            # The responder is checked by no one (id-pkix-ocsp-nocheck): no CDP or AIA.
+            extra=() if profile.ocsp_no_check else self._distribution_extensions(),
         )
+        self.registry.add(certificate, profile.name)
+        return certificate
 
 
 def init_ca(
-    pki_dir: Path, passphrase: bytes, *, operator: str = "HYGIE", key_type: str = "rsa"
+    pki_dir: Path,
+    passphrase: bytes,
+    *,
+    operator: str = "HYGIE",
+    key_type: str = "rsa",
+    base_url: str = DEFAULT_BASE_URL,
 ) -> CertificateAuthority:
     """Create the root and intermediate CAs in ``pki_dir`` and write them (see `CaFiles`).
 
@@ -238,6 +522,7 @@ def init_ca(
         raise PkiError("the CA passphrase must not be empty")
     if not operator.strip() or len(operator) > UB_ORGANIZATION_NAME:
         raise PkiError(f"operator name must be 1 to {UB_ORGANIZATION_NAME} characters")
+    base_url = check_base_url(base_url)
     files = CaFiles(pki_dir)
     existing = [path.name for path in files.all() if path.exists() or path.is_symlink()]
     if existing:
@@ -291,6 +576,7 @@ def init_ca(
         if isinstance(exc, FileExistsError):
             raise PkiError(f"refusing to overwrite the existing CA file {exc.filename}") from exc
         raise PkiError(f"cannot write the CA into {pki_dir}: {exc}") from exc
+    CaSettings(base_url=base_url).save(pki_dir)
 
     return CertificateAuthority(
         pki_dir=pki_dir,
@@ -298,6 +584,8 @@ def init_ca(
         root_key=root_key,
         intermediate_certificate=intermediate_certificate,
         intermediate_key=intermediate_key,
+        base_url=base_url,
+        passphrase=passphrase,
     )
 
 
@@ -325,6 +613,7 @@ def _sign(
     issuer: x509.Certificate | None,
     issuer_key: PrivateKey,
     days: int,
+    extra: Sequence[Extension] = (),
 ) -> x509.Certificate:
     """Build and sign one certificate; ``issuer=None`` makes it self-signed."""
     if days < 1:
@@ -355,6 +644,8 @@ def _sign(
     for extension, critical in profile.extensions(
         public_key, issuer_key_identifier, alt_names, empty_subject=not list(subject)
     ):
+        builder = builder.add_extension(extension, critical=critical)
+    for extension, critical in extra:
         builder = builder.add_extension(extension, critical=critical)
     return builder.sign(issuer_key, signature_hash(issuer_key))
 

@@ -6,8 +6,9 @@ the keys; the subject (and its rules: CN = host for SERV, ``OU`` = "3" + SIRET f
 PER) is built by the issuing method in `pki.ca`, and CA-wide extensions that depend on
 configuration (CRL distribution points, OCSP in the AIA) are added there too.
 
-Profiles here: the two CA levels of the "Élémentaire" range and SERV (IGC-Santé offer SERV, usage
-SSL_SERV). ORG and PER (usage AUTH_CLI) are further `Profile` values with ``clientAuth``.
+Profiles here: the two CA levels of the "Élémentaire" range, SERV (IGC-Santé offer SERV, usage
+SSL_SERV), ORG and PER (usage AUTH_CLI, ``clientAuth``), and OCSP (the delegated responder,
+RFC 6960 §4.2.2.2, with ``id-pkix-ocsp-nocheck``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Profile:
     is_ca: bool = False
     path_length: int | None = None  # RFC 5280 §4.2.1.9 pathLenConstraint, CA profiles only
     requires_alt_names: bool = False
+    ocsp_no_check: bool = False  # RFC 6960 §4.2.2.2.1: id-pkix-ocsp-nocheck
 
     def key_usage_for(self, public_key: PublicKey) -> x509.KeyUsage:
         """The KeyUsage extension for a certificate on ``public_key``."""
@@ -89,6 +91,8 @@ class Profile:
         if self.extended_key_usage:
             # RFC 5280 §4.2.1.12: non-critical, so a relying party may ignore it.
             extensions.append((x509.ExtendedKeyUsage(list(self.extended_key_usage)), False))
+        if self.ocsp_no_check:
+            extensions.append((x509.OCSPNoCheck(), False))
         if alt_names:
             # RFC 5280 §4.2.1.6: critical only when the subject is empty.
             extensions.append((x509.SubjectAlternativeName(list(alt_names)), empty_subject))
@@ -127,4 +131,29 @@ SERV: Final = Profile(
     rsa_key_usage=frozenset({"key_encipherment"}),
     extended_key_usage=(ExtendedKeyUsageOID.SERVER_AUTH,),
     requires_alt_names=True,
+)
+
+# ORG / AUTH_CLI: a service of a health structure (software, shared mailbox), 3 years.
+ORG: Final = Profile(
+    name="ORG",
+    days=3 * 365,
+    key_usage=frozenset({"digital_signature"}),
+    extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,),
+)
+
+# PER / AUTH_CLI: a practitioner identified by the IdNat, 3 years.
+PER: Final = Profile(
+    name="PER",
+    days=3 * 365,
+    key_usage=frozenset({"digital_signature"}),
+    extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,),
+)
+
+# The delegated OCSP responder: short-lived, renewed by the CA on use.
+OCSP: Final = Profile(
+    name="OCSP",
+    days=90,
+    key_usage=frozenset({"digital_signature"}),
+    extended_key_usage=(ExtendedKeyUsageOID.OCSP_SIGNING,),
+    ocsp_no_check=True,
 )

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from pki.ca import CertificateAuthority, init_ca, write_server_credentials
+from pki.ca import CertificateAuthority, IssuedCertificate, init_ca, write_server_credentials
 from pki.errors import PkiError
 from server.config import (
     CONFIG_FILE,
@@ -153,7 +155,12 @@ def init(ctx: click.Context, domain: str, hostname: str | None, demo: bool, forc
 async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -> None:
     master = MasterKey.create(config.path(config.storage.master_key_file))
     await migrate(config.database_url)
-    ca = init_ca(config.path("pki"), master.derive_secret(CA_SECRET), operator="HYGIE")
+    ca = init_ca(
+        config.path("pki"),
+        master.derive_secret(CA_SECRET),
+        operator="HYGIE",
+        base_url=f"http://{hostname}:8443/pki",
+    )
     config.path(config.tls.key_file).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     issued = ca.issue_server([hostname, *domains, "localhost"], ["127.0.0.1", "::1"])
     write_server_credentials(
@@ -324,6 +331,211 @@ def pki_ca_cert(ctx: click.Context) -> None:
 def load_ca(config: Config) -> CertificateAuthority:
     master = MasterKey.load(config.path(config.storage.master_key_file))
     return CertificateAuthority.load(config.path("pki"), master.derive_secret(CA_SECRET))
+
+
+REASONS = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "cACompromise": x509.ReasonFlags.ca_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
+}
+
+
+def _ca_or_fail(ctx: click.Context) -> CertificateAuthority:
+    try:
+        return load_ca(_config(ctx))
+    except (PkiError, CryptoError) as exc:
+        fail(str(exc))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _save(issued: IssuedCertificate, out: Path, stem: str, passphrase: bytes | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.crt").write_bytes(issued.chain_pem())
+    _write_private(out / f"{stem}.key", issued.key_pem(passphrase))
+    written = [f"{stem}.crt", f"{stem}.key"]
+    if passphrase is not None:
+        _write_private(out / f"{stem}.p12", issued.pkcs12(passphrase, stem.encode()))
+        written.append(f"{stem}.p12")
+    serial = format(issued.certificate.serial_number, "X")
+    click.echo(f"issued serial {serial}: {', '.join(str(out / w) for w in written)}")
+
+
+def _passphrase(from_stdin: bool) -> bytes:
+    if from_stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+    else:
+        value = click.prompt("PKCS#12 passphrase", hide_input=True, confirmation_prompt=True)
+    if len(value) < 8:
+        fail("the passphrase must have at least 8 characters")
+    return value.encode()
+
+
+@pki.group("issue")
+def pki_issue() -> None:
+    """Issue a certificate (key, chain and, for client certificates, a PKCS#12 file)."""
+
+
+_out = click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory for the key and certificate files.",
+)
+_key = click.option(
+    "--key-type", type=click.Choice(["rsa", "ec"]), default="rsa", show_default=True
+)
+_stdin = click.option(
+    "--passphrase-stdin", is_flag=True, help="Read the PKCS#12 passphrase from standard input."
+)
+
+
+@pki_issue.command("server")
+@click.argument("hostnames", nargs=-1, required=True)
+@_out
+@_key
+@click.pass_context
+def pki_issue_server(
+    ctx: click.Context, hostnames: tuple[str, ...], out: Path, key_type: str
+) -> None:
+    """SERV certificate for HOSTNAMES (serverAuth)."""
+    ca = _ca_or_fail(ctx)
+    try:
+        issued = ca.issue_server(list(hostnames), key_type=key_type)
+    except PkiError as exc:
+        fail(str(exc))
+    _save(issued, out, hostnames[0], None)
+
+
+@pki_issue.command("org")
+@click.option("--service", required=True, help="Service name (CN).")
+@click.option("--organisation", required=True, help="Organisation name (O).")
+@click.option("--siret", default=None, help="SIRET (OU = 3 + SIRET).")
+@click.option("--finess", default=None, help="FINESS (OU = 1 + FINESS).")
+@_out
+@_key
+@_stdin
+@click.pass_context
+def pki_issue_org(
+    ctx: click.Context,
+    service: str,
+    organisation: str,
+    siret: str | None,
+    finess: str | None,
+    out: Path,
+    key_type: str,
+    passphrase_stdin: bool,
+) -> None:
+    """ORG certificate for an organisation's service or application (clientAuth)."""
+    if (siret is None) == (finess is None):
+        fail("give exactly one of --siret and --finess")
+    ca = _ca_or_fail(ctx)
+    passphrase = _passphrase(passphrase_stdin)
+    try:
+        issued = ca.issue_org(service, organisation, siret=siret, finess=finess, key_type=key_type)
+    except PkiError as exc:
+        fail(str(exc))
+    _save(issued, out, service.replace(" ", "_").lower(), passphrase)
+
+
+@pki_issue.command("person")
+@click.option("--rpps", required=True, help="RPPS number (IdNat = 8 + RPPS).")
+@click.option("--given-name", required=True)
+@click.option("--surname", required=True)
+@click.option("--organisation", default=None)
+@_out
+@_key
+@_stdin
+@click.pass_context
+def pki_issue_person(
+    ctx: click.Context,
+    rpps: str,
+    given_name: str,
+    surname: str,
+    organisation: str | None,
+    out: Path,
+    key_type: str,
+    passphrase_stdin: bool,
+) -> None:
+    """PER certificate for a practitioner (clientAuth)."""
+    ca = _ca_or_fail(ctx)
+    passphrase = _passphrase(passphrase_stdin)
+    try:
+        issued = ca.issue_person(
+            rpps, given_name, surname, organisation=organisation, key_type=key_type
+        )
+    except PkiError as exc:
+        fail(str(exc))
+    _save(issued, out, f"8{rpps}", passphrase)
+
+
+@pki.command("list")
+@click.pass_context
+def pki_list(ctx: click.Context) -> None:
+    """Certificates issued by this CA."""
+    ca = _ca_or_fail(ctx)
+    for rec in ca.issued():
+        until = f"{rec.not_after:%Y-%m-%d}"
+        line = f"{rec.serial_hex}  {rec.profile:<6} {rec.status:<8} until {until}  {rec.subject}"
+        click.echo(line)
+
+
+@pki.command("show")
+@click.argument("serial")
+@click.pass_context
+def pki_show(ctx: click.Context, serial: str) -> None:
+    """One issued certificate: its record and PEM."""
+    ca = _ca_or_fail(ctx)
+    rec = ca.find(serial)
+    if rec is None:
+        fail(f"no certificate with serial {serial}")
+    click.echo(f"serial:   {rec.serial_hex}\nprofile:  {rec.profile}\nsubject:  {rec.subject}")
+    click.echo(f"valid:    {rec.not_before:%Y-%m-%d %H:%M} – {rec.not_after:%Y-%m-%d %H:%M} UTC")
+    click.echo(
+        f"status:   {rec.status}"
+        + (
+            f" ({rec.reason.value if rec.reason else 'unspecified'}, "
+            f"{rec.revoked_at:%Y-%m-%d %H:%M} UTC)"
+            if rec.revoked_at
+            else ""
+        )
+    )
+
+
+@pki.command("revoke")
+@click.argument("serial")
+@click.option(
+    "--reason", type=click.Choice(sorted(REASONS)), default="unspecified", show_default=True
+)
+@click.pass_context
+def pki_revoke(ctx: click.Context, serial: str, reason: str) -> None:
+    """Revoke SERIAL and publish a new CRL."""
+    ca = _ca_or_fail(ctx)
+    try:
+        rec = ca.revoke(serial, REASONS[reason])
+    except PkiError as exc:
+        fail(str(exc))
+    click.echo(f"revoked {rec.serial_hex} ({reason}); CRL updated")
+
+
+@pki.command("crl")
+@click.pass_context
+def pki_crl(ctx: click.Context) -> None:
+    """Regenerate the CRL and print it (PEM)."""
+    ca = _ca_or_fail(ctx)
+    crl = ca.write_crl()
+    click.echo(crl.public_bytes(serialization.Encoding.PEM).decode(), nl=False)
 
 
 if __name__ == "__main__":

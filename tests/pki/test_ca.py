@@ -40,7 +40,7 @@ def test_init_writes_the_ca_files_with_keys_private_and_encrypted(
     rsa_deployment: Deployment,
 ) -> None:
     pki_dir = rsa_deployment.ca.pki_dir
-    assert sorted(p.name for p in pki_dir.iterdir()) == CA_FILES
+    assert sorted(p.name for p in pki_dir.iterdir()) == sorted([*CA_FILES, "ca.json", "issued"])
     for name in ("root-ca.key", "intermediate-ca.key"):
         pem = (pki_dir / name).read_bytes()
         assert mode(pki_dir / name) == 0o600
