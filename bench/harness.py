@@ -86,7 +86,8 @@ class ServerProcess:
             self.smtp_tls_port,
             self.imap_port,
             self.imap_tls_port,
-        ) = free_ports(4)
+            self.pki_http_port,
+        ) = free_ports(5)
         self.extra_env: dict[str, str] = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
@@ -103,6 +104,7 @@ class ServerProcess:
             "smtp_submission_tls": self.smtp_tls_port,
             "imap": self.imap_port,
             "imap_tls": self.imap_tls_port,
+            "pki_http": self.pki_http_port,
         }
 
     @property
@@ -126,6 +128,7 @@ class ServerProcess:
                 "HYGIE_SMTP_SUBMISSION_TLS_PORT": str(self.smtp_tls_port),
                 "HYGIE_IMAP_PORT": str(self.imap_port),
                 "HYGIE_IMAP_TLS_PORT": str(self.imap_tls_port),
+                "HYGIE_HTTP_PKI_PORT": str(self.pki_http_port),
             }
         )
         if self.database_url:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import structlog
 
+from pki.ca import CertificateAuthority
 from pki.tls import server_context
 from server.auth import Authenticator
-from server.config import Config
+from server.config import CA_SECRET, Config
 from server.delivery import LocalDelivery
+from server.http.pki import PkiPublisher
 from server.imap.server import ImapServer
 from server.smtp.submission import SubmissionHandler, start_submission
 from storage.blobs import open_blob_store
@@ -62,6 +64,22 @@ def _small_tls_buffers() -> None:
         sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
+async def _start_pki_http(
+    config: Config, master: MasterKey
+) -> tuple[list[asyncio.Server], asyncio.Task[None] | None]:
+    """The CA's publication point (CRL, OCSP, CA certificates) on plain HTTP."""
+    if not config.http.pki_port:
+        return [], None
+    ca = CertificateAuthority.load(config.path("pki"), master.derive_secret(CA_SECRET))
+    publisher = PkiPublisher(ca)
+    await asyncio.to_thread(publisher.refresh_crl)
+    server = await asyncio.start_server(
+        publisher.handle, config.server.listen, config.http.pki_port
+    )
+    task = asyncio.get_running_loop().create_task(publisher.keep_crl_fresh(), name="crl")
+    return [server], task
+
+
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     _small_tls_buffers()
@@ -80,6 +98,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     submission = await start_submission(config, handler, tls)
     imap = ImapServer(config, services.store, services.auth, services.master, tls)
     imap_servers = await imap.start()
+    http_servers, crl_task = await _start_pki_http(config, services.master)
     log.info(
         "ready",
         submission=config.smtp.submission_port,
@@ -92,8 +111,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
 
     log.info("stopping")
     submission.stop_accepting()
-    for srv in imap_servers:
+    for srv in imap_servers + http_servers:
         srv.close()
+    if crl_task is not None:
+        crl_task.cancel()
     grace = config.server.shutdown_grace_seconds
     await submission.close_connections(grace)
     with contextlib.suppress(TimeoutError):

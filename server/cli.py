@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca, write_server_credentials
 from pki.errors import PkiError
 from server.config import (
+    CA_SECRET,
     CONFIG_FILE,
     Config,
     ConfigError,
@@ -41,7 +42,6 @@ from storage.crypto import CryptoError, MasterKey
 from storage.db import Database, migrate
 
 T = TypeVar("T")
-CA_SECRET = "pki-ca-passphrase"  # noqa: S105 (a derivation label, not a secret)
 DEMO_PASSWORD = "hygie-demo-2026"  # noqa: S105 (the documented demo password)
 DEMO_ACCOUNTS = (
     "jean.dupont@{domain}",
@@ -159,7 +159,7 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
         config.path("pki"),
         master.derive_secret(CA_SECRET),
         operator="HYGIE",
-        base_url=f"http://{hostname}:8443/pki",
+        base_url=f"http://{hostname}:{config.http.pki_port}/pki",
     )
     config.path(config.tls.key_file).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     issued = ca.issue_server([hostname, *domains, "localhost"], ["127.0.0.1", "::1"])

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA_DIR = "./hygie-data"
+#: Label under which the CA key passphrase is derived from the master key.
+CA_SECRET = "pki-ca-passphrase"  # noqa: S105 (a derivation label, not a secret)
 CONFIG_FILE = "hygie.toml"
 
 
@@ -47,6 +49,12 @@ class ImapSection:
     # RFC 9051 §5.4: at least 30 minutes once logged in; a short one before login.
     idle_timeout_seconds: int = 1800
     login_timeout_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    # Plain-HTTP PKI publication point: CRL, OCSP, CA certificates (0 disables it).
+    pki_port: int = 8080
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerSection,
     "smtp": SmtpSection,
     "imap": ImapSection,
+    "http": HttpSection,
     "database": DatabaseSection,
     "storage": StorageSection,
     "tls": TlsSection,
@@ -103,6 +112,7 @@ class Config:
     server: ServerSection = field(default_factory=ServerSection)
     smtp: SmtpSection = field(default_factory=SmtpSection)
     imap: ImapSection = field(default_factory=ImapSection)
+    http: HttpSection = field(default_factory=HttpSection)
     database: DatabaseSection = field(default_factory=DatabaseSection)
     storage: StorageSection = field(default_factory=StorageSection)
     tls: TlsSection = field(default_factory=TlsSection)
@@ -238,6 +248,11 @@ max_literal_size = {i.max_literal_size}
 # Inactivity before an autologout: logged in (RFC 9051 §5.4), and before login.
 idle_timeout_seconds = {i.idle_timeout_seconds}
 login_timeout_seconds = {i.login_timeout_seconds}
+
+[http]
+# Plain-HTTP publication point of the CA (CRL, OCSP, CA certificates), as written in every
+# certificate's CRL distribution point and AIA: http://<hostname>:<pki_port>/pki/. 0 disables it.
+pki_port = {HttpSection().pki_port}
 
 [database]
 # Empty: the embedded SQLite database hygie.db in this directory (WAL mode).
