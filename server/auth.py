@@ -7,6 +7,7 @@ Logs carry the client address and the account id, never the login name or the pa
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict, deque
 
@@ -78,6 +79,8 @@ class Authenticator:
             self.limiter.record(ip_key)
             self.limiter.record(user_key)
             log.info("auth_failed", protocol=protocol, peer=peer, mechanism="password")
+            # The delay is in the reply, awaited: other sessions are served meanwhile.
+            await asyncio.sleep(self.config.failure_delay_seconds)
             return None
         log.info("auth_ok", protocol=protocol, peer=peer, account=account.id)
         return account

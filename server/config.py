@@ -85,6 +85,8 @@ class TlsSection:
 class AuthSection:
     password_login: bool = True
     max_failures_per_minute: int = 10
+    # A failed login is answered after this delay (awaited: other sessions go on meanwhile).
+    failure_delay_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,8 @@ min_version = "{t.min_version}"
 password_login = {str(a.password_login).lower()}
 # Failed logins allowed per client address and per account each minute.
 max_failures_per_minute = {a.max_failures_per_minute}
+# Seconds before a failed login is answered (slows guessing; never blocks other sessions).
+failure_delay_seconds = {a.failure_delay_seconds}
 
 [log]
 level = "info"
