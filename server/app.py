@@ -85,6 +85,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     _small_tls_buffers()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
+        # No signal handlers outside the main thread (tests run serve() in one): the caller's
+        # `stop` event is then the only way to stop.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 

@@ -165,7 +165,8 @@ class Session:
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        from server.imap.commands import capabilities, dispatch
+        from server.imap.capabilities import capabilities
+        from server.imap.commands import dispatch
 
         try:
             await self.send(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from server.imap.capabilities import capabilities
 from server.imap.commands import (
     any_state,
     authenticated,
@@ -19,10 +20,12 @@ from server.imap.commands import (
 )
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
-from server.imap.proto.states import State, is_allowed
+from server.imap.proto.states import is_allowed
 from server.imap.session import Session
 
 Handler = Callable[[Session, Any], Awaitable[None]]
+
+__all__ = ["HANDLERS", "capabilities", "dispatch"]
 
 HANDLERS: dict[type[c.Command], Handler] = {
     c.Capability: any_state.capability,
@@ -56,43 +59,6 @@ HANDLERS: dict[type[c.Command], Handler] = {
     c.Fetch: fetch.fetch,
     c.Search: search.search,
 }
-
-
-def capabilities(session: Session) -> list[str]:
-    """What the session may use now (RFC 9051 §7.2.2): no login before TLS on port 143."""
-    caps = ["IMAP4rev2", "IMAP4rev1"]
-    if session.state is State.NOT_AUTHENTICATED:
-        if not session.tls:
-            return [*caps, "STARTTLS", "LOGINDISABLED", "LITERAL+", "ID"]
-        caps.append("AUTH=PLAIN")
-    limit = f"APPENDLIMIT={session.config.smtp.max_message_size}"
-    return [*caps, *AUTHENTICATED_CAPABILITIES, limit]
-
-
-#: Every extension advertised after login; each is in docs/standards.md.
-AUTHENTICATED_CAPABILITIES = (
-    "LITERAL+",
-    "ENABLE",
-    "IDLE",
-    "UIDPLUS",
-    "MOVE",
-    "CONDSTORE",
-    "QRESYNC",
-    "SPECIAL-USE",
-    "CREATE-SPECIAL-USE",
-    "NAMESPACE",
-    "UNSELECT",
-    "SASL-IR",
-    "ID",
-    "ESEARCH",
-    "SEARCHRES",
-    "STATUS=SIZE",
-    "CHILDREN",
-    "LIST-EXTENDED",
-    "LIST-STATUS",
-    "BINARY",
-    "UTF8=ACCEPT",
-)
 
 
 async def dispatch(session: Session, command: c.Command) -> None:

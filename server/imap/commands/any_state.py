@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from server.imap.capabilities import capabilities
+from server.imap.commands.selected import sync
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
 from server.imap.proto.states import State
@@ -9,16 +11,12 @@ from server.imap.session import Session
 
 
 async def capability(s: Session, cmd: c.Capability) -> None:
-    from server.imap.commands import capabilities
-
     await s.send(r.capability(capabilities(s)))
     await s.ok(cmd.tag, "CAPABILITY completed")
 
 
 async def noop(s: Session, cmd: c.Noop) -> None:
     # RFC 9051 §6.1.2: NOOP is how a client polls for updates.
-    from server.imap.commands.selected import sync
-
     await sync(s, allow_expunge=True, with_uid=False)
     await s.ok(cmd.tag, "NOOP completed")
 

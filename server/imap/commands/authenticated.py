@@ -9,6 +9,7 @@ import asyncio
 import re
 
 from server.delivery import describe
+from server.imap.commands.selected import sync
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
 from server.imap.proto.events import NEED_DATA, ContinuationLine
@@ -354,8 +355,6 @@ async def append(s: Session, cmd: c.Append) -> None:
         d = await s.store.append(folder, s.keys.public, m.data, meta, flags, m.date_time)
         uids.append(d.uid)
     if s.selected is not None and s.selected.info.id == folder.id:
-        from server.imap.commands.selected import sync
-
         await sync(s, allow_expunge=False, with_uid=False)
     code = r.Code.appenduid(folder.uidvalidity, SequenceSet.of(*uids))
     await s.ok(cmd.tag, "APPEND completed", code)
@@ -363,8 +362,6 @@ async def append(s: Session, cmd: c.Append) -> None:
 
 async def idle(s: Session, cmd: c.Idle) -> None:
     """RFC 2177: report changes as they happen until the client sends DONE."""
-    from server.imap.commands.selected import sync
-
     events = s.store.events
     folder_id = s.selected.info.id if s.selected is not None else None
     changed = events.subscribe(folder_id) if folder_id is not None else asyncio.Event()

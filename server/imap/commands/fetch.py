@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from server.imap.commands.selected import sync
 from server.imap.proto import commands as c
 from server.imap.proto import message as m
 from server.imap.proto import response as r
@@ -145,8 +146,6 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
                 await s.send(*responses)
                 responses.clear()
         await s.send(*responses)
-    from server.imap.commands.selected import sync
-
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     await s.ok(cmd.tag, "FETCH completed")
 
@@ -185,8 +184,6 @@ async def _fast(
             lines = []
     if lines:
         await s.send_raw(lines)
-    from server.imap.commands.selected import sync
-
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     await s.ok(cmd.tag, "FETCH completed")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import structlog
 
 from server.auth import AuthError
+from server.imap.capabilities import capabilities
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
 from server.imap.proto.grammar import decode_sasl_response
@@ -78,8 +79,6 @@ async def _password(s: Session, tag: str, username: str, password: str) -> None:
 
 
 async def _logged_in(s: Session, tag: str, account: AccountInfo) -> None:
-    from server.imap.commands import capabilities
-
     s.keys = await unlock_keys(s.store.db, s.server.master, account.id)
     s.account = account
     s.state = State.AUTHENTICATED

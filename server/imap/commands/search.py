@@ -10,6 +10,7 @@ from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from server.imap.commands.selected import sync
 from server.imap.proto import commands as c
 from server.imap.proto import message as m
 from server.imap.proto import response as r
@@ -272,7 +273,5 @@ def _uses_modseq(node: c.SearchNode) -> bool:
 
 
 async def _done(s: Session, cmd: c.Search) -> None:
-    from server.imap.commands.selected import sync
-
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     await s.ok(cmd.tag, "SEARCH completed")
