@@ -32,6 +32,11 @@ TLS12_CIPHERS: Final = (
 
 MIN_VERSIONS: Final = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
+#: OpenSSL's X509_V_FLAG_NO_CHECK_TIME (x509_vfy.h), which Python does not name: the handshake
+#: then accepts an expired or not-yet-valid client certificate, and `pki.verify` refuses it at
+#: SASL time with a reply that says so, instead of a TLS alert most mail programs hide.
+VERIFY_NO_CHECK_TIME: Final = 0x200000
+
 _HARDENING: Final = (
     ssl.OP_NO_COMPRESSION
     | ssl.OP_NO_RENEGOTIATION
@@ -40,11 +45,24 @@ _HARDENING: Final = (
 )
 
 
-def server_context(cert_file: Path, key_file: Path, *, min_version: str = "1.2") -> ssl.SSLContext:
+def server_context(
+    cert_file: Path,
+    key_file: Path,
+    *,
+    min_version: str = "1.2",
+    client_ca_files: tuple[Path, ...] = (),
+) -> ssl.SSLContext:
     """A server context presenting ``cert_file`` (leaf then intermediates) and ``key_file``.
 
     The key must be unencrypted (see `pki.ca.write_server_credentials`): a server starts
     unattended.
+
+    With ``client_ca_files`` (our root and intermediate), the server asks for a client
+    certificate but does not require one (``CERT_OPTIONAL``): a client without one goes on to
+    other SASL mechanisms, while a certificate that is presented must chain to those CAs, or
+    the handshake ends with the ``unknown_ca`` alert. Validity dates, the clientAuth usage and
+    revocation are checked at SASL EXTERNAL time (`pki.verify`), so that the client is told
+    which check failed and a new CRL applies without rebuilding this context.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _restrict(context, min_version)
@@ -54,6 +72,15 @@ def server_context(cert_file: Path, key_file: Path, *, min_version: str = "1.2")
         context.load_cert_chain(cert_file, key_file, password=_no_passphrase)
     except (ssl.SSLError, OSError) as exc:
         raise PkiError(f"cannot load TLS credentials {cert_file}, {key_file}: {exc}") from exc
+    if client_ca_files:
+        for path in client_ca_files:
+            pem = pemfile.read(path, what="client CA certificate file")
+            try:
+                context.load_verify_locations(cadata=pem.decode("ascii"))
+            except (ssl.SSLError, UnicodeDecodeError) as exc:
+                raise PkiError(f"client CA file {path} holds no PEM certificate") from exc
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.verify_flags |= ssl.VERIFY_X509_STRICT | VERIFY_NO_CHECK_TIME
     return context
 
 

@@ -10,18 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 from asyncio import sslproto
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import structlog
 
-from pki.ca import CertificateAuthority
+from pki.ca import CaFiles, CertificateAuthority
+from pki.errors import PkiError
 from pki.tls import server_context
+from pki.verify import ClientCertificateChecker
 from server.auth import Authenticator
 from server.config import CA_SECRET, Config
 from server.delivery import LocalDelivery
 from server.http.pki import PkiPublisher
 from server.imap.server import ImapServer
+from server.oauth import TokenVerifier
 from server.smtp.submission import SubmissionHandler, start_submission
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
@@ -53,7 +59,40 @@ async def open_services(config: Config) -> Services:
     )
     await db.start()
     store = MailStore(db)
-    return Services(config, db, master, store, Authenticator(db, config.auth), LocalDelivery(store))
+    auth = Authenticator(
+        db, config.auth, certificates=_certificate_checker(config), tokens=_token_verifier(config)
+    )
+    return Services(config, db, master, store, auth, LocalDelivery(store))
+
+
+def _certificate_checker(config: Config) -> ClientCertificateChecker | None:
+    if not config.auth.certificate_login:
+        return None
+    try:
+        return ClientCertificateChecker.for_ca(config.path("pki"))
+    except PkiError as exc:
+        log.warning("certificate_login_unavailable", error=str(exc))
+        return None
+
+
+def _token_verifier(config: Config) -> TokenVerifier | None:
+    if not config.oauth.enabled:
+        return None
+    verifier = TokenVerifier(config)
+    if not verifier.jwks.is_url and not config.path(config.oauth.jwks).exists():
+        log.warning("token_login_unavailable", error="no JWKS file")
+        return None
+    return verifier
+
+
+def _client_ca_files(config: Config) -> tuple[Path, ...]:
+    """The CAs a client certificate must chain to: our root and intermediate."""
+    if not config.auth.certificate_login:
+        return ()
+    files = CaFiles(config.path("pki"))
+    if not (files.root_cert.exists() and files.intermediate_cert.exists()):
+        return ()
+    return (files.root_cert, files.intermediate_cert)
 
 
 def _small_tls_buffers() -> None:
@@ -62,6 +101,31 @@ def _small_tls_buffers() -> None:
     so 32 KiB loses nothing but a few more read calls on large uploads."""
     if getattr(sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER:
         sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+
+
+def _send_tls_alerts() -> None:
+    """asyncio (Python 3.11) drops the TLS alert OpenSSL writes when a server handshake fails
+    (e.g. ``unknown_ca`` for a client certificate from another CA): it closes the socket
+    without sending what is in the outgoing buffer, and the client sees only an unexpected
+    EOF. Flushing it first lets the client say why it was refused."""
+    protocol: Any = sslproto.SSLProtocol
+    if getattr(protocol, "_hygie_alerts", False):
+        return
+
+    def _do_handshake(self: Any) -> None:
+        try:
+            self._sslobj.do_handshake()
+        except sslproto.SSLAgainErrors:
+            self._process_outgoing()
+        except ssl.SSLError as exc:
+            with contextlib.suppress(Exception):
+                self._process_outgoing()
+            self._on_handshake_complete(exc)
+        else:
+            self._on_handshake_complete(None)
+
+    protocol._do_handshake = _do_handshake
+    protocol._hygie_alerts = True
 
 
 async def _start_pki_http(
@@ -83,6 +147,7 @@ async def _start_pki_http(
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     _small_tls_buffers()
+    _send_tls_alerts()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         # No signal handlers outside the main thread (tests run serve() in one): the caller's
@@ -94,6 +159,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         config.path(config.tls.cert_file),
         config.path(config.tls.key_file),
         min_version=config.tls.min_version,
+        client_ca_files=_client_ca_files(config),
     )
     services = await open_services(config)
     handler = SubmissionHandler(config, services.auth, services.store, services.delivery)

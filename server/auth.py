@@ -1,8 +1,17 @@
-"""Authentication shared by SMTP and IMAP: password checks (argon2id, off the event loop) with
-rate limiting of failures per client address and per account (design.md §4).
+"""Authentication shared by SMTP and IMAP (design.md §4), with rate limiting of failures per
+client address and per account:
 
-SASL mechanisms themselves are parsed by each protocol; this module answers "who is this?".
-Logs carry the client address and the account id, never the login name or the password.
+- passwords (SASL PLAIN/LOGIN, IMAP LOGIN): argon2id, verified off the event loop;
+- TLS client certificates (SASL EXTERNAL, RFC 4422 Appendix A): `pki.verify` checks the
+  certificate (issuer, validity, clientAuth, CRL); a PER certificate logs in to the mailboxes
+  bound to its IdNat, an ORG/APP certificate to those bound to its subject;
+- bearer tokens (SASL OAUTHBEARER, RFC 7628, and XOAUTH2): `server.oauth` checks the JWT; its
+  subject claim is a mailbox address or an IdNat bound to mailboxes.
+
+When an identity owns several mailboxes the SASL authorisation identity picks one; it must be
+one of them. SASL framing is parsed by each protocol (`server.sasl` holds the shared parts);
+this module answers "who is this?". Logs carry the client address and the account id, never
+the login name, the password, the token or the certificate's identity.
 """
 
 from __future__ import annotations
@@ -13,8 +22,19 @@ from collections import defaultdict, deque
 
 import structlog
 
+from pki.verify import CertificateRejected, ClientCertificateChecker, ClientIdentity
 from server.config import AuthSection
-from storage.accounts import AccountInfo, verify_password
+from server.oauth import TokenRejected, TokenVerifier
+from storage.accounts import (
+    IDNAT,
+    SUBJECT,
+    AccountError,
+    AccountInfo,
+    accounts_for_identity,
+    find_account,
+    normalize_address,
+    verify_password,
+)
 from storage.db import Database
 
 log = structlog.get_logger("hygie.auth")
@@ -26,10 +46,13 @@ class AuthError(Exception):
 
     DISABLED = "disabled"
     THROTTLED = "throttled"
+    FAILED = "failed"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        #: For FAILED: what the client is told (no secret, no identity).
+        self.detail = detail
 
 
 class FailureLimiter:
@@ -59,10 +82,124 @@ class FailureLimiter:
 
 
 class Authenticator:
-    def __init__(self, db: Database, config: AuthSection) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: AuthSection,
+        *,
+        certificates: ClientCertificateChecker | None = None,
+        tokens: TokenVerifier | None = None,
+    ) -> None:
         self.db = db
         self.config = config
         self.limiter = FailureLimiter(config.max_failures_per_minute)
+        self.certificates = certificates if config.certificate_login else None
+        self.tokens = tokens
+
+    def _throttle(self, *keys: str, protocol: str, peer: str) -> None:
+        if any(self.limiter.blocked(k) for k in keys):
+            log.warning("auth_throttled", protocol=protocol, peer=peer)
+            raise AuthError(AuthError.THROTTLED)
+
+    async def _fail(
+        self, detail: str, *keys: str, protocol: str, peer: str, mechanism: str
+    ) -> AuthError:
+        for key in keys:
+            self.limiter.record(key)
+        log.info("auth_failed", protocol=protocol, peer=peer, mechanism=mechanism, reason=detail)
+        await asyncio.sleep(self.config.failure_delay_seconds)
+        return AuthError(AuthError.FAILED, detail)
+
+    async def certificate(
+        self, der: bytes | None, authzid: str, peer: str, protocol: str
+    ) -> AccountInfo:
+        """SASL EXTERNAL: the account the client certificate ``der`` may log in to.
+
+        Raises :class:`AuthError` (FAILED with the reason to show, THROTTLED, DISABLED).
+        """
+        if self.certificates is None:
+            raise AuthError(AuthError.DISABLED)
+        ip_key = f"ip:{peer}"
+        self._throttle(ip_key, protocol=protocol, peer=peer)
+        if der is None:
+            raise await self._fail(
+                "no client certificate", ip_key, protocol=protocol, peer=peer, mechanism="external"
+            )
+        try:
+            who: ClientIdentity = await asyncio.to_thread(self.certificates.check, der)
+        except CertificateRejected as exc:
+            raise await self._fail(
+                exc.reason, ip_key, protocol=protocol, peer=peer, mechanism="external"
+            ) from None
+        if who.idnat is not None:
+            candidates = await accounts_for_identity(self.db, IDNAT, who.idnat)
+        else:
+            candidates = await accounts_for_identity(self.db, SUBJECT, who.subject)
+        account = await self._choose(
+            candidates, authzid, ip_key, protocol=protocol, peer=peer, mechanism="external"
+        )
+        log.info(
+            "auth_ok",
+            protocol=protocol,
+            peer=peer,
+            account=account.id,
+            mechanism="external",
+            certificate=who.serial_hex,
+        )
+        return account
+
+    async def token(self, token: str, authzid: str, peer: str, protocol: str) -> AccountInfo:
+        """OAUTHBEARER / XOAUTH2: the account the bearer token may log in to."""
+        if self.tokens is None:
+            raise AuthError(AuthError.DISABLED)
+        ip_key = f"ip:{peer}"
+        keys = [ip_key] + ([f"user:{authzid.strip().lower()}"] if authzid else [])
+        self._throttle(*keys, protocol=protocol, peer=peer)
+        try:
+            subject = await self.tokens.subject(token)
+        except TokenRejected as exc:
+            raise await self._fail(
+                exc.reason, *keys, protocol=protocol, peer=peer, mechanism="oauth"
+            ) from None
+        if "@" in subject:
+            found = await find_account(self.db, subject)
+            candidates = [found] if found is not None and not found.disabled else []
+        else:
+            candidates = await accounts_for_identity(self.db, IDNAT, subject)
+        account = await self._choose(
+            candidates, authzid, *keys, protocol=protocol, peer=peer, mechanism="oauth"
+        )
+        log.info("auth_ok", protocol=protocol, peer=peer, account=account.id, mechanism="oauth")
+        return account
+
+    async def _choose(
+        self,
+        candidates: list[AccountInfo],
+        authzid: str,
+        *keys: str,
+        protocol: str,
+        peer: str,
+        mechanism: str,
+    ) -> AccountInfo:
+        """The mailbox the authorisation identity names among ``candidates`` (RFC 4422 §3.4.1:
+        an empty authzid means the one the credentials name)."""
+        fail = {"protocol": protocol, "peer": peer, "mechanism": mechanism}
+        if authzid:
+            try:
+                wanted = normalize_address(authzid)
+            except AccountError:
+                raise await self._fail("not a mail address", *keys, **fail) from None
+            for account in candidates:
+                if account.address == wanted:
+                    return account
+            raise await self._fail("not allowed to use this mailbox", *keys, **fail)
+        if not candidates:
+            raise await self._fail("no mailbox is bound to these credentials", *keys, **fail)
+        if len(candidates) > 1:
+            raise await self._fail(
+                "several mailboxes; name one as the authorization identity", *keys, **fail
+            )
+        return candidates[0]
 
     async def password(
         self, username: str, password: str, peer: str, protocol: str

@@ -1,4 +1,5 @@
-"""The ``hygie`` command: ``init``, ``serve``, ``user …``, ``pki …`` (design.md §7).
+"""The ``hygie`` command: ``init``, ``serve``, ``user …``, ``pki …``, ``token …``, ``audit``
+(design.md §7).
 
 Every command takes ``--data DIR`` (default ``$HYGIE_DATA``, else ``./hygie-data``), prints a
 one-line error and exits non-zero on bad input.
@@ -7,6 +8,9 @@ one-line error and exits non-zero on bad input.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import getpass
+import json
 import os
 import shutil
 import sys
@@ -20,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca, write_server_credentials
 from pki.errors import PkiError
+from pki.verify import identity_of
 from server.config import (
     CA_SECRET,
     CONFIG_FILE,
@@ -30,9 +35,16 @@ from server.config import (
     render_config,
 )
 from server.logs import configure_logging
+from server.oauth import DevIssuer
+from storage import audit
 from storage.accounts import (
+    IDNAT,
+    SUBJECT,
     AccountError,
+    bind_identity,
     create_account,
+    find_account,
+    identities_of,
     list_accounts,
     normalize_address,
     set_password,
@@ -112,6 +124,8 @@ _OWNED = (
     "pki",
     "tls",
     "blobs",
+    "oauth",
+    "demo",
     DEMO_FILE,
 )
 
@@ -166,6 +180,8 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
     write_server_credentials(
         issued, config.path(config.tls.cert_file), config.path(config.tls.key_file)
     )
+    DevIssuer(config).ensure()
+    await _audit(config, "pki.issue", issued, detail={"profile": "SERV"})
     click.echo(f"Initialised {config.data_dir} for {', '.join(domains)} (host {hostname}).")
     click.echo(f"  database:    {config.database_url.split('://', 1)[0]}")
     click.echo(f"  trust this CA: {config.path(config.tls.ca_file)}")
@@ -177,6 +193,7 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
                 address = pattern.format(domain=domains[0])
                 await create_account(db, master, address, DEMO_PASSWORD)
                 lines.append(f"{address}  password: {DEMO_PASSWORD}")
+            lines += await _demo_certificates(config, db, ca, domains[0])
         finally:
             await db.close()
         path = config.data_dir / DEMO_FILE
@@ -185,6 +202,61 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
         click.echo("Demo accounts:")
         for line in lines:
             click.echo(f"  {line}")
+
+
+#: The demo practitioner's RPPS number (valid Luhn key) and the demo service's SIRET.
+DEMO_RPPS = "10000000007"
+DEMO_SIRET = "73282932000074"
+
+
+async def _demo_certificates(
+    config: Config, db: Database, ca: CertificateAuthority, domain: str
+) -> list[str]:
+    """A PER certificate for jean.dupont and an ORG one for the cardiology secretariat, bound
+    to their mailboxes, as PKCS#12 files protected by the demo password."""
+    out = config.data_dir / "demo"
+    passphrase = DEMO_PASSWORD.encode()
+    person = ca.issue_person(DEMO_RPPS, "Jean", "Dupont", organisation="Hôpital Hygie")
+    org = ca.issue_org("Secretariat Cardiologie", "Hôpital Hygie", siret=DEMO_SIRET)
+    lines = []
+    for issued, address, stem in (
+        (person, f"jean.dupont@{domain}", "jean.dupont"),
+        (org, f"secretariat.cardiologie@{domain}", "secretariat.cardiologie"),
+    ):
+        _save(issued, out, stem, passphrase, quiet=True)
+        who = identity_of(issued.certificate)
+        if who.idnat is not None:
+            await bind_identity(db, address, IDNAT, who.idnat)
+        else:
+            await bind_identity(db, address, SUBJECT, who.subject)
+        await _audit(config, "pki.issue", issued, db=db, detail={"mailbox": address})
+        lines.append(f"{address}  certificate: {out / stem}.p12 (passphrase: {DEMO_PASSWORD})")
+    return lines
+
+
+async def _audit(
+    config: Config,
+    action: str,
+    issued: IssuedCertificate | None = None,
+    *,
+    target: str = "",
+    db: Database | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """One audit-log entry for an operator command (the OS user is the actor)."""
+    entry = dict(detail or {})
+    if issued is not None:
+        cert = issued.certificate
+        target = target or f"certificate:{cert.serial_number:X}"
+        entry.setdefault("subject", cert.subject.rfc4514_string())
+        entry.setdefault("not_after", cert.not_valid_after_utc.isoformat())
+    own = db is None
+    handle = db if db is not None else await _with_db(config)
+    try:
+        await audit.record(handle, f"cli:{getpass.getuser()}", action, target, detail=entry)
+    finally:
+        if own:
+            await handle.close()
 
 
 # -- serve ----------------------------------------------------------------------------------
@@ -360,7 +432,14 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _save(issued: IssuedCertificate, out: Path, stem: str, passphrase: bytes | None) -> None:
+def _save(
+    issued: IssuedCertificate,
+    out: Path,
+    stem: str,
+    passphrase: bytes | None,
+    *,
+    quiet: bool = False,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.crt").write_bytes(issued.chain_pem())
     _write_private(out / f"{stem}.key", issued.key_pem(passphrase))
@@ -369,7 +448,8 @@ def _save(issued: IssuedCertificate, out: Path, stem: str, passphrase: bytes | N
         _write_private(out / f"{stem}.p12", issued.pkcs12(passphrase, stem.encode()))
         written.append(f"{stem}.p12")
     serial = format(issued.certificate.serial_number, "X")
-    click.echo(f"issued serial {serial}: {', '.join(str(out / w) for w in written)}")
+    if not quiet:
+        click.echo(f"issued serial {serial}: {', '.join(str(out / w) for w in written)}")
 
 
 def _passphrase(from_stdin: bool) -> bytes:
@@ -400,6 +480,60 @@ _key = click.option(
 _stdin = click.option(
     "--passphrase-stdin", is_flag=True, help="Read the PKCS#12 passphrase from standard input."
 )
+_mailbox = click.option(
+    "--mailbox",
+    "mailboxes",
+    multiple=True,
+    metavar="ADDRESS",
+    help="Let this certificate log in to ADDRESS (SASL EXTERNAL); repeatable.",
+)
+
+
+def _issue_client(
+    ctx: click.Context,
+    issued: IssuedCertificate,
+    profile: str,
+    mailboxes: tuple[str, ...],
+    out: Path,
+    stem: str,
+    passphrase: bytes,
+) -> None:
+    """Save a client certificate, bind it to its mailboxes and audit the issuance."""
+    config = _config(ctx)
+    who = identity_of(issued.certificate)
+
+    async def record() -> list[str]:
+        db = await _with_db(config)
+        bound = []
+        try:
+            for address in mailboxes:
+                if who.idnat is not None:
+                    info = await bind_identity(db, address, IDNAT, who.idnat)
+                else:
+                    info = await bind_identity(db, address, SUBJECT, who.subject)
+                bound.append(info.address)
+            await _audit(
+                config, "pki.issue", issued, db=db, detail={"profile": profile, "mailboxes": bound}
+            )
+        finally:
+            await db.close()
+        return bound
+
+    if mailboxes:
+        # Check the mailboxes before writing any file, so a typo leaves nothing behind.
+        async def check() -> None:
+            db = await _with_db(config)
+            try:
+                for address in mailboxes:
+                    if await find_account(db, address) is None:
+                        raise CliError(f"no such account: {address}")
+            finally:
+                await db.close()
+
+        run(check())
+    _save(issued, out, stem, passphrase)
+    for address in run(record()):
+        click.echo(f"bound to {address}")
 
 
 @pki_issue.command("server")
@@ -417,6 +551,7 @@ def pki_issue_server(
     except PkiError as exc:
         fail(str(exc))
     _save(issued, out, hostnames[0], None)
+    run(_audit(_config(ctx), "pki.issue", issued, detail={"profile": "SERV"}))
 
 
 @pki_issue.command("org")
@@ -427,6 +562,7 @@ def pki_issue_server(
 @_out
 @_key
 @_stdin
+@_mailbox
 @click.pass_context
 def pki_issue_org(
     ctx: click.Context,
@@ -437,6 +573,7 @@ def pki_issue_org(
     out: Path,
     key_type: str,
     passphrase_stdin: bool,
+    mailboxes: tuple[str, ...],
 ) -> None:
     """ORG certificate for an organisation's service or application (clientAuth)."""
     if (siret is None) == (finess is None):
@@ -447,7 +584,8 @@ def pki_issue_org(
         issued = ca.issue_org(service, organisation, siret=siret, finess=finess, key_type=key_type)
     except PkiError as exc:
         fail(str(exc))
-    _save(issued, out, service.replace(" ", "_").lower(), passphrase)
+    stem = service.replace(" ", "_").lower()
+    _issue_client(ctx, issued, "ORG", mailboxes, out, stem, passphrase)
 
 
 @pki_issue.command("person")
@@ -458,6 +596,7 @@ def pki_issue_org(
 @_out
 @_key
 @_stdin
+@_mailbox
 @click.pass_context
 def pki_issue_person(
     ctx: click.Context,
@@ -468,6 +607,7 @@ def pki_issue_person(
     out: Path,
     key_type: str,
     passphrase_stdin: bool,
+    mailboxes: tuple[str, ...],
 ) -> None:
     """PER certificate for a practitioner (clientAuth)."""
     ca = _ca_or_fail(ctx)
@@ -478,7 +618,7 @@ def pki_issue_person(
         )
     except PkiError as exc:
         fail(str(exc))
-    _save(issued, out, f"8{rpps}", passphrase)
+    _issue_client(ctx, issued, "PER", mailboxes, out, f"8{rpps}", passphrase)
 
 
 @pki.command("list")
@@ -527,6 +667,14 @@ def pki_revoke(ctx: click.Context, serial: str, reason: str) -> None:
         rec = ca.revoke(serial, REASONS[reason])
     except PkiError as exc:
         fail(str(exc))
+    run(
+        _audit(
+            _config(ctx),
+            "pki.revoke",
+            target=f"certificate:{rec.serial_hex}",
+            detail={"reason": reason, "subject": rec.subject},
+        )
+    )
     click.echo(f"revoked {rec.serial_hex} ({reason}); CRL updated")
 
 
@@ -537,6 +685,141 @@ def pki_crl(ctx: click.Context) -> None:
     ca = _ca_or_fail(ctx)
     crl = ca.write_crl()
     click.echo(crl.public_bytes(serialization.Encoding.PEM).decode(), nl=False)
+
+
+# -- user bind ------------------------------------------------------------------------------
+
+
+@user.command("bind")
+@click.argument("address")
+@click.option("--idnat", default=None, help="A practitioner's IdNat (8 + RPPS).")
+@click.option("--subject", default=None, help="An ORG/APP certificate subject (RFC 4514).")
+@click.option(
+    "--certificate", "serial", default=None, help="An issued certificate, by serial (hex)."
+)
+@click.pass_context
+def user_bind(
+    ctx: click.Context,
+    address: str,
+    idnat: str | None,
+    subject: str | None,
+    serial: str | None,
+) -> None:
+    """Let an identity log in to ADDRESS without a password (certificate or token login)."""
+    if sum(v is not None for v in (idnat, subject, serial)) != 1:
+        fail("give exactly one of --idnat, --subject and --certificate")
+    config = _config(ctx)
+    kind, value = (IDNAT, idnat) if idnat is not None else (SUBJECT, subject)
+    if serial is not None:
+        ca = _ca_or_fail(ctx)
+        try:
+            who = identity_of(ca.registry.certificate(serial))
+        except PkiError as exc:
+            fail(str(exc))
+        kind, value = (IDNAT, who.idnat) if who.idnat is not None else (SUBJECT, who.subject)
+    assert value is not None
+
+    async def bind() -> None:
+        db = await _with_db(config)
+        try:
+            info = await bind_identity(db, address, kind, value)
+            await audit.record(
+                db,
+                f"cli:{getpass.getuser()}",
+                "account.bind",
+                info.address,
+                detail={"kind": kind, "value": value},
+            )
+        finally:
+            await db.close()
+        click.echo(f"{info.address} now accepts {kind} {value}")
+
+    run(bind())
+
+
+@user.command("show")
+@click.argument("address")
+@click.pass_context
+def user_show(ctx: click.Context, address: str) -> None:
+    """An account and the identities bound to it."""
+    config = _config(ctx)
+
+    async def show() -> None:
+        db = await _with_db(config)
+        try:
+            info = await find_account(db, address)
+            if info is None:
+                raise CliError(f"no such account: {address}")
+            click.echo(f"address:   {info.address}")
+            click.echo(f"password:  {'set' if info.has_password else 'none'}")
+            click.echo(f"disabled:  {'yes' if info.disabled else 'no'}")
+            for kind, value in await identities_of(db, info.id):
+                click.echo(f"{kind + ':':<10} {value}")
+        finally:
+            await db.close()
+
+    run(show())
+
+
+# -- token ----------------------------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens for SASL OAUTHBEARER/XOAUTH2 (development issuer)."""
+
+
+@token.command("issue")
+@click.argument("subject")
+@click.option("--ttl", default=300, show_default=True, help="Lifetime in seconds.")
+@click.option("--audience", default=None, help="Audience (default: [oauth] audience).")
+@click.pass_context
+def token_issue(ctx: click.Context, subject: str, ttl: int, audience: str | None) -> None:
+    """Print a signed JWT for SUBJECT (a mailbox address or an IdNat).
+
+    For development and tests: the token is signed by this server's own issuer key, so it
+    is accepted only while [oauth] points at the development issuer (the default).
+    """
+    config = _config(ctx)
+    if ttl < 1 or ttl > 86400:
+        fail("--ttl must be between 1 and 86400 seconds")
+    if config.oauth.jwks.startswith("https://"):
+        fail("[oauth] jwks points at another provider; its tokens come from that provider")
+    if "@" in subject:
+        try:
+            subject = normalize_address(subject)
+        except AccountError as exc:
+            fail(str(exc))
+    try:
+        value = DevIssuer(config).issue(subject, ttl_seconds=ttl, audience=audience)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot sign a token: {exc}")
+    click.echo(value)
+
+
+# -- audit ----------------------------------------------------------------------------------
+
+
+@main.command("audit")
+@click.option("--action", default="", help="Only actions starting with this (e.g. pki.).")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def audit_list(ctx: click.Context, action: str, limit: int) -> None:
+    """The newest entries of the audit log."""
+    config = _config(ctx)
+
+    async def show() -> None:
+        db = await _with_db(config)
+        try:
+            for e in await audit.entries(db, action_prefix=action, limit=limit):
+                at = e.at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+                peer = f" from {e.peer}" if e.peer else ""
+                detail = json.dumps(e.detail, ensure_ascii=False, sort_keys=True)
+                click.echo(f"{at}Z  {e.actor}  {e.action}  {e.target}{peer}  {detail}")
+        finally:
+            await db.close()
+
+    run(show())
 
 
 if __name__ == "__main__":

@@ -84,9 +84,35 @@ class TlsSection:
 @dataclass(frozen=True)
 class AuthSection:
     password_login: bool = True
+    # SASL EXTERNAL with a TLS client certificate from this operator's CA (PER, ORG).
+    certificate_login: bool = True
     max_failures_per_minute: int = 10
     # A failed login is answered after this delay (awaited: other sessions go on meanwhile).
     failure_delay_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class OAuthSection:
+    """SASL OAUTHBEARER (RFC 7628) and XOAUTH2 with JWTs from one OpenID provider."""
+
+    enabled: bool = True
+    # The provider's `iss`. Empty: Hygie's own development issuer (`hygie token issue`),
+    # https://<hostname>/oauth.
+    issuer: str = ""
+    audience: str = "hygie"
+    # The provider's keys: a JWKS file (relative to the data directory) or an https:// URL,
+    # fetched again every jwks_refresh_seconds (the last good set is kept on failure).
+    jwks: str = "oauth/jwks.json"
+    jwks_refresh_seconds: int = 3600
+    # CA bundle (PEM) to verify an https:// JWKS URL; empty: the system's trust store.
+    jwks_ca_file: str = ""
+    # The claim naming the user: a mail address, or an IdNat bound to mailboxes (Pro Santé
+    # Connect puts the IdNat in "SubjectNameID").
+    subject_claim: str = "sub"
+    # The development issuer's signing key (created by `hygie init`).
+    dev_issuer_key: str = "oauth/issuer.key"
+    # Tolerated clock difference for exp/nbf.
+    leeway_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -104,6 +130,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "storage": StorageSection,
     "tls": TlsSection,
     "auth": AuthSection,
+    "oauth": OAuthSection,
     "log": LogSection,
 }
 
@@ -119,6 +146,7 @@ class Config:
     storage: StorageSection = field(default_factory=StorageSection)
     tls: TlsSection = field(default_factory=TlsSection)
     auth: AuthSection = field(default_factory=AuthSection)
+    oauth: OAuthSection = field(default_factory=OAuthSection)
     log: LogSection = field(default_factory=LogSection)
 
     def path(self, relative: str) -> Path:
@@ -131,6 +159,10 @@ class Config:
         if self.database.url:
             return self.database.url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'hygie.db').resolve()}"
+
+    @property
+    def oauth_issuer(self) -> str:
+        return self.oauth.issuer or f"https://{self.server.hostname}/oauth"
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() in {d.lower() for d in self.server.domains}
@@ -219,6 +251,7 @@ def render_config(domain: str, hostname: str) -> str:
         TlsSection(),
         AuthSection(),
     )
+    o = OAuthSection()
     return f"""\
 # Hygie configuration. Every key can be overridden by an environment variable named
 # HYGIE_<SECTION>_<KEY>, for example HYGIE_IMAP_TLS_PORT=3993.
@@ -281,10 +314,30 @@ min_version = "{t.min_version}"
 [auth]
 # Password login (SASL PLAIN/LOGIN, IMAP LOGIN), only ever over TLS.
 password_login = {str(a.password_login).lower()}
+# Certificate login (SASL EXTERNAL) with a client certificate from this operator's CA.
+certificate_login = {str(a.certificate_login).lower()}
 # Failed logins allowed per client address and per account each minute.
 max_failures_per_minute = {a.max_failures_per_minute}
 # Seconds before a failed login is answered (slows guessing; never blocks other sessions).
 failure_delay_seconds = {a.failure_delay_seconds}
+
+[oauth]
+# Token login (SASL OAUTHBEARER, RFC 7628, and XOAUTH2) with JWTs (RS256 or ES256).
+enabled = {str(o.enabled).lower()}
+# The provider's issuer (`iss`). Empty: Hygie's development issuer, https://{hostname}/oauth,
+# whose tokens `hygie token issue ADDRESS` prints. For Pro Santé Connect, put its issuer,
+# its JWKS URL, your client id as audience, and subject_claim = "SubjectNameID".
+issuer = "{o.issuer}"
+audience = "{o.audience}"
+# A JWKS file (relative to this directory) or an https:// URL, refreshed on this period.
+jwks = "{o.jwks}"
+jwks_refresh_seconds = {o.jwks_refresh_seconds}
+# CA bundle (PEM) to check an https:// JWKS URL against; empty: the system's trust store.
+jwks_ca_file = "{o.jwks_ca_file}"
+# The claim naming the user: a mail address, or an IdNat bound with `hygie user bind`.
+subject_claim = "{o.subject_claim}"
+dev_issuer_key = "{o.dev_issuer_key}"
+leeway_seconds = {o.leeway_seconds}
 
 [log]
 level = "info"

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from storage import transactions as tx
 from storage.crypto import MailboxKeyPair, MasterKey
 from storage.db import Database
-from storage.models import Account
+from storage.models import Account, AccountIdentity
 
 _HASHER = PasswordHasher()  # argon2id, RFC 9106 second recommended profile (64 MiB, t=3, p=4)
 # Each verification takes 64 MiB and ~0.1 s of CPU: at most two at a time (one per core), so a
@@ -36,6 +36,8 @@ def _verify_slots() -> asyncio.Semaphore:
     if slots is None:
         slots = _VERIFY_SLOTS[loop] = asyncio.Semaphore(2)
     return slots
+
+
 # A hash of a random password, verified for unknown accounts so that timing does not tell
 # whether an address exists.
 _DUMMY_HASH = _HASHER.hash("hygie-no-such-account")
@@ -180,6 +182,66 @@ async def verify_password(db: Database, address: str, password: str) -> AccountI
     if not ok or a is None or not a.password_hash or a.disabled:
         return None
     return AccountInfo(a.id, a.address, True, a.disabled)
+
+
+#: Kinds of :class:`AccountIdentity`.
+IDNAT = "idnat"
+SUBJECT = "subject"
+IDENTITY_KINDS = (IDNAT, SUBJECT)
+
+
+async def bind_identity(db: Database, address: str, kind: str, value: str) -> AccountInfo:
+    """Let ``value`` (an IdNat or a certificate subject) log in to the account at ``address``."""
+    if kind not in IDENTITY_KINDS:
+        raise AccountError(f"unknown identity kind {kind!r}")
+    if not value.strip():
+        raise AccountError("an identity cannot be empty")
+    account = await find_account(db, address)
+    if account is None:
+        raise AccountError(f"no such account: {address}")
+
+    def write(conn: Connection) -> None:
+        exists = conn.execute(
+            select(AccountIdentity.account_id).where(
+                AccountIdentity.account_id == account.id,
+                AccountIdentity.kind == kind,
+                AccountIdentity.value == value,
+            )
+        ).first()
+        if exists is None:
+            conn.execute(
+                insert(AccountIdentity).values(account_id=account.id, kind=kind, value=value)
+            )
+
+    await db.writer.run(write)
+    return account
+
+
+async def accounts_for_identity(db: Database, kind: str, value: str) -> list[AccountInfo]:
+    """The enabled accounts bound to this identity, by address."""
+    query = (
+        select(Account)
+        .join(AccountIdentity, AccountIdentity.account_id == Account.id)
+        .where(AccountIdentity.kind == kind, AccountIdentity.value == value)
+        .order_by(Account.address)
+    )
+    async with db.read() as session:
+        rows = await session.scalars(query)
+        return [
+            AccountInfo(a.id, a.address, a.password_hash is not None, a.disabled)
+            for a in rows
+            if not a.disabled
+        ]
+
+
+async def identities_of(db: Database, account_id: int) -> list[tuple[str, str]]:
+    async with db.read() as session:
+        rows = await session.execute(
+            select(AccountIdentity.kind, AccountIdentity.value)
+            .where(AccountIdentity.account_id == account_id)
+            .order_by(AccountIdentity.kind, AccountIdentity.value)
+        )
+        return [(k, v) for k, v in rows]
 
 
 async def unlock_keys(db: Database, master: MasterKey, account_id: int) -> MailboxKeyPair:

@@ -126,3 +126,40 @@ class Blob(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AccountIdentity(Base):
+    """Who may log in to an account without its password (design.md §4).
+
+    ``kind`` is ``idnat`` (a practitioner's national identifier, "8" + RPPS, read from a PER
+    certificate or a token's subject claim) or ``subject`` (the RFC 4514 subject of an ORG or
+    APP certificate). One identity may own several mailboxes; the SASL authorisation identity
+    then chooses among them.
+    """
+
+    __tablename__ = "account_identities"
+    __table_args__ = (Index("ix_account_identities_value", "kind", "value"),)
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(1000), primary_key=True)
+
+
+class AuditEntry(Base):
+    """One line of the audit log: who did what to what, when and from where (design.md §4).
+
+    Append-only. ``detail`` is a JSON object; it never holds a secret or a message body.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(1000))
+    peer: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="{}")

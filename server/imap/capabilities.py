@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+from server import sasl
 from server.imap.proto.states import State
 from server.imap.session import Session
+
+
+def mechanisms(session: Session) -> list[str]:
+    """SASL mechanisms usable now: none before TLS; EXTERNAL only with a client certificate."""
+    if not session.tls:
+        return []
+    auth = session.server.auth
+    usable = []
+    if auth.certificates is not None and session.client_certificate() is not None:
+        usable.append(sasl.EXTERNAL)
+    if auth.tokens is not None:
+        usable += [sasl.OAUTHBEARER, sasl.XOAUTH2]
+    if auth.config.password_login:
+        usable.append(sasl.PLAIN)
+    return usable
 
 
 def capabilities(session: Session) -> list[str]:
@@ -12,7 +28,9 @@ def capabilities(session: Session) -> list[str]:
     if session.state is State.NOT_AUTHENTICATED:
         if not session.tls:
             return [*caps, "STARTTLS", "LOGINDISABLED", "LITERAL+", "ID"]
-        caps.append("AUTH=PLAIN")
+        caps += [f"AUTH={m}" for m in mechanisms(session)]
+        if not session.server.auth.config.password_login:
+            caps.append("LOGINDISABLED")
     limit = f"APPENDLIMIT={session.config.smtp.max_message_size}"
     return [*caps, *AUTHENTICATED_CAPABILITIES, limit]
 

@@ -156,6 +156,11 @@ class Session:
                 raise ConnectionClosed("bad continuation line")
             raise ConnectionClosed("unexpected event")
 
+    def client_certificate(self) -> bytes | None:
+        """The TLS client certificate (DER) the handshake accepted, if the client sent one."""
+        obj = self.writer.get_extra_info("ssl_object")
+        return obj.getpeercert(binary_form=True) if isinstance(obj, ssl.SSLObject) else None
+
     async def start_tls(self, context: ssl.SSLContext) -> None:
         await self.writer.start_tls(context)
         self.tls = True

@@ -1,14 +1,19 @@
 """Message submission (RFC 6409) on aiosmtpd: port 2587 with STARTTLS (RFC 3207), port 2465 with
 implicit TLS (RFC 8314). AUTH (RFC 4954) is offered only over TLS and required before MAIL.
 
+SASL mechanisms: EXTERNAL with a TLS client certificate (RFC 4422 Appendix A; advertised only
+when the client presented one), OAUTHBEARER (RFC 7628) and XOAUTH2 with a bearer token, PLAIN
+(RFC 4616) and LOGIN with a password when the operator allows passwords.
+
 Business rules hang off aiosmtpd's named hooks (``handle_MAIL``, ``handle_RCPT``,
-``handle_DATA``, ``auth_PLAIN``, ``auth_LOGIN``); replies come from :mod:`server.smtp.replies`.
+``handle_DATA``, ``auth_<MECHANISM>``); replies come from :mod:`server.smtp.replies`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import binascii
+import collections
 import contextlib
 import logging
 import ssl
@@ -18,8 +23,9 @@ from base64 import b64decode
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException
 
+from server import sasl
 from server.auth import Authenticator, AuthError
 from server.config import Config
 from server.delivery import LocalDelivery, Trace
@@ -42,6 +48,10 @@ class HygieSMTP(SMTP):
     def __init__(self, handler: Any, *, implicit_tls: bool, **kwargs: Any) -> None:
         super().__init__(handler, auth_require_tls=not implicit_tls, **kwargs)
         self.implicit_tls = implicit_tls
+        # RFC 4954 §4: an AUTH command line may be up to 12288 octets (bearer tokens are long).
+        self.command_size_limits = collections.defaultdict(
+            lambda: SMTP.command_size_limit, {"AUTH": 12288}
+        )
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
@@ -58,6 +68,11 @@ class HygieSMTP(SMTP):
             return None
         obj = transport.get_extra_info("ssl_object")
         return obj if isinstance(obj, ssl.SSLObject) else None
+
+    def client_certificate(self) -> bytes | None:
+        """The TLS client certificate (DER), already checked by the handshake, if any."""
+        obj = self.ssl_object()
+        return obj.getpeercert(binary_form=True) if obj is not None else None
 
 
 def _recipients(envelope: Envelope) -> list[Recipient]:
@@ -88,7 +103,124 @@ class SubmissionHandler:
         stream and answers each in turn) and ENHANCEDSTATUSCODES (RFC 2034)."""
         session.host_name = hostname
         extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        responses = [
+            self._auth_line(server, r) if r.startswith("250-AUTH ") else r for r in responses
+        ]
+        responses = [r for r in responses if r]
         return responses[:-1] + extra + responses[-1:]
+
+    def _mechanisms(self, server: HygieSMTP) -> set[str]:
+        """What this connection may use: EXTERNAL needs a client certificate; each family
+        needs the operator to enable it."""
+        usable = set()
+        if self.auth.config.password_login:
+            usable |= {sasl.PLAIN, sasl.LOGIN}
+        if self.auth.tokens is not None:
+            usable |= {sasl.OAUTHBEARER, sasl.XOAUTH2}
+        if self.auth.certificates is not None and server.client_certificate() is not None:
+            usable.add(sasl.EXTERNAL)
+        return usable
+
+    def _auth_line(self, server: HygieSMTP, line: str) -> str:
+        offered = [m for m in line[len("250-AUTH ") :].split() if m in self._mechanisms(server)]
+        return "250-AUTH " + " ".join(offered) if offered else ""
+
+    async def _initial(self, server: HygieSMTP, args: list[str]) -> bytes | None:
+        """The client's first SASL message: the initial response, or the answer to an empty
+        challenge (RFC 4954 §4). ``None`` once a reply has been sent."""
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            return blob if isinstance(blob, bytes) else None
+        if args[1] == "=":
+            return b""
+        try:
+            return b64decode(args[1].encode(), validate=True)
+        except binascii.Error:
+            await server.push(S.S501_BAD_BASE64)
+            return None
+
+    async def _refused(self, server: HygieSMTP, exc: AuthError) -> AuthResult:
+        if exc.reason == AuthError.THROTTLED:
+            await server.push(S.S421_TOO_MANY_FAILURES)
+            if server.transport is not None:
+                server.transport.close()
+        elif exc.reason == AuthError.DISABLED:
+            await server.push(S.S504_MECH_UNAVAILABLE)
+        else:
+            await server.push(f"{S.S535_AUTH_FAILED}: {exc.detail}")
+        return AuthResult(success=False, handled=True)
+
+    # -- AUTH EXTERNAL (RFC 4422 Appendix A), with the TLS client certificate ----------------
+
+    async def auth_EXTERNAL(self, server: HygieSMTP, args: list[str]) -> AuthResult:
+        if sasl.EXTERNAL not in self._mechanisms(server):
+            await server.push(S.S504_MECH_UNAVAILABLE)
+            return AuthResult(success=False, handled=True)
+        message = await self._initial(server, args)
+        if message is None:
+            return AuthResult(success=False, handled=True)
+        try:
+            authzid = sasl.parse_external(message)
+        except sasl.SaslSyntaxError:
+            await server.push(S.S501_BAD_SASL)
+            return AuthResult(success=False, handled=True)
+        try:
+            account = await self.auth.certificate(
+                server.client_certificate(), authzid, _peer_ip(server.session), "smtp"
+            )
+        except AuthError as exc:
+            return await self._refused(server, exc)
+        return AuthResult(success=True, auth_data=account, message=S.S235_AUTH_OK)
+
+    # -- AUTH OAUTHBEARER (RFC 7628) and XOAUTH2 ----------------------------------------------
+
+    async def auth_OAUTHBEARER(self, server: HygieSMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, sasl.OAUTHBEARER)
+
+    async def auth_XOAUTH2(self, server: HygieSMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, sasl.XOAUTH2)
+
+    async def _bearer(self, server: HygieSMTP, args: list[str], mechanism: str) -> AuthResult:
+        if mechanism not in self._mechanisms(server):
+            await server.push(S.S504_MECH_UNAVAILABLE)
+            return AuthResult(success=False, handled=True)
+        message = await self._initial(server, args)
+        if message is None:
+            return AuthResult(success=False, handled=True)
+        try:
+            if mechanism == sasl.OAUTHBEARER:
+                creds = sasl.parse_oauthbearer(message)
+            else:
+                creds = sasl.parse_xoauth2(message)
+        except sasl.SaslSyntaxError:
+            await server.push(S.S501_BAD_SASL)
+            return AuthResult(success=False, handled=True)
+        try:
+            account = await self.auth.token(
+                creds.token, creds.authzid, _peer_ip(server.session), "smtp"
+            )
+        except AuthError as exc:
+            if exc.reason != AuthError.FAILED:
+                return await self._refused(server, exc)
+            # RFC 7628 §3.2.2: an error challenge, the client's %x01, then the failure.
+            answer = await server.challenge_auth(sasl.oauth_error(mechanism))
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False, handled=True)
+            return await self._refused(server, exc)
+        return AuthResult(success=True, auth_data=account, message=S.S235_AUTH_OK)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's last resort. A failed STARTTLS handshake (a client certificate from
+        another CA, a client that gave up) is the client's doing: one log line, no traceback.
+        Anything else is our bug: logged with its traceback, and the client is told to retry
+        without seeing internals."""
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__
+            reason = getattr(cause, "reason", None) or type(cause).__name__
+            log.info("tls_error", error=str(reason))
+            return "421 4.7.0 TLS negotiation failed"
+        log.error("smtp_session_failed", error=type(error).__name__, exc_info=error)
+        return S.S451_LOCAL_ERROR
 
     # -- AUTH (RFC 4954), SASL PLAIN (RFC 4616) and LOGIN ----------------------------------
 

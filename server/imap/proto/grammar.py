@@ -431,7 +431,8 @@ class Grammar:
         if self.try_char(0x20):
             rest = self.line[self.pos :]
             self.pos = len(self.line)
-            initial = decode_sasl_response(rest)
+            # RFC 4959 §3: an empty initial response is sent as "=", never as nothing.
+            initial = decode_sasl_response(rest) if rest else None
             if initial is None:
                 raise self.error("Invalid initial response")
         return c.Authenticate(tag, mechanism, initial)
@@ -1001,14 +1002,15 @@ def _seq_number(raw: bytes) -> int | None:
 
 # RFC 9051 §9: base64 = *(4base64-char) [base64-terminal]; RFC 4959: "=" is an empty response.
 def decode_sasl_response(line: bytes) -> bytes | None:
-    """A client's SASL response line → bytes, ``b""`` for ``=``; ``None`` if not base64.
+    """A client's SASL response line → bytes, ``b""`` for ``=`` or an empty line (the empty
+    response, RFC 4422 §5: base64 of nothing is nothing); ``None`` if not base64.
 
     For AUTHENTICATE continuation lines check ``line == b"*"`` (cancel, RFC 9051 §6.2.2)
     before calling this.
     """
-    if line == b"=":
+    if line in (b"=", b""):
         return b""
-    if not line or _BASE64_RE.fullmatch(line) is None:
+    if _BASE64_RE.fullmatch(line) is None:
         return None
     try:
         return base64.b64decode(line, validate=True)
