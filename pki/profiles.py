@@ -122,6 +122,9 @@ INTERMEDIATE_CA: Final = Profile(
 )
 
 # SERV / SSL_SERV: a TLS server, named by its host or mail domain in the SAN (RFC 9525 §6.4).
+# It also carries clientAuth: an MSSanté operator presents the same certificate as a client
+# when it relays to another operator over mutual TLS (design.md §2.5), and OpenSSL checks the
+# client's purpose.
 # 825 days is the longest lifetime TLS clients still accept from a CA outside the public
 # Web PKI (Apple's limit, which others follow).
 SERV: Final = Profile(
@@ -129,7 +132,7 @@ SERV: Final = Profile(
     days=825,
     key_usage=frozenset({"digital_signature"}),
     rsa_key_usage=frozenset({"key_encipherment"}),
-    extended_key_usage=(ExtendedKeyUsageOID.SERVER_AUTH,),
+    extended_key_usage=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
     requires_alt_names=True,
 )
 

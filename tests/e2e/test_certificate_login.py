@@ -237,11 +237,10 @@ def bad_credentials(
 ) -> dict[str, tuple[Credentials, IssuedCertificate]]:
     ca = load_ca(server)
     good = ca.issue_person(RPPS, "Pierre", "Durand")
-    serv = ca.issue_server(["client.hygie.test"])
     made = {
         "expired": (certs.expired(ca, good), good),
         "not yet valid": (certs.not_yet_valid(ca, good), good),
-        "server-only": (serv.certificate, serv),
+        "server-only": (certs.server_only(ca, good), good),
     }
     out: dict[str, tuple[Credentials, IssuedCertificate]] = {}
     for name, (cert, issued) in made.items():

@@ -210,7 +210,7 @@ def test_server_certificate_follows_the_serv_profile(rsa_deployment: Deployment)
     assert usage.value.key_encipherment
     assert not usage.value.key_cert_sign
     eku = extension(cert, x509.ExtendedKeyUsage)
-    assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     san = extension(cert, x509.SubjectAlternativeName)
     assert not san.critical
     assert san.value.get_values_for_type(x509.DNSName) == HOSTNAMES

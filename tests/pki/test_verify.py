@@ -64,9 +64,13 @@ def test_dates_are_checked(ca: CertificateAuthority) -> None:
     assert refused(check, certs.not_yet_valid(ca, good)) == verify.NOT_YET_VALID
 
 
-def test_server_certificate_cannot_log_in(ca: CertificateAuthority) -> None:
+def test_server_certificates_cannot_log_in(ca: CertificateAuthority) -> None:
     serv = ca.issue_server(["mail.hygie.test"])
-    assert refused(checker(ca), serv.certificate) == verify.WRONG_USAGE
+    # A relay certificate (serverAuth + clientAuth) names no practitioner or organisation…
+    assert refused(checker(ca), serv.certificate) == verify.NO_IDENTITY
+    # … and a practitioner's key certified for serverAuth only is the wrong usage.
+    person = ca.issue_person(RPPS, "Jeanne", "Martin")
+    assert refused(checker(ca), certs.server_only(ca, person)) == verify.WRONG_USAGE
 
 
 def test_another_cas_certificate_is_refused(ca: CertificateAuthority, tmp_path: Path) -> None:

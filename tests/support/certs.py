@@ -8,15 +8,21 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pki.ca import CertificateAuthority, IssuedCertificate
 
 
 def reissued(
-    ca: CertificateAuthority, good: IssuedCertificate, not_before: dt.datetime, days: float
+    ca: CertificateAuthority,
+    good: IssuedCertificate,
+    not_before: dt.datetime,
+    days: float,
+    *,
+    usage: x509.ExtendedKeyUsage | None = None,
 ) -> x509.Certificate:
     """``good``'s subject, key and extensions, signed again by ``ca``'s intermediate with
-    another validity period (and serial)."""
+    another validity period (and serial), and optionally another extended key usage."""
     cert = good.certificate
     builder = (
         x509.CertificateBuilder()
@@ -28,7 +34,12 @@ def reissued(
         .not_valid_after(not_before + dt.timedelta(days=days))
     )
     for ext in cert.extensions:
-        builder = builder.add_extension(ext.value, ext.critical)
+        value = (
+            usage
+            if usage is not None and isinstance(ext.value, x509.ExtendedKeyUsage)
+            else ext.value
+        )
+        builder = builder.add_extension(value, ext.critical)
     return builder.sign(ca.intermediate_key, hashes.SHA256())  # type: ignore[arg-type]
 
 
@@ -38,6 +49,14 @@ def expired(ca: CertificateAuthority, good: IssuedCertificate) -> x509.Certifica
 
 def not_yet_valid(ca: CertificateAuthority, good: IssuedCertificate) -> x509.Certificate:
     return reissued(ca, good, dt.datetime.now(dt.UTC) + dt.timedelta(days=2), 5)
+
+
+def server_only(ca: CertificateAuthority, good: IssuedCertificate) -> x509.Certificate:
+    """``good`` with serverAuth as its only extended key usage."""
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    return reissued(
+        ca, good, now, 30, usage=x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+    )
 
 
 def write_pair(
