@@ -433,7 +433,9 @@ def build_report(
     else:
         returned = "headers-capped" if ret is not None and ret.upper() == "FULL" else "headers"
         head = report.truncate_fields(report.header_section(original), HEADERS_LIMIT)
-        content = report.message_part("text/rfc822-headers", head)
+        # RFC 6532 header fields may carry raw UTF-8: say so, so that readers decode them
+        charset = '; charset="utf-8"' if report.eight_bit(head) else ""
+        content = report.message_part(f"text/rfc822-headers{charset}", head)
 
     parts = [
         report.text_part(_human_text(reporting_mta, recipients, returned)),
