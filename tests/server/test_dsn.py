@@ -510,3 +510,14 @@ def test_original_without_message_id_has_no_in_reply_to() -> None:
     message = parse(build(original=b"Subject: x\r\n\r\nbody\r\n"))
     assert message["In-Reply-To"] is None
     assert message["Message-ID"].endswith("@mx.hygie.test>")
+
+
+@given(st.text(max_size=400), st.text(max_size=80))
+def test_any_remote_text_keeps_the_report_well_formed(diagnostic: str, remote: str) -> None:
+    raw = build([failed(diagnostic=diagnostic, remote_mta=remote or None)])
+    assert re.search(rb"(?<!\r)\n|\r(?!\n)", raw) is None
+    message = parse(raw)
+    _, block = status_blocks(message)
+    assert block["Action"] == "failed"
+    assert block["Final-Recipient"] == "rfc822;marie.curie@autre-operateur.test"
+    assert len(message.get_payload()) == 3
