@@ -250,6 +250,50 @@ def build_mdn(
     return report.multipart(header_fields, "report; report-type=disposition-notification", parts)
 
 
+def build_error_mail(
+    *,
+    original: bytes,
+    from_address: str,
+    to_address: str,
+    error: IntegrationError,
+    message_id_domain: str,
+    now: datetime | None = None,
+) -> bytes:
+    """The volet's "courriel standard": how an integration error is reported when the
+    original asked for no MDN (no automatic MDN may be sent without a request, RFC 8098 §2).
+
+    A plain ``multipart/mixed`` message (RFC 5322): the Subject of an MDN in error
+    (``[KO Intégration système !][902] <subject>``), a text naming the code and label, and the
+    whole original as a ``message/rfc822`` attachment, its IHE_XDM.zip and PDF inside it."""
+    for name, value in (("from_address", from_address), ("to_address", to_address)):
+        report.check_line(name, value)
+    headers = report.parse_headers(original)
+    subject = report.header_text(headers, "Subject") or ""
+    original_id = report.message_id(headers)
+    parts = [
+        report.text_part(_text(error, "processed", subject)),
+        report.message_part(
+            "message/rfc822",
+            original,
+            [b'Content-Disposition: attachment; filename="message_original.eml"\r\n'],
+        ),
+    ]
+    header_fields = [
+        report.fold("From", from_address.strip()),
+        report.fold("To", to_address.strip()),
+        report.encoded_header("Subject", f"{KO_PREFIX}[{error.code}] {subject}".rstrip()),
+        report.fold("Date", report.rfc5322_date(now or report.now())),
+        report.fold("Message-ID", report.new_message_id(message_id_domain)),
+        b"Auto-Submitted: auto-replied\r\n",  # RFC 3834 §5
+    ]
+    if original_id is not None:
+        header_fields += [
+            report.fold("In-Reply-To", original_id),
+            report.fold("References", original_id),
+        ]
+    return report.multipart(header_fields, "mixed", parts)
+
+
 # --- reading one ----------------------------------------------------------------------------
 
 

@@ -420,3 +420,30 @@ def test_parse_of_any_notification_fields_only_raises_mdn_syntax_error(
     except MdnSyntaxError:
         return
     assert info.error_code is None or 100 <= info.error_code <= 999
+
+
+# --- no MDN requested: the volet's "courriel standard" --------------------------------------
+
+
+def test_error_mail_when_no_mdn_was_requested() -> None:
+    raw = mdn.build_error_mail(
+        original=ORIGINAL,
+        from_address="serviceY_auto@chb.mssante.test",
+        to_address="serviceY@chb.mssante.test",
+        error=mdn.UNKNOWN_PATIENT,
+        message_id_domain="chb.mssante.test",
+        now=WHEN,
+    )
+    message = parse(raw)
+    assert message["Subject"] == f"[KO Intégration système !][902] {SUBJECT}"
+    assert message.get_content_type() == "multipart/mixed"
+    assert message["Auto-Submitted"] == "auto-replied"
+    text, attached = message.iter_parts()
+    assert isinstance(text, EmailMessage)
+    assert "Identifiant de patient inconnu" in text.get_content()
+    assert "902" in text.get_content()
+    assert attached.get_content_type() == "message/rfc822"
+    assert attached.get_filename() == "message_original.eml"
+    assert ORIGINAL in raw
+    with pytest.raises(MdnSyntaxError):
+        mdn.parse_mdn(raw)  # not an MDN: nothing for a machine to read but the subject
