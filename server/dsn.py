@@ -296,6 +296,15 @@ def _ascii(text: str) -> str:
     return report.clean(text).encode("ascii", "replace").decode("ascii")
 
 
+def _original_recipient(orcpt: str) -> str:
+    """The ORCPT as parsed (``addr-type;address``) back in an ASCII field: a ``utf-8``
+    address with RFC 6533's escapes."""
+    addr_type, _, address = orcpt.partition(";")
+    if addr_type.lower() == "utf-8" and not address.isascii():
+        return f"utf-8;{report.utf8_addr_xtext(address)}"
+    return _ascii(orcpt)
+
+
 def _typed(default_type: str, value: str) -> str:
     value = _ascii(value)
     return value if _TYPED.match(value) else f"{default_type}; {value}"
@@ -329,7 +338,7 @@ def _delivery_status(
     for r in recipients:
         block = b""
         if r.original_recipient is not None:
-            block += report.fold("Original-Recipient", _ascii(r.original_recipient))
+            block += report.fold("Original-Recipient", _original_recipient(r.original_recipient))
         block += report.fold("Final-Recipient", report.address_field(r.final_recipient))
         block += report.fold("Action", r.action)
         block += report.fold("Status", r.status)
