@@ -304,7 +304,7 @@ class MdnInfo:
     original_message_id: str | None
     disposition: str  # the whole field, e.g. "automatic-action/MDN-sent-automatically; processed"
     disposition_type: str  # "processed", "displayed", ...
-    error_code: int | None  # an MSSanté 900-906 code, from Error: or the older Disposition form
+    error_code: int | None  # the code before "^" (MSSanté: 900-906), from Error: or the old form
     error_text: str | None  # the Error: field (or the older form's text), e.g. "902^..."
     final_recipient: str | None
     original_recipient: str | None
@@ -342,7 +342,10 @@ def parse_mdn(raw: bytes) -> MdnInfo:
     fields = _notification_fields(message)
 
     def field(name: str) -> str | None:
-        value = fields.get(name)
+        try:
+            value = fields.get(name)
+        except Exception:  # the stdlib's header classes raise assorted errors on junk
+            return None
         return report.clean(str(value)) if value is not None else None
 
     disposition = field("Disposition")
