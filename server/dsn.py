@@ -296,6 +296,15 @@ def _ascii(text: str) -> str:
     return report.clean(text).encode("ascii", "replace").decode("ascii")
 
 
+def _original_recipient(orcpt: str) -> str:
+    """The ORCPT as parsed (``addr-type;address``) back in an ASCII field: a ``utf-8``
+    address with RFC 6533's escapes."""
+    addr_type, _, address = orcpt.partition(";")
+    if addr_type.lower() == "utf-8" and not address.isascii():
+        return f"utf-8;{report.utf8_addr_xtext(address)}"
+    return _ascii(orcpt)
+
+
 def _typed(default_type: str, value: str) -> str:
     value = _ascii(value)
     return value if _TYPED.match(value) else f"{default_type}; {value}"
@@ -306,7 +315,8 @@ def _check(recipient: RecipientStatus) -> None:
         raise ValueError(f"unknown DSN action {recipient.action!r}")
     if not _STATUS.fullmatch(recipient.status):
         raise ValueError(f"bad status code {recipient.status!r} (RFC 3464 §2.3.4)")
-    for name in ("final_recipient", "original_recipient", "remote_mta"):
+    # remote_mta and diagnostic may come from the remote server: cleaned, not refused
+    for name in ("final_recipient", "original_recipient"):
         value = getattr(recipient, name)
         if value is not None:
             report.check_line(name, value)
@@ -328,11 +338,11 @@ def _delivery_status(
     for r in recipients:
         block = b""
         if r.original_recipient is not None:
-            block += report.fold("Original-Recipient", _ascii(r.original_recipient))
+            block += report.fold("Original-Recipient", _original_recipient(r.original_recipient))
         block += report.fold("Final-Recipient", report.address_field(r.final_recipient))
         block += report.fold("Action", r.action)
         block += report.fold("Status", r.status)
-        if r.remote_mta is not None:
+        if r.remote_mta is not None and report.clean(r.remote_mta):
             block += report.fold("Remote-MTA", _typed("dns", r.remote_mta))
         if r.diagnostic is not None and report.clean(r.diagnostic):
             block += report.fold("Diagnostic-Code", _typed("smtp", r.diagnostic))
@@ -362,7 +372,7 @@ def _human_text(reporting_mta: str, recipients: Sequence[RecipientStatus], retur
                 detail = detail.split(";", 1)[1].strip() if _TYPED.match(detail) else detail
                 fr.append(f"    réponse du serveur : {detail}")
                 en.append(f"    server reply: {detail}")
-            if r.remote_mta:
+            if r.remote_mta and report.clean(r.remote_mta):
                 fr.append(f"    serveur : {report.clean(r.remote_mta)}")
                 en.append(f"    server: {report.clean(r.remote_mta)}")
             if r.will_retry_until is not None:

@@ -250,6 +250,50 @@ def build_mdn(
     return report.multipart(header_fields, "report; report-type=disposition-notification", parts)
 
 
+def build_error_mail(
+    *,
+    original: bytes,
+    from_address: str,
+    to_address: str,
+    error: IntegrationError,
+    message_id_domain: str,
+    now: datetime | None = None,
+) -> bytes:
+    """The volet's "courriel standard": how an integration error is reported when the
+    original asked for no MDN (no automatic MDN may be sent without a request, RFC 8098 §2).
+
+    A plain ``multipart/mixed`` message (RFC 5322): the Subject of an MDN in error
+    (``[KO Intégration système !][902] <subject>``), a text naming the code and label, and the
+    whole original as a ``message/rfc822`` attachment, its IHE_XDM.zip and PDF inside it."""
+    for name, value in (("from_address", from_address), ("to_address", to_address)):
+        report.check_line(name, value)
+    headers = report.parse_headers(original)
+    subject = report.header_text(headers, "Subject") or ""
+    original_id = report.message_id(headers)
+    parts = [
+        report.text_part(_text(error, "processed", subject)),
+        report.message_part(
+            "message/rfc822",
+            original,
+            [b'Content-Disposition: attachment; filename="message_original.eml"\r\n'],
+        ),
+    ]
+    header_fields = [
+        report.fold("From", from_address.strip()),
+        report.fold("To", to_address.strip()),
+        report.encoded_header("Subject", f"{KO_PREFIX}[{error.code}] {subject}".rstrip()),
+        report.fold("Date", report.rfc5322_date(now or report.now())),
+        report.fold("Message-ID", report.new_message_id(message_id_domain)),
+        b"Auto-Submitted: auto-replied\r\n",  # RFC 3834 §5
+    ]
+    if original_id is not None:
+        header_fields += [
+            report.fold("In-Reply-To", original_id),
+            report.fold("References", original_id),
+        ]
+    return report.multipart(header_fields, "mixed", parts)
+
+
 # --- reading one ----------------------------------------------------------------------------
 
 
@@ -260,7 +304,7 @@ class MdnInfo:
     original_message_id: str | None
     disposition: str  # the whole field, e.g. "automatic-action/MDN-sent-automatically; processed"
     disposition_type: str  # "processed", "displayed", ...
-    error_code: int | None  # an MSSanté 900-906 code, from Error: or the older Disposition form
+    error_code: int | None  # the code before "^" (MSSanté: 900-906), from Error: or the old form
     error_text: str | None  # the Error: field (or the older form's text), e.g. "902^..."
     final_recipient: str | None
     original_recipient: str | None
@@ -298,7 +342,10 @@ def parse_mdn(raw: bytes) -> MdnInfo:
     fields = _notification_fields(message)
 
     def field(name: str) -> str | None:
-        value = fields.get(name)
+        try:
+            value = fields.get(name)
+        except Exception:  # the stdlib's header classes raise assorted errors on junk
+            return None
         return report.clean(str(value)) if value is not None else None
 
     disposition = field("Disposition")

@@ -22,6 +22,7 @@ CRLF = b"\r\n"
 
 # RFC 5322 §2.1.1: a line SHOULD NOT exceed 78 characters; folded fields stay under it.
 _FOLD_AT = 78
+_MAX_LINE = 990  # characters; the fields that can grow long (remote text) are ASCII
 _NEWLINES = re.compile(rb"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HEADER_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
@@ -58,7 +59,8 @@ def fold(name: str, value: str) -> bytes:
         line = line[cut:]  # the continuation keeps the space it was folded at
         start = 1
     out.append(line)
-    return "\r\n".join(out).encode("utf-8") + CRLF
+    # RFC 5322 §2.1.1: 998 characters at most; only junk from a remote has no place to fold
+    return "\r\n".join(part[:_MAX_LINE] for part in out).encode("utf-8") + CRLF
 
 
 def _fold_point(line: str, start: int) -> int | None:

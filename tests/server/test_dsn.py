@@ -510,3 +510,29 @@ def test_original_without_message_id_has_no_in_reply_to() -> None:
     message = parse(build(original=b"Subject: x\r\n\r\nbody\r\n"))
     assert message["In-Reply-To"] is None
     assert message["Message-ID"].endswith("@mx.hygie.test>")
+
+
+@given(st.text(max_size=400), st.text(max_size=80))
+def test_any_remote_text_keeps_the_report_well_formed(diagnostic: str, remote: str) -> None:
+    raw = build([failed(diagnostic=diagnostic, remote_mta=remote or None)])
+    assert re.search(rb"(?<!\r)\n|\r(?!\n)", raw) is None
+    message = parse(raw)
+    _, block = status_blocks(message)
+    assert block["Action"] == "failed"
+    assert block["Final-Recipient"] == "rfc822;marie.curie@autre-operateur.test"
+    assert len(message.get_payload()) == 3
+
+
+def test_an_unfoldable_remote_reply_is_cut_to_the_line_limit() -> None:
+    raw = build([failed(diagnostic="smtp; 550 " + "x" * 5000)])
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    _, block = status_blocks(parse(raw))
+    assert block["Diagnostic-Code"].startswith("smtp; 550 xxxx")
+
+
+def test_an_internationalised_orcpt_goes_back_as_it_came() -> None:
+    orcpt = dsn.parse_rcpt_params({"ORCPT": "utf-8;j\\x{E9}r\\x{F4}me@example.test"}).orcpt
+    assert orcpt == "utf-8;jérôme@example.test"
+    raw = build([failed("jerome@example.test", original_recipient=orcpt)])
+    _, block = status_blocks(parse(raw))
+    assert block["Original-Recipient"] == "utf-8;j\\x{E9}r\\x{F4}me@example.test"
