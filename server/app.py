@@ -28,7 +28,10 @@ from server.delivery import LocalDelivery
 from server.http.pki import PkiPublisher
 from server.imap.server import ImapServer
 from server.oauth import TokenVerifier
+from server.queue import OutboundQueue
+from server.relay import RelayHandler, relay_context, start_relay
 from server.smtp.submission import SubmissionHandler, start_submission
+from server.trust import PeerRevocation, TrustedDomains, load_anchors
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database
@@ -144,6 +147,25 @@ async def _start_pki_http(
     return [server], task
 
 
+async def _trust(config: Config) -> tuple[TrustedDomains, PeerRevocation, list[str]]:
+    """The trusted-domain list, loaded once before we listen, and the relay trust anchors:
+    our root and intermediate, then the other operators' CAs."""
+    ca_file = config.relay.trusted_domains_ca_file
+    trusted = TrustedDomains(
+        config.relay.trusted_domains,
+        data_dir=config.data_dir,
+        local_domains=config.server.domains,
+        ca_file=config.path(ca_file) if ca_file else None,
+    )
+    await asyncio.to_thread(trusted.refresh)
+    files = CaFiles(config.path("pki"))
+    paths = [files.root_cert, files.intermediate_cert]
+    paths += [config.path(p) for p in config.relay.trust_anchors]
+    anchors = load_anchors(paths)
+    pems = [path.read_text("ascii") for path in paths]
+    return trusted, PeerRevocation(anchors, config.relay.crl_refresh_seconds), pems
+
+
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     _small_tls_buffers()
@@ -162,8 +184,36 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         client_ca_files=_client_ca_files(config),
     )
     services = await open_services(config)
-    handler = SubmissionHandler(config, services.auth, services.store, services.delivery)
+    trusted, revocation, anchor_pems = await _trust(config)
+    queue = OutboundQueue(
+        config, services.db, services.master, services.store, services.delivery, revocation,
+        trusted,
+    )  # fmt: skip
+    handler = SubmissionHandler(
+        config, services.auth, services.store, services.delivery, outbound=queue
+    )
     submission = await start_submission(config, handler, tls)
+    relay_servers: list[asyncio.Server] = []
+    if config.relay.port:
+        relay_tls = relay_context(
+            server_context(
+                config.path(config.tls.cert_file),
+                config.path(config.tls.key_file),
+                min_version=config.tls.min_version,
+            ),
+            anchor_pems,
+        )
+        relay_handler = RelayHandler(
+            config, services.store, services.delivery, trusted, revocation, queue
+        )
+        relay_server, _ = await start_relay(config, relay_handler, relay_tls)
+        relay_servers.append(relay_server)
+    loop_tasks = [
+        loop.create_task(queue.run(), name="queue"),
+        loop.create_task(
+            trusted.keep_fresh(config.relay.trusted_domains_refresh_seconds), name="trust"
+        ),
+    ]
     imap = ImapServer(config, services.store, services.auth, services.master, tls)
     imap_servers = await imap.start()
     http_servers, crl_task = await _start_pki_http(config, services.master)
@@ -173,16 +223,21 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         submission_tls=config.smtp.submission_tls_port,
         imap=config.imap.port,
         imap_tls=config.imap.tls_port,
+        relay=config.relay.port,
         database=services.db.dialect,
     )
     await stop.wait()
 
     log.info("stopping")
     submission.stop_accepting()
-    for srv in imap_servers + http_servers:
+    for srv in imap_servers + http_servers + relay_servers:
         srv.close()
     if crl_task is not None:
         crl_task.cancel()
+    for task in loop_tasks:
+        task.cancel()
+    await asyncio.gather(*loop_tasks, return_exceptions=True)
+    await queue.close()
     grace = config.server.shutdown_grace_seconds
     await submission.close_connections(grace)
     with contextlib.suppress(TimeoutError):

@@ -36,7 +36,8 @@ from server.config import (
 )
 from server.logs import configure_logging
 from server.oauth import DevIssuer
-from storage import audit
+from server.trust import render_trusted_domains
+from storage import audit, outbound
 from storage.accounts import (
     IDNAT,
     SUBJECT,
@@ -125,6 +126,7 @@ _OWNED = (
     "tls",
     "blobs",
     "oauth",
+    "trust",
     "demo",
     DEMO_FILE,
 )
@@ -181,6 +183,11 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
         issued, config.path(config.tls.cert_file), config.path(config.tls.key_file)
     )
     DevIssuer(config).ensure()
+    trust_file = config.path(config.relay.trusted_domains)
+    if not config.relay.trusted_domains.startswith("https://") and not trust_file.exists():
+        # The MSSanté "liste blanche" format; an operator replaces it with the national list.
+        trust_file.parent.mkdir(parents=True, exist_ok=True)
+        trust_file.write_bytes(render_trusted_domains(domains))
     await _audit(config, "pki.issue", issued, detail={"profile": "SERV"})
     click.echo(f"Initialised {config.data_dir} for {', '.join(domains)} (host {hostname}).")
     click.echo(f"  database:    {config.database_url.split('://', 1)[0]}")
@@ -795,6 +802,85 @@ def token_issue(ctx: click.Context, subject: str, ttl: int, audience: str | None
     except (OSError, ValueError) as exc:
         fail(f"cannot sign a token: {exc}")
     click.echo(value)
+
+
+# -- queue ----------------------------------------------------------------------------------
+
+
+@main.group()
+def queue() -> None:
+    """The outbound queue: mail waiting for other operators."""
+
+
+@queue.command("list")
+@click.pass_context
+def queue_list(ctx: click.Context) -> None:
+    """Queued recipients: id, next attempt, attempts, size, recipient, last error."""
+    config = _config(ctx)
+
+    async def show() -> None:
+        db = await _with_db(config)
+        try:
+            items = await outbound.listing(db)
+        finally:
+            await db.close()
+        if not items:
+            click.echo("the queue is empty")
+            return
+        for i in items:
+            when = i.next_attempt_at.strftime("%Y-%m-%d %H:%M:%S")
+            error = f"  ({i.last_error})" if i.last_error else ""
+            click.echo(
+                f"{i.id:>6}  {when}Z  tries {i.attempts:<3} {i.size:>9} B  "
+                f"{i.sender or '<>'} -> {i.recipient}{error}"
+            )
+
+    run(show())
+
+
+@queue.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True, help="Retry every queued recipient now.")
+@click.pass_context
+def queue_retry(ctx: click.Context, ids: tuple[int, ...], every: bool) -> None:
+    """Make recipients IDS (or --all) due now; a running server tries them within a second."""
+    if not ids and not every:
+        fail("give recipient ids (see `hygie queue list`) or --all")
+    config = _config(ctx)
+
+    async def retry() -> None:
+        db = await _with_db(config)
+        try:
+            count = await outbound.retry_now(db, None if every else list(ids))
+            await audit.record(db, f"cli:{getpass.getuser()}", "queue.retry",
+                               "all" if every else ",".join(map(str, ids)))  # fmt: skip
+        finally:
+            await db.close()
+        click.echo(f"{count} recipient(s) due now")
+
+    run(retry())
+
+
+@queue.command("delete")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@click.pass_context
+def queue_delete(ctx: click.Context, ids: tuple[int, ...]) -> None:
+    """Remove recipients IDS from the queue, without telling the sender."""
+    config = _config(ctx)
+
+    async def remove() -> None:
+        db = await _with_db(config)
+        try:
+            count = await outbound.remove(db, list(ids))
+            await audit.record(db, f"cli:{getpass.getuser()}", "queue.delete",
+                               ",".join(map(str, ids)))  # fmt: skip
+        finally:
+            await db.close()
+        if count == 0:
+            raise CliError("no such queued recipient")
+        click.echo(f"deleted {count} recipient(s)")
+
+    run(remove())
 
 
 # -- audit ----------------------------------------------------------------------------------

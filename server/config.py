@@ -58,6 +58,35 @@ class HttpSection:
 
 
 @dataclass(frozen=True)
+class RelaySection:
+    """Operator-to-operator relay (design.md §2.5–2.6): inbound on ``port`` with mutual TLS,
+    outbound from the durable queue."""
+
+    # Inbound relay listener (the port-25 role), STARTTLS and a client certificate required.
+    port: int = 2525
+    # The MSSanté "liste blanche": a file (relative to the data directory) or an https:// URL.
+    trusted_domains: str = "trust/liste-blanche.xml"
+    trusted_domains_refresh_seconds: int = 3600
+    # CA bundle (PEM) to check an https:// trusted_domains URL; empty: the system's.
+    trusted_domains_ca_file: str = ""
+    # Other operators' CA certificates (PEM files: root and intermediates), trusted for relay
+    # in both directions. This operator's own CA is always trusted.
+    trust_anchors: tuple[str, ...] = ()
+    # Routes "domain=host:port"; a domain without one is routed by its DNS MX records.
+    routes: tuple[str, ...] = ()
+    # Outbound queue: retry back-off (doubling from base to max), delay notice, lifetime.
+    retry_base_seconds: int = 60
+    retry_max_seconds: int = 3600
+    delay_notice_seconds: int = 4 * 3600
+    lifetime_seconds: int = 5 * 24 * 3600
+    # Concurrent outbound deliveries in this process, and how often the queue is polled.
+    workers: int = 8
+    poll_seconds: float = 1.0
+    # How long a fetched peer CRL is trusted before it is fetched again.
+    crl_refresh_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class DatabaseSection:
     # Empty means the embedded SQLite file ``hygie.db`` in the data directory.
     url: str = ""
@@ -126,6 +155,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "smtp": SmtpSection,
     "imap": ImapSection,
     "http": HttpSection,
+    "relay": RelaySection,
     "database": DatabaseSection,
     "storage": StorageSection,
     "tls": TlsSection,
@@ -142,6 +172,7 @@ class Config:
     smtp: SmtpSection = field(default_factory=SmtpSection)
     imap: ImapSection = field(default_factory=ImapSection)
     http: HttpSection = field(default_factory=HttpSection)
+    relay: RelaySection = field(default_factory=RelaySection)
     database: DatabaseSection = field(default_factory=DatabaseSection)
     storage: StorageSection = field(default_factory=StorageSection)
     tls: TlsSection = field(default_factory=TlsSection)
@@ -252,6 +283,7 @@ def render_config(domain: str, hostname: str) -> str:
         AuthSection(),
     )
     o = OAuthSection()
+    r = RelaySection()
     return f"""\
 # Hygie configuration. Every key can be overridden by an environment variable named
 # HYGIE_<SECTION>_<KEY>, for example HYGIE_IMAP_TLS_PORT=3993.
@@ -288,6 +320,27 @@ login_timeout_seconds = {i.login_timeout_seconds}
 # Plain-HTTP publication point of the CA (CRL, OCSP, CA certificates), as written in every
 # certificate's CRL distribution point and AIA: http://<hostname>:<pki_port>/pki/. 0 disables it.
 pki_port = {HttpSection().pki_port}
+
+[relay]
+# Inbound relay from other operators (STARTTLS, client certificate required).
+port = {r.port}
+# The MSSanté trusted-domain list ("liste blanche", XML, //Domaine/Nom): a file or an https URL.
+trusted_domains = "{r.trusted_domains}"
+trusted_domains_refresh_seconds = {r.trusted_domains_refresh_seconds}
+trusted_domains_ca_file = ""
+# Other operators' CA certificates (PEM: root and intermediate), e.g. ["trust/igc-sante.pem"].
+trust_anchors = []
+# Routes to other operators, e.g. ["autre-operateur.fr=mx.autre-operateur.fr:25"]; DNS MX otherwise.
+routes = []
+# Outbound queue: retries from retry_base_seconds doubling up to retry_max_seconds; a delay
+# notice after delay_notice_seconds; give up (and bounce) after lifetime_seconds.
+retry_base_seconds = {r.retry_base_seconds}
+retry_max_seconds = {r.retry_max_seconds}
+delay_notice_seconds = {r.delay_notice_seconds}
+lifetime_seconds = {r.lifetime_seconds}
+workers = {r.workers}
+poll_seconds = {r.poll_seconds}
+crl_refresh_seconds = {r.crl_refresh_seconds}
 
 [database]
 # Empty: the embedded SQLite database hygie.db in this directory (WAL mode).

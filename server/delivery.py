@@ -60,11 +60,23 @@ class LocalDelivery:
         self.idle = asyncio.Event()
         self.idle.set()
 
+    def stamp(self, raw: bytes, trace: Trace) -> tuple[str, bytes]:
+        """A new queue id and ``raw`` with our ``Received:`` field on top."""
+        queue_id = new_queue_id()
+        return queue_id, received_field(trace, queue_id) + raw
+
     async def deliver(
         self, raw: bytes, recipients: Sequence[Recipient], trace: Trace
     ) -> tuple[str, list[Delivered]]:
-        queue_id = new_queue_id()
-        message = received_field(trace, queue_id) + raw
+        queue_id, message = self.stamp(raw, trace)
+        return queue_id, await self.deliver_stamped(message, recipients)
+
+    async def deliver_stamped(
+        self, message: bytes, recipients: Sequence[Recipient]
+    ) -> list[Delivered]:
+        """Store an already stamped message for local ``recipients``; durable on return."""
+        if not recipients:
+            return []
         self.in_flight += 1
         self.idle.clear()
         try:
@@ -74,7 +86,7 @@ class LocalDelivery:
                 meta = describe(message)
             else:
                 meta = await asyncio.to_thread(describe, message)
-            return queue_id, await self.store.deliver(message, meta, recipients)
+            return await self.store.deliver(message, meta, recipients)
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:

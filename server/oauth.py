@@ -47,9 +47,7 @@ class TokenRejected(Exception):
 class JwksSource:
     """The provider's key set, from a file or an https:// URL."""
 
-    def __init__(
-        self, location: str, refresh_seconds: float, ca_file: Path | None = None
-    ) -> None:
+    def __init__(self, location: str, refresh_seconds: float, ca_file: Path | None = None) -> None:
         self.location = location
         self.refresh_seconds = refresh_seconds
         self.ca_file = ca_file

@@ -163,3 +163,45 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(1000))
     peer: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class OutboundMessage(Base):
+    """A message waiting for remote delivery (design.md §2.5), encrypted like mailbox
+    messages: ``body`` under a random content key, the key wrapped by the master key."""
+
+    __tablename__ = "outbound_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sender: Mapped[str] = mapped_column(String(320))
+    envid: Mapped[str | None] = mapped_column(String(200))
+    ret: Mapped[str | None] = mapped_column(String(8))
+    size: Mapped[int] = mapped_column(BigInteger)
+    key_ref: Mapped[bytes] = mapped_column(LargeBinary(16))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutboundRecipient(Base):
+    """One remote recipient of an outbound message, with its delivery schedule and lease."""
+
+    __tablename__ = "outbound_recipients"
+    __table_args__ = (
+        Index("ix_outbound_recipients_due", "next_attempt_at"),
+        Index("ix_outbound_recipients_message", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("outbound_messages.id", ondelete="CASCADE")
+    )
+    recipient: Mapped[str] = mapped_column(String(320))
+    domain: Mapped[str] = mapped_column(String(255))
+    orcpt: Mapped[str | None] = mapped_column(String(400))
+    notify: Mapped[str | None] = mapped_column(String(40))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delay_notified: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -20,18 +20,23 @@ import ssl
 import warnings
 import weakref
 from base64 import b64decode
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException
 
-from server import sasl
+from server import dsn, sasl
 from server.auth import Authenticator, AuthError
 from server.config import Config
 from server.delivery import LocalDelivery, Trace
 from server.smtp import replies as S
+from server.trust import ascii_domain
 from storage.accounts import AccountError, AccountInfo, normalize_address
 from storage.mailstore import MailStore, Recipient
+from storage.outbound import QueuedRecipient
+
+if TYPE_CHECKING:
+    from server.queue import OutboundQueue
 
 log = structlog.get_logger("hygie.smtp")
 # aiosmtpd logs envelope addresses at INFO: they can hold a patient's INS (design.md §5).
@@ -58,6 +63,19 @@ class HygieSMTP(SMTP):
             status = S.enhance(status)
         await super().push(status)
 
+    # RFC 3461 §4: aiosmtpd refuses parameters it does not know and upper-cases the rest;
+    # the DSN ones (whose values are case-sensitive xtext) are taken out here, kept as sent,
+    # and read by the handler's hooks from ``dsn_params``.
+    dsn_params: dict[str, str]
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        arg, self.dsn_params = _take_params(arg, MAIL_DSN_PARAMS)
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        arg, self.dsn_params = _take_params(arg, RCPT_DSN_PARAMS)
+        await super().smtp_RCPT(arg)
+
     @property
     def tls_active(self) -> bool:
         return self.implicit_tls or self._tls_protocol is not None
@@ -75,6 +93,25 @@ class HygieSMTP(SMTP):
         return obj.getpeercert(binary_form=True) if obj is not None else None
 
 
+MAIL_DSN_PARAMS = frozenset({"RET", "ENVID"})
+RCPT_DSN_PARAMS = frozenset({"NOTIFY", "ORCPT"})
+
+
+def _take_params(arg: str | None, names: frozenset[str]) -> tuple[str | None, dict[str, str]]:
+    """Split ``names`` out of a MAIL/RCPT argument: (the rest, {NAME: value as sent})."""
+    if arg is None or ">" not in arg:
+        return arg, {}
+    head, _, tail = arg.rpartition(">")
+    kept, taken = [], {}
+    for token in tail.split():
+        key, _, value = token.partition("=")
+        if key.upper() in names:
+            taken[key.upper()] = value
+        else:
+            kept.append(token)
+    return " ".join([head + ">", *kept]), taken
+
+
 def _recipients(envelope: Envelope) -> list[Recipient]:
     found: list[Recipient] = getattr(envelope, "hygie_recipients", [])
     return found
@@ -84,12 +121,18 @@ class SubmissionHandler:
     """The hooks aiosmtpd calls. One instance serves every submission connection."""
 
     def __init__(
-        self, config: Config, auth: Authenticator, store: MailStore, delivery: LocalDelivery
+        self,
+        config: Config,
+        auth: Authenticator,
+        store: MailStore,
+        delivery: LocalDelivery,
+        outbound: OutboundQueue | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
         self.store = store
         self.delivery = delivery
+        self.outbound = outbound
 
     async def handle_EHLO(
         self,
@@ -102,7 +145,7 @@ class SubmissionHandler:
         """Advertise PIPELINING (RFC 2920: aiosmtpd reads commands in order from a buffered
         stream and answers each in turn) and ENHANCEDSTATUSCODES (RFC 2034)."""
         session.host_name = hostname
-        extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN"]
         responses = [
             self._auth_line(server, r) if r.startswith("250-AUTH ") else r for r in responses
         ]
@@ -301,9 +344,15 @@ class SubmissionHandler:
             return S.S501_BAD_ADDRESS
         if sender != account.address:
             return S.S553_SENDER_NOT_OWNED
+        try:
+            envelope.hygie_dsn = dsn.parse_mail_params(getattr(server, "dsn_params", {}))
+        except dsn.DsnSyntaxError as exc:
+            return f"501 5.5.4 {exc}"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.hygie_recipients = []
+        envelope.hygie_remote = []
+        envelope.hygie_notify = {}
         return S.S250_SENDER_OK
 
     async def handle_RCPT(
@@ -315,20 +364,33 @@ class SubmissionHandler:
         rcpt_options: list[str],
     ) -> str:
         found = _recipients(envelope)
-        if len(found) >= self.config.smtp.max_recipients:
+        remote: list[QueuedRecipient] = getattr(envelope, "hygie_remote", [])
+        if len(found) + len(remote) >= self.config.smtp.max_recipients:
             return S.S452_TOO_MANY_RECIPIENTS
         try:
             normalized = normalize_address(address)
         except AccountError:
             return S.S501_BAD_ADDRESS
+        try:
+            params = dsn.parse_rcpt_params(getattr(server, "dsn_params", {}))
+        except dsn.DsnSyntaxError as exc:
+            return f"501 5.5.4 {exc}"
+        notify = ",".join(sorted(params.notify)) if params.notify else None
         domain = normalized.rsplit("@", 1)[1]
         if not self.config.is_local_domain(domain):
-            return S.S554_RELAY_DENIED
+            # Other operators' domains go to the outbound queue, if they are in the trust space.
+            if self.outbound is None or not self.outbound.trusted.is_trusted(domain):
+                return S.S554_RELAY_DENIED
+            remote.append(QueuedRecipient(normalized, ascii_domain(domain), _orcpt(params), notify))
+            envelope.rcpt_tos.append(address)
+            return S.S250_RECIPIENT_OK
         recipient = await self.store.resolve(normalized)
         if recipient is None:
             return S.S550_NO_SUCH_USER
         if all(r.account_id != recipient.account_id for r in found):
             found.append(recipient)
+            notify_map: dict[int, tuple[str, dsn.DsnRcpt]] = getattr(envelope, "hygie_notify", {})
+            notify_map[recipient.account_id] = (normalized, params)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return S.S250_RECIPIENT_OK
@@ -356,19 +418,38 @@ class SubmissionHandler:
             hostname=self.config.server.hostname,
         )
         account = session.auth_data
+        remote: list[QueuedRecipient] = getattr(envelope, "hygie_remote", [])
+        mail: dsn.DsnMail = getattr(envelope, "hygie_dsn", dsn.DsnMail(None, None))
+        sender = str(envelope.mail_from or "")
         try:
-            queue_id, delivered = await self.delivery.deliver(raw, _recipients(envelope), trace)
+            queue_id, stamped = self.delivery.stamp(raw, trace)
+            delivered = await self.delivery.deliver_stamped(stamped, _recipients(envelope))
+            if remote and self.outbound is not None:
+                await self.outbound.submit(stamped, sender, remote, envid=mail.envid, ret=mail.ret)
         except Exception as exc:
             log.error("delivery_failed", error=type(exc).__name__)
             return S.S451_LOCAL_ERROR
+        if self.outbound is not None:
+            await self.outbound.report_local(
+                stamped, sender, getattr(envelope, "hygie_notify", {}), mail
+            )
         log.info(
             "message_accepted",
             queue_id=queue_id,
             account=account.id if isinstance(account, AccountInfo) else None,
             recipients=len(delivered),
+            remote=len(remote),
             size=len(raw),
         )
         return f"{S.S250_ACCEPTED} as {queue_id}"
+
+
+def _orcpt(params: dsn.DsnRcpt) -> str | None:
+    """ORCPT as it goes on the wire again (RFC 3461 §4.2: addr-type ";" xtext)."""
+    if params.orcpt is None:
+        return None
+    kind, _, address = params.orcpt.partition(";")
+    return f"{kind};{dsn.xtext_encode(address)}"
 
 
 def _peer_ip(session: Session | None) -> str:

@@ -1,0 +1,194 @@
+"""The inbound relay (design.md §2.6, the port-25 role): other operators deliver mail for our
+domains here, over STARTTLS with a client certificate.
+
+Refusals come before DATA, each with its own code:
+
+- no TLS: ``530 5.7.0`` (STARTTLS first); no certificate, or one that does not chain to our
+  trust anchors: the TLS handshake fails with ``certificate_required`` / ``unknown_ca``;
+- a revoked peer certificate: ``554 5.7.1``; its revocation status unknown (CRL unreachable):
+  ``454 4.7.5`` (the peer retries);
+- a sender domain not on the trusted-domain list: ``550 5.7.1``;
+- a recipient outside our domains: ``554 5.7.1`` (no open relay); unknown here: ``550 5.1.1``.
+
+DSN parameters are accepted (RFC 3461) and a "delivered" notice is returned through the queue
+when the sender asked for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import weakref
+
+import structlog
+from aiosmtpd.smtp import Envelope, Session
+
+from server import dsn
+from server.config import Config
+from server.delivery import LocalDelivery, Trace
+from server.queue import OutboundQueue
+from server.smtp import replies as S
+from server.smtp.submission import HygieSMTP, SubmissionHandler, _has_bare_newline, _peer_ip
+from server.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
+from storage.accounts import AccountError, normalize_address
+from storage.mailstore import MailStore, Recipient
+
+log = structlog.get_logger("hygie.relay")
+
+S454_REVOCATION_UNKNOWN = "454 4.7.5 Cannot check the revocation of your certificate now"
+S554_PEER_REVOKED = "554 5.7.1 Your certificate is revoked"
+S550_UNTRUSTED_DOMAIN = "550 5.7.1 Sender domain is not in the MSSanté trusted-domain list"
+S530_CERTIFICATE_REQUIRED = "530 5.7.0 A client certificate is required"
+
+
+class RelayHandler:
+    """aiosmtpd hooks for the inbound relay listener."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: MailStore,
+        delivery: LocalDelivery,
+        trusted: TrustedDomains,
+        revocation: PeerRevocation,
+        outbound: OutboundQueue,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.delivery = delivery
+        self.trusted = trusted
+        self.revocation = revocation
+        self.outbound = outbound
+
+    async def handle_EHLO(
+        self, server: HygieSMTP, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:  # fmt: skip
+        session.host_name = hostname
+        extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN"]
+        return responses[:-1] + extra + responses[-1:]
+
+    handle_exception = SubmissionHandler.handle_exception
+
+    async def handle_MAIL(
+        self, server: HygieSMTP, session: Session, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:  # fmt: skip
+        der = server.client_certificate()
+        if der is None:
+            return S530_CERTIFICATE_REQUIRED
+        try:
+            await self.revocation.check(der)
+        except PeerRevoked:
+            log.warning("relay_peer_revoked", peer=_peer_ip(session))
+            return S554_PEER_REVOKED
+        except RevocationUnknown as exc:
+            log.warning("relay_peer_status_unknown", peer=_peer_ip(session), error=str(exc))
+            return S454_REVOCATION_UNKNOWN
+        if address:  # the null reverse-path (a DSN) comes from any trusted peer
+            try:
+                sender = normalize_address(address)
+            except AccountError:
+                return S.S501_BAD_ADDRESS
+            if not self.trusted.is_trusted(sender.rsplit("@", 1)[1]) or self.trusted.is_local(
+                sender.rsplit("@", 1)[1]
+            ):
+                log.info("relay_untrusted_domain", peer=_peer_ip(session))
+                return S550_UNTRUSTED_DOMAIN
+        try:
+            mail = dsn.parse_mail_params(getattr(server, "dsn_params", {}))
+        except dsn.DsnSyntaxError as exc:
+            return f"501 5.5.4 {exc}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        # Per-transaction state rides on the envelope, which aiosmtpd renews on RSET.
+        setattr(envelope, "hygie_dsn", mail)  # noqa: B010
+        setattr(envelope, "hygie_recipients", [])  # noqa: B010
+        setattr(envelope, "hygie_notify", {})  # noqa: B010
+        return S.S250_SENDER_OK
+
+    async def handle_RCPT(
+        self, server: HygieSMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:  # fmt: skip
+        found: list[Recipient] = getattr(envelope, "hygie_recipients", [])
+        if len(found) >= self.config.smtp.max_recipients:
+            return S.S452_TOO_MANY_RECIPIENTS
+        try:
+            normalized = normalize_address(address)
+            params = dsn.parse_rcpt_params(getattr(server, "dsn_params", {}))
+        except AccountError:
+            return S.S501_BAD_ADDRESS
+        except dsn.DsnSyntaxError as exc:
+            return f"501 5.5.4 {exc}"
+        if not self.config.is_local_domain(normalized.rsplit("@", 1)[1]):
+            return S.S554_RELAY_DENIED
+        recipient = await self.store.resolve(normalized)
+        if recipient is None:
+            return S.S550_NO_SUCH_USER
+        if all(r.account_id != recipient.account_id for r in found):
+            found.append(recipient)
+            notify: dict[int, tuple[str, dsn.DsnRcpt]] = getattr(envelope, "hygie_notify", {})
+            notify[recipient.account_id] = (normalized, params)
+        envelope.rcpt_tos.append(address)
+        return S.S250_RECIPIENT_OK
+
+    async def handle_DATA(self, server: HygieSMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content
+        if not isinstance(raw, bytes | bytearray):
+            return S.S451_LOCAL_ERROR
+        raw = bytes(raw)
+        if _has_bare_newline(raw):  # no SMTP smuggling through us (RFC 5321 §2.3.8)
+            return S.S554_BARE_NEWLINE
+        if len(raw) > self.config.smtp.max_message_size:
+            return S.S552_TOO_BIG
+        ssl_obj = server.ssl_object()
+        cipher = ssl_obj.cipher() if ssl_obj is not None else None
+        tls = f"{ssl_obj.version()} {cipher[0]}" if ssl_obj is not None and cipher else "TLS"
+        utf8 = "SMTPUTF8" in (o.upper() for o in envelope.mail_options)
+        trace = Trace(
+            helo=session.host_name or "unknown", peer_ip=_peer_ip(session),
+            protocol="UTF8SMTPS" if utf8 else "ESMTPS", tls=tls,
+            hostname=self.config.server.hostname,
+        )  # fmt: skip
+        recipients: list[Recipient] = getattr(envelope, "hygie_recipients", [])
+        try:
+            queue_id, stamped = self.delivery.stamp(raw, trace)
+            await self.delivery.deliver_stamped(stamped, recipients)
+        except Exception as exc:
+            log.error("delivery_failed", error=type(exc).__name__)
+            return S.S451_LOCAL_ERROR
+        mail: dsn.DsnMail = getattr(envelope, "hygie_dsn", dsn.DsnMail(None, None))
+        await self.outbound.report_local(
+            stamped, str(envelope.mail_from or ""), getattr(envelope, "hygie_notify", {}), mail
+        )
+        log.info("relay_accepted", queue_id=queue_id, recipients=len(recipients), size=len(raw))
+        return f"{S.S250_ACCEPTED} as {queue_id}"
+
+
+def relay_context(base: ssl.SSLContext, anchors: list[str]) -> ssl.SSLContext:
+    """``base`` (our server certificate) requiring a client certificate from ``anchors``."""
+    base.verify_mode = ssl.CERT_REQUIRED
+    for pem in anchors:
+        base.load_verify_locations(cadata=pem)
+    return base
+
+
+async def start_relay(
+    config: Config, handler: RelayHandler, tls: ssl.SSLContext
+) -> tuple[asyncio.Server, weakref.WeakSet[HygieSMTP]]:
+    connections: weakref.WeakSet[HygieSMTP] = weakref.WeakSet()
+
+    def factory() -> HygieSMTP:
+        conn = HygieSMTP(
+            handler, implicit_tls=False, tls_context=tls, require_starttls=True,
+            hostname=config.server.hostname, ident="Hygie ESMTP",
+            data_size_limit=config.smtp.max_message_size, enable_SMTPUTF8=True,
+            decode_data=False, auth_required=False, timeout=300,
+        )  # fmt: skip
+        connections.add(conn)
+        return conn
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(factory, config.server.listen, config.relay.port)
+    return server, connections
