@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from bench.harness import ServerProcess
+from server.signing import dns_record, key_path
 from server.trust import render_trusted_domains
 
 
@@ -41,6 +42,11 @@ def trust_each_other(
         (me.data_dir / "trust" / "liste-blanche.xml").write_bytes(
             render_trusted_domains([a.domain, b.domain, *extra_domains])
         )
+        # The peer's DKIM public key, as its DNS would publish it.
+        peers = me.data_dir / "dkim" / "peers"
+        peers.mkdir(parents=True, exist_ok=True)
+        record = dns_record(key_path(peer.data_dir / "dkim", peer.domain))
+        (peers / f"hygie._domainkey.{peer.domain}.txt").write_text(record)
         routes = [f"{peer.domain}=localhost:{peer.relay_port}", *extra_routes]
         me.extra_env.update({
             "HYGIE_RELAY_TRUST_ANCHORS": f"trust/{peer.domain}.pem",

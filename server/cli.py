@@ -36,6 +36,7 @@ from server.config import (
 )
 from server.logs import configure_logging
 from server.oauth import DevIssuer
+from server.signing import DkimError, dns_record, ensure_key, key_path
 from server.trust import render_trusted_domains
 from storage import audit, outbound
 from storage.accounts import (
@@ -127,6 +128,7 @@ _OWNED = (
     "blobs",
     "oauth",
     "trust",
+    "dkim",
     "demo",
     DEMO_FILE,
 )
@@ -183,6 +185,8 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
         issued, config.path(config.tls.cert_file), config.path(config.tls.key_file)
     )
     DevIssuer(config).ensure()
+    for domain in domains:
+        ensure_key(config.path(config.dkim.key_dir), domain, config.dkim.algorithm)
     trust_file = config.path(config.relay.trusted_domains)
     if not config.relay.trusted_domains.startswith("https://") and not trust_file.exists():
         # The MSSanté "liste blanche" format; an operator replaces it with the national list.
@@ -881,6 +885,45 @@ def queue_delete(ctx: click.Context, ids: tuple[int, ...]) -> None:
         click.echo(f"deleted {count} recipient(s)")
 
     run(remove())
+
+
+# -- dkim -----------------------------------------------------------------------------------
+
+
+@main.group("dkim")
+def dkim_group() -> None:
+    """DKIM keys of the local domains."""
+
+
+@dkim_group.command("record")
+@click.argument("domain")
+@click.pass_context
+def dkim_record(ctx: click.Context, domain: str) -> None:
+    """Print the DNS TXT record to publish for DOMAIN's signing key."""
+    config = _config(ctx)
+    path = key_path(config.path(config.dkim.key_dir), domain)
+    if not path.exists():
+        fail(f"no DKIM key for {domain} (hygie dkim keygen {domain})")
+    try:
+        record = dns_record(path)
+    except (DkimError, ValueError, OSError) as exc:
+        fail(str(exc))
+    click.echo(f'{config.dkim.selector}._domainkey.{domain.lower()}. IN TXT "{record}"')
+
+
+@dkim_group.command("keygen")
+@click.argument("domain")
+@click.pass_context
+def dkim_keygen(ctx: click.Context, domain: str) -> None:
+    """Create DOMAIN's signing key ([dkim] algorithm) if it has none."""
+    config = _config(ctx)
+    if not config.is_local_domain(domain):
+        fail(f"{domain} is not a domain of this server")
+    try:
+        path = ensure_key(config.path(config.dkim.key_dir), domain, config.dkim.algorithm)
+    except DkimError as exc:
+        fail(str(exc))
+    click.echo(f"{path}")
 
 
 # -- audit ----------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ class SmtpSection:
     max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 100
     max_line_length: int = 1000
+    # Per connection: messages (MAIL commands), and total time before a 421.
+    max_messages_per_session: int = 1000
+    max_session_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,19 @@ class RelaySection:
     poll_seconds: float = 1.0
     # How long a fetched peer CRL is trusted before it is fetched again.
     crl_refresh_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class DkimSection:
+    """DKIM (RFC 6376): sign what we relay out, verify what is relayed in."""
+
+    sign: bool = True
+    verify: bool = True
+    selector: str = "hygie"
+    # "rsa" (RSA-2048, SHA-256) or "ed25519" (RFC 8463), for keys `hygie init` creates.
+    algorithm: str = "rsa"
+    # Keys: <key_dir>/<domain>.key; peers' public records: <key_dir>/peers/.
+    key_dir: str = "dkim"
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "imap": ImapSection,
     "http": HttpSection,
     "relay": RelaySection,
+    "dkim": DkimSection,
     "database": DatabaseSection,
     "storage": StorageSection,
     "tls": TlsSection,
@@ -173,6 +190,7 @@ class Config:
     imap: ImapSection = field(default_factory=ImapSection)
     http: HttpSection = field(default_factory=HttpSection)
     relay: RelaySection = field(default_factory=RelaySection)
+    dkim: DkimSection = field(default_factory=DkimSection)
     database: DatabaseSection = field(default_factory=DatabaseSection)
     storage: StorageSection = field(default_factory=StorageSection)
     tls: TlsSection = field(default_factory=TlsSection)
@@ -306,6 +324,9 @@ submission_tls_port = {m.submission_tls_port}
 # Largest message accepted, in bytes (advertised with SIZE, RFC 1870).
 max_message_size = {m.max_message_size}
 max_recipients = {m.max_recipients}
+# Per connection (submission and relay): messages, and seconds, before a 421.
+max_messages_per_session = {m.max_messages_per_session}
+max_session_seconds = {m.max_session_seconds}
 
 [imap]
 # IMAP with STARTTLS, and with implicit TLS.
@@ -341,6 +362,15 @@ lifetime_seconds = {r.lifetime_seconds}
 workers = {r.workers}
 poll_seconds = {r.poll_seconds}
 crl_refresh_seconds = {r.crl_refresh_seconds}
+
+[dkim]
+# Sign mail relayed to other operators, verify mail relayed in (Authentication-Results).
+sign = true
+verify = true
+selector = "{DkimSection().selector}"
+# Publish the record `hygie dkim record DOMAIN` prints at <selector>._domainkey.<domain>.
+algorithm = "{DkimSection().algorithm}"
+key_dir = "{DkimSection().key_dir}"
 
 [database]
 # Empty: the embedded SQLite database hygie.db in this directory (WAL mode).

@@ -34,6 +34,7 @@ from pki.tls import client_context
 from server import dsn
 from server.config import Config
 from server.delivery import LocalDelivery, Trace
+from server.signing import DkimSigner
 from server.trust import (
     PeerRevocation,
     PeerRevoked,
@@ -118,6 +119,13 @@ class OutboundQueue:
         self.delivery = delivery
         self.revocation = revocation
         self.trusted = trusted
+        self.signer = (
+            DkimSigner(
+                config.path(config.dkim.key_dir), config.dkim.selector, config.server.domains
+            )
+            if config.dkim.sign
+            else None
+        )
         self.routes = Routes(config.relay.routes)
         self.tls = outbound_context(config)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -137,6 +145,8 @@ class OutboundQueue:
         ret: str | None = None,
     ) -> int:
         """Queue ``raw`` for remote ``recipients`` (durable on return) and wake a worker."""
+        if sender and "@" in sender and self.signer is not None:
+            raw = self.signer.sign(raw, sender.rsplit("@", 1)[1])
         message_id = await outbound.enqueue(
             self.db, self.master, raw, sender, recipients, envid=envid, ret=ret
         )

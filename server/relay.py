@@ -22,13 +22,22 @@ import weakref
 
 import structlog
 from aiosmtpd.smtp import Envelope, Session
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from server import dsn
 from server.config import Config
 from server.delivery import LocalDelivery, Trace
 from server.queue import OutboundQueue
+from server.signing import DkimVerifier, authentication_results, strip_forged_results
 from server.smtp import replies as S
-from server.smtp.submission import HygieSMTP, SubmissionHandler, _has_bare_newline, _peer_ip
+from server.smtp.submission import (
+    HygieSMTP,
+    SubmissionHandler,
+    _has_bare_newline,
+    _peer_ip,
+    command_limits,
+)
 from server.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
 from storage.accounts import AccountError, normalize_address
 from storage.mailstore import MailStore, Recipient
@@ -59,6 +68,9 @@ class RelayHandler:
         self.trusted = trusted
         self.revocation = revocation
         self.outbound = outbound
+        self.dkim = (
+            DkimVerifier(config.path(config.dkim.key_dir) / "peers") if config.dkim.verify else None
+        )
 
     async def handle_EHLO(
         self, server: HygieSMTP, session: Session, envelope: Envelope, hostname: str,
@@ -152,6 +164,7 @@ class RelayHandler:
             hostname=self.config.server.hostname,
         )  # fmt: skip
         recipients: list[Recipient] = getattr(envelope, "hygie_recipients", [])
+        raw = await self._authenticate(raw, str(envelope.mail_from or ""), server)
         try:
             queue_id, stamped = self.delivery.stamp(raw, trace)
             await self.delivery.deliver_stamped(stamped, recipients)
@@ -164,6 +177,33 @@ class RelayHandler:
         )
         log.info("relay_accepted", queue_id=queue_id, recipients=len(recipients), size=len(raw))
         return f"{S.S250_ACCEPTED} as {queue_id}"
+
+    async def _authenticate(self, raw: bytes, mail_from: str, server: HygieSMTP) -> bytes:
+        """Our Authentication-Results (RFC 8601) on top, any forged one removed: the DKIM
+        verdict, and the TLS client certificate that admitted the peer."""
+        authserv = self.config.server.hostname
+        raw = strip_forged_results(raw, authserv)
+        results = []
+        if self.dkim is not None:
+            verdict, domain, selector = await asyncio.to_thread(self.dkim.verify, raw)
+            detail = f" header.d={domain} header.s={selector}" if domain else ""
+            results.append(f"dkim={verdict}{detail}")
+        der = server.client_certificate()
+        if der is not None:
+            subject = x509.load_der_x509_certificate(der).subject
+            names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            cn = str(names[0].value) if names else "unknown"
+            results.append(f"x-tls=pass smtp.client-cert-cn={_value(cn)}")
+        sender_domain = mail_from.rsplit("@", 1)[1] if "@" in mail_from else ""
+        if sender_domain:
+            results.append(f"x-mssante-trust=pass smtp.mailfrom={_value(sender_domain)}")
+        return authentication_results(authserv, results) + raw
+
+
+def _value(text: str) -> str:
+    """An RFC 8601 pvalue: a token, or a quoted string."""
+    safe = "".join(c for c in text if c.isprintable() and c not in '"\\')
+    return safe if safe and all(c.isalnum() or c in ".-_@" for c in safe) else f'"{safe}"'
 
 
 def relay_context(base: ssl.SSLContext, anchors: list[str]) -> ssl.SSLContext:
@@ -185,6 +225,8 @@ async def start_relay(
             hostname=config.server.hostname, ident="Hygie ESMTP",
             data_size_limit=config.smtp.max_message_size, enable_SMTPUTF8=True,
             decode_data=False, auth_required=False, timeout=300,
+            max_session_seconds=config.smtp.max_session_seconds,
+            command_call_limit=command_limits(config),
         )  # fmt: skip
         connections.add(conn)
         return conn

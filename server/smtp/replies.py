@@ -36,6 +36,7 @@ S554_RELAY_DENIED = "554 5.7.1 Relay access denied: this server only delivers to
 S554_BARE_NEWLINE = (
     "554 5.6.0 Bare CR or LF in message data (RFC 5321 §2.3.8): lines must end with CRLF"
 )
+S421_SESSION_TOO_LONG = "421 4.4.2 Session time limit reached, please reconnect"
 S421_TOO_MANY_FAILURES = "421 4.7.0 Too many failed logins, try again later"
 
 BUILTIN: dict[str, str] = {

@@ -50,13 +50,42 @@ warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TL
 class HygieSMTP(SMTP):
     """aiosmtpd's SMTP with our reply wording and implicit-TLS awareness."""
 
-    def __init__(self, handler: Any, *, implicit_tls: bool, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        implicit_tls: bool,
+        max_session_seconds: float = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(handler, auth_require_tls=not implicit_tls, **kwargs)
         self.implicit_tls = implicit_tls
         # RFC 4954 §4: an AUTH command line may be up to 12288 octets (bearer tokens are long).
         self.command_size_limits = collections.defaultdict(
             lambda: SMTP.command_size_limit, {"AUTH": 12288}
         )
+        self.max_session_seconds = max_session_seconds
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.max_session_seconds:
+            self._expiry = self.loop.call_later(self.max_session_seconds, self._session_expired)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        super().connection_lost(exc)
+
+    def _session_expired(self) -> None:
+        """A connection may not last for ever (slow-drip clients hold resources): 421 and
+        close; a message not yet acknowledged is simply not taken (the client retries)."""
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            log.info("smtp_session_expired")
+            with contextlib.suppress(Exception):
+                transport.write(S.S421_SESSION_TOO_LONG.encode() + b"\r\n")
+            transport.close()
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
@@ -464,6 +493,21 @@ def _has_bare_newline(raw: bytes) -> bool:
     return raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n")
 
 
+def command_limits(config: Config) -> dict[str, int]:
+    """How many times a connection may send each command (aiosmtpd closes with 421 beyond):
+    generous for the transaction commands, tight for the rest (no endless NOOP or EHLO)."""
+    messages = config.smtp.max_messages_per_session
+    return {
+        "*": 20,
+        "MAIL": messages,
+        "DATA": messages,
+        "RSET": messages,
+        "RCPT": messages * config.smtp.max_recipients,
+        "NOOP": 100,
+        "AUTH": 10,
+    }
+
+
 class SubmissionListeners:
     """The two submission listeners and their open connections."""
 
@@ -515,6 +559,8 @@ async def start_submission(
         "decode_data": False,
         "auth_required": True,
         "timeout": 300,
+        "max_session_seconds": config.smtp.max_session_seconds,
+        "command_call_limit": command_limits(config),
     }
 
     def starttls_factory() -> HygieSMTP:

@@ -21,6 +21,7 @@ import pytest
 from bench.federation import operator, trust_each_other
 from bench.harness import ServerProcess, free_ports
 from pki.ca import init_ca, write_server_credentials
+from server.signing import DkimSigner
 from tests.support.servers import stop_server
 
 PASSWORD = "relay-test-password-1"
@@ -97,6 +98,11 @@ def test_mail_goes_both_ways(federation: Federation) -> None:
     send(federation.a, ALICE, BOB, "de A vers B")
     raw = wait_for(federation.b, BOB, "de A vers B")
     assert b"with ESMTPS" in raw  # B's trace of the relay hop
+    # A signed it (DKIM), B verified it and says so, with the certificate that admitted A.
+    assert b"DKIM-Signature:" in raw and b"d=hygie.test" in raw
+    results = raw.split(b"Authentication-Results:", 1)[1].split(b"\r\n\r\n", 1)[0]
+    assert b"dkim=pass header.d=hygie.test" in results
+    assert b"x-tls=pass" in results
     send(federation.b, BOB, ALICE, "de B vers A")
     wait_for(federation.a, ALICE, "de B vers A")
 
@@ -121,6 +127,22 @@ def relay_client(srv: ServerProcess, cert: Path, key: Path) -> smtplib.SMTP:
     smtp.starttls(context=context)
     smtp.ehlo("localhost")
     return smtp
+
+
+def test_forged_signature_and_results_are_caught(federation: Federation) -> None:
+    """A message claiming B's verdict and carrying a broken signature, relayed by A's own
+    certificate: B drops the forged Authentication-Results and records dkim=fail."""
+    a = federation.a.data_dir
+    signer = DkimSigner(a / "dkim", "hygie", ["hygie.test"])
+    message = f"From: <{ALICE}>\r\nTo: <{BOB}>\r\nSubject: signature cassée\r\n\r\nx\r\n"
+    signed = signer.sign(message.encode(), "hygie.test")
+    forged = b"Authentication-Results: localhost; dkim=pass header.d=hygie.test\r\n" + signed
+    smtp = relay_client(federation.b, a / "tls" / "server.crt", a / "tls" / "server.key")
+    smtp.sendmail(ALICE, [BOB], forged.replace(b"\r\n\r\nx\r\n", b"\r\n\r\ny\r\n"))
+    smtp.quit()
+    raw = wait_for(federation.b, BOB, "signature cassée")
+    results = [part.split(b"\r\n\r\n", 1)[0] for part in raw.split(b"Authentication-Results:")[1:]]
+    assert len(results) == 1 and b"dkim=fail header.d=hygie.test" in results[0]
 
 
 def test_unlisted_domain_is_refused_before_data(federation: Federation) -> None:
