@@ -30,6 +30,9 @@ class ServerSection:
     domains: tuple[str, ...] = ("hygie.test",)
     listen: str = "127.0.0.1"
     shutdown_grace_seconds: float = 10.0
+    # The X-MSS-NIL value (MSSanté ECO.2.4.3: the product reference registered on
+    # convergence.esante.gouv.fr) of the messages Hygie itself writes (DSNs, MDNs).
+    mss_nil: str = "HYGIE-0.1.0"
 
 
 @dataclass(frozen=True)
@@ -316,6 +319,8 @@ domains = ["{domain}"]
 listen = "{s.listen}"
 # On SIGTERM, how long in-flight sessions may take to finish.
 shutdown_grace_seconds = {s.shutdown_grace_seconds}
+# X-MSS-NIL of the messages Hygie writes itself (the product reference, ECO.2.4.3).
+mss_nil = "{s.mss_nil}"
 
 [smtp]
 # Message submission (RFC 6409): STARTTLS port and implicit-TLS port (RFC 8314).

@@ -447,6 +447,7 @@ class OutboundQueue:
             arrival=message.created_at,
             message_id_domain=self.config.server.hostname,
         )
+        raw = mss_nil_field(self.config) + raw
         if self.config.is_local_domain(domain):
             local = await self.store.resolve(message.sender)
             if local is None:
@@ -464,6 +465,12 @@ class OutboundQueue:
             log.warning("dsn_undeliverable", queue_id=message.id)
             return
         log.info("dsn_sent", queue_id=message.id, action=statuses[0].action)
+
+
+def mss_nil_field(config: Config) -> bytes:
+    """``X-MSS-NIL`` (MSSanté ECO.2.4.3), on every message Hygie writes itself."""
+    value = "".join(c for c in config.server.mss_nil if c.isprintable()) or "HYGIE"
+    return f"X-MSS-NIL: {value}\r\n".encode()
 
 
 def _describe(exc: BaseException) -> str:

@@ -225,4 +225,5 @@ def test_sender_is_told_when_the_lifetime_ends(federation: Federation) -> None:
     assert report.get_content_type() == "multipart/report"
     assert report.get_param("report-type") == "delivery-status"
     status = report_raw.decode(errors="replace")
+    assert report["X-MSS-NIL"]  # every message Hygie writes carries its product reference
     assert "Action: failed" in status and "4.4.7" in status and GONE in status
