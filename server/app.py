@@ -28,11 +28,13 @@ from server.delivery import LocalDelivery
 from server.http.pki import PkiPublisher
 from server.imap.server import ImapServer
 from server.oauth import TokenVerifier
+from server.patients import PatientRules
 from server.queue import OutboundQueue
 from server.relay import RelayHandler, relay_context, start_relay
 from server.smtp.submission import SubmissionHandler, start_submission
 from server.trust import PeerRevocation, TrustedDomains, load_anchors
 from storage.blobs import open_blob_store
+from storage.correspondents import CorrespondentBook
 from storage.crypto import MasterKey
 from storage.db import Database
 from storage.mailstore import MailStore
@@ -189,9 +191,13 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         config, services.db, services.master, services.store, services.delivery, revocation,
         trusted,
     )  # fmt: skip
-    handler = SubmissionHandler(
-        config, services.auth, services.store, services.delivery, outbound=queue
+    patients = PatientRules(
+        config, CorrespondentBook(services.db, services.master), trusted.is_trusted
     )
+    handler = SubmissionHandler(
+        config, services.auth, services.store, services.delivery, outbound=queue,
+        patients=patients,
+    )  # fmt: skip
     submission = await start_submission(config, handler, tls)
     relay_servers: list[asyncio.Server] = []
     if config.relay.port:
@@ -204,7 +210,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             anchor_pems,
         )
         relay_handler = RelayHandler(
-            config, services.store, services.delivery, trusted, revocation, queue
+            config, services.store, services.delivery, trusted, revocation, queue, patients
         )
         relay_server, _ = await start_relay(config, relay_handler, relay_tls)
         relay_servers.append(relay_server)

@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from server import dsn
 from server.config import Config
 from server.delivery import LocalDelivery, Trace
+from server.patients import PatientRules
 from server.queue import OutboundQueue
 from server.signing import DkimVerifier, authentication_results, strip_forged_results
 from server.smtp import replies as S
@@ -61,6 +62,7 @@ class RelayHandler:
         trusted: TrustedDomains,
         revocation: PeerRevocation,
         outbound: OutboundQueue,
+        patients: PatientRules | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -68,6 +70,7 @@ class RelayHandler:
         self.trusted = trusted
         self.revocation = revocation
         self.outbound = outbound
+        self.patients = patients
         self.dkim = (
             DkimVerifier(config.path(config.dkim.key_dir) / "peers") if config.dkim.verify else None
         )
@@ -171,6 +174,11 @@ class RelayHandler:
         except Exception as exc:
             log.error("delivery_failed", error=type(exc).__name__)
             return S.S451_LOCAL_ERROR
+        if self.patients is not None:
+            try:
+                await self.patients.record(stamped, str(envelope.mail_from or ""), recipients)
+            except Exception as exc:
+                log.error("patient_rules_failed", error=type(exc).__name__)
         mail: dsn.DsnMail = getattr(envelope, "hygie_dsn", dsn.DsnMail(None, None))
         await self.outbound.report_local(
             stamped, str(envelope.mail_from or ""), getattr(envelope, "hygie_notify", {}), mail

@@ -192,9 +192,7 @@ class OutboundRecipient(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    message_id: Mapped[int] = mapped_column(
-        ForeignKey("outbound_messages.id", ondelete="CASCADE")
-    )
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbound_messages.id", ondelete="CASCADE"))
     recipient: Mapped[str] = mapped_column(String(320))
     domain: Mapped[str] = mapped_column(String(255))
     orcpt: Mapped[str | None] = mapped_column(String(400))
@@ -205,3 +203,20 @@ class OutboundRecipient(Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     delay_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PatientCorrespondent(Base):
+    """Who may receive a patient's replies (design.md §4: patients cannot start a
+    conversation): one row per professional address that wrote to the patient, kept as a
+    keyed hash (HMAC under a key derived from the master key), so the table names no
+    correspondent in clear. ``closed`` when that correspondent's latest message ended the
+    exchange (``X-MSS-MES: FIN`` or the subject ``[FIN]``)."""
+
+    __tablename__ = "patient_correspondents"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    correspondent: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -36,6 +36,7 @@ from storage.mailstore import MailStore, Recipient
 from storage.outbound import QueuedRecipient
 
 if TYPE_CHECKING:
+    from server.patients import PatientRules
     from server.queue import OutboundQueue
 
 log = structlog.get_logger("hygie.smtp")
@@ -156,12 +157,14 @@ class SubmissionHandler:
         store: MailStore,
         delivery: LocalDelivery,
         outbound: OutboundQueue | None = None,
+        patients: PatientRules | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
         self.store = store
         self.delivery = delivery
         self.outbound = outbound
+        self.patients = patients
 
     async def handle_EHLO(
         self,
@@ -405,6 +408,11 @@ class SubmissionHandler:
         except dsn.DsnSyntaxError as exc:
             return f"501 5.5.4 {exc}"
         notify = ",".join(sorted(params.notify)) if params.notify else None
+        account = session.auth_data
+        if self.patients is not None and isinstance(account, AccountInfo):
+            refusal = await self.patients.refusal(account.id, account.address, normalized)
+            if refusal is not None:
+                return refusal
         domain = normalized.rsplit("@", 1)[1]
         if not self.config.is_local_domain(domain):
             # Other operators' domains go to the outbound queue, if they are in the trust space.
@@ -458,6 +466,11 @@ class SubmissionHandler:
         except Exception as exc:
             log.error("delivery_failed", error=type(exc).__name__)
             return S.S451_LOCAL_ERROR
+        if self.patients is not None:
+            try:
+                await self.patients.record(stamped, sender, _recipients(envelope))
+            except Exception as exc:  # delivered already; the reply right is not worth a 451
+                log.error("patient_rules_failed", error=type(exc).__name__)
         if self.outbound is not None:
             await self.outbound.report_local(
                 stamped, sender, getattr(envelope, "hygie_notify", {}), mail
