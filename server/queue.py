@@ -50,6 +50,9 @@ from storage.outbound import QueuedMessage, QueuedRecipient, QueueItem
 
 log = structlog.get_logger("hygie.queue")
 LEASE_SECONDS = 300.0
+#: Messages sent over one connection per attempt (a TLS handshake with client certificate
+#: and a CRL check cost more than many transactions).
+BATCH = 25
 
 
 @dataclass(frozen=True)
@@ -186,20 +189,18 @@ class OutboundQueue:
         while True:
             try:
                 items = await outbound.lease(
-                    self.db, self.owner, limit=self.relay.workers * 4, lease_seconds=LEASE_SECONDS
-                )
+                    self.db, self.owner, limit=self.relay.workers * BATCH,
+                    lease_seconds=LEASE_SECONDS,
+                )  # fmt: skip
             except Exception as exc:  # the database may be briefly unavailable
                 log.error("queue_lease_failed", error=type(exc).__name__)
                 items = []
-            groups: dict[tuple[int, str], list[QueueItem]] = defaultdict(list)
-            for item in items:
-                groups[(item.message_id, item.domain)].append(item)
-            for group in groups.values():
+            for batch in _batches(items, self.relay.workers):
                 await self.slots.acquire()
-                task = asyncio.create_task(self._attempt(group))
+                task = asyncio.create_task(self._attempt(batch))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
-            if not items:
+            if len(items) < self.relay.workers * BATCH:
                 self.wake.clear()
                 try:
                     await asyncio.wait_for(self.wake.wait(), timeout=self.relay.poll_seconds)
@@ -216,62 +217,103 @@ class OutboundQueue:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    # -- one attempt -----------------------------------------------------------------------
+    # -- one attempt: several messages to one domain over one connection ---------------------
 
-    async def _attempt(self, items: list[QueueItem]) -> None:
+    async def _attempt(self, groups: list[list[QueueItem]]) -> None:
+        """Send each group (one message, its recipients in one domain) in turn over one
+        connection; what the connection could not carry is deferred."""
+        domain = groups[0][0].domain
+        pending = list(groups)
         try:
-            message = await outbound.load(self.db, self.master, items[0].message_id)
-            if message is None:
+            routes = await self.routes.lookup(domain)
+            if not routes:
+                for group in pending:
+                    await self._settle_group(
+                        group, {i.id: (550, "5.1.2 no mail route for the domain") for i in group}
+                    )
                 return
-            results = await self._send(message, items)
-            await self._settle(message, items, results)
+            smtp, error = await self._connect(routes, domain)
+            if smtp is None:
+                for group in pending:
+                    await self._settle_group(group, {i.id: (0, error) for i in group})
+                return
+            try:
+                while pending:
+                    group = pending[0]
+                    message = await outbound.load(self.db, self.master, group[0].message_id)
+                    if message is None:
+                        pending.pop(0)
+                        continue
+                    try:
+                        results = await self._transaction(smtp, message, group)
+                    except Temporary as exc:
+                        for rest in pending:
+                            await self._settle_group(rest, {i.id: (0, str(exc)) for i in rest})
+                        pending = []
+                        break
+                    pending.pop(0)
+                    await self._settle(message, group, results)
+            finally:
+                try:
+                    await smtp.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    smtp.close()
         except Exception as exc:
             log.error("queue_attempt_failed", error=type(exc).__name__, exc_info=exc)
             with_retry = dt.datetime.now(dt.UTC) + dt.timedelta(
                 seconds=self.relay.retry_base_seconds
             )
-            await outbound.defer(self.db, items, next_attempt_at=with_retry,
-                                 error=f"local error: {type(exc).__name__}")  # fmt: skip
+            for group in pending:
+                await outbound.defer(self.db, group, next_attempt_at=with_retry,
+                                     error=f"local error: {type(exc).__name__}")  # fmt: skip
 
-    async def _send(
-        self, message: QueuedMessage, items: list[QueueItem]
-    ) -> dict[int, tuple[int, str]]:
-        """Per recipient id: (SMTP code, reply text); code 0 for a connection-level failure."""
-        domain = items[0].domain
-        routes = await self.routes.lookup(domain)
-        if not routes:
-            return {i.id: (550, "5.1.2 no mail route for the domain") for i in items}
+    async def _settle_group(
+        self, group: list[QueueItem], results: dict[int, tuple[int, str]]
+    ) -> None:
+        message = await outbound.load(self.db, self.master, group[0].message_id)
+        if message is not None:
+            await self._settle(message, group, results)
+
+    async def _connect(
+        self, routes: list[Route], domain: str
+    ) -> tuple[aiosmtplib.SMTP | None, str]:
+        """A connection to the first route that answers, TLS and peer checked."""
         last = "no route answered"
         for route in routes:
+            smtp = aiosmtplib.SMTP(
+                hostname=route.host, port=route.port, local_hostname=self.config.server.hostname,
+                tls_context=self.tls, start_tls=True, timeout=60,
+            )  # fmt: skip
             try:
-                return await self._transaction(route, message, items)
-            except Temporary as exc:
-                last = str(exc)
+                await smtp.connect()
+            except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+                last = f"{route.host}:{route.port}: {_describe(exc)}"
                 log.info("relay_attempt_failed", domain=domain, host=route.host, error=last)
-        return {i.id: (0, last) for i in items}
+                continue
+            try:
+                peer = smtp.get_transport_info("ssl_object")
+                der = peer.getpeercert(binary_form=True) if peer is not None else None
+                if der is None:
+                    raise Temporary("peer presented no certificate")
+                try:
+                    await self.revocation.check(der)
+                except PeerRevoked:
+                    raise Temporary("peer certificate revoked") from None
+                except RevocationUnknown as exc:
+                    raise Temporary(f"peer revocation unknown: {exc}") from None
+            except Temporary as exc:
+                last = f"{route.host}:{route.port}: {exc}"
+                log.info("relay_attempt_failed", domain=domain, host=route.host, error=last)
+                smtp.close()
+                continue
+            return smtp, ""
+        return None, last
 
     async def _transaction(
-        self, route: Route, message: QueuedMessage, items: list[QueueItem]
+        self, smtp: aiosmtplib.SMTP, message: QueuedMessage, items: list[QueueItem]
     ) -> dict[int, tuple[int, str]]:
-        smtp = aiosmtplib.SMTP(
-            hostname=route.host, port=route.port, local_hostname=self.config.server.hostname,
-            tls_context=self.tls, start_tls=True, timeout=60,
-        )  # fmt: skip
+        """One SMTP transaction; raises :class:`Temporary` if the connection breaks."""
         try:
-            await smtp.connect()
-        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            raise Temporary(f"{route.host}:{route.port}: {_describe(exc)}") from None
-        try:
-            peer = smtp.get_transport_info("ssl_object")
-            der = peer.getpeercert(binary_form=True) if peer is not None else None
-            if der is None:
-                raise Temporary("peer presented no certificate")
-            try:
-                await self.revocation.check(der)
-            except PeerRevoked:
-                raise Temporary("peer certificate revoked") from None
-            except RevocationUnknown as exc:
-                raise Temporary(f"peer revocation unknown: {exc}") from None
             use_dsn = smtp.supports_extension("dsn")
             mail_options = []
             if use_dsn:
@@ -286,6 +328,7 @@ class OutboundQueue:
             try:
                 await smtp.mail(message.sender, options=mail_options)
             except aiosmtplib.SMTPResponseException as exc:
+                await _reset(smtp)
                 return {i.id: (exc.code, exc.message) for i in items}
             results: dict[int, tuple[int, str]] = {}
             accepted = []
@@ -301,23 +344,19 @@ class OutboundQueue:
                     accepted.append(item)
                 except aiosmtplib.SMTPResponseException as exc:
                     results[item.id] = (exc.code, exc.message)
-            if accepted:
-                try:
-                    reply = await smtp.data(message.raw)
-                    for item in accepted:
-                        results[item.id] = (reply.code, reply.message)
-                except aiosmtplib.SMTPResponseException as exc:
-                    for item in accepted:
-                        results[item.id] = (exc.code, exc.message)
-            self._use_dsn = use_dsn
+            if not accepted:
+                await _reset(smtp)
+                return results
+            try:
+                reply = await smtp.data(message.raw)
+                for item in accepted:
+                    results[item.id] = (reply.code, reply.message)
+            except aiosmtplib.SMTPResponseException as exc:
+                for item in accepted:
+                    results[item.id] = (exc.code, exc.message)
             return results
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
-            raise Temporary(f"{route.host}:{route.port}: {_describe(exc)}") from None
-        finally:
-            try:
-                await smtp.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                smtp.close()
+            raise Temporary(_describe(exc)) from None
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -471,6 +510,31 @@ def mss_nil_field(config: Config) -> bytes:
     """``X-MSS-NIL`` (MSSanté ECO.2.4.3), on every message Hygie writes itself."""
     value = "".join(c for c in config.server.mss_nil if c.isprintable()) or "HYGIE"
     return f"X-MSS-NIL: {value}\r\n".encode()
+
+
+def _batches(items: list[QueueItem], connections: int) -> list[list[list[QueueItem]]]:
+    """Leased recipients as groups (one message, one domain), the groups of each domain split
+    over at most ``connections`` connections."""
+    groups: dict[tuple[int, str], list[QueueItem]] = defaultdict(list)
+    for item in items:
+        groups[(item.message_id, item.domain)].append(item)
+    by_domain: dict[str, list[list[QueueItem]]] = defaultdict(list)
+    for (_, domain), group in groups.items():
+        by_domain[domain].append(group)
+    batches = []
+    for domain_groups in by_domain.values():
+        count = min(connections, max(1, -(-len(domain_groups) // BATCH)))
+        for k in range(count):
+            batches.append(domain_groups[k::count])
+    return [b for b in batches if b]
+
+
+async def _reset(smtp: aiosmtplib.SMTP) -> None:
+    """RSET after a refused transaction, so the connection can carry the next one."""
+    try:
+        await smtp.rset()
+    except aiosmtplib.SMTPResponseException:
+        pass
 
 
 def _describe(exc: BaseException) -> str:

@@ -271,7 +271,14 @@ async def retry_now(db: Database, ids: Sequence[int] | None = None) -> int:
     """Make recipients due now (all of them when ``ids`` is None); how many were."""
 
     def write(conn: Connection) -> int:
-        query = update(RECIPIENTS).values(next_attempt_at=now(), lease_until=None)
+        at = now()
+        # A recipient a worker holds right now is being tried already: leave its lease, or a
+        # second worker would send the same message again.
+        query = (
+            update(RECIPIENTS)
+            .where(or_(RECIPIENTS.c.lease_until.is_(None), RECIPIENTS.c.lease_until < at))
+            .values(next_attempt_at=at)
+        )
         if ids is not None:
             query = query.where(RECIPIENTS.c.id.in_(list(ids)))
         return int(conn.execute(query).rowcount)

@@ -82,6 +82,11 @@ async def test_concurrent_workers_never_share(db: tuple[Database, MasterKey]) ->
 async def test_expired_lease_is_taken_again_and_remove(db: tuple[Database, MasterKey]) -> None:
     database, master = db
     await outbound.enqueue(database, master, b"x\r\n", "a@hygie.test", [rcpt(1)])
+    (held,) = await outbound.lease(database, "w1", limit=5, lease_seconds=60)
+    # "retry now" does not take a recipient from the worker trying it at this moment.
+    assert await outbound.retry_now(database) == 0
+    assert await outbound.lease(database, "w2", limit=5, lease_seconds=60) == []
+    await outbound.defer(database, [held], next_attempt_at=outbound.now(), error="x")
     (item,) = await outbound.lease(database, "dead-worker", limit=5, lease_seconds=0.01)
     await asyncio.sleep(0.05)
     (again,) = await outbound.lease(database, "w2", limit=5, lease_seconds=60)
