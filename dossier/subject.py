@@ -60,10 +60,13 @@ class XdmSubject:
     birth_date: date | None
 
 
-def parse_xdm_subject(subject: str) -> XdmSubject | None:
-    """The fields of an XDM subject, or None when it is not one. A display aid only: the label
-    and the family name are told apart by case (the family name is upper-case), so a label
-    ending in capitals ("CR IRM") keeps only its first word."""
+def parse_xdm_subject(subject: str, family: str | None = None) -> XdmSubject | None:
+    """The fields of an XDM subject, or None when it is not one. A display aid only, since
+    the fields are separated by spaces that they may contain themselves. With ``family`` (the
+    patient's name as METADATA.XML or the CDA gives it) the split is exact; without it, the
+    family name is the run of upper-case words before the given name, leaving the label at
+    least one word, which misreads a label in capitals (the volet's own example
+    ``ECHOGRAPHIE ABDOMINOPELVIENNE CORSE FIGATELLIX 12/10/1988``)."""
     if not is_xdm_subject(subject):
         return None
     words = display_subject(subject).split()
@@ -76,13 +79,24 @@ def parse_xdm_subject(subject: str) -> XdmSubject | None:
         words.pop()
     if len(words) < 3:
         return None
-    given = words.pop()
-    family: list[str] = []
-    while len(words) > 1 and words[-1].isupper():
-        family.insert(0, words.pop())
-    if not family:
+    if family is not None:
+        wanted = " ".join(family.split()).upper().split()
+        for start in range(len(words) - len(wanted) - 1, 0, -1):
+            if [w.upper() for w in words[start : start + len(wanted)]] == wanted:
+                return XdmSubject(
+                    " ".join(words[:start]),
+                    " ".join(words[start : start + len(wanted)]),
+                    " ".join(words[start + len(wanted) :]),
+                    birth_date,
+                )
         return None
-    return XdmSubject(" ".join(words), " ".join(family), given, birth_date)
+    given = words.pop()
+    names: list[str] = []
+    while len(words) > 1 and words[-1].isupper():
+        names.insert(0, words.pop())
+    if not names:
+        return None
+    return XdmSubject(" ".join(words), " ".join(names), given, birth_date)
 
 
 def _file_part(value: str, what: str) -> str:
