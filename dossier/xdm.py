@@ -287,7 +287,12 @@ class _Archive:
         out = bytearray()
         with self.zip.open(info) as stream:
             while True:
-                chunk = stream.read(64 * 1024)
+                try:
+                    chunk = stream.read(64 * 1024)
+                except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                    raise XdmError(
+                        "archive member does not inflate to its declared size and CRC"
+                    ) from exc
                 if not chunk:
                     break
                 out += chunk
