@@ -22,11 +22,11 @@ _DATE = re.compile(r"(\d{2})/(\d{2})/(\d{4})")
 
 
 def _field(value: str, what: str) -> str:
+    if any(c in value for c in "\r\n"):  # never let a field fold or inject a header line
+        raise ValueError(f"{what} holds a line break")
     value = " ".join(value.split())
     if not value:
         raise ValueError(f"the MSSanté subject needs a {what} (ECO.2.1.3)")
-    if any(c in value for c in "\r\n"):
-        raise ValueError(f"{what} holds a line break")
     return value
 
 
