@@ -193,7 +193,7 @@ def _parse_xml(data: bytes, what: str) -> ET.Element:
         )
     except DefusedXmlException as exc:
         raise CdaError(f"{what}: DTDs, entities and external references are refused") from exc
-    except (ET.ParseError, ValueError, UnicodeError) as exc:
+    except (ET.ParseError, ValueError, LookupError) as exc:  # LookupError: unknown encoding
         raise CdaError(f"{what} is not well-formed XML") from exc
     return root
 

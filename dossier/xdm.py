@@ -515,7 +515,7 @@ def _parse_metadata(data: bytes) -> tuple[SubmissionSet, list[DocumentEntry]]:
         )
     except DefusedXmlException as exc:
         raise XdmError("METADATA.XML: DTDs, entities and external references are refused") from exc
-    except (ET.ParseError, ValueError, UnicodeError) as exc:
+    except (ET.ParseError, ValueError, LookupError) as exc:  # LookupError: unknown encoding
         raise XdmError("METADATA.XML is not well-formed XML") from exc
     if root.tag != f"{{{LCM}}}SubmitObjectsRequest":
         raise XdmError("METADATA.XML is not an lcm:SubmitObjectsRequest (ITI TF-3 §4.2)")

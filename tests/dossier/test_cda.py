@@ -7,6 +7,8 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dossier.cda import (
     LOINC_OID,
@@ -202,3 +204,32 @@ def test_hl7_time_stamps() -> None:
     for bad in ("", "2026-11-03", "20261399", "202611031430+1"):
         with pytest.raises(CdaError):
             parse_ts(bad)
+
+
+def test_an_unknown_encoding_is_malformed_xml() -> None:
+    with pytest.raises(CdaError, match="well-formed"):
+        parse_cda(b'<?xml version="1.0" encoding="x-hygie"?><ClinicalDocument/>')
+
+
+SAMPLE = sample("cr-consultation.xml")
+
+
+@given(st.binary(max_size=2048))
+@settings(max_examples=300, deadline=None)
+def test_arbitrary_bytes_raise_only_cda_error(data: bytes) -> None:
+    try:
+        parse_cda(data)
+    except CdaError:
+        pass
+
+
+@given(st.lists(st.tuples(st.integers(0, len(SAMPLE) - 1), st.binary(max_size=3)), max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_damaged_samples_raise_only_cda_error(changes: list[tuple[int, bytes]]) -> None:
+    data = bytearray(SAMPLE)
+    for index, value in changes:
+        data[index : index + len(value)] = value
+    try:
+        parse_cda(bytes(data))
+    except CdaError:
+        pass
