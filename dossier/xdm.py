@@ -247,6 +247,13 @@ class _Archive:
             raise XdmError(f"IHE_XDM.zip larger than {limits.max_archive_bytes} bytes")
         self.limits = limits
         self.total = 0
+        # APPNOTE 4.3.16: the end of central directory record says how many entries follow;
+        # refuse a crowd before zipfile builds an object for each of them.
+        end = data.rfind(b"PK\x05\x06", max(0, len(data) - 0xFFFF - 22))
+        if end >= 0 and end + 22 <= len(data):
+            entries = struct.unpack_from("<H", data, end + 10)[0]
+            if entries != 0xFFFF and entries > limits.max_members:  # 0xFFFF: see ZIP64 record
+                raise XdmError(f"IHE_XDM.zip has more than {limits.max_members} members")
         self.zip = zipfile.ZipFile(io.BytesIO(data))
         infos = self.zip.infolist()
         if len(infos) > limits.max_members:

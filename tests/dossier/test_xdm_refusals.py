@@ -4,6 +4,8 @@ patient's identity is at stake)."""
 
 from __future__ import annotations
 
+import functools
+import io
 import struct
 import zipfile
 
@@ -340,3 +342,39 @@ def test_deflate_stream_that_is_garbage() -> None:
     body = local + 30 + name_length + extra_length
     data[body + 10 : body + 40] = b"\xff" * 30
     refused(bytes(data), "does not inflate")
+
+
+BOMB_SIZE = 256 * 1024 * 1024
+
+
+@functools.cache
+def _bomb(point_metadata_at_it: bool) -> bytes:
+    """An honest archive plus DOC0009.XML, 256 MiB of zeros streamed into the zip (the test
+    never holds them in memory); optionally METADATA.XML names it instead of DOC0001.XML."""
+    files = members(honest(pdf=None))
+    if point_metadata_at_it:
+        size = len(files[DOC1])
+        text = files[METADATA].decode()
+        text = text.replace("<rim:Value>DOC0001.XML", "<rim:Value>DOC0009.XML")
+        text = text.replace(f"<rim:Value>{size}</rim:Value>", f"<rim:Value>{BOMB_SIZE}</rim:Value>")
+        files[METADATA] = text.encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            zf.writestr(name, content)
+        with zf.open("IHE_XDM/SUBSET01/DOC0009.XML", "w", force_zip64=True) as member:
+            chunk = bytes(1024 * 1024)
+            for _ in range(BOMB_SIZE // len(chunk)):
+                member.write(chunk)
+    return out.getvalue()
+
+
+def test_a_real_bomb_is_refused_by_its_declared_size() -> None:
+    bomb = _bomb(False)
+    assert len(bomb) < 1024 * 1024  # 256 MiB of zeros in a few hundred KiB
+    refused(bomb, "declared larger")
+
+
+def test_a_real_bomb_is_refused_by_its_ratio_even_when_sizes_are_allowed() -> None:
+    limits = XdmLimits(max_member_bytes=1 << 30, max_total_bytes=1 << 31)
+    refused(_bomb(True), "ratio too high", limits)
