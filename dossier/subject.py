@@ -6,6 +6,9 @@
   (SC.MSS/UX.28). The patient is never read from the subject: METADATA.XML says who it is.
 * PDF file name (ECO.2.1.6): ``<date acte>_<type doc>_<NOM>_<prénom>_<n° dossier>.pdf``; the
   date is written ``AAAAMMJJ`` (sortable, no ``/`` in a file name; our choice).
+* Header fields of a message carrying CDA documents (ECO.2.4.1-2): ``X-MSS-CODECDA``, the
+  documents' ``ClinicalDocument/code/@code`` comma-separated, and ``X-MSS-INS``, ``O`` or ``N``
+  for a qualified INS; both absent when the XDM holds no CDA.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final
+
+from dossier.xdm import XdmPackage
 
 XDM_PREFIX: Final = "XDM/1.0/DDM+"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
@@ -121,3 +126,13 @@ def pdf_filename(
             _file_part(number, "file number"),
         ]
     ) + ".pdf"
+
+
+def mss_document_headers(package: XdmPackage, *, ins_qualified: bool) -> dict[str, str]:
+    """``X-MSS-CODECDA`` and ``X-MSS-INS`` for a message carrying ``package`` (ECO.2.4.1-2);
+    empty when it holds no CDA. Whether the INS is qualified is the sender's knowledge (its
+    identity status, RNIV), not the archive's."""
+    codes = [d.cda.code.code for d in package.documents if d.cda is not None]
+    if not codes:
+        return {}
+    return {"X-MSS-CODECDA": ",".join(codes), "X-MSS-INS": "O" if ins_qualified else "N"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 
 import pytest
@@ -97,3 +98,26 @@ def test_dmp_types() -> None:
     assert imaging.type_code.code_system == "2.16.840.1.113883.6.1"
     assert imaging.xds_class_code.code == "10"
     assert DMP_TYPES["57833-6"].xds_class_code.display_name == "Prescription"
+
+
+def test_x_mss_headers_name_every_cda() -> None:
+    from dossier.subject import mss_document_headers
+    from dossier.xdm import OutgoingDocument, build_xdm, parse_xdm
+    from tests.dossier.archives import PDF, sample
+
+    first = sample("cr-consultation.xml")
+    second = first.replace(b"CR-2026-000417", b"CR-2026-000418").replace(
+        b'code="11488-4"', b'code="34133-9"'
+    )
+    package = parse_xdm(
+        build_xdm([OutgoingDocument(first, pdf=PDF), OutgoingDocument(second)], source_id="1.2")
+    )
+    assert mss_document_headers(package, ins_qualified=True) == {
+        "X-MSS-CODECDA": "11488-4,34133-9",
+        "X-MSS-INS": "O",
+    }
+    assert mss_document_headers(package, ins_qualified=False)["X-MSS-INS"] == "N"
+    pdf_only = dataclasses.replace(
+        package, documents=tuple(d for d in package.documents if d.cda is None)
+    )
+    assert pdf_only.documents and mss_document_headers(pdf_only, ins_qualified=True) == {}
