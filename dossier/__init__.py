@@ -9,8 +9,10 @@ and the tests can use them alone:
 * :mod:`dossier.cda` reads and writes the header of HL7 CDA R2 documents (ANSI/HL7 CDA R2
   2005, CI-SIS "Volet Structuration minimale des documents de santé" header conventions).
 * :mod:`dossier.ins` checks INS matricules (NIR/NIA key) and writes the XDS patientId.
-* :mod:`dossier.subject` holds the MSSanté subject and PDF naming rules (Réf#2 ECO.2.1.3,
-  ECO.2.1.6); :mod:`dossier.loinc` the DMP document types (JDV_J66-TypeCode-DMP subset).
+* :mod:`dossier.subject` holds the MSSanté subject, PDF naming and X-MSS header rules (Réf#2
+  ECO.2.1.3, ECO.2.1.6, ECO.2.4.1-2); :mod:`dossier.loinc` the DMP document types
+  (JDV_J66-TypeCode-DMP subset); :mod:`dossier.versions` the "annule et remplace" rules
+  (CDA R2 RPLC; errors 900/901).
 
 Every refusal is a :class:`dossier.errors.DossierError` carrying the MSSanté integration
 error code (900-906) it should become in an MDN.
