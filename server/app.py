@@ -29,14 +29,16 @@ from server.http.pki import PkiPublisher
 from server.imap.server import ImapServer
 from server.oauth import TokenVerifier
 from server.patients import PatientRules
-from server.queue import OutboundQueue
+from server.queue import OutboundQueue, mss_nil_field
 from server.relay import RelayHandler, relay_context, start_relay
 from server.smtp.submission import SubmissionHandler, start_submission
 from server.trust import PeerRevocation, TrustedDomains, load_anchors
+from server.workflows import DossierWorkflow
 from storage.blobs import open_blob_store
 from storage.correspondents import CorrespondentBook
 from storage.crypto import MasterKey
 from storage.db import Database
+from storage.dossier import DossierIndex
 from storage.mailstore import MailStore
 
 log = structlog.get_logger("hygie.server")
@@ -194,9 +196,16 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     patients = PatientRules(
         config, CorrespondentBook(services.db, services.master), trusted.is_trusted
     )
+
+    async def notify(raw: bytes, to: str) -> None:
+        await queue.send_notice(mss_nil_field(config) + raw, to)
+
+    workflow = DossierWorkflow(
+        config, services.store, DossierIndex(services.db, services.master), notify
+    )
     handler = SubmissionHandler(
         config, services.auth, services.store, services.delivery, outbound=queue,
-        patients=patients,
+        patients=patients, workflow=workflow,
     )  # fmt: skip
     submission = await start_submission(config, handler, tls)
     relay_servers: list[asyncio.Server] = []
@@ -210,8 +219,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             anchor_pems,
         )
         relay_handler = RelayHandler(
-            config, services.store, services.delivery, trusted, revocation, queue, patients
-        )
+            config, services.store, services.delivery, trusted, revocation, queue, patients,
+            handler,
+        )  # fmt: skip
         relay_server, _ = await start_relay(config, relay_handler, relay_tls)
         relay_servers.append(relay_server)
     loop_tasks = [

@@ -193,6 +193,12 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
         trust_file.parent.mkdir(parents=True, exist_ok=True)
         trust_file.write_bytes(render_trusted_domains(domains))
     await _audit(config, "pki.issue", issued, detail={"profile": "SERV"})
+    # The operator's DMP service address (design.md §6): messages to it file documents.
+    db = await _with_db(config)
+    try:
+        await create_account(db, master, f"dmp@{domains[0]}", None)
+    finally:
+        await db.close()
     click.echo(f"Initialised {config.data_dir} for {', '.join(domains)} (host {hostname}).")
     click.echo(f"  database:    {config.database_url.split('://', 1)[0]}")
     click.echo(f"  trust this CA: {config.path(config.tls.ca_file)}")

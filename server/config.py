@@ -33,6 +33,8 @@ class ServerSection:
     # The X-MSS-NIL value (MSSanté ECO.2.4.3: the product reference registered on
     # convergence.esante.gouv.fr) of the messages Hygie itself writes (DSNs, MDNs).
     mss_nil: str = "HYGIE-0.1.0"
+    # Accept the test and demonstration INS OIDs (1.2.250.1.213.1.4.10/.11): never in production.
+    test_mode: bool = False
 
 
 @dataclass(frozen=True)
@@ -321,6 +323,8 @@ listen = "{s.listen}"
 shutdown_grace_seconds = {s.shutdown_grace_seconds}
 # X-MSS-NIL of the messages Hygie writes itself (the product reference, ECO.2.4.3).
 mss_nil = "{s.mss_nil}"
+# Accept test/demonstration INS (OIDs …4.10, …4.11) in documents. Never in production.
+test_mode = false
 
 [smtp]
 # Message submission (RFC 6409): STARTTLS port and implicit-TLS port (RFC 8314).

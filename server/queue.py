@@ -43,6 +43,7 @@ from server.trust import (
     ascii_domain,
 )
 from storage import outbound
+from storage.accounts import AccountError, normalize_address
 from storage.crypto import MasterKey
 from storage.db import Database
 from storage.mailstore import MailStore
@@ -487,23 +488,37 @@ class OutboundQueue:
             message_id_domain=self.config.server.hostname,
         )
         raw = mss_nil_field(self.config) + raw
+        if await self.send_notice(raw, message.sender):
+            log.info("dsn_sent", queue_id=message.id, action=statuses[0].action)
+
+    async def send_notice(self, raw: bytes, to: str) -> bool:
+        """Deliver a notice Hygie wrote (DSN, MDN, error mail) to ``to``: into its mailbox
+        when local, else queued to its operator with the null reverse-path (RFC 3461 §6.1,
+        RFC 8098 §2.1, so that no notice answers a notice). False if it cannot go anywhere."""
+        if "@" not in to:
+            return False
+        domain = to.rsplit("@", 1)[1]
         if self.config.is_local_domain(domain):
-            local = await self.store.resolve(message.sender)
+            local = await self.store.resolve(to)
             if local is None:
-                log.warning("dsn_undeliverable", queue_id=message.id)
-                return
+                log.warning("notice_undeliverable")
+                return False
             trace = Trace(
                 helo=self.config.server.hostname, peer_ip="127.0.0.1", protocol="ESMTP",
                 tls="local", hostname=self.config.server.hostname,
             )  # fmt: skip
             await self.delivery.deliver(raw, [local], trace)
-        elif self.trusted.is_trusted(domain):
-            target = QueuedRecipient(message.sender, ascii_domain(domain), None, "NEVER")
+            return True
+        if self.trusted.is_trusted(domain):
+            try:
+                address = normalize_address(to)
+            except AccountError:
+                return False
+            target = QueuedRecipient(address, ascii_domain(domain), None, "NEVER")
             await self.submit(raw, "", [target])
-        else:
-            log.warning("dsn_undeliverable", queue_id=message.id)
-            return
-        log.info("dsn_sent", queue_id=message.id, action=statuses[0].action)
+            return True
+        log.warning("notice_undeliverable")
+        return False
 
 
 def mss_nil_field(config: Config) -> bytes:

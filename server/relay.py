@@ -63,6 +63,7 @@ class RelayHandler:
         revocation: PeerRevocation,
         outbound: OutboundQueue,
         patients: PatientRules | None = None,
+        submission: SubmissionHandler | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -71,6 +72,8 @@ class RelayHandler:
         self.revocation = revocation
         self.outbound = outbound
         self.patients = patients
+        # Shares the submission handler's workflow (one router per server).
+        self.submission = submission or SubmissionHandler(config, None, store, delivery)  # type: ignore[arg-type]
         self.dkim = (
             DkimVerifier(config.path(config.dkim.key_dir) / "peers") if config.dkim.verify else None
         )
@@ -170,10 +173,20 @@ class RelayHandler:
         raw = await self._authenticate(raw, str(envelope.mail_from or ""), server)
         try:
             queue_id, stamped = self.delivery.stamp(raw, trace)
-            await self.delivery.deliver_stamped(stamped, recipients)
+            sender = str(envelope.mail_from or "")
+            filing = await self.submission._prepare_filing(stamped, sender, recipients)
+            inbox = recipients
+            if filing is not None:
+                inbox = [r for r in recipients if r.account_id not in filing.skip_inbox]
+            await self.delivery.deliver_stamped(stamped, inbox)
         except Exception as exc:
             log.error("delivery_failed", error=type(exc).__name__)
             return S.S451_LOCAL_ERROR
+        if filing is not None and self.submission.workflow is not None:
+            try:
+                await self.submission.workflow.complete(filing, stamped, sender)
+            except Exception as exc:
+                log.error("dossier_workflow_failed", error=type(exc).__name__, exc_info=exc)
         if self.patients is not None:
             try:
                 await self.patients.record(stamped, str(envelope.mail_from or ""), recipients)

@@ -220,3 +220,27 @@ class PatientCorrespondent(Base):
     correspondent: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     closed: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DossierDocument(Base):
+    """A document filed in a patient's dossier (design.md §6): where its message lives in the
+    patient's ``Dossier`` folder, its version chain, its restriction flags, and the CDA itself
+    encrypted under a master-wrapped key (the server checks "annule et remplace" against it).
+    Nothing here says what the document is about: type, title and body stay encrypted."""
+
+    __tablename__ = "dossier_documents"
+    __table_args__ = (Index("ix_dossier_documents_account_unique", "account_id", "unique_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    unique_id: Mapped[str] = mapped_column(String(200))
+    set_id: Mapped[str | None] = mapped_column(String(200))
+    version: Mapped[int | None] = mapped_column(Integer)
+    restrictions: Mapped[str] = mapped_column(String(200), default="")
+    folder_id: Mapped[int] = mapped_column(Integer)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    replaced_by: Mapped[int | None] = mapped_column(BigInteger)
+    filed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_ref: Mapped[bytes] = mapped_column(LargeBinary(16))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    cda: Mapped[bytes] = mapped_column(LargeBinary)

@@ -38,6 +38,7 @@ from storage.outbound import QueuedRecipient
 if TYPE_CHECKING:
     from server.patients import PatientRules
     from server.queue import OutboundQueue
+    from server.workflows import DossierWorkflow, Filing
 
 log = structlog.get_logger("hygie.smtp")
 # aiosmtpd logs envelope addresses at INFO: they can hold a patient's INS (design.md §5).
@@ -158,8 +159,10 @@ class SubmissionHandler:
         delivery: LocalDelivery,
         outbound: OutboundQueue | None = None,
         patients: PatientRules | None = None,
+        workflow: DossierWorkflow | None = None,
     ) -> None:
         self.config = config
+        self.workflow = workflow
         self.auth = auth
         self.store = store
         self.delivery = delivery
@@ -460,12 +463,21 @@ class SubmissionHandler:
         sender = str(envelope.mail_from or "")
         try:
             queue_id, stamped = self.delivery.stamp(raw, trace)
-            delivered = await self.delivery.deliver_stamped(stamped, _recipients(envelope))
+            local = _recipients(envelope)
+            filing = await self._prepare_filing(stamped, sender, local)
+            if filing is not None:
+                local = [r for r in local if r.account_id not in filing.skip_inbox]
+            delivered = await self.delivery.deliver_stamped(stamped, local)
             if remote and self.outbound is not None:
                 await self.outbound.submit(stamped, sender, remote, envid=mail.envid, ret=mail.ret)
         except Exception as exc:
             log.error("delivery_failed", error=type(exc).__name__)
             return S.S451_LOCAL_ERROR
+        if filing is not None and self.workflow is not None:
+            try:
+                await self.workflow.complete(filing, stamped, sender)
+            except Exception as exc:  # delivered already: a filing bug must not lose mail
+                log.error("dossier_workflow_failed", error=type(exc).__name__, exc_info=exc)
         if self.patients is not None:
             try:
                 await self.patients.record(stamped, sender, _recipients(envelope))
@@ -484,6 +496,18 @@ class SubmissionHandler:
             size=len(raw),
         )
         return f"{S.S250_ACCEPTED} as {queue_id}"
+
+    async def _prepare_filing(
+        self, stamped: bytes, sender: str, local: list[Recipient]
+    ) -> Filing | None:
+        """The dossier workflow's decision before delivery (None: deliver as usual)."""
+        if self.workflow is None:
+            return None
+        try:
+            return await self.workflow.prepare(stamped, sender, local)
+        except Exception as exc:  # never lose the message over a filing bug
+            log.error("dossier_workflow_failed", error=type(exc).__name__, exc_info=exc)
+            return None
 
 
 def _orcpt(params: dsn.DsnRcpt) -> str | None:

@@ -15,6 +15,7 @@ from server.imap.proto import response as r
 from server.imap.proto.events import NEED_DATA, ContinuationLine
 from server.imap.proto.sequence import SequenceSet
 from server.imap.proto.states import State
+from server.imap.readonly import is_read_only_folder, refuse_read_only
 from server.imap.selected import SYSTEM_FLAGS, SelectedFolder
 from server.imap.session import ConnectionClosed, Session
 from storage.mailstore import DELIMITER, FolderError, FolderInfo
@@ -65,6 +66,8 @@ async def select(s: Session, cmd: c.Select) -> None:
     if folder is None:
         await s.no(cmd.tag, "No such mailbox", r.Code.NONEXISTENT)
         return
+    # The dossier is written by the filing workflow only: always selected read-only.
+    readonly = cmd.readonly or is_read_only_folder(folder.name)
     # Independent reads, on separate connections at once.
     snap, keywords, first = await asyncio.gather(
         s.store.snapshot(folder.id),
@@ -75,7 +78,7 @@ async def select(s: Session, cmd: c.Select) -> None:
         await s.no(cmd.tag, "No such mailbox", r.Code.NONEXISTENT)
         return
     info, uids = snap
-    view = SelectedFolder(info, readonly=cmd.readonly, uids=uids, modseq=info.highestmodseq)
+    view = SelectedFolder(info, readonly=readonly, uids=uids, modseq=info.highestmodseq)
     flag_names = [*SYSTEM_FLAGS, *keywords]
     responses: list[r.Response] = [r.flags(flag_names), r.exists(view.exists)]
     if s.rev2:
@@ -88,8 +91,8 @@ async def select(s: Session, cmd: c.Select) -> None:
         r.UntaggedStatus("OK", "Predicted next UID", r.Code.uidnext(info.uidnext)),
         r.UntaggedStatus(
             "OK",
-            "Read-only mailbox" if cmd.readonly else "Flags permitted",
-            r.Code.permanentflags([] if cmd.readonly else [*flag_names, "\\*"]),
+            "Read-only mailbox" if readonly else "Flags permitted",
+            r.Code.permanentflags([] if readonly else [*flag_names, "\\*"]),
         ),
     ]
     if s.condstore:
@@ -126,7 +129,7 @@ async def select(s: Session, cmd: c.Select) -> None:
     await s.send(*responses)
     s.selected = view
     s.state = State.SELECTED
-    code = r.Code.READ_ONLY if cmd.readonly else r.Code.READ_WRITE
+    code = r.Code.READ_ONLY if readonly else r.Code.READ_WRITE
     await s.ok(cmd.tag, f"{cmd.name} completed", code)
 
 
@@ -142,6 +145,8 @@ def _valid_name(name: str) -> bool:
 
 
 async def create(s: Session, cmd: c.Create) -> None:
+    if await refuse_read_only(s, cmd.tag, cmd.mailbox.rstrip(DELIMITER)):
+        return
     name = cmd.mailbox.rstrip(DELIMITER)
     if not _valid_name(name) or name.startswith(DELIMITER):
         await s.no(cmd.tag, "Invalid mailbox name", r.Code.CANNOT)
@@ -160,6 +165,8 @@ async def create(s: Session, cmd: c.Create) -> None:
 
 
 async def delete(s: Session, cmd: c.Delete) -> None:
+    if await refuse_read_only(s, cmd.tag, cmd.mailbox):
+        return
     folder = await s.store.folder(_account_id(s), cmd.mailbox)
     try:
         await s.store.delete_folder(_account_id(s), cmd.mailbox)
@@ -174,6 +181,8 @@ async def delete(s: Session, cmd: c.Delete) -> None:
 
 async def rename(s: Session, cmd: c.Rename) -> None:
     new = cmd.new_name.rstrip(DELIMITER)
+    if await refuse_read_only(s, cmd.tag, cmd.mailbox, new):
+        return
     if not _valid_name(new):
         await s.no(cmd.tag, "Invalid mailbox name", r.Code.CANNOT)
         return
@@ -333,6 +342,8 @@ async def append(s: Session, cmd: c.Append) -> None:
     folder = await s.store.folder(_account_id(s), cmd.mailbox)
     if folder is None:
         await s.no(cmd.tag, "No such mailbox", r.Code.TRYCREATE)
+        return
+    if await refuse_read_only(s, cmd.tag, folder.name):
         return
     limit = s.config.smtp.max_message_size
     if any(len(m.data) > limit for m in cmd.messages):

@@ -8,6 +8,7 @@ from server.imap.proto import commands as c
 from server.imap.proto import response as r
 from server.imap.proto.sequence import SequenceSet
 from server.imap.proto.states import State
+from server.imap.readonly import refuse_read_only
 from server.imap.selected import flag_list
 from server.imap.session import Session
 
@@ -155,6 +156,8 @@ async def _copy_or_move(
     target = await s.store.folder(s.account.id, mailbox)
     if target is None:
         await s.no(tag, "No such mailbox", r.Code.TRYCREATE)
+        return
+    if await refuse_read_only(s, tag, target.name):
         return
     targets = s.resolve(sequence_set, uid=uid)
     if not targets:

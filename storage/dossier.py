@@ -1,0 +1,125 @@
+"""The patient dossier's index (design.md §6): one row per filed document, pointing at its
+message in the patient's ``Dossier`` folder; the CDA kept encrypted for version checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.engine import Connection
+
+from storage.crypto import ContentKey, MasterKey
+from storage.db import Database
+from storage.models import DossierDocument
+
+TABLE: Table = DossierDocument.__table__  # type: ignore[assignment]
+_CONTEXT = b"dossier:"
+
+
+@dataclass(frozen=True)
+class FiledDocument:
+    id: int
+    account_id: int
+    unique_id: str
+    set_id: str | None
+    version: int | None
+    restrictions: frozenset[str]
+    folder_id: int
+    uid: int
+    replaced_by: int | None
+    filed_at: dt.datetime
+
+
+def _filed(row: DossierDocument) -> FiledDocument:
+    return FiledDocument(
+        row.id, row.account_id, row.unique_id, row.set_id, row.version,
+        frozenset(r for r in row.restrictions.split(",") if r), row.folder_id, row.uid,
+        row.replaced_by, row.filed_at,
+    )  # fmt: skip
+
+
+class DossierIndex:
+    def __init__(self, db: Database, master: MasterKey) -> None:
+        self.db = db
+        self.master = master
+
+    async def add(
+        self,
+        *,
+        account_id: int,
+        unique_id: str,
+        set_id: str | None,
+        version: int | None,
+        restrictions: frozenset[str],
+        folder_id: int,
+        uid: int,
+        cda: bytes,
+        replaces: int | None = None,
+    ) -> int:
+        """Index a filed document (and mark the one it replaces); durable on return."""
+        key = ContentKey.generate()
+        ref = os.urandom(16)
+        body = key.encrypt_body(cda)
+        wrapped = self.master.wrap(key.key, _CONTEXT + ref)
+
+        def write(conn: Connection) -> int:
+            new_id = int(
+                conn.execute(
+                    insert(TABLE)
+                    .values(
+                        account_id=account_id,
+                        unique_id=unique_id,
+                        set_id=set_id,
+                        version=version,
+                        restrictions=",".join(sorted(restrictions)),
+                        folder_id=folder_id,
+                        uid=uid,
+                        replaced_by=None,
+                        filed_at=dt.datetime.now(dt.UTC),
+                        key_ref=ref,
+                        wrapped_key=wrapped,
+                        cda=body,
+                    )
+                    .returning(TABLE.c.id)
+                ).scalar_one()
+            )
+            if replaces is not None:
+                conn.execute(update(TABLE).where(TABLE.c.id == replaces).values(replaced_by=new_id))
+            return new_id
+
+        result: int = await self.db.writer.run(write)
+        return result
+
+    async def find(self, account_id: int, unique_id: str) -> FiledDocument | None:
+        async with self.db.read() as session:
+            row = await session.scalar(
+                select(DossierDocument).where(
+                    DossierDocument.account_id == account_id,
+                    DossierDocument.unique_id == unique_id,
+                )
+            )
+        return _filed(row) if row is not None else None
+
+    async def cda(self, document_id: int) -> bytes:
+        async with self.db.read() as session:
+            row = await session.get(DossierDocument, document_id)
+            if row is None:
+                raise KeyError(document_id)
+            key = ContentKey(self.master.unwrap(row.wrapped_key, _CONTEXT + row.key_ref))
+            return key.decrypt_body(row.cda)
+
+    async def documents(self, account_id: int) -> list[FiledDocument]:
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(DossierDocument)
+                .where(DossierDocument.account_id == account_id)
+                .order_by(DossierDocument.id)
+            )
+            return [_filed(r) for r in rows]
+
+    async def documents_by_id(self, ids: list[int]) -> list[FiledDocument]:
+        async with self.db.read() as session:
+            rows = await session.scalars(select(DossierDocument).where(DossierDocument.id.in_(ids)))
+            return [_filed(r) for r in rows]
