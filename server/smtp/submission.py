@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException
 
-from server import dsn, sasl
+from server import dsn, mss_headers, sasl
 from server.auth import Authenticator, AuthError
 from server.config import Config
 from server.delivery import LocalDelivery, Trace
@@ -446,6 +446,10 @@ class SubmissionHandler:
             return S.S554_BARE_NEWLINE
         if len(raw) > self.config.smtp.max_message_size:
             return S.S552_TOO_BIG
+        if b"x-mss-" in raw[:65536].lower() or b"IHE_XDM" in raw:
+            problem = await asyncio.to_thread(mss_headers.check, raw)
+            if problem is not None:
+                return f"554 5.6.0 {problem}"
         ssl_obj = server.ssl_object()
         cipher = ssl_obj.cipher() if ssl_obj is not None else None
         tls = f"{ssl_obj.version()} {cipher[0]}" if ssl_obj is not None and cipher else "TLS"

@@ -28,7 +28,8 @@ from dossier.cda import (
     new_document_id,
 )
 from dossier.ins import NIR_OID, Ins
-from dossier.xdm import INVISIBLE_PATIENT, OutgoingDocument, build_xdm
+from dossier.subject import mss_document_headers
+from dossier.xdm import INVISIBLE_PATIENT, OutgoingDocument, build_xdm, parse_xdm
 from server.mdn import parse_mdn
 from tests.support.servers import start_server, stop_server
 
@@ -70,7 +71,8 @@ def cda(
 
 
 def xdm_message(doc: CdaDocument, to: str, subject: str, *, receipt: bool = True,
-                restrictions: frozenset[str] = frozenset()) -> bytes:  # fmt: skip
+                restrictions: frozenset[str] = frozenset(),
+                codecda: str | None = None) -> bytes:  # fmt: skip
     archive = build_xdm(
         [OutgoingDocument(build_cda(doc, pdf=PDF), restrictions=restrictions, pdf=PDF)],
         source_id="1.2.250.1.999.1",
@@ -79,6 +81,9 @@ def xdm_message(doc: CdaDocument, to: str, subject: str, *, receipt: bool = True
     message["From"] = DOCTOR
     message["To"] = to
     message["Subject"] = subject
+    message["X-MSS-NIL"] = "HYGIE-TEST"
+    for name, value in mss_document_headers(parse_xdm(archive), ins_qualified=True).items():
+        message[name] = codecda if name == "X-MSS-CODECDA" and codecda else value
     if receipt:
         message["Disposition-Notification-To"] = DOCTOR
     message.set_content("Veuillez trouver le compte rendu ci-joint.")
@@ -241,3 +246,21 @@ def test_error_without_receipt_request_gets_the_error_mail(server: ServerProcess
     message = email.message_from_bytes(notice, policy=email.policy.default)
     assert str(message["Subject"]).startswith("[KO Intégration système !][902]")
     assert message.get_content_type() == "multipart/mixed"
+
+
+def test_x_mss_headers_must_match_the_attachment(server: ServerProcess) -> None:
+    wrong = xdm_message(cda(), PATIENT, "En-têtes faux", codecda="18748-4")
+    with pytest.raises(smtplib.SMTPDataError) as caught:
+        send(server, PATIENT, wrong)
+    assert (
+        caught.value.smtp_code == 554 and b"X-MSS-CODECDA says 18748-4" in caught.value.smtp_error
+    )
+    plain = xdm_message(cda(), PATIENT, "Sans en-têtes")
+    stripped = b"\r\n".join(
+        line
+        for line in plain.split(b"\r\n")
+        if not line.startswith((b"X-MSS-CODECDA", b"X-MSS-INS"))
+    )
+    with pytest.raises(smtplib.SMTPDataError) as caught:
+        send(server, PATIENT, stripped)
+    assert b"X-MSS-CODECDA and X-MSS-INS are required" in caught.value.smtp_error
