@@ -35,6 +35,7 @@ bench: venv
 	$(BIN)/python -m bench.imap_load --out bench/results
 	$(BIN)/python -m bench.idle_latency --out bench/results
 	$(BIN)/python -m bench.relay_load --out bench/results
+	$(BIN)/python -m bench.dossier_load --out bench/results
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
