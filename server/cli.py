@@ -22,6 +22,8 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from dossier.errors import DossierError
+from dossier.ins import check_matricule
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca, write_server_credentials
 from pki.errors import PkiError
 from pki.verify import identity_of
@@ -344,6 +346,12 @@ def user_add(ctx: click.Context, address: str, password_stdin: bool) -> None:
     if not config.is_local_domain(domain):
         served = ", ".join(config.server.domains)
         fail(f"{domain} is not a domain of this server ({served})")
+    if domain.startswith("patient."):
+        # <INS matricule>@patient.<domain>, for a valid INS only (design.md §5).
+        try:
+            check_matricule(address.split("@", 1)[0])
+        except DossierError as exc:
+            fail(f"a patient address is <INS>@{domain}: {exc.reason}")
     password = _read_password(password_stdin)
 
     async def add() -> None:
