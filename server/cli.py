@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca, write_server_credentials
 from pki.errors import PkiError
+from server import cli_directory as directory_cli
 from server.config import (
     CA_SECRET,
     CONFIG_FILE,
@@ -538,6 +539,8 @@ def pki_crl(ctx: click.Context) -> None:
     crl = ca.write_crl()
     click.echo(crl.public_bytes(serialization.Encoding.PEM).decode(), nl=False)
 
+
+main.add_command(directory_cli.directory)
 
 if __name__ == "__main__":
     main()

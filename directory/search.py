@@ -1,0 +1,224 @@
+"""Directory search: one interface over SQLite FTS5 and PostgreSQL full text.
+
+Each active practitioner and organisation has one document in ``dir_search``: accent-free,
+lower-case words (names, profession and specialty labels, structure names, towns, postcodes)
+plus filter tokens (:mod:`directory.text`: ``qqprof10``, ``qqsfsm54``, ``qqvlyon``,
+``qqcp69003``, ``qqbalper`` …). A query is then a single full-text AND: each word typed is a
+*prefix* term (``dupont* cardio* lyon*``) and each filter an exact token, so the engines'
+inverted indexes answer every combination. SQLite: an external-content FTS5 table with the
+``unicode61 remove_diacritics 2`` tokenizer and prefix indexes for 2 and 3 characters.
+PostgreSQL: a GIN index on ``to_tsvector('simple', doc)`` and ``to_tsquery('simple',
+'dupont:* & cardio:*')``. Liste-rouge mailboxes add nothing to any document.
+
+Results come in index order (no relevance ranking: ranking every match of a common prefix
+would cost far more than the 20 ms budget); callers narrow with more words or filters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from directory.text import (
+    ORGANISATION,
+    PRACTITIONER,
+    city_token,
+    fold,
+    mailbox_type_token,
+    postcode_token,
+    profession_token,
+    specialty_token,
+)
+from storage.db import Database
+
+MIN_PREFIX = 2
+MAX_TERMS = 8
+
+
+class SearchError(ValueError):
+    pass
+
+
+def rebuild_statements(dialect: str) -> list[str]:
+    """SQL that rebuilds every search document from the directory tables."""
+    agg = "group_concat({}, ' ')" if dialect == "sqlite" else "string_agg({}, ' ')"
+    org_words = agg.format("o.search")
+    mbx_words = agg.format("m.search")
+    true = "1" if dialect == "sqlite" else "true"
+    practitioners = (
+        "INSERT INTO dir_search (kind, ref, doc) SELECT 'P', p.idnat, p.search"
+        f" || ' ' || COALESCE((SELECT {org_words} FROM dir_activities a"
+        " JOIN dir_organisations o ON o.identifier = a.organisation_identifier"
+        " WHERE a.practitioner_idnat = p.idnat AND a.active), '')"
+        f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
+        " WHERE m.practitioner_idnat = p.idnat AND m.active AND NOT m.liste_rouge), '')"
+        f" FROM dir_practitioners p WHERE p.active = {true} ORDER BY p.id"
+    )
+    organisations = (
+        "INSERT INTO dir_search (kind, ref, doc) SELECT 'O', o.identifier, o.search"
+        f" || ' {ORGANISATION} '"
+        f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
+        " WHERE m.organisation_identifier = o.identifier AND m.practitioner_idnat = ''"
+        " AND m.active AND NOT m.liste_rouge), '')"
+        f" FROM dir_organisations o WHERE o.active = {true} ORDER BY o.id"
+    )
+    if dialect == "sqlite":
+        return [
+            "DELETE FROM dir_search",
+            practitioners,
+            organisations,
+            "INSERT INTO dir_search_fts(dir_search_fts) VALUES ('rebuild')",
+        ]
+    return [
+        "DROP INDEX IF EXISTS ix_dir_search_doc",
+        "TRUNCATE dir_search RESTART IDENTITY",
+        practitioners,
+        organisations,
+        "CREATE INDEX ix_dir_search_doc ON dir_search "
+        "USING gin (to_tsvector('simple'::regconfig, doc))",
+    ]
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str = ""
+    profession: str = ""
+    specialty: str = ""
+    city: str = ""
+    postcode: str = ""
+    mailbox_type: str = ""
+    kind: str = ""  # "P" practitioners only, "O" organisations only, "" both
+    limit: int = 20
+    offset: int = 0
+
+    def terms(self) -> tuple[list[str], list[str]]:
+        """(prefix words, exact tokens); :class:`SearchError` if there is nothing to search."""
+        words = [w for w in fold(self.text).split() if w]
+        short = [w for w in words if len(w) < MIN_PREFIX and not w.isdigit()]
+        words = [w for w in words if w not in short]
+        exact = []
+        if self.profession:
+            exact.append(profession_token(self.profession))
+        if self.specialty:
+            exact.append(specialty_token(self.specialty))
+        if self.city:
+            exact.append(city_token(self.city))
+        if self.mailbox_type:
+            exact.append(mailbox_type_token(self.mailbox_type))
+        if self.kind == "P":
+            exact.append(PRACTITIONER)
+        elif self.kind == "O":
+            exact.append(ORGANISATION)
+        prefix = words[:MAX_TERMS]
+        if self.postcode:
+            prefix.append(postcode_token(self.postcode))  # "69" finds the whole département
+        if not prefix and not exact:
+            raise SearchError("give at least one word of two letters or a filter")
+        if not prefix and exact in ([PRACTITIONER], [ORGANISATION]):
+            raise SearchError("give at least one word of two letters or a filter")
+        return prefix, exact
+
+
+@dataclass
+class Hit:
+    kind: str  # "P" or "O"
+    ref: str  # IdNat or structure identifier
+    name: str
+    profession: str = ""
+    specialty: str = ""
+    places: list[str] = field(default_factory=list)
+    mailboxes: list[tuple[str, str]] = field(default_factory=list)  # (address, type)
+
+
+def match_expression(dialect: str, prefix: list[str], exact: list[str]) -> str:
+    if dialect == "sqlite":
+        return " AND ".join([f'"{w}"*' for w in prefix] + [f'"{t}"' for t in exact])
+    return " & ".join([f"{w}:*" for w in prefix] + list(exact))
+
+
+async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
+    """(kind, ref) of the matching documents, ``query.limit`` from ``query.offset``."""
+    prefix, exact = query.terms()
+    expr = match_expression(db.dialect, prefix, exact)
+    if db.dialect == "sqlite":
+        sql = (
+            "SELECT kind, ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
+            " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
+        )
+    else:
+        sql = (
+            "SELECT kind, ref FROM dir_search"
+            " WHERE to_tsvector('simple'::regconfig, doc) @@ to_tsquery('simple', ?)"
+            " ORDER BY id LIMIT ? OFFSET ?"
+        )
+    rows = await db.raw_rows(sql, expr, query.limit, query.offset)
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+async def search(db: Database, query: Query) -> list[Hit]:
+    refs = await find_refs(db, query)
+    hits = []
+    pracs = [r for k, r in refs if k == "P"]
+    orgs = [r for k, r in refs if k == "O"]
+    details: dict[tuple[str, str], Hit] = {}
+    if pracs:
+        for row in await db.raw_rows(
+            "SELECT idnat, civility, given, family, profession_label, specialty_label"
+            f" FROM dir_practitioners WHERE idnat IN ({_marks(pracs)})",
+            *pracs,
+        ):
+            name = " ".join(str(v) for v in (row[1], row[2], row[3]) if v)
+            details[("P", row[0])] = Hit("P", row[0], name, str(row[4]), str(row[5]))
+        for row in await db.raw_rows(
+            "SELECT a.practitioner_idnat, o.postcode, o.city FROM dir_activities a"
+            " JOIN dir_organisations o ON o.identifier = a.organisation_identifier"
+            f" WHERE a.active AND a.practitioner_idnat IN ({_marks(pracs)})",
+            *pracs,
+        ):
+            _place(details.get(("P", row[0])), row[1], row[2])
+        for row in await db.raw_rows(
+            "SELECT m.practitioner_idnat, m.address, m.type, o.postcode, o.city"
+            " FROM dir_mailboxes m LEFT JOIN dir_organisations o"
+            " ON o.identifier = m.organisation_identifier"
+            f" WHERE m.active AND NOT m.liste_rouge AND m.practitioner_idnat IN ({_marks(pracs)})"
+            " ORDER BY m.address",
+            *pracs,
+        ):
+            hit = details.get(("P", row[0]))
+            if hit is not None:
+                hit.mailboxes.append((str(row[1]), str(row[2])))
+                _place(hit, row[3], row[4])
+    if orgs:
+        for row in await db.raw_rows(
+            "SELECT identifier, name, trade_name, postcode, city FROM dir_organisations"
+            f" WHERE identifier IN ({_marks(orgs)})",
+            *orgs,
+        ):
+            hit = Hit("O", row[0], str(row[1] or row[2]))
+            _place(hit, row[3], row[4])
+            details[("O", row[0])] = hit
+        for row in await db.raw_rows(
+            "SELECT organisation_identifier, address, type FROM dir_mailboxes"
+            " WHERE active AND NOT liste_rouge AND practitioner_idnat = ''"
+            f" AND organisation_identifier IN ({_marks(orgs)}) ORDER BY address",
+            *orgs,
+        ):
+            hit = details.get(("O", row[0]))
+            if hit is not None:
+                hit.mailboxes.append((str(row[1]), str(row[2])))
+    for key in refs:
+        if key in details:
+            hits.append(details[key])
+    return hits
+
+
+def _marks(values: list[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _place(hit: Hit | None, postcode: Any, city: Any) -> None:
+    if hit is None or not (postcode or city):
+        return
+    place = f"{postcode or ''} {city or ''}".strip()
+    if place not in hit.places:
+        hit.places.append(place)
