@@ -87,7 +87,8 @@ class ServerProcess:
             self.imap_port,
             self.imap_tls_port,
             self.pki_http_port,
-        ) = free_ports(5)
+            self.https_port,
+        ) = free_ports(6)
         self.extra_env: dict[str, str] = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
@@ -105,6 +106,7 @@ class ServerProcess:
             "imap": self.imap_port,
             "imap_tls": self.imap_tls_port,
             "pki_http": self.pki_http_port,
+            "https": self.https_port,
         }
 
     @property
@@ -129,6 +131,7 @@ class ServerProcess:
                 "HYGIE_IMAP_PORT": str(self.imap_port),
                 "HYGIE_IMAP_TLS_PORT": str(self.imap_tls_port),
                 "HYGIE_HTTP_PKI_PORT": str(self.pki_http_port),
+                "HYGIE_HTTP_HTTPS_PORT": str(self.https_port),
             }
         )
         if self.database_url:

@@ -35,7 +35,9 @@ from directory.idnat import IdNatError, practitioner_idnat, structure_idnat
 from directory.text import (
     PRACTITIONER,
     city_token,
+    family_token,
     fold,
+    given_token,
     mailbox_type_token,
     postcode_token,
     profession_token,
@@ -180,7 +182,7 @@ def _practitioner(row: Row) -> tuple[Any, ...]:
             fold(row["specialty_label"]),
         )
     )
-    tokens = [PRACTITIONER]
+    tokens = [PRACTITIONER, family_token(row["family"]), given_token(row["given"])]
     if row["profession_code"]:
         tokens.append(profession_token(row["profession_code"]))
     if row["specialty_code"]:
@@ -390,6 +392,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _sql_time(when: dt.datetime) -> str:
+    """How SQLAlchemy's DateTime stores a UTC time in SQLite (so comparisons agree)."""
+    return when.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
 def _stamp(values: tuple[Any, ...], generation: int, now: object) -> tuple[Any, ...]:
     return (*values, True, generation, now)
 
@@ -423,14 +430,14 @@ class SqliteSink(Sink):
         cur = self.conn.execute(
             "INSERT INTO dir_imports (kind, source, started_at, lines, rejected) "
             "VALUES (?, ?, ?, 0, 0)",
-            (kind, source[:500], self.now.isoformat(sep=" ")),
+            (kind, source[:500], _sql_time(self.now)),
         )
         self.generation = int(cur.lastrowid or 0)
         self.conn.execute("BEGIN")
         return self.generation
 
     async def write(self, batch: Batch) -> None:
-        now = self.now.isoformat(sep=" ")
+        now = _sql_time(self.now)
         for spec, rows in batch.tables.items():
             marks = ", ".join("?" * len(spec.all_columns))
             sql = upsert_sql(
@@ -444,7 +451,7 @@ class SqliteSink(Sink):
             self._pending = 0
 
     async def finish(self, kind: str, generation: int, report: Report) -> int:
-        now = _now().isoformat(sep=" ")
+        now = _sql_time(_now())
         gone = 0
         for spec, where in OWNED[kind]:
             cond = f" AND {where}" if where else ""

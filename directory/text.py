@@ -48,3 +48,11 @@ def postcode_token(postcode: str) -> str:
 
 def mailbox_type_token(kind: str) -> str:
     return f"qqbal{squash(kind)}"
+
+
+def family_token(family: str) -> str:
+    return f"qqf{squash(family)}"
+
+
+def given_token(given: str) -> str:
+    return f"qqg{squash(given)}"

@@ -17,6 +17,7 @@ import click
 
 from directory import load, synth
 from directory.extracts import MSSANTE, PS_LIBREACCES, ExtractError, Rejected
+from directory.local import DirectoryError, set_mailbox
 from directory.search import Hit, Query, SearchError, search
 from server.config import ConfigError, load_config
 from storage.blobs import open_blob_store
@@ -208,3 +209,55 @@ def synth_(kind: str, rows: int, seed: int | None, out: Path | None) -> None:
     except OSError as exc:
         _fail(f"{out}: {exc.strerror or exc}")
     click.echo(f"wrote {rows} {kind} lines to {out}", err=True)
+
+
+@directory.command("mailbox")
+@click.argument("address")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["PER", "ORG", "APP", "CAB"], case_sensitive=False),
+    required=True,
+)
+@click.option("--practitioner", default="", help="Owner's IdNat (8 + RPPS, 0 + ADELI).")
+@click.option("--organisation", default="", help="Owner structure's IdNat (1 + FINESS …).")
+@click.option("--service", default="", help="Service (ORG mailboxes).")
+@click.option("--liste-rouge", is_flag=True, help="Never published nor shown by the API.")
+@click.option("--inactive", is_flag=True, help="Closed: mail to it is refused.")
+@click.pass_context
+def mailbox_(
+    ctx: click.Context,
+    address: str,
+    kind: str,
+    practitioner: str,
+    organisation: str,
+    service: str,
+    liste_rouge: bool,
+    inactive: bool,
+) -> None:
+    """Add or update one of this operator's own mailboxes in the directory."""
+    url = _database_url(ctx)
+
+    async def run() -> bool:
+        db = Database(url, open_blob_store("file", ctx.obj["data"] / "blobs"))
+        await db.start()
+        try:
+            return await set_mailbox(
+                db,
+                address,
+                kind,
+                practitioner_idnat=practitioner,
+                organisation_identifier=organisation,
+                service=service,
+                liste_rouge=liste_rouge,
+                active=not inactive,
+            )
+        finally:
+            await db.close()
+
+    try:
+        created = asyncio.run(run())
+    except DirectoryError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"{'added' if created else 'updated'} {address.strip().lower()}")
