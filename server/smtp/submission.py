@@ -24,6 +24,7 @@ from server.auth import Authenticator, AuthError
 from server.config import Config
 from server.delivery import LocalDelivery, Trace
 from server.smtp import replies as S
+from server.smtp.policy import SubmissionPolicy
 from storage.accounts import AccountError, AccountInfo, normalize_address
 from storage.mailstore import MailStore, Recipient
 
@@ -75,6 +76,7 @@ class SubmissionHandler:
         self.auth = auth
         self.store = store
         self.delivery = delivery
+        self.policy = SubmissionPolicy(store.db)
 
     async def handle_EHLO(
         self,
@@ -167,8 +169,9 @@ class SubmissionHandler:
             sender = normalize_address(address)
         except AccountError:
             return S.S501_BAD_ADDRESS
-        if sender != account.address:
-            return S.S553_SENDER_NOT_OWNED
+        refusal = await self.policy.sender(account, sender)
+        if refusal is not None:
+            return refusal
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.hygie_recipients = []
@@ -195,6 +198,9 @@ class SubmissionHandler:
         recipient = await self.store.resolve(normalized)
         if recipient is None:
             return S.S550_NO_SUCH_USER
+        refusal = await self.policy.recipient(normalized)
+        if refusal is not None:
+            return refusal
         if all(r.account_id != recipient.account_id for r in found):
             found.append(recipient)
         envelope.rcpt_tos.append(address)
@@ -212,6 +218,10 @@ class SubmissionHandler:
             return S.S554_BARE_NEWLINE
         if len(raw) > self.config.smtp.max_message_size:
             return S.S552_TOO_BIG
+        if isinstance(session.auth_data, AccountInfo):
+            refusal = await self.policy.from_header(session.auth_data, raw)
+            if refusal is not None:
+                return refusal
         ssl_obj = server.ssl_object()
         cipher = ssl_obj.cipher() if ssl_obj is not None else None
         tls = f"{ssl_obj.version()} {cipher[0]}" if ssl_obj is not None and cipher else "TLS"
