@@ -13,6 +13,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Connection
 
 from directory.models import DirectoryMailbox
+from directory.search import refresh_document
 from directory.text import city_token, mailbox_type_token
 from storage.db import Database
 
@@ -64,18 +65,31 @@ async def set_mailbox(
     }
 
     def write(conn: Connection) -> bool:
-        row = conn.execute(select(table.c.type).where(table.c.address == address)).first()
+        row = conn.execute(
+            select(table.c.type, table.c.practitioner_idnat, table.c.organisation_identifier).where(
+                table.c.address == address
+            )
+        ).first()
         if row is None:
             conn.execute(
                 table.insert().values(
                     address=address, type=kind, source="local", digitization=False, **values
                 )
             )
-            return True
-        if row[0] != kind:
+        elif row[0] != kind:
             raise DirectoryError(f"{address} is a {row[0]} mailbox: the type cannot change")
-        conn.execute(update(table).where(table.c.address == address).values(**values))
-        return False
+        else:
+            conn.execute(update(table).where(table.c.address == address).values(**values))
+        # The owners' search documents list their mailboxes' types and towns.
+        owners = {(practitioner_idnat, organisation_identifier)}
+        if row is not None:
+            owners.add((row[1], row[2]))
+        for idnat, structure in owners:
+            if idnat:
+                refresh_document(conn, "P", idnat)
+            elif structure:
+                refresh_document(conn, "O", structure)
+        return row is None
 
     created: bool = await db.writer.run(write)
     return created

@@ -19,6 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
 from directory.text import (
     ORGANISATION,
     PRACTITIONER,
@@ -39,12 +42,14 @@ class SearchError(ValueError):
     pass
 
 
-def rebuild_statements(dialect: str) -> list[str]:
-    """SQL that rebuilds every search document from the directory tables."""
+def _document_inserts(dialect: str, one: bool) -> tuple[str, str]:
+    """INSERT … SELECT of the practitioner and organisation documents (all, or one ``?``)."""
     agg = "group_concat({}, ' ')" if dialect == "sqlite" else "string_agg({}, ' ')"
     org_words = agg.format("o.search")
     mbx_words = agg.format("m.search")
     true = "1" if dialect == "sqlite" else "true"
+    only_p = " AND p.idnat = ?" if one else ""
+    only_o = " AND o.identifier = ?" if one else ""
     practitioners = (
         "INSERT INTO dir_search (kind, ref, doc) SELECT 'P', p.idnat, p.search"
         f" || ' ' || COALESCE((SELECT {org_words} FROM dir_activities a"
@@ -52,7 +57,7 @@ def rebuild_statements(dialect: str) -> list[str]:
         " WHERE a.practitioner_idnat = p.idnat AND a.active), '')"
         f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
         " WHERE m.practitioner_idnat = p.idnat AND m.active AND NOT m.liste_rouge), '')"
-        f" FROM dir_practitioners p WHERE p.active = {true} ORDER BY p.id"
+        f" FROM dir_practitioners p WHERE p.active = {true}{only_p} ORDER BY p.id"
     )
     organisations = (
         "INSERT INTO dir_search (kind, ref, doc) SELECT 'O', o.identifier, o.search"
@@ -60,8 +65,14 @@ def rebuild_statements(dialect: str) -> list[str]:
         f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
         " WHERE m.organisation_identifier = o.identifier AND m.practitioner_idnat = ''"
         " AND m.active AND NOT m.liste_rouge), '')"
-        f" FROM dir_organisations o WHERE o.active = {true} ORDER BY o.id"
+        f" FROM dir_organisations o WHERE o.active = {true}{only_o} ORDER BY o.id"
     )
+    return practitioners, organisations
+
+
+def rebuild_statements(dialect: str) -> list[str]:
+    """SQL that rebuilds every search document from the directory tables."""
+    practitioners, organisations = _document_inserts(dialect, one=False)
     if dialect == "sqlite":
         return [
             "DELETE FROM dir_search",
@@ -77,6 +88,33 @@ def rebuild_statements(dialect: str) -> list[str]:
         "CREATE INDEX ix_dir_search_doc ON dir_search "
         "USING gin (to_tsvector('simple'::regconfig, doc))",
     ]
+
+
+def refresh_document(conn: Connection, kind: str, ref: str) -> None:
+    """Rebuild the one document of practitioner (``P``) or organisation (``O``) ``ref``."""
+    dialect = conn.dialect.name
+    practitioners, organisations = _document_inserts(dialect, one=True)
+    insert = practitioners if kind == "P" else organisations
+    key = {"kind": kind, "ref": ref}
+    if dialect == "sqlite":
+        # External-content FTS5: the old text must be handed back to delete its entries.
+        conn.execute(
+            text(
+                "INSERT INTO dir_search_fts(dir_search_fts, rowid, doc) SELECT 'delete', id, doc"
+                " FROM dir_search WHERE kind = :kind AND ref = :ref"
+            ),
+            key,
+        )
+    conn.execute(text("DELETE FROM dir_search WHERE kind = :kind AND ref = :ref"), key)
+    conn.execute(text(insert.replace("?", ":ref")), key)
+    if dialect == "sqlite":
+        conn.execute(
+            text(
+                "INSERT INTO dir_search_fts(rowid, doc) SELECT id, doc FROM dir_search"
+                " WHERE kind = :kind AND ref = :ref"
+            ),
+            key,
+        )
 
 
 @dataclass(frozen=True)

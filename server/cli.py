@@ -18,6 +18,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from directory.demo import load_demo
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca, write_server_credentials
 from pki.errors import PkiError
 from server import cli_directory as directory_cli
@@ -178,6 +179,7 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
                 address = pattern.format(domain=domains[0])
                 await create_account(db, master, address, DEMO_PASSWORD)
                 lines.append(f"{address}  password: {DEMO_PASSWORD}")
+            await load_demo(db, domains[0])
         finally:
             await db.close()
         path = config.data_dir / DEMO_FILE
