@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -368,12 +369,20 @@ class Report:
     deactivated: int = 0
     rejections: list[Rejected] = field(default_factory=list)
     seconds: float = 0.0
+    #: Seconds spent in each phase: "write" (batches), "deactivate", "search" (documents).
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - since, 3)
+        return now
 
 
 class Sink:
     """Where batches go: one database, one import run."""
 
     dialect = ""
+    _t0 = 0.0
 
     async def begin(self, kind: str, source: str) -> int:
         raise NotImplementedError
@@ -451,6 +460,7 @@ class SqliteSink(Sink):
             self._pending = 0
 
     async def finish(self, kind: str, generation: int, report: Report) -> int:
+        self._t0 = time.perf_counter()
         now = _sql_time(_now())
         gone = 0
         for spec, where in OWNED[kind]:
@@ -465,8 +475,10 @@ class SqliteSink(Sink):
             "UPDATE dir_imports SET finished_at = ?, lines = ?, rejected = ? WHERE id = ?",
             (now, report.lines, report.rejected, generation),
         )
+        t = report.timed("deactivate", self._t0)
         for statement in search.rebuild_statements("sqlite"):
             self.conn.execute(statement)
+            t = report.timed("search", t)
         self.conn.execute("COMMIT")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return gone
@@ -532,6 +544,7 @@ class PostgresSink(Sink):
                 await self.conn.execute(f"TRUNCATE {stage}")
 
     async def finish(self, kind: str, generation: int, report: Report) -> int:
+        self._t0 = time.perf_counter()
         now = _now()
         gone = 0
         async with self.conn.transaction():
@@ -551,8 +564,10 @@ class PostgresSink(Sink):
                 report.rejected,
                 generation,
             )
+            t = report.timed("deactivate", self._t0)
             for statement in search.rebuild_statements("postgresql"):
                 await self.conn.execute(statement)
+                t = report.timed("search", t)
         await self.conn.execute("ANALYZE")
         return gone
 
@@ -584,7 +599,6 @@ async def import_extract(
     on_reject: Callable[[Rejected], None] | None = None,
 ) -> Report:
     """Import one extract file (``.txt`` or ``.zip``); ``progress`` gets lines done so far."""
-    import time
 
     if kind not in LINE_HANDLERS:
         raise extracts.ExtractError(f"unknown extract kind {kind!r}")
@@ -609,7 +623,9 @@ async def import_extract(
                     continue
                 report.imported += 1
                 if batch.size >= BATCH:
+                    t = time.perf_counter()
                     await sink.write(batch)
+                    report.timed("write", t)
                     batch = Batch()
                     if progress is not None:
                         progress(report.lines)

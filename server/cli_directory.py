@@ -54,8 +54,9 @@ def directory() -> None:
     default=None,
     help="Write every rejected line (number and reason) to this file.",
 )
+@click.option("--timings", is_flag=True, help="Print the seconds spent in each phase.")
 @click.pass_context
-def import_(ctx: click.Context, kind: str, file: Path, report: Path | None) -> None:
+def import_(ctx: click.Context, kind: str, file: Path, report: Path | None, timings: bool) -> None:
     """Import FILE (.txt or the published .zip) of KIND; vanished entries become inactive."""
     url = _database_url(ctx)
     if not file.is_file():
@@ -97,6 +98,8 @@ def import_(ctx: click.Context, kind: str, file: Path, report: Path | None) -> N
         f"{result.rejected} rejected, {result.deactivated} deactivated "
         f"({result.seconds:.1f} s)"
     )
+    if timings:
+        click.echo("timings: " + " ".join(f"{k}={v}" for k, v in result.phases.items()))
     for r in result.rejections[:SHOWN_REJECTIONS]:
         click.echo(f"  line {r.line}: {r.reason}", err=True)
     if result.rejected > SHOWN_REJECTIONS:
