@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import IO
 
@@ -145,7 +146,8 @@ def read_rows(
     if len(header) < 2:
         raise ExtractError("no |-delimited header row")
     cols = Columns(header, wanted, required)
-    fields = cols.fields
+    names = [name for name, _ in cols.fields]
+    pick = itemgetter(*[i for _, i in cols.fields])
     width = cols.width
     absent = {name: "" for name in wanted if name not in cols.index}
     number = 1
@@ -162,13 +164,16 @@ def read_rows(
                 continue  # a blank line (often the last one)
             yield number, Rejected(number, f"{len(values)} fields where the header has {width}")
             continue
-        row = {name: values[i].strip() for name, i in fields}
+        picked = pick(values)
+        row = dict(zip(names, picked if len(names) > 1 else (picked,), strict=True))
         if absent:
             row.update(absent)
         yield number, row
 
 
 def _split(line: str) -> list[str]:
+    # Values are used as they are (no padding in the published files); ids are stripped
+    # where they are checked.
     line = line.rstrip("\r\n")
     if line.endswith("|"):  # every line ends with "|": not an extra empty column
         line = line[:-1]

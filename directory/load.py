@@ -48,6 +48,9 @@ from directory.text import (
 BATCH = 20_000
 MAILBOX_TYPES = ("PER", "ORG", "APP", "CAB")
 KEEP_REJECTED = 1000
+#: An MSSanté import rebuilds every search document when it changed more than 1 in this many
+#: (a first import); otherwise only the changed ones (a daily re-import).
+FULL_REBUILD_SHARE = 2
 
 
 @dataclass(frozen=True)
@@ -263,8 +266,16 @@ class Batch:
 
 
 def ps_line(row: Row, batch: Batch) -> None:
-    prac = _practitioner(row)
-    batch.add(PRACTITIONERS, prac)
+    # A practitioner's lines (one per activity) repeat the same person: built once a batch.
+    idnat = row["idnat"].strip()
+    if idnat and batch.has(PRACTITIONERS, idnat):
+        try:
+            prac: tuple[Any, ...] = (practitioner_idnat(row["id_type"], row["id"], idnat),)
+        except IdNatError as exc:
+            raise RowError(str(exc)) from None
+    else:
+        prac = _practitioner(row)
+        batch.add(PRACTITIONERS, prac)
     if row["finess"]:
         org_id = structure_idnat("1", row["finess"])
     elif row["siret"]:
@@ -476,12 +487,24 @@ class SqliteSink(Sink):
             (now, report.lines, report.rejected, generation),
         )
         t = report.timed("deactivate", self._t0)
-        for statement in search.rebuild_statements("sqlite"):
-            self.conn.execute(statement)
+        for statement in self._search_statements(kind, generation):
+            self.conn.execute(statement, {"since": _sql_time(self.now), "gen": generation})
             t = report.timed("search", t)
         self.conn.execute("COMMIT")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return gone
+
+    def _search_statements(self, kind: str, generation: int) -> list[str]:
+        if kind == PS_LIBREACCES:
+            return search.rebuild_statements("sqlite")
+        params = {"since": _sql_time(self.now), "gen": generation}
+        for statement in search.changed_statements("sqlite"):
+            self.conn.execute(statement, params if ":" in statement else ())
+        changed = self.conn.execute("SELECT count(*) FROM dir_refresh").fetchone()[0]
+        total = self.conn.execute("SELECT max(id) FROM dir_search").fetchone()[0] or 0
+        if changed * FULL_REBUILD_SHARE > total:
+            return search.rebuild_statements("sqlite")
+        return search.refresh_statements("sqlite")
 
     async def close(self) -> None:
         if self.conn.in_transaction:
@@ -565,11 +588,30 @@ class PostgresSink(Sink):
                 generation,
             )
             t = report.timed("deactivate", self._t0)
-            for statement in search.rebuild_statements("postgresql"):
-                await self.conn.execute(statement)
+            for statement in await self._search_statements(kind, generation):
+                names = [n for n in (":since", ":gen") if n in statement]
+                values = {":since": self.now, ":gen": generation}
+                for i, name in enumerate(names, 1):
+                    statement = statement.replace(name, f"${i}")
+                await self.conn.execute(statement, *(values[n] for n in names))
                 t = report.timed("search", t)
         await self.conn.execute("ANALYZE")
         return gone
+
+    async def _search_statements(self, kind: str, generation: int) -> list[str]:
+        if kind == PS_LIBREACCES:
+            return search.rebuild_statements("postgresql")
+        for statement in search.changed_statements("postgresql"):
+            names = [n for n in (":since", ":gen") if n in statement]
+            values = {":since": self.now, ":gen": generation}
+            for i, name in enumerate(names, 1):
+                statement = statement.replace(name, f"${i}")
+            await self.conn.execute(statement, *(values[n] for n in names))
+        changed = await self.conn.fetchval("SELECT count(*) FROM dir_refresh")
+        total = await self.conn.fetchval("SELECT coalesce(max(id), 0) FROM dir_search")
+        if changed * FULL_REBUILD_SHARE > total:
+            return search.rebuild_statements("postgresql")
+        return search.refresh_statements("postgresql")
 
     async def close(self) -> None:
         if self.conn is not None:

@@ -156,6 +156,7 @@ class SearchEntry(Base):
     """
 
     __tablename__ = "dir_search"
+    __table_args__ = (Index("ix_dir_search_ref", "ref"),)
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
     kind: Mapped[str] = mapped_column(String(1))  # P practitioner, O organisation

@@ -90,6 +90,55 @@ def rebuild_statements(dialect: str) -> list[str]:
     ]
 
 
+def changed_statements(dialect: str) -> list[str]:
+    """Fill the temporary table ``dir_refresh(kind, ref)`` with the owners whose documents an
+    MSSanté import changed: owners of mailboxes written or closed since ``:since``, and the
+    practitioners and organisations that import added (``generation = :gen``)."""
+    ignore = "OR IGNORE " if dialect == "sqlite" else ""
+    tail = "" if dialect == "sqlite" else " ON CONFLICT DO NOTHING"
+    return [
+        "CREATE TEMP TABLE IF NOT EXISTS dir_refresh (kind VARCHAR(1), ref VARCHAR(40),"
+        " PRIMARY KEY (kind, ref))",
+        "DELETE FROM dir_refresh",
+        f"INSERT {ignore}INTO dir_refresh SELECT DISTINCT 'P', practitioner_idnat FROM"
+        " dir_mailboxes WHERE updated_at >= :since AND practitioner_idnat <> ''" + tail,
+        f"INSERT {ignore}INTO dir_refresh SELECT DISTINCT 'O', organisation_identifier FROM"
+        " dir_mailboxes WHERE updated_at >= :since AND practitioner_idnat = ''"
+        " AND organisation_identifier <> ''" + tail,
+        f"INSERT {ignore}INTO dir_refresh SELECT 'P', idnat FROM dir_practitioners"
+        " WHERE generation = :gen" + tail,
+        f"INSERT {ignore}INTO dir_refresh SELECT 'O', identifier FROM dir_organisations"
+        " WHERE generation = :gen" + tail,
+    ]
+
+
+def refresh_statements(dialect: str) -> list[str]:
+    """Rebuild the documents listed in ``dir_refresh`` (after :func:`changed_statements`)."""
+    practitioners, organisations = _document_inserts(dialect, one=False)
+    practitioners = practitioners.replace(
+        " WHERE p.active", " JOIN dir_refresh r ON r.kind = 'P' AND r.ref = p.idnat WHERE p.active"
+    )
+    organisations = organisations.replace(
+        " WHERE o.active",
+        " JOIN dir_refresh r ON r.kind = 'O' AND r.ref = o.identifier WHERE o.active",
+    )
+    listed = "SELECT s.id FROM dir_search s JOIN dir_refresh r ON r.kind = s.kind AND r.ref = s.ref"
+    out = []
+    if dialect == "sqlite":
+        # External-content FTS5: each old text is handed back to delete its entries.
+        out.append(
+            "INSERT INTO dir_search_fts(dir_search_fts, rowid, doc) SELECT 'delete', s.id, s.doc"
+            " FROM dir_search s JOIN dir_refresh r ON r.kind = s.kind AND r.ref = s.ref"
+        )
+    out += [f"DELETE FROM dir_search WHERE id IN ({listed})", practitioners, organisations]
+    if dialect == "sqlite":
+        out.append(
+            "INSERT INTO dir_search_fts(rowid, doc) SELECT s.id, s.doc FROM dir_search s"
+            " JOIN dir_refresh r ON r.kind = s.kind AND r.ref = s.ref"
+        )
+    return out
+
+
 def refresh_document(conn: Connection, kind: str, ref: str) -> None:
     """Rebuild the one document of practitioner (``P``) or organisation (``O``) ``ref``."""
     dialect = conn.dialect.name

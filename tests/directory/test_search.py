@@ -22,7 +22,8 @@ async def loaded(migrated: str, db: Database) -> Database:
 
 
 async def refs(db: Database, **query: object) -> list[str]:
-    return [h.ref for h in await search(db, Query(**query))]  # type: ignore[arg-type]
+    """The refs found, sorted (results come in index order, which a re-import changes)."""
+    return sorted(h.ref for h in await search(db, Query(**query)))  # type: ignore[arg-type]
 
 
 async def test_words_are_accent_and_case_insensitive_prefixes(loaded: Database) -> None:
@@ -38,9 +39,9 @@ async def test_filters_combine_with_words(loaded: Database) -> None:
     assert await refs(loaded, text="", profession="10") == [DUPONT, MARTIN]
     assert await refs(loaded, profession="60") == ["0691234567"]
     assert await refs(loaded, specialty="SM41") == [MARTIN]
-    assert await refs(loaded, city="Villeurbanne") == [DUPONT, "312345678900017"]
+    assert await refs(loaded, city="Villeurbanne") == ["312345678900017", DUPONT]
     assert await refs(loaded, postcode="69", kind="P") == [DUPONT]
-    assert await refs(loaded, postcode="750") == [MARTIN, "398765432100019"]
+    assert await refs(loaded, postcode="750") == ["398765432100019", MARTIN]
     assert await refs(loaded, mailbox_type="ORG") == ["1690000001"]
     assert await refs(loaded, text="dupont", mailbox_type="PER") == [DUPONT]
     assert await refs(loaded, text="martin", mailbox_type="PER") == []
@@ -69,9 +70,11 @@ async def test_a_local_mailbox_is_searchable_at_once(loaded: Database) -> None:
 
 
 async def test_paging_and_empty_queries(loaded: Database) -> None:
-    everyone = await refs(loaded, profession="10")
-    assert await refs(loaded, profession="10", limit=1) == everyone[:1]
-    assert await refs(loaded, profession="10", limit=1, offset=1) == everyone[1:2]
+    everyone = [h.ref for h in await search(loaded, Query(profession="10"))]
+    assert len(everyone) == 2
+    first = await search(loaded, Query(profession="10", limit=1))
+    second = await search(loaded, Query(profession="10", limit=1, offset=1))
+    assert [first[0].ref, second[0].ref] == everyone
     with pytest.raises(SearchError):
         await search(loaded, Query(text="a"))
     with pytest.raises(SearchError):

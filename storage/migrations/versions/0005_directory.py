@@ -125,6 +125,7 @@ def upgrade() -> None:
         sa.Column("ref", sa.String(40), nullable=False),
         sa.Column("doc", sa.Text(), nullable=False),
     )
+    op.create_index("ix_dir_search_ref", "dir_search", ["ref"])
     if op.get_bind().dialect.name == "sqlite":
         # External-content FTS5 over dir_search.doc; diacritics folded by the tokenizer too.
         op.execute(
