@@ -466,7 +466,7 @@ def _fts_clause(where: _Where, kind_token: str, column: str) -> None:
     else:
         where.add(
             f"{column} IN (SELECT s.ref FROM dir_search s WHERE s.kind = '{kind}' AND"
-            " to_tsvector('simple'::regconfig, s.doc) @@ to_tsquery('simple', ?))",
+            " s.tsv @@ to_tsquery('simple', ?))",
             [expr],
         )
 

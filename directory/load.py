@@ -19,14 +19,17 @@ practitioners and organisations it names that are still unknown.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import multiprocessing
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any
+from queue import Empty
+from typing import Any
 
 from sqlalchemy import make_url
 
@@ -50,7 +53,16 @@ MAILBOX_TYPES = ("PER", "ORG", "APP", "CAB")
 KEEP_REJECTED = 1000
 #: An MSSanté import rebuilds every search document when it changed more than 1 in this many
 #: (a first import); otherwise only the changed ones (a daily re-import).
-FULL_REBUILD_SHARE = 2
+FULL_REBUILD_SHARE = 4
+#: Secondary indexes a first import builds once at the end rather than row by row.
+DEFERRED_INDEXES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    PS_LIBREACCES: (("ix_dir_activities_practitioner", "dir_activities", "practitioner_idnat"),),
+    MSSANTE: (
+        ("ix_dir_mailboxes_practitioner", "dir_mailboxes", "practitioner_idnat"),
+        ("ix_dir_mailboxes_organisation", "dir_mailboxes", "organisation_identifier"),
+    ),
+}
+_FIRST_TABLE = {PS_LIBREACCES: "dir_activities", MSSANTE: "dir_mailboxes"}
 
 
 @dataclass(frozen=True)
@@ -394,6 +406,7 @@ class Sink:
 
     dialect = ""
     _t0 = 0.0
+    _deferred: tuple[tuple[str, str, str], ...] = ()
 
     async def begin(self, kind: str, source: str) -> int:
         raise NotImplementedError
@@ -438,8 +451,7 @@ class SqliteSink(Sink):
             "synchronous=NORMAL",
             "foreign_keys=ON",
             "busy_timeout=10000",
-            "cache_size=-131072",
-            "temp_store=MEMORY",
+            "cache_size=-65536",
         ):
             self.conn.execute(f"PRAGMA {pragma}")
         self._pending = 0
@@ -454,6 +466,10 @@ class SqliteSink(Sink):
         )
         self.generation = int(cur.lastrowid or 0)
         self.conn.execute("BEGIN")
+        first = f"SELECT 1 FROM {_FIRST_TABLE[kind]} LIMIT 1"
+        self._deferred = () if self.conn.execute(first).fetchone() else DEFERRED_INDEXES[kind]
+        for name, _, _ in self._deferred:
+            self.conn.execute(f"DROP INDEX IF EXISTS {name}")
         return self.generation
 
     async def write(self, batch: Batch) -> None:
@@ -486,6 +502,8 @@ class SqliteSink(Sink):
             "UPDATE dir_imports SET finished_at = ?, lines = ?, rejected = ? WHERE id = ?",
             (now, report.lines, report.rejected, generation),
         )
+        for name, table, column in self._deferred:
+            self.conn.execute(f"CREATE INDEX {name} ON {table} ({column})")
         t = report.timed("deactivate", self._t0)
         for statement in self._search_statements(kind, generation):
             self.conn.execute(statement, {"since": _sql_time(self.now), "gen": generation})
@@ -531,6 +549,10 @@ class PostgresSink(Sink):
             host=u.host, port=u.port, user=u.username, password=u.password, database=u.database
         )
         await self.conn.execute("SET maintenance_work_mem = '256MB'")
+        first = await self.conn.fetchval(f"SELECT 1 FROM {_FIRST_TABLE[kind]} LIMIT 1")
+        self._deferred = () if first else DEFERRED_INDEXES[kind]
+        for name, _, _ in self._deferred:
+            await self.conn.execute(f"DROP INDEX IF EXISTS {name}")
         self.generation = int(
             await self.conn.fetchval(
                 "INSERT INTO dir_imports (kind, source, started_at, lines, rejected) "
@@ -587,6 +609,9 @@ class PostgresSink(Sink):
                 report.rejected,
                 generation,
             )
+            for name, table, column in self._deferred:
+                await self.conn.execute(f"CREATE INDEX {name} ON {table} ({column})")
+            await self.conn.execute("ANALYZE")
             t = report.timed("deactivate", self._t0)
             for statement in await self._search_statements(kind, generation):
                 names = [n for n in (":since", ":gen") if n in statement]
@@ -624,12 +649,84 @@ def open_sink(database_url: str) -> Sink:
     return PostgresSink(database_url)
 
 
-def _rows(stream: IO[bytes], kind: str) -> Iterator[tuple[int, Row | Rejected]]:
-    wanted, required, _ = LINE_HANDLERS[kind]
-    return extracts.read_rows(stream, wanted, required)
+@dataclass
+class Parsed:
+    """One batch read from the file, with what the report needs about its lines."""
+
+    batch: Batch
+    lines: int  # lines read so far, this batch included
+    imported: int
+    rejections: list[Rejected]
+
+
+def parse_batches(path: Path, kind: str) -> Iterator[Parsed]:
+    """The file's lines turned into batches of rows for the tables, ``BATCH`` at a time."""
+    wanted, required, handler = LINE_HANDLERS[kind]
+    with extracts.open_extract(path, kind) as stream:
+        lines = 0
+        current = Parsed(Batch(), 0, 0, [])
+        for number, row in extracts.read_rows(stream, wanted, required):
+            lines += 1
+            if isinstance(row, Rejected):
+                current.rejections.append(row)
+                continue
+            try:
+                handler(row, current.batch)
+            except RowError as exc:
+                current.rejections.append(Rejected(number, str(exc)))
+                continue
+            current.imported += 1
+            if current.batch.size >= BATCH:
+                current.lines = lines
+                yield current
+                current = Parsed(Batch(), 0, 0, [])
+        current.lines = lines
+        yield current
+
+
+def _parse_worker(path: Path, kind: str, queue: Any) -> None:
+    """The reading process: batches go to the writer through a short queue."""
+    try:
+        for parsed in parse_batches(path, kind):
+            queue.put(parsed)
+        queue.put(None)
+    except extracts.ExtractError as exc:
+        queue.put(exc)
+    except BaseException as exc:  # report anything to the writer rather than hang it
+        queue.put(extracts.ExtractError(f"{type(exc).__name__}: {exc}"))
+
+
+async def _parsed_in_child(path: Path, kind: str) -> AsyncIterator[Parsed]:
+    """Read and check lines in a child process while this one writes the previous batch:
+    on two cores the two halves of the work overlap. The queue holds at most two batches,
+    so memory stays bounded."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue(maxsize=2)
+    child = ctx.Process(target=_parse_worker, args=(path, kind, queue), daemon=True)
+    child.start()
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            try:
+                item = await loop.run_in_executor(None, queue.get, True, 1.0)
+            except Empty:
+                if not child.is_alive():
+                    raise extracts.ExtractError("the reading process died") from None
+                continue
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join(5)
 
 
 ProgressFn = Callable[[int], None]
+#: Files smaller than this are read in this process (a child costs more than it saves).
+CHILD_READER_BYTES = 8 * 1024 * 1024
 
 
 async def import_extract(
@@ -641,45 +738,49 @@ async def import_extract(
     on_reject: Callable[[Rejected], None] | None = None,
 ) -> Report:
     """Import one extract file (``.txt`` or ``.zip``); ``progress`` gets lines done so far."""
-
     if kind not in LINE_HANDLERS:
         raise extracts.ExtractError(f"unknown extract kind {kind!r}")
+    size = _checked_size(path, kind)
     start = time.perf_counter()
     report = Report(kind, str(path))
-    handler = LINE_HANDLERS[kind][2]
     sink = open_sink(database_url)
     try:
-        with extracts.open_extract(path, kind) as stream:
-            rows = _rows(stream, kind)
-            report.generation = await sink.begin(kind, path.name)
-            batch = Batch()
-            for number, row in rows:
-                report.lines += 1
-                if isinstance(row, Rejected):
-                    _reject(report, row, on_reject)
-                    continue
-                try:
-                    handler(row, batch)
-                except RowError as exc:
-                    _reject(report, Rejected(number, str(exc)), on_reject)
-                    continue
-                report.imported += 1
-                if batch.size >= BATCH:
-                    t = time.perf_counter()
-                    await sink.write(batch)
-                    report.timed("write", t)
-                    batch = Batch()
-                    if progress is not None:
-                        progress(report.lines)
-            if batch.size:
-                await sink.write(batch)
-            report.deactivated = await sink.finish(kind, report.generation, report)
+        report.generation = await sink.begin(kind, path.name)
+        batches: AsyncIterator[Parsed] = (
+            _parsed_in_child(path, kind) if size >= CHILD_READER_BYTES else _in_process(path, kind)
+        )
+        async for parsed in batches:
+            report.lines = parsed.lines
+            report.imported += parsed.imported
+            for rejected in parsed.rejections:
+                _reject(report, rejected, on_reject)
+            if parsed.batch.size:
+                t = time.perf_counter()
+                await sink.write(parsed.batch)
+                report.timed("write", t)
             if progress is not None:
                 progress(report.lines)
+        report.deactivated = await sink.finish(kind, report.generation, report)
     finally:
         await sink.close()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _checked_size(path: Path, kind: str) -> int:
+    """The file's size, once its header is known good: a bad file fails before any write."""
+    if not path.is_file():
+        raise extracts.ExtractError(f"no such file: {path}")
+    wanted, required, _ = LINE_HANDLERS[kind]
+    with extracts.open_extract(path, kind) as stream:
+        for _ in extracts.read_rows(stream, wanted, required):
+            break
+    return path.stat().st_size
+
+
+async def _in_process(path: Path, kind: str) -> AsyncIterator[Parsed]:
+    for parsed in parse_batches(path, kind):
+        yield parsed
 
 
 def _reject(

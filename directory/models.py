@@ -73,10 +73,7 @@ class Activity(Base):
     """A practitioner's practice at a structure (one PS_LibreAcces line): a PractitionerRole."""
 
     __tablename__ = "dir_activities"
-    __table_args__ = (
-        Index("ix_dir_activities_practitioner", "practitioner_idnat"),
-        Index("ix_dir_activities_organisation", "organisation_identifier"),
-    )
+    __table_args__ = (Index("ix_dir_activities_practitioner", "practitioner_idnat"),)
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
     key: Mapped[str] = mapped_column(String(80), unique=True)
@@ -152,7 +149,8 @@ class SearchEntry(Base):
     """One full-text document per active practitioner or organisation.
 
     SQLite indexes ``doc`` in the FTS5 table ``dir_search_fts`` (external content); PostgreSQL
-    in a GIN index on ``to_tsvector('simple', doc)``. Both are created by the migration.
+    in a GIN index on the generated column ``tsv = to_tsvector('simple', doc)``. Both are
+    created by the migration.
     """
 
     __tablename__ = "dir_search"

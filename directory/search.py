@@ -6,8 +6,9 @@ plus filter tokens (:mod:`directory.text`: ``qqprof10``, ``qqsfsm54``, ``qqvlyon
 ``qqcp69003``, ``qqbalper`` …). A query is then a single full-text AND: each word typed is a
 *prefix* term (``dupont* cardio* lyon*``) and each filter an exact token, so the engines'
 inverted indexes answer every combination. SQLite: an external-content FTS5 table with the
-``unicode61 remove_diacritics 2`` tokenizer and prefix indexes for 2 and 3 characters.
-PostgreSQL: a GIN index on ``to_tsvector('simple', doc)`` and ``to_tsquery('simple',
+``unicode61 remove_diacritics 2`` tokenizer, prefix indexes for 2 and 3 characters and
+``detail=column`` (no word positions: no phrase queries are needed). PostgreSQL: a GIN index
+on the stored column ``tsv = to_tsvector('simple', doc)`` and ``to_tsquery('simple',
 'dupont:* & cardio:*')``. Liste-rouge mailboxes add nothing to any document.
 
 Results come in index order (no relevance ranking: ranking every match of a common prefix
@@ -81,12 +82,11 @@ def rebuild_statements(dialect: str) -> list[str]:
             "INSERT INTO dir_search_fts(dir_search_fts) VALUES ('rebuild')",
         ]
     return [
-        "DROP INDEX IF EXISTS ix_dir_search_doc",
+        "DROP INDEX IF EXISTS ix_dir_search_tsv",
         "TRUNCATE dir_search RESTART IDENTITY",
         practitioners,
         organisations,
-        "CREATE INDEX ix_dir_search_doc ON dir_search "
-        "USING gin (to_tsvector('simple'::regconfig, doc))",
+        "CREATE INDEX ix_dir_search_tsv ON dir_search USING gin (tsv)",
     ]
 
 
@@ -234,9 +234,7 @@ async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
         )
     else:
         sql = (
-            "SELECT kind, ref FROM dir_search"
-            " WHERE to_tsvector('simple'::regconfig, doc) @@ to_tsquery('simple', ?)"
-            " ORDER BY id LIMIT ? OFFSET ?"
+            "SELECT kind, ref FROM dir_search WHERE tsv @@ to_tsquery('simple', ?) LIMIT ? OFFSET ?"
         )
     rows = await db.raw_rows(sql, expr, query.limit, query.offset)
     return [(str(r[0]), str(r[1])) for r in rows]
