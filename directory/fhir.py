@@ -498,7 +498,7 @@ def _mailbox_clause(where: _Where, params: _Params, owner: str, owner_column: st
             else:
                 ors.append("lower(m.address) LIKE ?")
                 where.params.append(f"{_like(v)}%")
-        extra = " AND m.practitioner_idnat = ''" if owner == "organisation_identifier" else ""
+        extra = " AND m.practitioner_idnat || '' = ''" if owner == "organisation_identifier" else ""
         where.sql.append(
             f"{owner_column} IN (SELECT m.{owner} FROM dir_mailboxes m WHERE m.active"
             f" AND NOT m.liste_rouge{extra} AND ({' OR '.join(ors)}))"

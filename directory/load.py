@@ -39,6 +39,7 @@ from directory.idnat import IdNatError, practitioner_idnat, structure_idnat
 from directory.text import (
     PRACTITIONER,
     city_token,
+    department_token,
     family_token,
     fold,
     given_token,
@@ -51,6 +52,8 @@ from directory.text import (
 BATCH = 20_000
 MAILBOX_TYPES = ("PER", "ORG", "APP", "CAB")
 KEEP_REJECTED = 1000
+#: Words already handed to a batch by this process (bounded by the vocabulary's size).
+_SEEN: set[str] = set()
 #: An MSSanté import rebuilds every search document when it changed more than 1 in this many
 #: (a first import); otherwise only the changed ones (a daily re-import).
 FULL_REBUILD_SHARE = 4
@@ -222,7 +225,7 @@ def _place_words(city: str, postcode: str) -> str:
     if city:
         parts.append(city_token(city))
     if postcode:
-        parts += [postcode, postcode_token(postcode)]
+        parts += [postcode, postcode_token(postcode), department_token(postcode)]
     return " ".join(p for p in parts if p)
 
 
@@ -255,6 +258,14 @@ class Batch:
     tables: dict[TableSpec, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
     fill_only: set[TableSpec] = field(default_factory=set)
     size: int = 0
+    #: Words of the search documents not yet seen by this reader (the search vocabulary).
+    words: set[str] = field(default_factory=set)
+
+    def vocabulary(self, text: str) -> None:
+        for word in text.split():
+            if word not in _SEEN and not word.startswith("qq"):
+                _SEEN.add(word)
+                self.words.add(word)
 
     def has(self, spec: TableSpec, key: str) -> bool:
         rows = self.tables.get(spec)
@@ -288,6 +299,7 @@ def ps_line(row: Row, batch: Batch) -> None:
     else:
         prac = _practitioner(row)
         batch.add(PRACTITIONERS, prac)
+        batch.vocabulary(prac[8])
     if row["finess"]:
         org_id = structure_idnat("1", row["finess"])
     elif row["siret"]:
@@ -297,7 +309,9 @@ def ps_line(row: Row, batch: Batch) -> None:
     else:
         org_id = ""
     if org_id and not batch.has(ORGANISATIONS, org_id):
-        batch.add(ORGANISATIONS, _organisation(org_id, row, row["city"]))
+        org = _organisation(org_id, row, row["city"])
+        batch.add(ORGANISATIONS, org)
+        batch.vocabulary(org[8])
     key = f"{prac[0]}|{org_id}|{row['role']}"[:80]
     batch.add(ACTIVITIES, (key, prac[0], org_id, row["mode"], row["role"]))
 
@@ -316,15 +330,19 @@ def mss_line(row: Row, batch: Batch) -> None:
         prac = _practitioner(row)
         idnat = prac[0]
         batch.add(PRACTITIONERS, prac)
+        batch.vocabulary(prac[8])
         batch.fill_only.add(PRACTITIONERS)
     elif kind == "PER" and not row["struct_id"]:
         raise RowError("a PER mailbox names neither a practitioner nor a structure")
     org_id = structure_idnat(row["struct_type"], row["struct_id"])
     city = _city_from_routing(row["routing"], row["postcode"])
     if org_id and not batch.has(ORGANISATIONS, org_id):
-        batch.add(ORGANISATIONS, _organisation(org_id, {**row, "finess": "", "siret": ""}, city))
+        org = _organisation(org_id, {**row, "finess": "", "siret": ""}, city)
+        batch.add(ORGANISATIONS, org)
+        batch.vocabulary(org[8])
         batch.fill_only.add(ORGANISATIONS)
     search_doc = f"{_place_words(city, row['postcode'])} {mailbox_type_token(kind)}"
+    batch.vocabulary(search_doc)
     batch.add(
         MAILBOXES,
         (
@@ -480,6 +498,11 @@ class SqliteSink(Sink):
                 spec, "sqlite", fill_only=spec in batch.fill_only, source=f"VALUES ({marks})"
             )
             self.conn.executemany(sql, (_stamp(v, self.generation, now) for v in rows.values()))
+        if batch.words:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO dir_search_words (word) VALUES (?)",
+                ((w,) for w in batch.words),
+            )
         self._pending += batch.size
         if self._pending >= self.COMMIT_EVERY:
             self.conn.execute("COMMIT")
@@ -587,6 +610,11 @@ class PostgresSink(Sink):
                 )
                 await self.conn.execute(sql)
                 await self.conn.execute(f"TRUNCATE {stage}")
+            if batch.words:
+                await self.conn.executemany(
+                    "INSERT INTO dir_search_words (word) VALUES ($1) ON CONFLICT DO NOTHING",
+                    [(w,) for w in batch.words],
+                )
 
     async def finish(self, kind: str, generation: int, report: Report) -> int:
         self._t0 = time.perf_counter()
@@ -662,6 +690,7 @@ class Parsed:
 def parse_batches(path: Path, kind: str) -> Iterator[Parsed]:
     """The file's lines turned into batches of rows for the tables, ``BATCH`` at a time."""
     wanted, required, handler = LINE_HANDLERS[kind]
+    _SEEN.clear()  # every word of this run reaches this database's vocabulary
     with extracts.open_extract(path, kind) as stream:
         lines = 0
         current = Parsed(Batch(), 0, 0, [])

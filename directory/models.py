@@ -145,6 +145,16 @@ class DirectoryImport(Base):
     rejected: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class SearchWord(Base):
+    """Every word of the search documents: a typed prefix is expanded to the words it starts
+    (``infirm`` → ``infirmier``), which the full-text engines match far faster than a prefix
+    over a frequent word."""
+
+    __tablename__ = "dir_search_words"
+
+    word: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
 class SearchEntry(Base):
     """One full-text document per active practitioner or organisation.
 

@@ -27,11 +27,13 @@ from directory.text import (
     ORGANISATION,
     PRACTITIONER,
     city_token,
+    department_token,
     fold,
     mailbox_type_token,
     postcode_token,
     profession_token,
     specialty_token,
+    squash,
 )
 from storage.db import Database
 
@@ -64,7 +66,8 @@ def _document_inserts(dialect: str, one: bool) -> tuple[str, str]:
         "INSERT INTO dir_search (kind, ref, doc) SELECT 'O', o.identifier, o.search"
         f" || ' {ORGANISATION} '"
         f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
-        " WHERE m.organisation_identifier = o.identifier AND m.practitioner_idnat = ''"
+        # "|| ''": no index on practitioner_idnat for this test (80,000 rows are '').
+        " WHERE m.organisation_identifier = o.identifier AND m.practitioner_idnat || '' = ''"
         " AND m.active AND NOT m.liste_rouge), '')"
         f" FROM dir_organisations o WHERE o.active = {true}{only_o} ORDER BY o.id"
     )
@@ -197,8 +200,13 @@ class Query:
         elif self.kind == "O":
             exact.append(ORGANISATION)
         prefix = words[:MAX_TERMS]
-        if self.postcode:
-            prefix.append(postcode_token(self.postcode))  # "69" finds the whole département
+        code = squash(self.postcode)
+        if len(code) == 5:
+            exact.append(postcode_token(code))
+        elif code and len(code) == (3 if code.startswith("97") else 2):
+            exact.append(department_token(code))  # "69": the whole département
+        elif code:
+            prefix.append(postcode_token(code))
         if not prefix and not exact:
             raise SearchError("give at least one word of two letters or a filter")
         if not prefix and exact in ([PRACTITIONER], [ORGANISATION]):
@@ -217,6 +225,48 @@ class Hit:
     mailboxes: list[tuple[str, str]] = field(default_factory=list)  # (address, type)
 
 
+#: A typed word that starts at most this many words of the vocabulary is searched as those
+#: words; beyond, as a prefix.
+MAX_EXPANSION = 24
+
+
+async def expand(db: Database, word: str) -> tuple[str, list[str]]:
+    """``("prefix", [word])`` or ``("exact", words it starts)``.
+
+    Both engines handle a prefix by gathering every row of every matching word before
+    intersecting (unless a prefix index covers it: two and three letters in SQLite), which
+    for a frequent word (``infirm*``: hundreds of thousands of rows) is the slow part of a
+    query; the same words as exact terms are intersected lazily.
+    """
+    if len(word) <= 3 or word.startswith("qq"):
+        return "prefix", [word]
+    if db.dialect == "sqlite":
+        sql = "SELECT word FROM dir_search_words WHERE word >= ? AND word < ? ORDER BY word LIMIT ?"
+        rows = await db.raw_rows(sql, word, word + "{", MAX_EXPANSION + 1)
+    else:
+        sql = "SELECT word FROM dir_search_words WHERE word LIKE ? ORDER BY word LIMIT ?"
+        rows = await db.raw_rows(sql, word + "%", MAX_EXPANSION + 1)
+    words = [str(r[0]) for r in rows]
+    if not words or len(words) > MAX_EXPANSION:
+        return "prefix", [word]
+    return "exact", words
+
+
+def _expression(dialect: str, groups: list[tuple[str, list[str]]], exact: list[str]) -> str:
+    parts = []
+    for how, words in groups:
+        if how == "prefix":
+            parts.append(match_expression(dialect, words, []))
+        elif len(words) == 1:
+            parts.append(match_expression(dialect, [], words))
+        else:
+            joiner = " OR " if dialect == "sqlite" else " | "
+            parts.append("(" + joiner.join(match_expression(dialect, [], [w]) for w in words) + ")")
+    if exact:
+        parts.append(match_expression(dialect, [], exact))
+    return (" AND " if dialect == "sqlite" else " & ").join(parts)
+
+
 def match_expression(dialect: str, prefix: list[str], exact: list[str]) -> str:
     if dialect == "sqlite":
         return " AND ".join([f'"{w}"*' for w in prefix] + [f'"{t}"' for t in exact])
@@ -226,7 +276,8 @@ def match_expression(dialect: str, prefix: list[str], exact: list[str]) -> str:
 async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
     """(kind, ref) of the matching documents, ``query.limit`` from ``query.offset``."""
     prefix, exact = query.terms()
-    expr = match_expression(db.dialect, prefix, exact)
+    groups = [await expand(db, word) for word in prefix]
+    expr = _expression(db.dialect, groups, exact)
     if db.dialect == "sqlite":
         sql = (
             "SELECT kind, ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
@@ -284,7 +335,7 @@ async def search(db: Database, query: Query) -> list[Hit]:
             details[("O", row[0])] = hit
         for row in await db.raw_rows(
             "SELECT organisation_identifier, address, type FROM dir_mailboxes"
-            " WHERE active AND NOT liste_rouge AND practitioner_idnat = ''"
+            " WHERE active AND NOT liste_rouge AND practitioner_idnat || '' = ''"
             f" AND organisation_identifier IN ({_marks(orgs)}) ORDER BY address",
             *orgs,
         ):

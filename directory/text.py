@@ -46,6 +46,12 @@ def postcode_token(postcode: str) -> str:
     return f"qqcp{squash(postcode)}"
 
 
+def department_token(code: str) -> str:
+    """The département of a postcode: 2 characters (``69``), 3 overseas (``971``)."""
+    code = squash(code)
+    return f"qqdep{code[:3] if code.startswith('97') else code[:2]}"
+
+
 def mailbox_type_token(kind: str) -> str:
     return f"qqbal{squash(kind)}"
 

@@ -125,6 +125,15 @@ def upgrade() -> None:
         sa.Column("doc", sa.Text(), nullable=False),
     )
     op.create_index("ix_dir_search_ref", "dir_search", ["ref"])
+    op.create_table(
+        "dir_search_words",
+        sa.Column("word", sa.String(100), primary_key=True),
+    )
+    if op.get_bind().dialect.name == "postgresql":  # LIKE 'infirm%' through an index
+        op.execute(
+            "CREATE INDEX ix_dir_search_words_pattern ON dir_search_words"
+            " (word varchar_pattern_ops)"
+        )
     if op.get_bind().dialect.name == "sqlite":
         # External-content FTS5 over dir_search.doc; diacritics folded by the tokenizer too.
         op.execute(
@@ -145,6 +154,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TABLE dir_search_fts")
     for table in (
+        "dir_search_words",
         "dir_search",
         "dir_imports",
         "dir_patients",
