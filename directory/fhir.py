@@ -418,6 +418,9 @@ class _Where:
         self.params: list[Any] = []
         self.fts_prefix: list[list[str]] = []  # each inner list: OR of prefix terms
         self.fts_exact: list[list[str]] = []
+        #: (expression, kind) when the full-text match is the only condition: the page is
+        #: then read from the index in its order instead of joining every match.
+        self.fts_only: tuple[str, str] | None = None
 
     def add(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.sql.append(sql)
@@ -457,6 +460,7 @@ def _fts_clause(where: _Where, kind_token: str, column: str) -> None:
         return
     expr = _fts_expression(where.dialect, where.fts_prefix, [*where.fts_exact, [kind_token]])
     kind = "P" if kind_token == PRACTITIONER else "O"
+    where.fts_only = (expr, kind) if not where.sql else None
     if where.dialect == "sqlite":
         where.add(
             f"{column} IN (SELECT s.ref FROM dir_search s WHERE s.kind = '{kind}' AND s.id IN"
@@ -469,6 +473,35 @@ def _fts_clause(where: _Where, kind_token: str, column: str) -> None:
             " s.tsv @@ to_tsquery('simple', ?))",
             [expr],
         )
+
+
+async def _page_from_index(
+    db: Database,
+    fts: tuple[str, str],
+    table: str,
+    alias: str,
+    key: str,
+    cols: str,
+    count: int,
+    offset: int,
+) -> list[tuple[Any, ...]]:
+    """``count + 1`` rows from ``offset``, in the full-text index's order."""
+    expr, _kind = fts
+    if db.dialect == "sqlite":
+        sql = (
+            "SELECT ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
+            " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
+        )
+    else:
+        sql = "SELECT ref FROM dir_search WHERE tsv @@ to_tsquery('simple', ?) LIMIT ? OFFSET ?"
+    refs = [str(r[0]) for r in await db.raw_rows(sql, expr, count + 1, offset)]
+    if not refs:
+        return []
+    rows = await db.raw_rows(
+        f"SELECT {cols} FROM {table} {alias} WHERE {key} IN ({_marks(refs)})", *refs
+    )
+    order = {ref: i for i, ref in enumerate(refs)}
+    return sorted(rows, key=lambda r: order[str(r[0])])
 
 
 def _word_terms(values: list[str], token: Any = None) -> list[str]:
@@ -570,11 +603,14 @@ async def search(db: Database, kind: str, query: Sequence[tuple[str, str]], base
         w.add(f"{column} IN ({_marks(ids)})", ids)
     conditions = [c.replace("{updated}", f"{alias}.updated_at") for c in w.sql]
     conditions.insert(0, f"{alias}.active = {'1' if db.dialect == 'sqlite' else 'true'}")
-    sql = (
-        f"SELECT {cols} FROM {table} {alias}{join} WHERE {' AND '.join(conditions)}"
-        f" ORDER BY {alias}.id LIMIT ? OFFSET ?"
-    )
-    rows = await db.raw_rows(sql, *w.params, count + 1, offset)
+    if w.fts_only is not None and len(w.sql) == 1 and kind != "PractitionerRole":
+        rows = await _page_from_index(db, w.fts_only, table, alias, key, cols, count, offset)
+    else:
+        sql = (
+            f"SELECT {cols} FROM {table} {alias}{join} WHERE {' AND '.join(conditions)}"
+            f" ORDER BY {alias}.id LIMIT ? OFFSET ?"
+        )
+        rows = await db.raw_rows(sql, *w.params, count + 1, offset)
     more = len(rows) > count
     rows = rows[:count]
     entries = []

@@ -84,7 +84,8 @@ def test_search_by_names_accents_and_case_ignored(server: ServerProcess) -> None
     assert ids(get(server, "Practitioner?given=HELENE")[1]) == [DUPONT]
     assert ids(get(server, "Practitioner?name=eric")[1]) == [MARTIN]
     assert ids(get(server, "Practitioner?name=leveque")[1]) == ["0691234567"]
-    assert ids(get(server, "Practitioner?family=dupont,martin")[1]) == [DUPONT, MARTIN]
+    # Results come in the search index's order, which a re-import may change.
+    assert sorted(ids(get(server, "Practitioner?family=dupont,martin")[1])) == [DUPONT, MARTIN]
     assert ids(get(server, "Practitioner?family=dupont&given=eric")[1]) == []
 
 
