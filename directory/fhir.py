@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from directory.idnat import OID_IDNAT_PS, OID_IDNAT_STRUCT
-from directory.search import match_expression
+from directory.search import SearchError, match_expression, tsquery_literal
 from directory.text import (
     ORGANISATION,
     PRACTITIONER,
@@ -113,6 +113,8 @@ async def handle(
         return 200, await search(db, kind, query, base)
     except FhirError as exc:
         return exc.status, outcome(exc.code, str(exc))
+    except SearchError as exc:
+        return 400, outcome("invalid", str(exc))
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -470,8 +472,7 @@ def _fts_clause(where: _Where, kind_token: str, column: str) -> None:
     else:
         where.add(
             f"{column} IN (SELECT s.ref FROM dir_search s WHERE s.kind = '{kind}' AND"
-            " s.tsv @@ to_tsquery('simple', ?))",
-            [expr],
+            f" s.tsv @@ {tsquery_literal(expr)})"
         )
 
 
@@ -492,9 +493,10 @@ async def _page_from_index(
             "SELECT ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
             " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
         )
+        refs = [str(r[0]) for r in await db.raw_rows(sql, expr, count + 1, offset)]
     else:
-        sql = "SELECT ref FROM dir_search WHERE tsv @@ to_tsquery('simple', ?) LIMIT ? OFFSET ?"
-    refs = [str(r[0]) for r in await db.raw_rows(sql, expr, count + 1, offset)]
+        sql = f"SELECT ref FROM dir_search WHERE tsv @@ {tsquery_literal(expr)} LIMIT ? OFFSET ?"
+        refs = [str(r[0]) for r in await db.raw_rows(sql, count + 1, offset)]
     if not refs:
         return []
     rows = await db.raw_rows(

@@ -17,6 +17,7 @@ would cost far more than the 20 ms budget); callers narrow with more words or fi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,6 +226,18 @@ class Hit:
     mailboxes: list[tuple[str, str]] = field(default_factory=list)  # (address, type)
 
 
+_TSQUERY = re.compile(r"^[a-z0-9:&|*() ]+$")
+
+
+def tsquery_literal(expr: str) -> str:
+    """The query as a literal, not a parameter: PostgreSQL then plans it with the index's
+    statistics (a generic plan for an unknown query may read the whole table to find a
+    rare combination). Only our own folded words and operators can be in it."""
+    if not _TSQUERY.match(expr):
+        raise SearchError("unexpected characters in a full-text query")
+    return f"to_tsquery('simple', '{expr}')"
+
+
 #: A typed word that starts at most this many words of the vocabulary is searched as those
 #: words; beyond, as a prefix.
 MAX_EXPANSION = 24
@@ -283,11 +296,11 @@ async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
             "SELECT kind, ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
             " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
         )
+        rows = await db.raw_rows(sql, expr, query.limit, query.offset)
     else:
-        sql = (
-            "SELECT kind, ref FROM dir_search WHERE tsv @@ to_tsquery('simple', ?) LIMIT ? OFFSET ?"
-        )
-    rows = await db.raw_rows(sql, expr, query.limit, query.offset)
+        match = tsquery_literal(expr)
+        sql = f"SELECT kind, ref FROM dir_search WHERE tsv @@ {match} LIMIT ? OFFSET ?"
+        rows = await db.raw_rows(sql, query.limit, query.offset)
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
