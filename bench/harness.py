@@ -88,7 +88,8 @@ class ServerProcess:
             self.imap_tls_port,
             self.pki_http_port,
             self.relay_port,
-        ) = free_ports(6)
+            self.https_port,
+        ) = free_ports(7)
         self.extra_env: dict[str, str] = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
@@ -107,6 +108,7 @@ class ServerProcess:
             "imap_tls": self.imap_tls_port,
             "pki_http": self.pki_http_port,
             "relay": self.relay_port,
+            "https": self.https_port,
         }
 
     @property
@@ -132,6 +134,7 @@ class ServerProcess:
                 "HYGIE_IMAP_TLS_PORT": str(self.imap_tls_port),
                 "HYGIE_HTTP_PKI_PORT": str(self.pki_http_port),
                 "HYGIE_RELAY_PORT": str(self.relay_port),
+                "HYGIE_HTTP_HTTPS_PORT": str(self.https_port),
             }
         )
         if self.database_url:

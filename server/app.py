@@ -25,7 +25,9 @@ from pki.verify import ClientCertificateChecker
 from server.auth import Authenticator
 from server.config import CA_SECRET, Config
 from server.delivery import LocalDelivery
+from server.http.fhir import fhir_route
 from server.http.pki import PkiPublisher
+from server.http.server import HttpServer, Request, Response
 from server.imap.server import ImapServer
 from server.oauth import TokenVerifier
 from server.patients import PatientRules
@@ -144,8 +146,15 @@ async def _start_pki_http(
     ca = CertificateAuthority.load(config.path("pki"), master.derive_secret(CA_SECRET))
     publisher = PkiPublisher(ca)
     await asyncio.to_thread(publisher.refresh_crl)
-    server = await asyncio.start_server(
-        publisher.handle, config.server.listen, config.http.pki_port
+
+    async def pki(request: Request) -> Response:
+        status, ctype, body = await publisher.respond(
+            request.method.encode(), request.target, request.body
+        )
+        return Response(status, ctype, body, [("Cache-Control", "max-age=60")])
+
+    server = await HttpServer([(publisher.prefix + "/", pki)]).listen(
+        config.server.listen, config.http.pki_port
     )
     task = asyncio.get_running_loop().create_task(publisher.keep_crl_fresh(), name="crl")
     return [server], task
@@ -233,6 +242,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     imap = ImapServer(config, services.store, services.auth, services.master, tls)
     imap_servers = await imap.start()
     http_servers, crl_task = await _start_pki_http(config, services.master)
+    if config.http.https_port:
+        https = HttpServer([("/fhir/", fhir_route(services.db))])
+        http_servers.append(
+            await https.listen(config.server.listen, config.http.https_port, ssl=tls)
+        )
     log.info(
         "ready",
         submission=config.smtp.submission_port,
@@ -240,6 +254,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         imap=config.imap.port,
         imap_tls=config.imap.tls_port,
         relay=config.relay.port,
+        https=config.http.https_port,
         database=services.db.dialect,
     )
     await stop.wait()

@@ -22,11 +22,13 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from directory.demo import load_demo
 from dossier.errors import DossierError
 from dossier.ins import check_matricule
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca, write_server_credentials
 from pki.errors import PkiError
 from pki.verify import identity_of
+from server import cli_directory as directory_cli
 from server.config import (
     CA_SECRET,
     CONFIG_FILE,
@@ -213,6 +215,7 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
                 await create_account(db, master, address, DEMO_PASSWORD)
                 lines.append(f"{address}  password: {DEMO_PASSWORD}")
             lines += await _demo_certificates(config, db, ca, domains[0])
+            await load_demo(db, domains[0])
         finally:
             await db.close()
         path = config.data_dir / DEMO_FILE
@@ -302,6 +305,7 @@ def _banner(config: Config) -> None:
         f"  IMAP             {listen}:{config.imap.port} (STARTTLS), "
         f"{listen}:{config.imap.tls_port} (TLS)",
         f"  CA publication   http://{listen}:{config.http.pki_port}/pki/ (CRL, OCSP)",
+        f"  HTTPS            https://{listen}:{config.http.https_port}/fhir/ (directory, FHIR R4)",
         f"  TLS host name    {config.server.hostname} (also: localhost, 127.0.0.1)",
         f"  CA to trust      {config.path(config.tls.ca_file).resolve()}",
     ]
@@ -964,6 +968,8 @@ def audit_list(ctx: click.Context, action: str, limit: int) -> None:
 
     run(show())
 
+
+main.add_command(directory_cli.directory)
 
 if __name__ == "__main__":
     main()

@@ -63,6 +63,8 @@ class ImapSection:
 class HttpSection:
     # Plain-HTTP PKI publication point: CRL, OCSP, CA certificates (0 disables it).
     pki_port: int = 8080
+    # HTTPS (the server's TLS certificate): the directory's FHIR API under /fhir/ (0 disables).
+    https_port: int = 8443
 
 
 @dataclass(frozen=True)
@@ -350,6 +352,8 @@ login_timeout_seconds = {i.login_timeout_seconds}
 # Plain-HTTP publication point of the CA (CRL, OCSP, CA certificates), as written in every
 # certificate's CRL distribution point and AIA: http://<hostname>:<pki_port>/pki/. 0 disables it.
 pki_port = {HttpSection().pki_port}
+# HTTPS with the server certificate: the directory's FHIR R4 API at https://<hostname>:<port>/fhir/
+https_port = {HttpSection().https_port}
 
 [relay]
 # Inbound relay from other operators (STARTTLS, client certificate required).

@@ -32,6 +32,7 @@ S504_MECH_UNAVAILABLE = "504 5.5.4 Authentication mechanism not available on thi
 S550_NO_SUCH_USER = "550 5.1.1 No such user here"
 S552_TOO_BIG = "552 5.3.4 Message too big for this server"
 S553_SENDER_NOT_OWNED = "553 5.7.1 Sender address not owned by the authenticated account"
+S550_FROM_NOT_OWNED = "550 5.7.1 From: address not one the authenticated account may send as"
 S554_RELAY_DENIED = "554 5.7.1 Relay access denied: this server only delivers to its own domains"
 S554_BARE_NEWLINE = (
     "554 5.6.0 Bare CR or LF in message data (RFC 5321 §2.3.8): lines must end with CRLF"

@@ -30,6 +30,7 @@ from server.auth import Authenticator, AuthError
 from server.config import Config
 from server.delivery import LocalDelivery, Trace
 from server.smtp import replies as S
+from server.smtp.policy import SubmissionPolicy
 from server.trust import ascii_domain
 from storage.accounts import AccountError, AccountInfo, normalize_address
 from storage.mailstore import MailStore, Recipient
@@ -168,6 +169,7 @@ class SubmissionHandler:
         self.delivery = delivery
         self.outbound = outbound
         self.patients = patients
+        self.policy = SubmissionPolicy(store.db)
 
     async def handle_EHLO(
         self,
@@ -377,12 +379,13 @@ class SubmissionHandler:
             sender = normalize_address(address)
         except AccountError:
             return S.S501_BAD_ADDRESS
-        if sender != account.address:
-            return S.S553_SENDER_NOT_OWNED
         try:
             envelope.hygie_dsn = dsn.parse_mail_params(getattr(server, "dsn_params", {}))
         except dsn.DsnSyntaxError as exc:
             return f"501 5.5.4 {exc}"
+        refusal = await self.policy.sender(account, sender)
+        if refusal is not None:
+            return refusal
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.hygie_recipients = []
@@ -427,6 +430,9 @@ class SubmissionHandler:
         recipient = await self.store.resolve(normalized)
         if recipient is None:
             return S.S550_NO_SUCH_USER
+        refusal = await self.policy.recipient(normalized)
+        if refusal is not None:
+            return refusal
         if all(r.account_id != recipient.account_id for r in found):
             found.append(recipient)
             notify_map: dict[int, tuple[str, dsn.DsnRcpt]] = getattr(envelope, "hygie_notify", {})
@@ -450,6 +456,10 @@ class SubmissionHandler:
             problem = await asyncio.to_thread(mss_headers.check, raw)
             if problem is not None:
                 return f"554 5.6.0 {problem}"
+        if isinstance(session.auth_data, AccountInfo):
+            refusal = await self.policy.from_header(session.auth_data, raw)
+            if refusal is not None:
+                return refusal
         ssl_obj = server.ssl_object()
         cipher = ssl_obj.cipher() if ssl_obj is not None else None
         tls = f"{ssl_obj.version()} {cipher[0]}" if ssl_obj is not None and cipher else "TLS"

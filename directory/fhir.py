@@ -1,0 +1,693 @@
+"""FHIR R4 read API of the directory: Practitioner, PractitionerRole, Organization.
+
+Shaped like the ANS Annuaire Santé FHIR API (v2): read by id, search with ``GET``, a
+``searchset`` Bundle with ``self``/``next``/``previous`` links, an OperationOutcome on every
+error. MSSanté mailboxes (BAL) are ``telecom`` entries (``system = email``, ``rank`` 1 for the
+preferred one) carrying the two ANS extensions: the FR Core e-mail type ``MSSANTE``
+(TRE_R256) and the mailbox metadata (type TRE_R257, listeRouge, service, digitization).
+A liste-rouge mailbox is never shown and never matches a search.
+
+Logical ids: the IdNat of a practitioner, the structure IdNat of an organisation, the number
+of an activity for a PractitionerRole. Search parameters: ``name``, ``family``, ``given``
+(word prefixes, accents and case ignored), ``identifier`` (``[system|]value``),
+``mailbox-mss`` (prefix; ``:contains``, ``:exact``), ``mailbox-mss-type``, ``address-city``,
+``address-postalcode``, ``_lastUpdated`` (``eq``/``gt``/``ge``/``lt``/``le``),
+``_count`` (default 50, at most 500); comma-separated values are alternatives (OR).
+
+Pure of any server code: :func:`handle` takes a method, a path below the FHIR base, the
+query and the base URL, and returns a status and a JSON document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from directory.idnat import OID_IDNAT_PS, OID_IDNAT_STRUCT
+from directory.search import SearchError, match_expression, tsquery_literal
+from directory.text import (
+    ORGANISATION,
+    PRACTITIONER,
+    city_token,
+    family_token,
+    fold,
+    given_token,
+    mailbox_type_token,
+    postcode_token,
+    squash,
+)
+from storage.db import Database
+
+JSON = dict[str, Any]
+FHIR_VERSION = "4.0.1"
+DEFAULT_COUNT = 50
+MAX_COUNT = 500
+EXT_EMAIL_TYPE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type"
+EXT_MAILBOX = (
+    "https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition/"
+    "as-ext-mailbox-mss-metadata"
+)
+TRE_R256 = "https://mos.esante.gouv.fr/NOS/TRE_R256-TypeMessagerie/FHIR/TRE-R256-TypeMessagerie"
+TRE_R257 = "https://mos.esante.gouv.fr/NOS/TRE_R257-TypeBAL/FHIR/TRE-R257-TypeBAL"
+TRE_G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
+TRE_R38 = (
+    "https://mos.esante.gouv.fr/NOS/TRE_R38-SpecialiteOrdinale/FHIR/TRE-R38-SpecialiteOrdinale"
+)
+RESOURCES = ("Practitioner", "PractitionerRole", "Organization")
+COMMON_PARAMS = {
+    "name",
+    "family",
+    "given",
+    "identifier",
+    "mailbox-mss",
+    "mailbox-mss-type",
+    "address-city",
+    "address-postalcode",
+    "_lastUpdated",
+    "_count",
+    "_offset",
+    "_format",
+    "_pretty",
+}
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_DATE = re.compile(
+    r"^(eq|ne|gt|ge|lt|le|sa|eb)?(\d{4}(-\d{2}(-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?)?)?)$"
+)
+
+
+class FhirError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def outcome(code: str, message: str) -> JSON:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": message}],
+    }
+
+
+async def handle(
+    db: Database, method: str, path: str, query: Sequence[tuple[str, str]], base: str
+) -> tuple[int, JSON]:
+    """``path`` is below the FHIR base: ``Practitioner``, ``Practitioner/810000005479`` …"""
+    try:
+        if method not in ("GET", "HEAD"):
+            raise FhirError(405, "not-supported", f"{method} is not supported: read-only API")
+        parts = [p for p in path.strip("/").split("/") if p]
+        if parts == ["metadata"]:
+            return 200, capability_statement(base)
+        if not parts or parts[0] not in RESOURCES or len(parts) > 2:
+            raise FhirError(404, "not-found", f"no such resource type or path: /{path}")
+        kind = parts[0]
+        if len(parts) == 2:
+            if query and any(k not in ("_format", "_pretty") for k, _ in query):
+                raise FhirError(400, "invalid", "a read takes no search parameters")
+            return 200, await read(db, kind, parts[1])
+        return 200, await search(db, kind, query, base)
+    except FhirError as exc:
+        return exc.status, outcome(exc.code, str(exc))
+    except SearchError as exc:
+        return 400, outcome("invalid", str(exc))
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _instant(value: Any) -> str:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        stamp: str = value.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+        return stamp.replace("+00:00", "Z")
+    return str(value)
+
+
+def telecom(address: str, kind: str, preferred: bool, service: str, digitization: bool) -> JSON:
+    meta: list[JSON] = [
+        {"url": "type", "valueCodeableConcept": {"coding": [{"system": TRE_R257, "code": kind}]}},
+        {"url": "listeRouge", "valueBoolean": False},
+        {"url": "digitization", "valueBoolean": bool(digitization)},
+    ]
+    if service:
+        meta.append({"url": "service", "valueString": service})
+    entry: JSON = {
+        "extension": [
+            {"url": EXT_EMAIL_TYPE, "valueCoding": {"system": TRE_R256, "code": "MSSANTE"}},
+            {"url": EXT_MAILBOX, "extension": meta},
+        ],
+        "system": "email",
+        "value": address,
+    }
+    if preferred:
+        entry["rank"] = 1
+    return entry
+
+
+@dataclass
+class _Mailboxes:
+    rows: list[tuple[Any, ...]]
+
+    def of_practitioner(self, idnat: str, organisation: str | None = None) -> list[JSON]:
+        return [
+            telecom(r[0], r[1], bool(r[4]), r[5], bool(r[6]))
+            for r in self.rows
+            if r[2] == idnat and (organisation is None or r[3] in ("", organisation))
+        ]
+
+    def of_organisation(self, identifier: str) -> list[JSON]:
+        return [
+            telecom(r[0], r[1], bool(r[4]), r[5], bool(r[6]))
+            for r in self.rows
+            if r[3] == identifier and not r[2]
+        ]
+
+
+async def _mailboxes(db: Database, column: str, keys: list[str]) -> _Mailboxes:
+    if not keys:
+        return _Mailboxes([])
+    rows = await db.raw_rows(
+        "SELECT address, type, practitioner_idnat, organisation_identifier, preferred, service,"
+        " digitization FROM dir_mailboxes WHERE active AND NOT liste_rouge"
+        f" AND {column} IN ({_marks(keys)}) ORDER BY preferred DESC, address",
+        *keys,
+    )
+    return _Mailboxes(rows)
+
+
+_P_COLS = (
+    "p.idnat, p.civility, p.family, p.given, p.profession_code, p.profession_label,"
+    " p.specialty_code, p.specialty_label, p.active, p.updated_at"
+)
+
+
+def practitioner(row: Sequence[Any], mailboxes: _Mailboxes) -> JSON:
+    idnat = str(row[0])
+    identifiers: list[JSON] = [{"system": OID_IDNAT_PS, "value": idnat}]
+    if idnat.startswith("8"):
+        identifiers.append({"system": "https://rpps.esante.gouv.fr", "value": idnat[1:]})
+    name: JSON = {"family": row[2]}
+    if row[3]:
+        name["given"] = [row[3]]
+    if row[1]:
+        name["prefix"] = [row[1]]
+    resource: JSON = {
+        "resourceType": "Practitioner",
+        "id": idnat,
+        "meta": {"lastUpdated": _instant(row[9])},
+        "identifier": identifiers,
+        "active": bool(row[8]),
+        "name": [name],
+    }
+    boxes = mailboxes.of_practitioner(idnat)
+    if boxes:
+        resource["telecom"] = boxes
+    qualifications = []
+    if row[4]:
+        qualifications.append(
+            {"code": {"coding": [{"system": TRE_G15, "code": row[4], "display": row[5]}]}}
+        )
+    if row[6]:
+        qualifications.append(
+            {"code": {"coding": [{"system": TRE_R38, "code": row[6], "display": row[7]}]}}
+        )
+    if qualifications:
+        resource["qualification"] = qualifications
+    return resource
+
+
+_O_COLS = (
+    "o.identifier, o.finess, o.siret, o.name, o.trade_name, o.address, o.postcode, o.city,"
+    " o.active, o.updated_at"
+)
+
+
+def organization(row: Sequence[Any], mailboxes: _Mailboxes) -> JSON:
+    identifier = str(row[0])
+    identifiers: list[JSON] = [{"system": OID_IDNAT_STRUCT, "value": identifier}]
+    if row[1]:
+        identifiers.append({"system": "http://finess.sante.gouv.fr", "value": row[1]})
+    if row[2]:
+        identifiers.append({"system": "http://sirene.fr", "value": row[2]})
+    resource: JSON = {
+        "resourceType": "Organization",
+        "id": identifier,
+        "meta": {"lastUpdated": _instant(row[9])},
+        "identifier": identifiers,
+        "active": bool(row[8]),
+    }
+    if row[3] or row[4]:
+        resource["name"] = row[3] or row[4]
+    if row[4] and row[3]:
+        resource["alias"] = [row[4]]
+    boxes = mailboxes.of_organisation(identifier)
+    if boxes:
+        resource["telecom"] = boxes
+    if row[5] or row[6] or row[7]:
+        address: JSON = {"use": "work", "country": "FRA"}
+        if row[5]:
+            address["line"] = [row[5]]
+        if row[7]:
+            address["city"] = row[7]
+        if row[6]:
+            address["postalCode"] = row[6]
+        resource["address"] = [address]
+    return resource
+
+
+_R_COLS = (
+    "a.id, a.practitioner_idnat, a.organisation_identifier, a.mode, a.role, a.active,"
+    " a.updated_at, p.profession_code, p.profession_label, p.specialty_code, p.specialty_label"
+)
+
+
+def practitioner_role(row: Sequence[Any], mailboxes: _Mailboxes) -> JSON:
+    resource: JSON = {
+        "resourceType": "PractitionerRole",
+        "id": str(row[0]),
+        "meta": {"lastUpdated": _instant(row[6])},
+        "active": bool(row[5]),
+        "practitioner": {"reference": f"Practitioner/{row[1]}"},
+    }
+    if row[2]:
+        resource["organization"] = {"reference": f"Organization/{row[2]}"}
+    codes = []
+    if row[7]:
+        codes.append({"coding": [{"system": TRE_G15, "code": row[7], "display": row[8]}]})
+    if row[4]:
+        codes.append({"text": row[4]})
+    if codes:
+        resource["code"] = codes
+    if row[9]:
+        resource["specialty"] = [
+            {"coding": [{"system": TRE_R38, "code": row[9], "display": row[10]}]}
+        ]
+    boxes = mailboxes.of_practitioner(str(row[1]), str(row[2]))
+    if boxes:
+        resource["telecom"] = boxes
+    return resource
+
+
+# -- read --------------------------------------------------------------------------------------
+
+
+async def read(db: Database, kind: str, logical_id: str) -> JSON:
+    if not _ID.match(logical_id):
+        raise FhirError(400, "invalid", "not a FHIR logical id")
+    if kind == "Practitioner":
+        rows = await db.raw_rows(
+            f"SELECT {_P_COLS} FROM dir_practitioners p WHERE p.idnat = ?", logical_id
+        )
+        if rows:
+            return practitioner(rows[0], await _mailboxes(db, "practitioner_idnat", [logical_id]))
+    elif kind == "Organization":
+        rows = await db.raw_rows(
+            f"SELECT {_O_COLS} FROM dir_organisations o WHERE o.identifier = ?", logical_id
+        )
+        if rows:
+            boxes = await _mailboxes(db, "organisation_identifier", [logical_id])
+            return organization(rows[0], boxes)
+    elif logical_id.isdigit():
+        rows = await db.raw_rows(
+            f"SELECT {_R_COLS} FROM dir_activities a JOIN dir_practitioners p"
+            " ON p.idnat = a.practitioner_idnat WHERE a.id = ?",
+            int(logical_id),
+        )
+        if rows:
+            boxes = await _mailboxes(db, "practitioner_idnat", [str(rows[0][1])])
+            return practitioner_role(rows[0], boxes)
+    raise FhirError(404, "not-found", f"{kind}/{logical_id} not found")
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Params:
+    values: dict[str, list[tuple[str, list[str]]]]  # name → [(modifier, alternatives)]
+
+    def get(self, name: str) -> list[tuple[str, list[str]]]:
+        return self.values.get(name, [])
+
+
+def _parse(query: Sequence[tuple[str, str]]) -> tuple[_Params, int, int]:
+    values: dict[str, list[tuple[str, list[str]]]] = {}
+    count, offset = DEFAULT_COUNT, 0
+    for raw_name, value in query:
+        name, _, modifier = raw_name.partition(":")
+        if name not in COMMON_PARAMS:
+            raise FhirError(400, "not-supported", f"unknown search parameter {name!r}")
+        if modifier and not (name == "mailbox-mss" and modifier in ("contains", "exact")):
+            if not (modifier == "exact" and name in ("name", "family", "given")):
+                raise FhirError(
+                    400, "not-supported", f"modifier :{modifier} not supported on {name}"
+                )
+        if name in ("_count", "_offset"):
+            if not value.isdigit():
+                raise FhirError(400, "invalid", f"{name} must be a non-negative integer")
+            if name == "_count":
+                count = min(MAX_COUNT, max(1, int(value)))
+            else:
+                offset = int(value)
+            continue
+        if name in ("_format", "_pretty"):
+            continue
+        alternatives = [v for v in value.split(",") if v.strip()]
+        if not alternatives:
+            raise FhirError(400, "invalid", f"empty value for {name}")
+        values.setdefault(name, []).append((modifier, alternatives))
+    return _Params(values), count, offset
+
+
+def _date_clause(column: str, value: str) -> tuple[str, list[Any]]:
+    m = _DATE.match(value)
+    if not m:
+        raise FhirError(400, "invalid", f"_lastUpdated: not a FHIR date: {value!r}")
+    prefix, text = m.group(1) or "eq", m.group(2)
+    start, end = _date_range(text)
+    ops = {
+        "gt": (f"{column} >= ?", [end]),
+        "sa": (f"{column} >= ?", [end]),
+        "ge": (f"{column} >= ?", [start]),
+        "lt": (f"{column} < ?", [start]),
+        "eb": (f"{column} < ?", [start]),
+        "le": (f"{column} < ?", [end]),
+        "eq": (f"{column} >= ? AND {column} < ?", [start, end]),
+        "ne": (f"({column} < ? OR {column} >= ?)", [start, end]),
+    }
+    sql, params = ops[prefix]
+    return sql, params
+
+
+def _date_range(text: str) -> tuple[dt.datetime, dt.datetime]:
+    if len(text) == 4:
+        start = dt.datetime(int(text), 1, 1, tzinfo=dt.UTC)
+        return start, start.replace(year=start.year + 1)
+    if len(text) == 7:
+        start = dt.datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=dt.UTC)
+        nxt = (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else start.replace(month=start.month + 1)
+        )
+        return start, nxt
+    if len(text) == 10:
+        start = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+        return start, start + dt.timedelta(days=1)
+    try:
+        instant = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise FhirError(400, "invalid", f"_lastUpdated: not a FHIR date: {text!r}") from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=dt.UTC)
+    return instant, instant + dt.timedelta(seconds=1)
+
+
+class _Where:
+    """SQL conditions (ANDed) and their parameters."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.sql: list[str] = []
+        self.params: list[Any] = []
+        self.fts_prefix: list[list[str]] = []  # each inner list: OR of prefix terms
+        self.fts_exact: list[list[str]] = []
+        #: (expression, kind) when the full-text match is the only condition: the page is
+        #: then read from the index in its order instead of joining every match.
+        self.fts_only: tuple[str, str] | None = None
+
+    def add(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.sql.append(sql)
+        self.params.extend(params)
+
+    def time(self, value: dt.datetime) -> Any:
+        if self.dialect == "sqlite":
+            return (
+                value.astimezone(dt.UTC)
+                .replace(tzinfo=None)
+                .isoformat(sep=" ", timespec="microseconds")
+            )
+        return value
+
+
+def _fts_expression(
+    dialect: str, groups_prefix: list[list[str]], groups_exact: list[list[str]]
+) -> str:
+    parts = []
+    for group in groups_prefix:
+        terms = [match_expression(dialect, [t], []) for t in group]
+        parts.append(_or(dialect, terms))
+    for group in groups_exact:
+        terms = [match_expression(dialect, [], [t]) for t in group]
+        parts.append(_or(dialect, terms))
+    return (" AND " if dialect == "sqlite" else " & ").join(parts)
+
+
+def _or(dialect: str, terms: list[str]) -> str:
+    if len(terms) == 1:
+        return terms[0]
+    return "(" + (" OR " if dialect == "sqlite" else " | ").join(terms) + ")"
+
+
+def _fts_clause(where: _Where, kind_token: str, column: str) -> None:
+    if not where.fts_prefix and not where.fts_exact:
+        return
+    expr = _fts_expression(where.dialect, where.fts_prefix, [*where.fts_exact, [kind_token]])
+    kind = "P" if kind_token == PRACTITIONER else "O"
+    where.fts_only = (expr, kind) if not where.sql else None
+    if where.dialect == "sqlite":
+        where.add(
+            f"{column} IN (SELECT s.ref FROM dir_search s WHERE s.kind = '{kind}' AND s.id IN"
+            " (SELECT rowid FROM dir_search_fts WHERE dir_search_fts MATCH ?))",
+            [expr],
+        )
+    else:
+        where.add(
+            f"{column} IN (SELECT s.ref FROM dir_search s WHERE s.kind = '{kind}' AND"
+            f" s.tsv @@ {tsquery_literal(expr)})"
+        )
+
+
+async def _page_from_index(
+    db: Database,
+    fts: tuple[str, str],
+    table: str,
+    alias: str,
+    key: str,
+    cols: str,
+    count: int,
+    offset: int,
+) -> list[tuple[Any, ...]]:
+    """``count + 1`` rows from ``offset``, in the full-text index's order."""
+    expr, _kind = fts
+    if db.dialect == "sqlite":
+        sql = (
+            "SELECT ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
+            " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
+        )
+        refs = [str(r[0]) for r in await db.raw_rows(sql, expr, count + 1, offset)]
+    else:
+        sql = f"SELECT ref FROM dir_search WHERE tsv @@ {tsquery_literal(expr)} LIMIT ? OFFSET ?"
+        refs = [str(r[0]) for r in await db.raw_rows(sql, count + 1, offset)]
+    if not refs:
+        return []
+    rows = await db.raw_rows(
+        f"SELECT {cols} FROM {table} {alias} WHERE {key} IN ({_marks(refs)})", *refs
+    )
+    order = {ref: i for i, ref in enumerate(refs)}
+    return sorted(rows, key=lambda r: order[str(r[0])])
+
+
+def _word_terms(values: list[str], token: Any = None) -> list[str]:
+    terms = []
+    for v in values:
+        if token is not None:
+            if squash(v):
+                terms.append(token(v))
+        else:
+            terms += fold(v).split()[:1]
+    if not terms:
+        raise FhirError(400, "invalid", "a name parameter needs at least one letter")
+    return terms
+
+
+def _mailbox_clause(where: _Where, params: _Params, owner: str, owner_column: str) -> None:
+    for modifier, values in params.get("mailbox-mss"):
+        ors = []
+        for v in values:
+            v = v.strip().lower()
+            if modifier == "exact":
+                ors.append("lower(m.address) = ?")
+                where.params.append(v)
+            elif modifier == "contains":
+                ors.append("lower(m.address) LIKE ?")
+                where.params.append(f"%{_like(v)}%")
+            else:
+                ors.append("lower(m.address) LIKE ?")
+                where.params.append(f"{_like(v)}%")
+        extra = " AND m.practitioner_idnat || '' = ''" if owner == "organisation_identifier" else ""
+        where.sql.append(
+            f"{owner_column} IN (SELECT m.{owner} FROM dir_mailboxes m WHERE m.active"
+            f" AND NOT m.liste_rouge{extra} AND ({' OR '.join(ors)}))"
+        )
+
+
+def _like(value: str) -> str:
+    return value.replace("%", "").replace("_", "")
+
+
+def _identifier_values(values: list[str]) -> list[str]:
+    out = []
+    for v in values:
+        value = v.rpartition("|")[2].strip()
+        out.append(value)
+        if len(value) == 11 and value.isdigit():
+            out.append("8" + value)  # an RPPS alone (system https://rpps.esante.gouv.fr)
+    return out
+
+
+def _common(where: _Params, w: _Where) -> None:
+    for _, values in where.get("mailbox-mss-type"):
+        kinds = [v.strip().upper() for v in values]
+        if any(k not in ("PER", "ORG", "APP", "CAB") for k in kinds):
+            raise FhirError(400, "invalid", "mailbox-mss-type is one of PER, ORG, APP, CAB")
+        w.fts_exact.append([mailbox_type_token(k) for k in kinds])
+    for _, values in where.get("address-city"):
+        w.fts_exact.append([city_token(v) for v in values if squash(v)])
+    for _, values in where.get("address-postalcode"):
+        w.fts_prefix.append([postcode_token(v) for v in values if squash(v)])
+    for _, values in where.get("_lastUpdated"):
+        for v in values:
+            sql, ps = _date_clause("{updated}", v)
+            w.add(sql, [w.time(p) for p in ps])
+
+
+async def search(db: Database, kind: str, query: Sequence[tuple[str, str]], base: str) -> JSON:
+    params, count, offset = _parse(query)
+    w = _Where(db.dialect)
+    for _, values in params.get("family"):
+        w.fts_prefix.append(_word_terms(values, family_token))
+    for _, values in params.get("given"):
+        w.fts_prefix.append(_word_terms(values, given_token))
+    for _, values in params.get("name"):
+        if kind == "Organization":
+            w.fts_prefix.append(_word_terms(values))
+        else:
+            terms = _word_terms(values, family_token) + _word_terms(values, given_token)
+            w.fts_prefix.append(terms)
+    _common(params, w)
+    if kind == "Practitioner":
+        table, alias, key, cols = "dir_practitioners", "p", "p.idnat", _P_COLS
+        _fts_clause(w, PRACTITIONER, key)
+        _mailbox_clause(w, params, "practitioner_idnat", key)
+        join = ""
+    elif kind == "Organization":
+        table, alias, key, cols = "dir_organisations", "o", "o.identifier", _O_COLS
+        _fts_clause(w, ORGANISATION, key)
+        _mailbox_clause(w, params, "organisation_identifier", key)
+        join = ""
+    else:
+        table, alias, key, cols = "dir_activities", "a", "a.practitioner_idnat", _R_COLS
+        _fts_clause(w, PRACTITIONER, key)
+        _mailbox_clause(w, params, "practitioner_idnat", key)
+        join = " JOIN dir_practitioners p ON p.idnat = a.practitioner_idnat"
+    for _, values in params.get("identifier"):
+        ids = _identifier_values(values)
+        column = {"Practitioner": "p.idnat", "Organization": "o.identifier"}.get(kind, "p.idnat")
+        w.add(f"{column} IN ({_marks(ids)})", ids)
+    conditions = [c.replace("{updated}", f"{alias}.updated_at") for c in w.sql]
+    conditions.insert(0, f"{alias}.active = {'1' if db.dialect == 'sqlite' else 'true'}")
+    if w.fts_only is not None and len(w.sql) == 1 and kind != "PractitionerRole":
+        rows = await _page_from_index(db, w.fts_only, table, alias, key, cols, count, offset)
+    else:
+        sql = (
+            f"SELECT {cols} FROM {table} {alias}{join} WHERE {' AND '.join(conditions)}"
+            f" ORDER BY {alias}.id LIMIT ? OFFSET ?"
+        )
+        rows = await db.raw_rows(sql, *w.params, count + 1, offset)
+    more = len(rows) > count
+    rows = rows[:count]
+    entries = []
+    if kind == "Practitioner":
+        boxes = await _mailboxes(db, "practitioner_idnat", [str(r[0]) for r in rows])
+        resources = [practitioner(r, boxes) for r in rows]
+    elif kind == "Organization":
+        boxes = await _mailboxes(db, "organisation_identifier", [str(r[0]) for r in rows])
+        resources = [organization(r, boxes) for r in rows]
+    else:
+        boxes = await _mailboxes(db, "practitioner_idnat", sorted({str(r[1]) for r in rows}))
+        resources = [practitioner_role(r, boxes) for r in rows]
+    for resource in resources:
+        entries.append(
+            {
+                "fullUrl": f"{base}/{kind}/{resource['id']}",
+                "resource": resource,
+                "search": {"mode": "match"},
+            }
+        )
+    kept = [(k, v) for k, v in query if k not in ("_count", "_offset")]
+
+    def link(relation: str, at: int) -> JSON:
+        q = urlencode([*kept, ("_count", str(count)), ("_offset", str(at))])
+        return {"relation": relation, "url": f"{base}/{kind}?{q}"}
+
+    links = [link("self", offset)]
+    if more:
+        links.append(link("next", offset + count))
+    if offset > 0:
+        links.append(link("previous", max(0, offset - count)))
+    bundle: JSON = {"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries}
+    if not more:
+        bundle["total"] = offset + len(entries)
+    return bundle
+
+
+def capability_statement(base: str) -> JSON:
+    params = [
+        {"name": n, "type": t}
+        for n, t in (
+            ("name", "string"),
+            ("family", "string"),
+            ("given", "string"),
+            ("identifier", "token"),
+            ("mailbox-mss", "string"),
+            ("mailbox-mss-type", "token"),
+            ("address-city", "string"),
+            ("address-postalcode", "string"),
+            ("_lastUpdated", "date"),
+        )
+    ]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": dt.date.today().isoformat(),
+        "kind": "instance",
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json"],
+        "implementation": {"description": "Hygie directory", "url": base},
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [
+                    {
+                        "type": r,
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": params,
+                    }
+                    for r in RESOURCES
+                ],
+            }
+        ],
+    }
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))

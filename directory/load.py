@@ -1,0 +1,822 @@
+"""Bulk import of the Annuaire Santé extracts into the directory tables.
+
+The file is read line by line (:mod:`directory.extracts`) and written in batches of
+``BATCH`` rows: ``executemany`` upserts on SQLite, ``COPY`` into a staging table then one
+``INSERT … SELECT … ON CONFLICT`` per batch on PostgreSQL. Memory holds one batch, whatever
+the file size.
+
+Every row written is stamped with the import's number (``generation``). An upsert that meets
+a row of the *same* import merges them (duplicate addresses, a practitioner's several activity
+lines: non-empty values already there are kept, empty ones filled); one that meets an *older*
+row replaces its values, and moves ``updated_at`` only when something changed. At the end the
+rows this source owns that the file no longer lists are marked inactive, and the full-text
+documents are rebuilt (:mod:`directory.search`).
+
+Which source owns what: ``ps-libreacces`` owns practitioners, organisations and activities;
+``mssante`` owns the mailboxes it lists (``source = 'mssante'``) and only adds the
+practitioners and organisations it names that are still unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import multiprocessing
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+from sqlalchemy import make_url
+
+from directory import extracts, search
+from directory.extracts import MSSANTE, PS_LIBREACCES, Rejected, Row
+from directory.idnat import IdNatError, practitioner_idnat, structure_idnat
+from directory.text import (
+    PRACTITIONER,
+    city_token,
+    department_token,
+    family_token,
+    fold,
+    given_token,
+    mailbox_type_token,
+    postcode_token,
+    profession_token,
+    specialty_token,
+)
+
+BATCH = 20_000
+MAILBOX_TYPES = ("PER", "ORG", "APP", "CAB")
+KEEP_REJECTED = 1000
+#: Words already handed to a batch by this process (bounded by the vocabulary's size).
+_SEEN: set[str] = set()
+#: An MSSanté import rebuilds every search document when it changed more than 1 in this many
+#: (a first import); otherwise only the changed ones (a daily re-import).
+FULL_REBUILD_SHARE = 4
+#: Secondary indexes a first import builds once at the end rather than row by row.
+DEFERRED_INDEXES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    PS_LIBREACCES: (("ix_dir_activities_practitioner", "dir_activities", "practitioner_idnat"),),
+    MSSANTE: (
+        ("ix_dir_mailboxes_practitioner", "dir_mailboxes", "practitioner_idnat"),
+        ("ix_dir_mailboxes_organisation", "dir_mailboxes", "organisation_identifier"),
+    ),
+}
+_FIRST_TABLE = {PS_LIBREACCES: "dir_activities", MSSANTE: "dir_mailboxes"}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    key: str
+    columns: tuple[str, ...]
+    #: Boolean columns merged with OR when two lines of one import meet (privacy first).
+    flags: tuple[str, ...] = ()
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        return (*self.columns, "active", "generation", "updated_at")
+
+
+PRACTITIONERS = TableSpec(
+    "dir_practitioners",
+    "idnat",
+    ("idnat", "civility", "family", "given", "profession_code", "profession_label",
+     "specialty_code", "specialty_label", "search"),
+)  # fmt: skip
+ORGANISATIONS = TableSpec(
+    "dir_organisations",
+    "identifier",
+    ("identifier", "finess", "siret", "name", "trade_name", "address", "postcode", "city",
+     "search"),
+)  # fmt: skip
+ACTIVITIES = TableSpec(
+    "dir_activities",
+    "key",
+    ("key", "practitioner_idnat", "organisation_identifier", "mode", "role"),
+)
+MAILBOXES = TableSpec(
+    "dir_mailboxes",
+    "address",
+    ("address", "type", "practitioner_idnat", "organisation_identifier", "service",
+     "liste_rouge", "preferred", "digitization", "source", "search"),
+    flags=("liste_rouge",),
+)  # fmt: skip
+
+#: Tables each source owns: rows it no longer lists become inactive.
+OWNED: dict[str, tuple[tuple[TableSpec, str], ...]] = {
+    PS_LIBREACCES: ((PRACTITIONERS, ""), (ORGANISATIONS, ""), (ACTIVITIES, "")),
+    MSSANTE: ((MAILBOXES, "source = 'mssante'"),),
+}
+
+# -- extract fields ------------------------------------------------------------------------
+
+PS_FIELDS: dict[str, Sequence[str]] = {
+    "id_type": ("Type d'identifiant PP",),
+    "id": ("Identifiant PP",),
+    "idnat": ("Identification nationale PP",),
+    "civility": ("Libellé civilité d'exercice", "Code civilité d'exercice"),
+    "family": ("Nom d'exercice",),
+    "given": ("Prénom d'exercice",),
+    "profession_code": ("Code profession",),
+    "profession_label": ("Libellé profession",),
+    "specialty_code": ("Code savoir-faire",),
+    "specialty_label": ("Libellé savoir-faire",),
+    "mode": ("Libellé mode exercice",),
+    "siret": ("Numéro SIRET site",),
+    "finess": ("Numéro FINESS site",),
+    "struct_tech": ("Identifiant technique de la structure",),
+    "name": ("Raison sociale site",),
+    "trade_name": ("Enseigne commerciale site",),
+    "street_no": ("Numéro Voie (coord. structure)",),
+    "street_type": ("Libellé type de voie (coord. structure)",),
+    "street": ("Libellé Voie (coord. structure)",),
+    "postcode": ("Code postal (coord. structure)",),
+    "city": ("Libellé commune (coord. structure)",),
+    "role": ("Libellé rôle", "Libellé fonction"),
+}
+PS_REQUIRED = ("id_type", "id", "family")
+
+MSS_FIELDS: dict[str, Sequence[str]] = {
+    "type": ("Type de BAL",),
+    "address": ("Adresse BAL",),
+    "id_type": ("Type Identifiant PP",),
+    "id": ("Identifiant PP",),
+    "idnat": ("Identification nationale PP",),
+    "struct_type": ("Type identifiant structure",),
+    "struct_id": ("Identification Structure",),
+    "service": ("Service de rattachement",),
+    "civility": ("Civilité d'exercice",),
+    "family": ("Nom d'exercice",),
+    "given": ("Prénom d'exercice",),
+    "profession_code": ("Code Profession",),
+    "profession_label": ("Libellé Profession",),
+    "specialty_code": ("Code savoir-faire",),
+    "specialty_label": ("Libellé savoir-faire",),
+    "digitization": ("Dématérialisation",),
+    "name": ("Raison Sociale structure BAL",),
+    "trade_name": ("Enseigne commerciale structure BAL",),
+    "street_no": ("Numéro Voie structure BAL",),
+    "street_type": ("Type de voie structure BAL",),
+    "street": ("Libellé Voie structure BAL",),
+    "routing": ("Ligne d'acheminement structure BAL",),
+    "postcode": ("Code postal", "Code postal structure BAL"),
+    "liste_rouge": ("Liste rouge",),
+}
+MSS_REQUIRED = ("type", "address")
+
+
+class RowError(ValueError):
+    """This line cannot be imported; the message is the reason in the report."""
+
+
+def _address(row: Row) -> str:
+    return " ".join(v for v in (row["street_no"], row["street_type"], row["street"]) if v)
+
+
+def _city_from_routing(routing: str, postcode: str) -> str:
+    # "69003 LYON 3E" → "LYON 3E"; a cedex line keeps its words.
+    if postcode and routing.startswith(postcode):
+        return routing[len(postcode) :].strip()
+    return routing
+
+
+def _yes(value: str) -> bool:
+    return value.strip().lower() in {"o", "oui", "y", "yes", "true", "1", "vrai"}
+
+
+def _practitioner(row: Row) -> tuple[Any, ...]:
+    try:
+        idnat = practitioner_idnat(row["id_type"], row["id"], row["idnat"])
+    except IdNatError as exc:
+        raise RowError(str(exc)) from None
+    words = " ".join(
+        (
+            fold(row["given"]),
+            fold(row["family"]),
+            fold(row["profession_label"]),
+            fold(row["specialty_label"]),
+        )
+    )
+    tokens = [PRACTITIONER, family_token(row["family"]), given_token(row["given"])]
+    if row["profession_code"]:
+        tokens.append(profession_token(row["profession_code"]))
+    if row["specialty_code"]:
+        tokens.append(specialty_token(row["specialty_code"]))
+    return (
+        idnat,
+        row["civility"],
+        row["family"],
+        row["given"],
+        row["profession_code"],
+        row["profession_label"],
+        row["specialty_code"],
+        row["specialty_label"],
+        f"{words} {' '.join(tokens)}",
+    )
+
+
+@lru_cache(maxsize=1 << 14)
+def _place_words(city: str, postcode: str) -> str:
+    parts = [fold(city)]
+    if city:
+        parts.append(city_token(city))
+    if postcode:
+        parts += [postcode, postcode_token(postcode), department_token(postcode)]
+    return " ".join(p for p in parts if p)
+
+
+def _organisation(identifier: str, row: Row, city: str) -> tuple[Any, ...]:
+    finess = row.get("finess", "") if identifier.startswith("1") else ""
+    siret = row.get("siret", "") if identifier.startswith("3") else ""
+    if identifier.startswith("1") and not finess:
+        finess = identifier[1:]
+    if identifier.startswith("3") and not siret:
+        siret = identifier[1:]
+    words = f"{fold(row['name'])} {fold(row['trade_name'])}"
+    search_doc = f"{words} {_place_words(city, row['postcode'])}"
+    return (
+        identifier,
+        finess[:9],
+        siret[:14],
+        row["name"],
+        row["trade_name"],
+        _address(row),
+        row["postcode"],
+        city,
+        search_doc,
+    )
+
+
+@dataclass
+class Batch:
+    """Rows waiting to be written, one dict per table keyed by the table's key."""
+
+    tables: dict[TableSpec, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
+    fill_only: set[TableSpec] = field(default_factory=set)
+    size: int = 0
+    #: Words of the search documents not yet seen by this reader (the search vocabulary).
+    words: set[str] = field(default_factory=set)
+
+    def vocabulary(self, text: str) -> None:
+        for word in text.split():
+            if word not in _SEEN and not word.startswith("qq"):
+                _SEEN.add(word)
+                self.words.add(word)
+
+    def has(self, spec: TableSpec, key: str) -> bool:
+        rows = self.tables.get(spec)
+        return rows is not None and key in rows
+
+    def add(self, spec: TableSpec, values: tuple[Any, ...]) -> None:
+        rows = self.tables.setdefault(spec, {})
+        key = values[0]
+        old = rows.get(key)
+        if old is None:
+            rows[key] = values
+        else:  # merge: keep what is there, fill what is empty (see the module docstring)
+            merged = []
+            for name, a, b in zip(spec.columns, old, values, strict=True):
+                if name in spec.flags:
+                    merged.append(bool(a) or bool(b))
+                else:
+                    merged.append(a if a not in ("", None) else b)
+            rows[key] = tuple(merged)
+        self.size += 1
+
+
+def ps_line(row: Row, batch: Batch) -> None:
+    # A practitioner's lines (one per activity) repeat the same person: built once a batch.
+    idnat = row["idnat"].strip()
+    if idnat and batch.has(PRACTITIONERS, idnat):
+        try:
+            prac: tuple[Any, ...] = (practitioner_idnat(row["id_type"], row["id"], idnat),)
+        except IdNatError as exc:
+            raise RowError(str(exc)) from None
+    else:
+        prac = _practitioner(row)
+        batch.add(PRACTITIONERS, prac)
+        batch.vocabulary(prac[8])
+    if row["finess"]:
+        org_id = structure_idnat("1", row["finess"])
+    elif row["siret"]:
+        org_id = structure_idnat("3", row["siret"])
+    elif row["struct_tech"]:
+        org_id = structure_idnat("9", row["struct_tech"])
+    else:
+        org_id = ""
+    if org_id and not batch.has(ORGANISATIONS, org_id):
+        org = _organisation(org_id, row, row["city"])
+        batch.add(ORGANISATIONS, org)
+        batch.vocabulary(org[8])
+    key = f"{prac[0]}|{org_id}|{row['role']}"[:80]
+    batch.add(ACTIVITIES, (key, prac[0], org_id, row["mode"], row["role"]))
+
+
+def mss_line(row: Row, batch: Batch) -> None:
+    kind = row["type"].strip().upper()
+    if kind not in MAILBOX_TYPES:
+        raise RowError(f"unknown mailbox type {row['type']!r} (PER, ORG, APP, CAB)")
+    address = row["address"].strip()
+    local, _, domain = address.rpartition("@")
+    if not local or "." not in domain or " " in address:
+        raise RowError("not a mail address")
+    address = f"{local}@{domain.lower()}"
+    idnat = ""
+    if row["id"] or row["idnat"]:
+        prac = _practitioner(row)
+        idnat = prac[0]
+        batch.add(PRACTITIONERS, prac)
+        batch.vocabulary(prac[8])
+        batch.fill_only.add(PRACTITIONERS)
+    elif kind == "PER" and not row["struct_id"]:
+        raise RowError("a PER mailbox names neither a practitioner nor a structure")
+    org_id = structure_idnat(row["struct_type"], row["struct_id"])
+    city = _city_from_routing(row["routing"], row["postcode"])
+    if org_id and not batch.has(ORGANISATIONS, org_id):
+        org = _organisation(org_id, {**row, "finess": "", "siret": ""}, city)
+        batch.add(ORGANISATIONS, org)
+        batch.vocabulary(org[8])
+        batch.fill_only.add(ORGANISATIONS)
+    search_doc = f"{_place_words(city, row['postcode'])} {mailbox_type_token(kind)}"
+    batch.vocabulary(search_doc)
+    batch.add(
+        MAILBOXES,
+        (
+            address,
+            kind,
+            idnat,
+            org_id,
+            row["service"],
+            _yes(row["liste_rouge"]),
+            False,
+            _yes(row["digitization"]),
+            "mssante",
+            search_doc,
+        ),
+    )
+
+
+LINE_HANDLERS: dict[
+    str, tuple[dict[str, Sequence[str]], Sequence[str], Callable[[Row, Batch], None]]
+] = {
+    PS_LIBREACCES: (PS_FIELDS, PS_REQUIRED, ps_line),
+    MSSANTE: (MSS_FIELDS, MSS_REQUIRED, mss_line),
+}
+
+# -- SQL -------------------------------------------------------------------------------------
+
+
+def upsert_sql(spec: TableSpec, dialect: str, *, fill_only: bool, source: str) -> str:
+    """``INSERT … ON CONFLICT`` for one table; ``source`` is ``VALUES (…)`` or a SELECT."""
+    cols = ", ".join(spec.all_columns)
+    head = f"INSERT INTO {spec.name} AS t ({cols}) {source} ON CONFLICT ({spec.key}) "
+    if fill_only:
+        return head + "DO NOTHING"
+    same = "t.generation = excluded.generation"
+    sets = []
+    changed = []
+    for c in spec.columns[1:]:
+        if c in spec.flags:
+            sets.append(
+                f"{c} = CASE WHEN {same} THEN (t.{c} OR excluded.{c}) ELSE excluded.{c} END"
+            )
+        elif c in ("preferred", "digitization", "liste_rouge"):
+            sets.append(f"{c} = excluded.{c}")
+        else:
+            sets.append(f"{c} = CASE WHEN {same} AND t.{c} <> '' THEN t.{c} ELSE excluded.{c} END")
+        changed.append(f"t.{c} <> excluded.{c}")
+    sets.append("active = excluded.active")
+    sets.append("generation = excluded.generation")
+    any_change = " OR ".join([*changed, "NOT t.active"])
+    sets.append(
+        f"updated_at = CASE WHEN {same} THEN t.updated_at WHEN {any_change} "
+        "THEN excluded.updated_at ELSE t.updated_at END"
+    )
+    return head + "DO UPDATE SET " + ", ".join(sets)
+
+
+@dataclass
+class Report:
+    kind: str
+    source: str
+    generation: int = 0
+    lines: int = 0
+    imported: int = 0
+    rejected: int = 0
+    deactivated: int = 0
+    rejections: list[Rejected] = field(default_factory=list)
+    seconds: float = 0.0
+    #: Seconds spent in each phase: "write" (batches), "deactivate", "search" (documents).
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - since, 3)
+        return now
+
+
+class Sink:
+    """Where batches go: one database, one import run."""
+
+    dialect = ""
+    _t0 = 0.0
+    _deferred: tuple[tuple[str, str, str], ...] = ()
+
+    async def begin(self, kind: str, source: str) -> int:
+        raise NotImplementedError
+
+    async def write(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    async def finish(self, kind: str, generation: int, report: Report) -> int:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _sql_time(when: dt.datetime) -> str:
+    """How SQLAlchemy's DateTime stores a UTC time in SQLite (so comparisons agree)."""
+    return when.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _stamp(values: tuple[Any, ...], generation: int, now: object) -> tuple[Any, ...]:
+    return (*values, True, generation, now)
+
+
+class SqliteSink(Sink):
+    """The standard ``sqlite3`` driver, one connection, a commit every ``COMMIT_EVERY`` rows.
+
+    ``synchronous=NORMAL`` during the import: in WAL mode a crash can lose the last commits
+    but never corrupts the file, and an interrupted import is simply run again.
+    """
+
+    dialect = "sqlite"
+    COMMIT_EVERY = 200_000
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            "busy_timeout=10000",
+            "cache_size=-65536",
+        ):
+            self.conn.execute(f"PRAGMA {pragma}")
+        self._pending = 0
+        self.now = _now()
+        self.generation = 0
+
+    async def begin(self, kind: str, source: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO dir_imports (kind, source, started_at, lines, rejected) "
+            "VALUES (?, ?, ?, 0, 0)",
+            (kind, source[:500], _sql_time(self.now)),
+        )
+        self.generation = int(cur.lastrowid or 0)
+        self.conn.execute("BEGIN")
+        first = f"SELECT 1 FROM {_FIRST_TABLE[kind]} LIMIT 1"
+        self._deferred = () if self.conn.execute(first).fetchone() else DEFERRED_INDEXES[kind]
+        for name, _, _ in self._deferred:
+            self.conn.execute(f"DROP INDEX IF EXISTS {name}")
+        return self.generation
+
+    async def write(self, batch: Batch) -> None:
+        now = _sql_time(self.now)
+        for spec, rows in batch.tables.items():
+            marks = ", ".join("?" * len(spec.all_columns))
+            sql = upsert_sql(
+                spec, "sqlite", fill_only=spec in batch.fill_only, source=f"VALUES ({marks})"
+            )
+            self.conn.executemany(sql, (_stamp(v, self.generation, now) for v in rows.values()))
+        if batch.words:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO dir_search_words (word) VALUES (?)",
+                ((w,) for w in batch.words),
+            )
+        self._pending += batch.size
+        if self._pending >= self.COMMIT_EVERY:
+            self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN")
+            self._pending = 0
+
+    async def finish(self, kind: str, generation: int, report: Report) -> int:
+        self._t0 = time.perf_counter()
+        now = _sql_time(_now())
+        gone = 0
+        for spec, where in OWNED[kind]:
+            cond = f" AND {where}" if where else ""
+            cur = self.conn.execute(
+                f"UPDATE {spec.name} SET active = 0, updated_at = ? "
+                f"WHERE active AND generation < ?{cond}",
+                (now, generation),
+            )
+            gone += cur.rowcount
+        self.conn.execute(
+            "UPDATE dir_imports SET finished_at = ?, lines = ?, rejected = ? WHERE id = ?",
+            (now, report.lines, report.rejected, generation),
+        )
+        for name, table, column in self._deferred:
+            self.conn.execute(f"CREATE INDEX {name} ON {table} ({column})")
+        t = report.timed("deactivate", self._t0)
+        for statement in self._search_statements(kind, generation):
+            self.conn.execute(statement, {"since": _sql_time(self.now), "gen": generation})
+            t = report.timed("search", t)
+        self.conn.execute("COMMIT")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return gone
+
+    def _search_statements(self, kind: str, generation: int) -> list[str]:
+        if kind == PS_LIBREACCES:
+            return search.rebuild_statements("sqlite")
+        params = {"since": _sql_time(self.now), "gen": generation}
+        for statement in search.changed_statements("sqlite"):
+            self.conn.execute(statement, params if ":" in statement else ())
+        changed = self.conn.execute("SELECT count(*) FROM dir_refresh").fetchone()[0]
+        total = self.conn.execute("SELECT max(id) FROM dir_search").fetchone()[0] or 0
+        if changed * FULL_REBUILD_SHARE > total:
+            return search.rebuild_statements("sqlite")
+        return search.refresh_statements("sqlite")
+
+    async def close(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
+class PostgresSink(Sink):
+    """asyncpg: ``COPY`` each batch into temporary staging tables, then upsert from them."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: Any = None
+        self.now = _now()
+        self.generation = 0
+
+    async def begin(self, kind: str, source: str) -> int:
+        import asyncpg  # type: ignore[import-untyped]
+
+        u = make_url(self.url)
+        self.conn = await asyncpg.connect(
+            host=u.host, port=u.port, user=u.username, password=u.password, database=u.database
+        )
+        await self.conn.execute("SET maintenance_work_mem = '256MB'")
+        first = await self.conn.fetchval(f"SELECT 1 FROM {_FIRST_TABLE[kind]} LIMIT 1")
+        self._deferred = () if first else DEFERRED_INDEXES[kind]
+        for name, _, _ in self._deferred:
+            await self.conn.execute(f"DROP INDEX IF EXISTS {name}")
+        self.generation = int(
+            await self.conn.fetchval(
+                "INSERT INTO dir_imports (kind, source, started_at, lines, rejected) "
+                "VALUES ($1, $2, $3, 0, 0) RETURNING id",
+                kind,
+                source[:500],
+                self.now,
+            )
+        )
+        for spec in (PRACTITIONERS, ORGANISATIONS, ACTIVITIES, MAILBOXES):
+            cols = ", ".join(spec.all_columns)
+            await self.conn.execute(
+                f"CREATE TEMP TABLE stg_{spec.name} AS SELECT {cols} FROM {spec.name} WITH NO DATA"
+            )
+        return self.generation
+
+    async def write(self, batch: Batch) -> None:
+        async with self.conn.transaction():
+            for spec, rows in batch.tables.items():
+                stage = f"stg_{spec.name}"
+                await self.conn.copy_records_to_table(
+                    stage,
+                    records=[_stamp(v, self.generation, self.now) for v in rows.values()],
+                    columns=list(spec.all_columns),
+                )
+                cols = ", ".join(spec.all_columns)
+                sql = upsert_sql(
+                    spec,
+                    "postgresql",
+                    fill_only=spec in batch.fill_only,
+                    source=f"SELECT {cols} FROM {stage}",
+                )
+                await self.conn.execute(sql)
+                await self.conn.execute(f"TRUNCATE {stage}")
+            if batch.words:
+                await self.conn.executemany(
+                    "INSERT INTO dir_search_words (word) VALUES ($1) ON CONFLICT DO NOTHING",
+                    [(w,) for w in batch.words],
+                )
+
+    async def finish(self, kind: str, generation: int, report: Report) -> int:
+        self._t0 = time.perf_counter()
+        now = _now()
+        gone = 0
+        async with self.conn.transaction():
+            for spec, where in OWNED[kind]:
+                cond = f" AND {where}" if where else ""
+                status = await self.conn.execute(
+                    f"UPDATE {spec.name} SET active = false, updated_at = $1 "
+                    f"WHERE active AND generation < $2{cond}",
+                    now,
+                    generation,
+                )
+                gone += int(status.rsplit(" ", 1)[1])
+            await self.conn.execute(
+                "UPDATE dir_imports SET finished_at = $1, lines = $2, rejected = $3 WHERE id = $4",
+                now,
+                report.lines,
+                report.rejected,
+                generation,
+            )
+            for name, table, column in self._deferred:
+                await self.conn.execute(f"CREATE INDEX {name} ON {table} ({column})")
+            await self.conn.execute("ANALYZE")
+            t = report.timed("deactivate", self._t0)
+            for statement in await self._search_statements(kind, generation):
+                names = [n for n in (":since", ":gen") if n in statement]
+                values = {":since": self.now, ":gen": generation}
+                for i, name in enumerate(names, 1):
+                    statement = statement.replace(name, f"${i}")
+                await self.conn.execute(statement, *(values[n] for n in names))
+                t = report.timed("search", t)
+        await self.conn.execute("ANALYZE")
+        return gone
+
+    async def _search_statements(self, kind: str, generation: int) -> list[str]:
+        if kind == PS_LIBREACCES:
+            return search.rebuild_statements("postgresql")
+        for statement in search.changed_statements("postgresql"):
+            names = [n for n in (":since", ":gen") if n in statement]
+            values = {":since": self.now, ":gen": generation}
+            for i, name in enumerate(names, 1):
+                statement = statement.replace(name, f"${i}")
+            await self.conn.execute(statement, *(values[n] for n in names))
+        changed = await self.conn.fetchval("SELECT count(*) FROM dir_refresh")
+        total = await self.conn.fetchval("SELECT coalesce(max(id), 0) FROM dir_search")
+        if changed * FULL_REBUILD_SHARE > total:
+            return search.rebuild_statements("postgresql")
+        return search.refresh_statements("postgresql")
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
+def open_sink(database_url: str) -> Sink:
+    if database_url.startswith("sqlite"):
+        return SqliteSink(database_url.split("///", 1)[1])
+    return PostgresSink(database_url)
+
+
+@dataclass
+class Parsed:
+    """One batch read from the file, with what the report needs about its lines."""
+
+    batch: Batch
+    lines: int  # lines read so far, this batch included
+    imported: int
+    rejections: list[Rejected]
+
+
+def parse_batches(path: Path, kind: str) -> Iterator[Parsed]:
+    """The file's lines turned into batches of rows for the tables, ``BATCH`` at a time."""
+    wanted, required, handler = LINE_HANDLERS[kind]
+    _SEEN.clear()  # every word of this run reaches this database's vocabulary
+    with extracts.open_extract(path, kind) as stream:
+        lines = 0
+        current = Parsed(Batch(), 0, 0, [])
+        for number, row in extracts.read_rows(stream, wanted, required):
+            lines += 1
+            if isinstance(row, Rejected):
+                current.rejections.append(row)
+                continue
+            try:
+                handler(row, current.batch)
+            except RowError as exc:
+                current.rejections.append(Rejected(number, str(exc)))
+                continue
+            current.imported += 1
+            if current.batch.size >= BATCH:
+                current.lines = lines
+                yield current
+                current = Parsed(Batch(), 0, 0, [])
+        current.lines = lines
+        yield current
+
+
+def _parse_worker(path: Path, kind: str, queue: Any) -> None:
+    """The reading process: batches go to the writer through a short queue."""
+    try:
+        for parsed in parse_batches(path, kind):
+            queue.put(parsed)
+        queue.put(None)
+    except extracts.ExtractError as exc:
+        queue.put(exc)
+    except BaseException as exc:  # report anything to the writer rather than hang it
+        queue.put(extracts.ExtractError(f"{type(exc).__name__}: {exc}"))
+
+
+async def _parsed_in_child(path: Path, kind: str) -> AsyncIterator[Parsed]:
+    """Read and check lines in a child process while this one writes the previous batch:
+    on two cores the two halves of the work overlap. The queue holds at most two batches,
+    so memory stays bounded."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue(maxsize=2)
+    child = ctx.Process(target=_parse_worker, args=(path, kind, queue), daemon=True)
+    child.start()
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            try:
+                item = await loop.run_in_executor(None, queue.get, True, 1.0)
+            except Empty:
+                if not child.is_alive():
+                    raise extracts.ExtractError("the reading process died") from None
+                continue
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join(5)
+
+
+ProgressFn = Callable[[int], None]
+#: Files smaller than this are read in this process (a child costs more than it saves).
+CHILD_READER_BYTES = 8 * 1024 * 1024
+
+
+async def import_extract(
+    database_url: str,
+    kind: str,
+    path: Path,
+    *,
+    progress: ProgressFn | None = None,
+    on_reject: Callable[[Rejected], None] | None = None,
+) -> Report:
+    """Import one extract file (``.txt`` or ``.zip``); ``progress`` gets lines done so far."""
+    if kind not in LINE_HANDLERS:
+        raise extracts.ExtractError(f"unknown extract kind {kind!r}")
+    size = _checked_size(path, kind)
+    start = time.perf_counter()
+    report = Report(kind, str(path))
+    sink = open_sink(database_url)
+    try:
+        report.generation = await sink.begin(kind, path.name)
+        batches: AsyncIterator[Parsed] = (
+            _parsed_in_child(path, kind) if size >= CHILD_READER_BYTES else _in_process(path, kind)
+        )
+        async for parsed in batches:
+            report.lines = parsed.lines
+            report.imported += parsed.imported
+            for rejected in parsed.rejections:
+                _reject(report, rejected, on_reject)
+            if parsed.batch.size:
+                t = time.perf_counter()
+                await sink.write(parsed.batch)
+                report.timed("write", t)
+            if progress is not None:
+                progress(report.lines)
+        report.deactivated = await sink.finish(kind, report.generation, report)
+    finally:
+        await sink.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _checked_size(path: Path, kind: str) -> int:
+    """The file's size, once its header is known good: a bad file fails before any write."""
+    if not path.is_file():
+        raise extracts.ExtractError(f"no such file: {path}")
+    wanted, required, _ = LINE_HANDLERS[kind]
+    with extracts.open_extract(path, kind) as stream:
+        for _ in extracts.read_rows(stream, wanted, required):
+            break
+    return path.stat().st_size
+
+
+async def _in_process(path: Path, kind: str) -> AsyncIterator[Parsed]:
+    for parsed in parse_batches(path, kind):
+        yield parsed
+
+
+def _reject(
+    report: Report, rejected: Rejected, on_reject: Callable[[Rejected], None] | None
+) -> None:
+    report.rejected += 1
+    if len(report.rejections) < KEEP_REJECTED:
+        report.rejections.append(rejected)
+    if on_reject is not None:
+        on_reject(rejected)

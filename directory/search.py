@@ -1,0 +1,373 @@
+"""Directory search: one interface over SQLite FTS5 and PostgreSQL full text.
+
+Each active practitioner and organisation has one document in ``dir_search``: accent-free,
+lower-case words (names, profession and specialty labels, structure names, towns, postcodes)
+plus filter tokens (:mod:`directory.text`: ``qqprof10``, ``qqsfsm54``, ``qqvlyon``,
+``qqcp69003``, ``qqbalper`` …). A query is then a single full-text AND: each word typed is a
+*prefix* term (``dupont* cardio* lyon*``) and each filter an exact token, so the engines'
+inverted indexes answer every combination. SQLite: an external-content FTS5 table with the
+``unicode61 remove_diacritics 2`` tokenizer, prefix indexes for 2 and 3 characters and
+``detail=column`` (no word positions: no phrase queries are needed). PostgreSQL: a GIN index
+on the stored column ``tsv = to_tsvector('simple', doc)`` and ``to_tsquery('simple',
+'dupont:* & cardio:*')``. Liste-rouge mailboxes add nothing to any document.
+
+Results come in index order (no relevance ranking: ranking every match of a common prefix
+would cost far more than the 20 ms budget); callers narrow with more words or filters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from directory.text import (
+    ORGANISATION,
+    PRACTITIONER,
+    city_token,
+    department_token,
+    fold,
+    mailbox_type_token,
+    postcode_token,
+    profession_token,
+    specialty_token,
+    squash,
+)
+from storage.db import Database
+
+MIN_PREFIX = 2
+MAX_TERMS = 8
+
+
+class SearchError(ValueError):
+    pass
+
+
+def _document_inserts(dialect: str, one: bool) -> tuple[str, str]:
+    """INSERT … SELECT of the practitioner and organisation documents (all, or one ``?``)."""
+    agg = "group_concat({}, ' ')" if dialect == "sqlite" else "string_agg({}, ' ')"
+    org_words = agg.format("o.search")
+    mbx_words = agg.format("m.search")
+    true = "1" if dialect == "sqlite" else "true"
+    only_p = " AND p.idnat = ?" if one else ""
+    only_o = " AND o.identifier = ?" if one else ""
+    practitioners = (
+        "INSERT INTO dir_search (kind, ref, doc) SELECT 'P', p.idnat, p.search"
+        f" || ' ' || COALESCE((SELECT {org_words} FROM dir_activities a"
+        " JOIN dir_organisations o ON o.identifier = a.organisation_identifier"
+        " WHERE a.practitioner_idnat = p.idnat AND a.active), '')"
+        f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
+        " WHERE m.practitioner_idnat = p.idnat AND m.active AND NOT m.liste_rouge), '')"
+        f" FROM dir_practitioners p WHERE p.active = {true}{only_p} ORDER BY p.id"
+    )
+    organisations = (
+        "INSERT INTO dir_search (kind, ref, doc) SELECT 'O', o.identifier, o.search"
+        f" || ' {ORGANISATION} '"
+        f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
+        # "|| ''": no index on practitioner_idnat for this test (80,000 rows are '').
+        " WHERE m.organisation_identifier = o.identifier AND m.practitioner_idnat || '' = ''"
+        " AND m.active AND NOT m.liste_rouge), '')"
+        f" FROM dir_organisations o WHERE o.active = {true}{only_o} ORDER BY o.id"
+    )
+    return practitioners, organisations
+
+
+def rebuild_statements(dialect: str) -> list[str]:
+    """SQL that rebuilds every search document from the directory tables."""
+    practitioners, organisations = _document_inserts(dialect, one=False)
+    if dialect == "sqlite":
+        return [
+            "DELETE FROM dir_search",
+            practitioners,
+            organisations,
+            "INSERT INTO dir_search_fts(dir_search_fts) VALUES ('rebuild')",
+        ]
+    return [
+        "DROP INDEX IF EXISTS ix_dir_search_tsv",
+        "TRUNCATE dir_search RESTART IDENTITY",
+        practitioners,
+        organisations,
+        "CREATE INDEX ix_dir_search_tsv ON dir_search USING gin (tsv)",
+    ]
+
+
+def changed_statements(dialect: str) -> list[str]:
+    """Fill the temporary table ``dir_refresh(kind, ref)`` with the owners whose documents an
+    MSSanté import changed: owners of mailboxes written or closed since ``:since``, and the
+    practitioners and organisations that import added (``generation = :gen``)."""
+    ignore = "OR IGNORE " if dialect == "sqlite" else ""
+    tail = "" if dialect == "sqlite" else " ON CONFLICT DO NOTHING"
+    return [
+        "CREATE TEMP TABLE IF NOT EXISTS dir_refresh (kind VARCHAR(1), ref VARCHAR(40),"
+        " PRIMARY KEY (kind, ref))",
+        "DELETE FROM dir_refresh",
+        f"INSERT {ignore}INTO dir_refresh SELECT DISTINCT 'P', practitioner_idnat FROM"
+        " dir_mailboxes WHERE updated_at >= :since AND practitioner_idnat <> ''" + tail,
+        f"INSERT {ignore}INTO dir_refresh SELECT DISTINCT 'O', organisation_identifier FROM"
+        " dir_mailboxes WHERE updated_at >= :since AND practitioner_idnat = ''"
+        " AND organisation_identifier <> ''" + tail,
+        f"INSERT {ignore}INTO dir_refresh SELECT 'P', idnat FROM dir_practitioners"
+        " WHERE generation = :gen" + tail,
+        f"INSERT {ignore}INTO dir_refresh SELECT 'O', identifier FROM dir_organisations"
+        " WHERE generation = :gen" + tail,
+    ]
+
+
+def refresh_statements(dialect: str) -> list[str]:
+    """Rebuild the documents listed in ``dir_refresh`` (after :func:`changed_statements`)."""
+    practitioners, organisations = _document_inserts(dialect, one=False)
+    practitioners = practitioners.replace(
+        " WHERE p.active", " JOIN dir_refresh r ON r.kind = 'P' AND r.ref = p.idnat WHERE p.active"
+    )
+    organisations = organisations.replace(
+        " WHERE o.active",
+        " JOIN dir_refresh r ON r.kind = 'O' AND r.ref = o.identifier WHERE o.active",
+    )
+    listed = "SELECT s.id FROM dir_search s JOIN dir_refresh r ON r.kind = s.kind AND r.ref = s.ref"
+    out = []
+    if dialect == "sqlite":
+        # External-content FTS5: each old text is handed back to delete its entries.
+        out.append(
+            "INSERT INTO dir_search_fts(dir_search_fts, rowid, doc) SELECT 'delete', s.id, s.doc"
+            " FROM dir_search s JOIN dir_refresh r ON r.kind = s.kind AND r.ref = s.ref"
+        )
+    out += [f"DELETE FROM dir_search WHERE id IN ({listed})", practitioners, organisations]
+    if dialect == "sqlite":
+        out.append(
+            "INSERT INTO dir_search_fts(rowid, doc) SELECT s.id, s.doc FROM dir_search s"
+            " JOIN dir_refresh r ON r.kind = s.kind AND r.ref = s.ref"
+        )
+    return out
+
+
+def refresh_document(conn: Connection, kind: str, ref: str) -> None:
+    """Rebuild the one document of practitioner (``P``) or organisation (``O``) ``ref``."""
+    dialect = conn.dialect.name
+    practitioners, organisations = _document_inserts(dialect, one=True)
+    insert = practitioners if kind == "P" else organisations
+    key = {"kind": kind, "ref": ref}
+    if dialect == "sqlite":
+        # External-content FTS5: the old text must be handed back to delete its entries.
+        conn.execute(
+            text(
+                "INSERT INTO dir_search_fts(dir_search_fts, rowid, doc) SELECT 'delete', id, doc"
+                " FROM dir_search WHERE kind = :kind AND ref = :ref"
+            ),
+            key,
+        )
+    conn.execute(text("DELETE FROM dir_search WHERE kind = :kind AND ref = :ref"), key)
+    conn.execute(text(insert.replace("?", ":ref")), key)
+    if dialect == "sqlite":
+        conn.execute(
+            text(
+                "INSERT INTO dir_search_fts(rowid, doc) SELECT id, doc FROM dir_search"
+                " WHERE kind = :kind AND ref = :ref"
+            ),
+            key,
+        )
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str = ""
+    profession: str = ""
+    specialty: str = ""
+    city: str = ""
+    postcode: str = ""
+    mailbox_type: str = ""
+    kind: str = ""  # "P" practitioners only, "O" organisations only, "" both
+    limit: int = 20
+    offset: int = 0
+
+    def terms(self) -> tuple[list[str], list[str]]:
+        """(prefix words, exact tokens); :class:`SearchError` if there is nothing to search."""
+        words = [w for w in fold(self.text).split() if w]
+        short = [w for w in words if len(w) < MIN_PREFIX and not w.isdigit()]
+        words = [w for w in words if w not in short]
+        exact = []
+        if self.profession:
+            exact.append(profession_token(self.profession))
+        if self.specialty:
+            exact.append(specialty_token(self.specialty))
+        if self.city:
+            exact.append(city_token(self.city))
+        if self.mailbox_type:
+            exact.append(mailbox_type_token(self.mailbox_type))
+        if self.kind == "P":
+            exact.append(PRACTITIONER)
+        elif self.kind == "O":
+            exact.append(ORGANISATION)
+        prefix = words[:MAX_TERMS]
+        code = squash(self.postcode)
+        if len(code) == 5:
+            exact.append(postcode_token(code))
+        elif code and len(code) == (3 if code.startswith("97") else 2):
+            exact.append(department_token(code))  # "69": the whole département
+        elif code:
+            prefix.append(postcode_token(code))
+        if not prefix and not exact:
+            raise SearchError("give at least one word of two letters or a filter")
+        if not prefix and exact in ([PRACTITIONER], [ORGANISATION]):
+            raise SearchError("give at least one word of two letters or a filter")
+        return prefix, exact
+
+
+@dataclass
+class Hit:
+    kind: str  # "P" or "O"
+    ref: str  # IdNat or structure identifier
+    name: str
+    profession: str = ""
+    specialty: str = ""
+    places: list[str] = field(default_factory=list)
+    mailboxes: list[tuple[str, str]] = field(default_factory=list)  # (address, type)
+
+
+_TSQUERY = re.compile(r"^[a-z0-9:&|*() ]+$")
+
+
+def tsquery_literal(expr: str) -> str:
+    """The query as a literal, not a parameter: PostgreSQL then plans it with the index's
+    statistics (a generic plan for an unknown query may read the whole table to find a
+    rare combination). Only our own folded words and operators can be in it."""
+    if not _TSQUERY.match(expr):
+        raise SearchError("unexpected characters in a full-text query")
+    return f"to_tsquery('simple', '{expr}')"
+
+
+#: A typed word that starts at most this many words of the vocabulary is searched as those
+#: words; beyond, as a prefix.
+MAX_EXPANSION = 24
+
+
+async def expand(db: Database, word: str) -> tuple[str, list[str]]:
+    """``("prefix", [word])`` or ``("exact", words it starts)``.
+
+    Both engines handle a prefix by gathering every row of every matching word before
+    intersecting (unless a prefix index covers it: two and three letters in SQLite), which
+    for a frequent word (``infirm*``: hundreds of thousands of rows) is the slow part of a
+    query; the same words as exact terms are intersected lazily.
+    """
+    if len(word) <= 3 or word.startswith("qq"):
+        return "prefix", [word]
+    if db.dialect == "sqlite":
+        sql = "SELECT word FROM dir_search_words WHERE word >= ? AND word < ? ORDER BY word LIMIT ?"
+        rows = await db.raw_rows(sql, word, word + "{", MAX_EXPANSION + 1)
+    else:
+        sql = "SELECT word FROM dir_search_words WHERE word LIKE ? ORDER BY word LIMIT ?"
+        rows = await db.raw_rows(sql, word + "%", MAX_EXPANSION + 1)
+    words = [str(r[0]) for r in rows]
+    if not words or len(words) > MAX_EXPANSION:
+        return "prefix", [word]
+    return "exact", words
+
+
+def _expression(dialect: str, groups: list[tuple[str, list[str]]], exact: list[str]) -> str:
+    parts = []
+    for how, words in groups:
+        if how == "prefix":
+            parts.append(match_expression(dialect, words, []))
+        elif len(words) == 1:
+            parts.append(match_expression(dialect, [], words))
+        else:
+            joiner = " OR " if dialect == "sqlite" else " | "
+            parts.append("(" + joiner.join(match_expression(dialect, [], [w]) for w in words) + ")")
+    if exact:
+        parts.append(match_expression(dialect, [], exact))
+    return (" AND " if dialect == "sqlite" else " & ").join(parts)
+
+
+def match_expression(dialect: str, prefix: list[str], exact: list[str]) -> str:
+    if dialect == "sqlite":
+        return " AND ".join([f'"{w}"*' for w in prefix] + [f'"{t}"' for t in exact])
+    return " & ".join([f"{w}:*" for w in prefix] + list(exact))
+
+
+async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
+    """(kind, ref) of the matching documents, ``query.limit`` from ``query.offset``."""
+    prefix, exact = query.terms()
+    groups = [await expand(db, word) for word in prefix]
+    expr = _expression(db.dialect, groups, exact)
+    if db.dialect == "sqlite":
+        sql = (
+            "SELECT kind, ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
+            " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
+        )
+        rows = await db.raw_rows(sql, expr, query.limit, query.offset)
+    else:
+        match = tsquery_literal(expr)
+        sql = f"SELECT kind, ref FROM dir_search WHERE tsv @@ {match} LIMIT ? OFFSET ?"
+        rows = await db.raw_rows(sql, query.limit, query.offset)
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+async def search(db: Database, query: Query) -> list[Hit]:
+    refs = await find_refs(db, query)
+    hits = []
+    pracs = [r for k, r in refs if k == "P"]
+    orgs = [r for k, r in refs if k == "O"]
+    details: dict[tuple[str, str], Hit] = {}
+    if pracs:
+        for row in await db.raw_rows(
+            "SELECT idnat, civility, given, family, profession_label, specialty_label"
+            f" FROM dir_practitioners WHERE idnat IN ({_marks(pracs)})",
+            *pracs,
+        ):
+            name = " ".join(str(v) for v in (row[1], row[2], row[3]) if v)
+            details[("P", row[0])] = Hit("P", row[0], name, str(row[4]), str(row[5]))
+        for row in await db.raw_rows(
+            "SELECT a.practitioner_idnat, o.postcode, o.city FROM dir_activities a"
+            " JOIN dir_organisations o ON o.identifier = a.organisation_identifier"
+            f" WHERE a.active AND a.practitioner_idnat IN ({_marks(pracs)})",
+            *pracs,
+        ):
+            _place(details.get(("P", row[0])), row[1], row[2])
+        for row in await db.raw_rows(
+            "SELECT m.practitioner_idnat, m.address, m.type, o.postcode, o.city"
+            " FROM dir_mailboxes m LEFT JOIN dir_organisations o"
+            " ON o.identifier = m.organisation_identifier"
+            f" WHERE m.active AND NOT m.liste_rouge AND m.practitioner_idnat IN ({_marks(pracs)})"
+            " ORDER BY m.address",
+            *pracs,
+        ):
+            hit = details.get(("P", row[0]))
+            if hit is not None:
+                hit.mailboxes.append((str(row[1]), str(row[2])))
+                _place(hit, row[3], row[4])
+    if orgs:
+        for row in await db.raw_rows(
+            "SELECT identifier, name, trade_name, postcode, city FROM dir_organisations"
+            f" WHERE identifier IN ({_marks(orgs)})",
+            *orgs,
+        ):
+            hit = Hit("O", row[0], str(row[1] or row[2]))
+            _place(hit, row[3], row[4])
+            details[("O", row[0])] = hit
+        for row in await db.raw_rows(
+            "SELECT organisation_identifier, address, type FROM dir_mailboxes"
+            " WHERE active AND NOT liste_rouge AND practitioner_idnat || '' = ''"
+            f" AND organisation_identifier IN ({_marks(orgs)}) ORDER BY address",
+            *orgs,
+        ):
+            hit = details.get(("O", row[0]))
+            if hit is not None:
+                hit.mailboxes.append((str(row[1]), str(row[2])))
+    for key in refs:
+        if key in details:
+            hits.append(details[key])
+    return hits
+
+
+def _marks(values: list[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _place(hit: Hit | None, postcode: Any, city: Any) -> None:
+    if hit is None or not (postcode or city):
+        return
+    place = f"{postcode or ''} {city or ''}".strip()
+    if place not in hit.places:
+        hit.places.append(place)

@@ -1,0 +1,24 @@
+"""The directory's FHIR R4 API (``directory.fhir``) as a route of the HTTPS server (``/fhir/``)."""
+
+from __future__ import annotations
+
+import json
+
+from directory import fhir
+from server.http.server import Handler, Request, Response
+from storage.db import Database
+
+PREFIX = "/fhir"
+CONTENT_TYPE = "application/fhir+json; charset=utf-8"
+
+
+def fhir_route(db: Database) -> Handler:
+    async def handle(request: Request) -> Response:
+        base = f"{request.scheme}://{request.host}{PREFIX}"
+        status, document = await fhir.handle(
+            db, request.method, request.path[len(PREFIX) :], request.query, base
+        )
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        return Response(status, CONTENT_TYPE, body if request.method != "HEAD" else b"")
+
+    return handle
