@@ -25,6 +25,7 @@ from pki.verify import ClientCertificateChecker
 from server.auth import Authenticator
 from server.config import CA_SECRET, Config
 from server.delivery import LocalDelivery
+from server.http.dossier import DossierApi, dossier_route
 from server.http.fhir import fhir_route
 from server.http.pki import PkiPublisher
 from server.http.server import HttpServer, Request, Response
@@ -209,9 +210,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     async def notify(raw: bytes, to: str) -> None:
         await queue.send_notice(mss_nil_field(config) + raw, to)
 
-    workflow = DossierWorkflow(
-        config, services.store, DossierIndex(services.db, services.master), notify
-    )
+    dossier_index = DossierIndex(services.db, services.master)
+    workflow = DossierWorkflow(config, services.store, dossier_index, notify)
     handler = SubmissionHandler(
         config, services.auth, services.store, services.delivery, outbound=queue,
         patients=patients, workflow=workflow,
@@ -243,7 +243,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     imap_servers = await imap.start()
     http_servers, crl_task = await _start_pki_http(config, services.master)
     if config.http.https_port:
-        https = HttpServer([("/fhir/", fhir_route(services.db))])
+        api = DossierApi(services.db, services.store, dossier_index, services.auth)
+        https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api))])
         http_servers.append(
             await https.listen(config.server.listen, config.http.https_port, ssl=tls)
         )

@@ -22,6 +22,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from directory.demo import JEAN as DEMO_JEAN
 from directory.demo import load_demo
 from dossier.errors import DossierError
 from dossier.ins import check_matricule
@@ -226,8 +227,9 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
             click.echo(f"  {line}")
 
 
-#: The demo practitioner's RPPS number (valid Luhn key) and the demo service's SIRET.
-DEMO_RPPS = "10000000007"
+#: The demo practitioner's RPPS number (the directory demo's Jean Dupont) and the demo
+#: service's SIRET.
+DEMO_RPPS = DEMO_JEAN[1:]
 DEMO_SIRET = "73282932000074"
 
 
@@ -970,6 +972,10 @@ def audit_list(ctx: click.Context, action: str, limit: int) -> None:
 
 
 main.add_command(directory_cli.directory)
+
+from server.cli_patient import patient as patient_group  # noqa: E402 (needs main's helpers)
+
+main.add_command(patient_group)
 
 if __name__ == "__main__":
     main()

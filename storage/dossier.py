@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from storage.crypto import ContentKey, MasterKey
 from storage.db import Database
-from storage.models import DossierDocument
+from storage.models import DossierBlock, DossierDocument
 
 TABLE: Table = DossierDocument.__table__  # type: ignore[assignment]
 _CONTEXT = b"dossier:"
@@ -30,13 +30,14 @@ class FiledDocument:
     uid: int
     replaced_by: int | None
     filed_at: dt.datetime
+    hidden: bool = False
 
 
 def _filed(row: DossierDocument) -> FiledDocument:
     return FiledDocument(
         row.id, row.account_id, row.unique_id, row.set_id, row.version,
         frozenset(r for r in row.restrictions.split(",") if r), row.folder_id, row.uid,
-        row.replaced_by, row.filed_at,
+        row.replaced_by, row.filed_at, bool(row.hidden),
     )  # fmt: skip
 
 
@@ -123,3 +124,36 @@ class DossierIndex:
         async with self.db.read() as session:
             rows = await session.scalars(select(DossierDocument).where(DossierDocument.id.in_(ids)))
             return [_filed(r) for r in rows]
+
+    async def set_hidden(self, account_id: int, document_id: int, hidden: bool) -> bool:
+        """The patient hides (or shows again) a document from professionals."""
+
+        def write(conn: Connection) -> bool:
+            done = conn.execute(
+                update(TABLE)
+                .where(TABLE.c.id == document_id, TABLE.c.account_id == account_id)
+                .values(hidden=hidden)
+            )
+            return bool(done.rowcount)
+
+        result: bool = await self.db.writer.run(write)
+        return result
+
+    async def set_blocked(self, account_id: int, idnat: str, blocked: bool) -> None:
+        blocks: Table = DossierBlock.__table__  # type: ignore[assignment]
+
+        def write(conn: Connection) -> None:
+            conn.execute(
+                blocks.delete().where(blocks.c.account_id == account_id, blocks.c.idnat == idnat)
+            )
+            if blocked:
+                conn.execute(insert(blocks).values(account_id=account_id, idnat=idnat))
+
+        await self.db.writer.run(write)
+
+    async def blocked(self, account_id: int) -> set[str]:
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(DossierBlock.idnat).where(DossierBlock.account_id == account_id)
+            )
+            return set(rows)

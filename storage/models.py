@@ -240,7 +240,20 @@ class DossierDocument(Base):
     folder_id: Mapped[int] = mapped_column(Integer)
     uid: Mapped[int] = mapped_column(BigInteger)
     replaced_by: Mapped[int | None] = mapped_column(BigInteger)
+    # The patient chose to hide it from every professional (issue 7 item 4).
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
     filed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     key_ref: Mapped[bytes] = mapped_column(LargeBinary(16))
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     cda: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DossierBlock(Base):
+    """A professional (by IdNat) the patient has blocked from reading their dossier."""
+
+    __tablename__ = "dossier_blocks"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    idnat: Mapped[str] = mapped_column(String(20), primary_key=True)

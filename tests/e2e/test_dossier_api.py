@@ -1,0 +1,109 @@
+"""The dossier over HTTPS (issue 7 item 4): the patient reads their documents, hides one from
+professionals, blocks a professional; the declared médecin traitant reads what is not masked
+(MASQUE_PS) nor hidden; an author reads their own documents; another professional nothing;
+every read is in the audit log."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from bench.harness import ServerProcess
+from dossier.xdm import MASQUE_PS
+from tests.e2e.test_dossier_filing import DOCTOR, INS, PASSWORD, PATIENT, cda, send, xdm_message
+from tests.support.servers import start_server, stop_server
+
+TRAITANT = ("dr.traitant@hygie.test", "810005555555")
+OTHER = ("dr.autre@hygie.test", "810009999999")
+AUTHOR_IDNAT = "810001234567"  # the author of the documents cda() builds
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    srv = start_server(
+        request, "sqlite", {DOCTOR: PASSWORD, TRAITANT[0]: PASSWORD, OTHER[0]: PASSWORD}
+    )
+    srv.hygie("patient", "add", INS, "--birth-name", "Dupont", "--given", "Marie",
+              "--birth-date", "1979-03-12", "--sex", "F",
+              "--medecin-traitant", TRAITANT[1])  # fmt: skip
+    for address, idnat in (TRAITANT, OTHER, (DOCTOR, AUTHOR_IDNAT)):
+        srv.hygie("user", "bind", address, "--idnat", idnat)
+    send(srv, PATIENT, xdm_message(cda(), PATIENT, "Visible", receipt=False))
+    send(srv, PATIENT, xdm_message(cda(), PATIENT, "Masqué", receipt=False,
+                                   restrictions=frozenset({MASQUE_PS})))  # fmt: skip
+    send(srv, PATIENT, xdm_message(cda(), PATIENT, "À cacher", receipt=False))
+    yield srv
+    stop_server(srv)
+
+
+def call(
+    server: ServerProcess, path: str, who: str | None, method: str = "GET"
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"https://localhost:{server.https_port}{path}", method=method)
+    if who is not None:
+        token = server.hygie("token", "issue", who).stdout.decode().strip()
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(  # noqa: S310 (https, our own server)
+            request, context=server.ssl_context(), timeout=30
+        ) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def documents(server: ServerProcess, path: str, who: str) -> list[dict[str, object]]:
+    status, body = call(server, path, who)
+    assert status == 200, body
+    found: list[dict[str, object]] = json.loads(body)["documents"]
+    return found
+
+
+def test_access_rules(server: ServerProcess) -> None:
+    mine = documents(server, "/dossier/documents", PATIENT)
+    assert len(mine) == 3
+    assert {tuple(d["restrictions"]) for d in mine} == {(), (MASQUE_PS,)}  # type: ignore[arg-type]
+    assert mine[0]["type"] == {"code": "11488-4", "label": "Compte rendu de consultation"}
+
+    pro_path = f"/dossier/patients/{INS}/documents"
+    assert len(documents(server, pro_path, TRAITANT[0])) == 2  # not the MASQUE_PS one
+    assert len(documents(server, pro_path, DOCTOR)) == 2  # the author, same rule
+    assert documents(server, pro_path, OTHER[0]) == []
+
+    to_hide = next(d for d in mine if not d["restrictions"])
+    status, _ = call(server, f"/dossier/documents/{to_hide['id']}/hide", PATIENT, "POST")
+    assert status == 200
+    assert len(documents(server, pro_path, TRAITANT[0])) == 1
+    status, _ = call(server, f"{pro_path}/{to_hide['id']}/cda", TRAITANT[0])
+    assert status == 404
+    visible = documents(server, pro_path, TRAITANT[0])[0]
+    status, body = call(server, f"{pro_path}/{visible['id']}/cda", TRAITANT[0])
+    assert status == 200 and body.startswith(b"<?xml") and b"ClinicalDocument" in body
+
+    status, _ = call(server, f"/dossier/blocks/{TRAITANT[1]}", PATIENT, "POST")
+    assert status == 200
+    status, body = call(server, pro_path, TRAITANT[0])
+    assert status == 403 and b"blocked" in body
+    call(server, f"/dossier/blocks/{TRAITANT[1]}", PATIENT, "DELETE")
+    assert len(documents(server, pro_path, TRAITANT[0])) == 1
+
+    # Professionals cannot act for the patient, nor patients read as professionals.
+    assert call(server, f"/dossier/documents/{visible['id']}/show", TRAITANT[0], "POST")[0] == 403
+    assert call(server, pro_path, PATIENT)[0] == 403
+
+    log = server.hygie("audit", "--action", "dossier.").stdout.decode()
+    assert "dossier.read" in log and "dossier.hide" in log and "dossier.block" in log
+
+
+def test_authentication_is_required(server: ServerProcess) -> None:
+    status, _ = call(server, "/dossier/documents", None)
+    assert status == 401
+    request = urllib.request.Request(f"https://localhost:{server.https_port}/dossier/documents")
+    request.add_header("Authorization", "Bearer not-a-token")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, context=server.ssl_context(), timeout=30)  # noqa: S310
+    assert caught.value.code == 401
