@@ -19,8 +19,10 @@ in the DMP value set (906); "annule et remplace" against the version on file (90
 from __future__ import annotations
 
 import email.policy
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import format_datetime, make_msgid
@@ -134,9 +136,15 @@ class DossierWorkflow:
         documents = package.cda_documents
         if not documents:
             raise DossierError("the archive holds no CDA document", OTHER)
+        known = await self._registered_traits(package.patient.matricule)
         for document in documents:
             header = document.cda
             assert header is not None
+            missing = header.patient.missing_traits()
+            if missing:
+                raise DossierError("the CDA lacks INS traits: " + ", ".join(missing), 905)
+            if known is not None and not _same_identity(header, known):
+                raise DossierError("the CDA's identity traits differ from the patient's", 904)
             if not loinc.is_dmp_type(header.code.code):
                 raise DossierError("document type outside the DMP value set", OTHER)
             replaces = None
@@ -148,6 +156,22 @@ class DossierWorkflow:
                 check_replacement(parse_cda(await self.index.cda(previous.id)), header)
                 replaces = previous.id
             filing.plan.append((document, replaces))
+
+    async def _registered_traits(self, matricule: str) -> tuple[str, str, date, str] | None:
+        """(birth name, first given name, birth date, sex) of the patient in the directory,
+        when the directory knows them (an operator may run without it)."""
+        try:
+            rows = await self.store.db.raw_rows(
+                "SELECT birth_family, first_given, birth_date, sex FROM dir_patients WHERE ins = ?",
+                matricule.upper(),
+            )
+        except Exception:  # no directory tables: nothing to compare with
+            return None
+        if not rows:
+            return None
+        family, given, born, sex = rows[0]
+        born_date = born if isinstance(born, date) else date.fromisoformat(str(born)[:10])
+        return str(family), str(given), born_date, str(sex)
 
     async def complete(self, filing: Filing, raw: bytes, sender: str) -> None:
         """File the documents (or not) and answer the sender."""
@@ -226,6 +250,24 @@ class DossierWorkflow:
                 message_id_domain=self.config.server.hostname,
             )  # fmt: skip
             await self.notify(notice, sender)
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).upper().strip()
+
+
+def _same_identity(header: CdaHeader, known: tuple[str, str, date, str]) -> bool:
+    """The 4 traits of the X-MSS-INS rule: birth name, first given name, birth date, sex
+    (accents and case aside, as the RNIV compares them)."""
+    patient = header.patient
+    family, given, born, sex = known
+    return (
+        _fold(patient.birth_name or "") == _fold(family)
+        and _fold(patient.first_given_name or "") == _fold(given)
+        and patient.birth_date == born
+        and (patient.sex or "").upper() == sex.upper()
+    )
 
 
 def dossier_message(

@@ -9,12 +9,23 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import date
 
 import pytest
 
 from bench.harness import ServerProcess
 from dossier.xdm import MASQUE_PS
-from tests.e2e.test_dossier_filing import DOCTOR, INS, PASSWORD, PATIENT, cda, send, xdm_message
+from tests.e2e.test_dossier_filing import (
+    DOCTOR,
+    INS,
+    PASSWORD,
+    PATIENT,
+    cda,
+    error_code,
+    send,
+    xdm_message,
+)
 from tests.support.servers import start_server, stop_server
 
 TRAITANT = ("dr.traitant@hygie.test", "810005555555")
@@ -107,3 +118,18 @@ def test_authentication_is_required(server: ServerProcess) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, context=server.ssl_context(), timeout=30)  # noqa: S310
     assert caught.value.code == 401
+
+
+def test_identity_traits_are_checked_against_the_directory(server: ServerProcess) -> None:
+    """904 when the CDA's traits differ from the registered identity, 905 when some are
+    missing (the 4 traits of the X-MSS-INS rule)."""
+    base = cda()
+    wrong = replace(base, patient=replace(base.patient, birth_date=date(1979, 3, 13)))
+    code, subject = error_code(server, PATIENT, xdm_message(wrong, PATIENT, "Mauvaise date"))
+    assert code == 904 and "[904]" in subject
+    partial = replace(base, patient=replace(base.patient, sex=None))
+    code, _ = error_code(server, PATIENT, xdm_message(partial, PATIENT, "Sans sexe"))
+    assert code == 905
+    accented = replace(base, patient=replace(base.patient, birth_name="Dupônt"))
+    code, _ = error_code(server, PATIENT, xdm_message(accented, PATIENT, "Accents"))
+    assert code is None  # traits compare without accents or case
