@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import imaplib
+import re
 import smtplib
 import time
 from collections.abc import Iterator
@@ -264,3 +265,20 @@ def test_x_mss_headers_must_match_the_attachment(server: ServerProcess) -> None:
     with pytest.raises(smtplib.SMTPDataError) as caught:
         send(server, PATIENT, stripped)
     assert b"X-MSS-CODECDA and X-MSS-INS are required" in caught.value.smtp_error
+
+
+def test_cda_without_ins_is_903(server: ServerProcess) -> None:
+    from tests.dossier.archives import DOC1, members, replace_document
+
+    message = email.message_from_bytes(
+        xdm_message(cda(), PATIENT, "Sans INS"), policy=email.policy.SMTP
+    )
+    part = next(p for p in message.walk() if p.get_filename() == "IHE_XDM.zip")
+    archive = part.get_payload(decode=True)
+    document = members(archive)[DOC1]
+    stripped = re.sub(rb'<id [^>]*root="1\.2\.250\.1\.213\.1\.4\.8"[^>]*/>', b"", document)
+    assert stripped != document
+    part.set_content(replace_document(archive, DOC1, stripped), maintype="application",
+                     subtype="zip", filename="IHE_XDM.zip")  # fmt: skip
+    code, subject = error_code(server, PATIENT, message.as_bytes())
+    assert code == 903 and "[903]" in subject
