@@ -177,6 +177,7 @@ def test_dossier_folder_is_read_only(server: ServerProcess) -> None:
     typ, _ = client.delete("Dossier")
     assert typ == "NO"
     client.logout()
+    assert "dossier.open" in server.hygie("audit", "--action", "dossier.").stdout.decode()
 
 
 def test_invisible_to_the_patient(server: ServerProcess) -> None:

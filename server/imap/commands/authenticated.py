@@ -18,6 +18,7 @@ from server.imap.proto.states import State
 from server.imap.readonly import is_read_only_folder, refuse_read_only
 from server.imap.selected import SYSTEM_FLAGS, SelectedFolder
 from server.imap.session import ConnectionClosed, Session
+from storage import audit
 from storage.mailstore import DELIMITER, FolderError, FolderInfo
 
 LIST_SELECTION = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
@@ -68,6 +69,12 @@ async def select(s: Session, cmd: c.Select) -> None:
         return
     # The dossier is written by the filing workflow only: always selected read-only.
     readonly = cmd.readonly or is_read_only_folder(folder.name)
+    if is_read_only_folder(folder.name):
+        # Every access to a patient's dossier is in the audit log (design.md §4).
+        await audit.record(
+            s.store.db, f"account:{_account_id(s)}", "dossier.open", f"folder:{folder.id}",
+            peer=s.peer,
+        )  # fmt: skip
     # Independent reads, on separate connections at once.
     snap, keywords, first = await asyncio.gather(
         s.store.snapshot(folder.id),
