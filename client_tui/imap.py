@@ -564,6 +564,11 @@ class ImapClient:
         await self.store_flags(uids, "\\Deleted")
         await self.command(f"UID EXPUNGE {sequence_set(uids)}")
 
+    async def delete_permanently(self, uids: Sequence[int]) -> None:
+        """\\Deleted then UID EXPUNGE of just these messages (RFC 4315 §2.1)."""
+        await self.store_flags(uids, "\\Deleted")
+        await self.command(f"UID EXPUNGE {sequence_set(uids)}")
+
     async def append(self, folder: str, message: bytes, flags: str = "\\Seen") -> None:
         """Keep a copy (e.g. of a sent message in Sent); a synchronising literal."""
         await self.command(f"APPEND {quote(folder)} ({flags}) {{{len(message)}}}", literal=message)

@@ -113,6 +113,9 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate not trusted ({exc.verify_message})"
     text = str(exc)
-    if "refused" in text.lower() or isinstance(exc, ConnectionRefusedError):
+    # aiosmtplib wraps the OSError in SMTPConnectError, keeping only its text.
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, ConnectionRefusedError) or isinstance(cause, ConnectionRefusedError) \
+            or "Connect call failed" in text:
         return "connection refused"
     return text or type(exc).__name__
