@@ -146,7 +146,7 @@ class MailScreen(Screen[None]):
         text = Text.assemble(
             ("Hygie ", f"bold {self.c('accent')}"),
             (f"{account}  ", ""),
-            (self.folder + " ", "bold"),
+            (self.folder, "bold"),
             (unread + paging + search, ""),
             ("  " + note if note else "", "italic"),
         )
