@@ -43,7 +43,8 @@ class ComposeScreen(Screen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compose"):
-            yield Static(f"[b]{self.title_text}[/b]  from {self.draft.sender}", id="compose-title")
+            yield Static(f"[b]{self.title_text}[/b] · from {self.draft.sender}",
+                         id="compose-title")  # fmt: skip
             with Horizontal(classes="field"):
                 yield Label("To", classes="field-label")
                 yield Input(self.draft.to, id="to", placeholder="name@domain, …")
