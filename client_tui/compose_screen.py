@@ -63,7 +63,12 @@ class ComposeScreen(Screen[bool]):
                 yield Button("Send", variant="primary", id="send")
         yield Footer()
 
+    def _fields(self) -> tuple[str, ...]:
+        headers = [self.query_one(f"#{key}", Input).value for key in ("to", "cc", "subject")]
+        return (*headers, self.query_one(TextArea).text, str(len(self.draft.attachments)))
+
     def on_mount(self) -> None:
+        self.initial = self._fields()
         first = "#to" if not self.draft.to else "#body"
         self.query_one(first).focus()
         if first == "#body":
@@ -97,8 +102,7 @@ class ComposeScreen(Screen[bool]):
             if yes:
                 self.dismiss(False)
 
-        body = self.query_one(TextArea).text
-        if body.strip() == self.draft.body.strip() and not self.query_one("#to", Input).value:
+        if self._fields() == self.initial:  # nothing typed: nothing to lose
             self.dismiss(False)
         else:
             self.app.push_screen(Confirm("Discard this message?", "Discard", "Keep editing"), leave)

@@ -231,6 +231,14 @@ class MailScreen(Screen[None]):
         self.update_topbar()
         if not summaries:
             self.show_empty()
+        elif self.opened is not None and self.opened[0] not in self.summaries:
+            self.show_placeholder()  # the open message left the list (other folder, search)
+
+    def show_placeholder(self) -> None:
+        self.opened = None
+        self.query_one("#reader-headers", Static).update("")
+        self.query_one("#reader-attachments", Static).update("")
+        self.query_one("#reader-body", Static).update("Select a message and press Enter.")
 
     def show_empty(self) -> None:
         self.opened = None
