@@ -68,9 +68,9 @@ def account_for(server: ServerProcess, address: str, name: str = "", **extra: ob
 
 @pytest.fixture
 def config_file(tmp_path: Path, server: ServerProcess) -> Path:
-    """A config with Jean (password) and Claire (password), Jean by default."""
+    """A config with Jean, Claire and Paul (passwords), Jean by default."""
     config = Config(tmp_path / "config.toml", default="jean")
-    for address in (JEAN, CLAIRE):
+    for address in (JEAN, CLAIRE, PAUL):
         account = account_for(server, address)
         config.accounts[account.name] = account
     config.save()
