@@ -15,31 +15,31 @@ from email.utils import formataddr, formatdate, getaddresses, make_msgid, parsea
 from html.parser import HTMLParser
 from pathlib import Path
 
-# The hook for "send a document to a patient": dossier/xdm.py (another branch) builds the
-# IHE_XDM.zip. It takes the attachments, the patient's INS and the LOINC document type, and
-# returns the zip's bytes. ``None`` until that module is importable.
+# The hook for "send a document to a patient". Building the IHE_XDM.zip belongs to
+# dossier/xdm.py (and the PDF-in-CDA wrapper to dossier/cda.py), written on another branch; the
+# client never builds its own. Once that branch is merged, ``register_xdm_builder`` is called
+# with a function that takes the attachments (PDF and/or CDA), the patient's INS and the LOINC
+# document type, and returns the zip's bytes; until then ``send --patient`` says so and fails.
 XdmBuilder = Callable[[Sequence[Path], str, str], bytes]
+_xdm_builder: XdmBuilder | None = None
 
 
 class XdmUnavailable(Exception):
-    """dossier/xdm.py is not installed in this build."""
+    """No XDM builder is registered in this build."""
 
 
-def xdm_builder() -> XdmBuilder:
-    """The XDM builder from ``dossier.xdm`` (``build_xdm(attachments, ins, loinc) -> bytes``)."""
-    try:
-        from dossier import xdm  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise XdmUnavailable("XDM packaging needs dossier/xdm.py, not in this build") from exc
-    builder = getattr(xdm, "build_xdm", None)
-    if builder is None:
-        raise XdmUnavailable("dossier.xdm has no build_xdm(attachments, ins, loinc)")
-    return builder  # type: ignore[no-any-return]
+def register_xdm_builder(builder: XdmBuilder | None) -> None:
+    global _xdm_builder
+    _xdm_builder = builder
 
 
 def build_xdm_attachment(attachments: Sequence[Path], patient_ins: str, doc_type: str) -> bytes:
-    """The ``IHE_XDM.zip`` for ``attachments`` (PDF and/or CDA) about patient ``patient_ins``."""
-    return xdm_builder()(attachments, patient_ins, doc_type)
+    """The ``IHE_XDM.zip`` for ``attachments`` about patient ``patient_ins`` (the hook)."""
+    if _xdm_builder is None:
+        raise XdmUnavailable(
+            "sending to a patient needs the XDM builder of dossier/xdm.py, not in this build"
+        )
+    return _xdm_builder(attachments, patient_ins, doc_type)
 
 
 @dataclass

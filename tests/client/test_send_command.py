@@ -106,3 +106,33 @@ def test_account_add_writes_no_secret(tmp_path: Path, server: ServerProcess) -> 
     config.write_text(config.read_text() + 'password = "x"\n')
     broken = hygie_client(config, "account", "list")
     assert broken.returncode == 2 and "password" in broken.stderr
+
+
+def test_xdm_hook_builds_the_attachment(tmp_path: Path) -> None:
+    """``--patient`` goes through the registered builder and sends its zip as IHE_XDM.zip."""
+    from client_tui.compose import (
+        XdmUnavailable,
+        build_xdm_attachment,
+        register_xdm_builder,
+    )
+
+    report = tmp_path / "cr.pdf"
+    report.write_bytes(b"%PDF")
+    try:
+        build_xdm_attachment([report], "1", "2")
+    except XdmUnavailable as exc:
+        assert "dossier/xdm.py" in str(exc)
+    else:
+        raise AssertionError("no builder registered, yet a zip came back")
+    seen: list[tuple[list[Path], str, str]] = []
+
+    def builder(files: object, ins: str, loinc: str) -> bytes:
+        seen.append((list(files), ins, loinc))  # type: ignore[call-overload]
+        return b"PK zip"
+
+    register_xdm_builder(builder)
+    try:
+        assert build_xdm_attachment([report], "277076322082910", "11488-4") == b"PK zip"
+    finally:
+        register_xdm_builder(None)
+    assert seen == [([report], "277076322082910", "11488-4")]
