@@ -70,8 +70,6 @@ def fill_big_folder(server: ServerProcess) -> None:
 
 async def test_large_folder_is_paged(server: ServerProcess, config_file: Path) -> None:
     fill_big_folder(server)
-
-
     app = HygieClient(load_config(config_file), account_name="jean")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press(*PASSWORD, "enter")
