@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -53,6 +53,18 @@ def short_date(date: datetime | None, now: datetime | None = None) -> str:
 def display_name(address: str) -> str:
     name, addr = parseaddr(address)
     return name or addr or address
+
+
+class MessageTable(DataTable[str | Text]):
+    """The message list: one click opens a message, as in other mail programs (a plain
+    DataTable needs a second click on the highlighted row)."""
+
+    async def _on_click(self, event: events.Click) -> None:
+        # Textual calls DataTable._on_click after this one (handlers run down the MRO): it
+        # moves the cursor, and posts RowSelected only for a click on the highlighted row.
+        row = event.style.meta.get("row", -1)
+        if isinstance(row, int) and 0 <= row < self.row_count and row != self.cursor_row:
+            self.post_message(DataTable.RowSelected(self, row, self.ordered_rows[row].key))
 
 
 class MailScreen(Screen[None]):
@@ -109,10 +121,7 @@ class MailScreen(Screen[None]):
             tree.guide_depth = 2
             yield tree
             with Vertical(id="right"):
-                table: DataTable[str | Text] = DataTable(
-                    id="messages", cursor_type="row", zebra_stripes=True
-                )
-                yield table
+                yield MessageTable(id="messages", cursor_type="row", zebra_stripes=True)
                 with VerticalScroll(id="reader"):
                     yield Static("", id="reader-headers")
                     yield Static("", id="reader-attachments")
