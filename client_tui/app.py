@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
-from client_tui.backend import Connector, MailAccount, MailReader, connect
+from client_tui.backend import Connector, MailAccount, MailReader, Reconnecting, connect
 from client_tui.config import Account, Config, ConfigError
 from client_tui.credentials import CredentialError, keyring_secret
 from client_tui.imap import ImapError
@@ -238,7 +238,8 @@ class HygieClient(App[None]):
         return self.session.account.address if self.session else ""
 
     async def sign_in(self, account: Account, secret: str) -> None:
-        self.session, self._reader = await self.connector(account, secret)
+        self.session, reader = await self.connector(account, secret)
+        self._reader = Reconnecting(self.session, reader)
         self.sub_title = account.address
         # Not awaited: this runs in a worker of the sign-in screen that the switch removes.
         self.switch_screen(MailScreen())

@@ -98,3 +98,28 @@ async def test_large_folder_is_paged(server: ServerProcess, config_file: Path) -
         await wait_until(pilot, lambda: table.row_count == PAGE_SIZE, "back to a full page")
         assert time.monotonic() - started < 60
         await pilot.press("q")
+
+
+async def test_lost_connection_is_reopened(server: ServerProcess, config_file: Path) -> None:
+    """The reading connection drops (autologout, server restart): the next action reconnects
+    and works, with no error shown."""
+    from client_tui.backend import Reconnecting
+    from client_tui.imap import ImapClient
+
+    app = HygieClient(load_config(config_file), account_name="claire")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*PASSWORD, "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MailScreen), "the mail screen")
+        screen = app.screen
+        assert isinstance(screen, MailScreen)
+        await wait_until(pilot, lambda: len(screen.folders) >= 5, "the folders")
+        reader = app.reader
+        assert isinstance(reader, Reconnecting) and isinstance(reader.inner, ImapClient)
+        old = reader.inner
+        await old.close()
+        screen.folders = []
+        await pilot.press("g")
+        await wait_until(pilot, lambda: len(screen.folders) >= 5, "the folders again")
+        assert reader.inner is not old and reader.inner.connected
+        assert not [n for n in app._notifications if n.severity == "error"]
+        await pilot.press("q")
