@@ -42,6 +42,33 @@ def build_xdm_attachment(attachments: Sequence[Path], patient_ins: str, doc_type
     return _xdm_builder(attachments, patient_ins, doc_type)
 
 
+# The reader's side of the same seam: given an IHE_XDM.zip, the lines to show (patient,
+# document type, author, date, title), from dossier.xdm.parse_xdm once it is in the branch.
+XdmDescriber = Callable[[bytes], list[tuple[str, str]]]
+_xdm_describer: XdmDescriber | None = None
+
+
+def register_xdm_describer(describer: XdmDescriber | None) -> None:
+    global _xdm_describer
+    _xdm_describer = describer
+
+
+def describe_xdm(data: bytes) -> list[tuple[str, str]]:
+    """(label, value) lines for an XDM attachment; empty when no describer is registered or
+    the archive is refused (the attachment is then listed like any other)."""
+    if _xdm_describer is None:
+        return []
+    try:
+        return _xdm_describer(data)
+    except Exception:  # a malformed archive must not break the reader: show it as a file
+        return []
+
+
+def is_xdm(filename: str) -> bool:
+    """MSSanté names the archive IHE_XDM.zip (Réf#2 ECO.2.1.1)."""
+    return filename.upper() == "IHE_XDM.ZIP"
+
+
 @dataclass
 class Draft:
     """What the compose screen edits."""

@@ -61,7 +61,7 @@ class Prompt(ModalScreen[str | None]):
 
 
 class ChooseFolder(ModalScreen[str | None]):
-    """Pick a folder (to move messages into)."""
+    """Pick a name from a list (a folder to move into, an attachment to open)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
@@ -88,7 +88,7 @@ HELP = """\
   [ ]             previous / next page of a large folder
   /               search this folder (on the server); Esc clears
   g               refresh folders and messages
-  w               save the attachments of the open message
+  w / o           save the attachments / open one with the system viewer
 
 [b]Managing[/b]
   s               flag / unflag

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 from datetime import datetime
 from email.utils import parseaddr
 from pathlib import Path
@@ -20,7 +23,9 @@ from client_tui.compose import (
     Draft,
     ReadMessage,
     build_mdn,
+    describe_xdm,
     forward_draft,
+    is_xdm,
     read_message,
     reply_draft,
     save_attachment,
@@ -79,6 +84,7 @@ class MailScreen(Screen[None]):
         Binding("d,delete", "delete", "Delete"),
         Binding("slash", "search", "Search"),
         Binding("w", "save_attachments", "Save att.", show=False),
+        Binding("o", "open_attachment", "Open att.", show=False),
         Binding("g", "refresh", "Refresh", show=False),
         Binding("left_square_bracket", "page(1)", "Older", show=False),
         Binding("right_square_bracket", "page(-1)", "Newer", show=False),
@@ -365,8 +371,12 @@ class MailScreen(Screen[None]):
             attachments.append(f"@ {index}. {attachment.filename}", style=self.c("accent"))
             attachments.append(f"  {attachment.content_type}, {attachment.size_text}\n",
                                style="dim")  # fmt: skip
+            if is_xdm(attachment.filename):
+                for label, value in describe_xdm(attachment.data):
+                    attachments.append(f"     {label}: ", style=self.c("secondary"))
+                    attachments.append(f"{value}\n")
         if message.attachments:
-            attachments.append("w saves the attachments\n", style="italic")
+            attachments.append("w saves the attachments, o opens one\n", style="italic")
         self.query_one("#reader-attachments", Static).update(attachments)
         self.query_one("#reader-body", Static).update(message.text or "(no text)")
         self.query_one("#reader", VerticalScroll).scroll_home(animate=False)
@@ -564,6 +574,37 @@ class MailScreen(Screen[None]):
             self.notify("Saved " + ", ".join(str(p) for p in saved), timeout=8)
 
         self.app.push_screen(Prompt("Save attachments in which directory?", default), save)
+
+    def action_open_attachment(self) -> None:
+        """Open an attachment with the system viewer (xdg-open), from a 0600 temporary copy."""
+        if self.opened is None or not self.opened[1].attachments:
+            self.notify("The open message has no attachment", severity="warning")
+            return
+        attachments = self.opened[1].attachments
+        viewer = shutil.which("xdg-open") or shutil.which("open")
+        if viewer is None:
+            self.notify("No system viewer (xdg-open) here; save it with w", severity="warning")
+            return
+
+        def chosen(name: str | None) -> None:
+            attachment = next((a for a in attachments if a.filename == name), None)
+            if attachment is None or viewer is None:
+                return
+            directory = Path(tempfile.mkdtemp(prefix="hygie-client-"))
+            path = save_attachment(attachment, directory)
+            path.chmod(0o600)
+            try:
+                subprocess.Popen([viewer, str(path)], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)  # fmt: skip
+            except OSError as exc:
+                self.notify(f"Cannot open {path.name}: {exc.strerror}", severity="error")
+
+        if len(attachments) == 1:
+            chosen(attachments[0].filename)
+        else:
+            names = [a.filename for a in attachments]
+            self.app.push_screen(ChooseFolder("Open which attachment?", names), chosen)
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -3,11 +3,14 @@ the read-receipt question can be declined (nothing is sent), help opens and clos
 
 from __future__ import annotations
 
+from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Static
 
 from client_tui.app import HygieClient
+from client_tui.compose import read_message, register_xdm_describer
 from client_tui.dialogs import Confirm, Help
 from client_tui.mail_screen import MailScreen
 from tests.client.fake_mailbox import FakeAccount
@@ -56,3 +59,44 @@ async def test_mouse_sort_and_declined_receipt(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, Help), "help")
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, MailScreen), "help closed")
+
+
+async def test_open_attachment_and_xdm_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``o`` hands a private copy to the system viewer; an IHE_XDM.zip is described through
+    the registered hook (dossier.xdm once merged)."""
+    copied = tmp_path / "viewed.pdf"
+    viewer = tmp_path / "viewer"
+    viewer.write_text(f'#!/bin/sh\ncp "$1" {copied}\n')
+    viewer.chmod(0o755)
+    monkeypatch.setattr("client_tui.mail_screen.shutil.which",
+                        lambda name: str(viewer) if name == "xdg-open" else None)  # fmt: skip
+
+    app: HygieClient = demo_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await signed_in(pilot)
+        screen = app.screen
+        assert isinstance(screen, MailScreen)
+        await pilot.press("down", "enter")  # the lab results, one PDF
+        body = screen.query_one("#reader-body", Static)
+        await wait_until(pilot, lambda: "Les résultats sont joints" in str(body.render()), "text")
+        await pilot.press("o")
+        await wait_until(pilot, lambda: copied.exists() and copied.stat().st_size > 0, "viewer")
+        assert copied.read_bytes().startswith(b"%PDF-1.4")
+
+        register_xdm_describer(lambda data: [("Patient", "DUPONT Marie"),
+                                             ("Document", "11488-4 Compte rendu")])  # fmt: skip
+        try:
+            message = EmailMessage()
+            message["From"] = "jean.dupont@hygie.test"
+            message["Subject"] = "XDM/1.0/DDM+Compte rendu DUPONT Marie 20250314"
+            message.set_content("Document joint.")
+            message.add_attachment(b"PK", maintype="application", subtype="zip",
+                                   filename="IHE_XDM.zip")  # fmt: skip
+            screen.show_message(read_message(message.as_bytes()))
+            await pilot.pause()
+            shown = str(screen.query_one("#reader-attachments", Static).render())
+            assert "IHE_XDM.zip" in shown and "Patient: DUPONT Marie" in shown
+        finally:
+            register_xdm_describer(None)
