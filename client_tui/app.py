@@ -18,11 +18,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Center, Horizontal, Vertical
 from textual.screen import Screen
 from textual.theme import Theme
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from client_tui.backend import Connector, MailAccount, MailReader, Reconnecting, connect
 from client_tui.config import Account, Config, ConfigError
-from client_tui.credentials import CredentialError, keyring_secret
+from client_tui.credentials import (
+    CredentialError,
+    keyring_available,
+    keyring_secret,
+    store_keyring_secret,
+)
 from client_tui.imap import ImapError
 from client_tui.mail_screen import MailScreen
 from client_tui.session import find_special
@@ -71,6 +76,7 @@ class SignInScreen(Screen[None]):
                 )  # fmt: skip
             yield Static(self._describe(), id="account-info")
             yield Input(password=True, id="secret", placeholder="")
+            yield Checkbox("Remember in the system keyring", id="remember")
             yield Static("", id="signin-error")
             yield Button("Sign in", variant="primary", id="signin-button")
         yield Footer()
@@ -99,6 +105,9 @@ class SignInScreen(Screen[None]):
             "PKCS#12 passphrase" if self.account.auth == "certificate" else "Password"
         )
         secret.value = keyring_secret(self.account.address) or ""
+        remember = self.query_one("#remember", Checkbox)
+        remember.display = self.account.needs_secret and keyring_available()
+        remember.value = bool(secret.value)
         (secret if secret.display else self.query_one("#signin-button")).focus()
 
     @on(Select.Changed, "#account")
@@ -123,7 +132,9 @@ class SignInScreen(Screen[None]):
         app = self.app
         assert isinstance(app, HygieClient)
         try:
-            await app.sign_in(self.account, secret)
+            remember = self.query_one("#remember", Checkbox)
+            await app.sign_in(self.account, secret,
+                              remember=remember.display and remember.value)  # fmt: skip
         except Exception as exc:
             message = app.describe(exc)
             self.query_one("#signin-error", Static).update(f"[b $error]{message}[/]")
@@ -237,9 +248,12 @@ class HygieClient(App[None]):
     def account_address(self) -> str:
         return self.session.account.address if self.session else ""
 
-    async def sign_in(self, account: Account, secret: str) -> None:
+    async def sign_in(self, account: Account, secret: str, *, remember: bool = False) -> None:
         self.session, reader = await self.connector(account, secret)
         self._reader = Reconnecting(self.session, reader)
+        if remember and secret and not store_keyring_secret(account.address, secret):
+            self.notify("The system keyring refused the secret; it will be asked again",
+                        severity="warning")  # fmt: skip
         self.sub_title = account.address
         # Not awaited: this runs in a worker of the sign-in screen that the switch removes.
         self.switch_screen(MailScreen())

@@ -134,6 +134,14 @@ class Credentials:
         return tls_context(ca_file, self.certificate)
 
 
+def keyring_available() -> bool:
+    try:
+        import keyring  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def keyring_secret(address: str) -> str | None:
     """The password or passphrase kept in the system keyring, when ``keyring`` is installed."""
     try:

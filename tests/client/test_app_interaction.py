@@ -7,7 +7,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import Checkbox, DataTable, Input, Static
 
 from client_tui.app import HygieClient
 from client_tui.compose import read_message, register_xdm_describer
@@ -100,3 +100,37 @@ async def test_open_attachment_and_xdm_summary(
             assert "IHE_XDM.zip" in shown and "Patient: DUPONT Marie" in shown
         finally:
             register_xdm_describer(None)
+
+
+async def test_keyring_remembers_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a ``keyring`` module, "Remember" stores the secret after a good sign-in and the
+    next sign-in finds it filled in; without one the box is not shown."""
+    import sys
+    import types
+
+    store: dict[tuple[str, str], str] = {}
+    keyring = types.ModuleType("keyring")
+    keyring.get_password = lambda service, user: store.get((service, user))  # type: ignore[attr-defined]
+    keyring.set_password = lambda service, user, value: store.__setitem__((service, user), value)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "keyring", keyring)
+
+    app: HygieClient = demo_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        remember = app.screen.query_one("#remember", Checkbox)
+        assert remember.display and not remember.value
+        remember.value = True
+        await signed_in(pilot)
+    assert store == {("hygie-client", "claire.martin@hygie.test"): "secret"}
+
+    app = demo_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.screen.query_one("#secret", Input).value == "secret"
+
+    monkeypatch.setitem(sys.modules, "keyring", None)  # import keyring now fails
+    app = demo_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert not app.screen.query_one("#remember", Checkbox).display

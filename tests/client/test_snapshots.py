@@ -4,9 +4,11 @@ after an intended change; look at the SVGs before committing."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from client_tui.app import HygieClient
@@ -14,6 +16,13 @@ from client_tui.config import Config
 from client_tui.mail_screen import MailScreen
 from tests.client.fake_mailbox import demo_account, fake_connect
 from tests.client.pilot import wait_until
+
+
+@pytest.fixture(autouse=True)
+def no_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "Remember" box shows only with a keyring module; keep the pictures the same
+    whatever this machine has installed."""
+    monkeypatch.setitem(sys.modules, "keyring", None)
 
 
 def demo_app(tmp_path: Path) -> HygieClient:
