@@ -13,7 +13,7 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 from bench.harness import ServerProcess, free_ports
-from tests.client.conftest import CLAIRE, JEAN, PASSWORD
+from tests.client.conftest import CLAIRE, JEAN, PASSWORD, Setup
 from tests.support.mail import find_by_subject, inbox_messages
 
 
@@ -136,3 +136,36 @@ def test_xdm_hook_builds_the_attachment(tmp_path: Path) -> None:
     finally:
         register_xdm_builder(None)
     assert seen == [([report], "277076322082910", "11488-4")]
+
+
+def test_send_by_certificate_and_by_token(client_setup: Setup, tmp_path: Path) -> None:
+    """A cron job with a practitioner certificate (passphrase on stdin, SASL EXTERNAL) and one
+    with a token command (OAUTHBEARER)."""
+    from bench.harness import hygie_command
+    from client_tui.config import Config
+    from tests.client.conftest import PASSPHRASE, account_for
+
+    server = client_setup.server
+    config = Config(tmp_path / "c.toml", default="cert")
+    config.accounts["cert"] = account_for(server, JEAN, name="cert", auth="certificate",
+                                          pkcs12=str(client_setup.pkcs12))  # fmt: skip
+    token = " ".join([*hygie_command(), "--data", str(server.data_dir), "token", "issue", JEAN])
+    config.accounts["token"] = account_for(server, JEAN, name="token", auth="token",
+                                           token_command=token)  # fmt: skip
+    config.save()
+    script = Path(sys.executable).parent / "hygie-client"
+    for name in ("cert", "token"):
+        subject = f"par {name} {uuid.uuid4().hex[:6]}"
+        proc = subprocess.run(
+            [str(script), "--config", str(config.path), "--account", name, "send",
+             "--secret-stdin", "--to", CLAIRE, "--subject", subject],
+            input=PASSPHRASE + "\n", capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert find_by_subject(inbox_messages(server, CLAIRE, PASSWORD), subject)
+    wrong = subprocess.run(
+        [str(script), "--config", str(config.path), "--account", "cert", "send",
+         "--secret-stdin", "--to", CLAIRE, "--subject", "x"],
+        input="wrong\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert wrong.returncode == 1 and "passphrase" in wrong.stderr
