@@ -134,3 +134,27 @@ async def test_keyring_remembers_the_password(
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert not app.screen.query_one("#remember", Checkbox).display
+
+
+async def test_first_run_setup_writes_the_account(tmp_path: Path) -> None:
+    """No account yet: the setup form writes one (no secret) and leads to the sign-in."""
+    from client_tui.app import SetupScreen, SignInScreen
+    from client_tui.config import Config, load_config
+
+    path = tmp_path / "hygie-client" / "config.toml"
+    app = HygieClient(Config(path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, SetupScreen), "the setup form")
+        await pilot.click("#save")  # empty: refused with a reason, not a crash
+        error = app.screen.query_one("#setup-error", Static)
+        await wait_until(pilot, lambda: "address" in str(error.render()), "the refusal")
+        for key, value in (("address", "claire.martin@hygie.test"), ("host", "mail.hygie.test"),
+                           ("ca_file", "/etc/hygie/root.pem")):  # fmt: skip
+            app.screen.query_one(f"#{key}", Input).value = value
+        await pilot.pause(0.5)  # a Button ignores clicks while it shows the last one
+        await pilot.click("#save")
+        await wait_until(pilot, lambda: isinstance(app.screen, SignInScreen), "the sign-in")
+    [account] = load_config(path).accounts.values()
+    assert (account.address, account.host, account.imap_port) == (
+        "claire.martin@hygie.test", "mail.hygie.test", 2993)  # fmt: skip
+    assert path.stat().st_mode & 0o077 == 0

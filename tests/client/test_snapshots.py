@@ -73,3 +73,8 @@ def test_help_80x24(snap_compare: Any, tmp_path: Path) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(demo_app(tmp_path), terminal_size=(80, 24), run_before=helping)
+
+
+def test_first_run_setup_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    app = HygieClient(Config(tmp_path / "config.toml"))
+    assert snap_compare(app, terminal_size=(80, 24))
