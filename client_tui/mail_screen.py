@@ -143,7 +143,7 @@ class MailScreen(Screen[None]):
         table.add_column("Subject", key="subject")
         table.focus()
         self.update_topbar()
-        self.refresh_all(select=True)
+        self.refresh_all()
         self.client.start_idle()
 
     def update_topbar(self, note: str = "") -> None:
@@ -204,7 +204,7 @@ class MailScreen(Screen[None]):
     # -- loading ---------------------------------------------------------------------------------
 
     @work(exclusive=True, group="load")
-    async def refresh_all(self, select: bool = False) -> None:
+    async def refresh_all(self) -> None:
         try:
             self.folders = await self.client.reader.folders()
             self.fill_tree()
