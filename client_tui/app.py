@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from email.message import Message
+from email.utils import getaddresses
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,7 +28,9 @@ from client_tui.credentials import (
     keyring_available,
     keyring_secret,
     store_keyring_secret,
+    tls_context,
 )
+from client_tui.directory import Correspondent, DirectoryError, search_directory
 from client_tui.imap import ImapError
 from client_tui.mail_screen import MailScreen
 from client_tui.session import find_special
@@ -224,6 +227,7 @@ class HygieClient(App[None]):
         self.session: MailAccount | None = None
         self._reader: MailReader | None = None
         self._idle: MailReader | None = None
+        self._known: dict[str, Correspondent] = {}
 
     def on_mount(self) -> None:
         self.register_theme(HYGIE_THEME)
@@ -281,6 +285,33 @@ class HygieClient(App[None]):
         except Exception as exc:
             self.notify(f"Sent, but no copy kept in Sent: {self.describe(exc)}",
                         severity="warning")  # fmt: skip
+
+    # -- recipients ------------------------------------------------------------------------------
+
+    def remember_correspondents(self, people: list[str]) -> None:
+        for name, address in getaddresses(people):
+            if address and address.lower() != self.account_address.lower():
+                self._known[address.lower()] = Correspondent(name, address)
+
+    async def find_correspondents(self, text: str) -> list[Correspondent]:
+        """People whose name or address starts with ``text``: those already seen in the
+        mailbox first, then the directory (when configured; its failures stay quiet, as a
+        completion must never get in the way of typing)."""
+        needle = text.lower()
+        found = [c for c in self._known.values()
+                 if c.address.lower().startswith(needle)
+                 or any(w.lower().startswith(needle) for w in c.name.split())]  # fmt: skip
+        account = self.session.account if self.session else None
+        if account is not None and account.directory_url:
+            try:
+                context = tls_context(account.ca_path)
+                found += await search_directory(account.directory_url, text, context)
+            except (DirectoryError, CredentialError):
+                pass
+        unique: dict[str, Correspondent] = {}
+        for correspondent in found:
+            unique.setdefault(correspondent.address.lower(), correspondent)
+        return list(unique.values())
 
     # -- new mail (IDLE on a second connection) --------------------------------------------------
 

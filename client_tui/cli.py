@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--pkcs12", default="", help="client certificate (PKCS#12) for --auth "
                      "certificate")  # fmt: skip
     add.add_argument("--token-command", default="", help="command printing a bearer token")
+    add.add_argument("--directory-url", default="", help="FHIR directory base (https://…/fhir)")
     add.add_argument("--default", action="store_true", help="make it the default account")
     account_commands.add_parser("list", help="list accounts")
     return parser
@@ -124,7 +125,7 @@ def account_command(args: argparse.Namespace) -> int:
         imap_port=args.imap_port, imap_security=args.imap_security,
         smtp_port=args.smtp_port, smtp_security=args.smtp_security,
         ca_file=args.ca_file, auth=args.auth, login=args.login,
-        pkcs12=args.pkcs12, token_command=args.token_command,
+        pkcs12=args.pkcs12, token_command=args.token_command, directory_url=args.directory_url,
     )  # fmt: skip
     account.check()
     config.accounts[account.name] = account

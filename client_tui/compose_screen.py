@@ -10,13 +10,37 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Static, TextArea
 
 from client_tui.compose import AttachmentError, Draft, addresses, build_message
 from client_tui.dialogs import Confirm, Prompt
+from client_tui.directory import Correspondent
 
 if TYPE_CHECKING:
     from client_tui.app import HygieClient
+
+
+class RecipientSuggester(Suggester):
+    """Completes the last address of a To/Cc field from the people already in the mailbox
+    and, when the account names one, the FHIR directory; the matches, with their specialty,
+    are listed under the fields."""
+
+    def __init__(self, screen: ComposeScreen) -> None:
+        super().__init__(use_cache=True, case_sensitive=True)
+        self.screen = screen
+
+    async def get_suggestion(self, value: str) -> str | None:
+        last = value.rpartition(",")[2].lstrip()
+        if len(last) < 2 or "<" in last:
+            return None
+        matches = await self.screen.client.find_correspondents(last)
+        self.screen.show_matches(matches)
+        for correspondent in matches:
+            for candidate in (correspondent.recipient, correspondent.address):
+                if candidate.lower().startswith(last.lower()) and candidate != last:
+                    return value + candidate[len(last) :]
+        return None
 
 
 class ComposeScreen(Screen[bool]):
@@ -47,13 +71,15 @@ class ComposeScreen(Screen[bool]):
                          id="compose-title")  # fmt: skip
             with Horizontal(classes="field"):
                 yield Label("To", classes="field-label")
-                yield Input(self.draft.to, id="to", placeholder="name@domain, …")
+                yield Input(self.draft.to, id="to", placeholder="name or address, …",
+                            suggester=RecipientSuggester(self))  # fmt: skip
             with Horizontal(classes="field"):
                 yield Label("Cc", classes="field-label")
-                yield Input(self.draft.cc, id="cc")
+                yield Input(self.draft.cc, id="cc", suggester=RecipientSuggester(self))
             with Horizontal(classes="field"):
                 yield Label("Subject", classes="field-label")
                 yield Input(self.draft.subject, id="subject")
+            yield Static("", id="matches")
             yield TextArea(self.draft.body, id="body", soft_wrap=True, show_line_numbers=False)
             yield Static(self._attachments_text(), id="attachments")
             with Horizontal(id="compose-options"):
@@ -73,6 +99,13 @@ class ComposeScreen(Screen[bool]):
         self.query_one(first).focus()
         if first == "#body":
             self.query_one(TextArea).move_cursor((0, 0))
+
+    def show_matches(self, matches: list[Correspondent]) -> None:
+        """Up to three directory matches, so the specialty tells two namesakes apart."""
+        text = "  ·  ".join(f"{c.label} <{c.address}>" for c in matches[:3])
+        line = self.query_one("#matches", Static)
+        line.update(text)
+        line.display = bool(text)  # no empty line taken from the text when nothing matches
 
     def _attachments_text(self) -> str:
         names = [p.name for p in self.draft.attachments] + [n for n, _, _ in self.draft.forwarded]

@@ -16,6 +16,7 @@ the system keyring; a token comes from the account's ``token_command`` each time
     auth = "certificate"         # or "password", "token"
     pkcs12 = "~/jean.dupont.p12"
     # token_command = "hygie token issue jean.dupont@hygie.test --ttl 300"
+    directory_url = "https://mail.hygie.test:8443/fhir"   # optional: recipient search
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Account:
     login: str = ""
     pkcs12: str = ""
     token_command: str = ""
+    directory_url: str = ""  # the operator's FHIR base, e.g. https://mail.example.test:8443/fhir
 
     @property
     def ca_path(self) -> Path | None:

@@ -235,6 +235,8 @@ class MailScreen(Screen[None]):
         page_uids = self.all_uids[max(0, end - PAGE_SIZE) : end]
         summaries = await self.client.reader.summaries(page_uids)
         self.summaries = {s.uid: s for s in summaries}
+        self.client.remember_correspondents([s.sender for s in summaries]
+                                            + [s.to for s in summaries])  # fmt: skip
         table = self.query_one("#messages", DataTable)
         keep = self._highlighted_uid()
         table.clear()
