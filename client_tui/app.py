@@ -263,6 +263,7 @@ class HygieClient(App[None]):
         self.switch_screen(MailScreen())
 
     async def sign_out(self) -> None:
+        self.session = None  # ends the IDLE worker's reconnect loop
         for reader in (self._idle, self._reader):
             if reader is not None:
                 reader.stop_idle()
