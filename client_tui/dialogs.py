@@ -88,7 +88,7 @@ HELP = """\
   [ ]             previous / next page of a large folder
   /               search this folder (on the server); Esc clears
   g               refresh folders and messages
-  w / o           save the attachments / open one with the system viewer
+  w / o           save the attachments / open one in the viewer
 
 [b]Managing[/b]
   s               flag / unflag
@@ -99,6 +99,7 @@ HELP = """\
 [b]Writing[/b]
   c               compose
   r / a / f       reply / reply to all / forward
+  p               send a document to a patient (IHE XDM)
   Ctrl+S          send (in the editor); Ctrl+O attach a file; Esc cancel
 
 [b]Receipts[/b]

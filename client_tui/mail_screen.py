@@ -78,6 +78,7 @@ class MailScreen(Screen[None]):
         Binding("r", "reply", "Reply"),
         Binding("a", "reply_all", "Reply all", show=False),
         Binding("f", "forward", "Forward"),
+        Binding("p", "to_patient", "To patient", show=False),
         Binding("s", "flag", "Flag"),
         Binding("u", "toggle_read", "Read/unread"),
         Binding("m", "move", "Move"),
@@ -612,6 +613,11 @@ class MailScreen(Screen[None]):
 
     def action_compose(self) -> None:
         self.app.push_screen(ComposeScreen(Draft(sender=self.client.account_address)))
+
+    def action_to_patient(self) -> None:
+        from client_tui.patient_screen import PatientDocumentScreen
+
+        self.app.push_screen(PatientDocumentScreen())
 
     def _opened_or_warn(self) -> tuple[int, ReadMessage] | None:
         if self.opened is None:

@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import Checkbox, DataTable, Input, Static
 
 from client_tui.app import HygieClient
-from client_tui.compose import read_message, register_xdm_describer
+from client_tui.compose import read_message, register_xdm_builder, register_xdm_describer
 from client_tui.dialogs import Confirm, Help
 from client_tui.mail_screen import MailScreen
 from tests.client.fake_mailbox import FakeAccount
@@ -158,3 +158,38 @@ async def test_first_run_setup_writes_the_account(tmp_path: Path) -> None:
     assert (account.address, account.host, account.imap_port) == (
         "claire.martin@hygie.test", "mail.hygie.test", 2993)  # fmt: skip
     assert path.stat().st_mode & 0o077 == 0
+
+
+async def test_send_a_document_to_a_patient(tmp_path: Path) -> None:
+    """``p``: INS, document type, file → one message to <INS>@patient.<domain> carrying the
+    IHE_XDM.zip that the registered builder made; without a builder, a clear notification."""
+    from client_tui.patient_screen import PatientDocumentScreen
+
+    report = tmp_path / "cr.pdf"
+    report.write_bytes(b"%PDF-1.4 cr")
+    ins = "277076322082910"
+    app: HygieClient = demo_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await signed_in(pilot)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, PatientDocumentScreen), "form")
+        app.screen.query_one("#ins", Input).value = ins
+        app.screen.query_one("#files", Input).value = str(report)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: any("dossier/xdm.py" in str(n.message)
+                                            for n in app._notifications), "no builder")  # fmt: skip
+        assert isinstance(app.screen, PatientDocumentScreen)
+
+        register_xdm_builder(lambda files, i, code: b"PK-" + i.encode() + code.encode())
+        try:
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: isinstance(app.screen, MailScreen), "the send")
+        finally:
+            register_xdm_builder(None)
+        session = app.session
+        assert isinstance(session, FakeAccount)
+        [message] = session.sent
+        assert message["To"] == f"{ins}@patient.hygie.test"
+        assert message["Subject"] == "XDM/1.0/DDM+Compte rendu de consultation"
+        [xdm] = [p for p in message.walk() if p.get_filename() == "IHE_XDM.zip"]
+        assert xdm.get_payload(decode=True) == f"PK-{ins}11488-4".encode()
