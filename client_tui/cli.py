@@ -1,0 +1,216 @@
+"""The ``hygie-client`` command: the Textual client by default, ``send`` for scripts and
+``account`` to write the configuration.
+
+Exit codes: 0 success, 1 the server or a credential said no, 2 bad usage or configuration.
+Failures print one line on stderr, never a traceback: cron and hospital systems read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from client_tui.compose import (
+    AttachmentError,
+    Draft,
+    XdmUnavailable,
+    build_message,
+    build_xdm_attachment,
+)
+from client_tui.config import Account, ConfigError, load_config
+from client_tui.credentials import CredentialError, keyring_secret
+from client_tui.imap import ImapError
+from client_tui.session import MailSession, find_special, resolve_credentials
+from client_tui.smtp import SubmissionError
+
+PROG = "hygie-client"
+SECRET_ENV = "HYGIE_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
+
+
+class UsageError(Exception):
+    """Bad arguments: exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Hygie secure health-messaging client (IMAP/SMTP, MSSanté documents).",
+    )
+    parser.add_argument("--config", type=Path, help="configuration file (default: "
+                        "$XDG_CONFIG_HOME/hygie-client/config.toml)")  # fmt: skip
+    parser.add_argument("--account", help="account name (default: the configured default)")
+    commands = parser.add_subparsers(dest="command")
+
+    send = commands.add_parser("send", help="send one message and exit (for scripts)")
+    send.add_argument("--to", action="append", required=True, help="recipient (repeatable)")
+    send.add_argument("--cc", action="append", default=[], help="copy (repeatable)")
+    send.add_argument("--subject", default="", help="subject")
+    send.add_argument("--body-file", type=Path, help="text of the message ('-' for stdin)")
+    send.add_argument("--attach", action="append", type=Path, default=[], help="file to attach")
+    send.add_argument("--receipt", choices=["dsn", "mdn"], action="append", default=[],
+                      help="ask for a delivery (dsn) or read (mdn) receipt")  # fmt: skip
+    send.add_argument("--patient", metavar="INS", help="send the attachments as an IHE XDM "
+                      "document about this patient (with --doc-type)")  # fmt: skip
+    send.add_argument("--doc-type", metavar="LOINC", help="LOINC code of the document")
+    send.add_argument("--secret-stdin", action="store_true",
+                      help="read the password or PKCS#12 passphrase from stdin")  # fmt: skip
+    send.add_argument("--no-sent-copy", action="store_true",
+                      help="do not keep a copy in the Sent folder")  # fmt: skip
+
+    account = commands.add_parser("account", help="add or list accounts")
+    account_commands = account.add_subparsers(dest="account_command", required=True)
+    add = account_commands.add_parser("add", help="add or replace an account")
+    add.add_argument("name")
+    add.add_argument("--address", required=True)
+    add.add_argument("--host", required=True)
+    add.add_argument("--imap-port", type=int, default=2993)
+    add.add_argument("--imap-security", choices=["tls", "starttls"], default="tls")
+    add.add_argument("--smtp-port", type=int, default=2465)
+    add.add_argument("--smtp-security", choices=["tls", "starttls"], default="tls")
+    add.add_argument("--ca-file", default="", help="CA certificate to trust (PEM)")
+    add.add_argument("--auth", choices=["password", "certificate", "token"], default="password")
+    add.add_argument("--login", default="", help="login name if not the address")
+    add.add_argument("--pkcs12", default="", help="client certificate (PKCS#12) for --auth "
+                     "certificate")  # fmt: skip
+    add.add_argument("--token-command", default="", help="command printing a bearer token")
+    add.add_argument("--directory-url", default="", help="FHIR directory base (https://…/fhir)")
+    add.add_argument("--default", action="store_true", help="make it the default account")
+    account_commands.add_parser("list", help="list accounts")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "send":
+            return asyncio.run(send_command(args))
+        if args.command == "account":
+            return account_command(args)
+        return run_app(args)
+    except (ConfigError, UsageError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except (CredentialError, ImapError, SubmissionError, AttachmentError, XdmUnavailable) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from client_tui.app import HygieClient  # Textual loads only for the interface
+
+    config = load_config(args.config)
+    app = HygieClient(config, account_name=args.account)
+    app.run()
+    return app.return_code or 0
+
+
+def account_command(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.account_command == "list":
+        for name, account in config.accounts.items():
+            mark = "*" if name == (config.default or next(iter(config.accounts))) else " "
+            print(f"{mark} {name}  {account.address}  {account.host}  auth={account.auth}")
+        return 0
+    account = Account(
+        name=args.name, address=args.address, host=args.host,
+        imap_port=args.imap_port, imap_security=args.imap_security,
+        smtp_port=args.smtp_port, smtp_security=args.smtp_security,
+        ca_file=args.ca_file, auth=args.auth, login=args.login,
+        pkcs12=args.pkcs12, token_command=args.token_command, directory_url=args.directory_url,
+    )  # fmt: skip
+    account.check()
+    config.accounts[account.name] = account
+    if args.default or not config.default:
+        config.default = account.name
+    config.save()
+    print(f"account {account.name} saved in {config.path}")
+    return 0
+
+
+def read_secret(account: Account, from_stdin: bool) -> str:
+    """The password or passphrase: stdin if asked, the environment, the keyring, a prompt."""
+    if not account.needs_secret:
+        return ""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if os.environ.get(SECRET_ENV):
+        return os.environ[SECRET_ENV]
+    stored = keyring_secret(account.address)
+    if stored:
+        return stored
+    if sys.stdin.isatty():
+        what = "passphrase of " + account.pkcs12 if account.auth == "certificate" else "password"
+        return getpass.getpass(f"{what} for {account.address}: ")
+    raise UsageError(
+        f"no {'passphrase' if account.auth == 'certificate' else 'password'} for "
+        f"{account.address}: use --secret-stdin, {SECRET_ENV} or the system keyring"
+    )
+
+
+async def send_command(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    account = config.account(args.account)
+    if bool(args.patient) != bool(args.doc_type):
+        raise UsageError("--patient and --doc-type go together")
+    if args.body_file is None:
+        body = ""
+    elif str(args.body_file) == "-":
+        body = sys.stdin.read()
+    else:
+        try:
+            body = args.body_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read body file {args.body_file}: {exc}") from exc
+    for path in args.attach:
+        if not path.is_file():
+            raise UsageError(f"attachment {path} does not exist")
+    draft = Draft(
+        sender=account.address,
+        to=", ".join(args.to),
+        cc=", ".join(args.cc),
+        subject=args.subject,
+        body=body,
+        attachments=list(args.attach),
+        delivery_receipt="dsn" in args.receipt,
+        read_receipt="mdn" in args.receipt,
+    )
+    extra: list[tuple[str, bytes, str]] = []
+    if args.patient:
+        if not args.attach:
+            raise UsageError("--patient needs the document: --attach report.pdf (and/or CDA)")
+        xdm = build_xdm_attachment(list(args.attach), args.patient, args.doc_type)
+        draft.attachments = []
+        extra.append(("IHE_XDM.zip", xdm, "application/zip"))
+    message = build_message(draft, extra)
+    credentials = await resolve_credentials(account, read_secret(account, args.secret_stdin))
+    session = MailSession(account, credentials)
+    await session.send(message, notify_success=draft.delivery_receipt)
+    if not args.no_sent_copy:
+        await keep_sent_copy(session, message.as_bytes())
+    return 0
+
+
+async def keep_sent_copy(session: MailSession, raw: bytes) -> None:
+    """APPEND to Sent; the message is already sent, so a failure here is only a warning."""
+    try:
+        imap = await session.imap()
+        try:
+            sent = find_special(await imap.folders(), "\\Sent", "Sent")
+            await imap.append(sent, raw)
+        finally:
+            await imap.logout()
+    except (ImapError, CredentialError) as exc:
+        print(f"{PROG}: warning: sent, but no copy kept in Sent: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Send a document to a patient: the patient's INS, the document type (LOINC), the PDF and/or
+CDA files; the attachments travel as one IHE_XDM.zip built by the registered XDM builder
+(``compose.build_xdm_attachment``, dossier/xdm.py's job, never the client's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
+
+from client_tui.compose import Draft, XdmUnavailable, build_message, build_xdm_attachment
+
+if TYPE_CHECKING:
+    from client_tui.app import HygieClient
+
+# The document types a practitioner sends most (LOINC, as in the CI-SIS JDV_J07 value set).
+DOCUMENT_TYPES: list[tuple[str, str]] = [
+    ("11488-4", "Compte rendu de consultation"),
+    ("34133-9", "Synthèse d'épisode de soins"),
+    ("18842-5", "Lettre de liaison à la sortie"),
+    ("11502-2", "Compte rendu d'examens biologiques"),
+    ("18748-4", "Compte rendu d'imagerie médicale"),
+    ("57833-6", "Prescription de médicaments"),
+]
+
+
+def patient_address(ins: str, my_address: str) -> str:
+    """``<INS>@patient.<domain>`` (design §5), the domain being the practitioner's own."""
+    return f"{ins}@patient.{my_address.rpartition('@')[2]}"
+
+
+class PatientDocumentScreen(Screen[bool]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "send", "Send", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    @property
+    def client(self) -> HygieClient:
+        from client_tui.app import HygieClient
+
+        assert isinstance(self.app, HygieClient)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="compose"):
+            yield Static("[b]Send a document to a patient[/b] · as IHE_XDM.zip",
+                         id="compose-title")  # fmt: skip
+            with Horizontal(classes="field"):
+                yield Label("INS", classes="field-label")
+                yield Input(id="ins", placeholder="15-character INS matricule")
+            with Horizontal(classes="field"):
+                yield Label("Type", classes="field-label")
+                choices = [(f"{label} ({code})", code) for code, label in DOCUMENT_TYPES]
+                yield Select(choices, value=DOCUMENT_TYPES[0][0], allow_blank=False,
+                             id="doctype")  # fmt: skip
+            with Horizontal(classes="field"):
+                yield Label("Files", classes="field-label")
+                yield Input(id="files", placeholder="~/cr.pdf, ~/cr.xml (PDF and/or CDA)")
+            with Horizontal(classes="field"):
+                yield Label("Subject", classes="field-label")
+                yield Input(id="subject", placeholder="default: XDM/1.0/DDM+<document type>")
+            yield TextArea("", id="body", soft_wrap=True)
+            with Horizontal(id="compose-options"):
+                yield Button("Send", variant="primary", id="send")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#ins").focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "send":
+            self.action_send()
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+    def action_send(self) -> None:
+        ins = self.query_one("#ins", Input).value.strip()
+        typed = self.query_one("#files", Input).value.split(",")
+        files = [Path(p.strip()).expanduser() for p in typed if p.strip()]
+        # Design §5: 13 characters (2A/2B for Corsica) and a 2-digit key; the server checks
+        # the key and that the INS is qualified.
+        body = ins[:13].replace("2A", "19").replace("2B", "18")
+        if len(ins) != 15 or not body.isdigit() or not ins[13:].isdigit():
+            self.notify("The INS is 15 characters (13 + a 2-digit key)", severity="warning")
+            return
+        missing = [f for f in files if not f.is_file()]
+        if not files or missing:
+            self.notify(f"No such file: {missing[0]}" if missing else "Choose the document",
+                        severity="warning")  # fmt: skip
+            return
+        code = str(self.query_one("#doctype", Select).value)
+        self.send_document(ins, code, files)
+
+    @work(exclusive=True, group="send")
+    async def send_document(self, ins: str, code: str, files: list[Path]) -> None:
+        label = dict(DOCUMENT_TYPES).get(code, code)
+        me = self.client.account_address
+        subject = self.query_one("#subject", Input).value or f"XDM/1.0/DDM+{label}"
+        draft = Draft(sender=me, to=patient_address(ins, me), subject=subject,
+                      body=self.query_one("#body", TextArea).text)  # fmt: skip
+        try:
+            xdm = build_xdm_attachment(files, ins, code)
+            message = build_message(draft, [("IHE_XDM.zip", xdm, "application/zip")])
+            await self.client.send(message)
+        except XdmUnavailable as exc:
+            self.notify(str(exc), title="Not sent", severity="error", timeout=10)
+            return
+        except Exception as exc:  # every failure becomes a notification, never a traceback
+            self.notify(self.client.describe(exc), title="Not sent", severity="error",
+                        timeout=10)  # fmt: skip
+            return
+        self.notify(f"Document sent to patient {ins[:5]}…", title="Sent")
+        self.dismiss(True)

@@ -1,0 +1,86 @@
+"""An account signed in: its credentials resolved once, an IMAP connection for reading and a
+second one for IDLE, and submission. No Textual import: the app and ``send`` share it."""
+
+from __future__ import annotations
+
+import asyncio
+from email.message import Message
+
+from client_tui.config import Account
+from client_tui.credentials import (
+    CredentialError,
+    Credentials,
+    load_pkcs12,
+    run_token_command,
+    tls_context,
+)
+from client_tui.imap import Folder, ImapClient
+from client_tui.smtp import submit
+
+
+async def resolve_credentials(account: Account, secret: str = "") -> Credentials:
+    """The account's credentials: ``secret`` is the password or the PKCS#12 passphrase; a
+    token is fetched from ``token_command`` (in a thread: the command may take a while)."""
+    if account.auth == "certificate":
+        path = account.pkcs12_path
+        if path is None:
+            raise CredentialError(f"account {account.name!r} names no pkcs12 file")
+        certificate = await asyncio.to_thread(load_pkcs12, path, secret)
+        return Credentials("certificate", account.address, certificate=certificate)
+    if account.auth == "token":
+        token = await asyncio.to_thread(run_token_command, account.token_command)
+        return Credentials("token", account.address, token=token)
+    if not secret:
+        raise CredentialError("a password is needed")
+    return Credentials("password", account.address, login=account.login, password=secret)
+
+
+class MailSession:
+    """The signed-in account. Tokens expire, so a token account fetches a fresh one for each
+    new connection."""
+
+    def __init__(self, account: Account, credentials: Credentials) -> None:
+        self.account = account
+        self.credentials = credentials
+        self.context = tls_context(account.ca_path, credentials.certificate)
+
+    @classmethod
+    async def sign_in(cls, account: Account, secret: str = "") -> tuple[MailSession, ImapClient]:
+        credentials = await resolve_credentials(account, secret)
+        session = cls(account, credentials)
+        return session, await session.imap(fresh=False)
+
+    async def _fresh_credentials(self) -> Credentials:
+        if self.account.auth == "token":
+            self.credentials = await resolve_credentials(self.account)
+        return self.credentials
+
+    async def imap(self, *, fresh: bool = True) -> ImapClient:
+        credentials = await self._fresh_credentials() if fresh else self.credentials
+        return await ImapClient.connect(
+            self.account.host,
+            self.account.imap_port,
+            security=self.account.imap_security,
+            context=self.context,
+            credentials=credentials,
+        )
+
+    async def send(self, message: Message, *, notify_success: bool = False) -> None:
+        credentials = await self._fresh_credentials()
+        await submit(
+            message,
+            host=self.account.host,
+            port=self.account.smtp_port,
+            security=self.account.smtp_security,
+            context=self.context,
+            credentials=credentials,
+            notify_success=notify_success,
+        )
+
+
+def find_special(folders: list[Folder], use: str, fallback: str) -> str:
+    """The folder with special use ``use`` (RFC 6154), else the one named ``fallback``."""
+    for folder in folders:
+        if folder.special_use == use:
+            return folder.name
+    return fallback

@@ -1,0 +1,80 @@
+"""SVG snapshots of the main screens at 80×24 and 120×36, on an in-memory mailbox (fixed
+dates and names). ``pytest --snapshot-update tests/client/test_snapshots.py`` rewrites them
+after an intended change; look at the SVGs before committing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from client_tui.app import HygieClient
+from client_tui.config import Config
+from client_tui.mail_screen import MailScreen
+from tests.client.fake_mailbox import demo_account, fake_connect
+from tests.client.pilot import wait_until
+
+
+@pytest.fixture(autouse=True)
+def no_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The "Remember" box shows only with a keyring module; keep the pictures the same
+    whatever this machine has installed."""
+    monkeypatch.setitem(sys.modules, "keyring", None)
+
+
+def demo_app(tmp_path: Path) -> HygieClient:
+    account = demo_account()
+    config = Config(tmp_path / "config.toml", {account.name: account}, account.name)
+    return HygieClient(config, connector=fake_connect)  # type: ignore[arg-type]
+
+
+async def signed_in(pilot: Pilot[Any]) -> None:
+    await pilot.press(*"secret", "enter")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, MailScreen), "mail screen")
+    screen = pilot.app.screen
+    await wait_until(pilot, lambda: screen.query_one("#messages").row_count == 6, "the list")  # type: ignore[attr-defined]
+    await pilot.pause()
+
+
+async def reading(pilot: Pilot[Any]) -> None:
+    await signed_in(pilot)
+    await pilot.press("down", "enter")  # the lab results (no receipt question)
+    await pilot.pause(0.3)
+
+
+def test_sign_in_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(demo_app(tmp_path), terminal_size=(80, 24))
+
+
+def test_mail_screen_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(demo_app(tmp_path), terminal_size=(80, 24), run_before=reading)
+
+
+def test_mail_screen_120x36(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(demo_app(tmp_path), terminal_size=(120, 36), run_before=reading)
+
+
+def test_compose_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    async def composing(pilot: Pilot[Any]) -> None:
+        await reading(pilot)
+        await pilot.press("r")
+        await pilot.pause(0.3)
+
+    assert snap_compare(demo_app(tmp_path), terminal_size=(80, 24), run_before=composing)
+
+
+def test_help_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    async def helping(pilot: Pilot[Any]) -> None:
+        await signed_in(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+
+    assert snap_compare(demo_app(tmp_path), terminal_size=(80, 24), run_before=helping)
+
+
+def test_first_run_setup_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    app = HygieClient(Config(tmp_path / "config.toml"))
+    assert snap_compare(app, terminal_size=(80, 24))
