@@ -4,7 +4,6 @@ token command (OAUTHBEARER), and a large folder read page by page."""
 from __future__ import annotations
 
 import imaplib
-import time
 from pathlib import Path
 
 from textual.widgets import DataTable, Input, Static, Tree
@@ -82,7 +81,6 @@ async def test_large_folder_is_paged(server: ServerProcess, config_file: Path) -
         tree.select_node(node)
         table = screen.query_one("#messages", DataTable)
         topbar = screen.query_one("#topbar", Static)
-        started = time.monotonic()
         await wait_until(pilot, lambda: f"of {BIG}" in str(topbar.render()), "the big folder")
         assert table.row_count == PAGE_SIZE  # one page fetched, not the folder
         assert f"{BIG - PAGE_SIZE + 1}–{BIG} of {BIG}" in str(topbar.render())
@@ -96,7 +94,6 @@ async def test_large_folder_is_paged(server: ServerProcess, config_file: Path) -
         assert table.row_count == BIG - 2 * PAGE_SIZE
         await pilot.press("right_square_bracket")
         await wait_until(pilot, lambda: table.row_count == PAGE_SIZE, "back to a full page")
-        assert time.monotonic() - started < 60
         await pilot.press("q")
 
 
