@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import client_tui.mssante  # noqa: F401 (registers the MSSanté document hooks)
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

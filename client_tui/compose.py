@@ -110,6 +110,7 @@ def build_message(draft: Draft, extra: Sequence[tuple[str, bytes, str]] = ()) ->
         message["References"] = (draft.references + " " + draft.in_reply_to).strip()
     if draft.read_receipt:
         message["Disposition-Notification-To"] = draft.sender
+    message["X-MSS-NIL"] = "HYGIE-CLIENT-0.1.0"  # on every message (MSSanté ECO.2.4.3)
     message.set_content(draft.body or "")
     for path in draft.attachments:
         try:
@@ -122,7 +123,18 @@ def build_message(draft: Draft, extra: Sequence[tuple[str, bytes, str]] = ()) ->
     for name, data, kind in [*draft.forwarded, *extra]:
         maintype, _, subtype = kind.partition("/")
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+        if is_xdm(name) and _xdm_dresser is not None:
+            _xdm_dresser(message, data)
     return message
+
+
+#: Adds X-MSS-CODECDA / X-MSS-INS (and the conventional subject) for an attached archive.
+_xdm_dresser: Callable[[EmailMessage, bytes], None] | None = None
+
+
+def register_xdm_dresser(dresser: Callable[[EmailMessage, bytes], None] | None) -> None:
+    global _xdm_dresser
+    _xdm_dresser = dresser
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -94,9 +94,7 @@ class Config:
 
     def account(self, name: str | None = None) -> Account:
         if not self.accounts:
-            raise ConfigError(
-                f"no account in {self.path}; add one with `hygie-client account add`"
-            )
+            raise ConfigError(f"no account in {self.path}; add one with `hygie-client account add`")
         key = name or self.default or next(iter(self.accounts))
         if key not in self.accounts:
             raise ConfigError(f"no account named {key!r} in {self.path}")

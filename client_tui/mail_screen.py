@@ -656,4 +656,3 @@ class MailScreen(Screen[None]):
     async def action_quit(self) -> None:
         await self.client.sign_out()
         self.app.exit()
-

@@ -115,7 +115,10 @@ def _why(exc: BaseException) -> str:
     text = str(exc)
     # aiosmtplib wraps the OSError in SMTPConnectError, keeping only its text.
     cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, ConnectionRefusedError) or isinstance(cause, ConnectionRefusedError) \
-            or "Connect call failed" in text:
+    if (
+        isinstance(exc, ConnectionRefusedError)
+        or isinstance(cause, ConnectionRefusedError)
+        or "Connect call failed" in text
+    ):
         return "connection refused"
     return text or type(exc).__name__

@@ -19,21 +19,56 @@ START = datetime(2025, 3, 14, 8, 30, tzinfo=PARIS)
 
 # (from, subject, text, attachment name or "", flags, asks for a read receipt)
 INBOX = [
-    ("Dr Jean Dupont <jean.dupont@hygie.test>", "Compte rendu d'échographie abdominale",
-     "Bonjour Claire,\n\nVoici le compte rendu de l'échographie de Mme Lefèvre réalisée ce "
-     "matin. Foie de taille normale, pas de lésion focale. Vésicule alithiasique.\n\n"
-     "Je reste disponible.\n\nBien confraternellement,\nJean Dupont\nRadiologue",
-     "CR-echographie.pdf", set(), True),
-    ("Laboratoire Biolab <resultats@biolab.hygie.test>", "Résultats de biologie — NFS, CRP",
-     "Bonjour,\n\nLes résultats sont joints.\n\nBiolab", "resultats.pdf", {"\\Seen"}, False),
-    ("Secrétariat cardiologie <cardio@chu.hygie.test>", "Rendez-vous de consultation",
-     "Le rendez-vous est fixé au 2 avril à 14 h.", "", {"\\Seen", "\\Flagged"}, False),
-    ("Dr Paul Bernard <paul.bernard@hygie.test>", "Avis sur traitement anticoagulant",
-     "Claire,\n\nQu'en penses-tu ?\n\nPaul", "", set(), False),
-    ("Pharmacie du Parc <pharmacie.parc@hygie.test>", "Renouvellement d'ordonnance",
-     "Merci de renouveler l'ordonnance de M. Garnier.", "", {"\\Seen", "\\Answered"}, False),
-    ("Dr Jean Dupont <jean.dupont@hygie.test>", "Re: Patient commun",
-     "D'accord, je le vois la semaine prochaine.", "", {"\\Seen"}, False),
+    (
+        "Dr Jean Dupont <jean.dupont@hygie.test>",
+        "Compte rendu d'échographie abdominale",
+        "Bonjour Claire,\n\nVoici le compte rendu de l'échographie de Mme Lefèvre réalisée ce "
+        "matin. Foie de taille normale, pas de lésion focale. Vésicule alithiasique.\n\n"
+        "Je reste disponible.\n\nBien confraternellement,\nJean Dupont\nRadiologue",
+        "CR-echographie.pdf",
+        set(),
+        True,
+    ),
+    (
+        "Laboratoire Biolab <resultats@biolab.hygie.test>",
+        "Résultats de biologie — NFS, CRP",
+        "Bonjour,\n\nLes résultats sont joints.\n\nBiolab",
+        "resultats.pdf",
+        {"\\Seen"},
+        False,
+    ),
+    (
+        "Secrétariat cardiologie <cardio@chu.hygie.test>",
+        "Rendez-vous de consultation",
+        "Le rendez-vous est fixé au 2 avril à 14 h.",
+        "",
+        {"\\Seen", "\\Flagged"},
+        False,
+    ),
+    (
+        "Dr Paul Bernard <paul.bernard@hygie.test>",
+        "Avis sur traitement anticoagulant",
+        "Claire,\n\nQu'en penses-tu ?\n\nPaul",
+        "",
+        set(),
+        False,
+    ),
+    (
+        "Pharmacie du Parc <pharmacie.parc@hygie.test>",
+        "Renouvellement d'ordonnance",
+        "Merci de renouveler l'ordonnance de M. Garnier.",
+        "",
+        {"\\Seen", "\\Answered"},
+        False,
+    ),
+    (
+        "Dr Jean Dupont <jean.dupont@hygie.test>",
+        "Re: Patient commun",
+        "D'accord, je le vois la semaine prochaine.",
+        "",
+        {"\\Seen"},
+        False,
+    ),
 ]
 
 

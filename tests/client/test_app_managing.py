@@ -58,6 +58,7 @@ async def test_flag_unread_search_move_delete(server: ServerProcess, config_file
         await wait_until(pilot, lambda: "\\Seen" in str(flags_on_server(server, "INBOX", first)),
                          "\\Seen after reading")  # fmt: skip
         await pilot.press("u")
+
         def unread() -> bool:
             return "\\Seen" not in str(flags_on_server(server, "INBOX", first))
 

@@ -44,6 +44,7 @@ async def sign_in(pilot, password: str = PASSWORD) -> None:  # type: ignore[no-u
 
 def with_subject(messages: list[bytes], subject: str) -> list[bytes]:
     """Messages whose decoded Subject is ``subject`` (RFC 2047 words decoded)."""
+
     def decoded(raw: bytes) -> str:
         return str(email.message_from_bytes(raw, policy=default_policy)["Subject"])
 

@@ -115,7 +115,8 @@ def test_bundle_gives_one_recipient_per_mailbox() -> None:
     ]
     assert people[0].recipient == "MARTIN Sophie <sophie.martin@chu.hygie.test>"
     assert search_url("https://h/fhir/", "martin, Lyon") == (
-        "https://h/fhir/Practitioner?name=martin&_count=10&address-city=Lyon")
+        "https://h/fhir/Practitioner?name=martin&_count=10&address-city=Lyon"
+    )
 
 
 async def test_search_over_https(directory: tuple[str, Path]) -> None:

@@ -18,8 +18,8 @@ from tests.client.conftest import CLAIRE, JEAN, PASSPHRASE, PASSWORD, Setup, acc
 
 
 def test_tokenize_fetch_with_literal() -> None:
-    data = b'1 FETCH (UID 7 FLAGS (\\Seen) BODY[HEADER.FIELDS (SUBJECT)] {14}\r\n'
-    data += b'Subject: x\r\n\r\n)'
+    data = b"1 FETCH (UID 7 FLAGS (\\Seen) BODY[HEADER.FIELDS (SUBJECT)] {14}\r\n"
+    data += b"Subject: x\r\n\r\n)"
     tokens = tokenize(data)
     assert tokens[0] == "1" and tokens[1] == "FETCH"
     items = tokens[2]

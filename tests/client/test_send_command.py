@@ -169,3 +169,54 @@ def test_send_by_certificate_and_by_token(client_setup: Setup, tmp_path: Path) -
         input="wrong\n", capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert wrong.returncode == 1 and "passphrase" in wrong.stderr
+
+
+def test_send_a_document_to_a_patient_for_real(
+    tmp_path: Path, server: ServerProcess, config_file: Path
+) -> None:
+    """`send --patient INS --doc-type LOINC --attach cda.xml --attach report.pdf`: the client
+    builds the IHE_XDM.zip and the MSSanté headers; the server files it in the dossier."""
+    import imaplib
+    from datetime import UTC, date, datetime
+
+    from dossier.cda import (
+        LOINC_OID,
+        Author,
+        CdaDocument,
+        Code,
+        Custodian,
+        PatientIdentity,
+        Section,
+        build_cda,
+    )  # fmt: skip
+    from dossier.ins import Ins
+
+    ins = "279035121518989"
+    patient = f"{ins}@patient.hygie.test"
+    server.add_user(patient, PASSWORD)
+    document = CdaDocument(
+        code=Code("11488-4", LOINC_OID, "Compte rendu de consultation"), title="Consultation",
+        patient=PatientIdentity(Ins(ins), "DUPONT", ("Marie",), date(1979, 3, 12), "F"),
+        author=Author("810001234567", "DUPONT", "Jean", "Dr"), custodian=Custodian("Cabinet"),
+        effective_time=datetime(2026, 11, 20, 9, 0, tzinfo=UTC),
+    )  # fmt: skip
+    cda = tmp_path / "cr.xml"
+    cda.write_bytes(build_cda(document, sections=[Section("Conclusion", ("Tout va bien.",))]))
+    pdf = tmp_path / "cr.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n%%EOF\n")
+    body = tmp_path / "body.txt"
+    body.write_text("Compte rendu ci-joint.\n", encoding="utf-8")
+    proc = hygie_client(config_file, "send", "--to", patient, "--subject", "", "--body-file",
+                        str(body), "--patient", ins, "--doc-type", "11488-4",
+                        "--attach", str(cda), "--attach", str(pdf))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    client = imaplib.IMAP4_SSL("127.0.0.1", server.imap_tls_port, ssl_context=server.ssl_context())
+    client.login(patient, PASSWORD)
+    typ, data = client.select("Dossier", readonly=True)
+    assert typ == "OK" and int(data[0] or 0) == 1, "the document was not filed"
+    client.logout()
+
+    wrong = hygie_client(config_file, "send", "--to", patient, "--subject", "x", "--body-file",
+                         str(body), "--patient", ins, "--doc-type", "18748-4",
+                         "--attach", str(cda))  # fmt: skip
+    assert wrong.returncode != 0 and "not a 18748-4" in wrong.stderr
