@@ -242,6 +242,7 @@ def section(result: dict[str, Any]) -> str:
             "prefixes, name + specialty + town, filters on profession, town, postcode, mailbox "
             "type) in one process.",
             "",
+            *([result["note"], ""] if result.get("note") else []),
             "| database | PS import s | MSSanté import s | both s | peak RSS MiB | search p50 ms "
             "| search p99 ms | max ms | hits/search |",
             "|---|---|---|---|---|---|---|---|---|",
