@@ -142,7 +142,8 @@ class Writer:
     Concurrent callers share one transaction (and one fsync) of up to ``max_batch`` items.
     Items submitted with :meth:`run_batched` and the same ``batch_fn`` are handed to it
     together, so N deliveries cost a few statements rather than N times a few. Blobs attached
-    to an item are made durable before the transaction that refers to them. If a shared
+    to an item are made durable before the transaction that refers to them (one segment
+    append and one ``fdatasync`` for the whole batch with the file store). If a shared
     transaction fails, each of its items is retried alone, so one bad item fails only itself.
     """
 
@@ -172,6 +173,7 @@ class Writer:
             await self._queue.put(None)
             await self._task
             self._task = None
+        self._blobs.close()
         if self._sync_engine is not None:
             self._sync_engine.dispose()
         if self._thread is not None:
@@ -212,55 +214,86 @@ class Writer:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Work]) -> None:
+        blobs = [b for w in batch for b in w.blobs]
         try:
-            await self._blobs.put_files([b for w in batch for b in w.blobs])
-        except Exception as exc:  # the disk failed: nothing in this batch is durable
-            log.error("blob_write_failed", error=type(exc).__name__, items=len(batch))
-            for w in batch:
-                w.future.set_exception(exc)
-            return
-        try:
-            results = await self._transaction(batch)
-        except Exception as exc:
-            if len(batch) == 1:
-                _log_failure(exc)
-                batch[0].future.set_exception(exc)
+            try:
+                results = await self._write_and_commit(batch, blobs)
+            except _BlobWriteFailed as failed:  # the disk failed: nothing here is durable
+                log.error("blob_write_failed", error=type(failed.error).__name__, items=len(batch))
+                for w in batch:
+                    w.future.set_exception(failed.error)
                 return
-            for w in batch:  # isolate the failing item
-                await self._commit_alone(w)
-            return
+            except _TransactionFailed as failed:
+                if len(batch) == 1:
+                    _log_failure(failed.error)
+                    batch[0].future.set_exception(failed.error)
+                    return
+                for w in batch:  # isolate the failing item; its blobs are already durable
+                    await self._commit_alone(w, failed.written)
+                return
+        finally:
+            self._blobs.after_commit()
         self.batches += 1
         self.items += len(batch)
         for w, value in zip(batch, results, strict=True):
             w.future.set_result(value)
 
-    async def _commit_alone(self, w: _Work) -> None:
+    async def _commit_alone(self, w: _Work, written: Any) -> None:
         try:
-            (value,) = await self._transaction([w])
+            (value,) = await self._transaction([w], written)
         except Exception as exc:
             _log_failure(exc)
             w.future.set_exception(exc)
         else:
             w.future.set_result(value)
 
-    async def _transaction(self, batch: list[_Work]) -> list[Any]:
+    async def _write_and_commit(
+        self, batch: list[_Work], blobs: list[tuple[str, bytes]]
+    ) -> list[Any]:
+        """Blobs durable first, then one transaction: on SQLite both in one hop to the
+        writer thread; on PostgreSQL the blob write (if any) in a worker thread."""
+        if self._sync_engine is not None:
+            engine = self._sync_engine
+
+            def in_thread() -> list[Any]:
+                try:
+                    written = self._blobs.write(blobs) if blobs else None
+                except Exception as exc:
+                    raise _BlobWriteFailed(exc) from exc
+                try:
+                    with engine.begin() as conn:
+                        return self._body(conn, batch, written)
+                except Exception as exc:
+                    raise _TransactionFailed(exc, written) from exc
+
+            return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+        written = None
+        if blobs and self._blobs.external:
+            try:
+                written = await asyncio.to_thread(self._blobs.write, blobs)
+            except Exception as exc:
+                raise _BlobWriteFailed(exc) from exc
+        try:
+            return await self._transaction(batch, written)
+        except Exception as exc:
+            raise _TransactionFailed(exc, written) from exc
+
+    async def _transaction(self, batch: list[_Work], written: Any) -> list[Any]:
         if self._sync_engine is not None:
             engine = self._sync_engine
 
             def in_thread() -> list[Any]:
                 with engine.begin() as conn:
-                    return self._body(conn, batch)
+                    return self._body(conn, batch, written)
 
             return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
         assert self._async_engine is not None
         async with self._async_engine.begin() as aconn:
-            return await aconn.run_sync(self._body, batch)
+            return await aconn.run_sync(self._body, batch, written)
 
-    def _body(self, conn: Connection, batch: list[_Work]) -> list[Any]:
+    def _body(self, conn: Connection, batch: list[_Work], written: Any) -> list[Any]:
         results: dict[int, Any] = {}
-        for w in batch:
-            for bid, data in w.blobs:
-                self._blobs.put_row(conn, bid, data)
+        self._blobs.put_rows(conn, [b for w in batch for b in w.blobs], written)
         groups: dict[BatchFn, list[int]] = {}
         for i, w in enumerate(batch):
             if w.batch_fn is not None:
@@ -271,6 +304,17 @@ class Writer:
             values = batch_fn(conn, [batch[i].payload for i in indexes])
             results.update(zip(indexes, values, strict=True))
         return [results[i] for i in range(len(batch))]
+
+
+class _BlobWriteFailed(Exception):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _TransactionFailed(Exception):
+    def __init__(self, error: Exception, written: Any) -> None:
+        self.error = error
+        self.written = written
 
 
 def _log_failure(exc: Exception) -> None:

@@ -22,7 +22,6 @@ from sqlalchemy.engine import Connection
 
 from storage import transactions as tx
 from storage.accounts import normalize_address
-from storage.blobs import FileBlobStore
 from storage.crypto import (
     BodyStream,
     ContentKey,
@@ -214,12 +213,11 @@ class MailStore:
         else:
             sealed = await asyncio.to_thread(_seal, raw, meta, publics)
         blob = [(sealed.blob_id, sealed.ciphertext)]
-        # The blob file is durable before the transaction that refers to it is queued; the
-        # database backend writes it inside that transaction instead.
-        await self.db.blobs.put_files(blob)
+        # The writer makes the blob durable (with the rest of its batch) before the
+        # transaction that refers to it.
         payload = _Delivery(tuple(recipients), sealed, tx.flags_text(flags), len(raw))
         delivered: list[Delivered] = await self.db.writer.run_batched(
-            _write_deliveries, payload, [] if self.db.blobs.external else blob
+            _write_deliveries, payload, blob
         )
         for d in delivered:
             self.events.publish(d.folder_id)
@@ -520,8 +518,9 @@ class MailStore:
             raise FolderError("no such message", "NONEXISTENT")
         key = await asyncio.to_thread(self._content_key, row[1], keys)
         blobs = self.db.blobs
-        if isinstance(blobs, FileBlobStore):
-            handle = await asyncio.to_thread(blobs.open, row[0])
+        if blobs.external:
+            async with self.db.read() as session:
+                handle = await blobs.reader(session, row[0])
             try:
                 stream = BodyStream(key, await asyncio.to_thread(handle.read, BodyStream.HEADER))
                 for i in range(stream.count):
