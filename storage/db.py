@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import asyncpg  # type: ignore[import-untyped]
 import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -323,6 +326,78 @@ def _log_failure(exc: Exception) -> None:
         log.warning("write_failed", error=type(exc).__name__)
 
 
+class _SqliteLookups:
+    """Point reads on the submission path (RCPT's recipient lookup) in one thread hop: a
+    dedicated thread with its own ``sqlite3`` connection. Through the async pool, one query
+    took several hops (pool reset, BEGIN, execute, fetch), each waiting for a turn of a busy
+    event loop: 35 ms per RCPT at 250 messages/s."""
+
+    def __init__(self, url: str) -> None:
+        database = make_url(url).database
+        if not database:
+            raise ValueError("SQLite URL without a database file")
+        self._path = database
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="hygie-lookup")
+        self._local = threading.local()
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+        return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+
+    async def rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, sql, params)
+
+    def _close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already shut down
+            self._executor.submit(self._close).result()
+        self._executor.shutdown(wait=True)
+
+
+class _PgLookups:
+    """The same on PostgreSQL: one dedicated asyncpg connection, one round trip per lookup.
+    The pooled path added a ping, a reset and, under bursts, new overflow connections."""
+
+    def __init__(self, url: str) -> None:
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        numbered = sql
+        for i in range(1, sql.count("?") + 1):
+            numbered = numbered.replace("?", f"${i}", 1)
+        async with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await asyncpg.connect(self._dsn)
+                try:
+                    return [tuple(r) for r in await self._conn.fetch(numbered, *params)]
+                except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+                    # The server went away (restart, failover): reconnect once.
+                    self._conn = None
+                    if attempt == 2:
+                        raise exc
+            raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+
 class Database:
     """One process's handle on the store: a read engine and the group-commit writer."""
 
@@ -335,6 +410,8 @@ class Database:
         self.blobs = blobs
         self.writer = Writer(url, blobs, group_commit_max, echo=echo)
         self.read = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._lookups = _SqliteLookups(url) if self.dialect == "sqlite" else None
+        self._pg_lookups = _PgLookups(url) if self.dialect == "postgresql" else None
 
     async def start(self) -> None:
         self.writer.start()
@@ -356,7 +433,20 @@ class Database:
                 numbered = numbered.replace("?", f"${i}", 1)
             return [tuple(r) for r in await driver.fetch(numbered, *params)]
 
+    async def lookup(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Like :meth:`raw_rows`, for small indexed reads on a hot path: on SQLite one hop to
+        a dedicated reader thread (committed data only, like any other read)."""
+        if self._lookups is not None:
+            return await self._lookups.rows(sql, params)
+        if self._pg_lookups is not None:
+            return await self._pg_lookups.rows(sql, params)
+        return await self.raw_rows(sql, *params)
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.writer.close()
+        if self._lookups is not None:
+            await asyncio.to_thread(self._lookups.close)
+        if self._pg_lookups is not None:
+            await self._pg_lookups.close()
         await self.read_engine.dispose()
