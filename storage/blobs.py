@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -283,20 +283,12 @@ class SegmentBlobStore(FileBlobStore):
         if not blobs:
             return
         locations: dict[str, Location] = written
-        ids = list(dict.fromkeys(bid for bid, _ in blobs))
-        known = set(conn.scalars(select(SEGMENT_BLOBS.c.id).where(SEGMENT_BLOBS.c.id.in_(ids))))
         rows = [
-            {
-                "id": bid,
-                "segment": locations[bid].segment,
-                "start": locations[bid].offset,
-                "size": locations[bid].length,
-            }
-            for bid in ids
-            if bid not in known
+            {"id": bid, "segment": loc.segment, "start": loc.offset, "size": loc.length}
+            for bid, loc in ((bid, locations[bid]) for bid in dict(blobs))
         ]
-        if rows:
-            conn.execute(insert(SEGMENT_BLOBS), rows)
+        # An id already indexed keeps its first location (the bytes are equal: same hash).
+        conn.execute(_insert_ignore(conn, SEGMENT_BLOBS), rows)
 
     def after_commit(self) -> None:
         with self._lock:
@@ -440,14 +432,17 @@ class SegmentBlobStore(FileBlobStore):
             await asyncio.to_thread(self._scrub, blob_ids)
 
 
+def _insert_ignore(conn: Connection, table: Table) -> Any:
+    ins = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
+    return ins.on_conflict_do_nothing(index_elements=["id"])
+
+
 class DatabaseBlobStore(BlobStore):
     def put_rows(self, conn: Connection, blobs: list[BlobItem], written: Any) -> None:
         if not blobs:
             return
-        table = BLOBS
-        ins = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
         rows = [{"id": bid, "data": data} for bid, data in dict(blobs).items()]
-        conn.execute(ins.on_conflict_do_nothing(index_elements=["id"]), rows)
+        conn.execute(_insert_ignore(conn, BLOBS), rows)
 
     async def get(self, session: AsyncSession, blob_id: str) -> bytes:
         data = await session.scalar(select(Blob.data).where(Blob.id == blob_id))
