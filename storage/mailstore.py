@@ -111,7 +111,7 @@ def _write_deliveries(conn: Connection, batch: list[_Delivery]) -> list[list[Del
         for r in d.recipients:
             per_folder[r.folder_id] = per_folder.get(r.folder_id, 0) + 1
     # Folders in id order: concurrent nodes lock them in the same order (no deadlock).
-    next_uid = {f: tx.reserve_uids(conn, f, n, n) for f, n in sorted(per_folder.items())}
+    next_uid = tx.reserve_uid_ranges(conn, per_folder)
     rows: list[dict[str, Any]] = []
     results: list[list[Delivered]] = []
     for d in batch:
