@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sqlite3
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -212,3 +213,29 @@ async def test_blobs_of_the_per_file_layout_are_still_read_and_deleted(env: Env)
             assert f.read() == data
     await env.blobs.delete_files([blob_id])
     assert not legacy.exists()
+
+
+async def test_a_busy_lookup_is_retried_off_the_loop(tmp_path: Path) -> None:
+    """RCPT lookups run on the loop with no busy timeout; if SQLite answers "busy" the read
+    goes to the thread that may wait, instead of failing or blocking the loop."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hygie.db'}"
+    await migrate(url)
+    db = Database(url, SegmentBlobStore(tmp_path / "blobs"))
+    await db.start()
+
+    class Busy:
+        def execute(self, sql: str, params: Any) -> Any:
+            exc = sqlite3.OperationalError("database is locked")
+            exc.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise exc
+
+        def close(self) -> None:
+            pass
+
+    try:
+        assert await db.lookup("SELECT count(*) FROM accounts") == [(0,)]
+        lookups: Any = db._lookups
+        lookups._inline = Busy()
+        assert await db.lookup("SELECT count(*) FROM accounts WHERE id > ?", 0) == [(0,)]
+    finally:
+        await db.close()
