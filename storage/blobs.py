@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import io
 import os
 import re
@@ -433,7 +434,13 @@ class SegmentBlobStore(FileBlobStore):
 
 
 def _insert_ignore(conn: Connection, table: Table) -> Any:
-    ins = pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
+    return _insert_ignore_for(conn.dialect.name, table)
+
+
+@functools.cache
+def _insert_ignore_for(dialect: str, table: Table) -> Any:
+    # Built once: SQLAlchemy then reuses the statement's cache key and compiled form.
+    ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
     return ins.on_conflict_do_nothing(index_elements=["id"])
 
 

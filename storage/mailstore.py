@@ -104,6 +104,9 @@ class _Delivery:
     size: int
 
 
+_INSERT_MESSAGES = insert(tx.MESSAGES)  # built once: its cache key is computed once
+
+
 def _write_deliveries(conn: Connection, batch: list[_Delivery]) -> list[list[Delivered]]:
     """Every delivery of one group commit: one UID-range reservation per folder, one INSERT."""
     per_folder: dict[int, int] = {}
@@ -133,7 +136,7 @@ def _write_deliveries(conn: Connection, batch: list[_Delivery]) -> list[list[Del
             )
             done.append(Delivered(r.account_id, r.folder_id, uid))
         results.append(done)
-    conn.execute(insert(tx.MESSAGES), rows)
+    conn.execute(_INSERT_MESSAGES, rows)
     for d in batch:
         if d.flags:
             for r in d.recipients:
