@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -147,6 +149,11 @@ class Writer:
     to an item are made durable before the transaction that refers to them (one segment
     append and one ``fdatasync`` for the whole batch with the file store). If a shared
     transaction fails, each of its items is retried alone, so one bad item fails only itself.
+
+    On SQLite the writer is a thread of its own with the standard ``sqlite3`` driver: callers
+    hand it work through a queue, it takes whatever has arrived as one batch, writes blobs and
+    transaction, and settles the batch's futures with one callback into the event loop. On
+    PostgreSQL it is a task on the loop, running the same functions through ``run_sync``.
     """
 
     def __init__(self, url: str, blobs: BlobStore, max_batch: int = 64, echo: bool = False):
@@ -156,21 +163,35 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._sync_engine: Engine | None = None
         self._async_engine: AsyncEngine | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._inbox: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         if url.startswith("sqlite"):
             self._sync_engine = make_sync_engine(url, echo=echo)
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="hygie-writer")
         else:
             self._async_engine = make_engine(url, writer=True, echo=echo)
         self.batches = 0
         self.items = 0
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="hygie-writer")
+        if self._sync_engine is not None:
+            if self._worker is None:
+                self._loop = asyncio.get_running_loop()
+                self._worker = threading.Thread(
+                    target=self._thread_main, name="hygie-writer", daemon=True
+                )
+                self._worker.start()
+        elif self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._task_main(), name="hygie-writer"
+            )
 
     async def close(self) -> None:
         """Finish queued work, then stop."""
+        if self._worker is not None:
+            self._inbox.put(None)
+            await asyncio.to_thread(self._worker.join)
+            self._worker = None
         if self._task is not None:
             await self._queue.put(None)
             await self._task
@@ -178,8 +199,6 @@ class Writer:
         self._blobs.close()
         if self._sync_engine is not None:
             self._sync_engine.dispose()
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
         if self._async_engine is not None:
             await self._async_engine.dispose()
 
@@ -195,12 +214,75 @@ class Writer:
         return await self._submit(_Work(None, batch_fn, payload, blobs or []))
 
     async def _submit(self, work: _Work) -> Any:
-        if self._task is None:
+        if self._worker is not None:
+            self._inbox.put(work)
+        elif self._task is not None:
+            await self._queue.put(work)
+        else:
             raise RuntimeError("Writer used before Writer.start()")
-        await self._queue.put(work)
         return await work.future
 
-    async def _loop(self) -> None:
+    # -- SQLite: the writer thread -----------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        assert self._loop is not None
+        stopping = False
+        while not stopping:
+            first = self._inbox.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            outcomes = self._commit_in_thread(batch)
+            self._loop.call_soon_threadsafe(_settle, outcomes)
+
+    def _commit_in_thread(self, batch: list[_Work]) -> list[_Outcome]:
+        engine = self._sync_engine
+        assert engine is not None
+        blobs = [b for w in batch for b in w.blobs]
+        try:
+            try:
+                written = self._blobs.write(blobs) if blobs else None
+            except Exception as exc:  # the disk failed: nothing in this batch is durable
+                log.error("blob_write_failed", error=type(exc).__name__, items=len(batch))
+                return [(w, False, exc) for w in batch]
+            try:
+                with engine.begin() as conn:
+                    results = self._body(conn, batch, written)
+            except Exception as exc:
+                if len(batch) == 1:
+                    _log_failure(exc)
+                    return [(batch[0], False, exc)]
+                # Isolate the failing item; the blobs are already durable.
+                return [self._alone_in_thread(w, written) for w in batch]
+        finally:
+            self._blobs.after_commit()
+        self.batches += 1
+        self.items += len(batch)
+        return [(w, True, value) for w, value in zip(batch, results, strict=True)]
+
+    def _alone_in_thread(self, w: _Work, written: Any) -> _Outcome:
+        engine = self._sync_engine
+        assert engine is not None
+        try:
+            with engine.begin() as conn:
+                (value,) = self._body(conn, [w], written)
+        except Exception as exc:
+            _log_failure(exc)
+            return (w, False, exc)
+        return (w, True, value)
+
+    # -- PostgreSQL: the writer task -----------------------------------------------------------
+
+    async def _task_main(self) -> None:
         stopping = False
         while not stopping:
             first = await self._queue.get()
@@ -252,23 +334,8 @@ class Writer:
     async def _write_and_commit(
         self, batch: list[_Work], blobs: list[tuple[str, bytes]]
     ) -> list[Any]:
-        """Blobs durable first, then one transaction: on SQLite both in one hop to the
-        writer thread; on PostgreSQL the blob write (if any) in a worker thread."""
-        if self._sync_engine is not None:
-            engine = self._sync_engine
-
-            def in_thread() -> list[Any]:
-                try:
-                    written = self._blobs.write(blobs) if blobs else None
-                except Exception as exc:
-                    raise _BlobWriteFailed(exc) from exc
-                try:
-                    with engine.begin() as conn:
-                        return self._body(conn, batch, written)
-                except Exception as exc:
-                    raise _TransactionFailed(exc, written) from exc
-
-            return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+        """Blobs durable first (an external store writes in a worker thread), then one
+        transaction."""
         written = None
         if blobs and self._blobs.external:
             try:
@@ -281,14 +348,6 @@ class Writer:
             raise _TransactionFailed(exc, written) from exc
 
     async def _transaction(self, batch: list[_Work], written: Any) -> list[Any]:
-        if self._sync_engine is not None:
-            engine = self._sync_engine
-
-            def in_thread() -> list[Any]:
-                with engine.begin() as conn:
-                    return self._body(conn, batch, written)
-
-            return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
         assert self._async_engine is not None
         async with self._async_engine.begin() as aconn:
             return await aconn.run_sync(self._body, batch, written)
@@ -306,6 +365,21 @@ class Writer:
             values = batch_fn(conn, [batch[i].payload for i in indexes])
             results.update(zip(indexes, values, strict=True))
         return [results[i] for i in range(len(batch))]
+
+
+#: A settled item: (work, succeeded, result or exception).
+_Outcome = tuple[_Work, bool, Any]
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    """In the event loop: hand a batch's results to its callers (one callback per batch)."""
+    for work, ok, value in outcomes:
+        if work.future.done():  # the caller went away (cancelled)
+            continue
+        if ok:
+            work.future.set_result(value)
+        else:
+            work.future.set_exception(value)
 
 
 class _BlobWriteFailed(Exception):
