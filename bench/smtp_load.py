@@ -273,11 +273,13 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
             db_monitor = ServerMonitor(postmaster)
         db0 = db_monitor.cpu_seconds() if db_monitor else 0.0
+        load_before = os.getloadavg()[0]
         cpu0, client0, t0 = monitor.cpu_seconds(), client_cpu_seconds(), time.perf_counter()
         stats = asyncio.run(
             run_load(server, recipients, args.messages, args.concurrency, args.size)
         )
         elapsed = time.perf_counter() - t0
+        load_after = os.getloadavg()[0]
         server_cpu = monitor.cpu_seconds() - cpu0
         client_cpu = client_cpu_seconds() - client0
         db_cpu = db_monitor.cpu_seconds() - db0 if db_monitor else None
@@ -326,6 +328,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 "max": round(1000 * lat[-1], 2),
             },
             "server_exit_code_on_sigterm": exit_code,
+            # The machine's 1-minute load average before and after the run: other processes
+            # (test suites, other benchmarks) share its cores and depress msg/s, not CPU/msg.
+            "machine_load_1min_before_after": [round(load_before, 2), round(load_after, 2)],
         },
         "target": {
             "messages_per_s": TARGET_MSG_PER_S,
@@ -379,6 +384,12 @@ def write_summary(out: Path) -> Path:
             f"{r['delivered_per_imap']}/{p['messages']} | {path.name} |"
         )
         notes.append(f"- {env['database']}: {limit_note(result)}.")
+        if "machine_load_1min_before_after" in r:
+            before, after = r["machine_load_1min_before_after"]
+            notes.append(
+                f"  Machine load (1-minute average) {before} before, {after} after the run "
+                f"(on {env['cpu_count']} cores: above it, other processes took CPU time)."
+            )
         if "server_peak_rss_at_s" in r:
             notes.append(
                 f"  Memory: {r.get('server_idle_rss_mib')} MiB idle, peak "
