@@ -153,8 +153,8 @@ class Writer:
     The writer is a thread of its own: callers hand it work through a queue, it takes
     whatever has arrived as one batch, writes blobs and transaction, and settles the batch's
     futures with one callback into the callers' event loop. On SQLite the thread runs the
-    standard ``sqlite3`` driver; on PostgreSQL it runs an event loop of its own with the
-    asyncpg engine and the same functions through ``run_sync``.
+    standard ``sqlite3`` driver; on PostgreSQL it runs each batch on an event loop of its own
+    with the asyncpg engine and the same functions through ``run_sync``.
     """
 
     def __init__(self, url: str, blobs: BlobStore, max_batch: int = 64, echo: bool = False):
@@ -165,10 +165,6 @@ class Writer:
         self._inbox: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the callers' loop
-        # PostgreSQL: the writer thread's own event loop and queue.
-        self._writer_loop: asyncio.AbstractEventLoop | None = None
-        self._writer_queue: asyncio.Queue[_Work | None] | None = None
-        self._ready = threading.Event()
         if url.startswith("sqlite"):
             self._sync_engine = make_sync_engine(url, echo=echo)
         else:
@@ -180,19 +176,13 @@ class Writer:
         if self._worker is not None:
             return
         self._loop = asyncio.get_running_loop()
-        target = self._thread_main if self._sync_engine is not None else self._pg_thread_main
-        self._worker = threading.Thread(target=target, name="hygie-writer", daemon=True)
+        self._worker = threading.Thread(target=self._thread_main, name="hygie-writer", daemon=True)
         self._worker.start()
-        if self._async_engine is not None:
-            self._ready.wait()  # its loop and queue exist: a few microseconds
 
     async def close(self) -> None:
         """Finish queued work, then stop."""
         if self._worker is not None:
-            if self._writer_loop is not None and self._writer_queue is not None:
-                self._writer_loop.call_soon_threadsafe(self._writer_queue.put_nowait, None)
-            else:
-                self._inbox.put(None)
+            self._inbox.put(None)
             await asyncio.to_thread(self._worker.join)
             self._worker = None
         self._blobs.close()
@@ -213,33 +203,44 @@ class Writer:
     async def _submit(self, work: _Work) -> Any:
         if self._worker is None:
             raise RuntimeError("Writer used before Writer.start()")
-        if self._writer_loop is not None and self._writer_queue is not None:
-            self._writer_loop.call_soon_threadsafe(self._writer_queue.put_nowait, work)
-        else:
-            self._inbox.put(work)
+        self._inbox.put(work)
         return await work.future
 
-    # -- SQLite: the writer thread -----------------------------------------------------------
+    # -- the writer thread -------------------------------------------------------------------
 
     def _thread_main(self) -> None:
         assert self._loop is not None
-        stopping = False
-        while not stopping:
-            first = self._inbox.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max:
-                try:
-                    item = self._inbox.get_nowait()
-                except queue.Empty:
+        # PostgreSQL: an event loop of this thread's own for the asyncpg engine. Each
+        # transaction is several round trips (BEGIN, UPDATE, INSERTs, COMMIT); awaited here
+        # they take a fraction of a millisecond each instead of a turn of the busy protocol
+        # loop each.
+        own_loop = asyncio.new_event_loop() if self._async_engine is not None else None
+        try:
+            stopping = False
+            while not stopping:
+                first = self._inbox.get()
+                if first is None:
                     break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            outcomes = self._commit_in_thread(batch)
-            self._loop.call_soon_threadsafe(_settle, outcomes)
+                batch = [first]
+                while len(batch) < self._max:
+                    try:
+                        item = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                        break
+                    batch.append(item)
+                if own_loop is None:
+                    outcomes = self._commit_in_thread(batch)
+                else:
+                    outcomes = own_loop.run_until_complete(self._commit(batch))
+                self._loop.call_soon_threadsafe(_settle, outcomes)
+        finally:
+            if own_loop is not None and self._async_engine is not None:
+                own_loop.run_until_complete(self._async_engine.dispose())
+                own_loop.run_until_complete(own_loop.shutdown_default_executor())
+                own_loop.close()
 
     def _commit_in_thread(self, batch: list[_Work]) -> list[_Outcome]:
         engine = self._sync_engine
@@ -277,37 +278,7 @@ class Writer:
             return (w, False, exc)
         return (w, True, value)
 
-    # -- PostgreSQL: the writer thread's own event loop --------------------------------------
-
-    def _pg_thread_main(self) -> None:
-        asyncio.run(self._pg_main())
-
-    async def _pg_main(self) -> None:
-        """Each transaction is several round trips (BEGIN, UPDATE, INSERTs, COMMIT); awaited
-        on a loop of their own they take a fraction of a millisecond each, instead of a turn
-        of the busy protocol loop each."""
-        self._writer_loop = asyncio.get_running_loop()
-        work_queue: asyncio.Queue[_Work | None] = asyncio.Queue()
-        self._writer_queue = work_queue
-        self._ready.set()
-        assert self._loop is not None and self._async_engine is not None
-        try:
-            stopping = False
-            while not stopping:
-                first = await work_queue.get()
-                if first is None:
-                    break
-                batch = [first]
-                while len(batch) < self._max and not work_queue.empty():
-                    item = work_queue.get_nowait()
-                    if item is None:
-                        stopping = True
-                        break
-                    batch.append(item)
-                outcomes = await self._commit(batch)
-                self._loop.call_soon_threadsafe(_settle, outcomes)
-        finally:
-            await self._async_engine.dispose()
+    # -- PostgreSQL: in the writer thread's event loop ----------------------------------------
 
     async def _commit(self, batch: list[_Work]) -> list[_Outcome]:
         blobs = [b for w in batch for b in w.blobs]
