@@ -434,36 +434,64 @@ class _SqliteLookups:
 
 
 class _PgLookups:
-    """The same on PostgreSQL: one dedicated asyncpg connection, one round trip per lookup.
-    The pooled path added a ping, a reset and, under bursts, new overflow connections."""
+    """The same on PostgreSQL: a few dedicated asyncpg connections (autocommit, no reset
+    between uses), one round trip per lookup. The pooled path added a ping, a reset and, under
+    bursts, new overflow connections; one connection alone would serialise the RCPTs of all
+    sessions, one loop turn each."""
+
+    size = 4
 
     def __init__(self, url: str) -> None:
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
-        self._conn: Any = None
-        self._lock = asyncio.Lock()
+        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        self._all: list[Any] = []
+        self._opening = 0
+
+    async def _acquire(self) -> Any:
+        if self._idle.empty() and len(self._all) + self._opening < self.size:
+            self._opening += 1
+            try:
+                conn = await asyncpg.connect(self._dsn)
+            finally:
+                self._opening -= 1
+            self._all.append(conn)
+            return conn
+        return await self._idle.get()
+
+    def _release(self, conn: Any, broken: bool) -> None:
+        if broken:
+            self._all.remove(conn)
+            conn.terminate()
+        else:
+            self._idle.put_nowait(conn)
 
     async def rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         numbered = sql
         for i in range(1, sql.count("?") + 1):
             numbered = numbered.replace("?", f"${i}", 1)
-        async with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.is_closed():
-                    self._conn = await asyncpg.connect(self._dsn)
-                try:
-                    return [tuple(r) for r in await self._conn.fetch(numbered, *params)]
-                except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
-                    # The server went away (restart, failover): reconnect once.
-                    self._conn = None
-                    if attempt == 2:
-                        raise exc
-            raise AssertionError("unreachable")
+        for attempt in (1, 2):
+            conn = await self._acquire()
+            try:
+                result = [tuple(r) for r in await conn.fetch(numbered, *params)]
+            except (OSError, TimeoutError, asyncpg.InterfaceError):
+                # The server went away (restart, failover): drop it, retry once.
+                self._release(conn, broken=True)
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException as exc:
+                # Cancelled mid-query: the connection's state is unknown, do not reuse it.
+                self._release(conn, broken=not isinstance(exc, Exception) or conn.is_closed())
+                raise
+            self._release(conn, broken=False)
+            return result
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        if self._conn is not None:
+        conns, self._all = self._all, []
+        for conn in conns:
             with contextlib.suppress(Exception):
-                await self._conn.close()
-            self._conn = None
+                await conn.close()
 
 
 class Database:
