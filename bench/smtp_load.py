@@ -378,6 +378,12 @@ def limit_note(result: dict[str, Any]) -> str:
         return f"{facts}: the event loop is saturated (CPU-bound on one core)"
     if r["server_cores_busy"] + r["client_cores_busy"] > 0.85 * cores:
         return f"{facts}: the machine's cores are saturated"
+    load = max(r.get("machine_load_1min_before_after") or [0.0])
+    if load > cores:
+        return (
+            f"{facts}: the machine was shared (1-minute load {load} on {cores} cores: other "
+            "processes held CPU time the server waited for), so this rate is a lower bound"
+        )
     return f"{facts}: not CPU-bound, so waiting (commit/fsync latency, lock contention) limits it"
 
 
