@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import ssl
 from asyncio import sslproto
@@ -258,6 +259,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         https=config.http.https_port,
         database=services.db.dialect,
     )
+    # Start-up objects (modules, SQLAlchemy metadata, TLS and CA state) stay for the process's
+    # life: out of the collector's sight, a full collection no longer stalls every session
+    # (~100 ms under load before).
+    gc.freeze()
     await stop.wait()
 
     log.info("stopping")

@@ -15,6 +15,7 @@ one random content key per message, sealed to each recipient with HPKE (RFC 9180
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -121,11 +122,15 @@ class MailboxKeyPair:
         return cls(public, private)
 
 
+@functools.lru_cache(maxsize=4096)
+def _public_key(raw: bytes) -> X25519PublicKey:
+    # Deliveries go to a few busy mailboxes: parse each public key once.
+    return X25519PublicKey.from_public_bytes(raw)
+
+
 def seal_content_key(content_key: bytes, recipient_public: bytes) -> bytes:
     """HPKE-seal a content key to a mailbox public key (RFC 9180 base mode)."""
-    return _HPKE.encrypt(
-        content_key, X25519PublicKey.from_public_bytes(recipient_public), info=_HPKE_INFO
-    )
+    return _HPKE.encrypt(content_key, _public_key(recipient_public), info=_HPKE_INFO)
 
 
 def open_content_key(sealed: bytes, keypair: MailboxKeyPair) -> bytes:

@@ -22,7 +22,6 @@ from sqlalchemy.engine import Connection
 
 from storage import transactions as tx
 from storage.accounts import normalize_address
-from storage.blobs import FileBlobStore
 from storage.crypto import (
     BodyStream,
     ContentKey,
@@ -105,6 +104,9 @@ class _Delivery:
     size: int
 
 
+_INSERT_MESSAGES = insert(tx.MESSAGES)  # built once: its cache key is computed once
+
+
 def _write_deliveries(conn: Connection, batch: list[_Delivery]) -> list[list[Delivered]]:
     """Every delivery of one group commit: one UID-range reservation per folder, one INSERT."""
     per_folder: dict[int, int] = {}
@@ -112,7 +114,7 @@ def _write_deliveries(conn: Connection, batch: list[_Delivery]) -> list[list[Del
         for r in d.recipients:
             per_folder[r.folder_id] = per_folder.get(r.folder_id, 0) + 1
     # Folders in id order: concurrent nodes lock them in the same order (no deadlock).
-    next_uid = {f: tx.reserve_uids(conn, f, n, n) for f, n in sorted(per_folder.items())}
+    next_uid = tx.reserve_uid_ranges(conn, per_folder)
     rows: list[dict[str, Any]] = []
     results: list[list[Delivered]] = []
     for d in batch:
@@ -134,7 +136,7 @@ def _write_deliveries(conn: Connection, batch: list[_Delivery]) -> list[list[Del
             )
             done.append(Delivered(r.account_id, r.folder_id, uid))
         results.append(done)
-    conn.execute(insert(tx.MESSAGES), rows)
+    conn.execute(_INSERT_MESSAGES, rows)
     for d in batch:
         if d.flags:
             for r in d.recipients:
@@ -177,22 +179,16 @@ class MailStore:
             address = normalize_address(address)
         except Exception:
             return None
-        accounts, folders = tx.ACCOUNTS, tx.FOLDERS
-        # A Core query on a bare connection: this runs for every RCPT.
-        async with self.db.read_engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts.c.id, accounts.c.address, accounts.c.public_key, folders.c.id)
-                    .join(folders, folders.c.account_id == accounts.c.id)
-                    .where(
-                        accounts.c.address == address,
-                        folders.c.name == "INBOX",
-                        ~accounts.c.disabled,
-                    )
-                )
-            ).first()
-        if row is None:
+        # Runs for every RCPT: a hand-written query in one hop (see Database.lookup).
+        rows = await self.db.lookup(
+            "SELECT a.id, a.address, a.public_key, f.id FROM accounts a"
+            " JOIN folders f ON f.account_id = a.id"
+            " WHERE a.address = ? AND f.name = 'INBOX' AND NOT a.disabled",
+            address,
+        )
+        if not rows:
             return None
+        row = rows[0]
         return Recipient(row[0], row[1], row[2], row[3])
 
     async def deliver(
@@ -214,12 +210,11 @@ class MailStore:
         else:
             sealed = await asyncio.to_thread(_seal, raw, meta, publics)
         blob = [(sealed.blob_id, sealed.ciphertext)]
-        # The blob file is durable before the transaction that refers to it is queued; the
-        # database backend writes it inside that transaction instead.
-        await self.db.blobs.put_files(blob)
+        # The writer makes the blob durable (with the rest of its batch) before the
+        # transaction that refers to it.
         payload = _Delivery(tuple(recipients), sealed, tx.flags_text(flags), len(raw))
         delivered: list[Delivered] = await self.db.writer.run_batched(
-            _write_deliveries, payload, [] if self.db.blobs.external else blob
+            _write_deliveries, payload, blob
         )
         for d in delivered:
             self.events.publish(d.folder_id)
@@ -520,8 +515,9 @@ class MailStore:
             raise FolderError("no such message", "NONEXISTENT")
         key = await asyncio.to_thread(self._content_key, row[1], keys)
         blobs = self.db.blobs
-        if isinstance(blobs, FileBlobStore):
-            handle = await asyncio.to_thread(blobs.open, row[0])
+        if blobs.external:
+            async with self.db.read() as session:
+                handle = await blobs.reader(session, row[0])
             try:
                 stream = BodyStream(key, await asyncio.to_thread(handle.read, BodyStream.HEADER))
                 for i in range(stream.count):

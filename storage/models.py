@@ -257,3 +257,16 @@ class DossierBlock(Base):
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     )
     idnat: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
+class SegmentBlob(Base):
+    """Where each blob of the segment store lies (``[storage] blob_store = "file"``): ``size``
+    bytes at ``start`` in the segment file ``segment`` (see storage/blobs.py)."""
+
+    __tablename__ = "segment_blobs"
+    __table_args__ = (Index("ix_segment_blobs_segment", "segment"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(64))
+    start: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Table, case, delete, insert, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
 
 from storage.blobs import BlobStore
@@ -281,6 +282,39 @@ def reserve_uids(conn: Connection, folder_id: int, n: int, modseqs: int) -> tupl
         .returning(FOLDERS.c.uidnext, FOLDERS.c.highestmodseq)
     ).one()
     return int(row[0]) - n, int(row[1]) - modseqs + 1
+
+
+def reserve_uid_ranges(conn: Connection, counts: dict[int, int]) -> dict[int, tuple[int, int]]:
+    """:func:`reserve_uids` for several folders in one statement (``n`` UIDs and ``n``
+    MODSEQs each): folder id → (first UID, first MODSEQ). One round trip per group commit
+    instead of one per folder; on PostgreSQL the primary-key scan locks the rows in id order,
+    like the per-folder loop did (and a deadlock would only send the items to the writer's
+    one-by-one retry)."""
+    if len(counts) == 1:
+        ((folder_id, n),) = counts.items()
+        return {folder_id: reserve_uids(conn, folder_id, n, n)}
+    folders = sorted(counts)
+    whens = " ".join(f"WHEN :f{i} THEN CAST(:n{i} AS BIGINT)" for i in range(len(folders)))
+    ids = ", ".join(f":f{i}" for i in range(len(folders)))
+    params: dict[str, int] = {}
+    for i, folder_id in enumerate(folders):
+        params[f"f{i}"], params[f"n{i}"] = folder_id, counts[folder_id]
+    # Only bind-parameter names are interpolated into the statement.
+    rows = conn.execute(
+        sql_text(
+            f"UPDATE folders SET uidnext = uidnext + CASE id {whens} END,"  # noqa: S608
+            f" highestmodseq = highestmodseq + CASE id {whens} END"
+            f" WHERE id IN ({ids}) RETURNING id, uidnext, highestmodseq"
+        ),
+        params,
+    ).all()
+    out = {}
+    for folder_id, uidnext, highest in rows:
+        n = counts[int(folder_id)]
+        out[int(folder_id)] = (int(uidnext) - n, int(highest) - n + 1)
+    if len(out) != len(counts):
+        raise FolderError("No such mailbox", "NONEXISTENT")
+    return out
 
 
 def note_keywords(conn: Connection, folder_id: int, flags: Iterable[str]) -> None:

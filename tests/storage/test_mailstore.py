@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from storage.accounts import (
     AccountError,
@@ -18,10 +19,11 @@ from storage.accounts import (
     unlock_keys,
     verify_password,
 )
-from storage.blobs import open_blob_store
+from storage.blobs import BlobNotFound, open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database, migrate
 from storage.mailstore import FolderError, MailStore
+from storage.models import Message
 
 MARKER = b"ZEBRA-MARKER-7f3a"
 
@@ -104,11 +106,18 @@ async def test_flags_and_expunge_remove_blob_when_last_reference_goes(store: Sto
     changed = await store.mail.store_flags(ra.folder_id, [d1.uid], ["\\Deleted", "\\Seen"], "add")
     assert [(m.uid, sorted(m.flags)) for m in changed] == [(d1.uid, ["\\Deleted", "\\Seen"])]
     assert await store.mail.store_flags(ra.folder_id, [d1.uid], ["\\Seen"], "add") == []
-    before = {p.name for p in store.blob_dir.rglob("*") if p.is_file()}
+    async with store.db.read() as session:
+        blob_id = await session.scalar(select(Message.blob_id).where(Message.uid == d1.uid))
+        assert blob_id is not None
+        ciphertext = await store.db.blobs.get(session, blob_id)
     assert await store.mail.expunge(ra.folder_id) == [d1.uid]
     assert list(await store.mail.flags(ra.folder_id)) == [d2.uid]
-    after = {p.name for p in store.blob_dir.rglob("*") if p.is_file()}
-    assert len(before - after) == (1 if before else 0)
+    async with store.db.read() as session:
+        with pytest.raises(BlobNotFound):
+            await store.db.blobs.get(session, blob_id)
+    # The expunged ciphertext is gone from the disk too, not just unreferenced.
+    for path in store.blob_dir.rglob("*"):
+        assert not path.is_file() or ciphertext not in path.read_bytes()
     keys = await unlock_keys(store.db, store.master, a.id)
     assert await store.mail.read_body(keys, ra.folder_id, d2.uid) == b"Subject: x\r\n\r\n1\r\n"
 
