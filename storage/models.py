@@ -257,3 +257,24 @@ class DossierBlock(Base):
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     )
     idnat: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
+class AgendaComponent(Base):
+    """One component (VEVENT) of a mailbox's agenda (design.md §6, issue 9), keyed by
+    (account, UID, RECURRENCE-ID): the master of an event has an empty ``recurrence_id``, an
+    override its RECURRENCE-ID in UTC. The UID is kept as a SHA-256 digest and the component
+    itself (times, summary, attendees) encrypted under a master-wrapped key, as the dossier."""
+
+    __tablename__ = "agenda_components"
+    __table_args__ = (
+        UniqueConstraint("account_id", "uid_digest", "recurrence_id", name="uq_agenda_component"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    uid_digest: Mapped[str] = mapped_column(String(64))
+    recurrence_id: Mapped[str] = mapped_column(String(20), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_ref: Mapped[bytes] = mapped_column(LargeBinary(16))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,45 @@
+"""The agenda: one encrypted row per event component (issue 9).
+
+Revision ID: 0011
+Revises: 0010
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "agenda_components",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("uid_digest", sa.String(64), nullable=False),
+        sa.Column("recurrence_id", sa.String(20), nullable=False, server_default=""),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("key_ref", sa.LargeBinary(16), nullable=False),
+        sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name="fk_agenda_components_account_id_accounts",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_agenda_components"),
+        sa.UniqueConstraint(
+            "account_id", "uid_digest", "recurrence_id", name="uq_agenda_component"
+        ),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("agenda_components")
