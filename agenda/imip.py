@@ -79,3 +79,25 @@ def error_message(*, from_address: str, to: str, subject: str, problem: str, dom
         "object is not valid (RFC 5545 / RFC 5546).\n"
     )
     return message.as_bytes()
+
+
+def reminder_message(
+    *, from_address: str, to: str, start: dt.datetime, calendar: bytes, message_id: str,
+) -> bytes:  # fmt: skip
+    """A reminder (issue 9 item 4): when, and the event attached as an iCalendar file
+    (METHOD:PUBLISH, RFC 5546 §3.2.1: information, not an invitation). The subject says only
+    the time: mail subjects travel in notifications."""
+    domain = from_address.rsplit("@", 1)[1]
+    message = _base(from_address, to, f"Rappel : rendez-vous le {start:%d/%m/%Y à %H:%M}", domain)
+    message.replace_header("Message-ID", message_id)
+    del message["Auto-Submitted"]
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5
+    message.set_content(
+        f"Rappel : vous avez un rendez-vous le {start:%d/%m/%Y à %H:%M} (heure de Paris).\n"
+        "Le détail est dans le fichier joint, à ouvrir avec votre agenda.\n"
+    )
+    message.add_attachment(
+        calendar, maintype="text", subtype="calendar", filename="rendez-vous.ics",
+        params={"method": "PUBLISH", "charset": "UTF-8"},
+    )  # fmt: skip
+    return message.as_bytes()

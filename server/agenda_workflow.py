@@ -13,29 +13,45 @@ REPLYs have a copy to update.
   answered at once from ``agenda@<domain>`` with the busy periods only (RFC 5546 §3.3.2);
 - an unreadable iCalendar object: a clear error mail to the sender, nothing applied.
 
+Reminders (issue 9 item 4): each change of an event reschedules its reminders
+(:mod:`agenda.alarms`) in the same transaction; :meth:`AgendaWorkflow.run_reminders` claims
+due ones for a lease, delivers them from ``agenda@<domain>`` and marks them sent, so several
+processes on one PostgreSQL share the work and none sends a reminder twice.
+
 Logs say which method and what came of it, never an address nor anything about the event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 
 import structlog
 
-from agenda.event import StoredEvent, calendar_of
+from agenda.alarms import reminders
+from agenda.event import MASTER, StoredEvent, calendar_of, utc_key
 from agenda.freebusy import busy_periods, freebusy_reply, requested_of, requested_range
-from agenda.imip import CalendarPart, error_message, find_calendar, imip_message
+from agenda.imip import (
+    CalendarPart,
+    error_message,
+    find_calendar,
+    imip_message,
+    reminder_message,
+)
 from agenda.itip import ItipError, ItipMessage, Outcome, apply, parse
+from agenda.recurrence import PARIS, occurrences
 from server.config import Config
 from server.patients import is_patient_address
-from storage.agenda import AgendaStore, Decision
+from storage.agenda import AgendaStore, Decision, DueReminder
 from storage.mailstore import MailStore, Recipient
 
 log = structlog.get_logger("hygie.agenda")
 AGENDA_SERVICE = "agenda"
 Notify = Callable[[bytes, str], Awaitable[None]]
 Clock = Callable[[], dt.datetime]
+REMINDER_INTERVAL = 5.0  # seconds between looks for due reminders
+REMINDER_LEASE = dt.timedelta(minutes=5)
 
 
 class AgendaWorkflow:
@@ -107,7 +123,11 @@ class AgendaWorkflow:
             if outcome.status != "applied":
                 return Decision(outcome)
             writes = {e.recurrence_key: e.to_ical() for e in outcome.writes}
-            return Decision(outcome, writes, outcome.deletes)
+            after = {k: v for k, v in components.items() if k not in outcome.deletes}
+            after.update({e.recurrence_key: e for e in outcome.writes})
+            due = reminders(after.values(), recipient.address, self.clock())
+            planned = [(r.due, r.occurrence, r.alarm) for r in due]
+            return Decision(outcome, writes, outcome.deletes, planned)
 
         return await self.agenda.change(recipient.account_id, message.uid, decide)
 
@@ -154,3 +174,69 @@ class AgendaWorkflow:
             domain=self.config.server.hostname,
         )  # fmt: skip
         await self.notify(notice, to)
+
+    # -- reminders (issue 9 item 4) -------------------------------------------------------
+
+    async def run_reminders(self, interval: float = REMINDER_INTERVAL) -> None:
+        while True:
+            try:
+                await self.send_due()
+            except Exception as exc:  # the next round retries; leases expire
+                log.error("agenda_reminders_failed", error=type(exc).__name__, exc_info=exc)
+            await asyncio.sleep(interval)
+
+    async def send_due(self) -> int:
+        """Claim, send and mark the reminders due now; the number sent."""
+        now = self.clock()
+        sent = 0
+        for due in await self.agenda.claim_due(now, REMINDER_LEASE):
+            if await self._remind(due):
+                sent += 1
+            await self.agenda.mark_sent(due.id, self.clock())
+        if sent:
+            log.info("agenda_reminders_sent", count=sent)
+        return sent
+
+    async def _remind(self, due: DueReminder) -> bool:
+        rows = await self.store.db.raw_rows(
+            "SELECT address FROM accounts WHERE id = ?", due.account_id
+        )
+        if not rows:
+            return False
+        address = str(rows[0][0])
+        events = [
+            StoredEvent.from_ical(c)
+            for c in await self.agenda.components_of(due.account_id, due.uid_digest)
+        ]
+        instance = self._instance(events, due)
+        if instance is None:
+            return False
+        start, event = instance
+        domain = address.rsplit("@", 1)[1]
+        attached = bytes(calendar_of([event], "PUBLISH").to_ical())
+        raw = reminder_message(
+            from_address=self.service_address(domain), to=address,
+            start=start.astimezone(PARIS), calendar=attached,
+            message_id=f"<reminder-{due.id}@{self.config.server.hostname}>",
+        )  # fmt: skip
+        await self.notify(raw, address)
+        return True
+
+    @staticmethod
+    def _instance(
+        events: list[StoredEvent], due: DueReminder
+    ) -> tuple[dt.datetime, StoredEvent] | None:
+        """The instance a reminder is about, if it is still on and not declined."""
+        if due.occurrence == "absolute":
+            master = next((e for e in events if e.recurrence_key == MASTER), None)
+            if master is None or master.status == "CANCELLED":
+                return None
+            start = master.component.decoded("DTSTART")
+            return (start if isinstance(start, dt.datetime) else due.due_at), master
+        window = dt.timedelta(days=1)
+        moment = dt.datetime.strptime(due.occurrence, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        for occurrence in occurrences(events, moment - window, moment + window):
+            cancelled = occurrence.event.status == "CANCELLED"
+            if utc_key(occurrence.start) == due.occurrence and not cancelled:
+                return occurrence.start, occurrence.event
+        return None

@@ -245,6 +245,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             trusted.keep_fresh(config.relay.trusted_domains_refresh_seconds), name="trust"
         ),
     ]
+    loop_tasks.append(loop.create_task(agenda.run_reminders(), name="agenda-reminders"))
     imap = ImapServer(config, services.store, services.auth, services.master, tls)
     imap_servers = await imap.start()
     http_servers, crl_task = await _start_pki_http(config, services.master)

@@ -1,4 +1,4 @@
-"""The agenda: one encrypted row per event component (issue 9).
+"""The agenda: one encrypted row per event component, and the reminders to send (issue 9).
 
 Revision ID: 0011
 Revises: 0010
@@ -40,6 +40,30 @@ def upgrade() -> None:
         ),
     )
 
+    op.create_table(
+        "agenda_reminders",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("uid_digest", sa.String(64), nullable=False),
+        sa.Column("occurrence", sa.String(20), nullable=False),
+        sa.Column("alarm", sa.Integer(), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name="fk_agenda_reminders_account_id_accounts",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_agenda_reminders"),
+        sa.UniqueConstraint(
+            "account_id", "uid_digest", "occurrence", "alarm", name="uq_agenda_reminder"
+        ),
+    )
+    op.create_index("ix_agenda_reminders_due", "agenda_reminders", ["sent_at", "due_at"])
+
 
 def downgrade() -> None:
+    op.drop_table("agenda_reminders")
     op.drop_table("agenda_components")
