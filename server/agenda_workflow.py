@@ -212,10 +212,9 @@ class AgendaWorkflow:
         if instance is None:
             return False
         start, event = instance
-        domain = address.rsplit("@", 1)[1]
         attached = bytes(calendar_of([event], "PUBLISH").to_ical())
         raw = reminder_message(
-            from_address=self.service_address(domain), to=address,
+            from_address=self.service_address(), to=address,
             start=start.astimezone(PARIS), calendar=attached,
             message_id=f"<reminder-{due.id}@{self.config.server.hostname}>",
         )  # fmt: skip

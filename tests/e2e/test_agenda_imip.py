@@ -205,3 +205,23 @@ def test_the_feed_needs_a_token(server: ServerProcess) -> None:
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(request, context=server.ssl_context(), timeout=30)  # noqa: S310
     assert raised.value.code == 401
+
+
+def test_a_reminder_comes_once(server: ServerProcess) -> None:
+    """An appointment in 30 minutes whose VALARM says one hour before: the reminder is due at
+    once; the server's reminder loop delivers it from agenda@, with the event attached, once."""
+    soon = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=30)
+    invitation = revised(sample("thunderbird_request.ics"), start=soon).replace(
+        b"6b0f1d2e-5c1a-4f8e-9d41-3a7e0c2b9f10", b"reminder-e2e-1"
+    )
+    before = inbox_count(server, PATIENT)
+    send(server, DOCTOR, PATIENT, imip(DOCTOR, PATIENT, "Bientôt", invitation, "REQUEST"))
+    arrived = messages(server, PATIENT, before + 1, timeout=60)  # after the invitation itself
+    reminder = email.message_from_bytes(arrived[0], policy=email.policy.default)
+    assert "agenda@hygie.test" in str(reminder["From"])
+    assert str(reminder["Subject"]).startswith("Rappel : rendez-vous le ")
+    attached = next(p for p in reminder.walk() if p.get_content_type() == "text/calendar")
+    (event,) = Calendar.from_ical(attached.get_payload(decode=True)).walk("VEVENT")
+    assert str(event["UID"]) == "reminder-e2e-1"
+    time.sleep(12)  # two more rounds of the reminder loop
+    assert inbox_count(server, PATIENT) == before + 2
