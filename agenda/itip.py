@@ -154,6 +154,8 @@ def apply(
     owner, originator = owner.lower(), originator.lower()
     if not message.events:
         return Outcome("noted", "no event")
+    if message.method == "REPLY" and owner == originator:
+        return _own_reply(message, owner, held)
     if message.method in ORGANIZER_METHODS:
         return _from_organizer(message, owner, originator, held)
     return _from_attendee(message, owner, originator, held)
@@ -353,5 +355,27 @@ def _from_attendee(
         assert target is not None
         target.params["PARTSTAT"] = str(attendee.params["PARTSTAT"]).upper()
         target.params[REPLY_STAMP] = stamp
+        outcome.writes.append(updated)
+    return outcome
+
+
+def _own_reply(message: ItipMessage, owner: str, held: dict[str, StoredEvent]) -> Outcome:
+    """An attendee's REPLY, submitted here, also sets their own copy's PARTSTAT (their answer
+    is what their agenda shows, RFC 5546 §3.2.3)."""
+    outcome = Outcome("applied")
+    for incoming in message.events:
+        attendee = incoming.attendees()[0]
+        if address_of(attendee) != owner:
+            return Outcome("refused", "a reply for someone else")
+        on_file = held.get(incoming.recurrence_key)
+        if on_file is None:
+            master = held.get(MASTER)
+            if master is None or incoming.recurrence_key == MASTER:
+                return Outcome("unknown", "no such event")
+            on_file = _instance(master, incoming)
+        if incoming.sequence < on_file.sequence or on_file.attendee(owner) is None:
+            return Outcome("stale", "a reply to an older version")
+        updated = on_file.copy()
+        updated.set_partstat(owner, str(attendee.params["PARTSTAT"]).upper())
         outcome.writes.append(updated)
     return outcome

@@ -109,6 +109,10 @@ class AgendaWorkflow:
             own = await self.store.resolve(originator) if sender.lower() == originator else None
             if own is not None and message.events[0].organizer == originator:
                 targets.append(own)  # the organiser's own copy (RFC 5546 §3.2.2)
+        if submitted and message.method == "REPLY" and sender.lower() == originator:
+            own = await self.store.resolve(originator)
+            if own is not None:
+                targets.append(own)  # the attendee's own copy takes their answer
         for recipient in targets:
             outcome = await self._apply(message, recipient, originator)
             log.info(

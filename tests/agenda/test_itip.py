@@ -159,3 +159,14 @@ def test_malformed_icalendar_is_an_itip_error(problem: str, data: bytes) -> None
 def test_a_reply_names_exactly_one_attendee() -> None:
     with pytest.raises(ItipError):
         parse(revised(sample("thunderbird_request.ics"), method="REPLY"))
+
+
+def test_the_attendees_own_reply_sets_their_copy() -> None:
+    data = sample("thunderbird_request.ics")
+    copy = held(apply(parse(data), PATIENT, DOCTOR, {}))
+    outcome = apply(parse(reply(data, PATIENT, "ACCEPTED")), PATIENT, PATIENT, copy)
+    assert outcome.status == "applied"
+    assert held(outcome)[MASTER].partstat(PATIENT) == "ACCEPTED"
+    moved = held(apply(parse(revised(data, sequence=1)), PATIENT, DOCTOR, copy))
+    late = apply(parse(reply(data, PATIENT, "DECLINED")), PATIENT, PATIENT, moved)
+    assert late.status == "stale"  # an answer to the version before

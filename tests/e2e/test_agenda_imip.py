@@ -121,6 +121,7 @@ def test_request_reply_update_cancel(server: ServerProcess) -> None:
     accepted = reply(invitation, PATIENT, "ACCEPTED")
     send(server, PATIENT, DOCTOR, imip(PATIENT, DOCTOR, "Accepté", accepted, "REPLY"))
     assert partstat(feed(server, DOCTOR)[UID], PATIENT) == "ACCEPTED"
+    assert partstat(feed(server, PATIENT)[UID], PATIENT) == "ACCEPTED"  # her own copy too
 
     # Someone who is not the attendee cannot answer for her: refused, nothing changes.
     forged = reply(invitation, PATIENT, "DECLINED",
