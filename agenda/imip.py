@@ -60,7 +60,7 @@ def imip_message(
 ) -> bytes:  # fmt: skip
     """An iMIP message: a text part and the iCalendar object (RFC 6047 §2.4)."""
     message = _base(from_address, to, subject, domain)
-    message.set_content(text)
+    message.set_content(text, cte="quoted-printable")  # 7-bit: any peer takes it
     message.add_attachment(
         calendar, maintype="text", subtype="calendar", disposition="inline",
         params={"method": method, "charset": "UTF-8"},
@@ -76,7 +76,8 @@ def error_message(*, from_address: str, to: str, subject: str, problem: str, dom
         "Votre message a bien été remis, mais son agenda n'a pas été mis à jour :\n"
         f"l'objet iCalendar qu'il contient est invalide.\n\nMotif : {problem}\n\n"
         "Your message was delivered, but the calendar was not updated: its iCalendar\n"
-        "object is not valid (RFC 5545 / RFC 5546).\n"
+        "object is not valid (RFC 5545 / RFC 5546).\n",
+        cte="quoted-printable",
     )
     return message.as_bytes()
 
@@ -94,7 +95,8 @@ def reminder_message(
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5
     message.set_content(
         f"Rappel : vous avez un rendez-vous le {start:%d/%m/%Y à %H:%M} (heure de Paris).\n"
-        "Le détail est dans le fichier joint, à ouvrir avec votre agenda.\n"
+        "Le détail est dans le fichier joint, à ouvrir avec votre agenda.\n",
+        cte="quoted-printable",
     )
     message.add_attachment(
         calendar, maintype="text", subtype="calendar", filename="rendez-vous.ics",
