@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ./hygie-data
-PACKAGES := server storage pki dossier directory client_tui
+PACKAGES := server storage pki dossier directory agenda client_tui
 
 .PHONY: run test bench lint venv clean
 
@@ -24,7 +24,7 @@ run: venv
 
 lint: venv
 	$(BIN)/ruff check $(PACKAGES) tests bench
-	$(BIN)/mypy --strict -p server -p storage -p pki -p dossier -p directory -p client_tui
+	$(BIN)/mypy --strict -p server -p storage -p pki -p dossier -p directory -p agenda -p client_tui
 
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
@@ -37,6 +37,7 @@ bench: venv
 	$(BIN)/python -m bench.relay_load --out bench/results
 	$(BIN)/python -m bench.dossier_load --out bench/results
 	$(BIN)/python -m bench.directory_load --out bench/results
+	$(BIN)/python -m bench.agenda_load --out bench/results
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

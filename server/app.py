@@ -23,9 +23,11 @@ from pki.ca import CaFiles, CertificateAuthority
 from pki.errors import PkiError
 from pki.tls import server_context
 from pki.verify import ClientCertificateChecker
+from server.agenda_workflow import AgendaWorkflow
 from server.auth import Authenticator
 from server.config import CA_SECRET, Config
 from server.delivery import LocalDelivery
+from server.http.agenda import AgendaFeed, agenda_route
 from server.http.dossier import DossierApi, dossier_route
 from server.http.fhir import fhir_route
 from server.http.pki import PkiPublisher
@@ -38,6 +40,7 @@ from server.relay import RelayHandler, relay_context, start_relay
 from server.smtp.submission import SubmissionHandler, start_submission
 from server.trust import PeerRevocation, TrustedDomains, load_anchors
 from server.workflows import DossierWorkflow
+from storage.agenda import AgendaStore
 from storage.blobs import open_blob_store
 from storage.correspondents import CorrespondentBook
 from storage.crypto import MasterKey
@@ -217,6 +220,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         config, services.auth, services.store, services.delivery, outbound=queue,
         patients=patients, workflow=workflow,
     )  # fmt: skip
+    agenda_store = AgendaStore(services.db, services.master)
+    agenda = AgendaWorkflow(config, services.store, agenda_store, notify)
+    handler.agenda = agenda
     submission = await start_submission(config, handler, tls)
     relay_servers: list[asyncio.Server] = []
     if config.relay.port:
@@ -240,12 +246,15 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             trusted.keep_fresh(config.relay.trusted_domains_refresh_seconds), name="trust"
         ),
     ]
+    loop_tasks.append(loop.create_task(agenda.run_reminders(), name="agenda-reminders"))
     imap = ImapServer(config, services.store, services.auth, services.master, tls)
     imap_servers = await imap.start()
     http_servers, crl_task = await _start_pki_http(config, services.master)
     if config.http.https_port:
         api = DossierApi(services.db, services.store, dossier_index, services.auth)
-        https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api))])
+        feed = AgendaFeed(agenda, services.auth)
+        https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
+                            ("/agenda/", agenda_route(feed))])  # fmt: skip
         http_servers.append(
             await https.listen(config.server.listen, config.http.https_port, ssl=tls)
         )

@@ -187,6 +187,8 @@ class RelayHandler:
                 await self.submission.workflow.complete(filing, stamped, sender)
             except Exception as exc:
                 log.error("dossier_workflow_failed", error=type(exc).__name__, exc_info=exc)
+        if self.submission.agenda is not None:  # never raises: delivered already
+            await self.submission.agenda.after_delivery(stamped, sender, inbox)
         if self.patients is not None:
             try:
                 await self.patients.record(stamped, str(envelope.mail_from or ""), recipients)

@@ -270,3 +270,47 @@ class SegmentBlob(Base):
     segment: Mapped[str] = mapped_column(String(64))
     start: Mapped[int] = mapped_column(BigInteger)
     size: Mapped[int] = mapped_column(BigInteger)
+
+
+class AgendaComponent(Base):
+    """One component (VEVENT) of a mailbox's agenda (design.md §6, issue 9), keyed by
+    (account, UID, RECURRENCE-ID): the master of an event has an empty ``recurrence_id``, an
+    override its RECURRENCE-ID in UTC. The UID is kept as a SHA-256 digest and the component
+    itself (times, summary, attendees) encrypted under a master-wrapped key, as the dossier."""
+
+    __tablename__ = "agenda_components"
+    __table_args__ = (
+        UniqueConstraint("account_id", "uid_digest", "recurrence_id", name="uq_agenda_component"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    uid_digest: Mapped[str] = mapped_column(String(64))
+    recurrence_id: Mapped[str] = mapped_column(String(20), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_ref: Mapped[bytes] = mapped_column(LargeBinary(16))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AgendaReminder(Base):
+    """A reminder to send (issue 9 item 4): which mailbox, which event (UID digest), which
+    instance and alarm, when. A sender claims due rows for a lease (``claimed_until``), sends,
+    then sets ``sent_at``: several server processes on one database never send one twice."""
+
+    __tablename__ = "agenda_reminders"
+    __table_args__ = (
+        UniqueConstraint(
+            "account_id", "uid_digest", "occurrence", "alarm", name="uq_agenda_reminder"
+        ),
+        Index("ix_agenda_reminders_due", "sent_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    uid_digest: Mapped[str] = mapped_column(String(64))
+    occurrence: Mapped[str] = mapped_column(String(20))
+    alarm: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

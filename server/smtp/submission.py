@@ -38,6 +38,7 @@ from storage.mailstore import MailStore, Recipient
 from storage.outbound import QueuedRecipient
 
 if TYPE_CHECKING:
+    from server.agenda_workflow import AgendaWorkflow
     from server.patients import PatientRules
     from server.queue import OutboundQueue
     from server.workflows import DossierWorkflow, Filing
@@ -169,6 +170,8 @@ def _recipients(envelope: Envelope) -> list[Recipient]:
 
 class SubmissionHandler:
     """The hooks aiosmtpd calls. One instance serves every submission connection."""
+
+    agenda: AgendaWorkflow | None = None  # set by server.app (issue 9)
 
     def __init__(
         self,
@@ -510,6 +513,8 @@ class SubmissionHandler:
                 await self.workflow.complete(filing, stamped, sender)
             except Exception as exc:  # delivered already: a filing bug must not lose mail
                 log.error("dossier_workflow_failed", error=type(exc).__name__, exc_info=exc)
+        if self.agenda is not None:  # never raises: the message is delivered already
+            await self.agenda.after_delivery(stamped, sender, local, submitted=True)
         if self.patients is not None:
             try:
                 await self.patients.record(stamped, sender, _recipients(envelope))

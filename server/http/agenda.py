@@ -1,0 +1,51 @@
+"""Each agenda as an iCalendar feed over HTTPS (issue 9 item 5).
+
+``GET /agenda/calendar.ics`` with ``Authorization: Bearer <JWT>`` (the same tokens as
+``/dossier/``) returns the mailbox's agenda as one ``text/calendar`` object (RFC 5545 §3.4,
+media type §8.1), with the VTIMEZONEs its events use, for calendar programs to subscribe to.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from server.agenda_workflow import AgendaWorkflow
+from server.auth import Authenticator, AuthError
+from server.http.server import Handler, Request, Response, text
+
+log = structlog.get_logger("hygie.http.agenda")
+PREFIX = "/agenda"
+CALENDAR = "text/calendar; charset=utf-8"
+
+
+class AgendaFeed:
+    def __init__(self, workflow: AgendaWorkflow, auth: Authenticator) -> None:
+        self.workflow = workflow
+        self.auth = auth
+
+    async def handle(self, request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            response = text(401, "a bearer token is required")
+            response.headers.append(("WWW-Authenticate", 'Bearer realm="hygie"'))
+            return response
+        try:
+            account = await self.auth.token(token.strip(), "", "https", "https")
+        except AuthError as exc:
+            response = text(401, exc.detail or "authentication failed")
+            response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
+            return response
+        if request.path != f"{PREFIX}/calendar.ics":
+            return text(404, "no such resource")
+        if request.method not in ("GET", "HEAD"):
+            return text(405, "read-only")
+        body = await self.workflow.feed(account.id)
+        response = Response(200, CALENDAR, body)
+        response.headers.append(("Cache-Control", "private, no-store"))
+        log.info("agenda_feed", account=account.id, size=len(body))
+        return response
+
+
+def agenda_route(feed: AgendaFeed) -> Handler:
+    return feed.handle
