@@ -103,7 +103,10 @@ class RelayHandler:
         except RevocationUnknown as exc:
             log.warning("relay_peer_status_unknown", peer=_peer_ip(session), error=str(exc))
             return S454_REVOCATION_UNKNOWN
-        if address:  # the null reverse-path (a DSN) comes from any trusted peer
+        # RFC 5321 §4.5.5: the null reverse-path "<>" (DSNs, MDNs, notices) comes from any
+        # peer the TLS check admitted. aiosmtpd hands it over as "<>", and refuses RCPT when
+        # the envelope's sender is empty, so "<>" is what the envelope keeps (`_reverse_path`).
+        if address not in ("", "<>"):
             try:
                 sender = normalize_address(address)
             except AccountError:
@@ -117,7 +120,7 @@ class RelayHandler:
             mail = dsn.parse_mail_params(getattr(server, "dsn_params", {}))
         except dsn.DsnSyntaxError as exc:
             return f"501 5.5.4 {exc}"
-        envelope.mail_from = address
+        envelope.mail_from = address or "<>"
         envelope.mail_options.extend(mail_options)
         # Per-transaction state rides on the envelope, which aiosmtpd renews on RSET.
         setattr(envelope, "hygie_dsn", mail)  # noqa: B010
@@ -170,10 +173,10 @@ class RelayHandler:
             hostname=self.config.server.hostname,
         )  # fmt: skip
         recipients: list[Recipient] = getattr(envelope, "hygie_recipients", [])
-        raw = await self._authenticate(raw, str(envelope.mail_from or ""), server)
+        raw = await self._authenticate(raw, _reverse_path(envelope), server)
         try:
             queue_id, stamped = self.delivery.stamp(raw, trace)
-            sender = str(envelope.mail_from or "")
+            sender = _reverse_path(envelope)
             filing = await self.submission._prepare_filing(stamped, sender, recipients)
             inbox = recipients
             if filing is not None:
@@ -191,12 +194,12 @@ class RelayHandler:
             await self.submission.agenda.after_delivery(stamped, sender, inbox)
         if self.patients is not None:
             try:
-                await self.patients.record(stamped, str(envelope.mail_from or ""), recipients)
+                await self.patients.record(stamped, _reverse_path(envelope), recipients)
             except Exception as exc:
                 log.error("patient_rules_failed", error=type(exc).__name__)
         mail: dsn.DsnMail = getattr(envelope, "hygie_dsn", dsn.DsnMail(None, None))
         await self.outbound.report_local(
-            stamped, str(envelope.mail_from or ""), getattr(envelope, "hygie_notify", {}), mail
+            stamped, _reverse_path(envelope), getattr(envelope, "hygie_notify", {}), mail
         )
         log.info("relay_accepted", queue_id=queue_id, recipients=len(recipients), size=len(raw))
         return f"{S.S250_ACCEPTED} as {queue_id}"
@@ -221,6 +224,12 @@ class RelayHandler:
         if sender_domain:
             results.append(f"x-mssante-trust=pass smtp.mailfrom={_value(sender_domain)}")
         return authentication_results(authserv, results) + raw
+
+
+def _reverse_path(envelope: Envelope) -> str:
+    """The sender's address, or "" for the null reverse-path."""
+    sender = str(envelope.mail_from or "")
+    return "" if sender == "<>" else sender
 
 
 def _value(text: str) -> str:

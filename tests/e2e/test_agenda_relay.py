@@ -62,12 +62,6 @@ def test_invitation_and_reply_across_operators(operators: tuple[ServerProcess, .
     assert partstat(feed(a, ALICE)[UID], BOB) == "ACCEPTED"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the peer's relay refuses a queued notice (MAIL FROM:<>): aiosmtpd hands the null "
-    "reverse-path to handle_MAIL as '<>' (501 bad address), and with it set to '' its RCPT "
-    "answers 503; not an agenda bug, reported on issue 9",
-)
 def test_freebusy_across_operators(operators: tuple[ServerProcess, ...]) -> None:
     _, b = operators
     calendar = Calendar()
