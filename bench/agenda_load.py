@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import shutil
 import sqlite3
 import time
@@ -34,6 +33,7 @@ from icalendar import Alarm, Calendar, Event
 from bench.dossier_load import DOCTOR, PASSWORD, patients, send_all
 from bench.harness import ServerProcess
 from bench.smtp_load import environment
+from bench.summary import replace_section
 from storage.accounts import create_account
 from storage.agenda import REMINDERS, AgendaStore
 from storage.blobs import open_blob_store
@@ -187,13 +187,7 @@ def write_summary(out: Path, result: dict[str, Any]) -> None:
         f"{r['reminders']['idle_round_ms']} ms.",
         "<!-- /agenda -->",
     ])  # fmt: skip
-    summary = out / "summary.md"
-    text = summary.read_text() if summary.exists() else ""
-    if "<!-- agenda -->" in text:
-        text = re.sub(r"<!-- agenda -->.*?<!-- /agenda -->", lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    summary.write_text(text)
+    replace_section(out, "agenda", section)
 
 
 def main(argv: list[str] | None = None) -> int:

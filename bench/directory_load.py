@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import hygie_command
+from bench.summary import replace_section
 from directory import synth
 from directory.extracts import MSS_HEADER, MSSANTE, PS_HEADER, PS_LIBREACCES
 from directory.search import Query, search
@@ -260,16 +261,7 @@ def section(result: dict[str, Any]) -> str:
 
 
 def write_summary(out: Path, result: dict[str, Any]) -> Path:
-    path = out / "summary.md"
-    text = path.read_text() if path.exists() else ""
-    mine = section(result)
-    begin, end = text.find(MARK_BEGIN), text.find(MARK_END)
-    if begin >= 0 and end > begin:
-        text = text[:begin] + mine + text[end + len(MARK_END) :].lstrip("\n")
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text else "") + mine
-    path.write_text(text)
-    return path
+    return replace_section(out, "directory", section(result))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sqlite3
 import time
 from datetime import UTC, date, datetime
@@ -25,6 +24,7 @@ from typing import Any
 
 from bench.harness import ServerProcess
 from bench.smtp_load import Session, environment
+from bench.summary import replace_section
 from dossier.cda import (
     LOINC_OID,
     Author,
@@ -161,13 +161,7 @@ def write_summary(out: Path, result: dict[str, Any]) -> None:
         f"{r['filed']} | {r['seconds']} s | **{r['messages_per_s']} msg/s** |",
         "<!-- /dossier -->",
     ])  # fmt: skip
-    summary = out / "summary.md"
-    text = summary.read_text() if summary.exists() else ""
-    if "<!-- dossier -->" in text:
-        text = re.sub(r"<!-- dossier -->.*?<!-- /dossier -->", lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    summary.write_text(text)
+    replace_section(out, "dossier", section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,7 @@ import psutil
 
 from bench.harness import ServerProcess
 from bench.smtp_load import client_cpu_seconds, environment
+from bench.summary import replace_section
 
 PASSWORD = "bench-imap-password"
 BIG = "big@hygie.test"
@@ -895,16 +896,7 @@ def section(result: dict[str, Any]) -> str:
 
 def write_summary(out: Path, result: dict[str, Any]) -> Path:
     """Replace (or add) the IMAP section of ``summary.md``; other sections stay as they are."""
-    path = out / "summary.md"
-    text = path.read_text() if path.exists() else ""
-    mine = section(result)
-    begin, end = text.find(MARK_BEGIN), text.find(MARK_END)
-    if begin >= 0 and end > begin:
-        text = text[:begin] + mine + text[end + len(MARK_END) :].lstrip("\n")
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text else "") + mine
-    path.write_text(text)
-    return path
+    return replace_section(out, "imap", section(result))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sqlite3
 import tempfile
 import time
@@ -24,6 +23,7 @@ from typing import Any
 from bench.federation import operator, trust_each_other
 from bench.harness import ServerProcess
 from bench.smtp_load import SENDER, Stats, environment, run_load
+from bench.summary import replace_section
 
 PASSWORD = "bench-recipient-password"
 RECIPIENTS = [f"r{i}@autre.test" for i in range(4)]
@@ -141,13 +141,7 @@ def write_summary(out: Path, result: dict[str, Any]) -> None:
         "stored twice (A's queue, B's mailbox) with a durable commit on each side.",
         "<!-- /relay -->",
     ])  # fmt: skip
-    summary = out / "summary.md"
-    text = summary.read_text() if summary.exists() else ""
-    if "<!-- relay -->" in text:
-        text = re.sub(r"<!-- relay -->.*?<!-- /relay -->", lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    summary.write_text(text)
+    replace_section(out, "relay", section)
 
 
 def main(argv: list[str] | None = None) -> int:

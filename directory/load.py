@@ -19,6 +19,7 @@ practitioners and organisations it names that are still unknown.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import datetime as dt
 import multiprocessing
@@ -419,24 +420,28 @@ class Report:
         return now
 
 
-class Sink:
-    """Where batches go: one database, one import run."""
+class Sink(abc.ABC):
+    """Where batches go: one database, one import run (one subclass per engine)."""
 
     dialect = ""
     _t0 = 0.0
     _deferred: tuple[tuple[str, str, str], ...] = ()
 
+    @abc.abstractmethod
     async def begin(self, kind: str, source: str) -> int:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def write(self, batch: Batch) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def finish(self, kind: str, generation: int, report: Report) -> int:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        ...
 
 
 def _now() -> dt.datetime:

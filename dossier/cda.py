@@ -218,9 +218,7 @@ def _ii(element: ET.Element | None) -> tuple[str, str | None] | None:
 def _code(element: ET.Element | None) -> Code | None:
     if element is None or not element.get("code"):
         return None
-    return Code(
-        element.get("code", ""), element.get("codeSystem", ""), element.get("displayName")
-    )
+    return Code(element.get("code", ""), element.get("codeSystem", ""), element.get("displayName"))
 
 
 def _patient(record_target: ET.Element | None) -> PatientIdentity:

@@ -117,15 +117,18 @@ def pdf_filename(
 ) -> str:
     """``<AAAAMMJJ>_<type>_<NOM>_<prénom>_<n°>.pdf``: spaces become ``-`` and ``_`` stays the
     field separator only; characters that are unsafe in file names become ``-``."""
-    return "_".join(
-        [
-            act_date.strftime("%Y%m%d"),
-            _file_part(type_label, "document type"),
-            _file_part(family, "family name").upper(),
-            _file_part(given, "given name"),
-            _file_part(number, "file number"),
-        ]
-    ) + ".pdf"
+    return (
+        "_".join(
+            [
+                act_date.strftime("%Y%m%d"),
+                _file_part(type_label, "document type"),
+                _file_part(family, "family name").upper(),
+                _file_part(given, "given name"),
+                _file_part(number, "file number"),
+            ]
+        )
+        + ".pdf"
+    )
 
 
 def mss_document_headers(package: XdmPackage, *, ins_qualified: bool) -> dict[str, str]:

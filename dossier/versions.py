@@ -1,4 +1,4 @@
-""""Annule et remplace": whether a new version of a document may replace the one on file.
+""" "Annule et remplace": whether a new version of a document may replace the one on file.
 
 A replacement is a CDA whose ``relatedDocument[@typeCode="RPLC"]/parentDocument/id`` names
 the version it replaces, with the same ``setId`` and a higher ``versionNumber`` (HL7 CDA R2

@@ -83,9 +83,7 @@ HAS_MEMBER: Final = "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember"
 XFRM: Final = "urn:ihe:iti:2007:AssociationType:XFRM"
 _CLASSIFICATION: Final = "urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Classification"
 _ASSOCIATION: Final = "urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Association"
-_EXTERNAL_ID: Final = (
-    "urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:ExternalIdentifier"
-)
+_EXTERNAL_ID: Final = "urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:ExternalIdentifier"
 
 # --- French codes (CI-SIS value sets; see docs/decisions.md for the [I] defaults) -----------
 
@@ -308,9 +306,8 @@ class _Archive:
                     raise XdmError(f"archive member larger than {limit} bytes once inflated")
                 if self.total > self.limits.max_total_bytes:
                     raise XdmError("IHE_XDM.zip inflates past its total size limit")
-                if (
-                    len(out) > self.limits.ratio_floor
-                    and len(out) > self.limits.max_ratio * max(info.compress_size, 1)
+                if len(out) > self.limits.ratio_floor and len(out) > self.limits.max_ratio * max(
+                    info.compress_size, 1
                 ):
                     raise XdmError("archive member compression ratio too high (zip bomb)")
         if len(out) != info.file_size:
@@ -575,9 +572,7 @@ def _check_cda_against(entry: DocumentEntry, cda: CdaHeader) -> None:
 
 def _parse(data: bytes, limits: XdmLimits) -> XdmPackage:
     archive = _Archive(data, limits)
-    metadata_names = [
-        n for n in archive.members if n.upper().endswith("/" + METADATA_NAME)
-    ]
+    metadata_names = [n for n in archive.members if n.upper().endswith("/" + METADATA_NAME)]
     if not metadata_names:
         raise XdmError("no IHE_XDM/SUBSET01/METADATA.XML in the archive")
     if len(metadata_names) > 1:
@@ -636,7 +631,7 @@ def parse_xdm(data: bytes, limits: XdmLimits | None = None) -> XdmPackage:
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         raise XdmError("not a readable zip archive") from exc
     except (
-        NotImplementedError,
+        NotImplementedError,  # zipfile: a compression method it cannot decode
         zlib.error,
         EOFError,
         OSError,
@@ -819,13 +814,14 @@ class _Writer:
             code = Code(flag, VISIBILITY_OID, _VISIBILITY_LABELS[flag])
             self.classification(element, DE_CONFIDENTIALITY, code, entry_id)
         self.classification(element, DE_FORMAT_CODE, format_code, entry_id)
-        self.classification(
-            element, DE_FACILITY_TYPE, outgoing.healthcare_facility_type, entry_id
-        )
+        self.classification(element, DE_FACILITY_TYPE, outgoing.healthcare_facility_type, entry_id)
         self.classification(element, DE_PRACTICE_SETTING, outgoing.practice_setting, entry_id)
         self.classification(element, DE_TYPE_CODE, cda.code, entry_id)
         self.external_id(
-            element, DE_PATIENT_ID, cda.patient.ins.patient_id, entry_id,
+            element,
+            DE_PATIENT_ID,
+            cda.patient.ins.patient_id,
+            entry_id,
             "XDSDocumentEntry.patientId",
         )
         self.external_id(element, DE_UNIQUE_ID, unique_id, entry_id, "XDSDocumentEntry.uniqueId")
@@ -948,7 +944,10 @@ def build_xdm(
     if content_type is not None:
         writer.classification(package, SS_CONTENT_TYPE, content_type, package_id)
     writer.external_id(
-        package, SS_UNIQUE_ID, submission_unique_id or new_oid(), package_id,
+        package,
+        SS_UNIQUE_ID,
+        submission_unique_id or new_oid(),
+        package_id,
         "XDSSubmissionSet.uniqueId",
     )
     writer.external_id(package, SS_SOURCE_ID, source_id, package_id, "XDSSubmissionSet.sourceId")

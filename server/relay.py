@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from server import dsn
 from server.config import Config
-from server.delivery import LocalDelivery, Trace
+from server.delivery import LocalDelivery
 from server.patients import PatientRules
 from server.queue import OutboundQueue
 from server.signing import DkimVerifier, authentication_results, strip_forged_results
@@ -38,6 +38,7 @@ from server.smtp.submission import (
     _has_bare_newline,
     _peer_ip,
     command_limits,
+    smtp_trace,
 )
 from server.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
 from storage.accounts import AccountError, normalize_address
@@ -62,8 +63,8 @@ class RelayHandler:
         trusted: TrustedDomains,
         revocation: PeerRevocation,
         outbound: OutboundQueue,
-        patients: PatientRules | None = None,
-        submission: SubmissionHandler | None = None,
+        patients: PatientRules | None,
+        submission: SubmissionHandler,
     ) -> None:
         self.config = config
         self.store = store
@@ -72,8 +73,8 @@ class RelayHandler:
         self.revocation = revocation
         self.outbound = outbound
         self.patients = patients
-        # Shares the submission handler's workflow (one router per server).
-        self.submission = submission or SubmissionHandler(config, None, store, delivery)  # type: ignore[arg-type]
+        # Shares the submission handler's workflows (one router per server).
+        self.submission = submission
         self.dkim = (
             DkimVerifier(config.path(config.dkim.key_dir) / "peers") if config.dkim.verify else None
         )
@@ -163,15 +164,7 @@ class RelayHandler:
             return S.S554_BARE_NEWLINE
         if len(raw) > self.config.smtp.max_message_size:
             return S.S552_TOO_BIG
-        ssl_obj = server.ssl_object()
-        cipher = ssl_obj.cipher() if ssl_obj is not None else None
-        tls = f"{ssl_obj.version()} {cipher[0]}" if ssl_obj is not None and cipher else "TLS"
-        utf8 = "SMTPUTF8" in (o.upper() for o in envelope.mail_options)
-        trace = Trace(
-            helo=session.host_name or "unknown", peer_ip=_peer_ip(session),
-            protocol="UTF8SMTPS" if utf8 else "ESMTPS", tls=tls,
-            hostname=self.config.server.hostname,
-        )  # fmt: skip
+        trace = smtp_trace(server, session, envelope, self.config, authenticated=False)
         recipients: list[Recipient] = getattr(envelope, "hygie_recipients", [])
         raw = await self._authenticate(raw, _reverse_path(envelope), server)
         try:

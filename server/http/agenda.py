@@ -10,7 +10,8 @@ from __future__ import annotations
 import structlog
 
 from server.agenda_workflow import AgendaWorkflow
-from server.auth import Authenticator, AuthError
+from server.auth import Authenticator
+from server.http.bearer import bearer_account
 from server.http.server import Handler, Request, Response, text
 
 log = structlog.get_logger("hygie.http.agenda")
@@ -24,18 +25,9 @@ class AgendaFeed:
         self.auth = auth
 
     async def handle(self, request: Request) -> Response:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            response = text(401, "a bearer token is required")
-            response.headers.append(("WWW-Authenticate", 'Bearer realm="hygie"'))
-            return response
-        try:
-            account = await self.auth.token(token.strip(), "", "https", "https")
-        except AuthError as exc:
-            response = text(401, exc.detail or "authentication failed")
-            response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
-            return response
+        account = await bearer_account(request, self.auth, text)
+        if isinstance(account, Response):
+            return account
         if request.path != f"{PREFIX}/calendar.ics":
             return text(404, "no such resource")
         if request.method not in ("GET", "HEAD"):

@@ -28,7 +28,8 @@ import structlog
 from dossier import loinc
 from dossier.cda import parse_cda
 from dossier.xdm import MASQUE_PS
-from server.auth import Authenticator, AuthError
+from server.auth import Authenticator
+from server.http.bearer import bearer_account
 from server.http.server import Handler, Request, Response
 from server.patients import is_patient_address
 from storage import audit
@@ -61,18 +62,9 @@ class DossierApi:
         self.auth = auth
 
     async def handle(self, request: Request) -> Response:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            response = _error(401, "a bearer token is required")
-            response.headers.append(("WWW-Authenticate", 'Bearer realm="hygie"'))
-            return response
-        try:
-            account = await self.auth.token(token.strip(), "", "https", "https")
-        except AuthError as exc:
-            response = _error(401, exc.detail or "authentication failed")
-            response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
-            return response
+        account = await bearer_account(request, self.auth, _error)
+        if isinstance(account, Response):
+            return account
         parts = [p for p in request.path[len(PREFIX) :].split("/") if p]
         method = request.method
         try:

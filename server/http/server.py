@@ -36,6 +36,7 @@ class Request:
     headers: dict[str, str]  # lower-case names
     body: bytes
     scheme: str  # "http" or "https"
+    peer: str = "unknown"  # the client's IP address (rate limits, audit)
 
     @property
     def host(self) -> str:
@@ -93,6 +94,8 @@ class HttpServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, scheme: str = "http"
     ) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+        address = writer.get_extra_info("peername")
+        peer = str(address[0]) if isinstance(address, tuple) and address else "unknown"
         try:
             while True:
                 head: h11.Request | None = None
@@ -115,7 +118,7 @@ class HttpServer:
                     elif isinstance(event, h11.ConnectionClosed):
                         return
                 assert head is not None
-                response = await self.dispatch(_request(head, bytes(body), scheme))
+                response = await self.dispatch(_request(head, bytes(body), scheme, peer))
                 await self._send(writer, conn, response)
                 if conn.our_state is h11.MUST_CLOSE:
                     return
@@ -143,7 +146,7 @@ class HttpServer:
         await writer.drain()
 
 
-def _request(head: h11.Request, body: bytes, scheme: str) -> Request:
+def _request(head: h11.Request, body: bytes, scheme: str, peer: str = "unknown") -> Request:
     target = head.target.decode("ascii", "replace")
     parts = urlsplit(target)
     return Request(
@@ -154,4 +157,5 @@ def _request(head: h11.Request, body: bytes, scheme: str) -> Request:
         headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in head.headers},
         body=body,
         scheme=scheme,
+        peer=peer,
     )

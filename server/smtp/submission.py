@@ -481,17 +481,7 @@ class SubmissionHandler:
             refusal = await self.policy.from_header(session.auth_data, raw)
             if refusal is not None:
                 return refusal
-        ssl_obj = server.ssl_object()
-        cipher = ssl_obj.cipher() if ssl_obj is not None else None
-        tls = f"{ssl_obj.version()} {cipher[0]}" if ssl_obj is not None and cipher else "TLS"
-        utf8 = "SMTPUTF8" in (o.upper() for o in envelope.mail_options)
-        trace = Trace(
-            helo=session.host_name or "unknown",
-            peer_ip=_peer_ip(session),
-            protocol="UTF8SMTPSA" if utf8 else "ESMTPSA",
-            tls=tls,
-            hostname=self.config.server.hostname,
-        )
+        trace = smtp_trace(server, session, envelope, self.config, authenticated=True)
         account = session.auth_data
         remote: list[QueuedRecipient] = getattr(envelope, "hygie_remote", [])
         mail: dsn.DsnMail = getattr(envelope, "hygie_dsn", dsn.DsnMail(None, None))
@@ -553,6 +543,25 @@ def _orcpt(params: dsn.DsnRcpt) -> str | None:
         return None
     kind, _, address = params.orcpt.partition(";")
     return f"{kind};{dsn.xtext_encode(address)}"
+
+
+def smtp_trace(
+    server: HygieSMTP, session: Session, envelope: Envelope, config: Config, *, authenticated: bool
+) -> Trace:
+    """What the ``Received:`` field says about this transaction (RFC 5321 §4.4), with the
+    RFC 3848 / RFC 6531 ``with`` keyword: ESMTPS(A), or UTF8SMTPS(A) under SMTPUTF8."""
+    ssl_obj = server.ssl_object()
+    cipher = ssl_obj.cipher() if ssl_obj is not None else None
+    tls = f"{ssl_obj.version()} {cipher[0]}" if ssl_obj is not None and cipher else "TLS"
+    utf8 = "SMTPUTF8" in (o.upper() for o in envelope.mail_options)
+    protocol = ("UTF8SMTPS" if utf8 else "ESMTPS") + ("A" if authenticated else "")
+    return Trace(
+        helo=session.host_name or "unknown",
+        peer_ip=_peer_ip(session),
+        protocol=protocol,
+        tls=tls,
+        hostname=config.server.hostname,
+    )
 
 
 def _peer_ip(session: Session | None) -> str:

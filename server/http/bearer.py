@@ -1,0 +1,29 @@
+"""Bearer-token authentication of the HTTPS routes (RFC 6750 §2.1, §3): the same JWTs as the
+OAUTHBEARER login (`server.oauth`), so failures count against the same per-address limit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from server.auth import Authenticator, AuthError
+from server.http.server import Request, Response
+from storage.accounts import AccountInfo
+
+Refusal = Callable[[int, str], Response]
+
+
+async def bearer_account(
+    request: Request, auth: Authenticator, refuse: Refusal
+) -> AccountInfo | Response:
+    """The account the request's token names, or the 401 to send (in ``refuse``'s format)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        response = refuse(401, "a bearer token is required")
+        response.headers.append(("WWW-Authenticate", 'Bearer realm="hygie"'))
+        return response
+    try:
+        return await auth.token(token.strip(), "", request.peer, "https")
+    except AuthError as exc:
+        response = refuse(401, exc.detail or "authentication failed")
+        response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
+        return response
