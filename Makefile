@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ./hygie-data
+# Test processes (pytest-xdist): the suite mostly waits on servers and sockets, so more
+# workers than cores pays; each test module stays on one worker with its server fixture.
+TEST_WORKERS ?= 4
 PACKAGES := server storage pki dossier directory agenda client_tui
 
 .PHONY: run test bench lint venv clean
@@ -27,7 +30,7 @@ lint: venv
 	$(BIN)/mypy --strict -p server -p storage -p pki -p dossier -p directory -p agenda -p client_tui
 
 test: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope tests
 
 bench: venv
 	$(BIN)/python -m bench.smtp_load --out bench/results

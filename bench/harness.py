@@ -16,6 +16,7 @@ the run, for looking at a benchmark's server log.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -32,18 +33,46 @@ from types import TracebackType
 DEFAULT_DOMAIN = "hygie.test"
 
 
+# Ports for test and benchmark servers come from below the kernel's ephemeral range
+# (32768-60999 on Linux): a port the kernel handed out with bind(("", 0)) and that we released
+# may be taken by any outgoing connection before our server binds it, which pytest-xdist
+# workers opening connections all the time made happen. Each xdist worker (PYTEST_XDIST_WORKER
+# "gwN") has its own block of 1,000; other processes take one of the last six blocks by pid.
+PORT_BASE = 10_000
+PORT_BLOCK = 1_000
+_next_port: dict[int, int] = {}
+
+
+def _port_block() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and int(worker[2:]) < 16:
+        return PORT_BASE + int(worker[2:]) * PORT_BLOCK
+    return PORT_BASE + (16 + os.getpid() % 6) * PORT_BLOCK
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports that were free on 127.0.0.1 a moment ago."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """``count`` distinct TCP ports free on 127.0.0.1, taken in turn from this process's block
+    (never one the kernel may give an outgoing connection meanwhile)."""
+    block = _port_block()
+    start = _next_port.get(block, block + os.getpid() % PORT_BLOCK)
+    ports: list[int] = []
+    for step in range(PORT_BLOCK):
+        port = block + (start - block + step) % PORT_BLOCK
+        if _bindable(port):
+            ports.append(port)
+            if len(ports) == count:
+                _next_port[block] = block + (port - block + 1) % PORT_BLOCK
+                return ports
+    raise RuntimeError(f"no {count} free ports in {block}-{block + PORT_BLOCK - 1}")
 
 
 def hygie_command() -> list[str]:
@@ -166,12 +195,37 @@ class ServerProcess:
             )
         return proc
 
+    def hygie_batch(self, *commands: tuple[tuple[str, ...], str | None]) -> None:
+        """Run several ``hygie --data DIR ARGS…`` (each with its standard input, or None) in one
+        process (``bench.cli_batch``): the same commands, without a second of imports each."""
+        data = ["--data", str(self.data_dir)]
+        jobs = [{"args": [*data, *args], "input": text} for args, text in commands]
+        cmd = [sys.executable, "-m", "bench.cli_batch"]
+        proc = subprocess.run(
+            cmd,
+            input=json.dumps(jobs).encode(),
+            capture_output=True,
+            env=self.env(),
+            timeout=60 + 30 * len(jobs),
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise ServerError(
+                f"{' '.join(cmd)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout.decode(errors='replace')}\n"
+                f"stderr: {proc.stderr.decode(errors='replace')}"
+            )
+
     def init(self) -> None:
         """``hygie init`` on the fresh data directory, then ``hygie user add`` for each user."""
-        self.hygie("init", "--domain", self.domain, "--hostname", self.hostname)
+        self.hygie_batch(
+            (("init", "--domain", self.domain, "--hostname", self.hostname), None),
+            *(
+                (("user", "add", address, "--password-stdin"), password + "\n")
+                for address, password in self.users.items()
+            ),
+        )
         self._initialised = True
-        for address, password in self.users.items():
-            self.add_user(address, password)
 
     def add_user(self, address: str, password: str) -> None:
         self.hygie("user", "add", address, "--password-stdin", input=password.encode())

@@ -57,6 +57,9 @@ async def test_flag_unread_search_move_delete(server: ServerProcess, config_file
         await pilot.press("enter")
         await wait_until(pilot, lambda: "\\Seen" in str(flags_on_server(server, "INBOX", first)),
                          "\\Seen after reading")  # fmt: skip
+        # The server sets \Seen while the client fetches; "u" acts on the client's own view,
+        # updated once the message is shown.
+        await wait_until(pilot, lambda: screen.opened is not None, "the message shown")
         await pilot.press("u")
 
         def unread() -> bool:

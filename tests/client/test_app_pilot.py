@@ -125,7 +125,8 @@ async def test_compose_and_send(server: ServerProcess, config_file: Path) -> Non
         await sign_in(pilot)
         await wait_until(pilot, lambda: isinstance(app.screen, MailScreen), "the mail screen")
         await pilot.press("c")
-        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen), "the editor")
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen)
+                         and bool(app.screen.query("#to")), "the editor")  # fmt: skip
         app.screen.query_one("#to", Input).value = JEAN
         app.screen.query_one("#subject", Input).value = subject
         app.screen.query_one("#body", TextArea).text = "Pouvez-vous revoir ce patient ?\n"
@@ -155,7 +156,8 @@ async def test_refused_recipient_keeps_the_editor(server: ServerProcess, config_
         await sign_in(pilot)
         await wait_until(pilot, lambda: isinstance(app.screen, MailScreen), "the mail screen")
         await pilot.press("c")
-        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen), "the editor")
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen)
+                         and bool(app.screen.query("#to")), "the editor")  # fmt: skip
         app.screen.query_one("#to", Input).value = "personne@hygie.test"
         app.screen.query_one("#subject", Input).value = "x"
         await pilot.press("ctrl+s")

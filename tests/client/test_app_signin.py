@@ -40,7 +40,8 @@ async def test_certificate_sign_in(client_setup: Setup, tmp_path: Path) -> None:
         secret.value = PASSPHRASE
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MailScreen), "the mail screen")
-        assert JEAN in str(app.screen.query_one("#topbar", Static).render())
+        topbar = app.screen.query_one("#topbar", Static)  # filled once the folder is selected
+        await wait_until(pilot, lambda: JEAN in str(topbar.render()), "the address in the top bar")
         await pilot.press("q")
 
 

@@ -137,7 +137,8 @@ async def test_editor_completes_from_the_directory(
     async with app.run_test(size=(100, 30)) as pilot:
         await signed_in(pilot)
         await pilot.press("c")
-        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen), "the editor")
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen)
+                         and bool(app.screen.query("#to")), "the editor")  # fmt: skip
         await pilot.press(*"MARTIN S")
         matches = app.screen.query_one("#matches", Static)
         await wait_until(pilot, lambda: "Cardiologie" in str(matches.render()), "the matches")

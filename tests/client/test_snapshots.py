@@ -25,6 +25,14 @@ def no_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "keyring", None)
 
 
+async def steady_cursors(pilot: Pilot[Any]) -> None:
+    """Text cursors blink on a timer: on a busy machine the picture caught one off. Stop the
+    blinking (the cursor then stays shown) on every input of the screen."""
+    for widget in pilot.app.screen.query("Input, TextArea"):
+        widget.cursor_blink = False  # type: ignore[attr-defined]
+    await pilot.pause()
+
+
 def demo_app(tmp_path: Path) -> HygieClient:
     account = demo_account()
     config = Config(tmp_path / "config.toml", {account.name: account}, account.name)
@@ -46,7 +54,7 @@ async def reading(pilot: Pilot[Any]) -> None:
 
 
 def test_sign_in_80x24(snap_compare: Any, tmp_path: Path) -> None:
-    assert snap_compare(demo_app(tmp_path), terminal_size=(80, 24))
+    assert snap_compare(demo_app(tmp_path), terminal_size=(80, 24), run_before=steady_cursors)
 
 
 def test_mail_screen_80x24(snap_compare: Any, tmp_path: Path) -> None:
@@ -62,6 +70,7 @@ def test_compose_80x24(snap_compare: Any, tmp_path: Path) -> None:
         await reading(pilot)
         await pilot.press("r")
         await pilot.pause(0.3)
+        await steady_cursors(pilot)
 
     assert snap_compare(demo_app(tmp_path), terminal_size=(80, 24), run_before=composing)
 
@@ -77,4 +86,4 @@ def test_help_80x24(snap_compare: Any, tmp_path: Path) -> None:
 
 def test_first_run_setup_80x24(snap_compare: Any, tmp_path: Path) -> None:
     app = HygieClient(Config(tmp_path / "config.toml"))
-    assert snap_compare(app, terminal_size=(80, 24))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=steady_cursors)

@@ -22,7 +22,7 @@ from icalendar import Calendar, Event, FreeBusy
 
 from bench.harness import ServerProcess
 from tests.agenda.itip_samples import DOCTOR, PATIENT, reply, revised, sample
-from tests.support.servers import start_server, stop_server
+from tests.support.servers import bearer_token, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 PASSWORD = "agenda-test-password-1"
@@ -61,7 +61,7 @@ def send(server: ServerProcess, sender: str, to: str, raw: bytes) -> None:
 
 def feed(server: ServerProcess, who: str) -> dict[str, Event]:
     """The agenda of ``who`` over HTTPS, by (UID, RECURRENCE-ID)."""
-    token = server.hygie("token", "issue", who).stdout.decode().strip()
+    token = bearer_token(server, who)
     request = urllib.request.Request(
         f"https://localhost:{server.https_port}/agenda/calendar.ics",
         headers={"Authorization": f"Bearer {token}"},

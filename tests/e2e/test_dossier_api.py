@@ -26,7 +26,7 @@ from tests.e2e.test_dossier_filing import (
     send,
     xdm_message,
 )
-from tests.support.servers import start_server, stop_server
+from tests.support.servers import bearer_token, start_server, stop_server
 
 TRAITANT = ("dr.traitant@hygie.test", "810005555555")
 OTHER = ("dr.autre@hygie.test", "810009999999")
@@ -56,8 +56,7 @@ def call(
 ) -> tuple[int, bytes]:
     request = urllib.request.Request(f"https://localhost:{server.https_port}{path}", method=method)
     if who is not None:
-        token = server.hygie("token", "issue", who).stdout.decode().strip()
-        request.add_header("Authorization", f"Bearer {token}")
+        request.add_header("Authorization", f"Bearer {bearer_token(server, who)}")
     try:
         with urllib.request.urlopen(  # noqa: S310 (https, our own server)
             request, context=server.ssl_context(), timeout=30

@@ -20,11 +20,13 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
+
+from bench.harness import free_ports
+from tests.support.tools import install_lock
 
 PG_ROOT = Path("/usr/lib/postgresql")
 SUPERUSER = "postgres"
@@ -40,11 +42,8 @@ def in_ci() -> bool:
 
 
 def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free TCP port on 127.0.0.1, outside the ephemeral range (``bench.harness.free_ports``)."""
+    return free_ports(1)[0]
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -79,8 +78,11 @@ def install_postgresql() -> None:
 def ensure_bindir(install: bool = True) -> Path:
     bindir = find_bindir()
     if bindir is None and install:
-        install_postgresql()
-        bindir = find_bindir()
+        with install_lock():
+            bindir = find_bindir()
+            if bindir is None:
+                install_postgresql()
+                bindir = find_bindir()
     if bindir is None:
         raise PgUnavailable(f"no PostgreSQL server binaries under {PG_ROOT}")
     return bindir

@@ -7,6 +7,7 @@ SQLite runs use the default file blob store; PostgreSQL runs use the database bl
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Mapping
 
 import pytest
@@ -47,3 +48,15 @@ def stop_server(server: ServerProcess) -> None:
     finally:
         server.close()
     assert code == 0, f"hygie serve exited {code} on SIGTERM\n{server.log_tail()}"
+
+
+_TOKENS: weakref.WeakKeyDictionary[ServerProcess, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def bearer_token(server: ServerProcess, who: str) -> str:
+    """An access token for ``who`` from ``server`` (``hygie token issue``), one per person and
+    server: each ``hygie`` command is a process start, and tests call the HTTPS routes often."""
+    tokens = _TOKENS.setdefault(server, {})
+    if who not in tokens:
+        tokens[who] = server.hygie("token", "issue", who).stdout.decode().strip()
+    return tokens[who]
