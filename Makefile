@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ./hygie-data
-PACKAGES := server storage pki dossier directory agenda client_tui
+PACKAGES := server storage pki dossier directory agenda catalogue client_tui
 
 .PHONY: run test bench lint venv clean
 
@@ -24,7 +24,7 @@ run: venv
 
 lint: venv
 	$(BIN)/ruff check $(PACKAGES) tests bench
-	$(BIN)/mypy --strict -p server -p storage -p pki -p dossier -p directory -p agenda -p client_tui
+	$(BIN)/mypy --strict -p server -p storage -p pki -p dossier -p directory -p agenda -p catalogue -p client_tui
 
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
