@@ -22,16 +22,9 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from catalogue.models import CatalogueAccess, CatalogueConsent
-from catalogue.registry import (
-    REFERENCED,
-    SUSPENDED,
-    WITHDRAWN,
-    App,
-    Catalogue,
-    CatalogueError,
-    utc,
-)
+from catalogue.registry import App, Catalogue, CatalogueError, utc
 from catalogue.scopes import LABELS, SCOPES
+from catalogue.status import REFERENCED, SUSPENDED, WITHDRAWN
 from storage.audit import write_entry
 from storage.db import Database
 
@@ -66,6 +59,9 @@ CONSENT_EXPIRED = Refusal("consent-expired", "The patient's consent to this appl
 
 
 def scope_missing(scope: str) -> Refusal:
+    if scope not in LABELS:  # RCPT: any scope that travels by mail would do
+        return Refusal("scope", "The patient's consent covers no message to them "
+                       "(messages, dossier-write or agenda-write)")  # fmt: skip
     return Refusal("scope", f"The patient's consent does not cover {scope} ({LABELS[scope]})")
 
 
@@ -257,7 +253,7 @@ class Consents:
         """Whether ``app`` may act for the patient ``account_id`` with one of ``scopes``
         now; records the answer (and audits a refusal)."""
         refusal = self.app_refusal(app)
-        scope = sorted(scopes)[0] if len(scopes) == 1 else "+".join(sorted(scopes))
+        scope = next(iter(scopes)) if len(scopes) == 1 else "mail"  # RCPT: any mail scope
         if refusal is None:
             async with self.db.read() as session:
                 row = (
@@ -274,7 +270,7 @@ class Consents:
             elif utc(row.expires_at) <= self.clock():
                 refusal = CONSENT_EXPIRED
             elif not scopes & set(row.scopes.split()):
-                refusal = scope_missing(scope if len(scopes) == 1 else sorted(scopes)[0])
+                refusal = scope_missing(scope)
         if refusal is None and not record_allowed:
             return None
         await self.record(app, account_id, scope, refusal, actor=actor, peer=peer)

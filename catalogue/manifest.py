@@ -16,14 +16,13 @@ to it, the sender belongs to the editor) is checked by :mod:`catalogue.registry`
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
-
-from jsonschema import Draft202012Validator
 
 from catalogue.criteria import CRITERIA
 from catalogue.scopes import SCOPES
@@ -95,7 +94,15 @@ SCHEMA: Final[dict[str, Any]] = {
         },
     },
 }
-_VALIDATOR = Draft202012Validator(SCHEMA)
+
+
+@functools.cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator  # imported when a manifest comes, not by `hygie`
+
+    Draft202012Validator.check_schema(SCHEMA)
+    return Draft202012Validator(SCHEMA)
+
 
 # Markup and script: a tag opener, a script URL scheme, an inline event handler, an entity.
 _MARKUP = re.compile(
@@ -135,12 +142,12 @@ class Manifest:
 
 
 def siret_ok(siret: str) -> bool:
-    """The Luhn key of a SIRET (INSEE); La Poste's establishments (SIREN 356000000) use the
-    sum of the digits modulo 5 instead."""
+    """The Luhn key of a SIRET (INSEE); La Poste's establishments (SIREN 356000000) may use
+    the sum of the digits modulo 5 instead."""
     if not re.fullmatch(r"[0-9]{14}", siret):
         return False
-    if siret.startswith("356000000"):
-        return sum(int(c) for c in siret) % 5 == 0
+    if siret.startswith("356000000") and sum(int(c) for c in siret) % 5 == 0:
+        return True
     total = 0
     for index, char in enumerate(reversed(siret)):
         digit = int(char)
@@ -264,7 +271,7 @@ def parse(data: bytes) -> Manifest:
         raise ManifestError([f"not valid JSON: {str(exc)[:200]}"]) from None
     if _depth(document) > MAX_DEPTH:
         raise ManifestError([f"the manifest is nested deeper than {MAX_DEPTH} levels"])
-    errors = sorted(_VALIDATOR.iter_errors(document), key=lambda e: [str(p) for p in e.path])
+    errors = sorted(_validator().iter_errors(document), key=lambda e: [str(p) for p in e.path])
     # jsonschema reports a missing member once per "required" keyword: say it once.
     problems = list(dict.fromkeys(_schema_problem(e) for e in errors))
     if not isinstance(document, dict):

@@ -8,13 +8,8 @@ import email.policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from catalogue.registry import (
-    REFERENCED,
-    REFUSED,
-    SUSPENDED,
-    WITHDRAWN,
-    App,
-)
+from catalogue.registry import App
+from catalogue.status import REFERENCED, REFUSED, SUSPENDED, WITHDRAWN
 
 SERVICE = "catalogue"
 _DECISIONS = {

@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -37,6 +37,17 @@ from catalogue.models import (
     CatalogueReview,
     CatalogueVersion,
 )
+from catalogue.status import (
+    DECISIONS,
+    PENDING_VERSION,
+    REFERENCED,
+    REFUSED,
+    SUBMITTED,
+    SUPERSEDED,
+    SUSPENDED,
+    UNDER_REVIEW,
+    WITHDRAWN,
+)
 from pki.errors import PkiError
 from pki.registry import Registry
 from storage.accounts import SUBJECT, AccountError, find_account, identities_of
@@ -48,21 +59,13 @@ VERSIONS: Table = CatalogueVersion.__table__  # type: ignore[assignment]
 REVIEWS: Table = CatalogueReview.__table__  # type: ignore[assignment]
 HISTORY: Table = CatalogueHistory.__table__  # type: ignore[assignment]
 
-SUBMITTED: Final = "submitted"
-UNDER_REVIEW: Final = "under_review"
-REFERENCED: Final = "referenced"
-REFUSED: Final = "refused"
-SUSPENDED: Final = "suspended"
-WITHDRAWN: Final = "withdrawn"
-SUPERSEDED: Final = "superseded"  # a version replaced by a later one
-DECISIONS: Final = (REFERENCED, REFUSED, SUSPENDED, WITHDRAWN)
-PENDING_VERSION: Final = (SUBMITTED, UNDER_REVIEW)
-
 Clock = Callable[[], dt.datetime]
 
 
 class CatalogueError(Exception):
     """A refused catalogue operation; the message is fit for the operator or the editor."""
+
+    expected = True  # a refusal raised inside a write transaction is not a storage failure
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,10 @@ class AppGate:
         if app is None:
             return None
         if isinstance(app, Refusal):
+            scope = next(iter(scopes)) if len(scopes) == 1 else "mail"
             await audit.record(
                 self.db, f"mailbox:{sender}", "catalogue.refused", f"account:{patient_account}",
-                peer=peer, detail={"scope": "+".join(sorted(scopes)), "reason": app.reason},
+                peer=peer, detail={"scope": scope, "reason": app.reason},
             )  # fmt: skip
             log.info("app_refused", reason=app.reason)
             return app

@@ -5,18 +5,21 @@ each decision is sent to the editor's mailbox from ``catalogue@<domain>``."""
 from __future__ import annotations
 
 import getpass
+from typing import TYPE_CHECKING
 
 import click
 
-from catalogue import notices
 from catalogue.criteria import CRITERIA, VERDICTS
-from catalogue.registry import DECISIONS, Catalogue, CatalogueError
+from catalogue.status import DECISIONS
 from server.cli import CliError, _config, _with_db, run
 from server.config import Config
-from server.delivery import LocalDelivery, Trace
-from server.queue import mss_nil_field
 from storage.db import Database
-from storage.mailstore import MailStore
+
+if TYPE_CHECKING:
+    from catalogue.registry import Catalogue
+
+# The catalogue's modules are imported by its commands only: every other `hygie` command
+# starts as fast as before.
 
 
 def _actor() -> str:
@@ -24,12 +27,18 @@ def _actor() -> str:
 
 
 def _catalogue(config: Config, db: Database) -> Catalogue:
+    from catalogue.registry import Catalogue
+
     return Catalogue(db, config.path("pki"), local_domain=config.is_local_domain)
 
 
 async def _tell_editor(config: Config, db: Database, raw: bytes, to: str) -> bool:
     """Deliver a notice to the editor's mailbox (always one of ours: manifests come only by
     submission)."""
+    from server.delivery import LocalDelivery, Trace
+    from server.queue import mss_nil_field
+    from storage.mailstore import MailStore
+
     store = MailStore(db)
     recipient = await store.resolve(to)
     if recipient is None:
@@ -82,7 +91,7 @@ def catalogue_show(ctx: click.Context, app: str) -> None:
             cat = _catalogue(config, db)
             try:
                 found = await cat.get(app)
-            except CatalogueError as exc:
+            except _error() as exc:
                 raise CliError(str(exc)) from None
             versions = await cat.versions(found.id)
             reviews = await cat.reviews(versions[-1].id) if versions else []
@@ -120,25 +129,31 @@ def catalogue_show(ctx: click.Context, app: str) -> None:
 
 @catalogue.command("review")
 @click.argument("app")
-@click.option("--criterion", required=True, type=click.Choice(list(CRITERIA)))
+@click.option(
+    "--criterion", "criteria", required=True, multiple=True, type=click.Choice(list(CRITERIA)),
+    help="Repeatable: the same verdict for each.",
+)
 @click.option("--verdict", required=True, type=click.Choice(list(VERDICTS)))
 @click.option("--note", default="", help="Why (required for a fail; the editor sees it).")
 @click.pass_context
-def catalogue_review(ctx: click.Context, app: str, criterion: str, verdict: str, note: str) -> None:
-    """Record the verdict on one criterion of the version under review."""
+def catalogue_review(
+    ctx: click.Context, app: str, criteria: tuple[str, ...], verdict: str, note: str
+) -> None:
+    """Record the verdict on criteria of the version under review."""
     config = _config(ctx)
 
     async def review() -> None:
         db = await _with_db(config)
         try:
-            found, version = await _catalogue(config, db).review(
-                app, criterion, verdict, note, _actor()
-            )
-        except CatalogueError as exc:
+            for criterion in dict.fromkeys(criteria):
+                found, version = await _catalogue(config, db).review(
+                    app, criterion, verdict, note, _actor()
+                )
+                click.echo(f"app {found.id} version {version}: {criterion} {verdict}")
+        except _error() as exc:
             raise CliError(str(exc)) from None
         finally:
             await db.close()
-        click.echo(f"app {found.id} version {version}: {criterion} {verdict}")
 
     run(review())
 
@@ -157,9 +172,11 @@ def catalogue_decide(ctx: click.Context, app: str, decision: str, reason: str) -
         try:
             try:
                 done = await _catalogue(config, db).decide(app, decision, reason, _actor())
-            except CatalogueError as exc:
+            except _error() as exc:
                 raise CliError(str(exc)) from None
             domain = config.server.domains[0]
+            from catalogue import notices
+
             notice = notices.decision(
                 f"{notices.SERVICE}@{domain}", done.app.submitter, done.app, decision,
                 done.version, reason.strip(), config.server.hostname,
@@ -172,3 +189,9 @@ def catalogue_decide(ctx: click.Context, app: str, decision: str, reason: str) -
             click.echo("warning: the editor's mailbox is gone; they were not told", err=True)
 
     run(decide())
+
+
+def _error() -> type[Exception]:
+    from catalogue.registry import CatalogueError
+
+    return CatalogueError

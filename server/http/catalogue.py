@@ -20,7 +20,8 @@ from typing import Any
 
 from catalogue.consent import Consents
 from catalogue.manifest import CATEGORIES
-from catalogue.registry import REFERENCED, CatalogueError
+from catalogue.registry import CatalogueError
+from catalogue.status import REFERENCED
 from server.auth import Authenticator
 from server.http.bearer import bearer_account
 from server.http.server import Handler, Request, Response
