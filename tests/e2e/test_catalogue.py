@@ -23,9 +23,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from icalendar import Calendar, Event
+from textual.app import App
+from textual.widgets import DataTable
 
 from bench.harness import ServerProcess
+from client_tui.catalogue import CatalogueApi, CatalogueScreen, ConnectDialog
 from dossier.cda import build_cda
 from dossier.subject import mss_document_headers
 from dossier.xdm import OutgoingDocument, build_xdm, parse_xdm
@@ -33,11 +37,13 @@ from pki.ca import CertificateAuthority
 from pki.verify import identity_of
 from server.config import CA_SECRET, load_config
 from server.oauth import DevIssuer
+from storage import audit
 from storage.accounts import SUBJECT, bind_identity, create_account
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database
 from tests.catalogue.manifests import SIRET, encoded, good
+from tests.client.pilot import wait_until
 from tests.e2e.test_dossier_filing import PDF, cda
 from tests.support.servers import MAX_MESSAGE_SIZE, stop_server
 
@@ -256,7 +262,7 @@ def test_hostile_manifests_get_every_problem_and_store_nothing(world: World) -> 
     assert world.server.hygie("catalogue", "list").stdout.decode() == "no app\n"
 
 
-def test_the_life_of_an_app(world: World) -> None:
+async def test_the_life_of_an_app(world: World) -> None:
     hygie = world.server.hygie
     # Submit, with a mistake the editor then fixes.
     first = submit(world, encoded(good(certificate=world.app_serial, mailbox="absent@hygie.test")))
@@ -284,7 +290,7 @@ def test_the_life_of_an_app(world: World) -> None:
     assert call(world, "/catalogue/apps?q=cardio", PATIENT)[1] == {"apps": []}
     assert send(world, APP, PATIENT, note(PATIENT, "Avant")) == (
         550, "5.7.1 The patient has not connected this application")
-    connect(world, 1, ["messages", "dossier-read"])
+    await client_connects(world)  # hygie-client's screen: messages and dossier-read
 
     # Within the consent: a message reaches the patient; the dossier is read.
     assert send(world, APP, PATIENT, note(PATIENT, "Glycémie du soir")) == (250, "")
@@ -321,9 +327,10 @@ def test_the_life_of_an_app(world: World) -> None:
     assert "La version 2 (1.1.0)" in text(v2) and "La version 1 reste en vigueur" in text(v2)
     assert send(world, APP, PATIENT, note(PATIENT, "Pendant la revue")) == (250, "")
 
-    # The patient revokes: nothing passes any more, by mail or over HTTPS.
+    # The patient revokes (in hygie-client): nothing passes any more, by mail or over HTTPS.
+    await client_revokes(world)
     assert call(world, "/catalogue/connections/1", PATIENT, "DELETE") == (
-        200, {"app": 1, "revoked": True})
+        404, {"error": "this app is not connected"})
     assert send(world, APP, PATIENT, note(PATIENT, "Après")) == (
         550, "5.7.1 The patient revoked this application's access")
     assert call(world, f"/dossier/patients/{INS}/documents", APP) == (
@@ -339,7 +346,7 @@ def test_the_life_of_an_app(world: World) -> None:
         assert smtp.docmd("AUTH", "EXTERNAL =")[0] == 235
         smtp.mail(APP)
         assert smtp.rcpt(PATIENT)[0] == 250
-    hygie("pki", "revoke", world.app_serial, "--reason", "keyCompromise")
+    revoke_certificate(world)
     with smtplib.SMTP("127.0.0.1", world.server.smtp_port, timeout=60) as smtp:
         smtp.starttls(context=context)
         smtp.ehlo("app.exemple.fr")
@@ -361,8 +368,87 @@ def test_the_life_of_an_app(world: World) -> None:
     shown = hygie("catalogue", "show", "1").stdout.decode()
     assert "status:      suspended (live version 1)" in shown
     assert "submitted v2" in shown and "suspended v1  by cli:" in shown
-    log = hygie("audit", "--action", "catalogue.", "--limit", "200").stdout.decode()
-    for action in ("catalogue.submit", "catalogue.review", "catalogue.decide",
-                   "catalogue.connect", "catalogue.revoke", "catalogue.refused"):  # fmt: skip
-        assert action in log
-    assert INS not in log  # patients are account ids in the audit log
+    entries = await audit_log(world)
+    assert {e.action for e in entries} >= {
+        "catalogue.submit", "catalogue.review", "catalogue.decide", "catalogue.connect",
+        "catalogue.revoke", "catalogue.refused",
+    }  # fmt: skip
+    refused = [e for e in entries if e.action == "catalogue.refused"]
+    assert {e.detail["reason"] for e in refused} >= {
+        "no-consent", "scope", "consent-revoked", "certificate-revoked", "suspended"
+    }
+    assert INS not in repr(entries)  # patients are account ids in the audit log
+
+
+
+# -- hygie-client's screen, the CA, the audit log ------------------------------------------------
+
+
+class CatalogueHarness(App[None]):
+    """The catalogue screen alone, as ``k`` opens it from the mail screen."""
+
+    def __init__(self, api: CatalogueApi) -> None:
+        super().__init__()
+        self.api = api
+
+    def on_mount(self) -> None:
+        self.push_screen(CatalogueScreen(self.api))
+
+
+def patient_api(world: World) -> CatalogueApi:
+    base = f"https://localhost:{world.server.https_port}"
+    return CatalogueApi(base, lambda: world.tokens[PATIENT], world.server.ssl_context())
+
+
+async def client_connects(world: World) -> None:
+    """Search, find the app, tick two permissions (none is ticked for the patient), connect."""
+    async with CatalogueHarness(patient_api(world)).run_test(size=(120, 40)) as pilot:
+        apps = pilot.app.screen.query_one("#apps", DataTable)
+        mine = pilot.app.screen.query_one("#connections", DataTable)
+        await wait_until(pilot, lambda: apps.row_count == 1, "the referenced app")
+        assert str(apps.get_row_at(0)[0]) == "Suivi Diabète" and mine.row_count == 0
+        await pilot.click("#search")
+        await pilot.press(*"cardio", "enter")
+        await wait_until(pilot, lambda: apps.row_count == 0, "an empty search")
+        await pilot.press(*["backspace"] * 6, "enter")
+        await wait_until(pilot, lambda: apps.row_count == 1, "the app again")
+        apps.focus()
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConnectDialog), "the dialog")
+        await pilot.click("#ok")  # nothing ticked: explicit consent only
+        assert isinstance(pilot.app.screen, ConnectDialog)
+        await pilot.click("#scope-messages")
+        await pilot.click("#scope-dossier-read")
+        await pilot.click("#ok")
+        await wait_until(pilot, lambda: mine.row_count == 1, "the new connection")
+        assert [str(c) for c in mine.get_row_at(0)[1:4:2]] == ["messages, dossier-read", "active"]
+
+
+async def client_revokes(world: World) -> None:
+    async with CatalogueHarness(patient_api(world)).run_test(size=(120, 40)) as pilot:
+        mine = pilot.app.screen.query_one("#connections", DataTable)
+        await wait_until(pilot, lambda: mine.row_count == 1, "the connection")
+        assert "autorisé" in str(mine.get_row_at(0)[4]) or "refusé" in str(mine.get_row_at(0)[4])
+        mine.focus()
+        await pilot.press("x")
+        await wait_until(pilot, lambda: str(mine.get_row_at(0)[3]) == "revoked", "the revocation")
+
+
+def revoke_certificate(world: World) -> None:
+    """What ``hygie pki revoke SERIAL`` does (CA registry, then a new CRL), in this process."""
+    config = load_config(world.server.data_dir, world.server.env())
+    master = MasterKey.load(config.path(config.storage.master_key_file))
+    ca = CertificateAuthority.load(config.path("pki"), master.derive_secret(CA_SECRET))
+    ca.revoke(world.app_serial, x509.ReasonFlags.key_compromise)
+    ca.write_crl()
+
+
+async def audit_log(world: World) -> list[audit.AuditRecord]:
+    config = load_config(world.server.data_dir, world.server.env())
+    blobs = open_blob_store(config.storage.blob_store, config.path(config.storage.blob_dir))
+    db = Database(config.database_url, blobs)
+    await db.start()
+    try:
+        return await audit.entries(db, action_prefix="catalogue.", limit=500)
+    finally:
+        await db.close()
