@@ -180,8 +180,8 @@ def _depth(value: Any, level: int = 1) -> int:
 
 
 def _quote(text: str, limit: int = 40) -> str:
-    """A value echoed in an error, shortened and stripped of anything unprintable."""
-    clean = "".join(c if c.isprintable() else "?" for c in text)
+    """A value echoed in an error, shortened, without anything unprintable or markup."""
+    clean = "".join(c if c.isprintable() and c not in "<>&" else "?" for c in text)
     return repr(clean if len(clean) <= limit else clean[:limit] + "…")
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catalogue.manifest import MAX_BYTES, ManifestError, parse, siret_ok
+from catalogue.manifest import CATEGORIES, MAX_BYTES, ManifestError, parse, siret_ok
 from tests.catalogue.manifests import OTHER_SIRET, SIRET, encoded, good
 
 
@@ -100,6 +100,13 @@ def test_script_and_markup_in_text(text: str) -> None:
     assert found and all(p.startswith("/description: ") for p in found)
     found = problems(encoded(good(criteria={**good()["criteria"], "ethique": text})))
     assert found and all(p.startswith("/criteria/ethique: ") for p in found)
+
+
+def test_echoed_values_are_short_and_inert() -> None:
+    found = problems(encoded(good(version="<script>alert('x')</script>")))
+    assert found == ["/version: \"?script?alert('x')?/script?\" has not the expected form"]
+    found = problems(encoded(good(categories=["<b>" + "x" * 100])))
+    assert found == [f"/categories/0: '?b?{'x' * 37}…' is not one of: " + ", ".join(CATEGORIES)]
 
 
 def test_the_reply_is_bounded() -> None:

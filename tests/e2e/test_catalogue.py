@@ -262,6 +262,27 @@ def test_hostile_manifests_get_every_problem_and_store_nothing(world: World) -> 
     assert world.server.hygie("catalogue", "list").stdout.decode() == "no app\n"
 
 
+def test_bad_requests_to_the_catalogue_api(world: World) -> None:
+    assert call(world, "/catalogue/connections", EDITOR)[0] == 403  # not a patient
+    connections = "/catalogue/connections"
+    for body, answer in (
+        ([1], "the body must be a JSON object"),
+        ({"app": "1", "scopes": [], "expiresAt": "2027-01-01T00:00:00Z"}, "app: the app's number"),
+        ({"app": 1, "scopes": "messages", "expiresAt": "x"}, "scopes: a list of scope names"),
+        ({"app": 1, "scopes": ["messages"], "expiresAt": "demain"},
+         "expiresAt: an RFC 3339 date-time"),
+        ({"app": 1, "scopes": ["messages"], "expiresAt": "2027-01-01T00:00:00"},
+         "expiresAt: give a time zone (Z or ±hh:mm)"),
+    ):  # fmt: skip
+        assert call(world, connections, PATIENT, "POST", body) == (400, {"error": answer})
+    unknown = {"app": 99, "scopes": ["messages"], "expiresAt": "2027-01-01T00:00:00Z"}
+    assert call(world, connections, PATIENT, "POST", unknown) == (404, {"error": "no such app"})
+    assert call(world, "/catalogue/apps/99", PATIENT) == (404, {"error": "no such referenced app"})
+    assert call(world, "/catalogue/apps?category=jeux", PATIENT)[0] == 400
+    world.tokens["nobody"] = "not-a-token"
+    assert call(world, "/catalogue/apps", "nobody")[0] == 401
+
+
 async def test_the_life_of_an_app(world: World) -> None:
     hygie = world.server.hygie
     # Submit, with a mistake the editor then fixes.
