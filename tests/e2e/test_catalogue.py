@@ -23,6 +23,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 from icalendar import Calendar, Event
 from textual.app import App
@@ -35,6 +36,7 @@ from dossier.subject import mss_document_headers
 from dossier.xdm import OutgoingDocument, build_xdm, parse_xdm
 from pki.ca import CertificateAuthority
 from pki.verify import identity_of
+from server.cli import main
 from server.config import CA_SECRET, load_config
 from server.oauth import DevIssuer
 from storage import audit
@@ -259,7 +261,10 @@ def test_hostile_manifests_get_every_problem_and_store_nothing(world: World) -> 
     )
     assert send(world, EDITOR, CATALOGUE, no_manifest) == (250, "")
     assert "- no manifest attached" in text(newest(world, EDITOR))
-    assert world.server.hygie("catalogue", "list").stdout.decode() == "no app\n"
+    result = CliRunner(env=world.server.env()).invoke(
+        main, ["--data", str(world.server.data_dir), "catalogue", "list"]
+    )
+    assert result.output == "no app\n"  # nothing half-stored
 
 
 def test_bad_requests_to_the_catalogue_api(world: World) -> None:
@@ -386,9 +391,6 @@ async def test_the_life_of_an_app(world: World) -> None:
     assert "Elle n'a plus accès aux patients" in text(newest(world, EDITOR))
     assert call(world, "/catalogue/apps", PATIENT)[1] == {"apps": []}
 
-    shown = hygie("catalogue", "show", "1").stdout.decode()
-    assert "status:      suspended (live version 1)" in shown
-    assert "submitted v2" in shown and "suspended v1  by cli:" in shown
     entries = await audit_log(world)
     assert {e.action for e in entries} >= {
         "catalogue.submit", "catalogue.review", "catalogue.decide", "catalogue.connect",
@@ -473,3 +475,34 @@ async def audit_log(world: World) -> list[audit.AuditRecord]:
         return await audit.entries(db, action_prefix="catalogue.", limit=500)
     finally:
         await db.close()
+
+
+def test_operator_mistakes_and_withdrawal(world: World) -> None:
+    """The review commands' refusals (one clear line, exit 1), in this process; then the app
+    is withdrawn: no access, and its id cannot come back."""
+    runner = CliRunner(env=world.server.env())
+
+    def hygie(*args: str, code: int = 1) -> str:
+        result = runner.invoke(main, ["--data", str(world.server.data_dir), "catalogue", *args])
+        assert result.exit_code == code, result.output
+        return result.output
+
+    assert hygie("review", "99", "--criterion", "ins", "--verdict", "pass") == (
+        "hygie: error: no app '99' in the catalogue\n")
+    assert hygie("review", "1", "--criterion", "ethique", "--verdict", "fail") == (
+        "hygie: error: a failed criterion needs a --note saying why\n")
+    assert hygie("decide", "1", "suspended", "--reason", "encore") == (
+        "hygie: error: only a referenced app can be suspended (it is suspended)\n")
+    assert "not passed: ins, annuaire" in hygie("decide", "1", "referenced", "--reason", "v2")
+    assert "Missing option '--reason'" in hygie("decide", "1", "withdrawn", code=2)
+    shown = hygie("show", "1", code=0)
+    assert "status:      suspended (live version 1)" in shown
+    assert "submitted v2" in shown and "suspended v1  by cli:" in shown
+    assert "criteria (version 2):\n  ins               pending" in shown
+    assert hygie("list", code=0).startswith("   1  suspended     fr.exemple.suivi-diabete")
+    assert hygie("decide", "1", "withdrawn", "--reason", "fin du service", code=0) == (
+        "app 1 withdrawn; editor told\n")
+    assert send(world, APP, PATIENT, note(PATIENT, "Retirée")) == (
+        550, "5.7.1 This application is withdrawn from the catalogue")
+    again = submit(world, encoded(good(certificate=world.app_serial, version="2.0.0")))
+    assert "- /id: fr.exemple.suivi-diabete was withdrawn; submit it under a new id" in text(again)
