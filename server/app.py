@@ -225,9 +225,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     agenda = AgendaWorkflow(config, services.store, agenda_store, notify)
     handler.agenda = agenda
     api = DossierApi(services.db, services.store, dossier_index, services.auth)
-    catalogue = install_catalogue(
-        config, services.db, services.auth, notify, submission=handler, dossier=workflow,
-        agenda=agenda, dossier_api=api,
+    catalogue = await install_catalogue(
+        config, services.db, services.master, services.auth, notify, submission=handler,
+        dossier=workflow, agenda=agenda, dossier_api=api,
     )  # fmt: skip
     submission = await start_submission(config, handler, tls)
     relay_servers: list[asyncio.Server] = []

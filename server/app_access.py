@@ -23,6 +23,7 @@ reason) and in the patient's "recent access" list; so is every allowed access.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -39,6 +40,8 @@ from pki.verify import CertificateRejected, ClientCertificateChecker
 from server.config import Config
 from server.patients import is_patient_address
 from storage import audit
+from storage.accounts import AccountError, create_account, find_account
+from storage.crypto import MasterKey
 from storage.db import Database
 from storage.mailstore import Recipient
 
@@ -223,9 +226,10 @@ def crl_revoked(checker: ClientCertificateChecker | None, pki_dir: Path) -> Revo
     return revoked
 
 
-def install(
+async def install(
     config: Config,
     db: Database,
+    master: MasterKey,
     auth: Authenticator,
     notify: Notify,
     *,
@@ -235,9 +239,15 @@ def install(
     dossier_api: DossierApi | None,
 ) -> Handler:
     """Hang the catalogue on the server (``server.app``): the ``catalogue@`` workflow, the
-    consent checks on every path, and the ``/catalogue/`` HTTPS route it returns."""
+    consent checks on every path, and the ``/catalogue/`` HTTPS route it returns. The
+    ``catalogue@<domain>`` mailbox is opened if an older data directory lacks it."""
     from server.catalogue_workflow import CatalogueWorkflow
     from server.http.catalogue import CatalogueApi, catalogue_route
+
+    service = f"{CatalogueWorkflow.SERVICE}@{config.server.domains[0]}"
+    if await find_account(db, service) is None:
+        with contextlib.suppress(AccountError):  # another node opened it meanwhile
+            await create_account(db, master, service, None)
 
     pki_dir = config.path("pki")
     catalogue = Catalogue(db, pki_dir, local_domain=config.is_local_domain)

@@ -43,6 +43,8 @@ def find_manifests(message: EmailMessage) -> list[bytes]:
 
 
 class CatalogueWorkflow:
+    SERVICE = SERVICE
+
     def __init__(self, config: Config, catalogue: Catalogue, notify: Notify) -> None:
         self.config = config
         self.catalogue = catalogue

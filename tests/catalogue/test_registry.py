@@ -5,6 +5,8 @@ and the one decision every enforcement path asks."""
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -20,6 +22,8 @@ from catalogue.registry import Catalogue, CatalogueError
 from directory.local import set_mailbox
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca
 from server.app_access import AppGate, crl_revoked, scope_of
+from server.catalogue_workflow import CatalogueWorkflow
+from server.config import load_config, render_config
 from storage import audit
 from storage.accounts import SUBJECT, bind_identity, create_account
 from storage.blobs import open_blob_store
@@ -258,3 +262,48 @@ async def test_a_directory_app_mailbox_without_entry_reaches_nobody(world: World
     )
     entry = (await audit.entries(world.db, action_prefix="catalogue.refused"))[0]
     assert entry.actor == "mailbox:robot@hygie.test" and entry.detail["reason"] == "not-referenced"
+
+
+async def test_the_workflow_answers_every_manifest(world: World, tmp_path: Path) -> None:
+    """``catalogue@``: an acknowledgement, the list of problems, and a refusal for manifests
+    the relay brought (their sender's organisation cannot be checked here)."""
+    (tmp_path / "hygie.toml").write_text(
+        render_config("hygie.test", "mail.hygie.test").replace(
+            'domains = ["hygie.test"]', 'domains = ["hygie.test", "patient.hygie.test"]'
+        ),
+        "utf-8",
+    )
+    sent: list[tuple[bytes, str]] = []
+
+    async def notify(raw: bytes, to: str) -> None:
+        sent.append((raw, to))
+
+    workflow = CatalogueWorkflow(load_config(tmp_path, environ={}), world.catalogue, notify)
+    service = Recipient(0, "catalogue@hygie.test", b"", 0)
+
+    def mail(data: bytes) -> bytes:
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = EDITOR, service.address, "App"
+        message["Message-ID"] = "<m1@hygie.test>"
+        message.set_content("ci-joint")
+        message.add_attachment(data, maintype="application", subtype="json", filename="app.json")
+        return message.as_bytes()
+
+    good_manifest = encoded(good(certificate=world.serial))
+    await workflow.after_delivery(mail(good_manifest), EDITOR, [service], submitted=False)
+    await workflow.after_delivery(mail(b'{"id": 1}'), EDITOR, [service], submitted=True)
+    await workflow.after_delivery(mail(good_manifest), EDITOR, [service], submitted=True)
+    await workflow.after_delivery(mail(good_manifest), EDITOR, [], submitted=True)  # not to us
+    replies = [email.message_from_bytes(raw, policy=email.policy.default) for raw, _ in sent]
+    assert [to for _, to in sent] == [EDITOR] * 3
+    bodies = [str(r.get_body(("plain",)).get_content()) for r in replies]  # type: ignore[union-attr]
+    problems = [line for line in bodies[1].splitlines() if line.startswith("- ")]
+    assert "- /id: must be of type string" in problems
+    assert [str(r["Subject"]) for r in replies] == [
+        "Catalogue : manifeste refusé (1 erreur(s))",
+        f"Catalogue : manifeste refusé ({len(problems)} erreur(s))",
+        "Catalogue : manifeste reçu (fr.exemple.suivi-diabete 1.0.0)",
+    ]
+    assert "- manifests are accepted only from a mailbox of this operator" in bodies[0]
+    assert all(r["In-Reply-To"] == "<m1@hygie.test>" for r in replies)
+    assert [a.key for a in await world.catalogue.apps()] == ["fr.exemple.suivi-diabete"]
