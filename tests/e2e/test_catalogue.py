@@ -9,6 +9,7 @@ wrong, and nothing is stored."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -18,7 +19,7 @@ import smtplib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -64,6 +65,10 @@ class World:
     app_cert: Path
     app_key: Path
     tokens: dict[str, str]
+    # One SMTP and one IMAP session per user for the whole module (each login is an argon2id
+    # verification); a refusal applies to sessions already open, which these show too.
+    smtp: dict[str, smtplib.SMTP] = field(default_factory=dict)
+    imap: dict[str, imaplib.IMAP4_SSL] = field(default_factory=dict)
 
 
 async def prepare(server: ServerProcess, out: Path) -> tuple[str, Path, Path]:
@@ -102,7 +107,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     try:
         issuer = DevIssuer(load_config(srv.data_dir, srv.env()))
         tokens = {who: issuer.issue(who, ttl_seconds=1800) for who in (APP, PATIENT, EDITOR)}
-        yield World(srv, serial, crt, key, tokens)
+        world = World(srv, serial, crt, key, tokens)
+        yield world
+        for session in [*world.smtp.values(), *world.imap.values()]:
+            with contextlib.suppress(Exception):
+                session.close()
     finally:
         stop_server(srv)
 
@@ -110,31 +119,35 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 # -- mail ---------------------------------------------------------------------------------------
 
 
-def smtp_login(world: World, who: str) -> smtplib.SMTP:
-    smtp = smtplib.SMTP("127.0.0.1", world.server.smtp_port, timeout=60)
-    smtp.starttls(context=world.server.ssl_context())
-    smtp.login(who, PASSWORD)
-    return smtp
+def smtp_session(world: World, who: str) -> smtplib.SMTP:
+    if who not in world.smtp:
+        smtp = smtplib.SMTP("127.0.0.1", world.server.smtp_port, timeout=60)
+        smtp.starttls(context=world.server.ssl_context())
+        smtp.login(who, PASSWORD)
+        world.smtp[who] = smtp
+    return world.smtp[who]
 
 
 def send(world: World, who: str, to: str, raw: bytes) -> tuple[int, str]:
     """(code, text) of the first refusal (RCPT or DATA), or (250, "")."""
-    with smtp_login(world, who) as smtp:
-        smtp.mail(who)
-        code, text = smtp.rcpt(to)
-        if code != 250:
-            return code, text.decode()
-        code, text = smtp.data(raw)
-        return (250, "") if code == 250 else (code, text.decode())
+    smtp = smtp_session(world, who)
+    smtp.rset()
+    smtp.mail(who)
+    code, text = smtp.rcpt(to)
+    if code != 250:
+        return code, text.decode()
+    code, text = smtp.data(raw)
+    return (250, "") if code == 250 else (code, text.decode())
 
 
 def newest(world: World, who: str) -> EmailMessage:
-    client = imaplib.IMAP4_SSL("localhost", world.server.imap_tls_port,
-                               ssl_context=world.server.ssl_context())  # fmt: skip
-    client.login(who, PASSWORD)
+    if who not in world.imap:
+        world.imap[who] = imaplib.IMAP4_SSL("localhost", world.server.imap_tls_port,
+                                            ssl_context=world.server.ssl_context())  # fmt: skip
+        world.imap[who].login(who, PASSWORD)
+    client = world.imap[who]
     _, data = client.select("INBOX", readonly=True)
     _, fetched = client.fetch(str(int(data[0] or 0)), "(BODY.PEEK[])")
-    client.logout()
     raw = next(i[1] for i in fetched if isinstance(i, tuple))
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
