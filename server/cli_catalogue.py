@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from catalogue.criteria import CRITERIA, VERDICTS
-from catalogue.status import DECISIONS
+from catalogue.status import DECISIONS, STATUSES
 from server.cli import CliError, _config, _with_db, run
 from server.config import Config
 from storage.db import Database
@@ -55,7 +55,8 @@ def catalogue() -> None:
 
 
 @catalogue.command("list")
-@click.option("--status", default=None, help="Only apps with this status.")
+@click.option("--status", default=None, type=click.Choice(list(STATUSES)),
+              help="Only apps with this status.")  # fmt: skip
 @click.pass_context
 def catalogue_list(ctx: click.Context, status: str | None) -> None:
     """Every app, with its status."""
