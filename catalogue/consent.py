@@ -37,8 +37,9 @@ KEEP_ACCESS: Final = 200  # access rows kept per (app, patient)
 ALLOWED: Final = "allowed"
 REFUSED: Final = "refused"
 Clock = Callable[[], dt.datetime]
-#: Whether a certificate serial (upper-case hexadecimal) is revoked.
-Revoked = Callable[[str], bool]
+#: What is wrong with a certificate (upper-case hexadecimal serial) now: "revoked",
+#: "expired", or None.
+CertificateState = Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ NOT_REFERENCED = Refusal(
 APP_SUSPENDED = Refusal("suspended", "This application is suspended from the catalogue")
 APP_WITHDRAWN = Refusal("withdrawn", "This application is withdrawn from the catalogue")
 CERT_REVOKED = Refusal("certificate-revoked", "This application's certificate is revoked")
+CERT_EXPIRED = Refusal("certificate-expired", "This application's certificate has expired")
 NO_CONSENT = Refusal("no-consent", "The patient has not connected this application")
 CONSENT_REVOKED = Refusal("consent-revoked", "The patient revoked this application's access")
 CONSENT_EXPIRED = Refusal("consent-expired", "The patient's consent to this application expired")
@@ -109,12 +111,12 @@ class Consents:
         db: Database,
         catalogue: Catalogue,
         *,
-        revoked: Revoked = lambda _serial: False,
+        certificate: CertificateState = lambda _serial: None,
         clock: Clock | None = None,
     ) -> None:
         self.db = db
         self.catalogue = catalogue
-        self.revoked = revoked
+        self.certificate = certificate
         self.clock = clock or catalogue.clock
 
     # -- the patient's side (item 4) ---------------------------------------------------------
@@ -236,8 +238,9 @@ class Consents:
             return APP_WITHDRAWN
         if app.status != REFERENCED:
             return NOT_REFERENCED
-        if self.revoked(app.certificate):
-            return CERT_REVOKED
+        problem = self.certificate(app.certificate)
+        if problem is not None:
+            return CERT_EXPIRED if problem == "expired" else CERT_REVOKED
         return None
 
     async def permit(

@@ -24,6 +24,8 @@ reason) and in the patient's "recent access" list; so is every allowed access.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -31,11 +33,11 @@ from typing import TYPE_CHECKING, Final
 import structlog
 
 from agenda.imip import find_calendar
-from catalogue.consent import NOT_REFERENCED, Consents, Refusal, Revoked
+from catalogue.consent import NOT_REFERENCED, Consents, Refusal
 from catalogue.registry import App, Catalogue
 from catalogue.scopes import AGENDA_WRITE, DOSSIER_READ, DOSSIER_WRITE, MAIL_SCOPES, MESSAGES
 from pki.errors import PkiError
-from pki.registry import Registry
+from pki.registry import IssuedRecord, Registry
 from pki.verify import CertificateRejected, ClientCertificateChecker
 from server.config import Config
 from server.patients import is_patient_address
@@ -202,28 +204,54 @@ class AppGate:
         return _error(404, "no such resource")
 
 
-def crl_revoked(checker: ClientCertificateChecker | None, pki_dir: Path) -> Revoked:
-    """Whether an app's certificate is revoked: on the CRL that certificate login reads
-    (re-read when it changes), else in the CA's registry. No trustworthy CRL: revoked (fail
-    closed, as certificate login does)."""
+class CertificateStatus:
+    """What is wrong with an app's certificate now: ``"revoked"`` (on the CRL that
+    certificate login reads, re-read when it changes; or, without certificate login, in the
+    CA's registry), ``"expired"`` (past its notAfter in the CA's registry, re-read when it
+    changes), or None. Fails closed: no trustworthy CRL or an unknown serial is "revoked"."""
 
-    def revoked(serial: str) -> bool:
+    def __init__(
+        self,
+        checker: ClientCertificateChecker | None,
+        pki_dir: Path,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.checker = checker
+        self.clock = clock
+        self.registry = Registry(pki_dir)
+        self._stamp: tuple[int, int] | None = None
+        self._records: dict[int, IssuedRecord] = {}
+
+    def _record(self, number: int) -> IssuedRecord | None:
+        try:
+            st = os.stat(self.registry.index)
+            stamp = (st.st_mtime_ns, st.st_size)
+            if stamp != self._stamp:
+                self._records = {r.serial: r for r in self.registry.records()}
+                self._stamp = stamp
+        except (OSError, PkiError):
+            return None
+        return self._records.get(number)
+
+    def __call__(self, serial: str) -> str | None:
         try:
             number = int(serial, 16)
         except ValueError:
-            return True
-        if checker is not None:
+            return "revoked"
+        record = self._record(number)
+        if self.checker is not None:
             try:
-                return number in checker.revoked_serials()
+                if number in self.checker.revoked_serials():
+                    return "revoked"
             except CertificateRejected:
-                return True
-        try:
-            record = Registry(pki_dir).find(number)
-        except PkiError:
-            return True
-        return record is None or record.status == "revoked"
-
-    return revoked
+                return "revoked"
+        elif record is None or record.status == "revoked":
+            return "revoked"
+        if record is None:
+            return "revoked"
+        if record.not_after <= self.clock():
+            return "expired"
+        return None
 
 
 async def install(
@@ -251,7 +279,7 @@ async def install(
 
     pki_dir = config.path("pki")
     catalogue = Catalogue(db, pki_dir, local_domain=config.is_local_domain)
-    consents = Consents(db, catalogue, revoked=crl_revoked(auth.certificates, pki_dir))
+    consents = Consents(db, catalogue, certificate=CertificateStatus(auth.certificates, pki_dir))
     gate = AppGate(consents)
     submission.catalogue = CatalogueWorkflow(config, catalogue, notify)
     submission.apps = dossier.apps = agenda.apps = gate

@@ -21,7 +21,7 @@ from catalogue.manifest import parse
 from catalogue.registry import Catalogue, CatalogueError
 from directory.local import set_mailbox
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca
-from server.app_access import AppGate, crl_revoked, scope_of
+from server.app_access import AppGate, CertificateStatus, scope_of
 from server.catalogue_workflow import CatalogueWorkflow
 from server.config import load_config, render_config
 from storage import audit
@@ -94,7 +94,7 @@ async def world(database_url: str, tmp_path: Path, pki: Pki) -> AsyncIterator[Wo
         clock = Clock()
         catalogue = Catalogue(db, pki.directory, local_domain=lambda d: d.endswith("hygie.test"),
                               clock=clock)  # fmt: skip
-        consents = Consents(db, catalogue, revoked=crl_revoked(None, pki.directory))
+        consents = Consents(db, catalogue, certificate=CertificateStatus(None, pki.directory))
         patient = await MailStore(db).resolve(PATIENT)
         assert patient is not None
         serial = f"{pki.app.certificate.serial_number:X}"
@@ -307,3 +307,13 @@ async def test_the_workflow_answers_every_manifest(world: World, tmp_path: Path)
     assert "- manifests are accepted only from a mailbox of this operator" in bodies[0]
     assert all(r["In-Reply-To"] == "<m1@hygie.test>" for r in replies)
     assert [a.key for a in await world.catalogue.apps()] == ["fr.exemple.suivi-diabete"]
+
+
+def test_certificate_status(pki: Pki) -> None:
+    serial = f"{pki.stranger.certificate.serial_number:X}"
+    now = CertificateStatus(None, pki.directory)
+    assert now(serial) is None
+    assert now("ABCDEF0123") == "revoked" and now("not hex") == "revoked"  # fails closed
+    later = CertificateStatus(None, pki.directory,
+                              clock=lambda: dt.datetime(2100, 1, 1, tzinfo=dt.UTC))  # fmt: skip
+    assert later(serial) == "expired"
