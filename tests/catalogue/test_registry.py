@@ -77,6 +77,7 @@ class World:
     clock: Clock
     patient: Recipient
     serial: str
+    pki: Pki
 
 
 @pytest.fixture()
@@ -98,7 +99,7 @@ async def world(database_url: str, tmp_path: Path, pki: Pki) -> AsyncIterator[Wo
         patient = await MailStore(db).resolve(PATIENT)
         assert patient is not None
         serial = f"{pki.app.certificate.serial_number:X}"
-        yield World(db, catalogue, consents, AppGate(consents), clock, patient, serial)
+        yield World(db, catalogue, consents, AppGate(consents), clock, patient, serial, pki)
     finally:
         await db.close()
 
@@ -114,7 +115,7 @@ async def referenced(world: World, **changes: object) -> int:
     return done.app.id
 
 
-async def test_what_a_submission_is_checked_against(world: World, pki: Pki) -> None:
+async def what_a_submission_is_checked_against(world: World, pki: Pki) -> None:
     check = world.catalogue.check
     ok = parse(encoded(good(certificate=world.serial)))
     assert await check(ok, EDITOR) == []
@@ -254,8 +255,7 @@ async def test_consent_decides_every_path(world: World, pki: Pki) -> None:
                                                      "consent-revoked", "certificate-revoked"}
     assert all(e.target == f"account:{patient.account_id}" for e in refusals)  # never an INS
 
-
-async def test_a_directory_app_mailbox_without_entry_reaches_nobody(world: World) -> None:
+    # A directory APP mailbox the catalogue does not list reaches nobody.
     await set_mailbox(world.db, "robot@hygie.test", "APP", organisation_identifier=f"3{SIRET}")
     assert await world.gate.rcpt("robot@hygie.test", world.patient, "127.0.0.1") == (
         "550 5.7.1 This application is not referenced in the catalogue (no consent possible)"
@@ -266,7 +266,9 @@ async def test_a_directory_app_mailbox_without_entry_reaches_nobody(world: World
 
 async def test_the_workflow_answers_every_manifest(world: World, tmp_path: Path) -> None:
     """``catalogue@``: an acknowledgement, the list of problems, and a refusal for manifests
-    the relay brought (their sender's organisation cannot be checked here)."""
+    the relay brought (their sender's organisation cannot be checked here); before that, what
+    a submission is checked against."""
+    await what_a_submission_is_checked_against(world, world.pki)
     (tmp_path / "hygie.toml").write_text(
         render_config("hygie.test", "mail.hygie.test").replace(
             'domains = ["hygie.test"]', 'domains = ["hygie.test", "patient.hygie.test"]'
