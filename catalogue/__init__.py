@@ -7,7 +7,8 @@ mailbox and certificate only within that consent, until the patient revokes it.
 
 - :mod:`catalogue.models`: the tables (Alembic migration ``0013``);
 - :mod:`catalogue.manifest`: the manifest's JSON Schema (Draft 2020-12) and our own limits;
-- :mod:`catalogue.criteria`, :mod:`catalogue.scopes`: the referencing criteria and consent scopes;
+- :mod:`catalogue.criteria`, :mod:`catalogue.scopes`, :mod:`catalogue.status`: the referencing
+  criteria, the consent scopes, the statuses and decisions;
 - :mod:`catalogue.registry`: apps, versions, reviews, decisions and the status history;
 - :mod:`catalogue.consent`: patients' consents and each app's recent access;
 - :mod:`catalogue.notices`: the messages sent to editors.
