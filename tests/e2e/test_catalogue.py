@@ -240,6 +240,15 @@ def call(world: World, path: str, who: str, method: str = "GET",
         return exc.code, json.loads(payload) if payload.startswith(b"{") else payload
 
 
+def agenda_feed(world: World, who: str) -> bytes:
+    request = urllib.request.Request(f"https://localhost:{world.server.https_port}/agenda/calendar.ics",
+                                     headers={"Authorization": f"Bearer {world.tokens[who]}"})
+    with urllib.request.urlopen(  # noqa: S310 (https, our own server)
+        request, context=world.server.ssl_context(), timeout=30
+    ) as reply:
+        return bytes(reply.read())
+
+
 def connect(world: World, app: int, scopes: list[str], days: int = 30) -> None:
     expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=days)).isoformat()
     status, body = call(world, "/catalogue/connections", PATIENT, "POST",
@@ -351,6 +360,7 @@ async def test_the_life_of_an_app(world: World) -> None:
     connect(world, 1, ["messages", "dossier-read", "dossier-write", "agenda-write"])
     assert send(world, APP, "dmp@hygie.test", xdm("dmp@hygie.test")) == (250, "")
     assert send(world, APP, PATIENT, invitation()) == (250, "")
+    assert b"SUMMARY:Bilan diab" in agenda_feed(world, PATIENT)  # in the patient's agenda
     status, body = call(world, f"/dossier/patients/{INS}/documents", APP)
     assert status == 200 and len(body["documents"]) == 1  # type: ignore[index]
     status, listing = call(world, "/catalogue/connections", PATIENT)
