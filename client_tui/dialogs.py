@@ -100,6 +100,7 @@ HELP = """\
   c               compose
   r / a / f       reply / reply to all / forward
   p               send a document to a patient (IHE XDM)
+  k               health apps: browse, connect, revoke (patients)
   Ctrl+S          send (in the editor); Ctrl+O attach a file; Esc cancel
 
 [b]Receipts[/b]

@@ -79,6 +79,7 @@ class MailScreen(Screen[None]):
         Binding("a", "reply_all", "Reply all", show=False),
         Binding("f", "forward", "Forward"),
         Binding("p", "to_patient", "To patient", show=False),
+        Binding("k", "catalogue", "Apps", show=False),
         Binding("s", "flag", "Flag"),
         Binding("u", "toggle_read", "Read/unread"),
         Binding("m", "move", "Move"),
@@ -618,6 +619,11 @@ class MailScreen(Screen[None]):
         from client_tui.patient_screen import PatientDocumentScreen
 
         self.app.push_screen(PatientDocumentScreen())
+
+    def action_catalogue(self) -> None:
+        from client_tui.catalogue import open_catalogue  # issue 10: the apps catalogue
+
+        open_catalogue(self.app)
 
     def _opened_or_warn(self) -> tuple[int, ReadMessage] | None:
         if self.opened is None:

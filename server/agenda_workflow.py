@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -46,6 +47,9 @@ from server.patients import is_patient_address
 from storage.agenda import AgendaStore, Decision, DueReminder
 from storage.mailstore import MailStore, Recipient
 
+if TYPE_CHECKING:
+    from server.app_access import AppGate
+
 log = structlog.get_logger("hygie.agenda")
 AGENDA_SERVICE = "agenda"
 Notify = Callable[[bytes, str], Awaitable[None]]
@@ -55,6 +59,8 @@ REMINDER_LEASE = dt.timedelta(minutes=5)
 
 
 class AgendaWorkflow:
+    apps: AppGate | None = None  # consent enforcement for app mailboxes (issue 10)
+
     def __init__(
         self,
         config: Config,
@@ -114,6 +120,8 @@ class AgendaWorkflow:
             if own is not None:
                 targets.append(own)  # the attendee's own copy takes their answer
         for recipient in targets:
+            if self.apps is not None and await self.apps.agenda(sender or originator, recipient):
+                continue  # an app without this patient's agenda-write consent (audited)
             outcome = await self._apply(message, recipient, originator)
             log.info(
                 "agenda_applied", method=message.method, outcome=outcome.status,

@@ -24,6 +24,7 @@ from pki.errors import PkiError
 from pki.tls import server_context
 from pki.verify import ClientCertificateChecker
 from server.agenda_workflow import AgendaWorkflow
+from server.app_access import install as install_catalogue
 from server.auth import Authenticator
 from server.config import CA_SECRET, Config
 from server.delivery import LocalDelivery
@@ -223,6 +224,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     agenda_store = AgendaStore(services.db, services.master)
     agenda = AgendaWorkflow(config, services.store, agenda_store, notify)
     handler.agenda = agenda
+    api = DossierApi(services.db, services.store, dossier_index, services.auth)
+    catalogue = await install_catalogue(
+        config, services.db, services.master, services.auth, notify, submission=handler,
+        dossier=workflow, agenda=agenda, dossier_api=api,
+    )  # fmt: skip
     submission = await start_submission(config, handler, tls)
     relay_servers: list[asyncio.Server] = []
     if config.relay.port:
@@ -251,10 +257,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     imap_servers = await imap.start()
     http_servers, crl_task = await _start_pki_http(config, services.master)
     if config.http.https_port:
-        api = DossierApi(services.db, services.store, dossier_index, services.auth)
         feed = AgendaFeed(agenda, services.auth)
         https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
-                            ("/agenda/", agenda_route(feed))])  # fmt: skip
+                            ("/agenda/", agenda_route(feed)),
+                            ("/catalogue/", catalogue)])  # fmt: skip
         http_servers.append(
             await https.listen(config.server.listen, config.http.https_port, ssl=tls)
         )

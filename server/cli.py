@@ -202,6 +202,8 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
     db = await _with_db(config)
     try:
         await create_account(db, master, f"dmp@{domains[0]}", None)
+        # The catalogue's service address (issue 10): editors send manifests to it.
+        await create_account(db, master, f"catalogue@{domains[0]}", None)
     finally:
         await db.close()
     click.echo(f"Initialised {config.data_dir} for {', '.join(domains)} (host {hostname}).")
@@ -976,6 +978,10 @@ main.add_command(directory_cli.directory)
 from server.cli_patient import patient as patient_group  # noqa: E402 (needs main's helpers)
 
 main.add_command(patient_group)
+
+from server.cli_catalogue import catalogue as catalogue_group  # noqa: E402 (same)
+
+main.add_command(catalogue_group)
 
 if __name__ == "__main__":
     main()

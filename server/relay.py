@@ -185,6 +185,8 @@ class RelayHandler:
                 log.error("dossier_workflow_failed", error=type(exc).__name__, exc_info=exc)
         if self.submission.agenda is not None:  # never raises: delivered already
             await self.submission.agenda.after_delivery(stamped, sender, inbox)
+        if self.submission.catalogue is not None:  # answers that manifests come by submission
+            await self.submission.catalogue.after_delivery(stamped, sender, inbox)
         if self.patients is not None:
             try:
                 await self.patients.record(stamped, _reverse_path(envelope), recipients)

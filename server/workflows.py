@@ -26,12 +26,13 @@ from datetime import date
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import format_datetime, make_msgid
+from typing import TYPE_CHECKING
 
 import structlog
 
 from dossier import loinc
 from dossier.cda import CdaHeader, parse_cda
-from dossier.errors import OTHER, DossierError
+from dossier.errors import AUTHOR_NOT_ALLOWED, OTHER, DossierError
 from dossier.subject import pdf_filename, xdm_subject
 from dossier.versions import check_replacement, replaced_id
 from dossier.xdm import INVISIBLE_PATIENT, XdmDocument, XdmPackage, parse_xdm
@@ -40,6 +41,9 @@ from server.config import Config
 from server.patients import is_patient_address
 from storage.dossier import DossierIndex
 from storage.mailstore import MailStore, Recipient
+
+if TYPE_CHECKING:
+    from server.app_access import AppGate
 
 log = structlog.get_logger("hygie.workflows")
 DOSSIER_FOLDER = "Dossier"
@@ -74,6 +78,8 @@ def find_xdm(raw: bytes) -> bytes | None:
 
 
 class DossierWorkflow:
+    apps: AppGate | None = None  # consent enforcement for app mailboxes (issue 10)
+
     def __init__(
         self, config: Config, store: MailStore, index: DossierIndex, notify: Notify
     ) -> None:
@@ -101,6 +107,10 @@ class DossierWorkflow:
         except DossierError as exc:
             filing.error = exc
             log.info("dossier_refused", code=exc.code)
+        if filing.error is None and self.apps is not None and filing.patient is not None:
+            refusal = await self.apps.filing(sender, filing.patient, addressed=bool(patients))
+            if refusal is not None:  # an app without the patient's dossier-write consent
+                filing.error = DossierError(refusal.text, AUTHOR_NOT_ALLOWED)
         if (
             filing.error is None
             and filing.package is not None

@@ -7,6 +7,7 @@ X25519 key pair whose private half is wrapped by the master key (design.md §4) 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import weakref
 from dataclasses import dataclass
@@ -38,9 +39,14 @@ def _verify_slots() -> asyncio.Semaphore:
     return slots
 
 
-# A hash of a random password, verified for unknown accounts so that timing does not tell
-# whether an address exists.
-_DUMMY_HASH = _HASHER.hash("hygie-no-such-account")
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password, verified for unknown accounts so that timing does not
+    tell whether an address exists. Made on first use, not at import: an argon2id hash costs
+    ~0.8 s, which every ``hygie`` command paid at start-up."""
+    return _HASHER.hash("hygie-no-such-account")
+
+
 _ADDRESS = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 )
@@ -169,11 +175,11 @@ async def verify_password(db: Database, address: str, password: str) -> AccountI
         address = ""
     async with db.read() as session:
         a = await session.scalar(select(Account).where(Account.address == address))
-    stored = a.password_hash if a is not None and a.password_hash else _DUMMY_HASH
+    stored = a.password_hash if a is not None and a.password_hash else None
 
     def check() -> bool:
         try:
-            return _HASHER.verify(stored, password)
+            return _HASHER.verify(stored or _dummy_hash(), password)
         except (VerificationError, InvalidHashError):
             return False
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -38,6 +38,9 @@ from storage.db import Database
 from storage.dossier import DossierIndex, FiledDocument
 from storage.mailstore import MailStore
 
+if TYPE_CHECKING:
+    from server.app_access import AppGate
+
 log = structlog.get_logger("hygie.http.dossier")
 PREFIX = "/dossier"
 JSON = "application/json; charset=utf-8"
@@ -53,6 +56,8 @@ def _error(status: int, message: str) -> Response:
 
 
 class DossierApi:
+    apps: AppGate | None = None  # apps read with the patient's dossier-read consent (issue 10)
+
     def __init__(
         self, db: Database, store: MailStore, index: DossierIndex, auth: Authenticator
     ) -> None:
@@ -78,6 +83,12 @@ class DossierApi:
             if len(parts) >= 3 and parts[0] == "patients" and parts[2] == "documents":
                 if method != "GET":
                     return _error(405, "read-only")
+                if self.apps is not None and _INS.match(parts[1]):
+                    answer = await self.apps.read_dossier(
+                        self, account, parts[1], parts[3:], request.peer
+                    )
+                    if answer is not None:
+                        return answer
                 return await self._professional(account, parts[1], parts[3:])
             if len(parts) == 3 and parts[0] == "documents" and parts[2] == "cda":
                 return await self._own_cda(account, parts[1])

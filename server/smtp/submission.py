@@ -39,6 +39,8 @@ from storage.outbound import QueuedRecipient
 
 if TYPE_CHECKING:
     from server.agenda_workflow import AgendaWorkflow
+    from server.app_access import AppGate
+    from server.catalogue_workflow import CatalogueWorkflow
     from server.patients import PatientRules
     from server.queue import OutboundQueue
     from server.workflows import DossierWorkflow, Filing
@@ -172,6 +174,8 @@ class SubmissionHandler:
     """The hooks aiosmtpd calls. One instance serves every submission connection."""
 
     agenda: AgendaWorkflow | None = None  # set by server.app (issue 9)
+    catalogue: CatalogueWorkflow | None = None  # set by server.app (issue 10)
+    apps: AppGate | None = None  # consent enforcement for app mailboxes (issue 10)
 
     def __init__(
         self,
@@ -454,6 +458,10 @@ class SubmissionHandler:
         refusal = await self.policy.recipient(normalized)
         if refusal is not None:
             return refusal
+        if self.apps is not None and isinstance(account, AccountInfo):
+            refusal = await self.apps.rcpt(account.address, recipient, _peer_ip(session))
+            if refusal is not None:
+                return refusal
         if all(r.account_id != recipient.account_id for r in found):
             found.append(recipient)
             notify_map: dict[int, tuple[str, dsn.DsnRcpt]] = getattr(envelope, "hygie_notify", {})
@@ -481,6 +489,12 @@ class SubmissionHandler:
             refusal = await self.policy.from_header(session.auth_data, raw)
             if refusal is not None:
                 return refusal
+            if self.apps is not None:  # what the message carries names the consent scope
+                refusal = await self.apps.data(
+                    session.auth_data.address, raw, _recipients(envelope), _peer_ip(session)
+                )
+                if refusal is not None:
+                    return refusal
         trace = smtp_trace(server, session, envelope, self.config, authenticated=True)
         account = session.auth_data
         remote: list[QueuedRecipient] = getattr(envelope, "hygie_remote", [])
@@ -505,6 +519,8 @@ class SubmissionHandler:
                 log.error("dossier_workflow_failed", error=type(exc).__name__, exc_info=exc)
         if self.agenda is not None:  # never raises: the message is delivered already
             await self.agenda.after_delivery(stamped, sender, local, submitted=True)
+        if self.catalogue is not None:  # never raises either
+            await self.catalogue.after_delivery(stamped, sender, local, submitted=True)
         if self.patients is not None:
             try:
                 await self.patients.record(stamped, sender, _recipients(envelope))
