@@ -977,5 +977,9 @@ from server.cli_patient import patient as patient_group  # noqa: E402 (needs mai
 
 main.add_command(patient_group)
 
+from server.cli_report import report as report_group  # noqa: E402 (issue 11 item 4)
+
+main.add_command(report_group)
+
 if __name__ == "__main__":
     main()
