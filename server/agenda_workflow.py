@@ -39,11 +39,21 @@ from agenda.imip import (
     imip_message,
     reminder_message,
 )
-from agenda.itip import ItipError, ItipMessage, Outcome, apply, parse
+from agenda.itip import (
+    ANSWER_DECLINECOUNTER,
+    ANSWER_REQUEST,
+    ItipError,
+    ItipMessage,
+    Outcome,
+    apply,
+    declined_counter,
+    for_attendee,
+    parse,
+)
 from agenda.recurrence import PARIS, occurrences
 from server.config import Config
 from server.patients import is_patient_address
-from storage.agenda import AgendaStore, Decision, DueReminder
+from storage.agenda import AgendaStore, Decision, DueReminder, uid_digest
 from storage.mailstore import MailStore, Recipient
 
 log = structlog.get_logger("hygie.agenda")
@@ -119,6 +129,8 @@ class AgendaWorkflow:
                 "agenda_applied", method=message.method, outcome=outcome.status,
                 reason=outcome.reason, components=len(outcome.writes),
             )  # fmt: skip
+            if outcome.answer:
+                await self._answer(message, outcome.answer, recipient, originator)
 
     async def _apply(self, message: ItipMessage, recipient: Recipient, originator: str) -> Outcome:
         def decide(held: dict[str, bytes]) -> Decision[Outcome]:
@@ -168,6 +180,51 @@ class AgendaWorkflow:
                 )  # fmt: skip
                 await self.notify(reply, to)
                 log.info("agenda_freebusy", outcome="answered", periods=len(periods))
+
+    # -- the organiser's side answers by itself (RFC 5546 §3.2.6, §3.2.8) -------------------
+
+    async def _answer(
+        self, message: ItipMessage, answer: str, organiser: Recipient, attendee: str
+    ) -> None:
+        """REFRESH: the latest version (REQUEST, or CANCEL once cancelled) to the attendee
+        who asked; COUNTER for an unknown or cancelled event: DECLINECOUNTER. Sent From the
+        organiser (their operator acts for them, ``Sender: agenda@``), so that the
+        attendee's side sees the ORGANIZER's own message (RFC 6047 §3)."""
+        if not attendee or "@" not in attendee:
+            return
+        now = self.clock()
+        if answer == ANSWER_REQUEST:
+            events = [
+                StoredEvent.from_ical(c)
+                for c in await self.agenda.components_of(organiser.account_id, uid_digest(
+                    message.uid))
+            ]  # fmt: skip
+            if not events:
+                return
+            master = next((e for e in events if e.recurrence_key == MASTER), events[0])
+            method = "CANCEL" if master.status == "CANCELLED" else "REQUEST"
+            latest = [for_attendee(e, now) for e in events]
+            calendar = bytes(calendar_of(latest, method).to_ical())
+            subject = "Rendez-vous (mise à jour) / Appointment (latest version)"
+            text = "La dernière version du rendez-vous, à votre demande (REFRESH).\n"
+        elif answer == ANSWER_DECLINECOUNTER:
+            method = "DECLINECOUNTER"
+            calendar = bytes(
+                calendar_of([declined_counter(e, attendee, now) for e in message.events],
+                            method).to_ical()
+            )  # fmt: skip
+            subject = "Proposition refusée / Counter-proposal declined"
+            text = "Ce rendez-vous est inconnu ou annulé : la proposition est refusée.\n"
+        else:
+            return
+        domain = organiser.address.rsplit("@", 1)[1]
+        reply = imip_message(
+            from_address=organiser.address, to=attendee, subject=subject, method=method,
+            text=text, calendar=calendar, domain=self.config.server.hostname,
+            sender=self.service_address(domain),
+        )  # fmt: skip
+        await self.notify(reply, attendee)
+        log.info("agenda_answered", method=method)
 
     async def _error(self, part: CalendarPart, sender: str, problem: str) -> None:
         to = sender or part.originator
