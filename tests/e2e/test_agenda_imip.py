@@ -21,6 +21,8 @@ import pytest
 from icalendar import Calendar, Event, FreeBusy
 
 from bench.harness import ServerProcess
+from server.config import load_config
+from server.oauth import DevIssuer
 from tests.agenda.itip_samples import DOCTOR, PATIENT, reply, revised, sample
 from tests.agenda.test_refresh_counter import attendee_message
 from tests.support.servers import start_server, stop_server
@@ -29,12 +31,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 PASSWORD = "agenda-test-password-1"
 COLLEAGUE = "claire.bernard@hygie.test"
 UID = "6b0f1d2e-5c1a-4f8e-9d41-3a7e0c2b9f10"  # the Thunderbird sample's
+REMINDER_ROUND = 0.2  # seconds between the reminder scheduler's rounds (5 by default)
 
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    srv = start_server(request, "sqlite", {DOCTOR: PASSWORD, PATIENT: PASSWORD,
-                                           COLLEAGUE: PASSWORD})  # fmt: skip
+    users = {DOCTOR: PASSWORD, PATIENT: PASSWORD, COLLEAGUE: PASSWORD}
+    env = {"HYGIE_AGENDA_REMINDER_INTERVAL_SECONDS": str(REMINDER_ROUND)}
+    srv = start_server(request, "sqlite", users, env=env)
     yield srv
     stop_server(srv)
 
@@ -62,7 +66,8 @@ def send(server: ServerProcess, sender: str, to: str, raw: bytes) -> None:
 
 def feed(server: ServerProcess, who: str) -> dict[str, Event]:
     """The agenda of ``who`` over HTTPS, by (UID, RECURRENCE-ID)."""
-    token = server.hygie("token", "issue", who).stdout.decode().strip()
+    # What `hygie token issue` prints, without a process start per call (seconds each).
+    token = DevIssuer(load_config(server.data_dir, server.env())).issue(who, ttl_seconds=300)
     request = urllib.request.Request(
         f"https://localhost:{server.https_port}/agenda/calendar.ics",
         headers={"Authorization": f"Bearer {token}"},
@@ -225,7 +230,7 @@ def test_a_reminder_comes_once(server: ServerProcess) -> None:
     attached = next(p for p in reminder.walk() if p.get_content_type() == "text/calendar")
     (event,) = Calendar.from_ical(attached.get_payload(decode=True)).walk("VEVENT")
     assert str(event["UID"]) == "reminder-e2e-1"
-    time.sleep(12)  # two more rounds of the reminder loop
+    time.sleep(5 * REMINDER_ROUND)  # five more rounds of the reminder loop
     assert inbox_count(server, PATIENT) == before + 2
 
 
