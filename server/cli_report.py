@@ -13,7 +13,6 @@ import re
 
 import click
 
-from server.cli import _config, _with_db, fail, run
 from server.metrics import TOKEN_FILE, new_token
 from storage.usage import Tally, tally
 
@@ -108,6 +107,8 @@ def report() -> None:
 def report_usage(ctx: click.Context, month: str, by: str | None, fmt: str) -> None:
     """Messages sent and received, documents filed, patients reached, MDNs (processed, and
     errors by MSSanté code 900-906), for one month, per structure, software or mailbox type."""
+    from server.cli import _config, _with_db, fail, run  # the group is added to it
+
     if not MONTH.match(month):
         fail(f"--month must be YYYY-MM, not {month!r}")
     config = _config(ctx)
@@ -127,6 +128,8 @@ def report_usage(ctx: click.Context, month: str, by: str | None, fmt: str) -> No
 def report_metrics_token(ctx: click.Context) -> None:
     """A new bearer token for GET /metrics on the HTTPS port (the previous one stops
     working). Only its SHA-256 is kept; give the token to Prometheus (credentials_file)."""
+    from server.cli import _config
+
     config = _config(ctx)
     click.echo(new_token(config.data_dir))
     click.echo(f"(kept as a digest in {config.path(TOKEN_FILE)})", err=True)

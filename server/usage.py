@@ -102,7 +102,9 @@ class UsageRecorder:
         """A message from another operator, delivered here."""
         try:
             software = software_of(raw)
-            self._record(await self._arrivals(software, Profile("", ""), local, reach=False))
+            # The sender is another operator's: no structure or type known here, but the
+            # patients it reached here count (by software, and in the month's total).
+            self._record(await self._arrivals(software, Profile("", ""), local))
         except Exception as exc:
             log.warning("usage_failed", error=type(exc).__name__)
 
@@ -136,13 +138,13 @@ class UsageRecorder:
     # -- helpers ----------------------------------------------------------------------------
 
     async def _arrivals(
-        self, software: str, origin: Profile, local: Sequence[Recipient], *, reach: bool = True
+        self, software: str, origin: Profile, local: Sequence[Recipient]
     ) -> list[UsageEvent]:
         events = []
         for recipient in local:
             target = await self.profile(recipient.address)
             events.append(UsageEvent("received", target.structure, software, target.mailbox_type))
-            if target.mailbox_type == PATIENT and reach:
+            if target.mailbox_type == PATIENT:
                 events.append(UsageEvent("patient", origin.structure, software,
                                          origin.mailbox_type,
                                          reach=self._reach(recipient.account_id)))  # fmt: skip
