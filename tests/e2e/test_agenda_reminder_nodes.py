@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -126,8 +127,9 @@ def nodes(
         # One operator, two nodes: the same configuration, keys and CA, the same database.
         shutil.copytree(first.data_dir, second.data_dir)
         second._initialised = True
-        first.start()
-        second.start()
+        with ThreadPoolExecutor(2) as pool:  # two process starts at once
+            for started in [pool.submit(first.start), pool.submit(second.start)]:
+                started.result()
         yield first, second, clock
     finally:
         first.close()
