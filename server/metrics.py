@@ -25,6 +25,7 @@ operator credential with a single scope, reading metrics; Prometheus sends it wi
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import os
@@ -114,6 +115,7 @@ class ServerMetrics:
         def counted(
             name: str, method: Callable[[str | None], Awaitable[None]]
         ) -> Callable[[str | None], Awaitable[None]]:
+            @functools.wraps(method)  # keeps aiosmtpd's @syntax data, which HELP reads
             async def call(arg: str | None) -> None:
                 self.command(service, name)
                 await method(arg)

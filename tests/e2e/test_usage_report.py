@@ -284,3 +284,14 @@ def test_metrics(server: ServerProcess, traffic: dict[str, dict[str, dict[str, i
     assert value("hygie_delivery_seconds_count") >= 5
     assert ("hygie_outbound_queue_depth", ()) in samples
     assert ("hygie_reminders_due", ()) in samples
+
+
+def test_counted_commands_still_have_their_help(server: ServerProcess) -> None:
+    """The command counters wrap aiosmtpd's verbs; HELP (RFC 5321 §4.1.1.8) still lists and
+    describes them."""
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
+        smtp.starttls(context=server.ssl_context())
+        smtp.login(NOBODY, PASSWORD)
+        code, text = smtp.docmd("HELP")
+        assert code == 250 and b"DATA" in text and b"STARTTLS" in text
+        assert smtp.docmd("HELP", "DATA") == (250, b"Syntax: DATA")
