@@ -42,10 +42,17 @@ def find_calendar(raw: bytes) -> CalendarPart | None:
     return None
 
 
-def _base(from_address: str, to: str, subject: str, domain: str) -> EmailMessage:
+def _base(
+    from_address: str, to: str, subject: str, domain: str, sender: str | None = None
+) -> EmailMessage:
     message = EmailMessage(policy=email.policy.SMTP)
     local, _, host = from_address.partition("@")
-    message["From"] = Address("Agenda", local, host)
+    if sender is None:
+        message["From"] = Address("Agenda", local, host)
+    else:  # on behalf of the organiser (RFC 5322 §3.6.2: the agent goes in Sender)
+        message["From"] = Address("", local, host)
+        sender_local, _, sender_host = sender.partition("@")
+        message["Sender"] = Address("Agenda", sender_local, sender_host)
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
@@ -56,10 +63,10 @@ def _base(from_address: str, to: str, subject: str, domain: str) -> EmailMessage
 
 def imip_message(
     *, from_address: str, to: str, subject: str, text: str, calendar: bytes, method: str,
-    domain: str,
+    domain: str, sender: str | None = None,
 ) -> bytes:  # fmt: skip
     """An iMIP message: a text part and the iCalendar object (RFC 6047 §2.4)."""
-    message = _base(from_address, to, subject, domain)
+    message = _base(from_address, to, subject, domain, sender)
     message.set_content(text, cte="quoted-printable")  # 7-bit: any peer takes it
     message.add_attachment(
         calendar, maintype="text", subtype="calendar", disposition="inline",

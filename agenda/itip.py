@@ -26,6 +26,14 @@ PARTSTATS = frozenset({"NEEDS-ACTION", "ACCEPTED", "DECLINED", "TENTATIVE", "DEL
 # What, when changed by the organiser, asks every attendee again (RFC 5546 §2.1.4).
 RESCHEDULING = ("DTSTART", "DTEND", "DURATION", "DUE", "RRULE", "RDATE", "EXDATE")
 REPLY_STAMP = "X-HYGIE-REPLY-DTSTAMP"  # per attendee, to drop out-of-order replies
+# A COUNTER kept on the organiser's copy, per attendee (RFC 5546 §3.2.7): the proposed
+# start and end (UTC) and the COUNTER's DTSTAMP (the latest proposal wins).
+PROPOSED_START = "X-HYGIE-PROPOSED-START"
+PROPOSED_END = "X-HYGIE-PROPOSED-END"
+COUNTER_STAMP = "X-HYGIE-COUNTER-DTSTAMP"
+#: What the organiser's side sends back by itself (:attr:`Outcome.answer`).
+ANSWER_REQUEST = "REQUEST"  # RFC 5546 §3.2.6: the latest version, to who asked (REFRESH)
+ANSWER_DECLINECOUNTER = "DECLINECOUNTER"  # §3.2.8: a COUNTER for an unknown/cancelled event
 
 Status = Literal["applied", "stale", "refused", "unknown", "noted"]
 
@@ -51,6 +59,7 @@ class Outcome:
     reason: str = ""
     writes: list[StoredEvent] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)  # RECURRENCE-ID keys
+    answer: str = ""  # ANSWER_REQUEST, ANSWER_DECLINECOUNTER or "" (nothing to send)
 
 
 def _errors(component: Component) -> list[object]:
@@ -313,7 +322,11 @@ def _from_attendee(
     """REPLY (§3.2.3), REFRESH (§3.2.6), COUNTER (§3.2.7): to the organiser's copy."""
     master = held.get(MASTER)
     reference = master or next(iter(held.values()), None)
+    counter = message.method == "COUNTER"
     if reference is None:
+        if counter and _counter_to(message, owner, originator):
+            # Nothing here to count against: the organiser's side declines (§3.2.8).
+            return Outcome("unknown", "no such event", answer=ANSWER_DECLINECOUNTER)
         return Outcome("unknown", "no such event")
     if reference.organizer != owner:
         return Outcome("refused", "the mailbox is not the organiser")
@@ -328,10 +341,13 @@ def _from_attendee(
                 return Outcome("refused", "the sender is not the attendee who replies")
         known = held.get(incoming.recurrence_key) or reference
         if known.attendee(replier) is None:
-            # RFC 5546 §3.2.3: replies from "uninvited" attendees may be refused; we do.
+            # RFC 5546 §3.2.3: replies from "uninvited" attendees may be refused; we do,
+            # and a REFRESH or COUNTER from someone not invited gets no answer either.
             return Outcome("refused", "the sender is not an attendee")
-    if message.method != "REPLY":
-        return Outcome("noted", f"{message.method.lower()} received")
+    if message.method == "REFRESH":
+        return Outcome("noted", "refresh received", answer=ANSWER_REQUEST)
+    if counter:
+        return _counter(message, originator, held)
     outcome = Outcome("applied")
     for incoming in message.events:
         key = incoming.recurrence_key
@@ -359,6 +375,57 @@ def _from_attendee(
     return outcome
 
 
+def _counter_to(message: ItipMessage, owner: str, originator: str) -> bool:
+    """A COUNTER that names ``owner`` as ORGANIZER and comes from one of its ATTENDEEs."""
+    return all(e.organizer == owner and e.attendee(originator) is not None for e in message.events)
+
+
+def _utc_text(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return _instant(value).astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    if isinstance(value, dt.date):
+        return value.strftime("%Y%m%d")
+    return ""
+
+
+def _counter(message: ItipMessage, originator: str, held: dict[str, StoredEvent]) -> Outcome:
+    """RFC 5546 §3.2.7: the organiser decides; the proposal is kept on the organiser's copy
+    (the proposed start and end on the proposing ATTENDEE) for the organiser's agenda to
+    show, and the message itself is in the organiser's mailbox. A COUNTER for a cancelled
+    event or instance is declined at once (§3.2.8); one for an older SEQUENCE is stale."""
+    master = held.get(MASTER)
+    outcome = Outcome("applied")
+    for incoming in message.events:
+        on_file = held.get(incoming.recurrence_key)
+        if on_file is None:
+            if master is None:
+                return Outcome("unknown", "no such instance", answer=ANSWER_DECLINECOUNTER)
+            on_file = _instance(master, incoming)
+        if on_file.status == "CANCELLED" or (master is not None and master.status == "CANCELLED"):
+            return Outcome("noted", "counter to a cancelled event", answer=ANSWER_DECLINECOUNTER)
+        if incoming.sequence < on_file.sequence:
+            return Outcome("stale", "a counter to an older version")
+        stored = on_file.attendee(originator)
+        assert stored is not None and incoming.dtstamp is not None
+        stamp = incoming.dtstamp.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        last = stored.params.get(COUNTER_STAMP)
+        if last is not None and stamp <= str(last):
+            return Outcome("stale", "an older or repeated counter")
+        updated = on_file.copy()
+        target = updated.attendee(originator)
+        assert target is not None
+        component = incoming.component
+        start = component.decoded("DTSTART") if "DTSTART" in component else None
+        end = component.decoded("DTEND") if "DTEND" in component else None
+        if end is None and start is not None and "DURATION" in component:
+            end = start + component.decoded("DURATION")
+        target.params[PROPOSED_START] = _utc_text(start)
+        target.params[PROPOSED_END] = _utc_text(end)
+        target.params[COUNTER_STAMP] = stamp
+        outcome.writes.append(updated)
+    return outcome
+
+
 def _own_reply(message: ItipMessage, owner: str, held: dict[str, StoredEvent]) -> Outcome:
     """An attendee's REPLY, submitted here, also sets their own copy's PARTSTAT (their answer
     is what their agenda shows, RFC 5546 §3.2.3)."""
@@ -379,3 +446,37 @@ def _own_reply(message: ItipMessage, owner: str, held: dict[str, StoredEvent]) -
         updated.set_partstat(owner, str(attendee.params["PARTSTAT"]).upper())
         outcome.writes.append(updated)
     return outcome
+
+
+PRIVATE_PARAMS = (REPLY_STAMP, PROPOSED_START, PROPOSED_END, COUNTER_STAMP)
+
+
+def for_attendee(event: StoredEvent, now: dt.datetime) -> StoredEvent:
+    """The organiser's copy as it goes out again (the REFRESH answer, §3.2.6): Hygie's own
+    bookkeeping parameters removed, DTSTAMP now (a new iTIP message, RFC 5545 §3.8.7.2), so
+    that an attendee whose copy is current takes it as a harmless update."""
+    copy = event.copy()
+    for attendee in copy.attendees():
+        for name in PRIVATE_PARAMS:
+            attendee.params.pop(name, None)
+    if "DTSTAMP" in copy.component:
+        del copy.component["DTSTAMP"]
+    copy.component.add("DTSTAMP", now.astimezone(dt.UTC))
+    return copy
+
+
+def declined_counter(counter: StoredEvent, attendee: str, now: dt.datetime) -> StoredEvent:
+    """The VEVENT of a DECLINECOUNTER (RFC 5546 §3.2.8): UID, SEQUENCE and RECURRENCE-ID of
+    the COUNTER, its ORGANIZER, the ATTENDEE who proposed, a new DTSTAMP."""
+    event = Event()
+    source = counter.component
+    event.add("UID", counter.uid)
+    event.add("DTSTAMP", now.astimezone(dt.UTC))
+    event.add("SEQUENCE", counter.sequence)
+    if "RECURRENCE-ID" in source:
+        event["RECURRENCE-ID"] = source["RECURRENCE-ID"]
+    event["ORGANIZER"] = source["ORGANIZER"]
+    proposer = counter.attendee(attendee)
+    event.add("ATTENDEE", proposer if proposer is not None else f"mailto:{attendee}")
+    event.add("COMMENT", "Événement inconnu ou annulé / unknown or cancelled event")
+    return StoredEvent(event)

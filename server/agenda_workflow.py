@@ -40,11 +40,23 @@ from agenda.imip import (
     imip_message,
     reminder_message,
 )
-from agenda.itip import ItipError, ItipMessage, Outcome, apply, parse
+from agenda.itip import (
+    ANSWER_DECLINECOUNTER,
+    ANSWER_REQUEST,
+    ItipError,
+    ItipMessage,
+    Outcome,
+    apply,
+    declined_counter,
+    for_attendee,
+    parse,
+)
 from agenda.recurrence import PARIS, occurrences
 from server.config import Config
+from server.delivery import Trace, describe, new_queue_id, received_field
 from server.patients import is_patient_address
-from storage.agenda import AgendaStore, Decision, DueReminder
+from server.queue import mss_nil_field
+from storage.agenda import AgendaStore, Decision, DueReminder, uid_digest
 from storage.mailstore import MailStore, Recipient
 
 if TYPE_CHECKING:
@@ -54,8 +66,29 @@ log = structlog.get_logger("hygie.agenda")
 AGENDA_SERVICE = "agenda"
 Notify = Callable[[bytes, str], Awaitable[None]]
 Clock = Callable[[], dt.datetime]
-REMINDER_INTERVAL = 5.0  # seconds between looks for due reminders
-REMINDER_LEASE = dt.timedelta(minutes=5)
+
+
+def _real_time() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def configured_clock(config: Config) -> Clock:
+    """The real time; in ``[server] test_mode`` with ``test_clock_file``, the instant written
+    in that file (ISO 8601; UTC when it has no offset), so that end-to-end tests move the
+    reminder scheduler's time instead of waiting. Read at each call: several processes
+    share one file."""
+    if not (config.server.test_mode and config.server.test_clock_file):
+        return _real_time
+    path = config.path(config.server.test_clock_file)
+
+    def clock() -> dt.datetime:
+        try:
+            value = dt.datetime.fromisoformat(path.read_text("ascii").strip())
+        except (OSError, ValueError):
+            return _real_time()
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+    return clock
 
 
 class AgendaWorkflow:
@@ -67,13 +100,13 @@ class AgendaWorkflow:
         store: MailStore,
         agenda: AgendaStore,
         notify: Notify,
-        clock: Clock = lambda: dt.datetime.now(dt.UTC),
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.agenda = agenda
         self.notify = notify
-        self.clock = clock
+        self.clock = clock or configured_clock(config)
 
     def service_address(self, domain: str | None = None) -> str:
         domain = domain if domain and self.config.is_local_domain(domain) else None
@@ -127,6 +160,8 @@ class AgendaWorkflow:
                 "agenda_applied", method=message.method, outcome=outcome.status,
                 reason=outcome.reason, components=len(outcome.writes),
             )  # fmt: skip
+            if outcome.answer:
+                await self._answer(message, outcome.answer, recipient, originator)
 
     async def _apply(self, message: ItipMessage, recipient: Recipient, originator: str) -> Outcome:
         def decide(held: dict[str, bytes]) -> Decision[Outcome]:
@@ -177,6 +212,51 @@ class AgendaWorkflow:
                 await self.notify(reply, to)
                 log.info("agenda_freebusy", outcome="answered", periods=len(periods))
 
+    # -- the organiser's side answers by itself (RFC 5546 §3.2.6, §3.2.8) -------------------
+
+    async def _answer(
+        self, message: ItipMessage, answer: str, organiser: Recipient, attendee: str
+    ) -> None:
+        """REFRESH: the latest version (REQUEST, or CANCEL once cancelled) to the attendee
+        who asked; COUNTER for an unknown or cancelled event: DECLINECOUNTER. Sent From the
+        organiser (their operator acts for them, ``Sender: agenda@``), so that the
+        attendee's side sees the ORGANIZER's own message (RFC 6047 §3)."""
+        if not attendee or "@" not in attendee:
+            return
+        now = self.clock()
+        if answer == ANSWER_REQUEST:
+            events = [
+                StoredEvent.from_ical(c)
+                for c in await self.agenda.components_of(organiser.account_id, uid_digest(
+                    message.uid))
+            ]  # fmt: skip
+            if not events:
+                return
+            master = next((e for e in events if e.recurrence_key == MASTER), events[0])
+            method = "CANCEL" if master.status == "CANCELLED" else "REQUEST"
+            latest = [for_attendee(e, now) for e in events]
+            calendar = bytes(calendar_of(latest, method).to_ical())
+            subject = "Rendez-vous (mise à jour) / Appointment (latest version)"
+            text = "La dernière version du rendez-vous, à votre demande (REFRESH).\n"
+        elif answer == ANSWER_DECLINECOUNTER:
+            method = "DECLINECOUNTER"
+            calendar = bytes(
+                calendar_of([declined_counter(e, attendee, now) for e in message.events],
+                            method).to_ical()
+            )  # fmt: skip
+            subject = "Proposition refusée / Counter-proposal declined"
+            text = "Ce rendez-vous est inconnu ou annulé : la proposition est refusée.\n"
+        else:
+            return
+        domain = organiser.address.rsplit("@", 1)[1]
+        reply = imip_message(
+            from_address=organiser.address, to=attendee, subject=subject, method=method,
+            text=text, calendar=calendar, domain=self.config.server.hostname,
+            sender=self.service_address(domain),
+        )  # fmt: skip
+        await self.notify(reply, attendee)
+        log.info("agenda_answered", method=method)
+
     async def _error(self, part: CalendarPart, sender: str, problem: str) -> None:
         to = sender or part.originator
         if not to:
@@ -189,49 +269,60 @@ class AgendaWorkflow:
 
     # -- reminders (issue 9 item 4) -------------------------------------------------------
 
-    async def run_reminders(self, interval: float = REMINDER_INTERVAL) -> None:
+    async def run_reminders(self, interval: float | None = None) -> None:
+        pause = self.config.agenda.reminder_interval_seconds if interval is None else interval
         while True:
             try:
                 await self.send_due()
             except Exception as exc:  # the next round retries; leases expire
                 log.error("agenda_reminders_failed", error=type(exc).__name__, exc_info=exc)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(pause)
 
     async def send_due(self) -> int:
         """Claim, send and mark the reminders due now; the number sent."""
         now = self.clock()
+        lease = dt.timedelta(seconds=self.config.agenda.reminder_lease_seconds)
         sent = 0
-        for due in await self.agenda.claim_due(now, REMINDER_LEASE):
+        claimed = await self.agenda.claim_due(now, lease, self.config.agenda.reminder_batch)
+        if claimed:
+            log.info("agenda_reminders_claimed", count=len(claimed))
+        for due in claimed:
             if await self._remind(due):
                 sent += 1
-            await self.agenda.mark_sent(due.id, self.clock())
         if sent:
             log.info("agenda_reminders_sent", count=sent)
         return sent
 
     async def _remind(self, due: DueReminder) -> bool:
+        """Deliver one reminder and mark it sent in the same transaction (so never twice,
+        whichever process dies when); one that no longer applies is only marked."""
+        claim = self.agenda.claim_sending(due.id, self.clock())
         rows = await self.store.db.raw_rows(
             "SELECT address FROM accounts WHERE id = ?", due.account_id
         )
-        if not rows:
-            return False
-        address = str(rows[0][0])
+        recipient = await self.store.resolve(str(rows[0][0])) if rows else None
         events = [
             StoredEvent.from_ical(c)
             for c in await self.agenda.components_of(due.account_id, due.uid_digest)
         ]
         instance = self._instance(events, due)
-        if instance is None:
+        if recipient is None or instance is None:
+            await self.store.db.writer.run(claim)
             return False
         start, event = instance
         attached = bytes(calendar_of([event], "PUBLISH").to_ical())
         raw = reminder_message(
-            from_address=self.service_address(), to=address,
+            from_address=self.service_address(), to=recipient.address,
             start=start.astimezone(PARIS), calendar=attached,
             message_id=f"<reminder-{due.id}@{self.config.server.hostname}>",
         )  # fmt: skip
-        await self.notify(raw, address)
-        return True
+        trace = Trace(
+            helo=self.config.server.hostname, peer_ip="127.0.0.1", protocol="ESMTP",
+            tls="local", hostname=self.config.server.hostname,
+        )  # fmt: skip
+        stamped = received_field(trace, new_queue_id()) + mss_nil_field(self.config) + raw
+        delivered = await self.store.deliver_once(stamped, describe(stamped), [recipient], claim)
+        return bool(delivered)
 
     @staticmethod
     def _instance(

@@ -34,12 +34,14 @@ from server.http.fhir import fhir_route
 from server.http.pki import PkiPublisher
 from server.http.server import HttpServer, Request, Response
 from server.imap.server import ImapServer
+from server.metrics import ServerMetrics, metrics_route
 from server.oauth import TokenVerifier
 from server.patients import PatientRules
 from server.queue import OutboundQueue, mss_nil_field
 from server.relay import RelayHandler, relay_context, start_relay
 from server.smtp.submission import SubmissionHandler, start_submission
 from server.trust import PeerRevocation, TrustedDomains, load_anchors
+from server.usage import REACH_SECRET, UsageRecorder
 from server.workflows import DossierWorkflow
 from storage.agenda import AgendaStore
 from storage.blobs import open_blob_store
@@ -229,6 +231,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         config, services.db, services.master, services.auth, notify, submission=handler,
         dossier=workflow, agenda=agenda, dossier_api=api,
     )  # fmt: skip
+    metrics = ServerMetrics()  # issue 11 item 4: usage indicators and /metrics
+    usage = UsageRecorder(services.db, services.master.derive_secret(REACH_SECRET), metrics)
+    handler.metrics, handler.usage, workflow.usage = metrics, usage, usage
+    services.delivery.metrics = metrics
     submission = await start_submission(config, handler, tls)
     relay_servers: list[asyncio.Server] = []
     if config.relay.port:
@@ -254,13 +260,15 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     ]
     loop_tasks.append(loop.create_task(agenda.run_reminders(), name="agenda-reminders"))
     imap = ImapServer(config, services.store, services.auth, services.master, tls)
+    imap.metrics = metrics
     imap_servers = await imap.start()
     http_servers, crl_task = await _start_pki_http(config, services.master)
     if config.http.https_port:
         feed = AgendaFeed(agenda, services.auth)
+        scrape = metrics_route(metrics, services.db, config.data_dir)
         https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
-                            ("/agenda/", agenda_route(feed)),
-                            ("/catalogue/", catalogue)])  # fmt: skip
+                            ("/agenda/", agenda_route(feed)), ("/catalogue/", catalogue),
+                            ("/metrics", scrape)])  # fmt: skip
         http_servers.append(
             await https.listen(config.server.listen, config.http.https_port, ssl=tls)
         )
@@ -295,5 +303,6 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(services.delivery.idle.wait(), timeout=grace)
     await imap.close()
+    await usage.flush()
     await services.db.close()
     log.info("stopped")

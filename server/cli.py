@@ -982,6 +982,9 @@ main.add_command(patient_group)
 from server.cli_catalogue import catalogue as catalogue_group  # noqa: E402 (same)
 
 main.add_command(catalogue_group)
+from server.cli_report import report as report_group  # noqa: E402 (issue 11 item 4)
+
+main.add_command(report_group)
 
 if __name__ == "__main__":
     main()

@@ -35,6 +35,9 @@ class ServerSection:
     mss_nil: str = "HYGIE-0.1.0"
     # Accept the test and demonstration INS OIDs (1.2.250.1.213.1.4.10/.11): never in production.
     test_mode: bool = False
+    # With test_mode only: the agenda's clock reads an ISO 8601 instant from this file (tests
+    # move time without waiting); empty or unreadable: the real time.
+    test_clock_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,16 @@ class OAuthSection:
 
 
 @dataclass(frozen=True)
+class AgendaSection:
+    """Reminders (issue 9 item 4): every ``hygie serve`` looks for due ones this often,
+    claims at most ``reminder_batch`` at a time for ``reminder_lease_seconds``."""
+
+    reminder_interval_seconds: float = 5.0
+    reminder_batch: int = 100
+    reminder_lease_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class LogSection:
     level: str = "info"
     format: str = "json"
@@ -185,6 +198,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "tls": TlsSection,
     "auth": AuthSection,
     "oauth": OAuthSection,
+    "agenda": AgendaSection,
     "log": LogSection,
 }
 
@@ -203,6 +217,7 @@ class Config:
     tls: TlsSection = field(default_factory=TlsSection)
     auth: AuthSection = field(default_factory=AuthSection)
     oauth: OAuthSection = field(default_factory=OAuthSection)
+    agenda: AgendaSection = field(default_factory=AgendaSection)
     log: LogSection = field(default_factory=LogSection)
 
     def path(self, relative: str) -> Path:
@@ -434,6 +449,13 @@ jwks_ca_file = "{o.jwks_ca_file}"
 subject_claim = "{o.subject_claim}"
 dev_issuer_key = "{o.dev_issuer_key}"
 leeway_seconds = {o.leeway_seconds}
+
+[agenda]
+# Reminders: how often each server looks for due ones (seconds), how many it takes at once,
+# and how long it holds them before another server may send them (a crashed server's).
+reminder_interval_seconds = {AgendaSection().reminder_interval_seconds}
+reminder_batch = {AgendaSection().reminder_batch}
+reminder_lease_seconds = {AgendaSection().reminder_lease_seconds}
 
 [log]
 level = "info"

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.imap.proto.message import analyze
 from storage.mailstore import Delivered, MailStore, Recipient
+
+if TYPE_CHECKING:
+    from server.metrics import ServerMetrics
 
 #: Messages up to this size are analysed and encrypted without a thread hop.
 INLINE_LIMIT = 128 * 1024
@@ -56,6 +60,7 @@ def describe(raw: bytes) -> dict[str, Any]:
 class LocalDelivery:
     def __init__(self, store: MailStore) -> None:
         self.store = store
+        self.metrics: ServerMetrics | None = None  # issue 11 item 4: delivery latency
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -86,7 +91,11 @@ class LocalDelivery:
                 meta = describe(message)
             else:
                 meta = await asyncio.to_thread(describe, message)
-            return await self.store.deliver(message, meta, recipients)
+            started = time.perf_counter()
+            delivered = await self.store.deliver(message, meta, recipients)
+            if self.metrics is not None:
+                self.metrics.delivery.observe(time.perf_counter() - started)
+            return delivered
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:

@@ -55,6 +55,8 @@ S530_CERTIFICATE_REQUIRED = "530 5.7.0 A client certificate is required"
 class RelayHandler:
     """aiosmtpd hooks for the inbound relay listener."""
 
+    service = "relay"  # Prometheus label (server.metrics)
+
     def __init__(
         self,
         config: Config,
@@ -75,6 +77,7 @@ class RelayHandler:
         self.patients = patients
         # Shares the submission handler's workflows (one router per server).
         self.submission = submission
+        self.metrics = submission.metrics
         self.dkim = (
             DkimVerifier(config.path(config.dkim.key_dir) / "peers") if config.dkim.verify else None
         )
@@ -187,6 +190,8 @@ class RelayHandler:
             await self.submission.agenda.after_delivery(stamped, sender, inbox)
         if self.submission.catalogue is not None:  # answers that manifests come by submission
             await self.submission.catalogue.after_delivery(stamped, sender, inbox)
+        if self.submission.usage is not None:  # never raises either
+            await self.submission.usage.relayed(stamped, inbox)
         if self.patients is not None:
             try:
                 await self.patients.record(stamped, _reverse_path(envelope), recipients)

@@ -44,6 +44,7 @@ from storage.mailstore import MailStore, Recipient
 
 if TYPE_CHECKING:
     from server.app_access import AppGate
+    from server.usage import UsageRecorder
 
 log = structlog.get_logger("hygie.workflows")
 DOSSIER_FOLDER = "Dossier"
@@ -79,6 +80,7 @@ def find_xdm(raw: bytes) -> bytes | None:
 
 class DossierWorkflow:
     apps: AppGate | None = None  # consent enforcement for app mailboxes (issue 10)
+    usage: UsageRecorder | None = None  # set by server.app (issue 11 item 4)
 
     def __init__(
         self, config: Config, store: MailStore, index: DossierIndex, notify: Notify
@@ -190,6 +192,8 @@ class DossierWorkflow:
                 for number, (document, replaces) in enumerate(filing.plan, 1):
                     await self._file(filing.patient, filing.package, document, replaces, number)
                 log.info("dossier_filed", documents=len(filing.plan))
+                if self.usage is not None:
+                    await self.usage.filed(raw, sender, filing.patient, len(filing.plan))
             except DossierError as exc:
                 filing.error = exc
         await self._answer(filing, raw, sender)
@@ -254,6 +258,8 @@ class DossierWorkflow:
                 message_id_domain=self.config.server.hostname,
             )  # fmt: skip
             await self.notify(notice, target)
+            if self.usage is not None:
+                await self.usage.mdn(raw, sender, error.code if error is not None else 0)
         elif error is not None:
             notice = mdn.build_error_mail(
                 original=raw, from_address=service, to_address=sender, error=error,

@@ -161,6 +161,21 @@ class AgendaStore:
         result: list[DueReminder] = await self.db.writer.run(write)
         return result
 
+    def claim_sending(self, reminder_id: int, now: dt.datetime) -> Callable[[Connection], bool]:
+        """For the writer transaction that delivers the reminder: marks it sent, unless it
+        was sent already (by another process whose lease ran out, or before a crash). The
+        delivery and the mark commit together, so a reminder goes out exactly once."""
+
+        def claim(conn: Connection) -> bool:
+            done = conn.execute(
+                update(REMINDERS)
+                .where(REMINDERS.c.id == reminder_id, REMINDERS.c.sent_at.is_(None))
+                .values(sent_at=now)
+            )
+            return bool(done.rowcount == 1)
+
+        return claim
+
     async def mark_sent(self, reminder_id: int, now: dt.datetime) -> None:
         def write(conn: Connection) -> None:
             conn.execute(update(REMINDERS).where(REMINDERS.c.id == reminder_id)

@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -144,6 +144,12 @@ def _write_deliveries(conn: Connection, batch: list[_Delivery]) -> list[list[Del
     return results
 
 
+class _AlreadyDone(Exception):
+    """A guarded delivery someone else made already (rolled back; not a failure)."""
+
+    expected = True  # the writer does not log it
+
+
 class MailStore:
     def __init__(self, db: Database, events: FolderEvents | None = None) -> None:
         self.db = db
@@ -216,6 +222,41 @@ class MailStore:
         delivered: list[Delivered] = await self.db.writer.run_batched(
             _write_deliveries, payload, blob
         )
+        for d in delivered:
+            self.events.publish(d.folder_id)
+        return delivered
+
+    async def deliver_once(
+        self,
+        raw: bytes,
+        meta: Mapping[str, Any],
+        recipients: Sequence[Recipient],
+        claim: Callable[[Connection], bool],
+    ) -> list[Delivered]:
+        """Like :meth:`deliver`, in one transaction with ``claim(conn)``, which says whether
+        this delivery is still to be made (e.g. marks a reminder sent unless another process
+        did): if it says no, nothing is delivered and ``[]`` is returned. Exactly once, even
+        with several processes and crashes: both or neither are committed."""
+        if not recipients:
+            return []
+        meta = dict(meta)
+        meta.setdefault("internaldate", datetime.now(UTC).isoformat())
+        meta.setdefault("size", len(raw))
+        sealed = await asyncio.to_thread(_seal, raw, meta, [r.public_key for r in recipients])
+        payload = _Delivery(tuple(recipients), sealed, "", len(raw))
+
+        def write(conn: Connection) -> list[Delivered]:
+            if not claim(conn):
+                raise _AlreadyDone
+            (done,) = _write_deliveries(conn, [payload])
+            return done
+
+        try:
+            delivered: list[Delivered] = await self.db.writer.run(
+                write, [(sealed.blob_id, sealed.ciphertext)]
+            )
+        except _AlreadyDone:
+            return []
         for d in delivered:
             self.events.publish(d.folder_id)
         return delivered

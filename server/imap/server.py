@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import TYPE_CHECKING
 
 from server.auth import Authenticator
 from server.config import Config
 from server.imap.session import Session
 from storage.crypto import MasterKey
 from storage.mailstore import MailStore
+
+if TYPE_CHECKING:
+    from server.metrics import ServerMetrics
 
 
 class ImapServer:
@@ -27,6 +31,7 @@ class ImapServer:
         self.master = master
         self.tls = tls
         self.sessions: set[Session] = set()
+        self.metrics: ServerMetrics | None = None  # issue 11 item 4
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> list[asyncio.Server]:
@@ -45,6 +50,8 @@ class ImapServer:
 
     async def _run(self, session: Session) -> None:
         self.sessions.add(session)
+        if self.metrics is not None:
+            self.metrics.connection_opened("imap")
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -52,6 +59,8 @@ class ImapServer:
             await session.run()
         finally:
             self.sessions.discard(session)
+            if self.metrics is not None:
+                self.metrics.connection_closed("imap")
             if task is not None:
                 self._tasks.discard(task)
 

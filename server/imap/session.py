@@ -192,6 +192,8 @@ class Session:
                         await self.send(r.UntaggedStatus("BYE", "Closing after a protocol error"))
                         break
                 elif isinstance(event, Command):
+                    if self.server.metrics is not None:
+                        self.server.metrics.command("imap", event.name)
                     await dispatch(self, event)
                 else:
                     raise ConnectionClosed("unexpected parser event")

@@ -41,8 +41,10 @@ if TYPE_CHECKING:
     from server.agenda_workflow import AgendaWorkflow
     from server.app_access import AppGate
     from server.catalogue_workflow import CatalogueWorkflow
+    from server.metrics import ServerMetrics
     from server.patients import PatientRules
     from server.queue import OutboundQueue
+    from server.usage import UsageRecorder
     from server.workflows import DossierWorkflow, Filing
 
 log = structlog.get_logger("hygie.smtp")
@@ -80,15 +82,24 @@ class HygieSMTP(SMTP):
         )
         self.max_session_seconds = max_session_seconds
         self._expiry: asyncio.TimerHandle | None = None
+        # Prometheus (issue 11 item 4): the handler's metrics count connections and commands.
+        self.metrics: ServerMetrics | None = getattr(handler, "metrics", None)
+        self.service = str(getattr(handler, "service", "smtp"))
+        if self.metrics is not None:
+            self.metrics.instrument_smtp(self, self.service)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self.metrics is not None:
+            self.metrics.connection_opened(self.service)
         if self.max_session_seconds:
             self._expiry = self.loop.call_later(self.max_session_seconds, self._session_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        if self.metrics is not None:
+            self.metrics.connection_closed(self.service)
         super().connection_lost(exc)
 
     def _session_expired(self) -> None:
@@ -176,6 +187,9 @@ class SubmissionHandler:
     agenda: AgendaWorkflow | None = None  # set by server.app (issue 9)
     catalogue: CatalogueWorkflow | None = None  # set by server.app (issue 10)
     apps: AppGate | None = None  # consent enforcement for app mailboxes (issue 10)
+    usage: UsageRecorder | None = None  # set by server.app (issue 11 item 4)
+    metrics: ServerMetrics | None = None
+    service = "submission"
 
     def __init__(
         self,
@@ -521,6 +535,8 @@ class SubmissionHandler:
             await self.agenda.after_delivery(stamped, sender, local, submitted=True)
         if self.catalogue is not None:  # never raises either
             await self.catalogue.after_delivery(stamped, sender, local, submitted=True)
+        if self.usage is not None:  # never raises either
+            await self.usage.submitted(stamped, sender, local, len(remote))
         if self.patients is not None:
             try:
                 await self.patients.record(stamped, sender, _recipients(envelope))

@@ -14,11 +14,13 @@ import pytest
 from agenda.alarms import reminders
 from agenda.event import MASTER
 from agenda.itip import apply, parse
+from server.delivery import describe
 from storage.accounts import create_account
 from storage.agenda import AgendaStore, Decision, uid_digest
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database, migrate
+from storage.mailstore import MailStore
 from tests.agenda.itip_samples import DOCTOR, PATIENT, message, reply, sample
 
 UTC = dt.UTC
@@ -120,3 +122,36 @@ async def test_a_reply_reschedules_the_organisers_reminders(
     assert accepted.status == "applied"
     (pending,) = await store.pending(account.id)
     assert pending.due_at == dt.datetime(2026, 12, 8, 7, 30, tzinfo=UTC)  # VALARM -PT1H
+
+
+async def test_delivery_and_mark_commit_together(stores: tuple[AgendaStore, ...]) -> None:
+    """Two senders holding the same reminder (the first's lease ran out while it was slow)
+    both try to deliver it: the mark and the delivery are one transaction, so exactly one
+    copy reaches the mailbox, whatever the order."""
+    first, second = stores
+    account = await create_account(first.db, first.master, PATIENT, None)
+    series = apply(message("google_recurring_request.ics"), PATIENT, DOCTOR, {}).writes
+    planned = [(r.due, r.occurrence, r.alarm) for r in reminders(series, PATIENT, MARCH)]
+    writes = {e.recurrence_key: e.to_ical() for e in series}
+    await first.change(account.id, series[0].uid, lambda held: Decision(None, writes, [],
+                                                                        planned))  # fmt: skip
+    now = dt.datetime(2026, 3, 30, tzinfo=UTC)
+    (due, _) = await first.claim_due(now, dt.timedelta(minutes=5))
+    later = now + dt.timedelta(minutes=6)
+    (again, _) = await second.claim_due(later, dt.timedelta(minutes=5))
+    assert again.id == due.id
+    boxes = [MailStore(s.db) for s in stores]
+    recipient = await boxes[0].resolve(PATIENT)
+    assert recipient is not None
+    raw = b"Subject: Rappel\r\nMessage-ID: <reminder-1@test>\r\n\r\nDemain.\r\n"
+    results = await asyncio.gather(*(
+        box.deliver_once(raw, describe(raw), [recipient], store.claim_sending(due.id, t))
+        for box, store, t in zip(boxes, stores, (now, later), strict=True)
+    ))  # fmt: skip
+    assert sorted(len(r) for r in results) == [0, 1]
+    inbox = await boxes[0].folder(account.id, "INBOX")
+    assert inbox is not None and (await boxes[0].counts(inbox.id))["MESSAGES"] == 1
+    # Once sent, it is never claimed again.
+    assert due.id not in [
+        d.id for d in await first.claim_due(later + dt.timedelta(hours=1), dt.timedelta(minutes=5))
+    ]

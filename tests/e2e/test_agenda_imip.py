@@ -21,19 +21,24 @@ import pytest
 from icalendar import Calendar, Event, FreeBusy
 
 from bench.harness import ServerProcess
+from server.config import load_config
+from server.oauth import DevIssuer
 from tests.agenda.itip_samples import DOCTOR, PATIENT, reply, revised, sample
-from tests.support.servers import bearer_token, start_server, stop_server
+from tests.agenda.test_refresh_counter import attendee_message
+from tests.support.servers import start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 PASSWORD = "agenda-test-password-1"
 COLLEAGUE = "claire.bernard@hygie.test"
 UID = "6b0f1d2e-5c1a-4f8e-9d41-3a7e0c2b9f10"  # the Thunderbird sample's
+REMINDER_ROUND = 0.2  # seconds between the reminder scheduler's rounds (5 by default)
 
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    srv = start_server(request, "sqlite", {DOCTOR: PASSWORD, PATIENT: PASSWORD,
-                                           COLLEAGUE: PASSWORD})  # fmt: skip
+    users = {DOCTOR: PASSWORD, PATIENT: PASSWORD, COLLEAGUE: PASSWORD}
+    env = {"HYGIE_AGENDA_REMINDER_INTERVAL_SECONDS": str(REMINDER_ROUND)}
+    srv = start_server(request, "sqlite", users, env=env)
     yield srv
     stop_server(srv)
 
@@ -61,7 +66,8 @@ def send(server: ServerProcess, sender: str, to: str, raw: bytes) -> None:
 
 def feed(server: ServerProcess, who: str) -> dict[str, Event]:
     """The agenda of ``who`` over HTTPS, by (UID, RECURRENCE-ID)."""
-    token = bearer_token(server, who)
+    # What `hygie token issue` prints, without a process start per call (seconds each).
+    token = DevIssuer(load_config(server.data_dir, server.env())).issue(who, ttl_seconds=300)
     request = urllib.request.Request(
         f"https://localhost:{server.https_port}/agenda/calendar.ics",
         headers={"Authorization": f"Bearer {token}"},
@@ -224,5 +230,64 @@ def test_a_reminder_comes_once(server: ServerProcess) -> None:
     attached = next(p for p in reminder.walk() if p.get_content_type() == "text/calendar")
     (event,) = Calendar.from_ical(attached.get_payload(decode=True)).walk("VEVENT")
     assert str(event["UID"]) == "reminder-e2e-1"
-    time.sleep(12)  # two more rounds of the reminder loop
+    time.sleep(5 * REMINDER_ROUND)  # five more rounds of the reminder loop
     assert inbox_count(server, PATIENT) == before + 2
+
+
+def test_refresh_is_answered_with_the_latest_version(server: ServerProcess) -> None:
+    """RFC 5546 §3.2.6: the patient asks for the latest version (REFRESH); the organiser's
+    side answers at once with a REQUEST from the practitioner (Sender: agenda@) that carries
+    the current version; a REFRESH from someone not invited gets nothing."""
+    uid = b"refresh-e2e-1"
+    invitation = sample("thunderbird_request.ics").replace(UID.encode(), uid)
+    moved = revised(invitation, sequence=1, start=dt.datetime(2026, 12, 10, 9, 0, tzinfo=dt.UTC),
+                    dtstamp=dt.datetime(2026, 11, 21, 9, 0, tzinfo=dt.UTC))  # fmt: skip
+    send(server, DOCTOR, PATIENT, imip(DOCTOR, PATIENT, "Rendez-vous", invitation, "REQUEST"))
+    send(server, DOCTOR, PATIENT, imip(DOCTOR, PATIENT, "Déplacé", moved, "REQUEST"))
+    colleague_before = inbox_count(server, COLLEAGUE)
+    stranger = attendee_message(invitation, "REFRESH", COLLEAGUE)
+    send(server, COLLEAGUE, DOCTOR, imip(COLLEAGUE, DOCTOR, "Mise à jour ?", stranger, "REFRESH"))
+    before = inbox_count(server, PATIENT)
+    asked = attendee_message(invitation, "REFRESH", PATIENT)
+    send(server, PATIENT, DOCTOR, imip(PATIENT, DOCTOR, "Mise à jour ?", asked, "REFRESH"))
+    (answer,) = messages(server, PATIENT, before)
+    message = email.message_from_bytes(answer, policy=email.policy.default)
+    assert DOCTOR in str(message["From"]) and "agenda@hygie.test" in str(message["Sender"])
+    part = next(p for p in message.walk() if p.get_content_type() == "text/calendar")
+    assert part.get_param("method") == "REQUEST"
+    (event,) = Calendar.from_ical(part.get_payload(decode=True)).walk("VEVENT")
+    assert str(event["UID"]) == uid.decode() and int(event["SEQUENCE"]) == 1
+    assert event.decoded("DTSTART") == dt.datetime(2026, 12, 10, 9, 0, tzinfo=dt.UTC)
+    assert b"X-HYGIE" not in part.get_payload(decode=True)
+    assert inbox_count(server, COLLEAGUE) == colleague_before
+
+
+def test_counter_is_kept_or_declined(server: ServerProcess) -> None:
+    """RFC 5546 §3.2.7–3.2.8: the patient proposes another time (COUNTER): the practitioner's
+    agenda keeps the proposal on her ATTENDEE line and the event is unchanged; a COUNTER for
+    an event the practitioner's agenda does not hold is declined at once (DECLINECOUNTER)."""
+    uid = b"counter-e2e-1"
+    invitation = sample("thunderbird_request.ics").replace(UID.encode(), uid)
+    send(server, DOCTOR, PATIENT, imip(DOCTOR, PATIENT, "Rendez-vous", invitation, "REQUEST"))
+    proposed = dt.datetime(2026, 12, 11, 15, 0, tzinfo=dt.UTC)
+    counter = attendee_message(invitation, "COUNTER", PATIENT, start=proposed)
+    before = inbox_count(server, PATIENT)
+    send(server, PATIENT, DOCTOR, imip(PATIENT, DOCTOR, "Autre horaire ?", counter, "COUNTER"))
+    kept = feed(server, DOCTOR)[uid.decode()]
+    attendees = kept["ATTENDEE"]
+    line = next(a for a in (attendees if isinstance(attendees, list) else [attendees])
+                if str(a).lower() == f"mailto:{PATIENT}")  # fmt: skip
+    assert line.params["X-HYGIE-PROPOSED-START"] == "20261211T150000Z"
+    assert kept.decoded("DTSTART") == dt.datetime(2026, 12, 8, 8, 30, tzinfo=dt.UTC)
+    assert inbox_count(server, PATIENT) == before  # nothing sent back: the organiser decides
+
+    unknown = attendee_message(invitation.replace(uid, b"counter-e2e-unknown"), "COUNTER",
+                               PATIENT, start=proposed)  # fmt: skip
+    send(server, PATIENT, DOCTOR, imip(PATIENT, DOCTOR, "Autre horaire ?", unknown, "COUNTER"))
+    (answer,) = messages(server, PATIENT, before)
+    message = email.message_from_bytes(answer, policy=email.policy.default)
+    assert DOCTOR in str(message["From"])
+    part = next(p for p in message.walk() if p.get_content_type() == "text/calendar")
+    assert part.get_param("method") == "DECLINECOUNTER"
+    (event,) = Calendar.from_ical(part.get_payload(decode=True)).walk("VEVENT")
+    assert str(event["UID"]) == "counter-e2e-unknown"

@@ -9,19 +9,24 @@ from __future__ import annotations
 import email
 import email.policy
 import imaplib
+import json
 import smtplib
 import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from bench.federation import operator, trust_each_other
 from bench.harness import ServerProcess, free_ports
 from pki.ca import init_ca, write_server_credentials
+from server.cli import main as hygie_main
 from server.signing import DkimSigner
+from storage.usage import month_of
 from tests.support.servers import stop_server
 
 PASSWORD = "relay-test-password-1"
@@ -105,6 +110,34 @@ def test_mail_goes_both_ways(federation: Federation) -> None:
     assert b"x-tls=pass" in results
     send(federation.b, BOB, ALICE, "de B vers A")
     wait_for(federation.a, ALICE, "de B vers A")
+
+
+def usage(srv: ServerProcess) -> dict[str, int]:
+    """This month's totals of ``hygie report usage`` (issue 11 item 4), in this process."""
+    month = month_of(datetime.now(UTC))
+    result = CliRunner().invoke(hygie_main, ["--data", str(srv.data_dir), "report", "usage",
+                                             "--month", month, "--format", "json"],
+                                env=srv.env())  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    return {k: v for k, v in rows[0].items() if isinstance(v, int)} if rows else {}
+
+
+def test_relayed_mail_is_counted_on_both_sides(federation: Federation) -> None:
+    """Usage indicators across operators: A counts a message sent, B one received (by the
+    relay); nothing else moves."""
+    before_a, before_b = usage(federation.a), usage(federation.b)
+    send(federation.a, ALICE, BOB, "compté")
+    wait_for(federation.b, BOB, "compté")
+    deadline = time.monotonic() + 10
+    while usage(federation.b).get("messages_received", 0) == before_b.get("messages_received", 0):
+        assert time.monotonic() < deadline, "B did not count the relayed message"
+        time.sleep(0.1)
+    after_a, after_b = usage(federation.a), usage(federation.b)
+    assert after_a["messages_sent"] - before_a.get("messages_sent", 0) == 1
+    assert after_a.get("messages_received", 0) == before_a.get("messages_received", 0)
+    assert after_b["messages_received"] - before_b.get("messages_received", 0) == 1
+    assert after_b.get("messages_sent", 0) == before_b.get("messages_sent", 0)
 
 
 def test_success_dsn_when_asked(federation: Federation) -> None:
