@@ -8,13 +8,15 @@ listen on several sockets (plain or TLS):
 
 A handler gets a :class:`Request` and returns a :class:`Response`. The longest matching prefix
 wins; no match is a 404. A malformed request gets a 400, a body over ``max_body`` a 413, and
-a handler's exception a 500 (logged by type only: URLs can carry identifiers).
+a handler's exception a 500 (logged by type only: URLs can carry identifiers). A HEAD request
+is answered as the GET of the same target without its body (RFC 9110 §9.3.2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,8 +120,12 @@ class HttpServer:
                     elif isinstance(event, h11.ConnectionClosed):
                         return
                 assert head is not None
-                response = await self.dispatch(_request(head, bytes(body), scheme, peer))
-                await self._send(writer, conn, response)
+                request = _request(head, bytes(body), scheme, peer)
+                head_only = request.method == "HEAD"
+                if head_only:
+                    request = dataclasses.replace(request, method="GET")
+                response = await self.dispatch(request)
+                await self._send(writer, conn, response, with_body=not head_only)
                 if conn.our_state is h11.MUST_CLOSE:
                     return
                 conn.start_next_cycle()
@@ -133,7 +139,12 @@ class HttpServer:
                 writer.close()
 
     async def _send(
-        self, writer: asyncio.StreamWriter, conn: h11.Connection, response: Response
+        self,
+        writer: asyncio.StreamWriter,
+        conn: h11.Connection,
+        response: Response,
+        *,
+        with_body: bool = True,
     ) -> None:
         headers = [
             ("Content-Type", response.content_type),
@@ -141,7 +152,8 @@ class HttpServer:
             *response.headers,
         ]
         writer.write(conn.send(h11.Response(status_code=response.status, headers=headers)) or b"")
-        writer.write(conn.send(h11.Data(data=response.body)) or b"")
+        if with_body:  # a HEAD answer keeps the GET's Content-Length, and h11 wants no data
+            writer.write(conn.send(h11.Data(data=response.body)) or b"")
         writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
 
