@@ -22,9 +22,11 @@ from textual.theme import Theme
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from client_tui.backend import Connector, MailAccount, MailReader, Reconnecting, connect
+from client_tui.compose import DocumentAuthor, author_from_address
 from client_tui.config import Account, Config, ConfigError
 from client_tui.credentials import (
     CredentialError,
+    Credentials,
     keyring_available,
     keyring_secret,
     store_keyring_secret,
@@ -33,7 +35,7 @@ from client_tui.credentials import (
 from client_tui.directory import Correspondent, DirectoryError, search_directory
 from client_tui.imap import ImapError
 from client_tui.mail_screen import MailScreen
-from client_tui.session import find_special
+from client_tui.session import document_author, find_special
 from client_tui.smtp import SubmissionError
 
 # A calm dark theme: slate background, sage-teal primary, soft amber for what needs attention.
@@ -286,6 +288,15 @@ class HygieClient(App[None]):
         except Exception as exc:
             self.notify(f"Sent, but no copy kept in Sent: {self.describe(exc)}",
                         severity="warning")  # fmt: skip
+
+    def document_author(self) -> DocumentAuthor:
+        """Who signs a PDF wrapped in CDA (the certificate's practitioner, else the address)."""
+        if self.session is None:
+            raise ImapError("not signed in")
+        credentials = getattr(self.session, "credentials", None)
+        if isinstance(credentials, Credentials):
+            return document_author(self.account_address, credentials)
+        return author_from_address(self.account_address)
 
     # -- recipients ------------------------------------------------------------------------------
 
