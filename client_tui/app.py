@@ -229,6 +229,7 @@ class HygieClient(App[None]):
         self.session: MailAccount | None = None
         self._reader: MailReader | None = None
         self._idle: MailReader | None = None
+        self._idle_folder = "INBOX"
         self._known: dict[str, Correspondent] = {}
 
     def on_mount(self) -> None:
@@ -289,6 +290,25 @@ class HygieClient(App[None]):
             self.notify(f"Sent, but no copy kept in Sent: {self.describe(exc)}",
                         severity="warning")  # fmt: skip
 
+    async def save_draft(self, message: Message, replaces: int | None) -> int | None:
+        """Keep ``message`` in Drafts (``\\Draft \\Seen``), then remove the version it
+        replaces; the new version's UID when the server says it (UIDPLUS), else None."""
+        folders = await self.reader.folders()
+        drafts = find_special(folders, "\\Drafts", "Drafts")
+        uid = await self.reader.append(drafts, message.as_bytes(), "\\Draft \\Seen")
+        if replaces is not None:
+            await self.discard_draft(replaces)
+        return uid
+
+    async def discard_draft(self, uid: int) -> None:
+        """Remove a draft once sent or replaced: Drafts is the folder on screen when a draft
+        was reopened from it (a failure leaves an extra draft, never a lost one)."""
+        folders = await self.reader.folders()
+        drafts = find_special(folders, "\\Drafts", "Drafts")
+        selected = self.reader.selected
+        if selected is not None and selected.name == drafts:
+            await self.reader.delete_permanently([uid])
+
     def document_author(self) -> DocumentAuthor:
         """Who signs a PDF wrapped in CDA (the certificate's practitioner, else the address)."""
         if self.session is None:
@@ -327,34 +347,47 @@ class HygieClient(App[None]):
 
     # -- new mail (IDLE on a second connection) --------------------------------------------------
 
-    def start_idle(self) -> None:
-        self.watch_inbox()
+    def start_idle(self, folder: str = "INBOX") -> None:
+        self._idle_folder = folder
+        self.watch_folder()
+
+    def idle_on(self, folder: str) -> None:
+        """Watch ``folder`` (the one on screen) instead: the IDLE in progress ends (DONE) and
+        the worker selects the new folder on the same connection."""
+        if folder == self._idle_folder:
+            return
+        self._idle_folder = folder
+        if self._idle is not None:
+            self._idle.stop_idle()
 
     @work(exclusive=True, group="idle")
-    async def watch_inbox(self) -> None:
-        """RFC 2177 IDLE on INBOX over its own connection, so reading never waits on it;
-        reconnects after a pause when the connection drops."""
+    async def watch_folder(self) -> None:
+        """RFC 2177 IDLE on the folder on screen over its own connection, so reading never
+        waits on it; reconnects after a pause when the connection drops."""
         while self.session is not None:
             try:
-                self._idle = await self.session.imap()
-                await self._idle.select("INBOX")
-                while self.session is not None:
+                if self._idle is None:
+                    self._idle = await self.session.imap()
+                folder = self._idle_folder
+                await self._idle.select(folder)
+                while self.session is not None and folder == self._idle_folder:
                     async for tokens in self._idle.idle():
                         if len(tokens) >= 2 and tokens[1] in ("EXISTS", "EXPUNGE"):
-                            self._new_mail()
+                            self._new_mail(folder)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._idle = None
                 if self.session is None:
                     return
                 self.notify(f"New-mail watch paused: {self.describe(exc)}", severity="warning",
                             timeout=5)  # fmt: skip
                 await asyncio.sleep(IDLE_RETRY_SECONDS)
 
-    def _new_mail(self) -> None:
+    def _new_mail(self, folder: str) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, MailScreen):
-                screen.new_mail()
+                screen.new_mail(folder)
 
     # -- errors ----------------------------------------------------------------------------------
 

@@ -136,6 +136,7 @@ class Draft:
     delivery_receipt: bool = False  # DSN NOTIFY=SUCCESS (RFC 3461)
     read_receipt: bool = False  # Disposition-Notification-To (RFC 8098 §2.1)
     forwarded: list[tuple[str, bytes, str]] = field(default_factory=list)  # name, data, type
+    draft_uid: int | None = None  # the version in Drafts this one replaces once saved or sent
 
 
 class AttachmentError(Exception):
@@ -376,6 +377,21 @@ def reply_draft(original: ReadMessage, me: str, *, to_all: bool = False) -> Draf
         in_reply_to=original.message_id,
         references=original.references,
     )
+
+
+def draft_from_message(saved: ReadMessage, me: str, uid: int) -> Draft:
+    """A message kept in Drafts, back in the editor: its fields, text and attachments."""
+    message = message_from_bytes(saved.raw, policy=default_policy)
+    in_reply_to = " ".join(str(message.get("In-Reply-To", "")).split())
+    references = saved.references
+    if in_reply_to and references.endswith(in_reply_to):  # build_message appends it again
+        references = references[: -len(in_reply_to)].strip()
+    return Draft(
+        sender=me, to=saved.to, cc=saved.cc, subject=saved.subject, body=saved.text,
+        in_reply_to=in_reply_to, references=references, read_receipt=bool(saved.mdn_to),
+        forwarded=[(a.filename, a.data, a.content_type) for a in saved.attachments],
+        draft_uid=uid,
+    )  # fmt: skip
 
 
 def forward_draft(original: ReadMessage, me: str) -> Draft:

@@ -155,8 +155,8 @@ class FakeReader:
         for uid in uids:
             self._box().pop(uid, None)
 
-    async def append(self, folder: str, message: bytes, flags: str = "\\Seen") -> None:
-        pass
+    async def append(self, folder: str, message: bytes, flags: str = "\\Seen") -> int | None:
+        return None
 
     async def idle(self, limit: float = 25 * 60) -> AsyncIterator[list[Token]]:
         await self._stop.wait()
