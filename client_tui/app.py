@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from datetime import datetime
 from email.message import Message
 from email.utils import getaddresses
 from pathlib import Path
@@ -221,8 +223,11 @@ class HygieClient(App[None]):
         config: Config,
         account_name: str | None = None,
         connector: Connector = connect,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__()
+        # The agenda's "today" (tests and screenshots fix it).
+        self.now: Callable[[], datetime] = now or (lambda: datetime.now().astimezone())
         self.config = config
         self.account_name = account_name
         self.connector = connector

@@ -25,9 +25,12 @@ from agenda.event import MASTER, StoredEvent, address_of, calendar_of
 from agenda.imip import find_calendar
 from agenda.itip import ItipError, apply, parse
 from agenda.recurrence import PARIS, occurrences
+from client_tui.backend import MailReader
+from client_tui.session import find_special
 
 ANSWERS = {"ACCEPTED": "Accepté", "DECLINED": "Refusé", "TENTATIVE": "Provisoire"}
 PRODUCT = "HYGIE-CLIENT-0.1.0"  # X-MSS-NIL (ECO.2.4.3)
+SCAN_BATCH = 500  # summaries per UID FETCH while looking for iMIP messages
 
 
 @dataclass(frozen=True)
@@ -140,10 +143,28 @@ def build_agenda(owner: str, messages: Iterable[bytes]) -> Agenda:
     return agenda
 
 
+async def agenda_messages(reader: MailReader) -> list[bytes]:
+    """The iMIP messages of INBOX and Sent (the invitations received and the answers given;
+    the invitations sent and the answers received), found by BODYSTRUCTURE, read with PEEK."""
+    folders = await reader.folders()
+    names = [f.name for f in folders]
+    found: list[bytes] = []
+    for folder in ("INBOX", find_special(folders, "\\Sent", "Sent")):
+        if folder not in names:
+            continue
+        await reader.select(folder)
+        uids = await reader.uids()
+        for at in range(0, len(uids), SCAN_BATCH):
+            for summary in await reader.summaries(uids[at : at + SCAN_BATCH]):
+                if summary.has_calendar:
+                    found.append(await reader.fetch_message(summary.uid, mark_seen=False))
+    return found
+
+
 # -- answers -----------------------------------------------------------------------------------
 
 
-def _answer_event(invitation: StoredEvent, me: str, partstat: str) -> Event:
+def _answer_event(invitation: StoredEvent, me: str, partstat: str, now: dt.datetime) -> Event:
     """The VEVENT of a REPLY or COUNTER (RFC 5546 §3.2.3, §3.2.7): UID, SEQUENCE, DTSTAMP,
     ORGANIZER, the user as the one ATTENDEE with their PARTSTAT, and the RECURRENCE-ID of an
     instance."""
@@ -154,7 +175,7 @@ def _answer_event(invitation: StoredEvent, me: str, partstat: str) -> Event:
         if name in source:
             event.add(name, source.decoded(name))
     event.add("SEQUENCE", invitation.sequence)
-    event.add("DTSTAMP", dt.datetime.now(dt.UTC).replace(microsecond=0))
+    event.add("DTSTAMP", now.astimezone(dt.UTC).replace(microsecond=0))
     event.add("ORGANIZER", source["ORGANIZER"])
     attendee = vCalAddress(f"mailto:{me}")
     attendee.params["PARTSTAT"] = partstat
@@ -162,8 +183,8 @@ def _answer_event(invitation: StoredEvent, me: str, partstat: str) -> Event:
     return event
 
 
-def _imip(me: str, organizer: str, subject: str, text: str, event: Event,
-          method: str) -> EmailMessage:  # fmt: skip
+def _imip(me: str, organizer: str, subject: str, text: str, event: Event, method: str,
+          now: dt.datetime) -> EmailMessage:  # fmt: skip
     """An iMIP message from the user (RFC 6047 §2.4): text, then the inline text/calendar
     part with its method. Written by a person, so no Auto-Submitted (RFC 3834)."""
     calendar = calendar_of([StoredEvent(event)], method)
@@ -171,7 +192,7 @@ def _imip(me: str, organizer: str, subject: str, text: str, event: Event,
     message["From"] = me
     message["To"] = organizer
     message["Subject"] = subject
-    message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    message["Date"] = format_datetime(now)
     message["Message-ID"] = make_msgid(domain=me.rpartition("@")[2] or "hygie.invalid")
     message["X-MSS-NIL"] = PRODUCT
     message.set_content(text)
@@ -182,27 +203,30 @@ def _imip(me: str, organizer: str, subject: str, text: str, event: Event,
     return message
 
 
-def reply_message(appointment: Appointment, me: str, partstat: str) -> EmailMessage:
+def reply_message(appointment: Appointment, me: str, partstat: str, *,
+                  now: dt.datetime | None = None) -> EmailMessage:  # fmt: skip
     """Accept (ACCEPTED), decline (DECLINED) or maybe (TENTATIVE), as a REPLY."""
     if partstat not in ANSWERS:
         raise ValueError(f"an answer is one of {', '.join(ANSWERS)}")
     if not appointment.is_invitation:
         raise ValueError("only an invitation from someone else can be answered")
-    event = _answer_event(appointment.event, me, partstat)
+    now = now or dt.datetime.now(dt.UTC)
+    event = _answer_event(appointment.event, me, partstat, now)
     when = f"{appointment.start:%d/%m/%Y %H:%M}"
     subject = f"{ANSWERS[partstat]} : {appointment.summary}"
     text = f"{me} a répondu « {ANSWERS[partstat]} » au rendez-vous du {when}.\n"
-    return _imip(me, appointment.organizer, subject, text, event, "REPLY")
+    return _imip(me, appointment.organizer, subject, text, event, "REPLY", now)
 
 
-def counter_message(appointment: Appointment, me: str, start: dt.datetime,
-                    comment: str = "") -> EmailMessage:  # fmt: skip
+def counter_message(appointment: Appointment, me: str, start: dt.datetime, comment: str = "",
+                    *, now: dt.datetime | None = None) -> EmailMessage:  # fmt: skip
     """Propose a new time (COUNTER, §3.2.7): the same length, starting at ``start``."""
     if not appointment.is_invitation:
         raise ValueError("only an invitation from someone else can be answered")
     if start.tzinfo is None:
         start = start.replace(tzinfo=PARIS)
-    event = _answer_event(appointment.event, me, "TENTATIVE")
+    now = now or dt.datetime.now(dt.UTC)
+    event = _answer_event(appointment.event, me, "TENTATIVE", now)
     length = appointment.end - appointment.start
     for name in ("DTSTART", "DTEND", "DURATION"):
         if name in event:
@@ -215,7 +239,7 @@ def counter_message(appointment: Appointment, me: str, start: dt.datetime,
     text = (f"{me} propose un autre horaire pour « {appointment.summary} » : le "
             f"{start:%d/%m/%Y à %H:%M} au lieu du {appointment.start:%d/%m/%Y à %H:%M}.\n"
             + (f"\n{comment}\n" if comment else ""))  # fmt: skip
-    return _imip(me, appointment.organizer, subject, text, event, "COUNTER")
+    return _imip(me, appointment.organizer, subject, text, event, "COUNTER", now)
 
 
 def invitation_in(raw: bytes, me: str) -> Appointment | None:

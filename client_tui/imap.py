@@ -73,6 +73,7 @@ class MessageSummary:
     subject: str
     has_attachment: bool
     wants_mdn: bool
+    has_calendar: bool = False  # a text/calendar part (iMIP, RFC 6047): for the agenda
 
     @property
     def seen(self) -> bool:
@@ -199,6 +200,17 @@ def _structure_has_attachment(structure: Token) -> bool:
     return False
 
 
+def _structure_has_calendar(structure: Token) -> bool:
+    """True when a BODYSTRUCTURE holds a ``text/calendar`` part (RFC 9051 §7.5.2)."""
+    if not isinstance(structure, list) or not structure:
+        return False
+    if isinstance(structure[0], list):
+        return any(_structure_has_calendar(part) for part in structure if isinstance(part, list))
+    media, subtype = structure[0], structure[1] if len(structure) > 1 else None
+    return (isinstance(media, str) and isinstance(subtype, str)
+            and (media.upper(), subtype.upper()) == ("TEXT", "CALENDAR"))  # fmt: skip
+
+
 def summary_from_fetch(items: dict[str, Token]) -> MessageSummary | None:
     from email.parser import BytesHeaderParser
     from email.policy import default as default_policy
@@ -233,6 +245,7 @@ def summary_from_fetch(items: dict[str, Token]) -> MessageSummary | None:
         subject=text("Subject"),
         has_attachment=_structure_has_attachment(items.get("BODYSTRUCTURE")),
         wants_mdn=bool(text("Disposition-Notification-To")),
+        has_calendar=_structure_has_calendar(items.get("BODYSTRUCTURE")),
     )
 
 

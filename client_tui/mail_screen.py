@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from dataclasses import replace
 from datetime import datetime
 from email.utils import parseaddr
 from pathlib import Path
@@ -19,6 +20,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, Tree
 from textual.widgets.data_table import RowKey
 
+from client_tui.agenda_screen import (
+    AgendaScreen,
+    answer_text,
+    parse_when,
+    send_answer,
+    send_counter,
+)
+from client_tui.appointments import ANSWERS, Appointment, invitation_in
 from client_tui.compose import (
     Draft,
     ReadMessage,
@@ -78,7 +87,7 @@ class MailScreen(Screen[None]):
         Binding("c", "compose", "Compose"),
         Binding("r", "reply", "Reply"),
         Binding("a", "reply_all", "Reply all", show=False),
-        Binding("f", "forward", "Forward"),
+        Binding("f", "forward", "Forward", show=False),
         Binding("p", "to_patient", "To patient", show=False),
         Binding("s", "flag", "Flag"),
         Binding("u", "toggle_read", "Read/unread"),
@@ -92,6 +101,10 @@ class MailScreen(Screen[None]):
         Binding("left_square_bracket", "page(1)", "Older", show=False),
         Binding("right_square_bracket", "page(-1)", "Newer", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
+        Binding("A", "agenda", "Agenda"),
+        Binding("y", "answer('ACCEPTED')", "Accept", show=False),
+        Binding("n", "answer('DECLINED')", "Decline", show=False),
+        Binding("t", "propose", "New time", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -108,6 +121,8 @@ class MailScreen(Screen[None]):
         self.sort_column = "date"
         self.sort_reverse = True
         self.marked: set[int] = set()  # selected with space, for actions on several at once
+        self.invitation: Appointment | None = None  # the open message's, if it carries one
+        self.answered: dict[str, str] = {}  # UID → the answer sent from this screen
 
     def c(self, name: str) -> str:
         """A theme colour for Rich styles (Rich does not read Textual's ``$variables``)."""
@@ -411,9 +426,74 @@ class MailScreen(Screen[None]):
                     attachments.append(f"{value}\n")
         if message.attachments:
             attachments.append("w saves the attachments, o opens one\n", style="italic")
+        self.invitation = invitation_in(message.raw, self.client.account_address)
+        if self.invitation is not None and self.invitation.uid in self.answered:
+            self.invitation = replace(self.invitation, partstat=self.answered[self.invitation.uid])
+        if self.invitation is not None:
+            attachments.append_text(self._invitation_text(self.invitation))
         self.query_one("#reader-attachments", Static).update(attachments)
         self.query_one("#reader-body", Static).update(message.text or "(no text)")
         self.query_one("#reader", VerticalScroll).scroll_home(animate=False)
+
+    def _invitation_text(self, invitation: Appointment) -> Text:
+        text = Text()
+        text.append("Invitation ", style=f"bold {self.c('accent')}")
+        text.append(f"{invitation.summary}", style="bold")
+        text.append(f" · {invitation.start:%d/%m/%Y %H:%M}–{invitation.end:%H:%M}")
+        if invitation.location:
+            text.append(f" · {invitation.location}")
+        text.append(f"\n  your answer: {answer_text(invitation)} — y accept · n decline · "
+                    "t propose a new time\n", style="italic")  # fmt: skip
+        return text
+
+    def action_agenda(self) -> None:
+        self.app.push_screen(AgendaScreen(self.client.now().date()))
+
+    def action_answer(self, partstat: str) -> None:
+        if self.invitation is None:
+            self.notify("The open message is not an invitation", severity="warning")
+            return
+        self.answer_invitation(self.invitation, partstat)
+
+    @work(exclusive=True, group="answer")
+    async def answer_invitation(self, invitation: Appointment, partstat: str) -> None:
+        try:
+            await send_answer(self.client, invitation, partstat)
+        except Exception as exc:
+            self.client.report(exc)
+            return
+        self.notify(f"Answer “{ANSWERS[partstat]}” sent to {invitation.organizer}")
+        self.answered[invitation.uid] = partstat
+        if self.opened is not None and self.invitation is invitation:
+            self.show_message(self.opened[1])
+
+    def action_propose(self) -> None:
+        invitation = self.invitation
+        if invitation is None:
+            self.notify("The open message is not an invitation", severity="warning")
+            return
+
+        def chosen(text: str | None) -> None:
+            if not text:
+                return
+            try:
+                start = parse_when(text)
+            except ValueError:
+                self.notify("Write the new time JJ/MM/AAAA HH:MM", severity="warning")
+                return
+            self.counter(invitation, start)
+
+        self.app.push_screen(Prompt("Propose a new start (JJ/MM/AAAA HH:MM)",
+                                    f"{invitation.start:%d/%m/%Y %H:%M}"), chosen)  # fmt: skip
+
+    @work(exclusive=True, group="answer")
+    async def counter(self, invitation: Appointment, start: datetime) -> None:
+        try:
+            await send_counter(self.client, invitation, start)
+        except Exception as exc:
+            self.client.report(exc)
+            return
+        self.notify(f"New time proposed to {invitation.organizer}")
 
     async def ask_receipt(self, uid: int, message: ReadMessage) -> None:
         """RFC 8098 §2.1: a receipt goes only with the user's consent; either answer is
