@@ -306,13 +306,18 @@ class HygieClient(App[None]):
         return uid
 
     async def discard_draft(self, uid: int) -> None:
-        """Remove a draft once sent or replaced: Drafts is the folder on screen when a draft
-        was reopened from it (a failure leaves an extra draft, never a lost one)."""
+        """Remove a draft once sent or replaced (a failure leaves an extra draft, never a
+        lost one). The folder on screen is selected again afterwards."""
         folders = await self.reader.folders()
         drafts = find_special(folders, "\\Drafts", "Drafts")
         selected = self.reader.selected
-        if selected is not None and selected.name == drafts:
+        if selected is None or selected.name != drafts:
+            await self.reader.select(drafts)
+        try:
             await self.reader.delete_permanently([uid])
+        finally:
+            if selected is not None and selected.name != drafts:
+                await self.reader.select(selected.name)
 
     def document_author(self) -> DocumentAuthor:
         """Who signs a PDF wrapped in CDA (the certificate's practitioner, else the address)."""
