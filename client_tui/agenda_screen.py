@@ -65,6 +65,7 @@ async def send_counter(client: HygieClient, appointment: Appointment, start: dt.
 
 
 class AgendaScreen(Screen[None]):
+    AUTO_FOCUS = ""  # the month view takes the arrows itself; the list gets focus when shown
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("v", "toggle_view", "Month/list"),
         Binding("y", "answer('ACCEPTED')", "Accept"),
@@ -174,8 +175,12 @@ class AgendaScreen(Screen[None]):
     def _show_view(self) -> None:
         self.query_one("#month-grid").display = self.view == "month"
         self.query_one("#agenda-list").display = self.view == "list"
+        table = self.query_one("#agenda-list", DataTable)
+        table.can_focus = self.view == "list"
         if self.view == "list":
-            self.query_one("#agenda-list").focus()
+            table.focus()
+        else:
+            self.set_focus(None)
 
     def _draw_month(self) -> None:
         grid = Table(expand=True, box=None, padding=(0, 0), show_edge=False,

@@ -17,6 +17,7 @@ from textual.widgets import Input, Select
 import client_tui.mssante  # noqa: F401 (registers the builder, as the command does)
 from bench.harness import ServerProcess
 from client_tui.app import HygieClient
+from client_tui.cli import main
 from client_tui.compose import DocumentAuthor, PatientTraits, XdmUnavailable
 from client_tui.config import load_config
 from client_tui.mail_screen import MailScreen
@@ -128,26 +129,32 @@ async def test_send_a_lone_pdf_from_the_interface(
 
 
 def test_send_a_lone_pdf_from_a_script(
-    server: ServerProcess, config_file: Path, tmp_path: Path
-) -> None:
+    server: ServerProcess, config_file: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     patient = register(server, LUC, "Garnier", "Luc", "1962-04-21", "M")
     scan = tmp_path / "scanner.pdf"
     scan.write_bytes(PDF)
-    base = ["send", "--to", patient, "--patient", LUC, "--doc-type", "18748-4",
-            "--attach", str(scan)]  # fmt: skip
-    no_traits = hygie_client(config_file, *base)
-    assert no_traits.returncode == 1 and "identity traits" in no_traits.stderr
-    partial = hygie_client(config_file, *base, "--patient-family", "Garnier")
-    assert partial.returncode == 2 and "--patient-birth-date" in partial.stderr
-    wrong_sex = hygie_client(config_file, *base, "--patient-family", "Garnier",
-                             "--patient-given", "Luc", "--patient-birth-date", "21/04/1962",
-                             "--patient-sex", "F")  # fmt: skip
-    assert wrong_sex.returncode == 1 and "sex does not match" in wrong_sex.stderr
-    assert dossier_of(server, patient) == []
-
+    base = ["--config", str(config_file), "send", "--to", patient, "--patient", LUC,
+            "--doc-type", "18748-4", "--attach", str(scan)]  # fmt: skip
     traits = ["--patient-family", "Garnier", "--patient-given", "Luc",
               "--patient-birth-date", "1962-04-21", "--patient-sex", "M"]  # fmt: skip
-    sent = hygie_client(config_file, *base, *traits)
+    monkeypatch.setenv("HYGIE_CLIENT_SECRET", PASSWORD)
+
+    # The refusals come before any network (the command's own code, run in-process).
+    def refused(*args: str) -> tuple[int, str]:
+        code = main([*base, *args])
+        return code, capsys.readouterr().err
+
+    code, err = refused()
+    assert code == 1 and "identity traits" in err
+    code, err = refused("--patient-family", "Garnier")
+    assert code == 2 and "--patient-birth-date" in err
+    code, err = refused(*traits[:-1], "F")
+    assert code == 1 and "sex does not match" in err and len(err.splitlines()) == 1
+    assert dossier_of(server, patient) == []
+
+    sent = hygie_client(config_file, *base[2:], *traits)  # the installed command, as cron runs it
     assert sent.returncode == 0, sent.stderr
     [filed] = dossier_of(server, patient)
     assert b"GARNIER Luc 21/04/1962" in filed  # the filed document, named by its traits
