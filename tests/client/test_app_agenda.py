@@ -31,10 +31,8 @@ from tests.client.test_app_pilot import SIZE, sign_in
 from tests.support.mail import inbox_messages
 
 
-async def jean_invites(server: ServerProcess, summary: str, start: dt.datetime) -> str:
+async def jean_invites(session: MailSession, summary: str, start: dt.datetime) -> str:
     uid = str(uuid.uuid4())
-    account = account_for(server, JEAN)
-    session = MailSession(account, await resolve_credentials(account, PASSWORD))
     raw = invitation(JEAN, CLAIRE, summary, start, uid=uid)
     await session.send(email.message_from_bytes(raw, policy=default_policy))
     return uid
@@ -66,9 +64,11 @@ async def test_accept_decline_and_propose(server: ServerProcess, config_file: Pa
     soon = dt.datetime.now(PARIS).replace(hour=10, minute=0, second=0, microsecond=0)
     soon += dt.timedelta(days=1)
     meeting, visit, talk = f"RCP {tag}", f"Visite {tag}", f"Staff {tag}"
-    accepted = await jean_invites(server, meeting, soon)
-    declined = await jean_invites(server, visit, soon + dt.timedelta(hours=2))
-    await jean_invites(server, talk, soon + dt.timedelta(hours=4))
+    account = account_for(server, JEAN)
+    jean = MailSession(account, await resolve_credentials(account, PASSWORD))
+    accepted = await jean_invites(jean, meeting, soon)
+    declined = await jean_invites(jean, visit, soon + dt.timedelta(hours=2))
+    await jean_invites(jean, talk, soon + dt.timedelta(hours=4))
     context = server.ssl_context()
     token = server.hygie("token", "issue", JEAN).stdout.decode().strip()
 
@@ -99,7 +99,7 @@ async def test_accept_decline_and_propose(server: ServerProcess, config_file: Pa
         table = agenda.query_one("#agenda-list", DataTable)
         table.move_cursor(row=listed().index(meeting))
         await pilot.press("y")
-        await wait_until(pilot, lambda: jean_copy(accepted) == "ACCEPTED", "Jean's copy", 90)
+        await wait_until(pilot, lambda: jean_copy(accepted) == "ACCEPTED", "Jean's copy", 90, 0.3)
         # Her own copy follows her answer (once the copy is kept in Sent).
         await wait_until(pilot, lambda: agenda.shown[listed().index(meeting)].partstat
                          == "ACCEPTED", "her own copy")  # fmt: skip
@@ -115,7 +115,7 @@ async def test_accept_decline_and_propose(server: ServerProcess, config_file: Pa
         await wait_until(pilot, lambda: mail.invitation is not None
                          and mail.invitation.summary == visit, "the invitation shown")  # fmt: skip
         await pilot.press("n")
-        await wait_until(pilot, lambda: jean_copy(declined) == "DECLINED", "declined", 90)
+        await wait_until(pilot, lambda: jean_copy(declined) == "DECLINED", "declined", 90, 0.3)
 
         # Propose another time for the third: a COUNTER to Jean.
         messages.move_cursor(row=row_of(pilot, f"Invitation : {talk}"))
@@ -139,7 +139,11 @@ async def test_accept_decline_and_propose(server: ServerProcess, config_file: Pa
                             found.append(event)
             return found
 
-        await wait_until(pilot, lambda: bool(counters()), "the COUNTER in Jean's INBOX", 90)
+        def proposed() -> bool:
+            return any("New time proposed" in str(n.message) for n in app._notifications)
+
+        await wait_until(pilot, proposed, "the COUNTER sent")
+        await wait_until(pilot, lambda: bool(counters()), "the COUNTER in Jean's INBOX", 90, 0.5)
         await pilot.press("q")
     [proposed] = counters()
     assert proposed.decoded("DTSTART") == later

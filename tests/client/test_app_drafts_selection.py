@@ -68,7 +68,7 @@ async def test_several_selected_messages_at_once(server: ServerProcess, config_f
             inbox = folder_on_server(server, PAUL, "INBOX")
             return [s for s in subjects if "\\Flagged" in inbox.get(s, "")]
 
-        await wait_until(pilot, lambda: flagged() == subjects[:2], "both flagged")
+        await wait_until(pilot, lambda: flagged() == subjects[:2], "both flagged", every=0.5)
         assert not screen.marked  # an action clears the selection
 
         for subject in subjects[1:]:
@@ -84,7 +84,7 @@ async def test_several_selected_messages_at_once(server: ServerProcess, config_f
         def archived() -> set[str]:
             return set(folder_on_server(server, PAUL, "Archive")) & set(subjects)
 
-        await wait_until(pilot, lambda: archived() == set(subjects[1:]), "both moved")
+        await wait_until(pilot, lambda: archived() == set(subjects[1:]), "both moved", every=0.5)
         assert subjects[0] in table_subjects(pilot)
         assert not set(subjects[1:]) & set(table_subjects(pilot))
 
@@ -116,7 +116,9 @@ async def test_draft_saved_reopened_and_sent(server: ServerProcess, config_file:
         def drafts() -> dict[str, str]:
             return folder_on_server(server, CLAIRE, "Drafts")
 
-        await wait_until(pilot, lambda: "\\Draft" in drafts().get(first, ""), "the draft")
+        await wait_until(
+            pilot, lambda: "\\Draft" in drafts().get(first, ""), "the draft", every=0.5
+        )
         await pilot.press("escape")  # saved: leaving asks nothing
         await wait_until(pilot, lambda: isinstance(app.screen, MailScreen), "back to the list")
 
@@ -132,10 +134,12 @@ async def test_draft_saved_reopened_and_sent(server: ServerProcess, config_file:
         assert "Premier jet." in editor.query_one("#body", TextArea).text
         editor.query_one("#subject", Input).value = second
         await pilot.press("ctrl+d")  # a new version replaces the old one
-        await wait_until(pilot, lambda: set(drafts()) == {second}, "one version in Drafts")
+        await wait_until(
+            pilot, lambda: set(drafts()) == {second}, "one version in Drafts", every=0.5
+        )
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, MailScreen), "the send", 90)
-        await wait_until(pilot, lambda: not drafts(), "Drafts emptied by the send")
+        await wait_until(pilot, lambda: not drafts(), "Drafts emptied by the send", every=0.5)
         await pilot.press("q")
     [sent] = with_subject(inbox_messages(server, JEAN, PASSWORD), second)
     assert b"Premier jet." in sent

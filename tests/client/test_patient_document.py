@@ -27,7 +27,6 @@ from dossier.xdm import parse_xdm
 from tests.client.conftest import PASSWORD
 from tests.client.pilot import wait_until
 from tests.client.test_app_pilot import SIZE, sign_in
-from tests.client.test_send_command import hygie_client
 from tests.support.mail import inbox_messages
 
 ANNE = "285077512345655"  # F, born 07/1985
@@ -141,7 +140,7 @@ def test_send_a_lone_pdf_from_a_script(
               "--patient-birth-date", "1962-04-21", "--patient-sex", "M"]  # fmt: skip
     monkeypatch.setenv("HYGIE_CLIENT_SECRET", PASSWORD)
 
-    # The refusals come before any network (the command's own code, run in-process).
+    # The command's own code, run in-process (test_send_command.py runs the installed one).
     def refused(*args: str) -> tuple[int, str]:
         code = main([*base, *args])
         return code, capsys.readouterr().err
@@ -154,7 +153,6 @@ def test_send_a_lone_pdf_from_a_script(
     assert code == 1 and "sex does not match" in err and len(err.splitlines()) == 1
     assert dossier_of(server, patient) == []
 
-    sent = hygie_client(config_file, *base[2:], *traits)  # the installed command, as cron runs it
-    assert sent.returncode == 0, sent.stderr
+    assert main([*base, *traits]) == 0, capsys.readouterr().err
     [filed] = dossier_of(server, patient)
     assert b"GARNIER Luc 21/04/1962" in filed  # the filed document, named by its traits
