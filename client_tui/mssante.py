@@ -7,6 +7,7 @@ Registered with :mod:`client_tui.compose`'s hooks when this module is imported.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -45,6 +46,21 @@ def check_traits(matricule: str, traits: PatientTraits) -> None:
     if matricule[0] in "12" and month.isdigit() and 1 <= int(month) <= 12 \
             and int(month) != traits.birth_date.month:  # fmt: skip
         raise DocumentError("the birth month does not match the INS")
+
+
+def _fold(text: str) -> str:
+    """Compared as the INS traits are: case and accents aside (LEFÈVRE = Lefevre)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).upper().split())
+
+
+def same_person(patient: PatientIdentity, traits: PatientTraits) -> bool:
+    """The CDA's recordTarget and the typed traits: birth name, first given name, birth date,
+    sex (the four of the X-MSS-INS rule)."""
+    given = traits.given_names.split()
+    return (_fold(patient.birth_name or "") == _fold(traits.birth_name)
+            and _fold(patient.first_given_name or "") == _fold(given[0] if given else "")
+            and patient.birth_date == traits.birth_date and patient.sex == traits.sex)  # fmt: skip
 
 
 def wrap_pdf(pdf: bytes, matricule: str, doc_type: str, traits: PatientTraits,
@@ -106,6 +122,8 @@ def build_patient_archive(
             raise DocumentError(f"{path.name} is about another patient than {patient_ins}")
         if header.code.code != doc_type:
             raise DocumentError(f"{path.name} is a {header.code.code}, not a {doc_type}")
+        if traits is not None and not same_person(header.patient, traits):
+            raise DocumentError(f"{path.name} names the patient with other identity traits")
         documents.append(OutgoingDocument(data, pdf=pending_pdf))
         pending_pdf = None
     if pending_pdf is not None:

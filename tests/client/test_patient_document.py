@@ -83,6 +83,18 @@ def test_lone_pdf_is_wrapped_with_the_typed_traits(tmp_path: Path) -> None:
             build_patient_archive([pdf], ANNE, "18748-4", traits=wrong, author=author)
     with pytest.raises(XdmUnavailable, match="identity traits"):
         build_patient_archive([pdf], ANNE, "18748-4", author=author)
+    # Typed traits and a CDA must name the same person.
+    cda = tmp_path / "cr.xml"
+    cda.write_bytes(
+        parse_xdm(build_patient_archive([pdf], ANNE, "18748-4", traits=traits, author=author))
+        .cda_documents[0]
+        .content
+    )
+    lefevre = PatientTraits("LEFEVRE", "anne", date(1985, 7, 3), "F")
+    assert build_patient_archive([cda], ANNE, "18748-4", traits=lefevre, author=author)
+    with pytest.raises(XdmUnavailable, match="other identity traits"):
+        other = PatientTraits("Lefèvre", "Anne", date(1985, 7, 4), "F")
+        build_patient_archive([cda], ANNE, "18748-4", traits=other, author=author)
     with pytest.raises(XdmUnavailable, match="key"):
         build_patient_archive([pdf], ANNE[:-2] + "00", "18748-4", traits=traits, author=author)
 
