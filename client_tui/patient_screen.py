@@ -53,8 +53,8 @@ class PatientDocumentScreen(Screen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compose"):
-            yield Static("[b]Send a document to a patient[/b] · IHE_XDM.zip · the identity "
-                         "traits are needed for a PDF alone", id="compose-title")  # fmt: skip
+            yield Static("[b]Send a document to a patient[/b] · IHE_XDM.zip · a lone PDF "
+                         "needs the traits", id="compose-title")  # fmt: skip
             with Horizontal(classes="field"):
                 yield Label("INS", classes="field-label")
                 yield Input(id="ins", placeholder="15-character INS matricule")
@@ -78,7 +78,9 @@ class PatientDocumentScreen(Screen[bool]):
                 yield Input(id="files", placeholder="~/cr.pdf, ~/cr.xml (PDF and/or CDA)")
             with Horizontal(classes="field"):
                 yield Label("Subject", classes="field-label")
-                yield Input(id="subject", placeholder="default: XDM/1.0/DDM+<document type>")
+                yield Input(
+                    id="subject", placeholder="default: XDM/1.0/DDM+<type> <NOM> <prénom> <date>"
+                )
             yield TextArea("", id="body", soft_wrap=True)
             with Horizontal(id="compose-options"):
                 yield Button("Send", variant="primary", id="send")
