@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from datetime import datetime
 from email.message import Message
 from email.utils import getaddresses
 from pathlib import Path
@@ -22,9 +24,11 @@ from textual.theme import Theme
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from client_tui.backend import Connector, MailAccount, MailReader, Reconnecting, connect
+from client_tui.compose import DocumentAuthor, author_from_address
 from client_tui.config import Account, Config, ConfigError
 from client_tui.credentials import (
     CredentialError,
+    Credentials,
     keyring_available,
     keyring_secret,
     store_keyring_secret,
@@ -33,7 +37,7 @@ from client_tui.credentials import (
 from client_tui.directory import Correspondent, DirectoryError, search_directory
 from client_tui.imap import ImapError
 from client_tui.mail_screen import MailScreen
-from client_tui.session import find_special
+from client_tui.session import document_author, find_special
 from client_tui.smtp import SubmissionError
 
 # A calm dark theme: slate background, sage-teal primary, soft amber for what needs attention.
@@ -219,14 +223,18 @@ class HygieClient(App[None]):
         config: Config,
         account_name: str | None = None,
         connector: Connector = connect,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__()
+        # The agenda's "today" (tests and screenshots fix it).
+        self.now: Callable[[], datetime] = now or (lambda: datetime.now().astimezone())
         self.config = config
         self.account_name = account_name
         self.connector = connector
         self.session: MailAccount | None = None
         self._reader: MailReader | None = None
         self._idle: MailReader | None = None
+        self._idle_folder = "INBOX"
         self._known: dict[str, Correspondent] = {}
 
     def on_mount(self) -> None:
@@ -287,6 +295,39 @@ class HygieClient(App[None]):
             self.notify(f"Sent, but no copy kept in Sent: {self.describe(exc)}",
                         severity="warning")  # fmt: skip
 
+    async def save_draft(self, message: Message, replaces: int | None) -> int | None:
+        """Keep ``message`` in Drafts (``\\Draft \\Seen``), then remove the version it
+        replaces; the new version's UID when the server says it (UIDPLUS), else None."""
+        folders = await self.reader.folders()
+        drafts = find_special(folders, "\\Drafts", "Drafts")
+        uid = await self.reader.append(drafts, message.as_bytes(), "\\Draft \\Seen")
+        if replaces is not None:
+            await self.discard_draft(replaces)
+        return uid
+
+    async def discard_draft(self, uid: int) -> None:
+        """Remove a draft once sent or replaced (a failure leaves an extra draft, never a
+        lost one). The folder on screen is selected again afterwards."""
+        folders = await self.reader.folders()
+        drafts = find_special(folders, "\\Drafts", "Drafts")
+        selected = self.reader.selected
+        if selected is None or selected.name != drafts:
+            await self.reader.select(drafts)
+        try:
+            await self.reader.delete_permanently([uid])
+        finally:
+            if selected is not None and selected.name != drafts:
+                await self.reader.select(selected.name)
+
+    def document_author(self) -> DocumentAuthor:
+        """Who signs a PDF wrapped in CDA (the certificate's practitioner, else the address)."""
+        if self.session is None:
+            raise ImapError("not signed in")
+        credentials = getattr(self.session, "credentials", None)
+        if isinstance(credentials, Credentials):
+            return document_author(self.account_address, credentials)
+        return author_from_address(self.account_address)
+
     # -- recipients ------------------------------------------------------------------------------
 
     def remember_correspondents(self, people: list[str]) -> None:
@@ -316,34 +357,47 @@ class HygieClient(App[None]):
 
     # -- new mail (IDLE on a second connection) --------------------------------------------------
 
-    def start_idle(self) -> None:
-        self.watch_inbox()
+    def start_idle(self, folder: str = "INBOX") -> None:
+        self._idle_folder = folder
+        self.watch_folder()
+
+    def idle_on(self, folder: str) -> None:
+        """Watch ``folder`` (the one on screen) instead: the IDLE in progress ends (DONE) and
+        the worker selects the new folder on the same connection."""
+        if folder == self._idle_folder:
+            return
+        self._idle_folder = folder
+        if self._idle is not None:
+            self._idle.stop_idle()
 
     @work(exclusive=True, group="idle")
-    async def watch_inbox(self) -> None:
-        """RFC 2177 IDLE on INBOX over its own connection, so reading never waits on it;
-        reconnects after a pause when the connection drops."""
+    async def watch_folder(self) -> None:
+        """RFC 2177 IDLE on the folder on screen over its own connection, so reading never
+        waits on it; reconnects after a pause when the connection drops."""
         while self.session is not None:
             try:
-                self._idle = await self.session.imap()
-                await self._idle.select("INBOX")
-                while self.session is not None:
+                if self._idle is None:
+                    self._idle = await self.session.imap()
+                folder = self._idle_folder
+                await self._idle.select(folder)
+                while self.session is not None and folder == self._idle_folder:
                     async for tokens in self._idle.idle():
                         if len(tokens) >= 2 and tokens[1] in ("EXISTS", "EXPUNGE"):
-                            self._new_mail()
+                            self._new_mail(folder)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._idle = None
                 if self.session is None:
                     return
                 self.notify(f"New-mail watch paused: {self.describe(exc)}", severity="warning",
                             timeout=5)  # fmt: skip
                 await asyncio.sleep(IDLE_RETRY_SECONDS)
 
-    def _new_mail(self) -> None:
+    def _new_mail(self, folder: str) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, MailScreen):
-                screen.new_mail()
+                screen.new_mail(folder)
 
     # -- errors ----------------------------------------------------------------------------------
 

@@ -18,14 +18,16 @@ from pathlib import Path
 from client_tui.compose import (
     AttachmentError,
     Draft,
+    PatientTraits,
     XdmUnavailable,
     build_message,
     build_xdm_attachment,
+    parse_birth_date,
 )
 from client_tui.config import Account, ConfigError, load_config
 from client_tui.credentials import CredentialError, keyring_secret
 from client_tui.imap import ImapError
-from client_tui.session import MailSession, find_special, resolve_credentials
+from client_tui.session import MailSession, document_author, find_special, resolve_credentials
 from client_tui.smtp import SubmissionError
 
 PROG = "hygie-client"
@@ -57,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--patient", metavar="INS", help="send the attachments as an IHE XDM "
                       "document about this patient (with --doc-type)")  # fmt: skip
     send.add_argument("--doc-type", metavar="LOINC", help="LOINC code of the document")
+    traits = send.add_argument_group(
+        "patient identity traits", "needed to wrap a lone PDF in a CDA (a CDA carries its own)"
+    )
+    traits.add_argument("--patient-family", metavar="NAME", help="birth name (nom de naissance)")
+    traits.add_argument("--patient-given", metavar="NAMES", help="given names at birth")
+    traits.add_argument("--patient-birth-date", metavar="DATE", help="JJ/MM/AAAA or AAAA-MM-JJ")
+    traits.add_argument("--patient-sex", choices=["M", "F"], help="sex, as on the INS")
     send.add_argument("--secret-stdin", action="store_true",
                       help="read the password or PKCS#12 passphrase from stdin")  # fmt: skip
     send.add_argument("--no-sent-copy", action="store_true",
@@ -185,20 +194,44 @@ async def send_command(args: argparse.Namespace) -> int:
         delivery_receipt="dsn" in args.receipt,
         read_receipt="mdn" in args.receipt,
     )
+    traits = patient_traits(args)
+    credentials = await resolve_credentials(account, read_secret(account, args.secret_stdin))
     extra: list[tuple[str, bytes, str]] = []
     if args.patient:
         if not args.attach:
             raise UsageError("--patient needs the document: --attach report.pdf (and/or CDA)")
-        xdm = build_xdm_attachment(list(args.attach), args.patient, args.doc_type)
+        author = document_author(account.address, credentials)
+        xdm = build_xdm_attachment(list(args.attach), args.patient, args.doc_type,
+                                   traits=traits, author=author)  # fmt: skip
         draft.attachments = []
         extra.append(("IHE_XDM.zip", xdm, "application/zip"))
     message = build_message(draft, extra)
-    credentials = await resolve_credentials(account, read_secret(account, args.secret_stdin))
     session = MailSession(account, credentials)
     await session.send(message, notify_success=draft.delivery_receipt)
     if not args.no_sent_copy:
         await keep_sent_copy(session, message.as_bytes())
     return 0
+
+
+def patient_traits(args: argparse.Namespace) -> PatientTraits | None:
+    """The four traits from the options: all or none (a CDA brings its own)."""
+    given = {
+        "--patient-family": args.patient_family, "--patient-given": args.patient_given,
+        "--patient-birth-date": args.patient_birth_date, "--patient-sex": args.patient_sex,
+    }  # fmt: skip
+    if not any(given.values()):
+        return None
+    missing = [option for option, value in given.items() if not value]
+    if missing:
+        raise UsageError("the patient's identity traits go together: also give "
+                         + ", ".join(missing))  # fmt: skip
+    if not args.patient:
+        raise UsageError("the --patient-* traits go with --patient INS")
+    try:
+        born = parse_birth_date(args.patient_birth_date)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return PatientTraits(args.patient_family, args.patient_given, born, args.patient_sex)
 
 
 async def keep_sent_copy(session: MailSession, raw: bytes) -> None:

@@ -7,6 +7,7 @@ import mimetypes
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from email import message_from_bytes
 from email.message import EmailMessage, Message
 from email.policy import SMTP as SMTP_POLICY
@@ -14,18 +15,47 @@ from email.policy import default as default_policy
 from email.utils import formataddr, formatdate, getaddresses, make_msgid, parseaddr
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Protocol
 
 # The hook for "send a document to a patient". Building the IHE_XDM.zip belongs to
-# dossier/xdm.py (and the PDF-in-CDA wrapper to dossier/cda.py), written on another branch; the
-# client never builds its own. Once that branch is merged, ``register_xdm_builder`` is called
-# with a function that takes the attachments (PDF and/or CDA), the patient's INS and the LOINC
-# document type, and returns the zip's bytes; until then ``send --patient`` says so and fails.
-XdmBuilder = Callable[[Sequence[Path], str, str], bytes]
+# dossier/xdm.py (and the PDF-in-CDA wrapper to dossier/cda.py); the client never builds its
+# own. :mod:`client_tui.mssante` registers a builder that takes the attachments (PDF and/or
+# CDA), the patient's INS, the LOINC document type and, for a lone PDF, the patient's identity
+# traits and the author, and returns the zip's bytes; without it ``send --patient`` fails.
+
+
+@dataclass(frozen=True)
+class PatientTraits:
+    """The INS identity traits a CDA carries (MSSanté reference §H: birth name, first given
+    name, birth date, sex), typed by the sender for a lone PDF."""
+
+    birth_name: str
+    given_names: str
+    birth_date: date
+    sex: str  # M or F (HL7 AdministrativeGender, as the INS reference gives it)
+
+
+@dataclass(frozen=True)
+class DocumentAuthor:
+    """Who signs a PDF wrapped in CDA: the practitioner (IdNat when known) and structure."""
+
+    given: str
+    family: str
+    idnat: str | None = None
+    organisation: str | None = None
+
+
+class XdmBuilder(Protocol):
+    def __call__(self, attachments: Sequence[Path], patient_ins: str, doc_type: str, /, *,
+                 traits: PatientTraits | None = None,
+                 author: DocumentAuthor | None = None) -> bytes: ...  # fmt: skip
+
+
 _xdm_builder: XdmBuilder | None = None
 
 
 class XdmUnavailable(Exception):
-    """No XDM builder is registered in this build."""
+    """No XDM builder is registered in this build, or the files cannot make a document."""
 
 
 def register_xdm_builder(builder: XdmBuilder | None) -> None:
@@ -33,13 +63,35 @@ def register_xdm_builder(builder: XdmBuilder | None) -> None:
     _xdm_builder = builder
 
 
-def build_xdm_attachment(attachments: Sequence[Path], patient_ins: str, doc_type: str) -> bytes:
+def build_xdm_attachment(attachments: Sequence[Path], patient_ins: str, doc_type: str, *,
+                         traits: PatientTraits | None = None,
+                         author: DocumentAuthor | None = None) -> bytes:  # fmt: skip
     """The ``IHE_XDM.zip`` for ``attachments`` about patient ``patient_ins`` (the hook)."""
     if _xdm_builder is None:
         raise XdmUnavailable(
             "sending to a patient needs the XDM builder of dossier/xdm.py, not in this build"
         )
-    return _xdm_builder(attachments, patient_ins, doc_type)
+    return _xdm_builder(attachments, patient_ins, doc_type, traits=traits, author=author)
+
+
+def parse_birth_date(text: str) -> date:
+    """``JJ/MM/AAAA`` (as French forms write it) or ISO ``AAAA-MM-JJ``; ValueError else."""
+    text = text.strip()
+    for pattern in ("%d/%m/%Y", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    raise ValueError(f"birth date {text!r}: write it JJ/MM/AAAA")
+
+
+def author_from_address(address: str) -> DocumentAuthor:
+    """``prenom.nom@domain`` (design §5) → given name and family name, for the CDA author
+    when no certificate names the practitioner."""
+    local = address.partition("@")[0]
+    given, _, family = local.partition(".")
+    return DocumentAuthor(given=given.replace("-", " ").title().replace(" ", "-"),
+                          family=(family or local).replace(".", " ").upper())  # fmt: skip
 
 
 # The reader's side of the same seam: given an IHE_XDM.zip, the lines to show (patient,
@@ -84,6 +136,7 @@ class Draft:
     delivery_receipt: bool = False  # DSN NOTIFY=SUCCESS (RFC 3461)
     read_receipt: bool = False  # Disposition-Notification-To (RFC 8098 §2.1)
     forwarded: list[tuple[str, bytes, str]] = field(default_factory=list)  # name, data, type
+    draft_uid: int | None = None  # the version in Drafts this one replaces once saved or sent
 
 
 class AttachmentError(Exception):
@@ -324,6 +377,21 @@ def reply_draft(original: ReadMessage, me: str, *, to_all: bool = False) -> Draf
         in_reply_to=original.message_id,
         references=original.references,
     )
+
+
+def draft_from_message(saved: ReadMessage, me: str, uid: int) -> Draft:
+    """A message kept in Drafts, back in the editor: its fields, text and attachments."""
+    message = message_from_bytes(saved.raw, policy=default_policy)
+    in_reply_to = " ".join(str(message.get("In-Reply-To", "")).split())
+    references = saved.references
+    if in_reply_to and references.endswith(in_reply_to):  # build_message appends it again
+        references = references[: -len(in_reply_to)].strip()
+    return Draft(
+        sender=me, to=saved.to, cc=saved.cc, subject=saved.subject, body=saved.text,
+        in_reply_to=in_reply_to, references=references, read_receipt=bool(saved.mdn_to),
+        forwarded=[(a.filename, a.data, a.content_type) for a in saved.attachments],
+        draft_uid=uid,
+    )  # fmt: skip
 
 
 def forward_draft(original: ReadMessage, me: str) -> Draft:

@@ -49,6 +49,7 @@ class ComposeScreen(Screen[bool]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "send", "Send", priority=True),
         Binding("ctrl+o", "attach", "Attach file", priority=True),
+        Binding("ctrl+d", "save_draft", "Save draft", priority=True),
         Binding("escape", "cancel", "Cancel"),
     ]
 
@@ -103,7 +104,10 @@ class ComposeScreen(Screen[bool]):
     def show_matches(self, matches: list[Correspondent]) -> None:
         """Up to three directory matches, so the specialty tells two namesakes apart."""
         text = "  ·  ".join(f"{c.label} <{c.address}>" for c in matches[:3])
-        line = self.query_one("#matches", Static)
+        found = self.query("#matches")
+        if not found:  # the editor closed while the directory answered
+            return
+        line = found.first(Static)
         line.update(text)
         line.display = bool(text)  # no empty line taken from the text when nothing matches
 
@@ -162,12 +166,32 @@ class ComposeScreen(Screen[bool]):
         self.query_one("#send", Button).disabled = True
         self.send_message(draft)
 
+    def action_save_draft(self) -> None:
+        if not self.sending:
+            self.save_draft(self._collect())
+
+    @work(exclusive=True, group="send")
+    async def save_draft(self, draft: Draft) -> None:
+        """IMAP APPEND to Drafts with \\Draft (RFC 9051 §2.3.2), the previous version of this
+        draft removed once the new one is kept; the editor stays open."""
+        try:
+            draft.draft_uid = await self.client.save_draft(build_message(draft),
+                                                           draft.draft_uid)  # fmt: skip
+        except Exception as exc:  # every failure becomes a notification, never a traceback
+            self.notify(self.client.describe(exc), title="Draft not saved", severity="error",
+                        timeout=10)  # fmt: skip
+            return
+        self.initial = self._fields()
+        self.notify("Draft saved in Drafts", timeout=3)
+
     @work(exclusive=True, group="send")
     async def send_message(self, draft: Draft) -> None:
         try:
             message = build_message(draft)
             self.notify("Sending…", timeout=2)
             await self.client.send(message, notify_success=draft.delivery_receipt)
+            if draft.draft_uid is not None:
+                await self.client.discard_draft(draft.draft_uid)
         except AttachmentError as exc:
             self.notify(str(exc), severity="error", timeout=8)
         except Exception as exc:  # every failure becomes a notification, never a traceback

@@ -17,8 +17,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
 
 AUTH_KINDS = ("password", "certificate", "token")
 KEYRING_SERVICE = "hygie-client"
@@ -35,6 +37,12 @@ class ClientCertificate:
     chain_pem: bytes
     key_pem: bytes
     subject: str
+    # The practitioner the certificate names (PER profile: GN, SN, serialNumber = IdNat, O),
+    # for the author of a PDF wrapped in CDA.
+    given: str = ""
+    family: str = ""
+    idnat: str = ""
+    organisation: str = ""
 
 
 def load_pkcs12(path: Path, passphrase: str) -> ClientCertificate:
@@ -57,7 +65,16 @@ def load_pkcs12(path: Path, passphrase: str) -> ClientCertificate:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return ClientCertificate(chain, key_pem, cert.subject.rfc4514_string())
+
+    def part(oid: x509.ObjectIdentifier) -> str:
+        values = cert.subject.get_attributes_for_oid(oid)
+        return str(values[0].value) if values else ""
+
+    return ClientCertificate(
+        chain, key_pem, cert.subject.rfc4514_string(), given=part(NameOID.GIVEN_NAME),
+        family=part(NameOID.SURNAME), idnat=part(NameOID.SERIAL_NUMBER),
+        organisation=part(NameOID.ORGANIZATION_NAME),
+    )  # fmt: skip
 
 
 def tls_context(

@@ -90,7 +90,8 @@ HELP = """\
   g               refresh folders and messages
   w / o           save the attachments / open one in the viewer
 
-[b]Managing[/b]
+[b]Managing[/b] (the selected messages, else the highlighted one)
+  space           select / unselect; Esc clears the selection
   s               flag / unflag
   u               mark read / unread
   m               move to a folder
@@ -102,6 +103,9 @@ HELP = """\
   p               send a document to a patient (IHE XDM)
   k               health apps: browse, connect, revoke (patients)
   Ctrl+S          send (in the editor); Ctrl+O attach a file; Esc cancel
+  Ctrl+D          save the draft in Drafts; Enter on a draft reopens it
+  A               agenda (month and list); invitations: y accept, n decline,
+                  t propose a new time
 
 [b]Receipts[/b]
   A message that asks for a read receipt asks you first; nothing is sent

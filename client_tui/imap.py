@@ -73,6 +73,7 @@ class MessageSummary:
     subject: str
     has_attachment: bool
     wants_mdn: bool
+    has_calendar: bool = False  # a text/calendar part (iMIP, RFC 6047): for the agenda
 
     @property
     def seen(self) -> bool:
@@ -199,6 +200,17 @@ def _structure_has_attachment(structure: Token) -> bool:
     return False
 
 
+def _structure_has_calendar(structure: Token) -> bool:
+    """True when a BODYSTRUCTURE holds a ``text/calendar`` part (RFC 9051 §7.5.2)."""
+    if not isinstance(structure, list) or not structure:
+        return False
+    if isinstance(structure[0], list):
+        return any(_structure_has_calendar(part) for part in structure if isinstance(part, list))
+    media, subtype = structure[0], structure[1] if len(structure) > 1 else None
+    return (isinstance(media, str) and isinstance(subtype, str)
+            and (media.upper(), subtype.upper()) == ("TEXT", "CALENDAR"))  # fmt: skip
+
+
 def summary_from_fetch(items: dict[str, Token]) -> MessageSummary | None:
     from email.parser import BytesHeaderParser
     from email.policy import default as default_policy
@@ -233,6 +245,7 @@ def summary_from_fetch(items: dict[str, Token]) -> MessageSummary | None:
         subject=text("Subject"),
         has_attachment=_structure_has_attachment(items.get("BODYSTRUCTURE")),
         wants_mdn=bool(text("Disposition-Notification-To")),
+        has_calendar=_structure_has_calendar(items.get("BODYSTRUCTURE")),
     )
 
 
@@ -569,9 +582,13 @@ class ImapClient:
         await self.store_flags(uids, "\\Deleted")
         await self.command(f"UID EXPUNGE {sequence_set(uids)}")
 
-    async def append(self, folder: str, message: bytes, flags: str = "\\Seen") -> None:
-        """Keep a copy (e.g. of a sent message in Sent); a synchronising literal."""
-        await self.command(f"APPEND {quote(folder)} ({flags}) {{{len(message)}}}", literal=message)
+    async def append(self, folder: str, message: bytes, flags: str = "\\Seen") -> int | None:
+        """Keep a copy (e.g. of a sent message in Sent); a synchronising literal. The new
+        message's UID when the server says it (RFC 4315 §3: ``[APPENDUID validity uid]``)."""
+        response = await self.command(f"APPEND {quote(folder)} ({flags}) {{{len(message)}}}",
+                                      literal=message)  # fmt: skip
+        found = _APPENDUID.search(response.text)
+        return int(found.group(1)) if found else None
 
     # -- new mail --------------------------------------------------------------------------------
 
@@ -579,15 +596,18 @@ class ImapClient:
         """IDLE (RFC 2177): yield each untagged response until :meth:`stop_idle` or
         ``limit`` seconds (under the 29-minute limit of §3), then DONE."""
         async with self._lock:
+            # Armed before IDLE goes out: a stop asked while the server has not yet answered
+            # "+ idling" ends this IDLE at once instead of being lost.
+            self._idle_stop = asyncio.Event()
+            stop = self._idle_stop
             tag = self._next_tag()
             self._send(f"{tag} IDLE\r\n".encode())
             assert self._writer is not None and self._reader is not None
             await self._writer.drain()
             first = await self._read_response()
             if not first.startswith(b"+"):
+                self._idle_stop = None
                 raise ImapError(f"IDLE refused: {first.decode(errors='replace').strip()}")
-            self._idle_stop = asyncio.Event()
-            stop = self._idle_stop
             loop = asyncio.get_running_loop()
             deadline = loop.time() + limit
             done_sent = False
@@ -635,6 +655,9 @@ class ImapClient:
     def stop_idle(self) -> None:
         if self._idle_stop is not None:
             self._idle_stop.set()
+
+
+_APPENDUID = re.compile(r"\[APPENDUID \d+ (\d+)\]", re.IGNORECASE)
 
 
 def sequence_set(uids: Sequence[int]) -> str:

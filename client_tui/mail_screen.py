@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from dataclasses import replace
 from datetime import datetime
 from email.utils import parseaddr
 from pathlib import Path
@@ -19,11 +20,20 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, Tree
 from textual.widgets.data_table import RowKey
 
+from client_tui.agenda_screen import (
+    AgendaScreen,
+    answer_text,
+    parse_when,
+    send_answer,
+    send_counter,
+)
+from client_tui.appointments import ANSWERS, Appointment, invitation_in
 from client_tui.compose import (
     Draft,
     ReadMessage,
     build_mdn,
     describe_xdm,
+    draft_from_message,
     forward_draft,
     is_xdm,
     read_message,
@@ -77,13 +87,14 @@ class MailScreen(Screen[None]):
         Binding("c", "compose", "Compose"),
         Binding("r", "reply", "Reply"),
         Binding("a", "reply_all", "Reply all", show=False),
-        Binding("f", "forward", "Forward"),
+        Binding("f", "forward", "Forward", show=False),
         Binding("p", "to_patient", "To patient", show=False),
         Binding("k", "catalogue", "Apps", show=False),
         Binding("s", "flag", "Flag"),
         Binding("u", "toggle_read", "Read/unread"),
         Binding("m", "move", "Move"),
         Binding("d,delete", "delete", "Delete"),
+        Binding("space", "mark", "Select", show=False),
         Binding("slash", "search", "Search"),
         Binding("w", "save_attachments", "Save att.", show=False),
         Binding("o", "open_attachment", "Open att.", show=False),
@@ -91,6 +102,10 @@ class MailScreen(Screen[None]):
         Binding("left_square_bracket", "page(1)", "Older", show=False),
         Binding("right_square_bracket", "page(-1)", "Newer", show=False),
         Binding("escape", "clear_search", "Clear search", show=False),
+        Binding("A", "agenda", "Agenda"),
+        Binding("y", "answer('ACCEPTED')", "Accept", show=False),
+        Binding("n", "answer('DECLINED')", "Decline", show=False),
+        Binding("t", "propose", "New time", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -106,6 +121,9 @@ class MailScreen(Screen[None]):
         self.opened: tuple[int, ReadMessage] | None = None
         self.sort_column = "date"
         self.sort_reverse = True
+        self.marked: set[int] = set()  # selected with space, for actions on several at once
+        self.invitation: Appointment | None = None  # the open message's, if it carries one
+        self.answered: dict[str, str] = {}  # UID → the answer sent from this screen
 
     def c(self, name: str) -> str:
         """A theme colour for Rich styles (Rich does not read Textual's ``$variables``)."""
@@ -139,7 +157,7 @@ class MailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#messages", DataTable)
-        table.add_column("", key="state", width=3)
+        table.add_column("", key="state", width=4)
         table.add_column("Date", key="date", width=9)
         table.add_column("From", key="from", width=20)
         table.add_column("Subject", key="subject")
@@ -160,6 +178,8 @@ class MailScreen(Screen[None]):
         else:
             paging = f" · {total} message{'s' if total != 1 else ''}"
         search = f" · search “{self.search_text}”" if self.search_text else ""
+        if self.marked:
+            search += f" · {len(self.marked)} selected"
         text = Text.assemble(
             ("Hygie ", f"bold {self.c('accent')}"),
             (f"{account}  ", ""),
@@ -201,7 +221,9 @@ class MailScreen(Screen[None]):
             self.folder = name
             self.search_text = ""
             self.page = 0
+            self.marked.clear()
             self.load_folder()
+            self.client.idle_on(name)
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -269,6 +291,9 @@ class MailScreen(Screen[None]):
     def _cells(self, summary: MessageSummary) -> tuple[Text, str, str, Text]:
         blank = "\u00a0"  # DataTable trims plain spaces, which would shift the marks
         state = Text()
+        state.append(
+            "✓" if summary.uid in self.marked else blank, style=f"bold {self.c('primary')}"
+        )
         state.append("●" if not summary.seen else blank, style=f"bold {self.c('accent')}")
         state.append("★" if summary.flagged else blank, style=f"{self.c('warning')}")
         state.append("@" if summary.has_attachment else blank, style=f"{self.c('secondary')}")
@@ -339,8 +364,29 @@ class MailScreen(Screen[None]):
 
     @on(DataTable.RowSelected, "#messages")
     def row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value:
+        if not event.row_key.value:
+            return
+        if self._is_drafts_folder():
+            self.open_draft(int(event.row_key.value))  # a draft opens in the editor
+        else:
             self.open_message(int(event.row_key.value))
+
+    def _is_drafts_folder(self) -> bool:
+        return self.folder == find_special(self.folders, "\\Drafts", "Drafts")
+
+    @work(exclusive=True, group="open")
+    async def open_draft(self, uid: int) -> None:
+        try:
+            raw = await self.client.reader.fetch_message(uid, mark_seen=False)
+        except Exception as exc:
+            self.client.report(exc)
+            return
+        draft = draft_from_message(read_message(raw), self.client.account_address, uid)
+
+        def closed(_: bool | None) -> None:
+            self.load_folder()  # the draft was sent, replaced by a newer version, or kept
+
+        self.app.push_screen(ComposeScreen(draft, "Draft"), closed)
 
     @work(exclusive=True, group="open")
     async def open_message(self, uid: int) -> None:
@@ -381,9 +427,74 @@ class MailScreen(Screen[None]):
                     attachments.append(f"{value}\n")
         if message.attachments:
             attachments.append("w saves the attachments, o opens one\n", style="italic")
+        self.invitation = invitation_in(message.raw, self.client.account_address)
+        if self.invitation is not None and self.invitation.uid in self.answered:
+            self.invitation = replace(self.invitation, partstat=self.answered[self.invitation.uid])
+        if self.invitation is not None:
+            attachments.append_text(self._invitation_text(self.invitation))
         self.query_one("#reader-attachments", Static).update(attachments)
         self.query_one("#reader-body", Static).update(message.text or "(no text)")
         self.query_one("#reader", VerticalScroll).scroll_home(animate=False)
+
+    def _invitation_text(self, invitation: Appointment) -> Text:
+        text = Text()
+        text.append("Invitation ", style=f"bold {self.c('accent')}")
+        text.append(f"{invitation.summary}", style="bold")
+        text.append(f" · {invitation.start:%d/%m/%Y %H:%M}–{invitation.end:%H:%M}")
+        if invitation.location:
+            text.append(f" · {invitation.location}")
+        text.append(f"\n  your answer: {answer_text(invitation)} — y accept · n decline · "
+                    "t propose a new time\n", style="italic")  # fmt: skip
+        return text
+
+    def action_agenda(self) -> None:
+        self.app.push_screen(AgendaScreen(self.client.now().date()))
+
+    def action_answer(self, partstat: str) -> None:
+        if self.invitation is None:
+            self.notify("The open message is not an invitation", severity="warning")
+            return
+        self.answer_invitation(self.invitation, partstat)
+
+    @work(exclusive=True, group="answer")
+    async def answer_invitation(self, invitation: Appointment, partstat: str) -> None:
+        try:
+            await send_answer(self.client, invitation, partstat)
+        except Exception as exc:
+            self.client.report(exc)
+            return
+        self.notify(f"Answer “{ANSWERS[partstat]}” sent to {invitation.organizer}")
+        self.answered[invitation.uid] = partstat
+        if self.opened is not None and self.invitation is invitation:
+            self.show_message(self.opened[1])
+
+    def action_propose(self) -> None:
+        invitation = self.invitation
+        if invitation is None:
+            self.notify("The open message is not an invitation", severity="warning")
+            return
+
+        def chosen(text: str | None) -> None:
+            if not text:
+                return
+            try:
+                start = parse_when(text)
+            except ValueError:
+                self.notify("Write the new time JJ/MM/AAAA HH:MM", severity="warning")
+                return
+            self.counter(invitation, start)
+
+        self.app.push_screen(Prompt("Propose a new start (JJ/MM/AAAA HH:MM)",
+                                    f"{invitation.start:%d/%m/%Y %H:%M}"), chosen)  # fmt: skip
+
+    @work(exclusive=True, group="answer")
+    async def counter(self, invitation: Appointment, start: datetime) -> None:
+        try:
+            await send_counter(self.client, invitation, start)
+        except Exception as exc:
+            self.client.report(exc)
+            return
+        self.notify(f"New time proposed to {invitation.organizer}")
 
     async def ask_receipt(self, uid: int, message: ReadMessage) -> None:
         """RFC 8098 §2.1: a receipt goes only with the user's consent; either answer is
@@ -414,93 +525,124 @@ class MailScreen(Screen[None]):
 
     # -- new mail --------------------------------------------------------------------------------
 
-    def new_mail(self) -> None:
+    def new_mail(self, folder: str = "INBOX") -> None:
         """Called by the IDLE worker: refresh the counts and, if it is showing, the folder."""
-        if not self.search_text:
+        if not self.search_text and folder == self.folder:
             self.refresh_all()
 
     # -- managing --------------------------------------------------------------------------------
 
-    def _target(self) -> int | None:
+    def _targets(self) -> list[int]:
+        """The messages selected with space, else the highlighted one."""
+        marked = sorted(uid for uid in self.marked if uid in self.summaries)
+        if marked:
+            return marked
         uid = self._highlighted_uid()
         if uid is None:
             self.notify("No message selected", severity="warning")
-        return uid
+            return []
+        return [uid]
+
+    def action_mark(self) -> None:
+        uid = self._highlighted_uid()
+        if uid is None:
+            return
+        self.marked ^= {uid}
+        self._update_row(uid)
+        table = self.query_one("#messages", DataTable)
+        table.move_cursor(row=min(table.cursor_row + 1, table.row_count - 1))
+        self.update_topbar()
+
+    def _unmark(self, uids: list[int]) -> None:
+        self.marked.difference_update(uids)
+        for uid in uids:
+            self._update_row(uid)
+        self.update_topbar()
 
     def action_flag(self) -> None:
-        uid = self._target()
-        if uid is not None:
-            self.set_flag(uid, "\\Flagged", not self.summaries[uid].flagged)
+        uids = self._targets()
+        if uids:
+            # Several: flag them all unless all are flagged already (then unflag).
+            self.set_flag(uids, "\\Flagged", not all(self.summaries[u].flagged for u in uids))
 
     def action_toggle_read(self) -> None:
-        uid = self._target()
-        if uid is not None:
-            seen = self.summaries[uid].seen
-            self.set_flag(uid, "\\Seen", not seen)
+        uids = self._targets()
+        if uids:
+            self.set_flag(uids, "\\Seen", not all(self.summaries[u].seen for u in uids))
 
     @work(group="flags")
-    async def set_flag(self, uid: int, flag: str, add: bool) -> None:
+    async def set_flag(self, uids: list[int], flag: str, add: bool) -> None:
         try:
-            await self.client.reader.store_flags([uid], flag, add=add)
+            await self.client.reader.store_flags(uids, flag, add=add)
         except Exception as exc:
             self.client.report(exc)
             return
-        summary = self.summaries[uid]
-        if add:
-            summary.flags.add(flag)
-        else:
-            summary.flags.discard(flag)
-        self._update_row(uid)
-        if flag == "\\Seen":
-            self._adjust_unseen(self.folder, -1 if add else 1)
+        changed = 0
+        for uid in uids:
+            summary = self.summaries.get(uid)
+            if summary is None:
+                continue
+            changed += (flag in summary.flags) != add
+            if add:
+                summary.flags.add(flag)
+            else:
+                summary.flags.discard(flag)
+        self._unmark(uids)
+        if flag == "\\Seen" and changed:
+            self._adjust_unseen(self.folder, -changed if add else changed)
 
     def action_move(self) -> None:
-        uid = self._target()
-        if uid is None:
+        uids = self._targets()
+        if not uids:
             return
         names = [f.name for f in self.folders if f.name != self.folder
                  and "\\Noselect" not in f.flags]  # fmt: skip
 
         def chosen(folder: str | None) -> None:
             if folder:
-                self.move_to(uid, folder)
+                self.move_to(uids, folder)
 
-        self.app.push_screen(ChooseFolder("Move to…", names), chosen)
+        what = "Move to…" if len(uids) == 1 else f"Move {len(uids)} messages to…"
+        self.app.push_screen(ChooseFolder(what, names), chosen)
 
     def action_delete(self) -> None:
-        uid = self._target()
-        if uid is None:
+        uids = self._targets()
+        if not uids:
             return
         trash = find_special(self.folders, "\\Trash", "Trash")
         if self.folder != trash:
-            self.move_to(uid, trash)
+            self.move_to(uids, trash)
             return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self.delete_for_good(uid)
+                self.delete_for_good(uids)
 
-        self.app.push_screen(Confirm("Delete this message for good?", "Delete"), confirmed)
+        what = "this message" if len(uids) == 1 else f"these {len(uids)} messages"
+        self.app.push_screen(Confirm(f"Delete {what} for good?", "Delete"), confirmed)
 
     @work(group="flags")
-    async def move_to(self, uid: int, folder: str) -> None:
+    async def move_to(self, uids: list[int], folder: str) -> None:
         try:
-            await self.client.reader.move([uid], folder)
+            await self.client.reader.move(uids, folder)
         except Exception as exc:
             self.client.report(exc)
             return
-        self._forget(uid)
-        self.notify(f"Moved to {folder}", timeout=3)
+        for uid in uids:
+            self._forget(uid)
+        self.notify(f"Moved to {folder}" if len(uids) == 1
+                    else f"{len(uids)} messages moved to {folder}", timeout=3)  # fmt: skip
         self.refresh_counts()
 
     @work(group="flags")
-    async def delete_for_good(self, uid: int) -> None:
+    async def delete_for_good(self, uids: list[int]) -> None:
         try:
-            await self.client.reader.delete_permanently([uid])
+            await self.client.reader.delete_permanently(uids)
         except Exception as exc:
             self.client.report(exc)
             return
-        self._forget(uid)
+        for uid in uids:
+            self._forget(uid)
         self.refresh_counts()
 
     def _forget(self, uid: int) -> None:
@@ -508,6 +650,7 @@ class MailScreen(Screen[None]):
         if str(uid) in {k.value for k in table.rows}:
             table.remove_row(str(uid))
         self.summaries.pop(uid, None)
+        self.marked.discard(uid)
         if uid in self.all_uids:
             self.all_uids.remove(uid)
         if self.opened and self.opened[0] == uid:
@@ -554,6 +697,9 @@ class MailScreen(Screen[None]):
                              search)  # fmt: skip
 
     def action_clear_search(self) -> None:
+        if self.marked:
+            self._unmark(sorted(self.marked))
+            return
         if self.search_text:
             self.search_text = ""
             self.load_folder()
@@ -645,7 +791,7 @@ class MailScreen(Screen[None]):
 
         def sent(done: bool | None) -> None:
             if done:
-                self.set_flag(uid, "\\Answered", True)
+                self.set_flag([uid], "\\Answered", True)
 
         title = "Reply to all" if to_all else "Reply"
         self.app.push_screen(ComposeScreen(draft, title), sent)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from email.message import Message
 
+from client_tui.compose import DocumentAuthor, author_from_address
 from client_tui.config import Account
 from client_tui.credentials import (
     CredentialError,
@@ -76,6 +77,20 @@ class MailSession:
             credentials=credentials,
             notify_success=notify_success,
         )
+
+
+def document_author(address: str, credentials: Credentials) -> DocumentAuthor:
+    """The author of a PDF wrapped in CDA: the practitioner the client certificate names
+    (with the IdNat), else the ``prenom.nom`` of the address."""
+    certificate = credentials.certificate
+    if certificate is not None and certificate.family:
+        return DocumentAuthor(
+            certificate.given,
+            certificate.family.upper(),
+            certificate.idnat or None,
+            certificate.organisation or None,
+        )
+    return author_from_address(address)
 
 
 def find_special(folders: list[Folder], use: str, fallback: str) -> str:

@@ -8,8 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage, Message
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 
+from client_tui.compose import read_message
 from client_tui.config import Account
 from client_tui.imap import Folder, MessageSummary, SelectedFolder, Token
 
@@ -89,8 +90,35 @@ def _message(index: int, sender: str, subject: str, text: str, attachment: str,
     return message.as_bytes()
 
 
+def agenda_mail() -> dict[str, list[bytes]]:
+    """iMIP messages for the agenda pictures: two invitations received (one answered), and
+    a meeting Claire organises, which Paul accepted."""
+    from client_tui.appointments import build_agenda as agenda_of
+    from client_tui.appointments import reply_message
+    from tests.client.invitations import invitation
+
+    jean, cardio, paul = "jean.dupont@hygie.test", "cardio@chu.hygie.test", PAUL
+    week = timedelta(days=7)
+    rcp = invitation(jean, ME, "RCP oncologie digestive", START.replace(hour=14) + week / 7 * 4,
+                     uid="rcp", sent=START - week)  # fmt: skip
+    consult = invitation(cardio, ME, "Avis cardio Mme Lefèvre", START.replace(hour=9) + week,
+                         uid="cardio", sent=START - week)  # fmt: skip
+    staff = invitation(ME, paul, "Staff du service", START.replace(hour=8) + timedelta(days=11),
+                       uid="staff", sent=START - week)  # fmt: skip
+    vaccine = invitation(jean, ME, "Vaccination antigrippale", START.replace(hour=11) + week * 2,
+                         uid="vaccin", sent=START - week)  # fmt: skip
+    [accepted] = agenda_of(ME, [consult]).between(START - week, START + week * 5)
+    answer = reply_message(accepted, ME, "ACCEPTED", now=START - week / 2).as_bytes()
+    [theirs] = agenda_of(paul, [staff]).between(START - week, START + week * 5)
+    paul_accepts = reply_message(theirs, paul, "ACCEPTED", now=START - week / 3).as_bytes()
+    return {"INBOX": [rcp, consult, paul_accepts, vaccine], "Sent": [answer, staff]}
+
+
+PAUL = "paul.bernard@hygie.test"
+
+
 class FakeReader:
-    def __init__(self) -> None:
+    def __init__(self, with_agenda: bool = False) -> None:
         self.selected: SelectedFolder | None = None
         self.messages: dict[str, dict[int, tuple[set[str], bytes, MessageSummary]]] = {
             name: {} for name in ("INBOX", "Drafts", "Sent", "Archive", "Trash")
@@ -104,7 +132,28 @@ class FakeReader:
                 subject=subject, has_attachment=bool(attachment), wants_mdn=receipt,
             )  # fmt: skip
             self.messages["INBOX"][uid] = (summary.flags, raw, summary)
+        if with_agenda:
+            for folder, raws in agenda_mail().items():
+                box = self.messages[folder]
+                for raw in raws:
+                    uid = max(box, default=0) + 1 if folder != "INBOX" else 100 + len(box)
+                    read = read_message(raw)
+                    summary = MessageSummary(
+                        uid=uid, flags={"\\Seen"}, size=len(raw),
+                        date=parsedate_to_datetime(read.date), sender=read.sender, to=read.to,
+                        subject=read.subject, has_attachment=False, wants_mdn=False,
+                        has_calendar=True,
+                    )  # fmt: skip
+                    box[uid] = (summary.flags, raw, summary)
         self._stop = asyncio.Event()
+
+    def clone(self) -> FakeReader:
+        """Another connection to the same mailbox (its own selected folder)."""
+        other = FakeReader.__new__(FakeReader)
+        other.selected = None
+        other.messages = self.messages
+        other._stop = asyncio.Event()
+        return other
 
     async def folders(self) -> list[Folder]:
         uses = {"Drafts": "\\Drafts", "Sent": "\\Sent", "Archive": "\\Archive", "Trash": "\\Trash"}
@@ -155,8 +204,8 @@ class FakeReader:
         for uid in uids:
             self._box().pop(uid, None)
 
-    async def append(self, folder: str, message: bytes, flags: str = "\\Seen") -> None:
-        pass
+    async def append(self, folder: str, message: bytes, flags: str = "\\Seen") -> int | None:
+        return None
 
     async def idle(self, limit: float = 25 * 60) -> AsyncIterator[list[Token]]:
         await self._stop.wait()
@@ -177,7 +226,7 @@ class FakeAccount:
         self.sent: list[Message] = []
 
     async def imap(self, *, fresh: bool = True) -> FakeReader:
-        return self.reader
+        return self.reader.clone() if fresh else self.reader
 
     async def send(self, message: Message, *, notify_success: bool = False) -> None:
         self.sent.append(message)
@@ -190,4 +239,10 @@ def demo_account() -> Account:
 
 async def fake_connect(account: Account, secret: str) -> tuple[FakeAccount, FakeReader]:
     reader = FakeReader()
+    return FakeAccount(account, reader), reader
+
+
+async def fake_connect_with_agenda(account: Account,
+                                   secret: str) -> tuple[FakeAccount, FakeReader]:  # fmt: skip
+    reader = FakeReader(with_agenda=True)
     return FakeAccount(account, reader), reader

@@ -13,12 +13,14 @@ WAIT_SECONDS = 60.0
 
 
 async def wait_until(pilot: Pilot[None], condition: Callable[[], bool], what: str,
-                     timeout: float = WAIT_SECONDS) -> None:  # fmt: skip
+                     timeout: float = WAIT_SECONDS, every: float = 0.1) -> None:  # fmt: skip
+    """Poll ``condition`` every ``every`` seconds (longer for a condition that asks the
+    server, so the polling does not load the machine it waits on)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
-        await pilot.pause(0.1)
+        await pilot.pause(every)
 
 
 def table_subjects(pilot: Pilot[None]) -> list[str]:

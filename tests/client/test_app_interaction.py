@@ -160,10 +160,17 @@ async def test_first_run_setup_writes_the_account(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o077 == 0
 
 
-async def test_send_a_document_to_a_patient(tmp_path: Path) -> None:
+async def test_send_a_document_to_a_patient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``p``: INS, document type, file → one message to <INS>@patient.<domain> carrying the
     IHE_XDM.zip that the registered builder made; without a builder, a clear notification."""
+    from client_tui import compose
     from client_tui.patient_screen import PatientDocumentScreen
+
+    # Whatever another test module registered (client_tui.mssante), this one sets its own.
+    monkeypatch.setattr(compose, "_xdm_builder", None)
+    monkeypatch.setattr(compose, "_xdm_dresser", None)
 
     report = tmp_path / "cr.pdf"
     report.write_bytes(b"%PDF-1.4 cr")
@@ -180,7 +187,7 @@ async def test_send_a_document_to_a_patient(tmp_path: Path) -> None:
                                             for n in app._notifications), "no builder")  # fmt: skip
         assert isinstance(app.screen, PatientDocumentScreen)
 
-        register_xdm_builder(lambda files, i, code: b"PK-" + i.encode() + code.encode())
+        register_xdm_builder(lambda files, i, code, **_: b"PK-" + i.encode() + code.encode())
         try:
             await pilot.press("ctrl+s")
             await wait_until(pilot, lambda: isinstance(app.screen, MailScreen), "the send")

@@ -9,7 +9,18 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "client_tui"
-PROTOCOL = ["imap", "smtp", "credentials", "compose", "session", "config", "directory", "cli"]
+PROTOCOL = [
+    "imap",
+    "smtp",
+    "credentials",
+    "compose",
+    "session",
+    "config",
+    "directory",
+    "cli",
+    "mssante",
+    "appointments",
+]
 
 
 def test_no_server_or_storage_import() -> None:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import date
 from email.policy import default as default_policy
 from pathlib import Path
 
@@ -110,7 +111,9 @@ def test_account_add_writes_no_secret(tmp_path: Path, server: ServerProcess) -> 
 
 def test_xdm_hook_builds_the_attachment(tmp_path: Path) -> None:
     """``--patient`` goes through the registered builder and sends its zip as IHE_XDM.zip."""
+    from client_tui import compose
     from client_tui.compose import (
+        PatientTraits,
         XdmUnavailable,
         build_xdm_attachment,
         register_xdm_builder,
@@ -118,24 +121,29 @@ def test_xdm_hook_builds_the_attachment(tmp_path: Path) -> None:
 
     report = tmp_path / "cr.pdf"
     report.write_bytes(b"%PDF")
-    try:
-        build_xdm_attachment([report], "1", "2")
-    except XdmUnavailable as exc:
-        assert "dossier/xdm.py" in str(exc)
-    else:
-        raise AssertionError("no builder registered, yet a zip came back")
-    seen: list[tuple[list[Path], str, str]] = []
+    registered = compose._xdm_builder  # client_tui.mssante's, if another test imported it
+    seen: list[tuple[list[Path], str, str, object]] = []
 
-    def builder(files: object, ins: str, loinc: str) -> bytes:
-        seen.append((list(files), ins, loinc))  # type: ignore[call-overload]
+    def builder(files: object, ins: str, loinc: str, /, *, traits: object = None,
+                author: object = None) -> bytes:  # fmt: skip
+        seen.append((list(files), ins, loinc, traits))  # type: ignore[call-overload]
         return b"PK zip"
 
-    register_xdm_builder(builder)
     try:
-        assert build_xdm_attachment([report], "277076322082910", "11488-4") == b"PK zip"
-    finally:
         register_xdm_builder(None)
-    assert seen == [([report], "277076322082910", "11488-4")]
+        try:
+            build_xdm_attachment([report], "1", "2")
+        except XdmUnavailable as exc:
+            assert "dossier/xdm.py" in str(exc)
+        else:
+            raise AssertionError("no builder registered, yet a zip came back")
+        register_xdm_builder(builder)
+        traits = PatientTraits("Dupont", "Marie", date(1979, 3, 12), "F")
+        assert build_xdm_attachment([report], "277076322082910", "11488-4",
+                                    traits=traits) == b"PK zip"  # fmt: skip
+    finally:
+        register_xdm_builder(registered)
+    assert seen == [([report], "277076322082910", "11488-4", traits)]
 
 
 def test_send_by_certificate_and_by_token(client_setup: Setup, tmp_path: Path) -> None:

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
+from client_tui.agenda_screen import AgendaScreen
 from client_tui.app import HygieClient
 from client_tui.config import Config
 from client_tui.mail_screen import MailScreen
-from tests.client.fake_mailbox import demo_account, fake_connect
-from tests.client.pilot import wait_until
+from tests.client.fake_mailbox import START, demo_account, fake_connect, fake_connect_with_agenda
+from tests.client.pilot import row_of, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +89,47 @@ def test_help_80x24(snap_compare: Any, tmp_path: Path) -> None:
 def test_first_run_setup_80x24(snap_compare: Any, tmp_path: Path) -> None:
     app = HygieClient(Config(tmp_path / "config.toml"))
     assert snap_compare(app, terminal_size=(80, 24), run_before=steady_cursors)
+
+
+def agenda_app(tmp_path: Path) -> HygieClient:
+    account = demo_account()
+    config = Config(tmp_path / "config.toml", {account.name: account}, account.name)
+    return HygieClient(config, connector=fake_connect_with_agenda,  # type: ignore[arg-type]
+                       now=lambda: START)  # fmt: skip
+
+
+async def in_agenda(pilot: Pilot[Any]) -> None:
+    await pilot.press(*"secret", "enter")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, MailScreen), "mail screen")
+    await pilot.press("A")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, AgendaScreen), "the agenda")
+    screen = pilot.app.screen
+    await wait_until(pilot, lambda: screen.agenda is not None, "the agenda read")  # type: ignore[attr-defined]
+    await pilot.pause(0.3)
+
+
+def test_agenda_month_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(agenda_app(tmp_path), terminal_size=(80, 24), run_before=in_agenda)
+
+
+def test_agenda_list_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    async def listing(pilot: Pilot[Any]) -> None:
+        await in_agenda(pilot)
+        await pilot.press("v")
+        await pilot.pause(0.3)
+
+    assert snap_compare(agenda_app(tmp_path), terminal_size=(80, 24), run_before=listing)
+
+
+def test_invitation_in_the_reader_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    async def invited(pilot: Pilot[Any]) -> None:
+        await pilot.press(*"secret", "enter")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, MailScreen), "mail screen")
+        screen = pilot.app.screen
+        await wait_until(pilot, lambda: screen.query_one("#messages").row_count == 10, "list")  # type: ignore[attr-defined]
+        table = screen.query_one("#messages", DataTable)
+        table.move_cursor(row=row_of(pilot, "Invitation : Vaccination antigrippale"))
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+
+    assert snap_compare(agenda_app(tmp_path), terminal_size=(80, 24), run_before=invited)
