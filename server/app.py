@@ -27,6 +27,7 @@ from server.agenda_workflow import AgendaWorkflow
 from server.auth import Authenticator
 from server.config import CA_SECRET, Config
 from server.delivery import LocalDelivery
+from server.espace_app import install as install_espace
 from server.http.agenda import AgendaFeed, agenda_route
 from server.http.dossier import DossierApi, dossier_route
 from server.http.fhir import fhir_route
@@ -223,6 +224,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     agenda_store = AgendaStore(services.db, services.master)
     agenda = AgendaWorkflow(config, services.store, agenda_store, notify)
     handler.agenda = agenda
+    espace = install_espace(config, services.db, services.master, services.auth,
+                            services.delivery, workflow)  # fmt: skip
     submission = await start_submission(config, handler, tls)
     relay_servers: list[asyncio.Server] = []
     if config.relay.port:
@@ -247,6 +250,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         ),
     ]
     loop_tasks.append(loop.create_task(agenda.run_reminders(), name="agenda-reminders"))
+    loop_tasks.append(loop.create_task(espace.jobs.run(), name="patient-spaces"))
     imap = ImapServer(config, services.store, services.auth, services.master, tls)
     imap_servers = await imap.start()
     http_servers, crl_task = await _start_pki_http(config, services.master)
@@ -254,7 +258,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         api = DossierApi(services.db, services.store, dossier_index, services.auth)
         feed = AgendaFeed(agenda, services.auth)
         https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
-                            ("/agenda/", agenda_route(feed))])  # fmt: skip
+                            ("/agenda/", agenda_route(feed)),
+                            ("/espace/", espace.route)])  # fmt: skip
         http_servers.append(
             await https.listen(config.server.listen, config.http.https_port, ssl=tls)
         )
@@ -284,6 +289,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         task.cancel()
     await asyncio.gather(*loop_tasks, return_exceptions=True)
     await queue.close()
+    await espace.jobs.drain()
     grace = config.server.shutdown_grace_seconds
     await submission.close_connections(grace)
     with contextlib.suppress(TimeoutError):

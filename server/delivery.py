@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
+import structlog
+
 from server.imap.proto.message import analyze
 from storage.mailstore import Delivered, MailStore, Recipient
 
+log = structlog.get_logger("hygie.delivery")
 #: Messages up to this size are analysed and encrypted without a thread hop.
 INLINE_LIMIT = 128 * 1024
 
@@ -53,9 +56,14 @@ def describe(raw: bytes) -> dict[str, Any]:
     return analyze(raw)
 
 
+#: Told of each durable delivery (recipients, what was stored); must not block or raise.
+DeliveryObserver = Callable[[Sequence[Recipient], list[Delivered]], None]
+
+
 class LocalDelivery:
     def __init__(self, store: MailStore) -> None:
         self.store = store
+        self.observers: list[DeliveryObserver] = []
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -86,7 +94,13 @@ class LocalDelivery:
                 meta = describe(message)
             else:
                 meta = await asyncio.to_thread(describe, message)
-            return await self.store.deliver(message, meta, recipients)
+            delivered = await self.store.deliver(message, meta, recipients)
+            for observer in self.observers:
+                try:
+                    observer(recipients, delivered)
+                except Exception as exc:  # never the delivery's problem: it is durable
+                    log.warning("delivery_observer_failed", error=type(exc).__name__)
+            return delivered
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
