@@ -112,8 +112,10 @@ def patient_status(ctx: click.Context, ins: str | None) -> None:
 
 @patient.command("invite")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--period-days", type=click.IntRange(min=0), default=None,
+              help="Days to refuse, for this file (default: [spaces] refusal_days).")
 @click.pass_context
-def patient_invite(ctx: click.Context, file: str) -> None:
+def patient_invite(ctx: click.Context, file: str, period_days: int | None) -> None:
     """Invite the patients listed in FILE (CSV; header: ins,oid,birth_name,given_names,
     birth_date,sex,birthplace,status,email) to a space that opens after the refusal period
     unless they refuse it. Only QUAL identities are invited; a bad line stores nothing."""
@@ -128,12 +130,14 @@ def patient_invite(ctx: click.Context, file: str) -> None:
         db = await _with_db(config)
         try:
             store = await open_store(db, config)
-            result, not_qualified = await invite_file(store, config, data, utc_now())
+            result, not_qualified = await invite_file(store, config, data, utc_now(),
+                                                      period_days)  # fmt: skip
         except InviteFileError as exc:
             raise CliError(f"{file}: {exc}") from None
         finally:
             await db.close()
-        click.echo(f"{result.created} invited (spaces open in {config.spaces.refusal_days} days "
+        days = config.spaces.refusal_days if period_days is None else period_days
+        click.echo(f"{result.created} invited (spaces open in {days} days "
                    f"unless refused), {result.already_known} already known, {not_qualified} "
                    "not qualified (no space)")  # fmt: skip
 

@@ -13,8 +13,11 @@ The smarthost is configured in ``[notify]``; its failures are retried from the d
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ssl
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
 from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
@@ -24,6 +27,8 @@ from server.config import Config
 from storage.spaces import INVITATION, MailJob
 
 log = structlog.get_logger("hygie.notify")
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
 TIMEOUT = 30.0
 
 
@@ -109,23 +114,30 @@ Something new has arrived in your health space. Sign in to read it:
     return subject, body
 
 
-def build_mail(config: Config, job: MailJob, now: dt.datetime) -> EmailMessage:
+def build_mail(config: Config, job: MailJob, now: dt.datetime) -> Message:
     url = public_url(config)
     if job.kind == INVITATION:
         assert job.code is not None
         subject, body = invitation_text(url, job.code, job.opens_at)
     else:
         subject, body = notification_text(url)
-    msg = EmailMessage()
+    # The compat32 classes: the default policy's header registry costs ~4 ms a message.
+    msg = Message()
     sender = sender_address(config)
     msg["From"] = sender
     msg["To"] = job.email
-    msg["Subject"] = subject
+    msg["Subject"] = _encoded(subject)
     msg["Date"] = format_datetime(now.astimezone(dt.UTC))
     msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1])
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5
-    msg.set_content(body, charset="utf-8", cte="quoted-printable")
+    msg["MIME-Version"] = "1.0"
+    msg.set_payload(body, _UTF8_QP)  # text/plain; charset="utf-8", quoted-printable
     return msg
+
+
+@functools.cache
+def _encoded(subject: str) -> str:
+    return Header(subject, "utf-8").encode()  # RFC 2047 encoded words
 
 
 class Smarthost:
@@ -151,7 +163,7 @@ class Smarthost:
             return None
         return self.config.path(section.password_file).read_text("utf-8").strip()
 
-    async def send(self, msg: EmailMessage) -> None:
+    async def send(self, msg: Message) -> None:
         section = self.config.notify
         try:
             await aiosmtplib.send(

@@ -38,7 +38,7 @@ from server.notify import NotifyError, Smarthost, build_mail
 from storage.accounts import AccountError, normalize_address
 from storage.db import Database
 from storage.mailstore import Delivered, Recipient
-from storage.spaces import Invitee, InviteResult, SpaceStore
+from storage.spaces import Invitee, InviteResult, MailJob, SpaceStore
 
 log = structlog.get_logger("hygie.spaces")
 Clock = Callable[[], dt.datetime]
@@ -46,6 +46,7 @@ HEADER = ("ins", "oid", "birth_name", "given_names", "birth_date", "sex", "birth
           "status", "email")  # fmt: skip
 MAIL_LEASE = dt.timedelta(minutes=5)
 MAX_RETRY = dt.timedelta(hours=1)
+MAIL_SESSIONS = 8
 
 
 def utc_now() -> dt.datetime:
@@ -154,11 +155,13 @@ def register_patients(conn: Connection, invitees: list[Invitee]) -> None:
 
 
 async def invite(
-    store: SpaceStore, config: Config, data: str, now: dt.datetime
-) -> tuple[InviteResult, int]:
+    store: SpaceStore, config: Config, data: str, now: dt.datetime,
+    period_days: int | None = None,
+) -> tuple[InviteResult, int]:  # fmt: skip
     """Parse and apply an invitation file: (result, identities not qualified)."""
     parsed = parse_invite_file(data, config)
-    period = dt.timedelta(days=config.spaces.refusal_days)
+    days = config.spaces.refusal_days if period_days is None else period_days
+    period = dt.timedelta(days=days)
     result = await store.invite(parsed.invitees, now, period, register=register_patients)
     return result, parsed.not_qualified
 
@@ -208,23 +211,32 @@ class SpaceJobs:
         assert self.smarthost is not None
         interval = dt.timedelta(seconds=self.config.notify.interval_seconds)
         while jobs := await self.store.claim_mail(self.clock(), MAIL_LEASE, interval):
-            for job in jobs:
-                now = self.clock()
-                try:
-                    await self.smarthost.send(build_mail(self.config, job, now))
-                except NotifyError as exc:
-                    delay = min(
-                        dt.timedelta(seconds=self.config.notify.retry_base_seconds)
-                        * (2 ** min(job.attempts, 10)),
-                        MAX_RETRY,
-                    )
-                    await self.store.mail_failed(job, now + delay)
-                    log.warning("notify_failed", kind=job.kind, space=job.space_id,
-                                reason=exc.reason, attempts=job.attempts + 1)  # fmt: skip
-                    report.failed += 1
-                    return  # the smarthost is down: try the rest at the next round
-                await self.store.mail_sent(job, now)
-                report.sent += 1
+            # A few SMTP sessions at a time; their bookkeeping shares the writer's commits.
+            slots = asyncio.Semaphore(MAIL_SESSIONS)
+            outcomes = await asyncio.gather(*(self._send_one(job, slots) for job in jobs))
+            report.sent += sum(outcomes)
+            report.failed += len(outcomes) - sum(outcomes)
+            if not all(outcomes):
+                return  # the smarthost is failing: the rest waits for the next round
+
+    async def _send_one(self, job: MailJob, slots: asyncio.Semaphore) -> bool:
+        assert self.smarthost is not None
+        async with slots:
+            now = self.clock()
+            try:
+                await self.smarthost.send(build_mail(self.config, job, now))
+            except NotifyError as exc:
+                delay = min(
+                    dt.timedelta(seconds=self.config.notify.retry_base_seconds)
+                    * (2 ** min(job.attempts, 10)),
+                    MAX_RETRY,
+                )
+                await self.store.mail_failed(job, now + delay)
+                log.warning("notify_failed", kind=job.kind, space=job.space_id,
+                            reason=exc.reason, attempts=job.attempts + 1)  # fmt: skip
+                return False
+            await self.store.mail_sent(job, now)
+            return True
 
     # -- the delivery hook -------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -295,26 +297,27 @@ class SpaceStore:
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
-            opened = []
-            for row in rows:
-                account_id = conn.execute(
-                    select(tx.ACCOUNTS.c.id).where(tx.ACCOUNTS.c.address == row.address)
-                ).scalar()
-                if account_id is None:
-                    account_id = _insert_account(
-                        conn, self.master, row.address, MailboxKeyPair.generate()
-                    )
-                else:
-                    conn.execute(update(tx.ACCOUNTS).where(tx.ACCOUNTS.c.id == account_id)
-                                 .values(disabled=False))  # fmt: skip
-                conn.execute(
-                    update(SPACES).where(SPACES.c.id == row.id, SPACES.c.state == PENDING)
-                    .values(state=OPEN, decided_at=now, account_id=account_id,
-                            code_digest=None)
-                )  # fmt: skip
-                write_entry(conn, "system", "space.open", f"space:{row.id}",
-                            detail={"account": account_id})  # fmt: skip
-                opened.append(_info(row))
+            if not rows:
+                return []
+            existing = dict(conn.execute(
+                select(tx.ACCOUNTS.c.address, tx.ACCOUNTS.c.id)
+                .where(tx.ACCOUNTS.c.address.in_([r.address for r in rows]))
+            ).all())  # fmt: skip
+            if existing:  # an account made earlier (hygie patient add): take it over
+                conn.execute(update(tx.ACCOUNTS).where(tx.ACCOUNTS.c.id.in_(existing.values()))
+                             .values(disabled=False))  # fmt: skip
+            fresh = [r for r in rows if r.address not in existing]
+            ids = _insert_accounts(conn, self.master, [r.address for r in fresh])
+            existing.update(zip((r.address for r in fresh), ids, strict=True))
+            conn.execute(
+                update(SPACES).where(SPACES.c.id == bindparam("b_id"), SPACES.c.state == PENDING)
+                .values(state=OPEN, decided_at=now, account_id=bindparam("b_account"),
+                        code_digest=None),
+                [{"b_id": r.id, "b_account": existing[r.address]} for r in rows],
+            )  # fmt: skip
+            write_entry(conn, "system", "space.open", "batch",
+                        detail={"spaces": [r.id for r in rows]})  # fmt: skip
+            opened = [_info(r) for r in rows]
             return opened
 
         result: list[SpaceInfo] = await self.db.writer.run(write)
@@ -615,24 +618,39 @@ def check_app_password(stored: str, candidate: str) -> bool:
         return False
 
 
-def _insert_account(
-    conn: Connection, master: MasterKey, address: str, keys: MailboxKeyPair
-) -> int:
-    """A mailbox without a password (the patient sets one), as ``create_account`` makes."""
+def _insert_accounts(conn: Connection, master: MasterKey, addresses: list[str]) -> list[int]:
+    """Mailboxes without a password (the patient sets one), as ``create_account`` makes them,
+    a batch at a time: one INSERT per account for its id, then the wrapped keys, folders and
+    subscriptions of all of them in three statements."""
+    if not addresses:
+        return []
     accounts = tx.ACCOUNTS
-    account_id = int(
-        conn.execute(
+    base = int(time.time()) & 0xFFFFFFFF
+    last = base + len(DEFAULT_FOLDERS) - 1
+    ids: list[int] = []
+    keys: list[dict[str, object]] = []
+    for address in addresses:
+        pair = MailboxKeyPair.generate()
+        account_id = int(conn.execute(
             insert(accounts).values(
-                address=address, password_hash=None, public_key=keys.public,
-                wrapped_private_key=b"", disabled=False, last_uidvalidity=0,
+                address=address, password_hash=None, public_key=pair.public,
+                wrapped_private_key=b"", disabled=False, last_uidvalidity=last,
             ).returning(accounts.c.id)
-        ).scalar_one()
-    )  # fmt: skip
+        ).scalar_one())  # fmt: skip
+        ids.append(account_id)
+        keys.append({"b_id": account_id,
+                     "b_key": pair.wrapped_private(master, key_context(account_id))})  # fmt: skip
     conn.execute(
-        update(accounts).where(accounts.c.id == account_id)
-        .values(wrapped_private_key=keys.wrapped_private(master, key_context(account_id)))
+        update(accounts).where(accounts.c.id == bindparam("b_id"))
+        .values(wrapped_private_key=bindparam("b_key")), keys,
     )  # fmt: skip
-    for name, use in DEFAULT_FOLDERS:
-        tx.new_folder(conn, account_id, name, use)
-        tx.subscribe(conn, account_id, name, True)
-    return account_id
+    conn.execute(insert(tx.FOLDERS), [
+        {"account_id": account_id, "name": name, "uidvalidity": base + i, "uidnext": 1,
+         "highestmodseq": 1, "subscribed": False, "special_use": use}
+        for account_id in ids for i, (name, use) in enumerate(DEFAULT_FOLDERS)
+    ])  # fmt: skip
+    conn.execute(insert(tx.SUBSCRIPTIONS), [
+        {"account_id": account_id, "name": name}
+        for account_id in ids for name, _ in DEFAULT_FOLDERS
+    ])  # fmt: skip
+    return ids
