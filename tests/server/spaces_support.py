@@ -13,7 +13,7 @@ from directory.ins import ins_key
 from server.config import Config, NotifySection, ServerSection, SpacesSection
 
 HEADER = "ins,oid,birth_name,given_names,birth_date,sex,birthplace,status,email"
-CODE = re.compile(r"^ {4}([A-Z0-9]{10})$", re.M)
+CODE = re.compile(r"^ {4}([A-Z0-9]{10})\r?$", re.M)
 
 
 def ins(n: int) -> str:
