@@ -13,8 +13,8 @@ token for XOAUTH2/OAUTHBEARER in exchange, and app passwords for standard mail p
 - Failures count against the same per-address and per-account limiter as IMAP and SMTP logins
   (`server.auth.FailureLimiter`); every attempt, good or bad, is in the audit log.
 - Once a patient has enrolled, their account password no longer opens IMAP or SMTP: mail
-  programs use app passwords (random, shown once, argon2id-hashed, revocable) created after a
-  two-factor sign-in. The account password stays the first factor of the sign-in.
+  programs use app passwords (random, 91 bits, shown once, stored as SHA-256, revocable)
+  created after a two-factor sign-in. The account password stays the first factor of the sign-in.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ class SecondFactorPasswords:
         if found is None or found.disabled or not is_patient_address(found.address):
             return None
         for ident, stored in await self.spaces.app_password_hashes(found.id):
-            if await asyncio.to_thread(check_app_password, stored, password):
+            if check_app_password(stored, password):
                 log.info("app_password_ok", account=found.id, app_password=ident)
                 return found
         return None
