@@ -60,3 +60,18 @@ def invitation_code(message: Message | EmailMessage | bytes) -> str:
     found = CODE.search(body.decode())
     assert found, body
     return found.group(1)
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps what it accepts: the smarthost of the tests."""
+
+    def __init__(self) -> None:
+        self.mails: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        self.mails.append((envelope.mail_from, list(envelope.rcpt_tos),  # type: ignore[attr-defined]
+                           envelope.content))  # type: ignore[attr-defined]  # fmt: skip
+        return "250 2.0.0 queued"
+
+    def to(self, address: str) -> list[bytes]:
+        return [content for _, rcpts, content in self.mails if address in rcpts]
