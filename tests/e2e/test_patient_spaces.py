@@ -31,9 +31,11 @@ from typing import Any
 import pyotp
 import pytest
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner, Result
 
 from bench.harness import ServerProcess, free_ports
 from client_tui.cli import main as client_main
+from server.cli import main as hygie_main
 from storage.accounts import set_password as set_account_password
 from storage.blobs import open_blob_store
 from storage.db import Database
@@ -206,8 +208,23 @@ class Codes:
         return str(self.totp.at(step * 30))
 
 
+def hygie_here(served: ServerProcess, *args: str) -> Result:
+    """``hygie ARGS`` in this process (in a thread: Playwright holds this one's event loop)."""
+    runner = CliRunner()
+    env = {k: v for k, v in served.env().items() if k.startswith("HYGIE_")}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(runner.invoke, hygie_main, ["--data", str(served.data_dir), *args],
+                           env=env).result()  # fmt: skip
+
+
 def test_refusal_page(served: ServerProcess, smarthost: Inbox, browser: Any,
                       tmp_path: Path) -> None:  # fmt: skip
+    bad = tmp_path / "bad.csv"
+    bad.write_text(invite_csv(range(11, 13)).replace("patient12@example.org", "not-an-address"))
+    refused = hygie_here(served, "patient", "invite", str(bad))
+    assert refused.exit_code == 1
+    assert refused.output.strip().endswith("line 3: not a valid e-mail address")
+    assert states(served) == {}  # nothing stored, not even the good line
     invite(served, tmp_path, range(11, 12))
     (mail,) = wait_for(lambda: smarthost.to("patient11@example.org"))
     code = invitation_code(mail)
@@ -220,6 +237,7 @@ def test_refusal_page(served: ServerProcess, smarthost: Inbox, browser: Any,
     assert page.inner_text("h1") == "Refuser l'ouverture de mon espace santé"
     assert page.get_attribute("label[for=code]", "for") == "code"  # the field has its label
     assert "no-store" in response.headers["cache-control"]
+    assert "default-src 'none'" in response.headers["content-security-policy"]
     check_screenshot(page.screenshot())
 
     # By keyboard: the skip link, the language link, then the field and its button.
@@ -232,7 +250,16 @@ def test_refusal_page(served: ServerProcess, smarthost: Inbox, browser: Any,
     page.wait_for_load_state()
     assert "Ce code est inconnu" in page.inner_text("[role=alert]")
 
-    page.fill("#code", code.lower())
+    # A form posted from elsewhere has no CSRF token (or not the cookie's): refused, unused.
+    for headers in ({}, {"Cookie": "hygie_csrf=" + "a" * 32}):
+        forged = urllib.request.Request(  # noqa: S310 (https, built here)
+            url(served, "/espace/refus"), data=f"code={code}&csrf={'b' * 32}".encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded", **headers})  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(forged, context=served.ssl_context(), timeout=30)  # noqa: S310
+        assert caught.value.code == 403
+
+    page.fill("#code", code.lower())  # the code still works: the forged posts did nothing
     with page.expect_navigation():
         page.click("button[type=submit]")
     assert page.inner_text("h1") == "Votre refus est enregistré"
