@@ -74,8 +74,9 @@ rendez-vous sur {url}/espace/refus et saisissez ce code à usage unique :
 
     {code}
 
-Sans refus de votre part, votre espace sera ouvert automatiquement. Vous pourrez le fermer
-à tout moment.
+Sans refus de votre part, votre espace sera ouvert automatiquement. Vous l'activerez alors
+sur {url}/espace/activation avec ce même code, en choisissant votre mot de passe. Vous
+pourrez le fermer à tout moment.
 
 Ce message ne contient aucune information de santé. Merci de ne pas y répondre.
 
@@ -89,7 +90,9 @@ and messages your health professionals send you.
 If you do not want one, you can refuse it until that date at {url}/espace/refus?lang=en
 with this one-time code: {code}
 
-Otherwise your space opens automatically; you can close it at any time.
+Otherwise your space opens automatically: activate it then at
+{url}/espace/activation?lang=en with the same code, choosing your password. You can close it
+at any time.
 """
     return subject, body
 

@@ -197,11 +197,11 @@ class SpaceJobs:
 
     async def run_once(self) -> JobReport:
         report = JobReport()
+        if self.smarthost is not None and self.smarthost.configured:
+            await self._send_mail(report)
         while opened := await self.store.open_due(self.clock()):
             report.opened += len(opened)
         report.purged = await self.store.purge_due(self.clock())
-        if self.smarthost is not None and self.smarthost.configured:
-            await self._send_mail(report)
         if report.opened or report.purged or report.sent or report.failed:
             log.info("space_jobs", opened=report.opened, purged=report.purged,
                      sent=report.sent, failed=report.failed)  # fmt: skip

@@ -275,6 +275,28 @@ class SpaceStore:
         result: SpaceInfo | None = await self.db.writer.run(write)
         return result
 
+    async def activate(
+        self, code: str, password_hash: str, now: dt.datetime, peer: str | None = None
+    ) -> SpaceInfo | None:
+        """Set the first password of an open space with its invitation code (used up then);
+        None when the code is unknown, used, or the space is not open."""
+        digest = code_digest(code)
+
+        def write(conn: Connection) -> SpaceInfo | None:
+            row = conn.execute(
+                select(SPACES).where(SPACES.c.code_digest == digest).with_for_update()
+            ).first()
+            if row is None or row.state != OPEN or row.account_id is None:
+                return None
+            conn.execute(update(SPACES).where(SPACES.c.id == row.id).values(code_digest=None))
+            conn.execute(update(tx.ACCOUNTS).where(tx.ACCOUNTS.c.id == row.account_id)
+                         .values(password_hash=password_hash))  # fmt: skip
+            write_entry(conn, "patient", "space.activate", f"space:{row.id}", peer=peer)
+            return _info(row)
+
+        result: SpaceInfo | None = await self.db.writer.run(write)
+        return result
+
     async def pending_by_code(self, code: str) -> SpaceInfo | None:
         async with self.db.read() as session:
             row = (await session.execute(
@@ -309,8 +331,7 @@ class SpaceStore:
             existing.update(zip((r.address for r in fresh), ids, strict=True))
             conn.execute(
                 update(SPACES).where(SPACES.c.id == bindparam("b_id"), SPACES.c.state == PENDING)
-                .values(state=OPEN, decided_at=now, account_id=bindparam("b_account"),
-                        code_digest=None),
+                .values(state=OPEN, decided_at=now, account_id=bindparam("b_account")),
                 [{"b_id": r.id, "b_account": existing[r.address]} for r in rows],
             )  # fmt: skip
             write_entry(conn, "system", "space.open", "batch",
@@ -424,7 +445,9 @@ class SpaceStore:
 
         def write(conn: Connection) -> list[MailJob]:
             due = or_(
-                and_(SPACES.c.invite_code.is_not(None), SPACES.c.state == PENDING),
+                # An invitation whose space opened meanwhile (a period of 0) still goes out:
+                # its code activates the space.
+                and_(SPACES.c.invite_code.is_not(None), SPACES.c.state.in_((PENDING, OPEN))),
                 and_(
                     SPACES.c.notify_pending.is_(True), SPACES.c.state == OPEN,
                     or_(SPACES.c.notified_at.is_(None), SPACES.c.notified_at <= now - interval),
@@ -443,7 +466,7 @@ class SpaceStore:
             ).all()
             jobs = []
             for row in rows:
-                if row.invite_code is not None and row.state == PENDING:
+                if row.invite_code is not None:
                     kind, values = INVITATION, {}
                 else:
                     kind, values = NOTIFICATION, {"notify_pending": False, "notified_at": now}

@@ -1,6 +1,7 @@
 """The patient pages on the HTTPS listener (issue 11 items 1, 3, 5), under ``/espace/``:
 
 - ``/espace/refus``: refuse the space one was invited to, with the invitation's one-time code;
+- ``/espace/activation``: once the space is open, the same code sets the first password;
 - ``/espace/connexion``: sign in with the address, the password and the authenticator's code
   (the code is left empty before enrolment: the password alone then leads to enrolment only);
 - ``/espace/2fa``: enrolment: the QR code (inline SVG) and the secret as text, confirmed by a
@@ -20,6 +21,7 @@ patient issuer in the ``hygie_session`` cookie, with an audience the SASL login 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 import json
@@ -42,7 +44,7 @@ from server.patient_auth import (
     token_response,
 )
 from storage import audit
-from storage.accounts import AccountInfo, find_account
+from storage.accounts import AccountInfo, find_account, hash_password
 from storage.spaces import SpaceError, SpaceStore
 
 log = structlog.get_logger("hygie.http.espace")
@@ -50,6 +52,7 @@ PREFIX = "/espace"
 HTML = "text/html; charset=utf-8"
 JSON = "application/json; charset=utf-8"
 CSRF_COOKIE = "hygie_csrf"
+MIN_PASSWORD = 12
 SESSION_COOKIE = "hygie_session"
 Clock = Callable[[], dt.datetime]
 
@@ -65,6 +68,16 @@ TEXT: dict[str, dict[str, str]] = {
         "refused_text": "Aucun espace santé ne sera ouvert pour vous. Vous pouvez fermer "
                         "cette page.",
         "refuse_bad": "Ce code est inconnu, a déjà servi, ou le délai de refus est passé.",
+        "activate_title": "Activer mon espace santé",
+        "activate_intro": "Votre espace est ouvert. Saisissez le code de votre invitation et "
+                          "choisissez votre mot de passe (12 caractères au moins).",
+        "new_password": "Nouveau mot de passe", "new_password_again": "Le même, à nouveau",
+        "activate_button": "Activer mon espace",
+        "activated": "Votre espace est activé. Connectez-vous avec votre adresse : {address}",
+        "activate_bad": "Ce code est inconnu, a déjà servi, ou votre espace n'est pas encore "
+                        "ouvert.",
+        "password_short": "Le mot de passe doit avoir 12 caractères au moins.",
+        "password_differ": "Les deux mots de passe diffèrent.",
         "signin_title": "Connexion à mon espace santé",
         "address": "Adresse de messagerie santé", "password": "Mot de passe",
         "totp": "Code de l'application d'authentification",
@@ -116,6 +129,15 @@ TEXT: dict[str, dict[str, str]] = {
         "refused_title": "Your refusal is recorded",
         "refused_text": "No health space will be opened for you. You may close this page.",
         "refuse_bad": "This code is unknown, was already used, or the refusal period is over.",
+        "activate_title": "Activate my health space",
+        "activate_intro": "Your space is open. Enter the code from your invitation and choose "
+                          "your password (at least 12 characters).",
+        "new_password": "New password", "new_password_again": "The same again",
+        "activate_button": "Activate my space",
+        "activated": "Your space is active. Sign in with your address: {address}",
+        "activate_bad": "This code is unknown, was already used, or your space is not open yet.",
+        "password_short": "The password needs at least 12 characters.",
+        "password_differ": "The two passwords differ.",
         "signin_title": "Sign in to my health space",
         "address": "Health mail address", "password": "Password",
         "totp": "Authenticator app code",
@@ -324,6 +346,7 @@ class EspacePages:
             return page.render(page.t["error"], page.error(page.t["csrf"]), 403)
         routes = {
             "/": self._root, "/refus": self._refuse, "/connexion": self._signin,
+            "/activation": self._activate,
             "/2fa": self._enrol, "/compte": self._account, "/deconnexion": self._signout,
         }  # fmt: skip
         handler = routes.get(path)
@@ -392,6 +415,47 @@ class EspacePages:
 <button type="submit" class="danger">{escape(t["refuse_button"])}</button>
 </form>"""
         return page.render(t["refuse_title"], body, status)
+
+    async def _activate(self, request: Request, page: Page, form: dict[str, str]) -> Response:
+        t = page.t
+        message, status = "", 200
+        if request.method == "POST":
+            key = f"refusal-ip:{request.peer}"
+            password = form.get("password", "")
+            if self.signin.auth.limiter.blocked(key):
+                message, status = page.say("too many attempts; try again in a minute"), 429
+            elif len(password) < MIN_PASSWORD:
+                message, status = t["password_short"], 400
+            elif password != form.get("password2", ""):
+                message, status = t["password_differ"], 400
+            else:
+                hashed = await asyncio.to_thread(hash_password, password)
+                done = await self.spaces.activate(form.get("code", ""), hashed, self.clock(),
+                                                  peer=request.peer)  # fmt: skip
+                if done is not None:
+                    text = escape(t["activated"].format(address=done.address))
+                    title = escape(t["signin_title"])
+                    link = f'<p><a href="{page.href("/connexion")}">{title}</a></p>'
+                    return page.render(t["activate_title"],
+                                       f'<p class="ok" role="status">{text}</p>{link}')
+                self.signin.auth.limiter.record(key)
+                message, status = t["activate_bad"], 400
+        body = f"""{page.error(message) if message else ""}
+<p>{escape(t["activate_intro"])}</p>
+<form method="post" action="{page.href("/activation")}">
+{page.hidden()}
+<label for="code">{escape(t["code"])}</label>
+<input type="text" id="code" name="code" required autocomplete="off" spellcheck="false"
+ maxlength="20">
+<label for="password">{escape(t["new_password"])}</label>
+<input type="password" id="password" name="password" required minlength="{MIN_PASSWORD}"
+ autocomplete="new-password">
+<label for="password2">{escape(t["new_password_again"])}</label>
+<input type="password" id="password2" name="password2" required minlength="{MIN_PASSWORD}"
+ autocomplete="new-password">
+<button type="submit">{escape(t["activate_button"])}</button>
+</form>"""
+        return page.render(t["activate_title"], body, status)
 
     async def _signin(self, request: Request, page: Page, form: dict[str, str]) -> Response:
         t = page.t

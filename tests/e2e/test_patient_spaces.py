@@ -10,7 +10,6 @@ look like the reference screenshot in docs/screenshots/."""
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import imaplib
@@ -36,9 +35,6 @@ from click.testing import CliRunner, Result
 from bench.harness import ServerProcess, free_ports
 from client_tui.cli import main as client_main
 from server.cli import main as hygie_main
-from storage.accounts import set_password as set_account_password
-from storage.blobs import open_blob_store
-from storage.db import Database
 from tests.server.spaces_support import Inbox, ins, invitation_code, invite_csv
 from tests.support.png import read_png
 from tests.support.servers import start_server, stop_server
@@ -116,23 +112,6 @@ def states(served: ServerProcess) -> dict[str, int]:
     """The same, read from the database without starting a process (for polling)."""
     with sqlite3.connect(f"file:{served.data_dir / 'hygie.db'}?mode=ro", uri=True) as db:
         return dict(db.execute("SELECT state, COUNT(*) FROM patient_spaces GROUP BY state"))
-
-
-def set_password(served: ServerProcess, who: str) -> None:
-    """What ``hygie user passwd`` does, without a process of its own."""
-
-    async def go() -> None:
-        db = Database(f"sqlite+aiosqlite:///{served.data_dir / 'hygie.db'}",
-                      open_blob_store("file", served.data_dir / "blobs"))  # fmt: skip
-        await db.start()
-        try:
-            await set_account_password(db, who, PATIENT_PASSWORD)
-        finally:
-            await db.close()
-
-    # Playwright's synchronous API keeps an event loop in this thread: run ours in another.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, go()).result()
 
 
 def client(argv: list[str], stdin: str = "") -> tuple[int, str, str]:
@@ -293,11 +272,25 @@ def test_enrolment_app_passwords_token_and_closing(
 ) -> None:
     invite(served, tmp_path, range(12, 14), days=0)  # open at once
     wait_for(lambda: states(served).get("open", 0) >= 2)
-    for who in (ENROLLING, CLIENT):
-        set_password(served, address(who))
+    page = page_for(browser)
+    page.goto(url(served, "/espace/activation"))
+    page.fill("#code", "ZZZZZZZZZZ")
+    page.fill("#password", PATIENT_PASSWORD)
+    page.fill("#password2", PATIENT_PASSWORD)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert "Ce code est inconnu" in page.inner_text("[role=alert]")
+    for n, who in ((12, ENROLLING), (13, CLIENT)):  # the invitation's code sets the password
+        (mail,) = wait_for(lambda n=n: smarthost.to(f"patient{n}@example.org"))
+        page.goto(url(served, "/espace/activation"))
+        page.fill("#code", invitation_code(mail))
+        page.fill("#password", PATIENT_PASSWORD)
+        page.fill("#password2", PATIENT_PASSWORD)
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert address(who) in page.inner_text("[role=status]")
     me = address(ENROLLING)
 
-    page = page_for(browser)
     page.goto(url(served, "/espace/connexion"))
     tabbed = []
     for _ in range(6):

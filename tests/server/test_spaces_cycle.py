@@ -140,9 +140,20 @@ async def test_close_then_delete_after_retention(
     clock = Clock(T0)
     async with Operator(url, tmp, cfg, master, clock) as op:
         await invite(op.store, cfg, invite_csv(range(3)), clock(), period_days=0)
-        assert (await op.jobs.run_once()).opened == 3
+        await invite(op.store, cfg, invite_csv(range(3, 4)), clock())
+        report = await op.jobs.run_once()
+        assert (report.sent, report.opened) == (4, 3)  # invitations first, with their codes
         space = await op.store.by_ins(ins(1))
         assert space is not None and space.account_id is not None
+        codes = {m["To"]: invitation_code(m) for m in op.smarthost.mails}
+        # The code of an open space sets its first password, once; a pending one's cannot.
+        assert await op.store.activate(codes["patient1@example.org"], "$argon2id$x", clock())
+        assert not await op.store.activate(codes["patient1@example.org"], "$argon2id$y", clock())
+        assert not await op.store.activate(codes["patient3@example.org"], "$argon2id$z", clock())
+        async with op.db.read() as session:
+            stored = await session.scalar(
+                select(Account.password_hash).where(Account.address == space.address))
+        assert stored == "$argon2id$x"
         retention = dt.timedelta(days=cfg.spaces.retention_days)
         closed = await op.store.close(ins(1), clock(), retention)
         assert closed is not None
@@ -161,7 +172,7 @@ async def test_close_then_delete_after_retention(
             assert await session.scalar(
                 select(func.count()).select_from(Account).where(Account.address == address)
             ) == 0  # fmt: skip
-        assert await op.store.counts() == {"pending": 0, "open": 2, "refused": 0, "closed": 1}
+        assert await op.store.counts() == {"pending": 1, "open": 2, "refused": 0, "closed": 1}
         assert [e.action for e in await audit.entries(op.db, action_prefix="space.purge")] == [
             "space.purge"
         ]
