@@ -297,13 +297,6 @@ class SpaceStore:
         result: SpaceInfo | None = await self.db.writer.run(write)
         return result
 
-    async def pending_by_code(self, code: str) -> SpaceInfo | None:
-        async with self.db.read() as session:
-            row = (await session.execute(
-                select(SPACES).where(SPACES.c.code_digest == code_digest(code))
-            )).first()  # fmt: skip
-        return _info(row) if row is not None else None
-
     # -- the opening and purge jobs --------------------------------------------------------
 
     async def open_due(self, now: dt.datetime, limit: int = 200) -> list[SpaceInfo]:
