@@ -6,12 +6,14 @@ account password no longer opens IMAP/SMTP, an app password does until it is rev
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyotp
 import pytest
+from sqlalchemy import update
 
 from server.auth import Authenticator, AuthError, FailureLimiter
 from server.config import AuthSection, Config
@@ -25,11 +27,12 @@ from server.patient_auth import (
     code_step,
 )
 from storage import audit
-from storage.accounts import AccountInfo, create_account
+from storage.accounts import AccountInfo, create_account, hash_password
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database, migrate
 from storage.spaces import SpaceStore
+from storage.transactions import ACCOUNTS
 from tests.server.spaces_support import config, ins
 
 PASSWORD = "mot-de-passe-patient-1"
@@ -64,13 +67,24 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
     auth.password_filter = SecondFactorPasswords(db, spaces).filter
     clock = [NOW]
     signin = PatientSignIn(cfg, db, spaces, auth, issuer, clock=lambda: clock[0])
-    patient = await create_account(db, master, f"{ins(1)}@patient.hygie.test", PASSWORD)
-    other = await create_account(db, master, f"{ins(2)}@patient.hygie.test", PASSWORD)
-    doctor = await create_account(db, master, "jean.dupont@hygie.test", PASSWORD)
+    patient, other, doctor = [
+        await create_account(db, master, a, None)
+        for a in (f"{ins(1)}@patient.hygie.test", f"{ins(2)}@patient.hygie.test",
+                  "jean.dupont@hygie.test")
+    ]  # fmt: skip
+    # One argon2id hash for all (64 MiB and a fraction of a second each), as `user passwd` sets.
+    await db.writer.run(lambda conn: conn.execute(
+        update(ACCOUNTS).values(password_hash=_password_hash())))  # fmt: skip
+    patient, other, doctor = (replace(a, has_password=True) for a in (patient, other, doctor))
     try:
         yield World(db, spaces, auth, signin, patient, other, doctor, clock)
     finally:
         await db.close()
+
+
+@functools.cache
+def _password_hash() -> str:
+    return hash_password(PASSWORD)
 
 
 def code_at(secret: str, when: float) -> str:
