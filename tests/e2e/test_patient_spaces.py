@@ -74,7 +74,8 @@ def served(request: pytest.FixtureRequest, smarthost: Inbox) -> Iterator[ServerP
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    executable = ensure_debian_tool("chromium")
+    # DejaVu is what the reference screenshot was taken with (fontconfig's default font).
+    executable = ensure_debian_tool("chromium", extra_packages=["fonts-dejavu-core"])
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield chromium
@@ -217,7 +218,8 @@ def test_refusal_page(served: ServerProcess, smarthost: Inbox, browser: Any,
     assert page.get_attribute("label[for=code]", "for") == "code"  # the field has its label
     assert "no-store" in response.headers["cache-control"]
     assert "default-src 'none'" in response.headers["content-security-policy"]
-    check_screenshot(page.screenshot())
+    box = page.locator("button[type=submit]").bounding_box()
+    check_screenshot(page.screenshot(), (int(box["x"]) + 4, int(box["y"] + box["height"] / 2)))
 
     # By keyboard: the skip link, the language link, then the field and its button.
     page.keyboard.press("Tab")
@@ -254,13 +256,15 @@ def test_refusal_page(served: ServerProcess, smarthost: Inbox, browser: Any,
     page.context.close()
 
 
-def check_screenshot(png: bytes) -> None:
+def check_screenshot(png: bytes, button: tuple[int, int]) -> None:
     """The refusal page as a person sees it: the right size, not blank, the dark header band,
-    and close to the reference kept in docs/screenshots/ (written when missing)."""
+    the red button where the page says it is, and close to the reference kept in
+    docs/screenshots/ (written when missing)."""
     shot = read_png(png)
     assert (shot.width, shot.height) == (VIEWPORT["width"], VIEWPORT["height"])
     assert shot.share_not((255, 255, 255)) > 0.08  # not a blank page
     assert shot.rgb(5, 5) == (11, 61, 117)  # the header's #0b3d75
+    assert shot.rgb(*button) == (155, 28, 28)  # the button's #9b1c1c
     if not REFERENCE.exists():
         REFERENCE.parent.mkdir(parents=True, exist_ok=True)
         REFERENCE.write_bytes(png)
