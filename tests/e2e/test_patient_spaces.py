@@ -15,6 +15,7 @@ import contextlib
 import imaplib
 import io
 import json
+import os
 import re
 import smtplib
 import sqlite3
@@ -33,7 +34,9 @@ from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 
 from bench.harness import ServerProcess, free_ports
-from client_tui.cli import main as client_main
+from client_tui import patient_login
+from client_tui.cli import account_command, build_parser
+from client_tui.config import load_config
 from server.cli import main as hygie_main
 from tests.server.spaces_support import Inbox, ins, invitation_code, invite_csv
 from tests.support.png import read_png
@@ -116,12 +119,25 @@ def states(served: ServerProcess) -> dict[str, int]:
 
 
 def client(argv: list[str], stdin: str = "") -> tuple[int, str, str]:
-    """``hygie-client ARGV`` in this process (its start-up is most of a subprocess's cost)."""
+    """``hygie-client ARGV`` in this process, through its parser, for the quick steps. Not
+    ``main``: it imports client_tui.mssante, whose import registers process-wide hooks the
+    client tests expect absent."""
     out, err = io.StringIO(), io.StringIO()
+    args = build_parser().parse_args(argv)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
             mock_stdin(stdin):  # fmt: skip
-        code = client_main(argv)
+        if args.command == "account":
+            code = account_command(args)
+        else:
+            code = patient_login.run(args, load_config(args.config).account(args.account))
     return code, out.getvalue(), err.getvalue()
+
+
+def client_process(argv: list[str], stdin: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """``hygie-client ARGV`` as a person runs it."""
+    done = subprocess.run([sys.executable, "-m", "client_tui.cli", *argv], input=stdin, text=True,
+                          env=env, capture_output=True, check=False, timeout=60)
+    return done.returncode, done.stdout, done.stderr
 
 
 @contextlib.contextmanager
@@ -408,9 +424,10 @@ def test_hygie_client_login_totp(served: ServerProcess, tmp_path: Path,
                     f"hygie-client {' '.join(config)} login --cached"])
     assert added[0] == 0, added
     login = [*config, "login", "--totp", "--url", f"https://localhost:{served.https_port}"]
-    code, _, err = client(login, f"{PATIENT_PASSWORD}\n000000\n")
-    assert code == 1 and "sign-in refused (401)" in err
-    code, out, err = client(login, f"{PATIENT_PASSWORD}\n{codes.next()}\n")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code, _, err = client_process(login, f"{PATIENT_PASSWORD}\n000000\n", env)
+    assert code == 1 and err.startswith("hygie-client: sign-in refused (401)")
+    code, out, err = client_process(login, f"{PATIENT_PASSWORD}\n{codes.next()}\n", env)
     assert code == 0, err
     token = out.strip()
     assert client([*config, "login", "--cached"])[1].strip() == token
