@@ -289,11 +289,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         task.cancel()
     await asyncio.gather(*loop_tasks, return_exceptions=True)
     await queue.close()
-    await espace.jobs.drain()
     grace = config.server.shutdown_grace_seconds
     await submission.close_connections(grace)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(services.delivery.idle.wait(), timeout=grace)
+    await espace.jobs.drain()  # the notification flags of the last deliveries
     await imap.close()
     await services.db.close()
     log.info("stopped")
