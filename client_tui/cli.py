@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from client_tui import patient_login
 from client_tui.compose import (
     AttachmentError,
     Draft,
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--directory-url", default="", help="FHIR directory base (https://…/fhir)")
     add.add_argument("--default", action="store_true", help="make it the default account")
     account_commands.add_parser("list", help="list accounts")
+
+    login = commands.add_parser("login", help="patients: two-factor sign-in for a token")
+    patient_login.add_arguments(login)
     return parser
 
 
@@ -103,11 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(send_command(args))
         if args.command == "account":
             return account_command(args)
+        if args.command == "login":
+            return patient_login.run(args, load_config(args.config).account(args.account))
         return run_app(args)
     except (ConfigError, UsageError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    except (CredentialError, ImapError, SubmissionError, AttachmentError, XdmUnavailable) as exc:
+    except (CredentialError, ImapError, SubmissionError, AttachmentError, XdmUnavailable,
+            patient_login.LoginError) as exc:  # fmt: skip
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -28,6 +28,7 @@ from server.app_access import install as install_catalogue
 from server.auth import Authenticator
 from server.config import CA_SECRET, Config
 from server.delivery import LocalDelivery
+from server.espace_app import install as install_espace
 from server.http.agenda import AgendaFeed, agenda_route
 from server.http.dossier import DossierApi, dossier_route
 from server.http.fhir import fhir_route
@@ -235,6 +236,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     usage = UsageRecorder(services.db, services.master.derive_secret(REACH_SECRET), metrics)
     handler.metrics, handler.usage, workflow.usage = metrics, usage, usage
     services.delivery.metrics = metrics
+    espace = install_espace(config, services.db, services.master, services.auth,
+                            services.delivery, workflow)  # fmt: skip
     submission = await start_submission(config, handler, tls)
     relay_servers: list[asyncio.Server] = []
     if config.relay.port:
@@ -259,6 +262,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         ),
     ]
     loop_tasks.append(loop.create_task(agenda.run_reminders(), name="agenda-reminders"))
+    loop_tasks.append(loop.create_task(espace.jobs.run(), name="patient-spaces"))
     imap = ImapServer(config, services.store, services.auth, services.master, tls)
     imap.metrics = metrics
     imap_servers = await imap.start()
@@ -268,7 +272,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         scrape = metrics_route(metrics, services.db, config.data_dir)
         https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
                             ("/agenda/", agenda_route(feed)), ("/catalogue/", catalogue),
-                            ("/metrics", scrape)])  # fmt: skip
+                            ("/metrics", scrape), ("/espace/", espace.route)])  # fmt: skip
         http_servers.append(
             await https.listen(config.server.listen, config.http.https_port, ssl=tls)
         )
@@ -302,6 +306,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await submission.close_connections(grace)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(services.delivery.idle.wait(), timeout=grace)
+    await espace.jobs.drain()  # the notification flags of the last deliveries
     await imap.close()
     await usage.flush()
     await services.db.close()

@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 
+import jwt
 import structlog
 
 from pki.verify import CertificateRejected, ClientCertificateChecker, ClientIdentity
@@ -39,6 +41,9 @@ from storage.db import Database
 
 log = structlog.get_logger("hygie.auth")
 WINDOW_SECONDS = 60.0
+#: After a password check: (login name, password, the account it opened or None) -> the
+#: account to log in. Patients with two factors use app passwords (`server.patient_auth`).
+PasswordFilter = Callable[[str, str, AccountInfo | None], Awaitable[AccountInfo | None]]
 
 
 class AuthError(Exception):
@@ -95,6 +100,9 @@ class Authenticator:
         self.limiter = FailureLimiter(config.max_failures_per_minute)
         self.certificates = certificates if config.certificate_login else None
         self.tokens = tokens
+        #: The patient issuer's verifier (issue 11), chosen by the token's ``iss``.
+        self.patient_tokens: TokenVerifier | None = None
+        self.password_filter: PasswordFilter | None = None
 
     def _throttle(self, *keys: str, protocol: str, peer: str) -> None:
         if any(self.limiter.blocked(k) for k in keys):
@@ -150,13 +158,16 @@ class Authenticator:
 
     async def token(self, token: str, authzid: str, peer: str, protocol: str) -> AccountInfo:
         """OAUTHBEARER / XOAUTH2: the account the bearer token may log in to."""
-        if self.tokens is None:
+        verifier = self.tokens
+        if self.patient_tokens is not None and _issuer(token) == self.patient_tokens.issuer:
+            verifier = self.patient_tokens
+        if verifier is None:
             raise AuthError(AuthError.DISABLED)
         ip_key = f"ip:{peer}"
         keys = [ip_key] + ([f"user:{authzid.strip().lower()}"] if authzid else [])
         self._throttle(*keys, protocol=protocol, peer=peer)
         try:
-            subject = await self.tokens.subject(token)
+            subject = await verifier.subject(token)
         except TokenRejected as exc:
             raise await self._fail(
                 exc.reason, *keys, protocol=protocol, peer=peer, mechanism="oauth"
@@ -212,6 +223,8 @@ class Authenticator:
             log.warning("auth_throttled", protocol=protocol, peer=peer)
             raise AuthError(AuthError.THROTTLED)
         account = await verify_password(self.db, username, password)
+        if self.password_filter is not None:
+            account = await self.password_filter(username, password, account)
         if account is None:
             self.limiter.record(ip_key)
             self.limiter.record(user_key)
@@ -221,3 +234,12 @@ class Authenticator:
             return None
         log.info("auth_ok", protocol=protocol, peer=peer, account=account.id)
         return account
+
+
+def _issuer(token: str) -> str | None:
+    """The unverified ``iss`` of a JWT: only to pick the verifier that then checks it all."""
+    try:
+        iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return None
+    return iss if isinstance(iss, str) else None

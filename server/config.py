@@ -178,6 +178,43 @@ class AgendaSection:
     reminder_interval_seconds: float = 5.0
     reminder_batch: int = 100
     reminder_lease_seconds: int = 300
+class SpacesSection:
+    """Patient spaces opened by opt-out, and the patients' two-factor sign-in (issue 11)."""
+
+    # Days an invited patient has to refuse before the space opens by itself.
+    refusal_days: int = 42
+    # Days a closed space's data is kept before it is deleted.
+    retention_days: int = 30
+    # The address patients reach the pages at (in invitations); empty: https://<hostname>:<https_port>.
+    public_url: str = ""
+    # Seconds between two runs of the opening, purge and e-mail jobs.
+    job_seconds: float = 5.0
+    # Life of a token from the two-factor sign-in (XOAUTH2/OAUTHBEARER), and of a page session.
+    token_ttl_seconds: int = 600
+    # The name shown in authenticator apps.
+    totp_issuer: str = "Hygie"
+
+
+@dataclass(frozen=True)
+class NotifySection:
+    """The ordinary SMTP relay (a smarthost outside the trust space) that carries invitations
+    and "something new in your space" notices to patients' personal e-mail addresses."""
+
+    # Empty: nothing is sent (the mails wait in the database until a host is configured).
+    host: str = ""
+    port: int = 587
+    # "starttls", "tls" (implicit) or "none" (a relay on this machine only).
+    security: str = "starttls"
+    username: str = ""
+    # A file holding the SMTP password (relative to the data directory).
+    password_file: str = ""
+    # CA bundle (PEM) to check the smarthost's certificate; empty: the system's.
+    ca_file: str = ""
+    sender: str = ""
+    # At most one notification per patient in this many seconds.
+    interval_seconds: int = 3600
+    # Retry a failed mail after this many seconds, doubling up to an hour.
+    retry_base_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -199,6 +236,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "auth": AuthSection,
     "oauth": OAuthSection,
     "agenda": AgendaSection,
+    "spaces": SpacesSection,
+    "notify": NotifySection,
     "log": LogSection,
 }
 
@@ -218,6 +257,8 @@ class Config:
     auth: AuthSection = field(default_factory=AuthSection)
     oauth: OAuthSection = field(default_factory=OAuthSection)
     agenda: AgendaSection = field(default_factory=AgendaSection)
+    spaces: SpacesSection = field(default_factory=SpacesSection)
+    notify: NotifySection = field(default_factory=NotifySection)
     log: LogSection = field(default_factory=LogSection)
 
     def path(self, relative: str) -> Path:
@@ -456,6 +497,30 @@ leeway_seconds = {o.leeway_seconds}
 reminder_interval_seconds = {AgendaSection().reminder_interval_seconds}
 reminder_batch = {AgendaSection().reminder_batch}
 reminder_lease_seconds = {AgendaSection().reminder_lease_seconds}
+[spaces]
+# Patient spaces opened by opt-out: days to refuse, days a closed space's data is kept.
+refusal_days = {SpacesSection().refusal_days}
+retention_days = {SpacesSection().retention_days}
+# Where patients reach the pages (refusal, sign-in); empty: https://<hostname>:<https_port>.
+public_url = ""
+job_seconds = {SpacesSection().job_seconds}
+token_ttl_seconds = {SpacesSection().token_ttl_seconds}
+totp_issuer = "{SpacesSection().totp_issuer}"
+
+[notify]
+# The ordinary SMTP relay for invitations and notifications to patients' personal e-mail
+# (no health information ever goes there). Empty host: mails wait until one is set.
+host = ""
+port = {NotifySection().port}
+# "starttls", "tls" or "none"
+security = "{NotifySection().security}"
+username = ""
+password_file = ""
+ca_file = ""
+sender = ""
+# At most one notification per patient per interval.
+interval_seconds = {NotifySection().interval_seconds}
+retry_base_seconds = {NotifySection().retry_base_seconds}
 
 [log]
 level = "info"

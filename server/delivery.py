@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from server.imap.proto.message import analyze
 from storage.mailstore import Delivered, MailStore, Recipient
@@ -21,6 +23,7 @@ from storage.mailstore import Delivered, MailStore, Recipient
 if TYPE_CHECKING:
     from server.metrics import ServerMetrics
 
+log = structlog.get_logger("hygie.delivery")
 #: Messages up to this size are analysed and encrypted without a thread hop.
 INLINE_LIMIT = 128 * 1024
 
@@ -57,10 +60,15 @@ def describe(raw: bytes) -> dict[str, Any]:
     return analyze(raw)
 
 
+#: Told of each durable delivery (recipients, what was stored); must not block or raise.
+DeliveryObserver = Callable[[Sequence[Recipient], list[Delivered]], None]
+
+
 class LocalDelivery:
     def __init__(self, store: MailStore) -> None:
         self.store = store
         self.metrics: ServerMetrics | None = None  # issue 11 item 4: delivery latency
+        self.observers: list[DeliveryObserver] = []
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -95,6 +103,11 @@ class LocalDelivery:
             delivered = await self.store.deliver(message, meta, recipients)
             if self.metrics is not None:
                 self.metrics.delivery.observe(time.perf_counter() - started)
+            for observer in self.observers:
+                try:
+                    observer(recipients, delivered)
+                except Exception as exc:  # never the delivery's problem: it is durable
+                    log.warning("delivery_observer_failed", error=type(exc).__name__)
             return delivered
         finally:
             self.in_flight -= 1

@@ -89,6 +89,8 @@ class DossierWorkflow:
         self.store = store
         self.index = index
         self.notify = notify
+        #: Told of each document filed, with the patient's account id (must not block).
+        self.on_filed: list[Callable[[int], None]] = []
 
     def _is_dmp(self, address: str) -> bool:
         local, _, domain = address.lower().partition("@")
@@ -229,6 +231,8 @@ class DossierWorkflow:
             version=header.version_number, restrictions=document.restrictions,
             folder_id=folder.id, uid=delivered.uid, cda=document.content, replaces=replaces,
         )  # fmt: skip
+        for hook in self.on_filed:
+            hook(patient.account_id)
         if replaces is not None:
             await self._retire(replaces)
 
