@@ -178,6 +178,9 @@ class AgendaSection:
     reminder_interval_seconds: float = 5.0
     reminder_batch: int = 100
     reminder_lease_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class SpacesSection:
     """Patient spaces opened by opt-out, and the patients' two-factor sign-in (issue 11)."""
 

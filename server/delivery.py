@@ -23,6 +23,7 @@ from storage.mailstore import Delivered, MailStore, Recipient
 if TYPE_CHECKING:
     from server.metrics import ServerMetrics
 
+
 log = structlog.get_logger("hygie.delivery")
 #: Messages up to this size are analysed and encrypted without a thread hop.
 INLINE_LIMIT = 128 * 1024
