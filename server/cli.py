@@ -309,7 +309,9 @@ def _banner(config: Config) -> None:
         f"  IMAP             {listen}:{config.imap.port} (STARTTLS), "
         f"{listen}:{config.imap.tls_port} (TLS)",
         f"  CA publication   http://{listen}:{config.http.pki_port}/pki/ (CRL, OCSP)",
-        f"  HTTPS            https://{listen}:{config.http.https_port}/fhir/ (directory, FHIR R4)",
+        f"  HTTPS            https://{listen}:{config.http.https_port}/ : /fhir/ (directory, FHIR "
+        "R4), /dossier/, /agenda/, /catalogue/ (bearer token), /espace/ (patients' pages), "
+        "/metrics (operator token)",
         f"  TLS host name    {config.server.hostname} (also: localhost, 127.0.0.1)",
         f"  CA to trust      {config.path(config.tls.ca_file).resolve()}",
     ]
