@@ -55,6 +55,14 @@ MAILBOX_TYPES = ("PER", "ORG", "APP", "CAB")
 KEEP_REJECTED = 1000
 #: Words already handed to a batch by this process (bounded by the vocabulary's size).
 _SEEN: set[str] = set()
+#: Organisations already handed to a batch by this import, with which of their fields were
+#: non-empty (:func:`_org_fill`). A line that would fill nothing new is not written again: the
+#: upsert would merge it into the same values (the same-import merge keeps non-empty values).
+#: Bounded by the number of structures (about 600,000 in the national file).
+_ORGS_SEEN: dict[str, int] = {}
+#: Practitioners an MSSanté import already handed to a batch: its upsert only adds unknown
+#: ones (``DO NOTHING``), so a second line naming one would change nothing.
+_PRACS_SEEN: set[str] = set()
 #: An MSSanté import rebuilds every search document when it changed more than 1 in this many
 #: (a first import); otherwise only the changed ones (a daily re-import).
 FULL_REBUILD_SHARE = 4
@@ -174,6 +182,10 @@ class RowError(ValueError):
     """This line cannot be imported; the message is the reason in the report."""
 
 
+#: A practitioner's lines follow one another: their identifier is checked once.
+_idnat = lru_cache(maxsize=4096)(practitioner_idnat)
+
+
 def _address(row: Row) -> str:
     return " ".join(v for v in (row["street_no"], row["street_type"], row["street"]) if v)
 
@@ -191,7 +203,7 @@ def _yes(value: str) -> bool:
 
 def _practitioner(row: Row) -> tuple[Any, ...]:
     try:
-        idnat = practitioner_idnat(row["id_type"], row["id"], row["idnat"])
+        idnat = _idnat(row["id_type"], row["id"], row["idnat"])
     except IdNatError as exc:
         raise RowError(str(exc)) from None
     words = " ".join(
@@ -289,12 +301,25 @@ class Batch:
         self.size += 1
 
 
+def _org_fill(row: Row, city: str) -> int:
+    """Which organisation fields this line fills (a bit each)."""
+    return (
+        bool(row["name"])
+        | bool(row["trade_name"]) << 1
+        | bool(row["street_no"] or row["street_type"] or row["street"]) << 2
+        | bool(row["postcode"]) << 3
+        | bool(city) << 4
+        | bool(row.get("finess")) << 5
+        | bool(row.get("siret")) << 6
+    )
+
+
 def ps_line(row: Row, batch: Batch) -> None:
     # A practitioner's lines (one per activity) repeat the same person: built once a batch.
     idnat = row["idnat"].strip()
     if idnat and batch.has(PRACTITIONERS, idnat):
         try:
-            prac: tuple[Any, ...] = (practitioner_idnat(row["id_type"], row["id"], idnat),)
+            prac: tuple[Any, ...] = (_idnat(row["id_type"], row["id"], idnat),)
         except IdNatError as exc:
             raise RowError(str(exc)) from None
     else:
@@ -310,9 +335,13 @@ def ps_line(row: Row, batch: Batch) -> None:
     else:
         org_id = ""
     if org_id and not batch.has(ORGANISATIONS, org_id):
-        org = _organisation(org_id, row, row["city"])
-        batch.add(ORGANISATIONS, org)
-        batch.vocabulary(org[8])
+        fill = _org_fill(row, row["city"])
+        seen = _ORGS_SEEN.get(org_id)
+        if seen is None or fill & ~seen:
+            _ORGS_SEEN[org_id] = fill | (seen or 0)
+            org = _organisation(org_id, row, row["city"])
+            batch.add(ORGANISATIONS, org)
+            batch.vocabulary(org[8])
     key = f"{prac[0]}|{org_id}|{row['role']}"[:80]
     batch.add(ACTIVITIES, (key, prac[0], org_id, row["mode"], row["role"]))
 
@@ -330,14 +359,18 @@ def mss_line(row: Row, batch: Batch) -> None:
     if row["id"] or row["idnat"]:
         prac = _practitioner(row)
         idnat = prac[0]
-        batch.add(PRACTITIONERS, prac)
-        batch.vocabulary(prac[8])
-        batch.fill_only.add(PRACTITIONERS)
+        # Fill-only: a line naming one an earlier batch already wrote would add nothing.
+        if idnat not in _PRACS_SEEN or batch.has(PRACTITIONERS, idnat):
+            _PRACS_SEEN.add(idnat)
+            batch.add(PRACTITIONERS, prac)
+            batch.vocabulary(prac[8])
+            batch.fill_only.add(PRACTITIONERS)
     elif kind == "PER" and not row["struct_id"]:
         raise RowError("a PER mailbox names neither a practitioner nor a structure")
     org_id = structure_idnat(row["struct_type"], row["struct_id"])
     city = _city_from_routing(row["routing"], row["postcode"])
-    if org_id and not batch.has(ORGANISATIONS, org_id):
+    if org_id and org_id not in _ORGS_SEEN:  # fill-only, as above
+        _ORGS_SEEN[org_id] = 0
         org = _organisation(org_id, {**row, "finess": "", "siret": ""}, city)
         batch.add(ORGANISATIONS, org)
         batch.vocabulary(org[8])
@@ -460,8 +493,11 @@ def _stamp(values: tuple[Any, ...], generation: int, now: object) -> tuple[Any, 
 class SqliteSink(Sink):
     """The standard ``sqlite3`` driver, one connection, a commit every ``COMMIT_EVERY`` rows.
 
-    ``synchronous=NORMAL`` during the import: in WAL mode a crash can lose the last commits
-    but never corrupts the file, and an interrupted import is simply run again.
+    ``synchronous=OFF`` during the import (no fsync at each commit; the final checkpoint
+    writes everything once): in WAL mode a crash of the machine can lose the last commits
+    but a crash of the process cannot, and an interrupted import is simply run again (it
+    starts a new generation). The connection is the importer's own, so nothing else runs
+    with these settings.
     """
 
     dialect = "sqlite"
@@ -471,10 +507,11 @@ class SqliteSink(Sink):
         self.conn = sqlite3.connect(path, isolation_level=None)
         for pragma in (
             "journal_mode=WAL",
-            "synchronous=NORMAL",
+            "synchronous=OFF",
             "foreign_keys=ON",
             "busy_timeout=10000",
-            "cache_size=-65536",
+            "cache_size=-131072",
+            "temp_store=MEMORY",
         ):
             self.conn.execute(f"PRAGMA {pragma}")
         self._pending = 0
@@ -537,12 +574,14 @@ class SqliteSink(Sink):
             self.conn.execute(statement, {"since": _sql_time(self.now), "gen": generation})
             t = report.timed("search", t)
         self.conn.execute("COMMIT")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return gone
 
     def _search_statements(self, kind: str, generation: int) -> list[str]:
         if kind == PS_LIBREACCES:
-            return search.rebuild_statements("sqlite")
+            mailboxes = self.conn.execute("SELECT 1 FROM dir_mailboxes LIMIT 1").fetchone()
+            return search.rebuild_statements("sqlite", mailboxes=mailboxes is not None)
         params = {"since": _sql_time(self.now), "gen": generation}
         for statement in search.changed_statements("sqlite"):
             self.conn.execute(statement, params if ":" in statement else ())
@@ -658,7 +697,8 @@ class PostgresSink(Sink):
 
     async def _search_statements(self, kind: str, generation: int) -> list[str]:
         if kind == PS_LIBREACCES:
-            return search.rebuild_statements("postgresql")
+            mailboxes = await self.conn.fetchval("SELECT 1 FROM dir_mailboxes LIMIT 1")
+            return search.rebuild_statements("postgresql", mailboxes=mailboxes is not None)
         for statement in search.changed_statements("postgresql"):
             names = [n for n in (":since", ":gen") if n in statement]
             values = {":since": self.now, ":gen": generation}
@@ -696,6 +736,8 @@ def parse_batches(path: Path, kind: str) -> Iterator[Parsed]:
     """The file's lines turned into batches of rows for the tables, ``BATCH`` at a time."""
     wanted, required, handler = LINE_HANDLERS[kind]
     _SEEN.clear()  # every word of this run reaches this database's vocabulary
+    _ORGS_SEEN.clear()
+    _PRACS_SEEN.clear()
     with extracts.open_extract(path, kind) as stream:
         lines = 0
         current = Parsed(Batch(), 0, 0, [])

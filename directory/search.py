@@ -46,38 +46,45 @@ class SearchError(ValueError):
     pass
 
 
-def _document_inserts(dialect: str, one: bool) -> tuple[str, str]:
-    """INSERT … SELECT of the practitioner and organisation documents (all, or one ``?``)."""
+def _document_inserts(dialect: str, one: bool, mailboxes: bool = True) -> tuple[str, str]:
+    """INSERT … SELECT of the practitioner and organisation documents (all, or one ``?``);
+    ``mailboxes=False`` when there are none yet (a first import saves a lookup a document)."""
     agg = "group_concat({}, ' ')" if dialect == "sqlite" else "string_agg({}, ' ')"
     org_words = agg.format("o.search")
     mbx_words = agg.format("m.search")
     true = "1" if dialect == "sqlite" else "true"
     only_p = " AND p.idnat = ?" if one else ""
     only_o = " AND o.identifier = ?" if one else ""
+    p_mailboxes = o_mailboxes = ""
+    if mailboxes:
+        p_mailboxes = (
+            f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
+            " WHERE m.practitioner_idnat = p.idnat AND m.active AND NOT m.liste_rouge), '')"
+        )
+        o_mailboxes = (
+            f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
+            # "|| ''": no index on practitioner_idnat for this test (80,000 rows are '').
+            " WHERE m.organisation_identifier = o.identifier AND m.practitioner_idnat || '' = ''"
+            " AND m.active AND NOT m.liste_rouge), '')"
+        )
     practitioners = (
         "INSERT INTO dir_search (kind, ref, doc) SELECT 'P', p.idnat, p.search"
         f" || ' ' || COALESCE((SELECT {org_words} FROM dir_activities a"
         " JOIN dir_organisations o ON o.identifier = a.organisation_identifier"
-        " WHERE a.practitioner_idnat = p.idnat AND a.active), '')"
-        f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
-        " WHERE m.practitioner_idnat = p.idnat AND m.active AND NOT m.liste_rouge), '')"
+        f" WHERE a.practitioner_idnat = p.idnat AND a.active), ''){p_mailboxes}"
         f" FROM dir_practitioners p WHERE p.active = {true}{only_p} ORDER BY p.id"
     )
     organisations = (
         "INSERT INTO dir_search (kind, ref, doc) SELECT 'O', o.identifier, o.search"
-        f" || ' {ORGANISATION} '"
-        f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
-        # "|| ''": no index on practitioner_idnat for this test (80,000 rows are '').
-        " WHERE m.organisation_identifier = o.identifier AND m.practitioner_idnat || '' = ''"
-        " AND m.active AND NOT m.liste_rouge), '')"
+        f" || ' {ORGANISATION} '{o_mailboxes}"
         f" FROM dir_organisations o WHERE o.active = {true}{only_o} ORDER BY o.id"
     )
     return practitioners, organisations
 
 
-def rebuild_statements(dialect: str) -> list[str]:
+def rebuild_statements(dialect: str, mailboxes: bool = True) -> list[str]:
     """SQL that rebuilds every search document from the directory tables."""
-    practitioners, organisations = _document_inserts(dialect, one=False)
+    practitioners, organisations = _document_inserts(dialect, one=False, mailboxes=mailboxes)
     if dialect == "sqlite":
         return [
             "DELETE FROM dir_search",
