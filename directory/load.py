@@ -461,20 +461,16 @@ class Sink(abc.ABC):
     _deferred: tuple[tuple[str, str, str], ...] = ()
 
     @abc.abstractmethod
-    async def begin(self, kind: str, source: str) -> int:
-        ...
+    async def begin(self, kind: str, source: str) -> int: ...
 
     @abc.abstractmethod
-    async def write(self, batch: Batch) -> None:
-        ...
+    async def write(self, batch: Batch) -> None: ...
 
     @abc.abstractmethod
-    async def finish(self, kind: str, generation: int, report: Report) -> int:
-        ...
+    async def finish(self, kind: str, generation: int, report: Report) -> int: ...
 
     @abc.abstractmethod
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...
 
 
 def _now() -> dt.datetime:
@@ -510,8 +506,7 @@ class SqliteSink(Sink):
             "synchronous=OFF",
             "foreign_keys=ON",
             "busy_timeout=10000",
-            "cache_size=-131072",
-            "temp_store=MEMORY",
+            "cache_size=-65536",
         ):
             self.conn.execute(f"PRAGMA {pragma}")
         self._pending = 0

@@ -18,6 +18,7 @@ would cost far more than the 20 ms budget); callers narrow with more words or fi
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,9 +257,10 @@ async def expand(db: Database, word: str) -> tuple[str, list[str]]:
     Both engines handle a prefix by gathering every row of every matching word before
     intersecting (unless a prefix index covers it: two and three letters in SQLite), which
     for a frequent word (``infirm*``: hundreds of thousands of rows) is the slow part of a
-    query; the same words as exact terms are intersected lazily.
+    query; the same words as exact terms are intersected lazily. PostgreSQL has no prefix
+    index: short prefixes are expanded there too.
     """
-    if len(word) <= 3 or word.startswith("qq"):
+    if word.startswith("qq") or (len(word) <= 3 and db.dialect == "sqlite"):
         return "prefix", [word]
     if db.dialect == "sqlite":
         sql = "SELECT word FROM dir_search_words WHERE word >= ? AND word < ? ORDER BY word LIMIT ?"
@@ -270,6 +272,90 @@ async def expand(db: Database, word: str) -> tuple[str, list[str]]:
     if not words or len(words) > MAX_EXPANSION:
         return "prefix", [word]
     return "exact", words
+
+
+#: PostgreSQL: a query expected to match more than this share of the documents reads the
+#: table in order and stops at the page's end (see :func:`pg_page`).
+DENSE = 0.005
+#: How long the lexeme frequencies read from ``pg_stats`` are kept (seconds).
+STATS_TTL = 600.0
+_STATS: dict[str, tuple[float, dict[str, float], int]] = {}
+
+
+async def lexeme_frequencies(db: Database) -> tuple[dict[str, float], int]:
+    """Share of the documents holding each frequent lexeme, and the number of documents,
+    from the statistics ``ANALYZE`` keeps on ``dir_search`` (PostgreSQL; empty before any
+    ANALYZE)."""
+    cached = _STATS.get(db.url)
+    if cached is not None and time.monotonic() - cached[0] < STATS_TTL:
+        return cached[1], cached[2]
+    rows = await db.raw_rows(
+        "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats"
+        " WHERE schemaname = current_schema() AND tablename = 'dir_search' AND attname = 'tsv'"
+    )
+    freqs: dict[str, float] = {}
+    if rows and rows[0][0] is not None:
+        freqs = {str(w): float(f) for w, f in zip(rows[0][0], rows[0][1], strict=False)}
+    count = await db.raw_rows("SELECT reltuples::bigint FROM pg_class WHERE relname = 'dir_search'")
+    documents = max(0, int(count[0][0])) if count else 0
+    _STATS[db.url] = (time.monotonic(), freqs, documents)
+    return freqs, documents
+
+
+#: PostgreSQL: a group of alternatives (a prefix and the words it starts) in more than this
+#: share of the documents is checked on the rows the other terms found (see :func:`pg_plan`).
+FREQUENT = 0.02
+#: At most this many rows are expected to be read to check a frequent group on them.
+CHECKED_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class PgPlan:
+    indexed: str  # tsquery the GIN index answers
+    checked: str  # tsquery checked on each row it found ("" for none)
+    dense: bool  # expected to match more than DENSE of the documents
+
+
+def pg_plan(
+    groups: list[tuple[str, list[str]]], exact: list[str], freqs: dict[str, float], documents: int
+) -> PgPlan:
+    """How PostgreSQL should run a query, from the lexeme frequencies of ``pg_stats``.
+
+    GIN intersects single words lazily (the rarest drives), but gathers every document of a
+    prefix or of a group of alternatives into a bitmap first: 100–400 ms for ``le:*`` or
+    ``(le | leroy | …)`` on 2 million documents. Such a group, when frequent, is therefore
+    checked on the rows the other terms found, if they should be at most ``CHECKED_ROWS``
+    (each costs a heap fetch). A word absent from the statistics counts as rare (their
+    smallest frequency); terms are taken as independent.
+    """
+    rare = min(freqs.values(), default=0.0)
+    singles: list[tuple[str, float]] = [(t, freqs.get(t, rare)) for t in exact]
+    several: list[tuple[str, float]] = []
+    for how, words in groups:
+        if how == "exact" and len(words) == 1:
+            singles.append((words[0], freqs.get(words[0], rare)))
+        elif how == "exact":
+            share = min(1.0, sum(freqs.get(w, rare) for w in words))
+            several.append(("(" + " | ".join(words) + ")", share))
+        else:
+            share = min(1.0, sum(f for w, f in freqs.items() if w.startswith(words[0])))
+            several.append((f"{words[0]}:*", share or rare))
+    indexed = [t for t, _ in singles]
+    found = 1.0  # share of the documents the indexed terms find
+    for _, share in singles:
+        found *= share
+    checked = []
+    for part, share in sorted(several, key=lambda g: g[1]):
+        if indexed and share > FREQUENT and found * documents <= CHECKED_ROWS:
+            checked.append(part)
+        else:
+            indexed.append(part)
+            found *= share
+    total = found
+    for part, share in several:
+        if part in checked:
+            total *= share
+    return PgPlan(" & ".join(indexed), " & ".join(checked), total > DENSE)
 
 
 def _expression(dialect: str, groups: list[tuple[str, list[str]]], exact: list[str]) -> str:
@@ -287,6 +373,28 @@ def _expression(dialect: str, groups: list[tuple[str, list[str]]], exact: list[s
     return (" AND " if dialect == "sqlite" else " & ").join(parts)
 
 
+async def pg_page(db: Database, plan: PgPlan, limit: int, offset: int) -> list[tuple[Any, ...]]:
+    """(kind, ref) of a page of PostgreSQL documents matching ``plan``.
+
+    GIN only answers with a bitmap of *every* match, built before the first row is read:
+    cheap for a rare combination, slow for a frequent one (``le`` alone: one document in
+    20). A ``dense`` query therefore reads the table in order and stops when the page is
+    full, which the planner chooses by itself; any other goes through ``dir_search_page``
+    (migration 0016), planned without sequential scans: the planner would otherwise read the
+    table in order whenever it overestimates the matches of correlated terms (a profession
+    in a département: the 2.3 s worst case of the first benchmark).
+    """
+    full = " & ".join(e for e in (plan.indexed, plan.checked) if e)
+    if plan.dense:
+        match = tsquery_literal(full)
+        sql = f"SELECT kind, ref FROM dir_search WHERE tsv @@ {match} LIMIT ? OFFSET ?"
+        return await db.raw_rows(sql, limit, offset)
+    indexed = tsquery_literal(plan.indexed)
+    checked = tsquery_literal(plan.checked) if plan.checked else "NULL"
+    sql = f"SELECT kind, ref FROM dir_search_page({indexed}, {checked}, ?, ?)"
+    return await db.raw_rows(sql, limit, offset)
+
+
 def match_expression(dialect: str, prefix: list[str], exact: list[str]) -> str:
     if dialect == "sqlite":
         return " AND ".join([f'"{w}"*' for w in prefix] + [f'"{t}"' for t in exact])
@@ -297,17 +405,16 @@ async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
     """(kind, ref) of the matching documents, ``query.limit`` from ``query.offset``."""
     prefix, exact = query.terms()
     groups = [await expand(db, word) for word in prefix]
-    expr = _expression(db.dialect, groups, exact)
     if db.dialect == "sqlite":
+        expr = _expression(db.dialect, groups, exact)
         sql = (
             "SELECT kind, ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
             " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
         )
         rows = await db.raw_rows(sql, expr, query.limit, query.offset)
     else:
-        match = tsquery_literal(expr)
-        sql = f"SELECT kind, ref FROM dir_search WHERE tsv @@ {match} LIMIT ? OFFSET ?"
-        rows = await db.raw_rows(sql, query.limit, query.offset)
+        plan = pg_plan(groups, exact, *await lexeme_frequencies(db))
+        rows = await pg_page(db, plan, query.limit, query.offset)
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
