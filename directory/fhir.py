@@ -520,28 +520,43 @@ def _word_terms(values: list[str], token: Any = None) -> list[str]:
 
 
 def _mailbox_clause(where: _Where, params: _Params, owner: str, owner_column: str) -> None:
+    """``mailbox-mss`` (prefix), ``:contains`` and ``:exact``, case-insensitive.
+
+    Candidates come from a trigram index (migration 0016: FTS5 ``trigram`` on SQLite,
+    ``pg_trgm`` on PostgreSQL), where ``_`` in a LIKE pattern matches any character; each is
+    then checked exactly. Values shorter than three characters cannot use the index.
+    """
     for modifier, values in params.get("mailbox-mss"):
         ors = []
         for v in values:
-            v = v.strip().lower()
-            if modifier == "exact":
-                ors.append("lower(m.address) = ?")
-                where.params.append(v)
-            elif modifier == "contains":
-                ors.append("lower(m.address) LIKE ?")
-                where.params.append(f"%{_like(v)}%")
+            v = v.strip().lower().replace("%", "")
+            if not v:
+                raise FhirError(400, "invalid", "empty value for mailbox-mss")
+            pattern = {"exact": v, "contains": f"%{v}%"}.get(modifier, f"{v}%")
+            if where.dialect == "sqlite":
+                candidates = "m.id IN (SELECT rowid FROM dir_mailboxes_trgm WHERE address LIKE ?)"
+                check = {
+                    "exact": "lower(m.address) = ?",
+                    "contains": "instr(lower(m.address), ?) > 0",
+                }
             else:
-                ors.append("lower(m.address) LIKE ?")
-                where.params.append(f"{_like(v)}%")
+                candidates = "lower(m.address) LIKE ?"
+                check = {
+                    "exact": "lower(m.address) = ?",
+                    "contains": "strpos(lower(m.address), ?) > 0",
+                }
+            exact_check = check.get(modifier, "substr(lower(m.address), 1, ?) = ?")
+            ors.append(f"({candidates} AND {exact_check})")
+            where.params.append(pattern)
+            if modifier in ("exact", "contains"):
+                where.params.append(v)
+            else:
+                where.params += [len(v), v]
         extra = " AND m.practitioner_idnat || '' = ''" if owner == "organisation_identifier" else ""
         where.sql.append(
             f"{owner_column} IN (SELECT m.{owner} FROM dir_mailboxes m WHERE m.active"
             f" AND NOT m.liste_rouge{extra} AND ({' OR '.join(ors)}))"
         )
-
-
-def _like(value: str) -> str:
-    return value.replace("%", "").replace("_", "")
 
 
 def _identifier_values(values: list[str]) -> list[str]:

@@ -68,12 +68,24 @@ _PRACS_SEEN: set[str] = set()
 FULL_REBUILD_SHARE = 4
 #: Secondary indexes a first import builds once at the end rather than row by row.
 DEFERRED_INDEXES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    PS_LIBREACCES: (("ix_dir_activities_practitioner", "dir_activities", "practitioner_idnat"),),
+    PS_LIBREACCES: (("ix_dir_activities_practitioner", "dir_activities", "(practitioner_idnat)"),),
     MSSANTE: (
-        ("ix_dir_mailboxes_practitioner", "dir_mailboxes", "practitioner_idnat"),
-        ("ix_dir_mailboxes_organisation", "dir_mailboxes", "organisation_identifier"),
+        ("ix_dir_mailboxes_practitioner", "dir_mailboxes", "(practitioner_idnat)"),
+        ("ix_dir_mailboxes_organisation", "dir_mailboxes", "(organisation_identifier)"),
     ),
 }
+#: PostgreSQL: the trigram index of mailbox addresses (migration 0016), built once too.
+PG_DEFERRED_TRGM = (
+    "ix_dir_mailboxes_address_trgm",
+    "dir_mailboxes",
+    "USING gin (lower(address) gin_trgm_ops)",
+)
+#: SQLite: the trigger that keeps the trigram table of addresses (migration 0016) as rows
+#: come; a first MSSanté import drops it and rebuilds the table once at the end.
+SQLITE_TRGM_TRIGGER = (
+    "CREATE TRIGGER dir_mailboxes_trgm_ai AFTER INSERT ON dir_mailboxes BEGIN"
+    " INSERT INTO dir_mailboxes_trgm(rowid, address) VALUES (new.id, new.address); END"
+)
 _FIRST_TABLE = {PS_LIBREACCES: "dir_activities", MSSANTE: "dir_mailboxes"}
 
 
@@ -459,6 +471,7 @@ class Sink(abc.ABC):
     dialect = ""
     _t0 = 0.0
     _deferred: tuple[tuple[str, str, str], ...] = ()
+    _trgm = False
 
     @abc.abstractmethod
     async def begin(self, kind: str, source: str) -> int: ...
@@ -525,6 +538,9 @@ class SqliteSink(Sink):
         self._deferred = () if self.conn.execute(first).fetchone() else DEFERRED_INDEXES[kind]
         for name, _, _ in self._deferred:
             self.conn.execute(f"DROP INDEX IF EXISTS {name}")
+        self._trgm = kind == MSSANTE and bool(self._deferred)
+        if self._trgm:
+            self.conn.execute("DROP TRIGGER IF EXISTS dir_mailboxes_trgm_ai")
         return self.generation
 
     async def write(self, batch: Batch) -> None:
@@ -563,7 +579,12 @@ class SqliteSink(Sink):
             (now, report.lines, report.rejected, generation),
         )
         for name, table, column in self._deferred:
-            self.conn.execute(f"CREATE INDEX {name} ON {table} ({column})")
+            self.conn.execute(f"CREATE INDEX {name} ON {table} {column}")
+        if self._trgm:
+            self.conn.execute(
+                "INSERT INTO dir_mailboxes_trgm(dir_mailboxes_trgm) VALUES ('rebuild')"
+            )
+            self.conn.execute(SQLITE_TRGM_TRIGGER)
         t = report.timed("deactivate", self._t0)
         for statement in self._search_statements(kind, generation):
             self.conn.execute(statement, {"since": _sql_time(self.now), "gen": generation})
@@ -613,6 +634,8 @@ class PostgresSink(Sink):
         await self.conn.execute("SET maintenance_work_mem = '256MB'")
         first = await self.conn.fetchval(f"SELECT 1 FROM {_FIRST_TABLE[kind]} LIMIT 1")
         self._deferred = () if first else DEFERRED_INDEXES[kind]
+        if self._deferred and kind == MSSANTE:
+            self._deferred = (*self._deferred, PG_DEFERRED_TRGM)
         for name, _, _ in self._deferred:
             await self.conn.execute(f"DROP INDEX IF EXISTS {name}")
         self.generation = int(
@@ -677,7 +700,7 @@ class PostgresSink(Sink):
                 generation,
             )
             for name, table, column in self._deferred:
-                await self.conn.execute(f"CREATE INDEX {name} ON {table} ({column})")
+                await self.conn.execute(f"CREATE INDEX {name} ON {table} {column}")
             await self.conn.execute("ANALYZE")
             t = report.timed("deactivate", self._t0)
             for statement in await self._search_statements(kind, generation):
