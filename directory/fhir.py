@@ -714,7 +714,7 @@ async def search(db: Database, kind: str, query: Sequence[tuple[str, str]], base
 
 def _includes(kind: str, params: _Params) -> set[str]:
     """The references to include (``practitioner``, ``organization``) asked by ``_include``."""
-    wanted = set()
+    wanted: set[str] = set()
     allowed = INCLUDES.get(kind, {})
     for _, values in params.get("_include"):
         for value in values:
