@@ -604,9 +604,8 @@ class SqliteSink(Sink):
         for name, table, column in self._deferred:
             self.conn.execute(f"CREATE INDEX {name} ON {table} {column}")
         if self._trgm:
-            self.conn.execute(
-                "INSERT INTO dir_mailboxes_trgm(dir_mailboxes_trgm) VALUES ('rebuild')"
-            )
+            for statement in search.fts_bulk("dir_mailboxes_trgm", "rebuild"):
+                self.conn.execute(statement)
             self.conn.execute(SQLITE_TRGM_TRIGGER)
         t = report.timed("deactivate", self._t0)
         for statement in self._search_statements(kind, generation):
