@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from directory import fhir
 from directory.extracts import MSSANTE, PS_LIBREACCES
 from directory.load import import_extract
 from directory.local import DirectoryError, set_mailbox
-from directory.search import Query, SearchError, search
+from directory.search import PgPlan, Query, SearchError, pg_plan, search
 from storage.db import Database
 from tests.directory.conftest import DUPONT, MARTIN, MSS_EDGE, PS_EDGE
 
@@ -79,3 +80,48 @@ async def test_paging_and_empty_queries(loaded: Database) -> None:
         await search(loaded, Query(text="a"))
     with pytest.raises(SearchError):
         await search(loaded, Query(text="  "))
+
+
+async def test_mailbox_substring_index_follows_local_changes(loaded: Database) -> None:
+    """The trigram index a first import built in bulk keeps up with later writes (its
+    trigger is back on SQLite; pg_trgm's GIN index on PostgreSQL)."""
+
+    async def contains(value: str) -> list[str]:
+        status, bundle = await fhir.handle(
+            loaded, "GET", "Practitioner", [("mailbox-mss:contains", value)], "https://h/fhir"
+        )
+        assert status == 200
+        return [e["resource"]["id"] for e in bundle.get("entry", [])]
+
+    assert await contains("binet.mar") == []
+    await set_mailbox(loaded, "cabinet.martin@hygie.test", "CAB", practitioner_idnat=MARTIN)
+    assert await contains("binet.mar") == [MARTIN]
+    assert await contains("BINET.MAR") == [MARTIN]
+    if loaded.dialect == "sqlite":  # the bulk settings of the FTS5 tables are undone
+        for table in ("dir_search_fts", "dir_mailboxes_trgm"):
+            sql = f"SELECT k, v FROM {table}_config"  # noqa: S608 (names above)
+            config = dict(await loaded.raw_rows(sql))
+            assert config.get("automerge", 4) == 4 and config.get("crisismerge", 16) == 16
+
+
+def test_postgresql_plan_from_lexeme_frequencies() -> None:
+    freqs = {"le": 0.06, "lea": 0.01, "qqpp": 0.7, "qqprof10": 0.25, "qqvlyon": 0.01,
+             "cardiologie": 0.016, "martin": 0.02}  # fmt: skip
+    documents = 2_000_000
+    # A frequent word alone: matches are dense, the table is read in order up to the page.
+    alone = pg_plan([("exact", ["le", "lea"])], [], freqs, documents)
+    assert alone == PgPlan("(le | lea)", "", True)
+    # Single words always go to the index (GIN intersects them lazily); a frequent group of
+    # alternatives is checked on the rows the selective terms found.
+    mixed = pg_plan(
+        [("exact", ["le", "lea"]), ("exact", ["cardiologie"])], ["qqvlyon"], freqs, documents
+    )
+    assert mixed == PgPlan("qqvlyon & cardiologie", "(le | lea)", False)
+    # … unless those rows would be too many to check one by one.
+    broad = pg_plan([("exact", ["le", "lea"])], ["qqprof10"], freqs, documents)
+    assert broad.indexed == "qqprof10 & (le | lea)" and broad.checked == ""
+    # A correlated rare combination is sparse: never a sequential scan.
+    rare = pg_plan([("exact", ["martin"])], ["qqprof10", "qqvlyon"], freqs, documents)
+    assert rare == PgPlan("qqprof10 & qqvlyon & martin", "", False)
+    # Unknown words are rare; without statistics everything is indexed.
+    assert pg_plan([("prefix", ["zyx"])], [], {}, 0) == PgPlan("zyx:*", "", False)
