@@ -4,10 +4,12 @@ mailbox type; liste-rouge mailboxes add nothing."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from directory import fhir
-from directory.extracts import MSSANTE, PS_LIBREACCES
+from directory import fhir, synth
+from directory.extracts import MSSANTE, PS_HEADER, PS_LIBREACCES
 from directory.load import import_extract
 from directory.local import DirectoryError, set_mailbox
 from directory.search import PgPlan, Query, SearchError, pg_plan, search
@@ -125,3 +127,35 @@ def test_postgresql_plan_from_lexeme_frequencies() -> None:
     assert rare == PgPlan("qqprof10 & qqvlyon & martin", "", False)
     # Unknown words are rare; without statistics everything is indexed.
     assert pg_plan([("prefix", ["zyx"])], [], {}, 0) == PgPlan("zyx:*", "", False)
+
+
+async def test_whole_words_rank_before_prefixes(
+    migrated: str, db: Database, tmp_path: Path
+) -> None:
+    """Two tiers: every typed word whole first (MARTIN before MARTINEAU), then prefixes;
+    paging runs across the tiers without repeating or losing anyone."""
+    families = ["MARTINEAU", "MARTINEZ", "MARTIN", "MARTINET", "MARTIN"]
+    lines = ["|".join(PS_HEADER) + "|"]
+    for n, family in enumerate(families):
+        fields = {
+            "Type d'identifiant PP": "8",
+            "Identifiant PP": synth.rpps(n),
+            "Identification nationale PP": "8" + synth.rpps(n),
+            "Nom d'exercice": family,
+            "Prénom d'exercice": "Paul",
+            "Code profession": "10",
+        }
+        lines.append("|".join(fields.get(h, "") for h in PS_HEADER) + "|")
+    path = tmp_path / "PS_LibreAcces_Personne_activite_rank.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    await import_extract(migrated, PS_LIBREACCES, path)
+    family = {"8" + synth.rpps(n): f for n, f in enumerate(families)}
+    found = [family[h.ref] for h in await search(db, Query(text="martin paul"))]
+    assert found[:2] == ["MARTIN", "MARTIN"] and sorted(found[2:]) == sorted(
+        families[:2] + families[3:4]
+    )
+    pages = []
+    for offset in range(0, 5, 2):
+        pages += [h.ref for h in await search(db, Query(text="martin", limit=2, offset=offset))]
+    assert [family[r] for r in pages][:2] == ["MARTIN", "MARTIN"]
+    assert sorted(pages) == sorted(family)
