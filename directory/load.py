@@ -68,6 +68,8 @@ _PRACS_SEEN: set[str] = set()
 FULL_REBUILD_SHARE = 4
 #: … and writes them in bulk (one FTS5 merge at the end) when more than 1 in this many changed.
 BULK_REFRESH_SHARE = 20
+#: … and rebuilds the whole FTS5 index (SQLite) when more than 1 in this many changed.
+REINDEX_SHARE = 6
 #: Secondary indexes a first import builds once at the end rather than row by row.
 DEFERRED_INDEXES: dict[str, tuple[tuple[str, str, str], ...]] = {
     PS_LIBREACCES: (("ix_dir_activities_practitioner", "dir_activities", "(practitioner_idnat)"),),
@@ -627,7 +629,11 @@ class SqliteSink(Sink):
         total = self.conn.execute("SELECT max(id) FROM dir_search").fetchone()[0] or 0
         if changed * FULL_REBUILD_SHARE > total:
             return search.rebuild_statements("sqlite")
-        return search.refresh_statements("sqlite", bulk=changed * BULK_REFRESH_SHARE > total)
+        return search.refresh_statements(
+            "sqlite",
+            bulk=changed * BULK_REFRESH_SHARE > total,
+            reindex=changed * REINDEX_SHARE > total,
+        )
 
     async def close(self) -> None:
         if self.conn.in_transaction:

@@ -4,15 +4,27 @@ mailbox type; liste-rouge mailboxes add nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
+import sqlite3
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
+from sqlalchemy import make_url
 
 from directory import fhir, synth
 from directory.extracts import MSSANTE, PS_HEADER, PS_LIBREACCES
 from directory.load import import_extract
 from directory.local import DirectoryError, set_mailbox
-from directory.search import PgPlan, Query, SearchError, pg_plan, search
+from directory.search import (
+    PgPlan,
+    Query,
+    SearchError,
+    changed_statements,
+    pg_plan,
+    refresh_statements,
+    search,
+)
 from storage.db import Database
 from tests.directory.conftest import DUPONT, MARTIN, MSS_EDGE, PS_EDGE
 
@@ -159,3 +171,37 @@ async def test_whole_words_rank_before_prefixes(
         pages += [h.ref for h in await search(db, Query(text="martin", limit=2, offset=offset))]
     assert [family[r] for r in pages][:2] == ["MARTIN", "MARTIN"]
     assert sorted(pages) == sorted(family)
+
+
+async def test_refresh_of_many_documents_finds_the_same(migrated: str, loaded: Database) -> None:
+    """The path a large MSSanté re-import takes (many owners changed: their documents
+    refreshed; on SQLite the FTS5 index rebuilt once) gives the same answers."""
+    before = await refs(loaded, text="dupont cardio lyon")
+    statements = changed_statements(loaded.dialect) + refresh_statements(
+        loaded.dialect, reindex=True
+    )
+    if loaded.dialect == "sqlite":
+        conn = sqlite3.connect(migrated.split("///", 1)[1], isolation_level=None)
+        try:
+            for statement in statements:
+                conn.execute(statement, {"since": "2000-01-01", "gen": 0})
+            assert conn.execute("SELECT count(*) FROM dir_refresh").fetchone()[0] > 0
+        finally:
+            conn.close()
+    else:
+        pg = await asyncpg.connect(
+            make_url(migrated).set(drivername="postgresql").render_as_string(False)
+        )
+        try:
+            since = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+            for statement in statements:
+                names = [n for n in (":since", ":gen") if n in statement]
+                for i, name in enumerate(names, 1):
+                    statement = statement.replace(name, f"${i}")
+                await pg.execute(statement, *({":since": since, ":gen": 0}[n] for n in names))
+            assert await pg.fetchval("SELECT count(*) FROM dir_refresh") > 0
+        finally:
+            await pg.close()
+    assert before == [DUPONT]
+    assert await refs(loaded, text="dupont cardio lyon") == before
+    assert await refs(loaded, text="dupont", mailbox_type="PER") == [DUPONT]
