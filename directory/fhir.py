@@ -36,7 +36,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from directory.idnat import OID_IDNAT_PS, OID_IDNAT_STRUCT
-from directory.search import SearchError, match_expression, tsquery_literal
+from directory.search import (
+    SearchError,
+    expression_plan,
+    lexeme_frequencies,
+    match_expression,
+    pg_page,
+    tsquery_literal,
+)
 from directory.text import (
     ORGANISATION,
     PRACTITIONER,
@@ -532,9 +539,10 @@ async def _page_from_index(
             " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
         )
         refs = [str(r[0]) for r in await db.raw_rows(sql, expr, count + 1, offset)]
-    else:
-        sql = f"SELECT ref FROM dir_search WHERE tsv @@ {tsquery_literal(expr)} LIMIT ? OFFSET ?"
-        refs = [str(r[0]) for r in await db.raw_rows(sql, count + 1, offset)]
+    else:  # never a sequential scan gambling on early matches (directory.search.pg_page)
+        freqs, _documents = await lexeme_frequencies(db)
+        plan = expression_plan(expr, freqs)
+        refs = [str(r[1]) for r in await pg_page(db, plan, count + 1, offset)]
     if not refs:
         return []
     rows = await db.raw_rows(

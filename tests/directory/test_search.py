@@ -21,6 +21,7 @@ from directory.search import (
     Query,
     SearchError,
     changed_statements,
+    expression_plan,
     pg_plan,
     refresh_statements,
     search,
@@ -205,3 +206,11 @@ async def test_refresh_of_many_documents_finds_the_same(migrated: str, loaded: D
     assert before == [DUPONT]
     assert await refs(loaded, text="dupont cardio lyon") == before
     assert await refs(loaded, text="dupont", mailbox_type="PER") == [DUPONT]
+
+
+def test_postgresql_plan_of_a_written_expression() -> None:
+    freqs = {"qqpp": 0.7, "qqfdupont": 0.001, "qqbalper": 0.2, "qqfdubois": 0.002}
+    assert expression_plan("(qqfdupont:* | qqfdubois:*) & qqpp", freqs) == PgPlan(
+        "(qqfdupont:* | qqfdubois:*) & qqpp", "", False
+    )
+    assert expression_plan("qqbalper & qqpp", freqs).dense  # 14 %: read in order
