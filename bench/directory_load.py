@@ -94,13 +94,14 @@ def run_import(data: Path, env: dict[str, str], kind: str, path: Path) -> dict[s
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "output": out.strip(),
         "phases": _phases(out),
+        "phases_cpu": _phases(out, "cpu"),
     }
 
 
-def _phases(output: str) -> dict[str, float]:
+def _phases(output: str, label: str = "timings") -> dict[str, float]:
     for line in output.splitlines():
-        if line.startswith("timings: "):
-            pairs = (item.split("=", 1) for item in line[len("timings: ") :].split())
+        if line.startswith(f"{label}: "):
+            pairs = (item.split("=", 1) for item in line[len(label) + 2 :].split())
             return {k: float(v) for k, v in pairs}
     return {}
 
@@ -214,11 +215,15 @@ def section(result: dict[str, Any]) -> str:
     for r in result["databases"]:
         parts = []
         for imp in r["imports"]:
-            ph = imp.get("phases", {})
+            ph, cpu = imp.get("phases", {}), imp.get("phases_cpu", {})
+
+            def both(name: str, ph: dict[str, float] = ph, cpu: dict[str, float] = cpu) -> str:
+                return f"{ph.get(name, '?')} (CPU {cpu.get(name, '?')})"
+
             parts.append(
-                f"{imp['kind']} {imp['seconds']} s (write {ph.get('write', '?')}, deactivate "
-                f"{ph.get('deactivate', '?')}, search documents {ph.get('search', '?')}; "
-                f"importer CPU {imp['cpu_seconds']} s)"
+                f"{imp['kind']} {imp['seconds']} s (write {both('write')}, deactivate "
+                f"{both('deactivate')}, search documents {both('search')}; importer CPU "
+                f"{imp['cpu_seconds']} s with its reading child)"
             )
         load = r.get("load_average")
         shown = " → ".join(str(v) for v in load or [])
@@ -249,9 +254,10 @@ def section(result: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            "Where the time goes (seconds of each import: writing the batches, closing vanished "
-            "rows, building the search documents; the rest is reading and checking lines, which "
-            "overlaps the writing in a child process):",
+            "Where the time goes (wall seconds of each import, and in brackets the importing "
+            "process's CPU seconds, which do not count PostgreSQL's own: writing the batches, "
+            "closing vanished rows, building the search documents; the rest is reading and "
+            "checking lines, which overlaps the writing in a child process):",
             *notes,
             "",
             MARK_END,

@@ -13,6 +13,14 @@ of an activity for a PractitionerRole. Search parameters: ``name``, ``family``, 
 ``mailbox-mss`` (prefix; ``:contains``, ``:exact``), ``mailbox-mss-type``, ``address-city``,
 ``address-postalcode``, ``_lastUpdated`` (``eq``/``gt``/``ge``/``lt``/``le``),
 ``_count`` (default 50, at most 500); comma-separated values are alternatives (OR).
+``_include=PractitionerRole:practitioner`` / ``:organization`` (or ``PractitionerRole:*``)
+adds the resources a page of roles refers to (``search.mode = include``, not counted in
+``total``). ``POST [type]/_search`` takes the same parameters form-encoded.
+
+Read-only: PATCH, PUT, POST (but ``_search``) and DELETE get 405. The directory is a copy of
+the national one (ANS), replaced by each import; a local change would be overwritten by the
+next import or would fork from it. This operator's own mailboxes are changed with
+``hygie directory mailbox`` (:mod:`directory.local`).
 
 Pure of any server code: :func:`handle` takes a method, a path below the FHIR base, the
 query and the base URL, and returns a status and a JSON document.
@@ -25,10 +33,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from directory.idnat import OID_IDNAT_PS, OID_IDNAT_STRUCT
-from directory.search import SearchError, match_expression, tsquery_literal
+from directory.search import (
+    SearchError,
+    expression_plan,
+    lexeme_frequencies,
+    match_expression,
+    pg_page,
+    tsquery_literal,
+)
 from directory.text import (
     ORGANISATION,
     PRACTITIONER,
@@ -72,7 +87,16 @@ COMMON_PARAMS = {
     "_offset",
     "_format",
     "_pretty",
+    "_include",
 }
+#: ``_include`` values accepted, by resource type searched.
+INCLUDES = {
+    "PractitionerRole": {
+        "PractitionerRole:practitioner": "practitioner",
+        "PractitionerRole:organization": "organization",
+    },
+}
+FORM = "application/x-www-form-urlencoded"
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _DATE = re.compile(
     r"^(eq|ne|gt|ge|lt|le|sa|eb)?(\d{4}(-\d{2}(-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?)?)?)$"
@@ -94,13 +118,31 @@ def outcome(code: str, message: str) -> JSON:
 
 
 async def handle(
-    db: Database, method: str, path: str, query: Sequence[tuple[str, str]], base: str
+    db: Database,
+    method: str,
+    path: str,
+    query: Sequence[tuple[str, str]],
+    base: str,
+    body: bytes = b"",
+    content_type: str = "",
 ) -> tuple[int, JSON]:
-    """``path`` is below the FHIR base: ``Practitioner``, ``Practitioner/810000005479`` …"""
+    """``path`` is below the FHIR base: ``Practitioner``, ``Practitioner/810000005479`` …
+
+    ``POST [type]/_search`` takes its parameters form-encoded in ``body`` (and in the query
+    string): the same search as a GET, for clients whose parameters would not fit a URL.
+    """
     try:
-        if method not in ("GET", "HEAD"):
-            raise FhirError(405, "not-supported", f"{method} is not supported: read-only API")
         parts = [p for p in path.strip("/").split("/") if p]
+        if method == "POST" and len(parts) == 2 and parts[1] == "_search":
+            if content_type.split(";")[0].strip().lower() != FORM:
+                raise FhirError(415, "not-supported", f"POST _search takes {FORM}")
+            try:
+                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            except UnicodeDecodeError:
+                raise FhirError(400, "invalid", "the form is not UTF-8") from None
+            query, parts = [*query, *form], parts[:1]
+        elif method not in ("GET", "HEAD"):
+            raise FhirError(405, "not-supported", f"{method} is not supported: read-only API")
         if parts == ["metadata"]:
             return 200, capability_statement(base)
         if not parts or parts[0] not in RESOURCES or len(parts) > 2:
@@ -360,6 +402,9 @@ def _parse(query: Sequence[tuple[str, str]]) -> tuple[_Params, int, int]:
             continue
         if name in ("_format", "_pretty"):
             continue
+        if name == "_include":
+            values.setdefault(name, []).append(("", [value]))
+            continue
         alternatives = [v for v in value.split(",") if v.strip()]
         if not alternatives:
             raise FhirError(400, "invalid", f"empty value for {name}")
@@ -494,9 +539,10 @@ async def _page_from_index(
             " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
         )
         refs = [str(r[0]) for r in await db.raw_rows(sql, expr, count + 1, offset)]
-    else:
-        sql = f"SELECT ref FROM dir_search WHERE tsv @@ {tsquery_literal(expr)} LIMIT ? OFFSET ?"
-        refs = [str(r[0]) for r in await db.raw_rows(sql, count + 1, offset)]
+    else:  # never a sequential scan gambling on early matches (directory.search.pg_page)
+        freqs, _documents = await lexeme_frequencies(db)
+        plan = expression_plan(expr, freqs)
+        refs = [str(r[1]) for r in await pg_page(db, plan, count + 1, offset)]
     if not refs:
         return []
     rows = await db.raw_rows(
@@ -520,28 +566,43 @@ def _word_terms(values: list[str], token: Any = None) -> list[str]:
 
 
 def _mailbox_clause(where: _Where, params: _Params, owner: str, owner_column: str) -> None:
+    """``mailbox-mss`` (prefix), ``:contains`` and ``:exact``, case-insensitive.
+
+    Candidates come from a trigram index (migration 0016: FTS5 ``trigram`` on SQLite,
+    ``pg_trgm`` on PostgreSQL), where ``_`` in a LIKE pattern matches any character; each is
+    then checked exactly. Values shorter than three characters cannot use the index.
+    """
     for modifier, values in params.get("mailbox-mss"):
         ors = []
         for v in values:
-            v = v.strip().lower()
-            if modifier == "exact":
-                ors.append("lower(m.address) = ?")
-                where.params.append(v)
-            elif modifier == "contains":
-                ors.append("lower(m.address) LIKE ?")
-                where.params.append(f"%{_like(v)}%")
+            v = v.strip().lower().replace("%", "")
+            if not v:
+                raise FhirError(400, "invalid", "empty value for mailbox-mss")
+            pattern = {"exact": v, "contains": f"%{v}%"}.get(modifier, f"{v}%")
+            if where.dialect == "sqlite":
+                candidates = "m.id IN (SELECT rowid FROM dir_mailboxes_trgm WHERE address LIKE ?)"
+                check = {
+                    "exact": "lower(m.address) = ?",
+                    "contains": "instr(lower(m.address), ?) > 0",
+                }
             else:
-                ors.append("lower(m.address) LIKE ?")
-                where.params.append(f"{_like(v)}%")
+                candidates = "lower(m.address) LIKE ?"
+                check = {
+                    "exact": "lower(m.address) = ?",
+                    "contains": "strpos(lower(m.address), ?) > 0",
+                }
+            exact_check = check.get(modifier, "substr(lower(m.address), 1, ?) = ?")
+            ors.append(f"({candidates} AND {exact_check})")
+            where.params.append(pattern)
+            if modifier in ("exact", "contains"):
+                where.params.append(v)
+            else:
+                where.params += [len(v), v]
         extra = " AND m.practitioner_idnat || '' = ''" if owner == "organisation_identifier" else ""
         where.sql.append(
             f"{owner_column} IN (SELECT m.{owner} FROM dir_mailboxes m WHERE m.active"
             f" AND NOT m.liste_rouge{extra} AND ({' OR '.join(ors)}))"
         )
-
-
-def _like(value: str) -> str:
-    return value.replace("%", "").replace("_", "")
 
 
 def _identifier_values(values: list[str]) -> list[str]:
@@ -572,6 +633,7 @@ def _common(where: _Params, w: _Where) -> None:
 
 async def search(db: Database, kind: str, query: Sequence[tuple[str, str]], base: str) -> JSON:
     params, count, offset = _parse(query)
+    includes = _includes(kind, params)
     w = _Where(db.dialect)
     for _, values in params.get("family"):
         w.fts_prefix.append(_word_terms(values, family_token))
@@ -633,6 +695,14 @@ async def search(db: Database, kind: str, query: Sequence[tuple[str, str]], base
                 "search": {"mode": "match"},
             }
         )
+    for resource in await _included(db, kind, includes, rows):
+        entries.append(
+            {
+                "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+                "resource": resource,
+                "search": {"mode": "include"},
+            }
+        )
     kept = [(k, v) for k, v in query if k not in ("_count", "_offset")]
 
     def link(relation: str, at: int) -> JSON:
@@ -646,8 +716,52 @@ async def search(db: Database, kind: str, query: Sequence[tuple[str, str]], base
         links.append(link("previous", max(0, offset - count)))
     bundle: JSON = {"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries}
     if not more:
-        bundle["total"] = offset + len(entries)
+        bundle["total"] = offset + len(resources)
     return bundle
+
+
+def _includes(kind: str, params: _Params) -> set[str]:
+    """The references to include (``practitioner``, ``organization``) asked by ``_include``."""
+    wanted: set[str] = set()
+    allowed = INCLUDES.get(kind, {})
+    for _, values in params.get("_include"):
+        for value in values:
+            if value == f"{kind}:*" and allowed:
+                wanted.update(allowed.values())
+            elif value in allowed:
+                wanted.add(allowed[value])
+            else:
+                raise FhirError(400, "not-supported", f"_include={value} is not supported")
+    return wanted
+
+
+async def _included(
+    db: Database, kind: str, includes: set[str], rows: Sequence[Sequence[Any]]
+) -> list[JSON]:
+    """The practitioners and organisations the page's PractitionerRoles refer to, once each."""
+    if kind != "PractitionerRole" or not includes or not rows:
+        return []
+    out: list[JSON] = []
+    if "practitioner" in includes:
+        idnats = sorted({str(r[1]) for r in rows})
+        found = await db.raw_rows(
+            f"SELECT {_P_COLS} FROM dir_practitioners p WHERE p.idnat IN ({_marks(idnats)})"
+            " ORDER BY p.idnat",
+            *idnats,
+        )
+        boxes = await _mailboxes(db, "practitioner_idnat", idnats)
+        out += [practitioner(r, boxes) for r in found]
+    if "organization" in includes:
+        identifiers = sorted({str(r[2]) for r in rows if r[2]})
+        if identifiers:
+            found = await db.raw_rows(
+                f"SELECT {_O_COLS} FROM dir_organisations o"
+                f" WHERE o.identifier IN ({_marks(identifiers)}) ORDER BY o.identifier",
+                *identifiers,
+            )
+            boxes = await _mailboxes(db, "organisation_identifier", identifiers)
+            out += [organization(r, boxes) for r in found]
+    return out
 
 
 def capability_statement(base: str) -> JSON:
@@ -681,6 +795,7 @@ def capability_statement(base: str) -> JSON:
                         "type": r,
                         "interaction": [{"code": "read"}, {"code": "search-type"}],
                         "searchParam": params,
+                        **({"searchInclude": sorted(INCLUDES[r])} if r in INCLUDES else {}),
                     }
                     for r in RESOURCES
                 ],

@@ -30,7 +30,7 @@ _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 def luhn_digit(digits: str) -> str:
     """The Luhn check digit to append to ``digits``."""
     rev = digits[::-1]
-    total = sum(_DOUBLED[int(c)] for c in rev[0::2]) + sum(int(c) for c in rev[1::2])
+    total = sum(map(_DOUBLED.__getitem__, map(int, rev[0::2]))) + sum(map(int, rev[1::2]))
     return str((10 - total % 10) % 10)
 
 

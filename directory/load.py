@@ -55,21 +55,45 @@ MAILBOX_TYPES = ("PER", "ORG", "APP", "CAB")
 KEEP_REJECTED = 1000
 #: Words already handed to a batch by this process (bounded by the vocabulary's size).
 _SEEN: set[str] = set()
+#: Organisations already handed to a batch by this import, with which of their fields were
+#: non-empty (:func:`_org_fill`). A line that would fill nothing new is not written again: the
+#: upsert would merge it into the same values (the same-import merge keeps non-empty values).
+#: Bounded by the number of structures (about 600,000 in the national file).
+_ORGS_SEEN: dict[str, int] = {}
+#: Practitioners an MSSanté import already handed to a batch: its upsert only adds unknown
+#: ones (``DO NOTHING``), so a second line naming one would change nothing.
+_PRACS_SEEN: set[str] = set()
 #: An MSSanté import rebuilds every search document when it changed more than 1 in this many
 #: (a first import); otherwise only the changed ones (a daily re-import).
 FULL_REBUILD_SHARE = 4
+#: … and writes them in bulk (one FTS5 merge at the end) when more than 1 in this many changed.
+BULK_REFRESH_SHARE = 20
+#: … and rebuilds the whole FTS5 index (SQLite) when more than 1 in this many changed.
+REINDEX_SHARE = 6
 #: Secondary indexes a first import builds once at the end rather than row by row.
 DEFERRED_INDEXES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    PS_LIBREACCES: (("ix_dir_activities_practitioner", "dir_activities", "practitioner_idnat"),),
+    PS_LIBREACCES: (("ix_dir_activities_practitioner", "dir_activities", "(practitioner_idnat)"),),
     MSSANTE: (
-        ("ix_dir_mailboxes_practitioner", "dir_mailboxes", "practitioner_idnat"),
-        ("ix_dir_mailboxes_organisation", "dir_mailboxes", "organisation_identifier"),
+        ("ix_dir_mailboxes_practitioner", "dir_mailboxes", "(practitioner_idnat)"),
+        ("ix_dir_mailboxes_organisation", "dir_mailboxes", "(organisation_identifier)"),
     ),
 }
+#: PostgreSQL: the trigram index of mailbox addresses (migration 0016), built once too.
+PG_DEFERRED_TRGM = (
+    "ix_dir_mailboxes_address_trgm",
+    "dir_mailboxes",
+    "USING gin (lower(address) gin_trgm_ops)",
+)
+#: SQLite: the trigger that keeps the trigram table of addresses (migration 0016) as rows
+#: come; a first MSSanté import drops it and rebuilds the table once at the end.
+SQLITE_TRGM_TRIGGER = (
+    "CREATE TRIGGER dir_mailboxes_trgm_ai AFTER INSERT ON dir_mailboxes BEGIN"
+    " INSERT INTO dir_mailboxes_trgm(rowid, address) VALUES (new.id, new.address); END"
+)
 _FIRST_TABLE = {PS_LIBREACCES: "dir_activities", MSSANTE: "dir_mailboxes"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: a dict key of every row's batch
 class TableSpec:
     name: str
     key: str
@@ -174,6 +198,10 @@ class RowError(ValueError):
     """This line cannot be imported; the message is the reason in the report."""
 
 
+#: A practitioner's lines follow one another: their identifier is checked once.
+_idnat = lru_cache(maxsize=4096)(practitioner_idnat)
+
+
 def _address(row: Row) -> str:
     return " ".join(v for v in (row["street_no"], row["street_type"], row["street"]) if v)
 
@@ -189,24 +217,37 @@ def _yes(value: str) -> bool:
     return value.strip().lower() in {"o", "oui", "y", "yes", "true", "1", "vrai"}
 
 
+@lru_cache(maxsize=1 << 16)
+def _name_words(given: str, family: str) -> tuple[str, str]:
+    """The folded names, and their filter tokens."""
+    return f"{fold(given)} {fold(family)}", f"{family_token(family)} {given_token(given)}"
+
+
+@lru_cache(maxsize=1 << 12)
+def _label_words(
+    profession_code: str, profession_label: str, specialty_code: str, specialty_label: str
+) -> tuple[str, str]:
+    """The folded profession and specialty labels, and their filter tokens."""
+    tokens = ""
+    if profession_code:
+        tokens += f" {profession_token(profession_code)}"
+    if specialty_code:
+        tokens += f" {specialty_token(specialty_code)}"
+    return f"{fold(profession_label)} {fold(specialty_label)}", tokens
+
+
 def _practitioner(row: Row) -> tuple[Any, ...]:
     try:
-        idnat = practitioner_idnat(row["id_type"], row["id"], row["idnat"])
+        idnat = _idnat(row["id_type"], row["id"], row["idnat"])
     except IdNatError as exc:
         raise RowError(str(exc)) from None
-    words = " ".join(
-        (
-            fold(row["given"]),
-            fold(row["family"]),
-            fold(row["profession_label"]),
-            fold(row["specialty_label"]),
-        )
+    names, name_tokens = _name_words(row["given"], row["family"])
+    labels, label_tokens = _label_words(
+        row["profession_code"],
+        row["profession_label"],
+        row["specialty_code"],
+        row["specialty_label"],
     )
-    tokens = [PRACTITIONER, family_token(row["family"]), given_token(row["given"])]
-    if row["profession_code"]:
-        tokens.append(profession_token(row["profession_code"]))
-    if row["specialty_code"]:
-        tokens.append(specialty_token(row["specialty_code"]))
     return (
         idnat,
         row["civility"],
@@ -216,7 +257,7 @@ def _practitioner(row: Row) -> tuple[Any, ...]:
         row["profession_label"],
         row["specialty_code"],
         row["specialty_label"],
-        f"{words} {' '.join(tokens)}",
+        f"{names} {labels} {PRACTITIONER} {name_tokens}{label_tokens}",
     )
 
 
@@ -263,10 +304,10 @@ class Batch:
     words: set[str] = field(default_factory=set)
 
     def vocabulary(self, text: str) -> None:
-        for word in text.split():
-            if word not in _SEEN and not word.startswith("qq"):
-                _SEEN.add(word)
-                self.words.add(word)
+        new = set(text.split()).difference(_SEEN)
+        if new:
+            _SEEN.update(new)  # filter tokens too: not looked at again
+            self.words.update(w for w in new if not w.startswith("qq"))
 
     def has(self, spec: TableSpec, key: str) -> bool:
         rows = self.tables.get(spec)
@@ -289,12 +330,25 @@ class Batch:
         self.size += 1
 
 
+def _org_fill(row: Row, city: str) -> int:
+    """Which organisation fields this line fills (a bit each)."""
+    return (
+        bool(row["name"])
+        | bool(row["trade_name"]) << 1
+        | bool(row["street_no"] or row["street_type"] or row["street"]) << 2
+        | bool(row["postcode"]) << 3
+        | bool(city) << 4
+        | bool(row.get("finess")) << 5
+        | bool(row.get("siret")) << 6
+    )
+
+
 def ps_line(row: Row, batch: Batch) -> None:
     # A practitioner's lines (one per activity) repeat the same person: built once a batch.
     idnat = row["idnat"].strip()
     if idnat and batch.has(PRACTITIONERS, idnat):
         try:
-            prac: tuple[Any, ...] = (practitioner_idnat(row["id_type"], row["id"], idnat),)
+            prac: tuple[Any, ...] = (_idnat(row["id_type"], row["id"], idnat),)
         except IdNatError as exc:
             raise RowError(str(exc)) from None
     else:
@@ -310,9 +364,13 @@ def ps_line(row: Row, batch: Batch) -> None:
     else:
         org_id = ""
     if org_id and not batch.has(ORGANISATIONS, org_id):
-        org = _organisation(org_id, row, row["city"])
-        batch.add(ORGANISATIONS, org)
-        batch.vocabulary(org[8])
+        fill = _org_fill(row, row["city"])
+        seen = _ORGS_SEEN.get(org_id)
+        if seen is None or fill & ~seen:
+            _ORGS_SEEN[org_id] = fill | (seen or 0)
+            org = _organisation(org_id, row, row["city"])
+            batch.add(ORGANISATIONS, org)
+            batch.vocabulary(org[8])
     key = f"{prac[0]}|{org_id}|{row['role']}"[:80]
     batch.add(ACTIVITIES, (key, prac[0], org_id, row["mode"], row["role"]))
 
@@ -330,14 +388,18 @@ def mss_line(row: Row, batch: Batch) -> None:
     if row["id"] or row["idnat"]:
         prac = _practitioner(row)
         idnat = prac[0]
-        batch.add(PRACTITIONERS, prac)
-        batch.vocabulary(prac[8])
-        batch.fill_only.add(PRACTITIONERS)
+        # Fill-only: a line naming one an earlier batch already wrote would add nothing.
+        if idnat not in _PRACS_SEEN or batch.has(PRACTITIONERS, idnat):
+            _PRACS_SEEN.add(idnat)
+            batch.add(PRACTITIONERS, prac)
+            batch.vocabulary(prac[8])
+            batch.fill_only.add(PRACTITIONERS)
     elif kind == "PER" and not row["struct_id"]:
         raise RowError("a PER mailbox names neither a practitioner nor a structure")
     org_id = structure_idnat(row["struct_type"], row["struct_id"])
     city = _city_from_routing(row["routing"], row["postcode"])
-    if org_id and not batch.has(ORGANISATIONS, org_id):
+    if org_id and org_id not in _ORGS_SEEN:  # fill-only, as above
+        _ORGS_SEEN[org_id] = 0
         org = _organisation(org_id, {**row, "finess": "", "siret": ""}, city)
         batch.add(ORGANISATIONS, org)
         batch.vocabulary(org[8])
@@ -413,10 +475,18 @@ class Report:
     seconds: float = 0.0
     #: Seconds spent in each phase: "write" (batches), "deactivate", "search" (documents).
     phases: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of this process (not the reading child's, not PostgreSQL's) in each phase:
+    #: on a shared machine wall time also measures the neighbours.
+    cpu: dict[str, float] = field(default_factory=dict)
 
-    def timed(self, phase: str, since: float) -> float:
-        now = time.perf_counter()
-        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - since, 3)
+    @staticmethod
+    def mark() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def timed(self, phase: str, since: tuple[float, float]) -> tuple[float, float]:
+        now = self.mark()
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + now[0] - since[0], 3)
+        self.cpu[phase] = round(self.cpu.get(phase, 0.0) + now[1] - since[1], 3)
         return now
 
 
@@ -424,24 +494,21 @@ class Sink(abc.ABC):
     """Where batches go: one database, one import run (one subclass per engine)."""
 
     dialect = ""
-    _t0 = 0.0
+    _t0 = (0.0, 0.0)
     _deferred: tuple[tuple[str, str, str], ...] = ()
+    _trgm = False
 
     @abc.abstractmethod
-    async def begin(self, kind: str, source: str) -> int:
-        ...
+    async def begin(self, kind: str, source: str) -> int: ...
 
     @abc.abstractmethod
-    async def write(self, batch: Batch) -> None:
-        ...
+    async def write(self, batch: Batch) -> None: ...
 
     @abc.abstractmethod
-    async def finish(self, kind: str, generation: int, report: Report) -> int:
-        ...
+    async def finish(self, kind: str, generation: int, report: Report) -> int: ...
 
     @abc.abstractmethod
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...
 
 
 def _now() -> dt.datetime:
@@ -460,8 +527,11 @@ def _stamp(values: tuple[Any, ...], generation: int, now: object) -> tuple[Any, 
 class SqliteSink(Sink):
     """The standard ``sqlite3`` driver, one connection, a commit every ``COMMIT_EVERY`` rows.
 
-    ``synchronous=NORMAL`` during the import: in WAL mode a crash can lose the last commits
-    but never corrupts the file, and an interrupted import is simply run again.
+    ``synchronous=OFF`` during the import (no fsync at each commit; the final checkpoint
+    writes everything once): in WAL mode a crash of the machine can lose the last commits
+    but a crash of the process cannot, and an interrupted import is simply run again (it
+    starts a new generation). The connection is the importer's own, so nothing else runs
+    with these settings.
     """
 
     dialect = "sqlite"
@@ -471,7 +541,7 @@ class SqliteSink(Sink):
         self.conn = sqlite3.connect(path, isolation_level=None)
         for pragma in (
             "journal_mode=WAL",
-            "synchronous=NORMAL",
+            "synchronous=OFF",
             "foreign_keys=ON",
             "busy_timeout=10000",
             "cache_size=-65536",
@@ -493,6 +563,9 @@ class SqliteSink(Sink):
         self._deferred = () if self.conn.execute(first).fetchone() else DEFERRED_INDEXES[kind]
         for name, _, _ in self._deferred:
             self.conn.execute(f"DROP INDEX IF EXISTS {name}")
+        self._trgm = kind == MSSANTE and bool(self._deferred)
+        if self._trgm:
+            self.conn.execute("DROP TRIGGER IF EXISTS dir_mailboxes_trgm_ai")
         return self.generation
 
     async def write(self, batch: Batch) -> None:
@@ -515,7 +588,7 @@ class SqliteSink(Sink):
             self._pending = 0
 
     async def finish(self, kind: str, generation: int, report: Report) -> int:
-        self._t0 = time.perf_counter()
+        self._t0 = report.mark()
         now = _sql_time(_now())
         gone = 0
         for spec, where in OWNED[kind]:
@@ -531,18 +604,24 @@ class SqliteSink(Sink):
             (now, report.lines, report.rejected, generation),
         )
         for name, table, column in self._deferred:
-            self.conn.execute(f"CREATE INDEX {name} ON {table} ({column})")
+            self.conn.execute(f"CREATE INDEX {name} ON {table} {column}")
+        if self._trgm:
+            for statement in search.fts_bulk("dir_mailboxes_trgm", "rebuild"):
+                self.conn.execute(statement)
+            self.conn.execute(SQLITE_TRGM_TRIGGER)
         t = report.timed("deactivate", self._t0)
         for statement in self._search_statements(kind, generation):
             self.conn.execute(statement, {"since": _sql_time(self.now), "gen": generation})
             t = report.timed("search", t)
         self.conn.execute("COMMIT")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return gone
 
     def _search_statements(self, kind: str, generation: int) -> list[str]:
         if kind == PS_LIBREACCES:
-            return search.rebuild_statements("sqlite")
+            mailboxes = self.conn.execute("SELECT 1 FROM dir_mailboxes LIMIT 1").fetchone()
+            return search.rebuild_statements("sqlite", mailboxes=mailboxes is not None)
         params = {"since": _sql_time(self.now), "gen": generation}
         for statement in search.changed_statements("sqlite"):
             self.conn.execute(statement, params if ":" in statement else ())
@@ -550,7 +629,11 @@ class SqliteSink(Sink):
         total = self.conn.execute("SELECT max(id) FROM dir_search").fetchone()[0] or 0
         if changed * FULL_REBUILD_SHARE > total:
             return search.rebuild_statements("sqlite")
-        return search.refresh_statements("sqlite")
+        return search.refresh_statements(
+            "sqlite",
+            bulk=changed * BULK_REFRESH_SHARE > total,
+            reindex=changed * REINDEX_SHARE > total,
+        )
 
     async def close(self) -> None:
         if self.conn.in_transaction:
@@ -576,9 +659,14 @@ class PostgresSink(Sink):
         self.conn = await asyncpg.connect(
             host=u.host, port=u.port, user=u.username, password=u.password, database=u.database
         )
+        # This session only: a batch's commit need not wait for its WAL to reach the disk (a
+        # crash loses the last batches, never consistency; the import is run again).
         await self.conn.execute("SET maintenance_work_mem = '256MB'")
+        await self.conn.execute("SET synchronous_commit = off")
         first = await self.conn.fetchval(f"SELECT 1 FROM {_FIRST_TABLE[kind]} LIMIT 1")
         self._deferred = () if first else DEFERRED_INDEXES[kind]
+        if self._deferred and kind == MSSANTE:
+            self._deferred = (*self._deferred, PG_DEFERRED_TRGM)
         for name, _, _ in self._deferred:
             await self.conn.execute(f"DROP INDEX IF EXISTS {name}")
         self.generation = int(
@@ -622,7 +710,7 @@ class PostgresSink(Sink):
                 )
 
     async def finish(self, kind: str, generation: int, report: Report) -> int:
-        self._t0 = time.perf_counter()
+        self._t0 = report.mark()
         now = _now()
         gone = 0
         async with self.conn.transaction():
@@ -643,7 +731,7 @@ class PostgresSink(Sink):
                 generation,
             )
             for name, table, column in self._deferred:
-                await self.conn.execute(f"CREATE INDEX {name} ON {table} ({column})")
+                await self.conn.execute(f"CREATE INDEX {name} ON {table} {column}")
             await self.conn.execute("ANALYZE")
             t = report.timed("deactivate", self._t0)
             for statement in await self._search_statements(kind, generation):
@@ -658,7 +746,8 @@ class PostgresSink(Sink):
 
     async def _search_statements(self, kind: str, generation: int) -> list[str]:
         if kind == PS_LIBREACCES:
-            return search.rebuild_statements("postgresql")
+            mailboxes = await self.conn.fetchval("SELECT 1 FROM dir_mailboxes LIMIT 1")
+            return search.rebuild_statements("postgresql", mailboxes=mailboxes is not None)
         for statement in search.changed_statements("postgresql"):
             names = [n for n in (":since", ":gen") if n in statement]
             values = {":since": self.now, ":gen": generation}
@@ -696,6 +785,8 @@ def parse_batches(path: Path, kind: str) -> Iterator[Parsed]:
     """The file's lines turned into batches of rows for the tables, ``BATCH`` at a time."""
     wanted, required, handler = LINE_HANDLERS[kind]
     _SEEN.clear()  # every word of this run reaches this database's vocabulary
+    _ORGS_SEEN.clear()
+    _PRACS_SEEN.clear()
     with extracts.open_extract(path, kind) as stream:
         lines = 0
         current = Parsed(Batch(), 0, 0, [])
@@ -789,7 +880,7 @@ async def import_extract(
             for rejected in parsed.rejections:
                 _reject(report, rejected, on_reject)
             if parsed.batch.size:
-                t = time.perf_counter()
+                t = report.mark()
                 await sink.write(parsed.batch)
                 report.timed("write", t)
             if progress is not None:

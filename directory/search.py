@@ -11,13 +11,16 @@ inverted indexes answer every combination. SQLite: an external-content FTS5 tabl
 on the stored column ``tsv = to_tsvector('simple', doc)`` and ``to_tsquery('simple',
 'dupont:* & cardio:*')``. Liste-rouge mailboxes add nothing to any document.
 
-Results come in index order (no relevance ranking: ranking every match of a common prefix
-would cost far more than the 20 ms budget); callers narrow with more words or filters.
+Results come in two tiers (:func:`find_refs`): documents with every typed word as a whole
+word first, then those where a word is only a prefix; each tier in index order. No finer
+relevance score: scoring every match of a common prefix would cost far more than the 20 ms
+budget; callers narrow with more words or filters.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,44 +49,72 @@ class SearchError(ValueError):
     pass
 
 
-def _document_inserts(dialect: str, one: bool) -> tuple[str, str]:
-    """INSERT … SELECT of the practitioner and organisation documents (all, or one ``?``)."""
+def _document_inserts(dialect: str, one: bool, mailboxes: bool = True) -> tuple[str, str]:
+    """INSERT … SELECT of the practitioner and organisation documents (all, or one ``?``);
+    ``mailboxes=False`` when there are none yet (a first import saves a lookup a document)."""
     agg = "group_concat({}, ' ')" if dialect == "sqlite" else "string_agg({}, ' ')"
     org_words = agg.format("o.search")
     mbx_words = agg.format("m.search")
     true = "1" if dialect == "sqlite" else "true"
     only_p = " AND p.idnat = ?" if one else ""
     only_o = " AND o.identifier = ?" if one else ""
+    p_mailboxes = o_mailboxes = ""
+    if mailboxes:
+        p_mailboxes = (
+            f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
+            " WHERE m.practitioner_idnat = p.idnat AND m.active AND NOT m.liste_rouge), '')"
+        )
+        o_mailboxes = (
+            f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
+            # "|| ''": no index on practitioner_idnat for this test (80,000 rows are '').
+            " WHERE m.organisation_identifier = o.identifier AND m.practitioner_idnat || '' = ''"
+            " AND m.active AND NOT m.liste_rouge), '')"
+        )
     practitioners = (
         "INSERT INTO dir_search (kind, ref, doc) SELECT 'P', p.idnat, p.search"
         f" || ' ' || COALESCE((SELECT {org_words} FROM dir_activities a"
         " JOIN dir_organisations o ON o.identifier = a.organisation_identifier"
-        " WHERE a.practitioner_idnat = p.idnat AND a.active), '')"
-        f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
-        " WHERE m.practitioner_idnat = p.idnat AND m.active AND NOT m.liste_rouge), '')"
+        f" WHERE a.practitioner_idnat = p.idnat AND a.active), ''){p_mailboxes}"
         f" FROM dir_practitioners p WHERE p.active = {true}{only_p} ORDER BY p.id"
     )
     organisations = (
         "INSERT INTO dir_search (kind, ref, doc) SELECT 'O', o.identifier, o.search"
-        f" || ' {ORGANISATION} '"
-        f" || ' ' || COALESCE((SELECT {mbx_words} FROM dir_mailboxes m"
-        # "|| ''": no index on practitioner_idnat for this test (80,000 rows are '').
-        " WHERE m.organisation_identifier = o.identifier AND m.practitioner_idnat || '' = ''"
-        " AND m.active AND NOT m.liste_rouge), '')"
+        f" || ' {ORGANISATION} '{o_mailboxes}"
         f" FROM dir_organisations o WHERE o.active = {true}{only_o} ORDER BY o.id"
     )
     return practitioners, organisations
 
 
-def rebuild_statements(dialect: str) -> list[str]:
+#: FTS5 merges its segments as they are written (``automerge``): for a bulk write, one merge
+#: at the end (``optimize``, leaving a single segment) costs half as much CPU (2 million
+#: documents: 10.7 s instead of 18.8 s). The defaults are then restored for the daily writes.
+def fts_bulk(table: str, *commands: str) -> list[str]:
+    """FTS5 ``commands`` (``rebuild`` …) on ``table`` with one merge at the end."""
+    return [
+        f"INSERT INTO {table}({table}, rank) VALUES ('automerge', 0)",
+        f"INSERT INTO {table}({table}, rank) VALUES ('crisismerge', 1000)",
+        *(f"INSERT INTO {table}({table}) VALUES ('{c}')" for c in commands),
+        f"INSERT INTO {table}({table}) VALUES ('optimize')",
+        f"INSERT INTO {table}({table}, rank) VALUES ('automerge', 4)",
+        f"INSERT INTO {table}({table}, rank) VALUES ('crisismerge', 16)",
+    ]
+
+
+_FTS_BULK_BEGIN = tuple(fts_bulk("dir_search_fts")[:2])
+_FTS_BULK_END = tuple(fts_bulk("dir_search_fts")[2:])
+
+
+def rebuild_statements(dialect: str, mailboxes: bool = True) -> list[str]:
     """SQL that rebuilds every search document from the directory tables."""
-    practitioners, organisations = _document_inserts(dialect, one=False)
+    practitioners, organisations = _document_inserts(dialect, one=False, mailboxes=mailboxes)
     if dialect == "sqlite":
         return [
             "DELETE FROM dir_search",
             practitioners,
             organisations,
+            *_FTS_BULK_BEGIN,
             "INSERT INTO dir_search_fts(dir_search_fts) VALUES ('rebuild')",
+            *_FTS_BULK_END,
         ]
     return [
         "DROP INDEX IF EXISTS ix_dir_search_tsv",
@@ -116,8 +147,12 @@ def changed_statements(dialect: str) -> list[str]:
     ]
 
 
-def refresh_statements(dialect: str) -> list[str]:
-    """Rebuild the documents listed in ``dir_refresh`` (after :func:`changed_statements`)."""
+def refresh_statements(dialect: str, bulk: bool = False, reindex: bool = False) -> list[str]:
+    """Rebuild the documents listed in ``dir_refresh`` (after :func:`changed_statements`);
+    ``bulk`` when they are many (one FTS5 merge at the end), ``reindex`` when so many that
+    rebuilding the whole FTS5 index costs less than deleting and adding each (SQLite: beyond
+    about one document in six, from the measured costs: 2 million rebuilt in 10.7 CPU
+    seconds, 460,000 deleted and added in 15.5)."""
     practitioners, organisations = _document_inserts(dialect, one=False)
     practitioners = practitioners.replace(
         " WHERE p.active", " JOIN dir_refresh r ON r.kind = 'P' AND r.ref = p.idnat WHERE p.active"
@@ -128,6 +163,13 @@ def refresh_statements(dialect: str) -> list[str]:
     )
     listed = "SELECT s.id FROM dir_search s JOIN dir_refresh r ON r.kind = s.kind AND r.ref = s.ref"
     out = []
+    if dialect == "sqlite" and reindex:
+        return [
+            f"DELETE FROM dir_search WHERE id IN ({listed})",
+            practitioners,
+            organisations,
+            *fts_bulk("dir_search_fts", "rebuild"),
+        ]
     if dialect == "sqlite":
         # External-content FTS5: each old text is handed back to delete its entries.
         out.append(
@@ -140,6 +182,8 @@ def refresh_statements(dialect: str) -> list[str]:
             "INSERT INTO dir_search_fts(rowid, doc) SELECT s.id, s.doc FROM dir_search s"
             " JOIN dir_refresh r ON r.kind = s.kind AND r.ref = s.ref"
         )
+        if bulk:
+            out = [*_FTS_BULK_BEGIN, *out, *_FTS_BULK_END]
     return out
 
 
@@ -226,7 +270,7 @@ class Hit:
     mailboxes: list[tuple[str, str]] = field(default_factory=list)  # (address, type)
 
 
-_TSQUERY = re.compile(r"^[a-z0-9:&|*() ]+$")
+_TSQUERY = re.compile(r"^[a-z0-9:&|*()! ]+$")
 
 
 def tsquery_literal(expr: str) -> str:
@@ -249,9 +293,10 @@ async def expand(db: Database, word: str) -> tuple[str, list[str]]:
     Both engines handle a prefix by gathering every row of every matching word before
     intersecting (unless a prefix index covers it: two and three letters in SQLite), which
     for a frequent word (``infirm*``: hundreds of thousands of rows) is the slow part of a
-    query; the same words as exact terms are intersected lazily.
+    query; the same words as exact terms are intersected lazily. PostgreSQL has no prefix
+    index: short prefixes are expanded there too.
     """
-    if len(word) <= 3 or word.startswith("qq"):
+    if word.startswith("qq") or (len(word) <= 3 and db.dialect == "sqlite"):
         return "prefix", [word]
     if db.dialect == "sqlite":
         sql = "SELECT word FROM dir_search_words WHERE word >= ? AND word < ? ORDER BY word LIMIT ?"
@@ -263,6 +308,90 @@ async def expand(db: Database, word: str) -> tuple[str, list[str]]:
     if not words or len(words) > MAX_EXPANSION:
         return "prefix", [word]
     return "exact", words
+
+
+#: PostgreSQL: a query expected to match more than this share of the documents reads the
+#: table in order and stops at the page's end (see :func:`pg_page`).
+DENSE = 0.005
+#: How long the lexeme frequencies read from ``pg_stats`` are kept (seconds).
+STATS_TTL = 600.0
+_STATS: dict[str, tuple[float, dict[str, float], int]] = {}
+
+
+async def lexeme_frequencies(db: Database) -> tuple[dict[str, float], int]:
+    """Share of the documents holding each frequent lexeme, and the number of documents,
+    from the statistics ``ANALYZE`` keeps on ``dir_search`` (PostgreSQL; empty before any
+    ANALYZE)."""
+    cached = _STATS.get(db.url)
+    if cached is not None and time.monotonic() - cached[0] < STATS_TTL:
+        return cached[1], cached[2]
+    rows = await db.raw_rows(
+        "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats"
+        " WHERE schemaname = current_schema() AND tablename = 'dir_search' AND attname = 'tsv'"
+    )
+    freqs: dict[str, float] = {}
+    if rows and rows[0][0] is not None:
+        freqs = {str(w): float(f) for w, f in zip(rows[0][0], rows[0][1], strict=False)}
+    count = await db.raw_rows("SELECT reltuples::bigint FROM pg_class WHERE relname = 'dir_search'")
+    documents = max(0, int(count[0][0])) if count else 0
+    _STATS[db.url] = (time.monotonic(), freqs, documents)
+    return freqs, documents
+
+
+#: PostgreSQL: a group of alternatives (a prefix and the words it starts) in more than this
+#: share of the documents is checked on the rows the other terms found (see :func:`pg_plan`).
+FREQUENT = 0.02
+#: At most this many rows are expected to be read to check a frequent group on them.
+CHECKED_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class PgPlan:
+    indexed: str  # tsquery the GIN index answers
+    checked: str  # tsquery checked on each row it found ("" for none)
+    dense: bool  # expected to match more than DENSE of the documents
+
+
+def pg_plan(
+    groups: list[tuple[str, list[str]]], exact: list[str], freqs: dict[str, float], documents: int
+) -> PgPlan:
+    """How PostgreSQL should run a query, from the lexeme frequencies of ``pg_stats``.
+
+    GIN intersects single words lazily (the rarest drives), but gathers every document of a
+    prefix or of a group of alternatives into a bitmap first: 100–400 ms for ``le:*`` or
+    ``(le | leroy | …)`` on 2 million documents. Such a group, when frequent, is therefore
+    checked on the rows the other terms found, if they should be at most ``CHECKED_ROWS``
+    (each costs a heap fetch). A word absent from the statistics counts as rare (their
+    smallest frequency); terms are taken as independent.
+    """
+    rare = min(freqs.values(), default=0.0)
+    singles: list[tuple[str, float]] = [(t, freqs.get(t, rare)) for t in exact]
+    several: list[tuple[str, float]] = []
+    for how, words in groups:
+        if how == "exact" and len(words) == 1:
+            singles.append((words[0], freqs.get(words[0], rare)))
+        elif how == "exact":
+            share = min(1.0, sum(freqs.get(w, rare) for w in words))
+            several.append(("(" + " | ".join(words) + ")", share))
+        else:
+            share = min(1.0, sum(f for w, f in freqs.items() if w.startswith(words[0])))
+            several.append((f"{words[0]}:*", share or rare))
+    indexed = [t for t, _ in singles]
+    found = 1.0  # share of the documents the indexed terms find
+    for _, share in singles:
+        found *= share
+    checked = []
+    for part, share in sorted(several, key=lambda g: g[1]):
+        if indexed and share > FREQUENT and found * documents <= CHECKED_ROWS:
+            checked.append(part)
+        else:
+            indexed.append(part)
+            found *= share
+    total = found
+    for part, share in several:
+        if part in checked:
+            total *= share
+    return PgPlan(" & ".join(indexed), " & ".join(checked), total > DENSE)
 
 
 def _expression(dialect: str, groups: list[tuple[str, list[str]]], exact: list[str]) -> str:
@@ -280,28 +409,107 @@ def _expression(dialect: str, groups: list[tuple[str, list[str]]], exact: list[s
     return (" AND " if dialect == "sqlite" else " & ").join(parts)
 
 
+def expression_plan(expr: str, freqs: dict[str, float]) -> PgPlan:
+    """A :class:`PgPlan` for a ready tsquery of ANDed groups (``a & (b | c) & d:*``, as the
+    FHIR search writes them): all indexed, ``dense`` estimated as in :func:`pg_plan`."""
+    rare = min(freqs.values(), default=0.0)
+    share = 1.0
+    for part in expr.split(" & "):
+        group = 0.0
+        for term in part.strip("() ").split(" | "):
+            if term.endswith(":*"):
+                stem = term[:-2]
+                group += sum(f for w, f in freqs.items() if w.startswith(stem)) or rare
+            else:
+                group += freqs.get(term, rare)
+        share *= min(1.0, group)
+    return PgPlan(expr, "", share > DENSE)
+
+
+async def pg_page(db: Database, plan: PgPlan, limit: int, offset: int) -> list[tuple[Any, ...]]:
+    """(kind, ref) of a page of PostgreSQL documents matching ``plan``.
+
+    GIN only answers with a bitmap of *every* match, built before the first row is read:
+    cheap for a rare combination, slow for a frequent one (``le`` alone: one document in
+    20). A ``dense`` query therefore reads the table in order and stops when the page is
+    full, which the planner chooses by itself; any other goes through ``dir_search_page``
+    (migration 0016), planned without sequential scans: the planner would otherwise read the
+    table in order whenever it overestimates the matches of correlated terms (a profession
+    in a département: the 2.3 s worst case of the first benchmark).
+    """
+    full = " & ".join(e for e in (plan.indexed, plan.checked) if e)
+    if plan.dense:
+        match = tsquery_literal(full)
+        sql = f"SELECT kind, ref FROM dir_search WHERE tsv @@ {match} LIMIT ? OFFSET ?"
+        return await db.raw_rows(sql, limit, offset)
+    indexed = tsquery_literal(plan.indexed)
+    checked = tsquery_literal(plan.checked) if plan.checked else "NULL"
+    sql = f"SELECT kind, ref FROM dir_search_page({indexed}, {checked}, ?, ?)"
+    return await db.raw_rows(sql, limit, offset)
+
+
 def match_expression(dialect: str, prefix: list[str], exact: list[str]) -> str:
     if dialect == "sqlite":
         return " AND ".join([f'"{w}"*' for w in prefix] + [f'"{t}"' for t in exact])
     return " & ".join([f"{w}:*" for w in prefix] + list(exact))
 
 
-async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
-    """(kind, ref) of the matching documents, ``query.limit`` from ``query.offset``."""
-    prefix, exact = query.terms()
-    groups = [await expand(db, word) for word in prefix]
-    expr = _expression(db.dialect, groups, exact)
+async def _page(
+    db: Database,
+    groups: list[tuple[str, list[str]]],
+    exact: list[str],
+    limit: int,
+    offset: int,
+    without: list[str] | None = None,
+) -> list[tuple[str, str]]:
+    """(kind, ref) of a page of documents, in index order; none holding all of ``without``."""
+    if limit <= 0:
+        return []
     if db.dialect == "sqlite":
+        expr = _expression(db.dialect, groups, exact)
+        if without:
+            expr = f"({expr}) NOT ({match_expression(db.dialect, [], without)})"
         sql = (
             "SELECT kind, ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
             " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
         )
-        rows = await db.raw_rows(sql, expr, query.limit, query.offset)
+        rows = await db.raw_rows(sql, expr, limit, offset)
     else:
-        match = tsquery_literal(expr)
-        sql = f"SELECT kind, ref FROM dir_search WHERE tsv @@ {match} LIMIT ? OFFSET ?"
-        rows = await db.raw_rows(sql, query.limit, query.offset)
+        plan = pg_plan(groups, exact, *await lexeme_frequencies(db))
+        if without:
+            unwanted = f"!({match_expression(db.dialect, [], without)})"
+            plan = PgPlan(plan.indexed, " & ".join(p for p in (plan.checked, unwanted) if p),
+                          plan.dense)  # fmt: skip
+        rows = await pg_page(db, plan, limit, offset)
     return [(str(r[0]), str(r[1])) for r in rows]
+
+
+async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
+    """(kind, ref) of the matching documents, ``query.limit`` from ``query.offset``.
+
+    Ranking, in two tiers: first the documents holding every typed word as a whole word
+    (``martin`` before ``martineau``), then the others; each tier in index order. Scoring
+    every match (bm25, ts_rank) would cost time in proportion to the matches of a short
+    prefix (hundreds of thousands), far beyond the 20 ms budget; the tiers cost one more
+    indexed query.
+    """
+    prefix, exact = query.terms()
+    groups = [await expand(db, word) for word in prefix]
+    typed = [w for w in prefix if not w.startswith("qq")]
+    whole = [
+        ("exact", [w]) if not w.startswith("qq") else g for w, g in zip(prefix, groups, strict=True)
+    ]
+    if not typed or whole == groups:
+        return await _page(db, groups, exact, query.limit, query.offset)
+    end = query.offset + query.limit
+    first = await _page(db, whole, exact, end, 0)
+    if len(first) >= end:
+        return first[query.offset : end]
+    rest = await _page(
+        db, groups, exact, end - max(len(first), query.offset),
+        max(0, query.offset - len(first)), without=typed,
+    )  # fmt: skip
+    return first[query.offset :] + rest
 
 
 async def search(db: Database, query: Query) -> list[Hit]:

@@ -100,6 +100,7 @@ def import_(ctx: click.Context, kind: str, file: Path, report: Path | None, timi
     )
     if timings:
         click.echo("timings: " + " ".join(f"{k}={v}" for k, v in result.phases.items()))
+        click.echo("cpu: " + " ".join(f"{k}={v}" for k, v in result.cpu.items()))
     for r in result.rejections[:SHOWN_REJECTIONS]:
         click.echo(f"  line {r.line}: {r.reason}", err=True)
     if result.rejected > SHOWN_REJECTIONS:

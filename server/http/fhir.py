@@ -16,7 +16,13 @@ def fhir_route(db: Database) -> Handler:
     async def handle(request: Request) -> Response:
         base = f"{request.scheme}://{request.host}{PREFIX}"
         status, document = await fhir.handle(
-            db, request.method, request.path[len(PREFIX) :], request.query, base
+            db,
+            request.method,
+            request.path[len(PREFIX) :],
+            request.query,
+            base,
+            request.body,
+            request.headers.get("content-type", ""),
         )
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
         return Response(status, CONTENT_TYPE, body if request.method != "HEAD" else b"")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.practitioner import Practitioner
@@ -25,6 +26,7 @@ from tests.support.servers import DATABASES, start_server, stop_server
 pytestmark = pytest.mark.e2e
 MODELS: dict[str, Any] = {
     "Bundle": Bundle,
+    "CapabilityStatement": CapabilityStatement,
     "OperationOutcome": OperationOutcome,
     "Practitioner": Practitioner,
     "PractitionerRole": PractitionerRole,
@@ -170,3 +172,100 @@ def test_plain_http_is_not_served_on_the_https_port(server: ServerProcess) -> No
         urllib.request.urlopen(
             f"https://localhost:{server.https_port}/fhir/metadata", context=ctx, timeout=5
         )
+
+
+def send(
+    server: ServerProcess, method: str, path: str, body: bytes, content_type: str
+) -> tuple[int, dict[str, Any]]:
+    url = f"https://localhost:{server.https_port}/fhir/{path}"
+    request = urllib.request.Request(
+        url, data=body, method=method, headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, context=server.ssl_context(), timeout=10) as resp:  # noqa: S310 (https)
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    doc = json.loads(raw)
+    MODELS[doc["resourceType"]].model_validate(doc)
+    return status, doc
+
+
+def test_post_search_is_the_get_search(server: ServerProcess) -> None:
+    form = "application/x-www-form-urlencoded"
+    status, doc = send(server, "POST", "Practitioner/_search", b"family=dupon&_count=5", form)
+    assert status == 200 and ids(doc) == [DUPONT]
+    # Parameters may also be in the URL; both count (AND).
+    both = send(server, "POST", "Practitioner/_search?given=eric", b"family=dupont", form)[1]
+    assert ids(both) == []
+    status, doc = send(
+        server, "POST", "Practitioner/_search", b'{"family": "x"}', "application/json"
+    )
+    assert status == 415 and doc["issue"][0]["code"] == "not-supported"
+    status, doc = send(server, "POST", "Practitioner/_search", b"colour=blue", form)
+    assert status == 400 and doc["issue"][0]["code"] == "not-supported"
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE", "POST"])
+def test_writes_are_refused(server: ServerProcess, method: str) -> None:
+    body = b'[{"op": "replace", "path": "/active", "value": false}]'
+    status, doc = send(
+        server, method, f"Practitioner/{DUPONT}", body, "application/json-patch+json"
+    )
+    assert status == 405 and doc["issue"][0]["code"] == "not-supported"
+
+
+def test_include_practitioner_and_organization(server: ServerProcess) -> None:
+    path = f"PractitionerRole?identifier={DUPONT}&_include=PractitionerRole:practitioner"
+    bundle = get(server, path)[1]
+    modes = [(e["resource"]["resourceType"], e["search"]["mode"]) for e in bundle["entry"]]
+    assert modes == [("PractitionerRole", "match")] * 2 + [("Practitioner", "include")]
+    assert bundle["total"] == 2  # included resources are not matches
+    included = bundle["entry"][2]
+    assert included["resource"]["id"] == DUPONT
+    assert included["fullUrl"].endswith(f"/fhir/Practitioner/{DUPONT}")
+    assert [t["value"] for t in included["resource"]["telecom"]] == [
+        "helene.dupont@medecin.mssante.fr"  # never the liste-rouge one
+    ]
+    both = get(
+        server,
+        f"PractitionerRole?identifier={DUPONT}&_include=PractitionerRole:organization"
+        "&_include=PractitionerRole:practitioner",
+    )[1]
+    refs = {
+        f"{e['resource']['resourceType']}/{e['resource']['id']}"
+        for e in both["entry"]
+        if e["search"]["mode"] == "include"
+    }
+    assert refs == {
+        f"Practitioner/{DUPONT}",
+        "Organization/1690000001",
+        "Organization/312345678900017",
+    }
+    # Every reference of a matched role resolves inside the Bundle.
+    for entry in both["entry"]:
+        if entry["search"]["mode"] == "match":
+            role = entry["resource"]
+            assert role["practitioner"]["reference"] in refs
+            assert role["organization"]["reference"] in refs
+    wildcard = get(server, f"PractitionerRole?identifier={DUPONT}&_include=PractitionerRole:*")[1]
+    assert len(wildcard["entry"]) == 5
+    status, doc = get(server, "Practitioner?_include=Practitioner:organization")
+    assert status == 400 and doc["issue"][0]["code"] == "not-supported"
+    capability = get(server, "metadata")[1]
+    (role,) = [r for r in capability["rest"][0]["resource"] if r["type"] == "PractitionerRole"]
+    assert role["searchInclude"] == [
+        "PractitionerRole:organization",
+        "PractitionerRole:practitioner",
+    ]
+
+
+def test_mailbox_substring_index_checks_exactly(server: ServerProcess) -> None:
+    # "_" is a one-character wildcard for the trigram index's LIKE: the exact check drops
+    # "helene.dupont" for "helene_dupont".
+    assert ids(get(server, "Practitioner?mailbox-mss:contains=helene_dupont")[1]) == []
+    assert ids(get(server, "Practitioner?mailbox-mss:contains=ENE.DUP")[1]) == [DUPONT]
+    # Shorter than a trigram: no index, same answer.
+    assert ids(get(server, "Practitioner?mailbox-mss:contains=e.d")[1]) == [DUPONT]
+    assert ids(get(server, "Practitioner?mailbox-mss=HELENE.D")[1]) == [DUPONT]
+    assert ids(get(server, "Practitioner?mailbox-mss:contains=.prive@")[1]) == []  # liste rouge

@@ -4,12 +4,28 @@ mailbox type; liste-rouge mailboxes add nothing."""
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
+import sqlite3
+from pathlib import Path
 
-from directory.extracts import MSSANTE, PS_LIBREACCES
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy import make_url
+
+from directory import fhir, synth
+from directory.extracts import MSSANTE, PS_HEADER, PS_LIBREACCES
 from directory.load import import_extract
 from directory.local import DirectoryError, set_mailbox
-from directory.search import Query, SearchError, search
+from directory.search import (
+    PgPlan,
+    Query,
+    SearchError,
+    changed_statements,
+    expression_plan,
+    pg_plan,
+    refresh_statements,
+    search,
+)
 from storage.db import Database
 from tests.directory.conftest import DUPONT, MARTIN, MSS_EDGE, PS_EDGE
 
@@ -79,3 +95,122 @@ async def test_paging_and_empty_queries(loaded: Database) -> None:
         await search(loaded, Query(text="a"))
     with pytest.raises(SearchError):
         await search(loaded, Query(text="  "))
+
+
+async def test_mailbox_substring_index_follows_local_changes(loaded: Database) -> None:
+    """The trigram index a first import built in bulk keeps up with later writes (its
+    trigger is back on SQLite; pg_trgm's GIN index on PostgreSQL)."""
+
+    async def contains(value: str) -> list[str]:
+        status, bundle = await fhir.handle(
+            loaded, "GET", "Practitioner", [("mailbox-mss:contains", value)], "https://h/fhir"
+        )
+        assert status == 200
+        return [e["resource"]["id"] for e in bundle.get("entry", [])]
+
+    assert await contains("binet.mar") == []
+    await set_mailbox(loaded, "cabinet.martin@hygie.test", "CAB", practitioner_idnat=MARTIN)
+    assert await contains("binet.mar") == [MARTIN]
+    assert await contains("BINET.MAR") == [MARTIN]
+    if loaded.dialect == "sqlite":  # the bulk settings of the FTS5 tables are undone
+        for table in ("dir_search_fts", "dir_mailboxes_trgm"):
+            sql = f"SELECT k, v FROM {table}_config"  # noqa: S608 (names above)
+            config = dict(await loaded.raw_rows(sql))
+            assert config.get("automerge", 4) == 4 and config.get("crisismerge", 16) == 16
+
+
+def test_postgresql_plan_from_lexeme_frequencies() -> None:
+    freqs = {"le": 0.06, "lea": 0.01, "qqpp": 0.7, "qqprof10": 0.25, "qqvlyon": 0.01,
+             "cardiologie": 0.016, "martin": 0.02}  # fmt: skip
+    documents = 2_000_000
+    # A frequent word alone: matches are dense, the table is read in order up to the page.
+    alone = pg_plan([("exact", ["le", "lea"])], [], freqs, documents)
+    assert alone == PgPlan("(le | lea)", "", True)
+    # Single words always go to the index (GIN intersects them lazily); a frequent group of
+    # alternatives is checked on the rows the selective terms found.
+    mixed = pg_plan(
+        [("exact", ["le", "lea"]), ("exact", ["cardiologie"])], ["qqvlyon"], freqs, documents
+    )
+    assert mixed == PgPlan("qqvlyon & cardiologie", "(le | lea)", False)
+    # … unless those rows would be too many to check one by one.
+    broad = pg_plan([("exact", ["le", "lea"])], ["qqprof10"], freqs, documents)
+    assert broad.indexed == "qqprof10 & (le | lea)" and broad.checked == ""
+    # A correlated rare combination is sparse: never a sequential scan.
+    rare = pg_plan([("exact", ["martin"])], ["qqprof10", "qqvlyon"], freqs, documents)
+    assert rare == PgPlan("qqprof10 & qqvlyon & martin", "", False)
+    # Unknown words are rare; without statistics everything is indexed.
+    assert pg_plan([("prefix", ["zyx"])], [], {}, 0) == PgPlan("zyx:*", "", False)
+
+
+async def test_whole_words_rank_before_prefixes(
+    migrated: str, db: Database, tmp_path: Path
+) -> None:
+    """Two tiers: every typed word whole first (MARTIN before MARTINEAU), then prefixes;
+    paging runs across the tiers without repeating or losing anyone."""
+    families = ["MARTINEAU", "MARTINEZ", "MARTIN", "MARTINET", "MARTIN"]
+    lines = ["|".join(PS_HEADER) + "|"]
+    for n, family in enumerate(families):
+        fields = {
+            "Type d'identifiant PP": "8",
+            "Identifiant PP": synth.rpps(n),
+            "Identification nationale PP": "8" + synth.rpps(n),
+            "Nom d'exercice": family,
+            "Prénom d'exercice": "Paul",
+            "Code profession": "10",
+        }
+        lines.append("|".join(fields.get(h, "") for h in PS_HEADER) + "|")
+    path = tmp_path / "PS_LibreAcces_Personne_activite_rank.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    await import_extract(migrated, PS_LIBREACCES, path)
+    family = {"8" + synth.rpps(n): f for n, f in enumerate(families)}
+    found = [family[h.ref] for h in await search(db, Query(text="martin paul"))]
+    assert found[:2] == ["MARTIN", "MARTIN"] and sorted(found[2:]) == sorted(
+        families[:2] + families[3:4]
+    )
+    pages = []
+    for offset in range(0, 5, 2):
+        pages += [h.ref for h in await search(db, Query(text="martin", limit=2, offset=offset))]
+    assert [family[r] for r in pages][:2] == ["MARTIN", "MARTIN"]
+    assert sorted(pages) == sorted(family)
+
+
+async def test_refresh_of_many_documents_finds_the_same(migrated: str, loaded: Database) -> None:
+    """The path a large MSSanté re-import takes (many owners changed: their documents
+    refreshed; on SQLite the FTS5 index rebuilt once) gives the same answers."""
+    before = await refs(loaded, text="dupont cardio lyon")
+    statements = changed_statements(loaded.dialect) + refresh_statements(
+        loaded.dialect, reindex=True
+    )
+    if loaded.dialect == "sqlite":
+        conn = sqlite3.connect(migrated.split("///", 1)[1], isolation_level=None)
+        try:
+            for statement in statements:
+                conn.execute(statement, {"since": "2000-01-01", "gen": 0})
+            assert conn.execute("SELECT count(*) FROM dir_refresh").fetchone()[0] > 0
+        finally:
+            conn.close()
+    else:
+        pg = await asyncpg.connect(
+            make_url(migrated).set(drivername="postgresql").render_as_string(False)
+        )
+        try:
+            since = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+            for statement in statements:
+                names = [n for n in (":since", ":gen") if n in statement]
+                for i, name in enumerate(names, 1):
+                    statement = statement.replace(name, f"${i}")
+                await pg.execute(statement, *({":since": since, ":gen": 0}[n] for n in names))
+            assert await pg.fetchval("SELECT count(*) FROM dir_refresh") > 0
+        finally:
+            await pg.close()
+    assert before == [DUPONT]
+    assert await refs(loaded, text="dupont cardio lyon") == before
+    assert await refs(loaded, text="dupont", mailbox_type="PER") == [DUPONT]
+
+
+def test_postgresql_plan_of_a_written_expression() -> None:
+    freqs = {"qqpp": 0.7, "qqfdupont": 0.001, "qqbalper": 0.2, "qqfdubois": 0.002}
+    assert expression_plan("(qqfdupont:* | qqfdubois:*) & qqpp", freqs) == PgPlan(
+        "(qqfdupont:* | qqfdubois:*) & qqpp", "", False
+    )
+    assert expression_plan("qqbalper & qqpp", freqs).dense  # 14 %: read in order
