@@ -241,11 +241,20 @@ def _form(request: Request) -> dict[str, str]:
     if ctype == "application/json":
         try:
             data = json.loads(request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             return {}
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
     text = request.body.decode("utf-8", "replace")
     return dict(parse_qsl(text, keep_blank_values=True))
+
+
+def row_id(text: str) -> int | None:
+    """A row number from a path or a form: ASCII digits within a 64-bit integer, else None
+    (``str.isdigit`` also takes "²" or "١", which ``int`` refuses or the database cannot
+    hold: a 500 instead of a 404)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return None
+    return int(text)
 
 
 def _headers() -> list[tuple[str, str]]:
@@ -312,7 +321,8 @@ class Page:
         return f'<p class="error" role="alert" id="form-error">{escape(message)}</p>'
 
     def say(self, message: str) -> str:
-        return escape(self.t.get(message, message))
+        """The person's words for ``message`` (raw text: :meth:`error` escapes it)."""
+        return self.t.get(message, message)
 
 
 def _redirect(location: str, cookies: list[tuple[str, str]] | None = None) -> Response:
@@ -564,7 +574,7 @@ class EspacePages:
                               f'<code class="secret" id="new-app-password">{escape(secret)}'
                               "</code></p>")  # fmt: skip
             elif action == "revoke":
-                ident = int(form.get("id", "0")) if form.get("id", "").isdigit() else 0
+                ident = row_id(form.get("id", "")) or 0
                 if await self.spaces.app_password_revoke(account.id, ident, self.clock()):
                     await audit.record(self.signin.db, f"account:{account.id}",
                                        "espace.app_password.revoke", f"account:{account.id}",
@@ -669,12 +679,15 @@ class EspacePages:
                                "espace.app_password.create", f"account:{account.id}",
                                peer=request.peer)  # fmt: skip
             return _json(201, {"id": new_id, "password": secret})
-        if request.method == "DELETE" and ident.isdigit():
-            if not await self.spaces.app_password_revoke(account.id, int(ident), self.clock()):
+        if request.method == "DELETE" and ident:
+            number = row_id(ident)
+            if number is None or not await self.spaces.app_password_revoke(
+                account.id, number, self.clock()
+            ):
                 return _json(404, {"error": "no such app password"})
             await audit.record(self.signin.db, f"account:{account.id}",
                                "espace.app_password.revoke", f"account:{account.id}",
-                               peer=request.peer, detail={"id": int(ident)})  # fmt: skip
+                               peer=request.peer, detail={"id": number})  # fmt: skip
             return Response(204, JSON, b"", _headers())
         return _json(405, {"error": "GET, POST or DELETE /espace/api/app-passwords[/ID]"})
 
