@@ -297,6 +297,17 @@ class SpaceStore:
         result: SpaceInfo | None = await self.db.writer.run(write)
         return result
 
+    async def activation_due(self, code: str) -> bool:
+        """Whether this code would activate an open space now (a read: the caller hashes the
+        new password, 64 MiB and a tenth of a second of argon2id, only then)."""
+        async with self.db.read() as session:
+            row = (await session.execute(
+                select(SPACES.c.id).where(SPACES.c.code_digest == code_digest(code),
+                                          SPACES.c.state == OPEN,
+                                          SPACES.c.account_id.is_not(None))
+            )).first()  # fmt: skip
+        return row is not None
+
     # -- the opening and purge jobs --------------------------------------------------------
 
     async def open_due(self, now: dt.datetime, limit: int = 200) -> list[SpaceInfo]:

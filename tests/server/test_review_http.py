@@ -156,3 +156,31 @@ async def test_page_messages_are_escaped_once(site: Site) -> None:
     # "Saisissez le code de votre application d'authentification." as the browser shows it.
     assert "application d&#x27;authentification" in text and "&amp;#x27;" not in text
 
+
+
+async def test_a_wrong_activation_code_costs_no_password_hash(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone may POST the activation form: a wrong code is refused before the new password
+    is hashed (argon2id: 64 MiB and a tenth of a second each), so that such requests cannot
+    fill the worker threads that IMAP and SMTP logins share."""
+    import server.http.espace as espace
+
+    hashed: list[str] = []
+
+    def counting(password: str) -> str:
+        hashed.append(password)
+        return _password_hash()
+
+    monkeypatch.setattr(espace, "hash_password", counting)
+    status, headers, _ = await asyncio.to_thread(ask, site.port, "GET", "/espace/activation")
+    csrf = re.search(r"hygie_csrf=([^;]+)", headers["set-cookie"])
+    assert status == 200 and csrf is not None
+    form = urlencode({"csrf": csrf[1], "lang": "en", "code": "ABCDEFGHJK",
+                      "password": "a-new-password-1", "password2": "a-new-password-1"}).encode()
+    status, _, page = await asyncio.to_thread(
+        ask, site.port, "POST", "/espace/activation", form,
+        {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"hygie_csrf={csrf[1]}"},
+    )  # fmt: skip
+    assert status == 400 and b"This code is unknown" in page
+    assert hashed == []
