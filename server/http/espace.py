@@ -117,6 +117,8 @@ TEXT: dict[str, dict[str, str]] = {
         "too many attempts; try again in a minute": "Trop de tentatives ; réessayez dans "
                                                     "une minute.",
         "two-factor sign-in is not enrolled": "La double authentification n'est pas activée.",
+        "too many wrong codes today; try again tomorrow":
+            "Trop de codes incorrects aujourd'hui ; réessayez demain.",
         "code_required": "Saisissez le code de votre application d'authentification.",
     },
     "en": {
@@ -175,6 +177,8 @@ TEXT: dict[str, dict[str, str]] = {
         "too many attempts; try again in a minute": "Too many attempts; try again in a "
                                                     "minute.",
         "two-factor sign-in is not enrolled": "Two-factor sign-in is not enabled.",
+        "too many wrong codes today; try again tomorrow":
+            "Too many wrong codes today; try again tomorrow.",
         "code_required": "Enter the code from your authenticator app.",
     },
 }  # fmt: skip
