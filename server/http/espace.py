@@ -570,23 +570,18 @@ class EspacePages:
             if action == "create":
                 try:
                     _, secret = await self.spaces.app_password_create(
-                        account.id, form.get("label", ""), self.clock()
+                        account.id, form.get("label", ""), self.clock(), peer=request.peer
                     )
                 except SpaceError as exc:
                     notice = page.error(str(exc))
                 else:
-                    await audit.record(self.signin.db, f"account:{account.id}",
-                                       "espace.app_password.create", f"account:{account.id}",
-                                       peer=request.peer)  # fmt: skip
                     notice = (f'<p class="ok" role="status">{escape(t["app_created"])} '
                               f'<code class="secret" id="new-app-password">{escape(secret)}'
                               "</code></p>")  # fmt: skip
             elif action == "revoke":
                 ident = row_id(form.get("id", "")) or 0
-                if await self.spaces.app_password_revoke(account.id, ident, self.clock()):
-                    await audit.record(self.signin.db, f"account:{account.id}",
-                                       "espace.app_password.revoke", f"account:{account.id}",
-                                       peer=request.peer, detail={"id": ident})  # fmt: skip
+                if await self.spaces.app_password_revoke(account.id, ident, self.clock(),
+                                                         peer=request.peer):  # fmt: skip
                     notice = f'<p class="ok" role="status">{escape(t["app_revoked"])}</p>'
             elif action == "close" and form.get("confirm") == "yes":
                 return await self._close(request, page, account)
@@ -679,23 +674,17 @@ class EspacePages:
         if request.method == "POST" and not ident:
             try:
                 new_id, secret = await self.spaces.app_password_create(
-                    account.id, _form(request).get("label", ""), self.clock()
+                    account.id, _form(request).get("label", ""), self.clock(), peer=request.peer
                 )
             except SpaceError as exc:
                 return _json(400, {"error": str(exc)})
-            await audit.record(self.signin.db, f"account:{account.id}",
-                               "espace.app_password.create", f"account:{account.id}",
-                               peer=request.peer)  # fmt: skip
             return _json(201, {"id": new_id, "password": secret})
         if request.method == "DELETE" and ident:
             number = row_id(ident)
             if number is None or not await self.spaces.app_password_revoke(
-                account.id, number, self.clock()
+                account.id, number, self.clock(), peer=request.peer
             ):
                 return _json(404, {"error": "no such app password"})
-            await audit.record(self.signin.db, f"account:{account.id}",
-                               "espace.app_password.revoke", f"account:{account.id}",
-                               peer=request.peer, detail={"id": number})  # fmt: skip
             return Response(204, JSON, b"", _headers())
         return _json(405, {"error": "GET, POST or DELETE /espace/api/app-passwords[/ID]"})
 

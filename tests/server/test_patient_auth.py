@@ -186,6 +186,15 @@ async def test_app_passwords_replace_the_account_password_for_mail_programs(worl
     assert (await w.auth.password(address, second, PEER, "imap")) == w.patient
     rows = await w.db.raw_rows("SELECT password_hash FROM app_passwords")
     assert all(first not in r[0] and r[0].startswith("sha256$") for r in rows)
+    # Each change is audited in its own transaction (never a change without its entry); the
+    # refused revocation of someone else's app password leaves none.
+    trail = await audit.entries(w.db, action_prefix="espace.app_password.")
+    assert [(e.action, e.target, e.detail) for e in reversed(trail)] == [
+        ("espace.app_password.create", f"account:{w.patient.id}", {"id": first_id}),
+        ("espace.app_password.create", f"account:{w.patient.id}", {"id": first_id + 1}),
+        ("espace.app_password.revoke", f"account:{w.patient.id}", {"id": first_id}),
+    ]
+    assert all(first not in str(e) and second not in str(e) for e in trail)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
