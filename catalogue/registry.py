@@ -184,7 +184,9 @@ class Catalogue:
         """An app by its number or by its manifest id."""
         query = select(APPS)
         text = str(ident).strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # not "²": int() refuses it
+            if len(text) > 18:  # beyond a 64-bit row id: no such app (not a database error)
+                return None
             query = query.where(APPS.c.id == int(text))
         else:
             query = query.where(APPS.c.app_key == text.lower())

@@ -42,6 +42,13 @@ def find_manifests(message: EmailMessage) -> list[bytes]:
     return found
 
 
+def _automatic(message: EmailMessage) -> bool:
+    """``Auto-Submitted`` with a value other than ``no`` (RFC 3834 §5): a vacation notice,
+    another robot's answer; answering it could start a loop between robots."""
+    value = str(message.get("Auto-Submitted", "no")).split(";")[0].strip().lower()
+    return value != "no"
+
+
 class CatalogueWorkflow:
     SERVICE = SERVICE
 
@@ -69,6 +76,9 @@ class CatalogueWorkflow:
     async def _process(self, raw: bytes, sender: str, service: str, submitted: bool) -> None:
         message = BytesParser(policy=email.policy.default).parsebytes(raw)
         assert isinstance(message, EmailMessage)
+        if _automatic(message):  # RFC 3834 §2: no automatic answer to an automatic message
+            log.info("catalogue_auto_submitted_ignored")
+            return
         reply_to = str(message.get("Message-ID", "")).strip() or None
         domain = self.config.server.hostname
         if not submitted:

@@ -56,6 +56,13 @@ def rows_of(t: Tally) -> list[dict[str, int | str]]:
     return rows
 
 
+def _cell(value: str) -> str:
+    """A text cell a spreadsheet shows as text: the software name is whatever a sender wrote
+    in ``X-MSS-NIL``, and ``=HYPERLINK(…)`` would otherwise be a formula (OWASP "CSV
+    injection"); such a value gets a leading apostrophe."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def render(month: str, by: str | None, fmt: str, rows: list[dict[str, int | str]]) -> str:
     key = by or "all"
     if fmt == "json":
@@ -71,7 +78,7 @@ def render(month: str, by: str | None, fmt: str, rows: list[dict[str, int | str]
         writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
         writer.writerow(header)
         for r in rows:
-            writer.writerow([r["group"] or "", *(r[c] for c in columns())])
+            writer.writerow([_cell(str(r["group"] or "")), *(r[c] for c in columns())])
         return out.getvalue()
     shown = ["messages_sent", "messages_received", "documents_filed", "patients_reached",
              "mdn_processed", "mdn_errors"]  # fmt: skip

@@ -47,6 +47,11 @@ from storage.usage import UsageEvent
 log = structlog.get_logger("hygie.metrics")
 TOKEN_FILE = "keys/metrics-token.sha256"  # noqa: S105 (a path, not a secret)
 USAGE_LABELS = ("structure", "software", "mailbox_type")
+#: Distinct ``software`` label values kept (``X-MSS-NIL`` is whatever a sender writes): past
+#: this many, a new value is counted as ``other``, so that a sender cannot grow the registry
+#: and each scrape without bound. `hygie report usage` still has every value.
+SOFTWARE_LABELS = 200
+OTHER_SOFTWARE = "other"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -81,9 +86,18 @@ class ServerMetrics:
         self.reminders_due = Gauge(
             "hygie_reminders_due", "Agenda reminders due and not sent yet.", registry=r
         )
+        self._software: set[str] = set()
+
+    def _software_label(self, software: str) -> str:
+        if software in self._software:
+            return software
+        if len(self._software) >= SOFTWARE_LABELS:
+            return OTHER_SOFTWARE
+        self._software.add(software)
+        return software
 
     def usage(self, event: UsageEvent) -> None:
-        labels = (event.structure, event.software, event.mailbox_type)
+        labels = (event.structure, self._software_label(event.software), event.mailbox_type)
         if event.kind == "sent":
             self.sent.labels(*labels).inc(event.count)
         elif event.kind == "received":

@@ -11,7 +11,10 @@ token for XOAUTH2/OAUTHBEARER in exchange, and app passwords for standard mail p
   once: the last step used is stored and must grow (RFC 6238 §5.2), so a replayed code, even
   within its 30 seconds, is refused.
 - Failures count against the same per-address and per-account limiter as IMAP and SMTP logins
-  (`server.auth.FailureLimiter`); every attempt, good or bad, is in the audit log.
+  (`server.auth.FailureLimiter`); every attempt, good or bad, is in the audit log. Wrong or
+  replayed codes also count against a daily budget per account (:data:`CODE_FAILURES_PER_DAY`):
+  the per-minute limit alone let someone holding the password try 14,400 codes a day (a 4 %
+  chance a day of hitting one of the three codes in force), the budget makes it 0.01 %.
 - Once a patient has enrolled, their account password no longer opens IMAP or SMTP: mail
   programs use app passwords (random, 91 bits, shown once, stored as SHA-256, revocable)
   created after a two-factor sign-in. The account password stays the first factor of the sign-in.
@@ -37,7 +40,7 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from server.auth import Authenticator
+from server.auth import Authenticator, FailureLimiter
 from server.config import Config
 from server.oauth import TokenRejected, TokenVerifier
 from server.patients import is_patient_address
@@ -52,6 +55,10 @@ STEP_SECONDS = 30
 SESSION_AUDIENCE = "hygie-espace"
 ENROL_AUDIENCE = "hygie-espace-enrol"
 KEY_FILE = "oauth/patient-issuer.key"
+#: Wrong (or replayed) second-factor codes an account may send in 24 hours, whatever the
+#: addresses they come from (in memory, per node: a restart starts a new day).
+CODE_FAILURES_PER_DAY = 30
+TOO_MANY_CODES = "too many wrong codes today; try again tomorrow"
 
 
 class SignInError(Exception):
@@ -178,6 +185,7 @@ class PatientSignIn:
         self.auth = auth
         self.issuer = issuer
         self.clock = clock
+        self.code_failures = FailureLimiter(CODE_FAILURES_PER_DAY, 24 * 3600)
 
     def _keys(self, address: str, peer: str) -> list[str]:
         return [f"ip:{peer}", f"user:{address.strip().lower()}"]
@@ -209,6 +217,12 @@ class PatientSignIn:
         keys = self._keys(account.address, peer)
         if any(self.auth.limiter.blocked(k) for k in keys):
             raise SignInError(429, "too many attempts; try again in a minute")
+        budget = f"account:{account.id}"
+        if self.code_failures.blocked(budget):
+            await audit.record(self.db, f"account:{account.id}", "espace.signin.throttled",
+                               f"account:{account.id}", peer=peer,
+                               detail={"reason": "daily code budget"})  # fmt: skip
+            raise SignInError(429, TOO_MANY_CODES)
         found = await self.spaces.totp_secret(account.id)
         if found is None:
             raise SignInError(409, "two-factor sign-in is not enrolled")
@@ -218,8 +232,10 @@ class PatientSignIn:
                               "two-factor sign-in is not enrolled")  # fmt: skip
         step = code_step(secret, code, self.clock())
         if step is None:
+            self.code_failures.record(budget)
             raise await self._fail(keys, peer, account.id, "wrong code", "wrong code")
         if not await self.spaces.totp_use_step(account.id, step, confirm=confirm):
+            self.code_failures.record(budget)
             raise await self._fail(keys, peer, account.id, "replayed code",
                                    "this code was already used; wait for the next one")  # fmt: skip
 

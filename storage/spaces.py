@@ -297,6 +297,17 @@ class SpaceStore:
         result: SpaceInfo | None = await self.db.writer.run(write)
         return result
 
+    async def activation_due(self, code: str) -> bool:
+        """Whether this code would activate an open space now (a read: the caller hashes the
+        new password, 64 MiB and a tenth of a second of argon2id, only then)."""
+        async with self.db.read() as session:
+            row = (await session.execute(
+                select(SPACES.c.id).where(SPACES.c.code_digest == code_digest(code),
+                                          SPACES.c.state == OPEN,
+                                          SPACES.c.account_id.is_not(None))
+            )).first()  # fmt: skip
+        return row is not None
+
     # -- the opening and purge jobs --------------------------------------------------------
 
     async def open_due(self, now: dt.datetime, limit: int = 200) -> list[SpaceInfo]:
@@ -561,9 +572,10 @@ class SpaceStore:
     # -- app passwords ---------------------------------------------------------------------
 
     async def app_password_create(
-        self, account_id: int, label: str, now: dt.datetime
+        self, account_id: int, label: str, now: dt.datetime, *, peer: str | None = None
     ) -> tuple[int, str]:
-        """A new app password (shown once) for the account: (id, password)."""
+        """A new app password (shown once) for the account: (id, password); audited in the
+        same transaction (``espace.app_password.create``)."""
         label = " ".join(label.split())[:100]
         if not label:
             raise SpaceError("an app password needs a name")
@@ -580,11 +592,14 @@ class SpaceStore:
             ).scalar_one()  # fmt: skip
             if live >= MAX_APP_PASSWORDS:
                 raise SpaceError(f"at most {MAX_APP_PASSWORDS} app passwords; revoke one first")
-            return int(conn.execute(
+            new_id = int(conn.execute(
                 insert(APP_PASSWORDS).values(account_id=account_id, label=label,
                                              password_hash=hashed, created_at=now)
                 .returning(APP_PASSWORDS.c.id)
             ).scalar_one())  # fmt: skip
+            write_entry(conn, f"account:{account_id}", "espace.app_password.create",
+                        f"account:{account_id}", peer=peer, detail={"id": new_id})  # fmt: skip
+            return new_id
 
         return await self.db.writer.run(write), secret
 
@@ -599,7 +614,11 @@ class SpaceStore:
             )).all()  # fmt: skip
         return [(int(r.id), str(r.label), _utc(r.created_at)) for r in rows]  # type: ignore[misc]
 
-    async def app_password_revoke(self, account_id: int, ident: int, now: dt.datetime) -> bool:
+    async def app_password_revoke(
+        self, account_id: int, ident: int, now: dt.datetime, *, peer: str | None = None
+    ) -> bool:
+        """Revoke one of the account's app passwords; audited in the same transaction."""
+
         def write(conn: Connection) -> bool:
             done = conn.execute(
                 update(APP_PASSWORDS)
@@ -607,6 +626,9 @@ class SpaceStore:
                        APP_PASSWORDS.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )  # fmt: skip
+            if done.rowcount:
+                write_entry(conn, f"account:{account_id}", "espace.app_password.revoke",
+                            f"account:{account_id}", peer=peer, detail={"id": ident})  # fmt: skip
             return bool(done.rowcount)
 
         result: bool = await self.db.writer.run(write)

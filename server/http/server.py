@@ -9,7 +9,10 @@ listen on several sockets (plain or TLS):
 A handler gets a :class:`Request` and returns a :class:`Response`. The longest matching prefix
 wins; no match is a 404. A malformed request gets a 400, a body over ``max_body`` a 413, and
 a handler's exception a 500 (logged by type only: URLs can carry identifiers). A HEAD request
-is answered as the GET of the same target without its body (RFC 9110 §9.3.2).
+is answered as the GET of the same target without its body (RFC 9110 §9.3.2). A request must
+arrive whole within ``request_timeout`` seconds of its first byte, else a 408 and the
+connection is closed (a client dripping a byte at a time cannot hold it for ever); an idle
+keep-alive connection is closed after :data:`READ_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import structlog
 
 log = structlog.get_logger("hygie.http")
 READ_TIMEOUT = 30.0
+REQUEST_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,14 @@ def text(status: int, message: str) -> Response:
 
 
 class HttpServer:
-    def __init__(self, routes: Sequence[tuple[str, Handler]], *, max_body: int = 64 * 1024):
+    def __init__(
+        self, routes: Sequence[tuple[str, Handler]], *, max_body: int = 64 * 1024,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ):  # fmt: skip
         # Longest prefix first, so "/fhir/metadata" can override "/fhir/".
         self.routes = sorted(routes, key=lambda r: len(r[0]), reverse=True)
         self.max_body = max_body
+        self.request_timeout = request_timeout
 
     async def listen(
         self, host: str, port: int, *, ssl: ssl.SSLContext | None = None
@@ -102,10 +110,22 @@ class HttpServer:
             while True:
                 head: h11.Request | None = None
                 body = bytearray()
+                loop = asyncio.get_running_loop()
+                deadline: float | None = None  # set by the request's first byte
                 while True:
                     event = conn.next_event()
                     if event is h11.NEED_DATA:
-                        data = await asyncio.wait_for(reader.read(65536), READ_TIMEOUT)
+                        if deadline is None and conn.trailing_data[0]:
+                            deadline = loop.time() + self.request_timeout
+                        wait = READ_TIMEOUT if deadline is None else deadline - loop.time()
+                        try:
+                            data = await asyncio.wait_for(reader.read(65536), max(wait, 0))
+                        except TimeoutError:
+                            if deadline is not None:
+                                await self._timed_out(writer, conn)
+                            return
+                        if deadline is None and data:
+                            deadline = loop.time() + self.request_timeout
                         conn.receive_data(data)
                         continue
                     if isinstance(event, h11.Request):
@@ -137,6 +157,16 @@ class HttpServer:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+
+    async def _timed_out(self, writer: asyncio.StreamWriter, conn: h11.Connection) -> None:
+        """The 408 (RFC 9110 §15.5.9) for a request that did not arrive in time. Before its
+        head is whole, h11 has no request to answer: the bytes are written as they are."""
+        if conn.our_state is h11.SEND_RESPONSE:
+            await self._send(writer, conn, text(408, "request timeout"))
+            return
+        writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8"
+                     b"\r\nContent-Length: 16\r\nConnection: close\r\n\r\nrequest timeout\n")
+        await writer.drain()
 
     async def _send(
         self,

@@ -296,6 +296,9 @@ async def test_the_workflow_answers_every_manifest(world: World, tmp_path: Path)
     await workflow.after_delivery(mail(b'{"id": 1}'), EDITOR, [service], submitted=True)
     await workflow.after_delivery(mail(good_manifest), EDITOR, [service], submitted=True)
     await workflow.after_delivery(mail(good_manifest), EDITOR, [], submitted=True)  # not to us
+    # RFC 3834 §2: a vacation notice or another robot's answer gets no answer (no loop).
+    vacation = mail(b"").replace(b"Subject:", b"Auto-Submitted: auto-replied\nSubject:", 1)
+    await workflow.after_delivery(vacation, EDITOR, [service], submitted=False)
     replies = [email.message_from_bytes(raw, policy=email.policy.default) for raw, _ in sent]
     assert [to for _, to in sent] == [EDITOR] * 3
     bodies = [str(r.get_body(("plain",)).get_content()) for r in replies]  # type: ignore[union-attr]

@@ -81,3 +81,32 @@ async def test_malformed_request_gets_400(port: int) -> None:
     answer = await asyncio.wait_for(reader.read(), 10)
     writer.close()
     assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+@pytest.mark.parametrize("complete_head", [False, True])
+async def test_a_request_dripping_in_gets_408(complete_head: bool) -> None:
+    """A client sending a header line (or a body byte) every 0.1 s, under the per-read
+    timeout each time, is cut off once the request's own deadline passes."""
+    http = HttpServer([("/hello", hello)], max_body=100, request_timeout=0.5)
+    server = await http.listen("127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = b"POST /hello HTTP/1.1\r\nHost: x\r\n"
+    writer.write(head + (b"Content-Length: 100\r\n\r\n" if complete_head else b""))
+
+    async def drip() -> None:
+        for _ in range(50):  # 5 s at most
+            await asyncio.sleep(0.1)
+            writer.write(b"x" if complete_head else b"X-Slow: 1\r\n")
+            await writer.drain()
+
+    dripping = asyncio.create_task(drip())
+    try:
+        answer = await asyncio.wait_for(reader.read(), 3)
+    finally:
+        dripping.cancel()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert answer.endswith(b"request timeout\n")

@@ -186,3 +186,40 @@ async def test_app_passwords_replace_the_account_password_for_mail_programs(worl
     assert (await w.auth.password(address, second, PEER, "imap")) == w.patient
     rows = await w.db.raw_rows("SELECT password_hash FROM app_passwords")
     assert all(first not in r[0] and r[0].startswith("sha256$") for r in rows)
+    # Each change is audited in its own transaction (never a change without its entry); the
+    # refused revocation of someone else's app password leaves none.
+    trail = await audit.entries(w.db, action_prefix="espace.app_password.")
+    assert [(e.action, e.target, e.detail) for e in reversed(trail)] == [
+        ("espace.app_password.create", f"account:{w.patient.id}", {"id": first_id}),
+        ("espace.app_password.create", f"account:{w.patient.id}", {"id": first_id + 1}),
+        ("espace.app_password.revoke", f"account:{w.patient.id}", {"id": first_id}),
+    ]
+    assert all(first not in str(e) and second not in str(e) for e in trail)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_wrong_codes_have_a_daily_budget_per_account(world: World) -> None:
+    """With the password known, the per-minute limit alone let anyone try 14,400 codes a day
+    from one address (more from several): past CODE_FAILURES_PER_DAY wrong or replayed codes
+    in 24 hours, even the right code is refused, from any address; audited."""
+    from server.patient_auth import CODE_FAILURES_PER_DAY, TOO_MANY_CODES
+
+    w = world
+    w.auth.limiter = FailureLimiter(10_000)  # the per-minute limit out of the way
+    secret = (await w.signin.enrol(w.other, PEER)).secret
+    await w.signin.confirm(w.other, code_at(secret, NOW), PEER)
+    wrong = "999999" if code_at(secret, NOW + 30) != "999999" else "888888"
+    for n in range(CODE_FAILURES_PER_DAY):
+        with pytest.raises(SignInError) as refused:
+            await w.signin.sign_in(w.other.address, PASSWORD, wrong, f"203.0.113.{n % 200}")
+        assert refused.value.status == 401
+    with pytest.raises(SignInError) as throttled:
+        await w.signin.sign_in(w.other.address, PASSWORD, code_at(secret, NOW + 30),
+                               "198.51.100.77")  # fmt: skip
+    assert (throttled.value.status, throttled.value.message) == (429, TOO_MANY_CODES)
+    throttles = await audit.entries(w.db, action_prefix="espace.signin.throttled")
+    assert throttles[0].detail == {"reason": "daily code budget"}
+    # Another account is not affected.
+    own = (await w.signin.enrol(w.patient, PEER)).secret
+    await w.signin.confirm(w.patient, code_at(own, NOW), PEER)
+    assert await w.signin.sign_in(w.patient.address, PASSWORD, code_at(own, NOW + 30), PEER)

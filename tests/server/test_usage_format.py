@@ -56,3 +56,15 @@ def test_table_shows_error_codes_that_occur() -> None:
                                 "MDN", "err", "902", "906"]  # fmt: skip
     assert render("2026-12", None, "table", []).splitlines()[-1] == "(nothing recorded this month)"
     assert json.loads(render("2026-12", None, "json", []))["rows"] == []
+
+
+def test_csv_cells_from_senders_are_not_formulas() -> None:
+    """``--by software`` groups by what senders wrote in ``X-MSS-NIL``: a value a spreadsheet
+    would run as a formula is quoted with a leading apostrophe; others are as they are."""
+    tally = Tally(sums={("sent", '=HYPERLINK("https://x.example","clic")', 0): 1,
+                        ("sent", "@SUM(A1)", 0): 1, ("sent", "Logiciel-1.0", 0): 1},
+                  reached={})  # fmt: skip
+    rows = list(csv.reader(io.StringIO(render("2026-11", "software", "csv", rows_of(tally)),
+                                       newline="")))  # fmt: skip
+    groups = sorted(row[0] for row in rows[1:])
+    assert groups == ["'=HYPERLINK(\"https://x.example\",\"clic\")", "'@SUM(A1)", "Logiciel-1.0"]
