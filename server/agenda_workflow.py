@@ -91,6 +91,18 @@ def configured_clock(config: Config) -> Clock:
     return clock
 
 
+def may_answer(originator: str, envelope_sender: str) -> bool:
+    """Whether the server may answer ``originator`` by itself (REFRESH, DECLINECOUNTER,
+    free/busy). The iTIP originator is the ``From:`` of the message; over the relay that is
+    only the peer operator's word, so an automatic answer goes only to the envelope sender's
+    own domain (delegated sending stays within a domain: a secretary's envelope, a doctor's
+    From). Never to a null reverse-path message (RFC 3834 §2)."""
+    sender = envelope_sender.strip().strip("<>").lower()
+    if "@" not in sender or "@" not in originator:
+        return False
+    return originator.lower().rsplit("@", 1)[1] == sender.rsplit("@", 1)[1]
+
+
 class AgendaWorkflow:
     apps: AppGate | None = None  # consent enforcement for app mailboxes (issue 10)
 
@@ -160,7 +172,7 @@ class AgendaWorkflow:
                 "agenda_applied", method=message.method, outcome=outcome.status,
                 reason=outcome.reason, components=len(outcome.writes),
             )  # fmt: skip
-            if outcome.answer:
+            if outcome.answer and may_answer(originator, sender):
                 await self._answer(message, outcome.answer, recipient, originator)
 
     async def _apply(self, message: ItipMessage, recipient: Recipient, originator: str) -> Outcome:
@@ -189,7 +201,7 @@ class AgendaWorkflow:
         self, message: ItipMessage, part: CalendarPart, sender: str, recipients: list[Recipient]
     ) -> None:
         to = part.originator or sender
-        if not to:
+        if not to or not may_answer(to, sender):
             return
         for recipient in recipients:
             if is_patient_address(recipient.address):
