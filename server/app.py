@@ -100,6 +100,10 @@ def _token_verifier(config: Config) -> TokenVerifier | None:
     if not verifier.jwks.is_url and not config.path(config.oauth.jwks).exists():
         log.warning("token_login_unavailable", error="no JWKS file")
         return None
+    if not config.oauth.issuer and not config.server.test_mode:
+        # `hygie token issue` mints tokens for any address, patients' included, without their
+        # second factor: fine for a demo, not for patients in production (set [oauth] issuer).
+        log.warning("development_token_issuer", advice="set [oauth] issuer for production")
     return verifier
 
 
