@@ -59,12 +59,18 @@ async def test_token_sign_in(server: ServerProcess, tmp_path: Path) -> None:
 
 
 def fill_big_folder(server: ServerProcess) -> None:
+    """BIG messages in one MULTIAPPEND (RFC 3502) with non-synchronising literals (RFC 7888):
+    one durable commit instead of one per APPEND."""
     imap = imaplib.IMAP4_SSL("127.0.0.1", server.imap_tls_port, ssl_context=server.ssl_context())
     imap.login(JEAN, PASSWORD)
+    command = f"a1 APPEND {BIG_FOLDER}".encode()
     for n in range(1, BIG + 1):
         message = f"From: {JEAN}\r\nTo: {JEAN}\r\nSubject: Brouillon {n:03d}\r\n\r\nx\r\n"
-        typ, _ = imap.append(BIG_FOLDER, "(\\Seen)", None, message.encode())
-        assert typ == "OK"
+        command += f" (\\Seen) {{{len(message)}+}}\r\n".encode() + message.encode()
+    imap.send(command + b"\r\n")
+    while not (line := imap.readline()).startswith(b"a1 "):
+        assert line, "connection closed during MULTIAPPEND"
+    assert line.startswith(b"a1 OK"), line
     imap.logout()
 
 
