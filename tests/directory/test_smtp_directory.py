@@ -26,11 +26,14 @@ PLAIN = "bob@hygie.test"  # an account the directory does not list
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     users = {a: PASSWORD for a in (DR, SECRETARIAT, NURSE, CLOSED, PLAIN)}
     srv = start_server(request, request.param, users)
-    srv.hygie("directory", "import", "ps-libreacces", str(PS_EDGE))
-    srv.hygie("directory", "mailbox", DR, "--type", "PER", "--practitioner", DUPONT)
-    srv.hygie("directory", "mailbox", SECRETARIAT, "--type", "ORG", "--organisation", "1690000001")
-    srv.hygie("directory", "mailbox", NURSE, "--type", "PER", "--practitioner", "0691234567")
-    srv.hygie("directory", "mailbox", CLOSED, "--type", "PER", "--inactive")
+    srv.hygie_batch(  # one process for the five commands
+        (("directory", "import", "ps-libreacces", str(PS_EDGE)), None),
+        (("directory", "mailbox", DR, "--type", "PER", "--practitioner", DUPONT), None),
+        (("directory", "mailbox", SECRETARIAT, "--type", "ORG", "--organisation", "1690000001"),
+         None),
+        (("directory", "mailbox", NURSE, "--type", "PER", "--practitioner", "0691234567"), None),
+        (("directory", "mailbox", CLOSED, "--type", "PER", "--inactive"), None),
+    )  # fmt: skip
     yield srv
     stop_server(srv)
 

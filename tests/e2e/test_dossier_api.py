@@ -38,11 +38,12 @@ def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     srv = start_server(
         request, "sqlite", {DOCTOR: PASSWORD, TRAITANT[0]: PASSWORD, OTHER[0]: PASSWORD}
     )
-    srv.hygie("patient", "add", INS, "--birth-name", "Dupont", "--given", "Marie",
-              "--birth-date", "1979-03-12", "--sex", "F",
-              "--medecin-traitant", TRAITANT[1])  # fmt: skip
-    for address, idnat in (TRAITANT, OTHER, (DOCTOR, AUTHOR_IDNAT)):
-        srv.hygie("user", "bind", address, "--idnat", idnat)
+    srv.hygie_batch(  # one process for the four commands
+        (("patient", "add", INS, "--birth-name", "Dupont", "--given", "Marie",
+          "--birth-date", "1979-03-12", "--sex", "F", "--medecin-traitant", TRAITANT[1]), None),
+        *((("user", "bind", address, "--idnat", idnat), None)
+          for address, idnat in (TRAITANT, OTHER, (DOCTOR, AUTHOR_IDNAT))),
+    )  # fmt: skip
     send(srv, PATIENT, xdm_message(cda(), PATIENT, "Visible", receipt=False))
     send(srv, PATIENT, xdm_message(cda(), PATIENT, "Masqué", receipt=False,
                                    restrictions=frozenset({MASQUE_PS})))  # fmt: skip
