@@ -301,11 +301,13 @@ async def _rows(db: Database, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 #: this many); the vocabulary changes only with an import, so they are kept as long as the
 #: imports recorded in ``dir_imports`` stay the same (:func:`expand_all`).
 EXPANSION_CACHE = 4096
-_EXPANSIONS: dict[str, tuple[tuple[Any, ...], OrderedDict[str, tuple[str, tuple[str, ...]]]]] = {}
-#: Started and finished imports: an import adds its words as it goes and its documents at
-#: its end, so both change the key; the times tell apart two databases of the same URL.
+_EXPANSIONS: dict[str, tuple[str, OrderedDict[str, tuple[str, tuple[str, ...]]]]] = {}
+#: Started and finished imports, as one text: an import adds its words as it goes and its
+#: documents at its end, so both change it; the times tell apart two databases of one URL.
 _IMPORTS_KEY = (
-    "SELECT count(*), max(id), count(finished_at), max(started_at), max(finished_at)"
+    "SELECT count(*) || ':' || coalesce(max(id), 0) || ':' || count(finished_at) || ':'"
+    " || coalesce(CAST(max(started_at) AS text), '') || ':'"
+    " || coalesce(CAST(max(finished_at) AS text), '')"
     " FROM dir_imports"
 )
 
@@ -330,23 +332,32 @@ async def _expand_word(db: Database, word: str) -> tuple[str, tuple[str, ...]]:
     return "exact", words
 
 
-async def expand_all(db: Database, words: list[str]) -> list[tuple[str, list[str]]]:
+async def expand_all(
+    db: Database, words: list[str], verify_later: bool = False
+) -> tuple[list[tuple[str, list[str]]], str | None]:
     """:func:`expand` of each word, from the in-process cache while no import has started or
-    finished since (one query checks that, instead of one query per word)."""
+    finished since (one query checks that, instead of one query per word), and ``None``.
+
+    ``verify_later``: when every word is cached, that check is left to the caller, which
+    runs ``_IMPORTS_KEY`` in its own statement and compares it with the key returned
+    (see :func:`_pg_find`); ``None`` when it was checked here."""
     out: dict[str, tuple[str, tuple[str, ...]]] = {}
     for word in words:
         if not _needs_vocabulary(db.dialect, word):
             out[word] = ("prefix", (word,))
+    pending = None
     if len(out) < len(words):
-        key = tuple((await _rows(db, _IMPORTS_KEY))[0])
         cached = _EXPANSIONS.get(db.url)
-        if cached is None or cached[0] != key:
-            cached = (key, OrderedDict())
-            _EXPANSIONS[db.url] = cached
+        todo = [w for w in words if w not in out]
+        if verify_later and cached is not None and all(w in cached[1] for w in todo):
+            pending = cached[0]
+        else:
+            key = str((await _rows(db, _IMPORTS_KEY))[0][0])
+            if cached is None or cached[0] != key:
+                cached = (key, OrderedDict())
+                _EXPANSIONS[db.url] = cached
         memo = cached[1]
-        for word in words:
-            if word in out:
-                continue
+        for word in todo:
             found = memo.get(word)
             if found is None:
                 found = await _expand_word(db, word)
@@ -356,7 +367,7 @@ async def expand_all(db: Database, words: list[str]) -> list[tuple[str, list[str
             else:
                 memo.move_to_end(word)
             out[word] = found
-    return [(out[w][0], list(out[w][1])) for w in words]
+    return [(out[w][0], list(out[w][1])) for w in words], pending
 
 
 async def expand(db: Database, word: str) -> tuple[str, list[str]]:
@@ -368,7 +379,7 @@ async def expand(db: Database, word: str) -> tuple[str, list[str]]:
     query; the same words as exact terms are intersected lazily. PostgreSQL has no prefix
     index: short prefixes are expanded there too.
     """
-    return (await expand_all(db, [word]))[0]
+    return (await expand_all(db, [word]))[0][0]
 
 
 #: PostgreSQL: a query expected to match more than this share of the documents reads the
@@ -487,15 +498,25 @@ def expression_plan(expr: str, freqs: dict[str, float]) -> PgPlan:
     return PgPlan(expr, "", share > DENSE)
 
 
-def _pg_page_sql(plan: PgPlan) -> str:
-    """SELECT of (kind, ref) of the documents matching ``plan``, ``LIMIT ? OFFSET ?``."""
+def _pg_page_sql(plan: PgPlan, limit: int, offset: int, params: list[Any]) -> str:
+    """SELECT of (kind, ref) of the documents matching ``plan``, ``limit`` from ``offset``;
+    appends its parameters to ``params``. The dense form carries its query as a literal (the
+    planner needs it to read in order); the sparse form passes it as a parameter, so its
+    statement stays the same and the driver's prepared statement is reused (one round trip
+    instead of two): ``dir_search_page``'s own plan does not depend on the value."""
     full = " & ".join(e for e in (plan.indexed, plan.checked) if e)
     if plan.dense:
+        params += [limit, offset]
         match = tsquery_literal(full)
         return f"SELECT kind, ref FROM dir_search WHERE tsv @@ {match} LIMIT ? OFFSET ?"
-    indexed = tsquery_literal(plan.indexed)
-    checked = tsquery_literal(plan.checked) if plan.checked else "NULL"
-    return f"SELECT kind, ref FROM dir_search_page({indexed}, {checked}, ?, ?)"
+    tsquery_literal(plan.indexed)  # the same check of the characters
+    if plan.checked:
+        tsquery_literal(plan.checked)
+    params += [plan.indexed, plan.checked or None, limit, offset]
+    return (
+        "SELECT kind, ref FROM dir_search_page(to_tsquery('simple', ?::text),"
+        " to_tsquery('simple', ?::text), ?, ?)"
+    )
 
 
 async def pg_page(db: Database, plan: PgPlan, limit: int, offset: int) -> list[tuple[Any, ...]]:
@@ -509,7 +530,9 @@ async def pg_page(db: Database, plan: PgPlan, limit: int, offset: int) -> list[t
     table in order whenever it overestimates the matches of correlated terms (a profession
     in a département: the 2.3 s worst case of the first benchmark).
     """
-    return await _rows(db, _pg_page_sql(plan), limit, offset)
+    params: list[Any] = []
+    sql = _pg_page_sql(plan, limit, offset, params)
+    return await _rows(db, sql, *params)
 
 
 def match_expression(dialect: str, prefix: list[str], exact: list[str]) -> str:
@@ -540,20 +563,53 @@ async def _page(
     offset: int,
     without: list[str] | None = None,
 ) -> list[tuple[str, str]]:
-    """(kind, ref) of a page of documents, in index order; none holding all of ``without``."""
+    """(kind, ref) of a page of SQLite documents, in index order; none holding all of
+    ``without``."""
     if limit <= 0:
         return []
-    if db.dialect == "sqlite":
-        expr = _expression(db.dialect, groups, exact)
-        if without:
-            expr = f"({expr}) NOT ({match_expression(db.dialect, [], without)})"
-        sql = (
-            "SELECT kind, ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
-            " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
-        )
-        rows = await db.raw_rows(sql, expr, limit, offset)
+    expr = _expression(db.dialect, groups, exact)
+    if without:
+        expr = f"({expr}) NOT ({match_expression(db.dialect, [], without)})"
+    sql = (
+        "SELECT kind, ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
+        " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
+    )
+    rows = await db.raw_rows(sql, expr, limit, offset)
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+async def _pg_find(
+    db: Database, prefix: list[str], exact: list[str], limit: int, offset: int, again: bool = True
+) -> list[tuple[str, str]]:
+    """:func:`find_refs` on PostgreSQL: one statement for both tiers and, when the words'
+    expansions all came from the cache, the check that they still hold."""
+    groups, pending = await expand_all(db, prefix, verify_later=again)
+    typed = [w for w in prefix if not w.startswith("qq")]
+    whole = [
+        ("exact", [w]) if not w.startswith("qq") else g for w, g in zip(prefix, groups, strict=True)
+    ]
+    params: list[Any] = []
+    if pending is not None:
+        params.append(pending)
+    if not typed or whole == groups:
+        body = _pg_page_sql(await _pg_plan(db, groups, exact), limit, offset, params)
     else:
-        rows = await pg_page(db, await _pg_plan(db, groups, exact, without), limit, offset)
+        end = offset + limit
+        first = _pg_page_sql(await _pg_plan(db, whole, exact), end, 0, params)
+        rest = _pg_page_sql(await _pg_plan(db, groups, exact, without=typed), end, 0, params)
+        params += [limit, offset]
+        # An Append runs its parts in order and only as far as the outer LIMIT asks.
+        body = f"SELECT kind, ref FROM (({first}) UNION ALL ({rest})) AS tiers LIMIT ? OFFSET ?"
+    if pending is None:
+        rows = await _rows(db, body, *params)
+    else:
+        # The cached expansions hold while the imports are those they were read under.
+        sql = f"SELECT '#', CAST(({_IMPORTS_KEY}) = CAST(? AS text) AS text) UNION ALL ({body})"
+        rows = await _rows(db, sql, *params)
+        if rows[0][1] != "true":
+            _EXPANSIONS.pop(db.url, None)
+            return await _pg_find(db, prefix, exact, limit, offset, again=False)
+        rows = rows[1:]
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
@@ -568,7 +624,11 @@ async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
     does not fill the page).
     """
     prefix, exact = query.terms()
-    groups = await expand_all(db, prefix)
+    if query.limit <= 0:
+        return []
+    if db.dialect == "postgresql":
+        return await _pg_find(db, prefix, exact, query.limit, query.offset)
+    groups, _ = await expand_all(db, prefix)
     typed = [w for w in prefix if not w.startswith("qq")]
     whole = [
         ("exact", [w]) if not w.startswith("qq") else g for w, g in zip(prefix, groups, strict=True)
@@ -576,18 +636,6 @@ async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
     if not typed or whole == groups:
         return await _page(db, groups, exact, query.limit, query.offset)
     end = query.offset + query.limit
-    if query.limit <= 0:
-        return []
-    if db.dialect == "postgresql":
-        first_sql = _pg_page_sql(await _pg_plan(db, whole, exact))
-        rest_sql = _pg_page_sql(await _pg_plan(db, groups, exact, without=typed))
-        # An Append runs its parts in order and only as far as the outer LIMIT asks.
-        sql = (
-            f"SELECT kind, ref FROM (({first_sql}) UNION ALL ({rest_sql})) AS tiers"
-            " LIMIT ? OFFSET ?"
-        )
-        rows = await _rows(db, sql, end, 0, end, 0, query.limit, query.offset)
-        return [(str(r[0]), str(r[1])) for r in rows]
     first = await _page(db, whole, exact, end, 0)
     if len(first) >= end:
         return first[query.offset : end]
