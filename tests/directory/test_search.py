@@ -174,6 +174,38 @@ async def test_whole_words_rank_before_prefixes(
     assert sorted(pages) == sorted(family)
 
 
+def _ps_file(path: Path, families: list[str]) -> Path:
+    lines = ["|".join(PS_HEADER) + "|"]
+    for n, family in enumerate(families):
+        fields = {
+            "Type d'identifiant PP": "8",
+            "Identifiant PP": synth.rpps(n),
+            "Identification nationale PP": "8" + synth.rpps(n),
+            "Nom d'exercice": family,
+            "Prénom d'exercice": "Paul",
+            "Code profession": "10",
+        }
+        lines.append("|".join(fields.get(h, "") for h in PS_HEADER) + "|")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def test_cached_word_expansions_follow_each_import(
+    migrated: str, db: Database, tmp_path: Path
+) -> None:
+    """A typed word's expansion through the vocabulary is kept in-process; a later import
+    that adds a word it starts is seen by the next search (the cache is checked against the
+    imports, on PostgreSQL inside the search's own statement)."""
+    await import_extract(migrated, PS_LIBREACCES, _ps_file(tmp_path / "PS_a.txt", ["MARTINEAU"]))
+    assert [h.name for h in await search(db, Query(text="martin"))] == ["Paul MARTINEAU"]
+    assert [h.name for h in await search(db, Query(text="martin"))] == ["Paul MARTINEAU"]
+    await import_extract(
+        migrated, PS_LIBREACCES, _ps_file(tmp_path / "PS_b.txt", ["MARTINEAU", "MARTINEZ"])
+    )
+    found = sorted(h.name for h in await search(db, Query(text="martin")))
+    assert found == ["Paul MARTINEAU", "Paul MARTINEZ"]
+
+
 async def test_refresh_of_many_documents_finds_the_same(migrated: str, loaded: Database) -> None:
     """The path a large MSSanté re-import takes (many owners changed: their documents
     refreshed; on SQLite the FTS5 index rebuilt once) gives the same answers."""
