@@ -126,7 +126,7 @@ def test_postgresql_plan_from_lexeme_frequencies() -> None:
     # A frequent word alone: matches are dense, the table is read in order up to the page.
     alone = pg_plan([("exact", ["le", "lea"])], [], freqs, documents)
     assert alone == PgPlan("(le | lea)", "", True)
-    # Single words always go to the index (GIN intersects them lazily); a frequent group of
+    # Single words go to the index (GIN intersects them lazily); a frequent group of
     # alternatives is checked on the rows the selective terms found.
     mixed = pg_plan(
         [("exact", ["le", "lea"]), ("exact", ["cardiologie"])], ["qqvlyon"], freqs, documents
@@ -135,9 +135,13 @@ def test_postgresql_plan_from_lexeme_frequencies() -> None:
     # … unless those rows would be too many to check one by one.
     broad = pg_plan([("exact", ["le", "lea"])], ["qqprof10"], freqs, documents)
     assert broad.indexed == "qqprof10 & (le | lea)" and broad.checked == ""
-    # A correlated rare combination is sparse: never a sequential scan.
+    # A correlated rare combination is sparse: never a sequential scan; a frequent single
+    # word is checked on the few rows the others find (400 expected) rather than read whole.
     rare = pg_plan([("exact", ["martin"])], ["qqprof10", "qqvlyon"], freqs, documents)
-    assert rare == PgPlan("qqprof10 & qqvlyon & martin", "", False)
+    assert rare == PgPlan("qqvlyon & martin", "qqprof10", False)
+    # … but indexed when they should be many (40,000 expected).
+    many = pg_plan([("exact", ["martin"])], ["qqprof10"], freqs, documents)
+    assert many == PgPlan("qqprof10 & martin", "", False)
     # Unknown words are rare; without statistics everything is indexed.
     assert pg_plan([("prefix", ["zyx"])], [], {}, 0) == PgPlan("zyx:*", "", False)
 
