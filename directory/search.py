@@ -185,6 +185,10 @@ def refresh_statements(dialect: str, bulk: bool = False, reindex: bool = False) 
         )
         if bulk:
             out = [*_FTS_BULK_BEGIN, *out, *_FTS_BULK_END]
+    else:
+        # GIN queues the new documents' entries in a pending list (``fastupdate``) that every
+        # search reads whole until a vacuum merges it: merged here, at the import's end.
+        out.append("SELECT gin_clean_pending_list('ix_dir_search_tsv'::regclass)")
     return out
 
 
