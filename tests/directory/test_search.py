@@ -22,6 +22,7 @@ from directory.search import (
     SearchError,
     changed_statements,
     expression_plan,
+    page_keys,
     pg_plan,
     refresh_statements,
     search,
@@ -250,3 +251,13 @@ def test_postgresql_plan_of_a_written_expression() -> None:
         "(qqfdupont:* | qqfdubois:*) & qqpp", "", False
     )
     assert expression_plan("qqbalper & qqpp", freqs).dense  # 14 %: read in order
+
+
+def test_postgresql_page_keys() -> None:
+    """dir_search_page_keys (migration 0017) takes four AND-ed parts: fewer are padded with
+    the first, more folded into the last."""
+    assert page_keys("martin") == ["martin"] * 4
+    assert page_keys("qqbalper & qqdep76 & (pharmacie | pharmacien)") == [
+        "qqbalper", "qqdep76", "(pharmacie | pharmacien)", "qqbalper"
+    ]  # fmt: skip
+    assert page_keys("a & b & c & d & e:*") == ["a", "b", "c", "d & e:*"]
