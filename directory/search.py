@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +185,10 @@ def refresh_statements(dialect: str, bulk: bool = False, reindex: bool = False) 
         )
         if bulk:
             out = [*_FTS_BULK_BEGIN, *out, *_FTS_BULK_END]
+    else:
+        # GIN queues the new documents' entries in a pending list (``fastupdate``) that every
+        # search reads whole until a vacuum merges it: merged here, at the import's end.
+        out.append("SELECT gin_clean_pending_list('ix_dir_search_tsv'::regclass)")
     return out
 
 
@@ -287,6 +292,88 @@ def tsquery_literal(expr: str) -> str:
 MAX_EXPANSION = 24
 
 
+async def _rows(db: Database, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """One query's rows. PostgreSQL: through the dedicated lookup connections (one round
+    trip; the pooled path adds a ping before each query); SQLite: the pooled connections,
+    whose thread keeps the event loop free while a full-text query runs."""
+    if db.dialect == "postgresql":
+        return await db.lookup(sql, *params)
+    return await db.raw_rows(sql, *params)
+
+
+#: Vocabulary expansions kept in-process per database (least recently used dropped beyond
+#: this many); the vocabulary changes only with an import, so they are kept as long as the
+#: imports recorded in ``dir_imports`` stay the same (:func:`expand_all`).
+EXPANSION_CACHE = 4096
+_EXPANSIONS: dict[str, tuple[str, OrderedDict[str, tuple[str, tuple[str, ...]]]]] = {}
+#: Started and finished imports, as one text: an import adds its words as it goes and its
+#: documents at its end, so both change it; the times tell apart two databases of one URL.
+_IMPORTS_KEY = (
+    "SELECT count(*) || ':' || coalesce(max(id), 0) || ':' || count(finished_at) || ':'"
+    " || coalesce(CAST(max(started_at) AS text), '') || ':'"
+    " || coalesce(CAST(max(finished_at) AS text), '')"
+    " FROM dir_imports"
+)
+
+
+def _needs_vocabulary(dialect: str, word: str) -> bool:
+    return not (word.startswith("qq") or (len(word) <= 3 and dialect == "sqlite"))
+
+
+async def _expand_word(db: Database, word: str) -> tuple[str, tuple[str, ...]]:
+    if db.dialect == "sqlite":
+        sql = "SELECT word FROM dir_search_words WHERE word >= ? AND word < ? ORDER BY word LIMIT ?"
+    else:  # the pattern operators: the varchar_pattern_ops index, whatever the collation
+        sql = (
+            "SELECT word FROM dir_search_words WHERE word ~>=~ ? AND word ~<~ ?"
+            " ORDER BY word USING ~<~ LIMIT ?"
+        )
+    # Folded words are letters and digits, all before "{".
+    rows = await _rows(db, sql, word, word + "{", MAX_EXPANSION + 1)
+    words = tuple(str(r[0]) for r in rows)
+    if not words or len(words) > MAX_EXPANSION:
+        return "prefix", (word,)
+    return "exact", words
+
+
+async def expand_all(
+    db: Database, words: list[str], verify_later: bool = False
+) -> tuple[list[tuple[str, list[str]]], str | None]:
+    """:func:`expand` of each word, from the in-process cache while no import has started or
+    finished since (one query checks that, instead of one query per word), and ``None``.
+
+    ``verify_later``: when every word is cached, that check is left to the caller, which
+    runs ``_IMPORTS_KEY`` in its own statement and compares it with the key returned
+    (see :func:`_pg_find`); ``None`` when it was checked here."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for word in words:
+        if not _needs_vocabulary(db.dialect, word):
+            out[word] = ("prefix", (word,))
+    pending = None
+    if len(out) < len(words):
+        cached = _EXPANSIONS.get(db.url)
+        todo = [w for w in words if w not in out]
+        if verify_later and cached is not None and all(w in cached[1] for w in todo):
+            pending = cached[0]
+        else:
+            key = str((await _rows(db, _IMPORTS_KEY))[0][0])
+            if cached is None or cached[0] != key:
+                cached = (key, OrderedDict())
+                _EXPANSIONS[db.url] = cached
+        memo = cached[1]
+        for word in todo:
+            found = memo.get(word)
+            if found is None:
+                found = await _expand_word(db, word)
+                memo[word] = found
+                if len(memo) > EXPANSION_CACHE:
+                    memo.popitem(last=False)
+            else:
+                memo.move_to_end(word)
+            out[word] = found
+    return [(out[w][0], list(out[w][1])) for w in words], pending
+
+
 async def expand(db: Database, word: str) -> tuple[str, list[str]]:
     """``("prefix", [word])`` or ``("exact", words it starts)``.
 
@@ -296,18 +383,7 @@ async def expand(db: Database, word: str) -> tuple[str, list[str]]:
     query; the same words as exact terms are intersected lazily. PostgreSQL has no prefix
     index: short prefixes are expanded there too.
     """
-    if word.startswith("qq") or (len(word) <= 3 and db.dialect == "sqlite"):
-        return "prefix", [word]
-    if db.dialect == "sqlite":
-        sql = "SELECT word FROM dir_search_words WHERE word >= ? AND word < ? ORDER BY word LIMIT ?"
-        rows = await db.raw_rows(sql, word, word + "{", MAX_EXPANSION + 1)
-    else:
-        sql = "SELECT word FROM dir_search_words WHERE word LIKE ? ORDER BY word LIMIT ?"
-        rows = await db.raw_rows(sql, word + "%", MAX_EXPANSION + 1)
-    words = [str(r[0]) for r in rows]
-    if not words or len(words) > MAX_EXPANSION:
-        return "prefix", [word]
-    return "exact", words
+    return (await expand_all(db, [word]))[0][0]
 
 
 #: PostgreSQL: a query expected to match more than this share of the documents reads the
@@ -343,6 +419,8 @@ async def lexeme_frequencies(db: Database) -> tuple[dict[str, float], int]:
 FREQUENT = 0.02
 #: At most this many rows are expected to be read to check a frequent group on them.
 CHECKED_ROWS = 10_000
+#: … and a frequent single word (see :func:`pg_plan`).
+CHECKED_SINGLE_ROWS = 2_000
 
 
 @dataclass(frozen=True)
@@ -391,6 +469,19 @@ def pg_plan(
     for part, share in several:
         if part in checked:
             total *= share
+    # A frequent single word (a profession's token: one document in four) is in the index
+    # too, unless the other indexed terms should find very few rows: GIN then still reads
+    # its whole posting list, where checking those rows costs less (measured on the
+    # benchmark: "qqvvilleurbanne & (roch | …)" finds 842 rows; with qqprof10 indexed too
+    # 5.5–11 ms, checked on them 3.2–5.4 ms).
+    for term, share in sorted(singles, key=lambda t: -t[1]):
+        if share <= FREQUENT or len(indexed) < 2:
+            break
+        if found / share * documents > CHECKED_SINGLE_ROWS:
+            continue
+        indexed.remove(term)
+        checked.insert(0, term)
+        found /= share
     return PgPlan(" & ".join(indexed), " & ".join(checked), total > DENSE)
 
 
@@ -426,32 +517,76 @@ def expression_plan(expr: str, freqs: dict[str, float]) -> PgPlan:
     return PgPlan(expr, "", share > DENSE)
 
 
+def _pg_page_sql(plan: PgPlan, limit: int, offset: int, params: list[Any]) -> str:
+    """SELECT of (kind, ref) of the documents matching ``plan``, ``limit`` from ``offset``;
+    appends its parameters to ``params``. The dense form carries its query as a literal (the
+    planner needs it to read in order); the sparse form passes it as a parameter, so its
+    statement stays the same and the driver's prepared statement is reused (one round trip
+    instead of two): ``dir_search_page_keys``'s own plan does not depend on the value."""
+    full = " & ".join(e for e in (plan.indexed, plan.checked) if e)
+    if plan.dense:
+        params += [limit, offset]
+        match = tsquery_literal(full)
+        return f"SELECT kind, ref FROM dir_search WHERE tsv @@ {match} LIMIT ? OFFSET ?"
+    tsquery_literal(plan.indexed)  # the same check of the characters
+    if plan.checked:
+        tsquery_literal(plan.checked)
+    params += [*page_keys(plan.indexed), plan.checked or None, limit, offset]
+    query = "to_tsquery('simple', ?::text)"
+    return f"SELECT kind, ref FROM dir_search_page_keys({', '.join([query] * 5)}, ?, ?)"
+
+
+#: ``dir_search_page_keys`` (migration 0017) takes the indexed query in this many parts.
+PAGE_KEYS = 4
+
+
+def page_keys(indexed: str) -> list[str]:
+    """The AND-ed parts of ``indexed`` as ``PAGE_KEYS`` queries: GIN runs each as its own
+    scan key and skips through their posting lists together (about twice as fast as one key
+    when all are long: migration 0017). Fewer parts: the first repeated (GIN reads an entry
+    shared by two keys once); more: the last ones AND-ed together. Groups of alternatives
+    hold no ``&``."""
+    parts = indexed.split(" & ")
+    if len(parts) > PAGE_KEYS:
+        parts = [*parts[: PAGE_KEYS - 1], " & ".join(parts[PAGE_KEYS - 1 :])]
+    return parts + [parts[0]] * (PAGE_KEYS - len(parts))
+
+
 async def pg_page(db: Database, plan: PgPlan, limit: int, offset: int) -> list[tuple[Any, ...]]:
     """(kind, ref) of a page of PostgreSQL documents matching ``plan``.
 
     GIN only answers with a bitmap of *every* match, built before the first row is read:
     cheap for a rare combination, slow for a frequent one (``le`` alone: one document in
     20). A ``dense`` query therefore reads the table in order and stops when the page is
-    full, which the planner chooses by itself; any other goes through ``dir_search_page``
-    (migration 0016), planned without sequential scans: the planner would otherwise read the
-    table in order whenever it overestimates the matches of correlated terms (a profession
-    in a département: the 2.3 s worst case of the first benchmark).
+    full, which the planner chooses by itself; any other goes through
+    ``dir_search_page_keys`` (migrations 0016 and 0017), planned without sequential scans:
+    the planner would otherwise read the table in order whenever it overestimates the
+    matches of correlated terms (a profession in a département: the 2.3 s worst case of the
+    first benchmark).
     """
-    full = " & ".join(e for e in (plan.indexed, plan.checked) if e)
-    if plan.dense:
-        match = tsquery_literal(full)
-        sql = f"SELECT kind, ref FROM dir_search WHERE tsv @@ {match} LIMIT ? OFFSET ?"
-        return await db.raw_rows(sql, limit, offset)
-    indexed = tsquery_literal(plan.indexed)
-    checked = tsquery_literal(plan.checked) if plan.checked else "NULL"
-    sql = f"SELECT kind, ref FROM dir_search_page({indexed}, {checked}, ?, ?)"
-    return await db.raw_rows(sql, limit, offset)
+    params: list[Any] = []
+    sql = _pg_page_sql(plan, limit, offset, params)
+    return await _rows(db, sql, *params)
 
 
 def match_expression(dialect: str, prefix: list[str], exact: list[str]) -> str:
     if dialect == "sqlite":
         return " AND ".join([f'"{w}"*' for w in prefix] + [f'"{t}"' for t in exact])
     return " & ".join([f"{w}:*" for w in prefix] + list(exact))
+
+
+async def _pg_plan(
+    db: Database,
+    groups: list[tuple[str, list[str]]],
+    exact: list[str],
+    without: list[str] | None = None,
+) -> PgPlan:
+    plan = pg_plan(groups, exact, *await lexeme_frequencies(db))
+    if without:
+        unwanted = f"!({match_expression(db.dialect, [], without)})"
+        plan = PgPlan(plan.indexed, " & ".join(p for p in (plan.checked, unwanted) if p),
+                      plan.dense)  # fmt: skip
+    return plan
 
 
 async def _page(
@@ -462,25 +597,53 @@ async def _page(
     offset: int,
     without: list[str] | None = None,
 ) -> list[tuple[str, str]]:
-    """(kind, ref) of a page of documents, in index order; none holding all of ``without``."""
+    """(kind, ref) of a page of SQLite documents, in index order; none holding all of
+    ``without``."""
     if limit <= 0:
         return []
-    if db.dialect == "sqlite":
-        expr = _expression(db.dialect, groups, exact)
-        if without:
-            expr = f"({expr}) NOT ({match_expression(db.dialect, [], without)})"
-        sql = (
-            "SELECT kind, ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
-            " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
-        )
-        rows = await db.raw_rows(sql, expr, limit, offset)
+    expr = _expression(db.dialect, groups, exact)
+    if without:
+        expr = f"({expr}) NOT ({match_expression(db.dialect, [], without)})"
+    sql = (
+        "SELECT kind, ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
+        " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
+    )
+    rows = await db.raw_rows(sql, expr, limit, offset)
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+async def _pg_find(
+    db: Database, prefix: list[str], exact: list[str], limit: int, offset: int, again: bool = True
+) -> list[tuple[str, str]]:
+    """:func:`find_refs` on PostgreSQL: one statement for both tiers and, when the words'
+    expansions all came from the cache, the check that they still hold."""
+    groups, pending = await expand_all(db, prefix, verify_later=again)
+    typed = [w for w in prefix if not w.startswith("qq")]
+    whole = [
+        ("exact", [w]) if not w.startswith("qq") else g for w, g in zip(prefix, groups, strict=True)
+    ]
+    params: list[Any] = []
+    if pending is not None:
+        params.append(pending)
+    if not typed or whole == groups:
+        body = _pg_page_sql(await _pg_plan(db, groups, exact), limit, offset, params)
     else:
-        plan = pg_plan(groups, exact, *await lexeme_frequencies(db))
-        if without:
-            unwanted = f"!({match_expression(db.dialect, [], without)})"
-            plan = PgPlan(plan.indexed, " & ".join(p for p in (plan.checked, unwanted) if p),
-                          plan.dense)  # fmt: skip
-        rows = await pg_page(db, plan, limit, offset)
+        end = offset + limit
+        first = _pg_page_sql(await _pg_plan(db, whole, exact), end, 0, params)
+        rest = _pg_page_sql(await _pg_plan(db, groups, exact, without=typed), end, 0, params)
+        params += [limit, offset]
+        # An Append runs its parts in order and only as far as the outer LIMIT asks.
+        body = f"SELECT kind, ref FROM (({first}) UNION ALL ({rest})) AS tiers LIMIT ? OFFSET ?"
+    if pending is None:
+        rows = await _rows(db, body, *params)
+    else:
+        # The cached expansions hold while the imports are those they were read under.
+        sql = f"SELECT '#', CAST(({_IMPORTS_KEY}) = CAST(? AS text) AS text) UNION ALL ({body})"
+        rows = await _rows(db, sql, *params)
+        if rows[0][1] != "true":
+            _EXPANSIONS.pop(db.url, None)
+            return await _pg_find(db, prefix, exact, limit, offset, again=False)
+        rows = rows[1:]
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
@@ -491,10 +654,15 @@ async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
     (``martin`` before ``martineau``), then the others; each tier in index order. Scoring
     every match (bm25, ts_rank) would cost time in proportion to the matches of a short
     prefix (hundreds of thousands), far beyond the 20 ms budget; the tiers cost one more
-    indexed query.
+    indexed query (PostgreSQL: one statement, whose second part runs only when the first
+    does not fill the page).
     """
     prefix, exact = query.terms()
-    groups = [await expand(db, word) for word in prefix]
+    if query.limit <= 0:
+        return []
+    if db.dialect == "postgresql":
+        return await _pg_find(db, prefix, exact, query.limit, query.offset)
+    groups, _ = await expand_all(db, prefix)
     typed = [w for w in prefix if not w.startswith("qq")]
     whole = [
         ("exact", [w]) if not w.startswith("qq") else g for w, g in zip(prefix, groups, strict=True)
@@ -512,61 +680,73 @@ async def find_refs(db: Database, query: Query) -> list[tuple[str, str]]:
     return first[query.offset :] + rest
 
 
+#: The details of a page of hits, in one statement: (part, owner, sort number, sort text, five
+#: values); parts 1–3 practitioners (names, places of activity, public mailboxes with their
+#: structure's place), 4–5 organisations (name and place, public mailboxes).
+_DETAILS = {
+    1: "SELECT 1, idnat, 0, '', civility, given, family, profession_label, specialty_label"
+    " FROM dir_practitioners WHERE idnat {P}",
+    2: "SELECT 2, a.practitioner_idnat, a.id, '', o.postcode, o.city, '', '', ''"
+    " FROM dir_activities a JOIN dir_organisations o ON o.identifier = a.organisation_identifier"
+    " WHERE a.active AND a.practitioner_idnat {P}",
+    3: "SELECT 3, m.practitioner_idnat, 0, m.address, m.address, m.type, o.postcode, o.city, ''"
+    " FROM dir_mailboxes m LEFT JOIN dir_organisations o"
+    " ON o.identifier = m.organisation_identifier"
+    " WHERE m.active AND NOT m.liste_rouge AND m.practitioner_idnat {P}",
+    4: "SELECT 4, identifier, 0, '', name, trade_name, postcode, city, ''"
+    " FROM dir_organisations WHERE identifier {O}",
+    5: "SELECT 5, organisation_identifier, 0, address, address, type, '', '', ''"
+    " FROM dir_mailboxes WHERE active AND NOT liste_rouge AND practitioner_idnat || '' = ''"
+    " AND organisation_identifier {O}",
+}
+
+
+async def _detail_rows(db: Database, pracs: list[str], orgs: list[str]) -> list[tuple[Any, ...]]:
+    parts: list[str] = []
+    params: list[Any] = []
+    for number, sql in _DETAILS.items():
+        refs = pracs if number <= 3 else orgs
+        if not refs:
+            continue
+        if db.dialect == "postgresql":
+            cond = "= ANY(?::varchar[])"
+            params.append(refs)
+        else:
+            cond = f"IN ({_marks(refs)})"
+            params += refs
+        parts.append(sql.replace("{P}" if number <= 3 else "{O}", cond))
+    if not parts:
+        return []
+    statement = " UNION ALL ".join(parts) + " ORDER BY 1, 2, 3, 4"
+    return await _rows(db, statement, *params)
+
+
 async def search(db: Database, query: Query) -> list[Hit]:
     refs = await find_refs(db, query)
-    hits = []
     pracs = [r for k, r in refs if k == "P"]
     orgs = [r for k, r in refs if k == "O"]
     details: dict[tuple[str, str], Hit] = {}
-    if pracs:
-        for row in await db.raw_rows(
-            "SELECT idnat, civility, given, family, profession_label, specialty_label"
-            f" FROM dir_practitioners WHERE idnat IN ({_marks(pracs)})",
-            *pracs,
-        ):
-            name = " ".join(str(v) for v in (row[1], row[2], row[3]) if v)
-            details[("P", row[0])] = Hit("P", row[0], name, str(row[4]), str(row[5]))
-        for row in await db.raw_rows(
-            "SELECT a.practitioner_idnat, o.postcode, o.city FROM dir_activities a"
-            " JOIN dir_organisations o ON o.identifier = a.organisation_identifier"
-            f" WHERE a.active AND a.practitioner_idnat IN ({_marks(pracs)})",
-            *pracs,
-        ):
-            _place(details.get(("P", row[0])), row[1], row[2])
-        for row in await db.raw_rows(
-            "SELECT m.practitioner_idnat, m.address, m.type, o.postcode, o.city"
-            " FROM dir_mailboxes m LEFT JOIN dir_organisations o"
-            " ON o.identifier = m.organisation_identifier"
-            f" WHERE m.active AND NOT m.liste_rouge AND m.practitioner_idnat IN ({_marks(pracs)})"
-            " ORDER BY m.address",
-            *pracs,
-        ):
-            hit = details.get(("P", row[0]))
+    for row in await _detail_rows(db, pracs, orgs):
+        part, owner, values = row[0], str(row[1]), row[4:]
+        if part == 1:
+            name = " ".join(str(v) for v in values[:3] if v)
+            details[("P", owner)] = Hit("P", owner, name, str(values[3]), str(values[4]))
+        elif part == 2:
+            _place(details.get(("P", owner)), values[0], values[1])
+        elif part == 3:
+            hit = details.get(("P", owner))
             if hit is not None:
-                hit.mailboxes.append((str(row[1]), str(row[2])))
-                _place(hit, row[3], row[4])
-    if orgs:
-        for row in await db.raw_rows(
-            "SELECT identifier, name, trade_name, postcode, city FROM dir_organisations"
-            f" WHERE identifier IN ({_marks(orgs)})",
-            *orgs,
-        ):
-            hit = Hit("O", row[0], str(row[1] or row[2]))
-            _place(hit, row[3], row[4])
-            details[("O", row[0])] = hit
-        for row in await db.raw_rows(
-            "SELECT organisation_identifier, address, type FROM dir_mailboxes"
-            " WHERE active AND NOT liste_rouge AND practitioner_idnat || '' = ''"
-            f" AND organisation_identifier IN ({_marks(orgs)}) ORDER BY address",
-            *orgs,
-        ):
-            hit = details.get(("O", row[0]))
+                hit.mailboxes.append((str(values[0]), str(values[1])))
+                _place(hit, values[2], values[3])
+        elif part == 4:
+            hit = Hit("O", owner, str(values[0] or values[1]))
+            _place(hit, values[2], values[3])
+            details[("O", owner)] = hit
+        else:
+            hit = details.get(("O", owner))
             if hit is not None:
-                hit.mailboxes.append((str(row[1]), str(row[2])))
-    for key in refs:
-        if key in details:
-            hits.append(details[key])
-    return hits
+                hit.mailboxes.append((str(values[0]), str(values[1])))
+    return [details[key] for key in refs if key in details]
 
 
 def _marks(values: list[Any]) -> str:

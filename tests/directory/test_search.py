@@ -22,6 +22,7 @@ from directory.search import (
     SearchError,
     changed_statements,
     expression_plan,
+    page_keys,
     pg_plan,
     refresh_statements,
     search,
@@ -126,7 +127,7 @@ def test_postgresql_plan_from_lexeme_frequencies() -> None:
     # A frequent word alone: matches are dense, the table is read in order up to the page.
     alone = pg_plan([("exact", ["le", "lea"])], [], freqs, documents)
     assert alone == PgPlan("(le | lea)", "", True)
-    # Single words always go to the index (GIN intersects them lazily); a frequent group of
+    # Single words go to the index (GIN intersects them lazily); a frequent group of
     # alternatives is checked on the rows the selective terms found.
     mixed = pg_plan(
         [("exact", ["le", "lea"]), ("exact", ["cardiologie"])], ["qqvlyon"], freqs, documents
@@ -135,9 +136,13 @@ def test_postgresql_plan_from_lexeme_frequencies() -> None:
     # … unless those rows would be too many to check one by one.
     broad = pg_plan([("exact", ["le", "lea"])], ["qqprof10"], freqs, documents)
     assert broad.indexed == "qqprof10 & (le | lea)" and broad.checked == ""
-    # A correlated rare combination is sparse: never a sequential scan.
+    # A correlated rare combination is sparse: never a sequential scan; a frequent single
+    # word is checked on the few rows the others find (400 expected) rather than read whole.
     rare = pg_plan([("exact", ["martin"])], ["qqprof10", "qqvlyon"], freqs, documents)
-    assert rare == PgPlan("qqprof10 & qqvlyon & martin", "", False)
+    assert rare == PgPlan("qqvlyon & martin", "qqprof10", False)
+    # … but indexed when they should be many (40,000 expected).
+    many = pg_plan([("exact", ["martin"])], ["qqprof10"], freqs, documents)
+    assert many == PgPlan("qqprof10 & martin", "", False)
     # Unknown words are rare; without statistics everything is indexed.
     assert pg_plan([("prefix", ["zyx"])], [], {}, 0) == PgPlan("zyx:*", "", False)
 
@@ -172,6 +177,38 @@ async def test_whole_words_rank_before_prefixes(
         pages += [h.ref for h in await search(db, Query(text="martin", limit=2, offset=offset))]
     assert [family[r] for r in pages][:2] == ["MARTIN", "MARTIN"]
     assert sorted(pages) == sorted(family)
+
+
+def _ps_file(path: Path, families: list[str]) -> Path:
+    lines = ["|".join(PS_HEADER) + "|"]
+    for n, family in enumerate(families):
+        fields = {
+            "Type d'identifiant PP": "8",
+            "Identifiant PP": synth.rpps(n),
+            "Identification nationale PP": "8" + synth.rpps(n),
+            "Nom d'exercice": family,
+            "Prénom d'exercice": "Paul",
+            "Code profession": "10",
+        }
+        lines.append("|".join(fields.get(h, "") for h in PS_HEADER) + "|")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def test_cached_word_expansions_follow_each_import(
+    migrated: str, db: Database, tmp_path: Path
+) -> None:
+    """A typed word's expansion through the vocabulary is kept in-process; a later import
+    that adds a word it starts is seen by the next search (the cache is checked against the
+    imports, on PostgreSQL inside the search's own statement)."""
+    await import_extract(migrated, PS_LIBREACCES, _ps_file(tmp_path / "PS_a.txt", ["MARTINEAU"]))
+    assert [h.name for h in await search(db, Query(text="martin"))] == ["Paul MARTINEAU"]
+    assert [h.name for h in await search(db, Query(text="martin"))] == ["Paul MARTINEAU"]
+    await import_extract(
+        migrated, PS_LIBREACCES, _ps_file(tmp_path / "PS_b.txt", ["MARTINEAU", "MARTINEZ"])
+    )
+    found = sorted(h.name for h in await search(db, Query(text="martin")))
+    assert found == ["Paul MARTINEAU", "Paul MARTINEZ"]
 
 
 async def test_refresh_of_many_documents_finds_the_same(migrated: str, loaded: Database) -> None:
@@ -214,3 +251,13 @@ def test_postgresql_plan_of_a_written_expression() -> None:
         "(qqfdupont:* | qqfdubois:*) & qqpp", "", False
     )
     assert expression_plan("qqbalper & qqpp", freqs).dense  # 14 %: read in order
+
+
+def test_postgresql_page_keys() -> None:
+    """dir_search_page_keys (migration 0017) takes four AND-ed parts: fewer are padded with
+    the first, more folded into the last."""
+    assert page_keys("martin") == ["martin"] * 4
+    assert page_keys("qqbalper & qqdep76 & (pharmacie | pharmacien)") == [
+        "qqbalper", "qqdep76", "(pharmacie | pharmacien)", "qqbalper"
+    ]  # fmt: skip
+    assert page_keys("a & b & c & d & e:*") == ["a", "b", "c", "d & e:*"]
