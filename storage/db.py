@@ -63,6 +63,13 @@ def _begin_deferred(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
+#: Every PostgreSQL session of ours: a sequential scan starts at the table's first block, not
+#: where another session's scan of the same table is (``synchronize_seqscans``), so the same
+#: query without ORDER BY returns the same rows in the same order and a directory search's
+#: pages neither repeat nor skip documents.
+PG_SESSION_SETTINGS = {"synchronize_seqscans": "off"}
+
+
 def make_engine(url: str, *, writer: bool = False, echo: bool = False) -> AsyncEngine:
     is_sqlite = url.startswith("sqlite")
     kwargs: dict[str, Any] = {"echo": echo}
@@ -78,6 +85,7 @@ def make_engine(url: str, *, writer: bool = False, echo: bool = False) -> AsyncE
         kwargs["pool_size"] = 4 if writer else 10
         kwargs["max_overflow"] = 0 if writer else 20
         kwargs["pool_pre_ping"] = True
+        kwargs["connect_args"] = {"server_settings": PG_SESSION_SETTINGS}
     engine = create_async_engine(url, **kwargs)
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -451,7 +459,7 @@ class _PgLookups:
         if self._idle.empty() and len(self._all) + self._opening < self.size:
             self._opening += 1
             try:
-                conn = await asyncpg.connect(self._dsn)
+                conn = await asyncpg.connect(self._dsn, server_settings=PG_SESSION_SETTINGS)
             finally:
                 self._opening -= 1
             self._all.append(conn)
