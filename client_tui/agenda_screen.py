@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -49,6 +50,26 @@ def answer_text(appointment: Appointment) -> str:
 def parse_when(text: str) -> dt.datetime:
     """``JJ/MM/AAAA HH:MM`` in Paris time; ValueError otherwise."""
     return dt.datetime.strptime(text.strip(), "%d/%m/%Y %H:%M").replace(tzinfo=PARIS)
+
+
+def ask_new_start(
+    screen: Screen[Any], appointment: Appointment, then: Callable[[dt.datetime], object]
+) -> None:
+    """Ask for a new start (``JJ/MM/AAAA HH:MM``, the current one offered) and hand it to
+    ``then``; a malformed answer is told, an empty one drops the proposal."""
+
+    def chosen(text: str | None) -> None:
+        if not text:
+            return
+        try:
+            start = parse_when(text)
+        except ValueError:
+            screen.notify("Write the new time JJ/MM/AAAA HH:MM", severity="warning")
+            return
+        then(start)
+
+    screen.app.push_screen(Prompt("Propose a new start (JJ/MM/AAAA HH:MM)",
+                                  f"{appointment.start:%d/%m/%Y %H:%M}"), chosen)  # fmt: skip
 
 
 async def send_answer(client: HygieClient, appointment: Appointment, partstat: str) -> str:
@@ -330,21 +351,8 @@ class AgendaScreen(Screen[None]):
 
     def action_propose(self) -> None:
         appointment = self._invitation()
-        if appointment is None:
-            return
-
-        def chosen(text: str | None) -> None:
-            if not text:
-                return
-            try:
-                start = parse_when(text)
-            except ValueError:
-                self.notify("Write the new time JJ/MM/AAAA HH:MM", severity="warning")
-                return
-            self.propose(appointment, start)
-
-        self.app.push_screen(Prompt("Propose a new start (JJ/MM/AAAA HH:MM)",
-                                    f"{appointment.start:%d/%m/%Y %H:%M}"), chosen)  # fmt: skip
+        if appointment is not None:
+            ask_new_start(self, appointment, lambda start: self.propose(appointment, start))
 
     @work(exclusive=True, group="answer")
     async def propose(self, appointment: Appointment, start: dt.datetime) -> None:

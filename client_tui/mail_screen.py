@@ -23,7 +23,7 @@ from textual.widgets.data_table import RowKey
 from client_tui.agenda_screen import (
     AgendaScreen,
     answer_text,
-    parse_when,
+    ask_new_start,
     send_answer,
     send_counter,
 )
@@ -473,19 +473,7 @@ class MailScreen(Screen[None]):
         if invitation is None:
             self.notify("The open message is not an invitation", severity="warning")
             return
-
-        def chosen(text: str | None) -> None:
-            if not text:
-                return
-            try:
-                start = parse_when(text)
-            except ValueError:
-                self.notify("Write the new time JJ/MM/AAAA HH:MM", severity="warning")
-                return
-            self.counter(invitation, start)
-
-        self.app.push_screen(Prompt("Propose a new start (JJ/MM/AAAA HH:MM)",
-                                    f"{invitation.start:%d/%m/%Y %H:%M}"), chosen)  # fmt: skip
+        ask_new_start(self, invitation, lambda start: self.counter(invitation, start))
 
     @work(exclusive=True, group="answer")
     async def counter(self, invitation: Appointment, start: datetime) -> None:
