@@ -21,11 +21,9 @@ import pytest
 from icalendar import Calendar, Event, FreeBusy
 
 from bench.harness import ServerProcess
-from server.config import load_config
-from server.oauth import DevIssuer
 from tests.agenda.itip_samples import DOCTOR, PATIENT, reply, revised, sample
 from tests.agenda.test_refresh_counter import attendee_message
-from tests.support.servers import start_server, stop_server
+from tests.support.servers import bearer_token, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 PASSWORD = "agenda-test-password-1"
@@ -66,8 +64,7 @@ def send(server: ServerProcess, sender: str, to: str, raw: bytes) -> None:
 
 def feed(server: ServerProcess, who: str) -> dict[str, Event]:
     """The agenda of ``who`` over HTTPS, by (UID, RECURRENCE-ID)."""
-    # What `hygie token issue` prints, without a process start per call (seconds each).
-    token = DevIssuer(load_config(server.data_dir, server.env())).issue(who, ttl_seconds=300)
+    token = bearer_token(server, who)
     request = urllib.request.Request(
         f"https://localhost:{server.https_port}/agenda/calendar.ics",
         headers={"Authorization": f"Bearer {token}"},

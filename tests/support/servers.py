@@ -7,12 +7,13 @@ SQLite runs use the default file blob store; PostgreSQL runs use the database bl
 from __future__ import annotations
 
 import uuid
-import weakref
 from collections.abc import Mapping
 
 import pytest
 
 from bench.harness import ServerProcess
+from server.config import load_config
+from server.oauth import DevIssuer
 
 # The two databases every storage and e2e test runs on; the PostgreSQL runs carry the marker.
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -50,13 +51,7 @@ def stop_server(server: ServerProcess) -> None:
     assert code == 0, f"hygie serve exited {code} on SIGTERM\n{server.log_tail()}"
 
 
-_TOKENS: weakref.WeakKeyDictionary[ServerProcess, dict[str, str]] = weakref.WeakKeyDictionary()
-
-
-def bearer_token(server: ServerProcess, who: str) -> str:
-    """An access token for ``who`` from ``server`` (``hygie token issue``), one per person and
-    server: each ``hygie`` command is a process start, and tests call the HTTPS routes often."""
-    tokens = _TOKENS.setdefault(server, {})
-    if who not in tokens:
-        tokens[who] = server.hygie("token", "issue", who).stdout.decode().strip()
-    return tokens[who]
+def bearer_token(server: ServerProcess, who: str, ttl_seconds: int = 300) -> str:
+    """What ``hygie token issue WHO`` prints for ``server``, made in this process (the same
+    issuer key and configuration) instead of a process start per token."""
+    return DevIssuer(load_config(server.data_dir, server.env())).issue(who, ttl_seconds=ttl_seconds)
