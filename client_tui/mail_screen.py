@@ -252,12 +252,16 @@ class MailScreen(Screen[None]):
             self.all_uids = await reader.uids()
         await self._load_page()
 
-    async def _load_page(self) -> None:
+    async def _load_page(self, page: int | None = None) -> None:
+        """Fetch and show page ``page`` (default: the current one). ``self.page`` changes only
+        once the page's rows are here, so the top bar never announces rows not yet shown."""
         total = len(self.all_uids)
-        self.page = max(0, min(self.page, (total - 1) // PAGE_SIZE if total else 0))
-        end = total - self.page * PAGE_SIZE
+        wanted = self.page if page is None else page
+        wanted = max(0, min(wanted, (total - 1) // PAGE_SIZE if total else 0))
+        end = total - wanted * PAGE_SIZE
         page_uids = self.all_uids[max(0, end - PAGE_SIZE) : end]
         summaries = await self.client.reader.summaries(page_uids)
+        self.page = wanted
         self.summaries = {s.uid: s for s in summaries}
         self.client.remember_correspondents([s.sender for s in summaries]
                                             + [s.to for s in summaries])  # fmt: skip
@@ -663,13 +667,12 @@ class MailScreen(Screen[None]):
         pages = max(1, -(-len(self.all_uids) // PAGE_SIZE))
         new = self.page + step
         if 0 <= new < pages:
-            self.page = new
-            self.load_page()
+            self.load_page(new)
 
     @work(exclusive=True, group="load")
-    async def load_page(self) -> None:
+    async def load_page(self, page: int | None = None) -> None:
         try:
-            await self._load_page()
+            await self._load_page(page)
         except Exception as exc:
             self.client.report(exc)
 
