@@ -70,6 +70,13 @@ FULL_REBUILD_SHARE = 4
 BULK_REFRESH_SHARE = 20
 #: … and rebuilds the whole FTS5 index (SQLite) when more than 1 in this many changed.
 REINDEX_SHARE = 6
+#: PostgreSQL: an import rebuilds every document when it changed more than 1 in this many
+#: (cheaper than deleting and adding each beyond that: measured on the benchmark's first
+#: MSSanté import, 460,000 of 2.1 million documents, 27 s to refresh, 20 s to rebuild).
+PG_REBUILD_SHARE = 8
+#: PostgreSQL: a rebuild of at least this many documents is shared by two connections
+#: (:func:`directory.search.pg_parallel_rebuild`); a smaller one runs in one transaction.
+PARALLEL_MIN_DOCUMENTS = 100_000
 #: Secondary indexes a first import builds once at the end rather than row by row.
 DEFERRED_INDEXES: dict[str, tuple[tuple[str, str, str], ...]] = {
     PS_LIBREACCES: (("ix_dir_activities_practitioner", "dir_activities", "(practitioner_idnat)"),),
@@ -645,6 +652,7 @@ class PostgresSink(Sink):
     """asyncpg: ``COPY`` each batch into temporary staging tables, then upsert from them."""
 
     dialect = "postgresql"
+    _imported = 0
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -652,17 +660,23 @@ class PostgresSink(Sink):
         self.now = _now()
         self.generation = 0
 
-    async def begin(self, kind: str, source: str) -> int:
+    async def _connect(self) -> Any:
         import asyncpg  # type: ignore[import-untyped]
 
         u = make_url(self.url)
-        self.conn = await asyncpg.connect(
+        conn = await asyncpg.connect(
             host=u.host, port=u.port, user=u.username, password=u.password, database=u.database
         )
         # This session only: a batch's commit need not wait for its WAL to reach the disk (a
         # crash loses the last batches, never consistency; the import is run again).
-        await self.conn.execute("SET maintenance_work_mem = '256MB'")
-        await self.conn.execute("SET synchronous_commit = off")
+        await conn.execute("SET maintenance_work_mem = '256MB'")
+        await conn.execute("SET synchronous_commit = off")
+        # The documents' joins and sorts fit in memory instead of spilling to disk.
+        await conn.execute("SET work_mem = '64MB'")
+        return conn
+
+    async def begin(self, kind: str, source: str) -> int:
+        self.conn = await self._connect()
         first = await self.conn.fetchval(f"SELECT 1 FROM {_FIRST_TABLE[kind]} LIMIT 1")
         self._deferred = () if first else DEFERRED_INDEXES[kind]
         if self._deferred and kind == MSSANTE:
@@ -723,46 +737,121 @@ class PostgresSink(Sink):
                     generation,
                 )
                 gone += int(status.rsplit(" ", 1)[1])
-            await self.conn.execute(
-                "UPDATE dir_imports SET finished_at = $1, lines = $2, rejected = $3 WHERE id = $4",
-                now,
-                report.lines,
-                report.rejected,
-                generation,
-            )
             for name, table, column in self._deferred:
                 await self.conn.execute(f"CREATE INDEX {name} ON {table} {column}")
-            await self.conn.execute("ANALYZE")
-            t = report.timed("deactivate", self._t0)
-            for statement in await self._search_statements(kind, generation):
-                names = [n for n in (":since", ":gen") if n in statement]
-                values = {":since": self.now, ":gen": generation}
-                for i, name in enumerate(names, 1):
-                    statement = statement.replace(name, f"${i}")
-                await self.conn.execute(statement, *(values[n] for n in names))
-                t = report.timed("search", t)
-        await self.conn.execute("ANALYZE")
+            await self._analyze()
+        t = report.timed("deactivate", self._t0)
+        # The tables are written (their batches were committed as they came); the documents
+        # follow, and the import is marked finished with them.
+        finished = (
+            "UPDATE dir_imports SET finished_at = $1, lines = $2, rejected = $3 WHERE id = $4",
+            now,
+            report.lines,
+            report.rejected,
+            generation,
+        )
+        self._imported = report.imported
+        statements = await self._search_statements(kind, generation)
+        if statements is None:
+            await self._parallel_rebuild(finished)
+            report.timed("search", t)
+        else:
+            async with self.conn.transaction():
+                for statement in statements:
+                    await self._execute(statement, generation)
+                    t = report.timed("search", t)
+                await self.conn.execute(*finished)
+        await self.conn.execute("ANALYZE dir_search")
         return gone
 
-    async def _search_statements(self, kind: str, generation: int) -> list[str]:
+    async def _execute(self, statement: str, generation: int) -> None:
+        """One statement of :mod:`directory.search`, its ``:since`` and ``:gen`` bound."""
+        names = [n for n in (":since", ":gen") if n in statement]
+        values = {":since": self.now, ":gen": generation}
+        for i, name in enumerate(names, 1):
+            statement = statement.replace(name, f"${i}")
+        await self.conn.execute(statement, *(values[n] for n in names))
+
+    async def _analyze(self) -> None:
+        """Fresh statistics for the directory's tables only (not the whole database's)."""
+        tables = (PRACTITIONERS, ORGANISATIONS, ACTIVITIES, MAILBOXES)
+        await self.conn.execute("ANALYZE " + ", ".join(spec.name for spec in tables))
+
+    async def _search_statements(self, kind: str, generation: int) -> list[str] | None:
+        """The statements that bring the documents up to date, in one transaction; None for
+        a rebuild of them all by two connections (:meth:`_parallel_rebuild`)."""
         if kind == PS_LIBREACCES:
             mailboxes = await self.conn.fetchval("SELECT 1 FROM dir_mailboxes LIMIT 1")
+            if await self._documents() >= PARALLEL_MIN_DOCUMENTS:
+                return None
             return search.rebuild_statements("postgresql", mailboxes=mailboxes is not None)
-        for statement in search.changed_statements("postgresql"):
-            names = [n for n in (":since", ":gen") if n in statement]
-            values = {":since": self.now, ":gen": generation}
-            for i, name in enumerate(names, 1):
-                statement = statement.replace(name, f"${i}")
-            await self.conn.execute(statement, *(values[n] for n in names))
-        changed = await self.conn.fetchval("SELECT count(*) FROM dir_refresh")
         total = await self.conn.fetchval("SELECT coalesce(max(id), 0) FROM dir_search")
-        if changed * FULL_REBUILD_SHARE > total:
+        if self._deferred and self._imported * PG_REBUILD_SHARE > total:
+            # The first mailboxes: each line changes a document (or adds one), so the count of
+            # changed ones need not be taken (3 s on the benchmark) to know it is a rebuild.
+            changed = self._imported
+        else:
+            for statement in search.changed_statements("postgresql"):
+                await self._execute(statement, generation)
+            changed = await self.conn.fetchval("SELECT count(*) FROM dir_refresh")
+        if changed * PG_REBUILD_SHARE > total:
+            if await self._documents() >= PARALLEL_MIN_DOCUMENTS:
+                return None
             return search.rebuild_statements("postgresql")
         return search.refresh_statements("postgresql")
+
+    async def _documents(self) -> int:
+        """How many documents a full rebuild writes (the active practitioners and
+        organisations)."""
+        return int(
+            await self.conn.fetchval(
+                "SELECT (SELECT count(*) FROM dir_practitioners WHERE active)"
+                " + (SELECT count(*) FROM dir_organisations WHERE active)"
+            )
+        )
+
+    async def _parallel_rebuild(self, finished: tuple[Any, ...]) -> None:
+        """Every document rebuilt by this connection and a second one at once
+        (:func:`directory.search.pg_parallel_rebuild`), then put in place with the import
+        marked finished, in one transaction."""
+        mailboxes = await self.conn.fetchval("SELECT 1 FROM dir_mailboxes LIMIT 1")
+        row = await self.conn.fetchrow(
+            "SELECT (SELECT count(*) FROM dir_practitioners WHERE active),"
+            " (SELECT count(*) FROM dir_organisations WHERE active),"
+            " (SELECT coalesce(max(id), 0) FROM dir_practitioners)"
+        )
+        practitioners, organisations, last = int(row[0]), int(row[1]), int(row[2])
+        # The first connection takes this many practitioners; the second the others and
+        # every organisation, whose documents cost about half as much (measured: 1.54
+        # million practitioners 20 s, 557,000 organisations 3.6 s).
+        share = (practitioners + organisations // 2) // 2
+        split = await self.conn.fetchval(
+            "SELECT id FROM dir_practitioners WHERE active ORDER BY id OFFSET $1 LIMIT 1", share
+        )
+        plan = search.pg_parallel_rebuild(
+            mailboxes is not None, split if split is not None else last + 1, last
+        )
+        for statement in plan.prepare:
+            await self.conn.execute(statement)
+        helper = await self._connect()
+        try:
+            for first, second in (plan.build, plan.index):
+                await asyncio.gather(_run(self.conn, first), _run(helper, second))
+        finally:
+            await helper.close()
+        async with self.conn.transaction():
+            for statement in plan.swap:
+                await self.conn.execute(statement)
+            await self.conn.execute(*finished)
 
     async def close(self) -> None:
         if self.conn is not None:
             await self.conn.close()
+
+
+async def _run(conn: Any, statements: list[str]) -> None:
+    for statement in statements:
+        await conn.execute(statement)
 
 
 def open_sink(database_url: str) -> Sink:

@@ -50,9 +50,13 @@ class SearchError(ValueError):
     pass
 
 
-def _document_inserts(dialect: str, one: bool, mailboxes: bool = True) -> tuple[str, str]:
+def _document_inserts(
+    dialect: str, one: bool, mailboxes: bool = True, into: str = "dir_search", org_base: int = -1
+) -> tuple[str, str]:
     """INSERT … SELECT of the practitioner and organisation documents (all, or one ``?``);
-    ``mailboxes=False`` when there are none yet (a first import saves a lookup a document)."""
+    ``mailboxes=False`` when there are none yet (a first import saves a lookup a document).
+    ``org_base >= 0``: ids are given, a practitioner's row id and ``org_base`` + an
+    organisation's (:func:`pg_parallel_rebuild`)."""
     agg = "group_concat({}, ' ')" if dialect == "sqlite" else "string_agg({}, ' ')"
     org_words = agg.format("o.search")
     mbx_words = agg.format("m.search")
@@ -71,15 +75,18 @@ def _document_inserts(dialect: str, one: bool, mailboxes: bool = True) -> tuple[
             " WHERE m.organisation_identifier = o.identifier AND m.practitioner_idnat || '' = ''"
             " AND m.active AND NOT m.liste_rouge), '')"
         )
+    columns, p_id, o_id = "kind, ref, doc", "", ""
+    if org_base >= 0:
+        columns, p_id, o_id = "id, kind, ref, doc", "p.id, ", f"{int(org_base)} + o.id, "
     practitioners = (
-        "INSERT INTO dir_search (kind, ref, doc) SELECT 'P', p.idnat, p.search"
+        f"INSERT INTO {into} ({columns}) SELECT {p_id}'P', p.idnat, p.search"
         f" || ' ' || COALESCE((SELECT {org_words} FROM dir_activities a"
         " JOIN dir_organisations o ON o.identifier = a.organisation_identifier"
         f" WHERE a.practitioner_idnat = p.idnat AND a.active), ''){p_mailboxes}"
         f" FROM dir_practitioners p WHERE p.active = {true}{only_p} ORDER BY p.id"
     )
     organisations = (
-        "INSERT INTO dir_search (kind, ref, doc) SELECT 'O', o.identifier, o.search"
+        f"INSERT INTO {into} ({columns}) SELECT {o_id}'O', o.identifier, o.search"
         f" || ' {ORGANISATION} '{o_mailboxes}"
         f" FROM dir_organisations o WHERE o.active = {true}{only_o} ORDER BY o.id"
     )
@@ -124,6 +131,73 @@ def rebuild_statements(dialect: str, mailboxes: bool = True) -> list[str]:
         organisations,
         "CREATE INDEX ix_dir_search_tsv ON dir_search USING gin (tsv)",
     ]
+
+
+#: PostgreSQL: the table a parallel rebuild fills before it takes ``dir_search``'s place.
+NEXT = "dir_search_next"
+
+
+@dataclass(frozen=True)
+class ParallelRebuild:
+    """A full rebuild of the PostgreSQL documents by two connections at once (see
+    :func:`pg_parallel_rebuild`): each runs its list of statements, ``build`` then
+    ``index``, and one transaction runs ``swap``."""
+
+    prepare: list[str]
+    build: tuple[list[str], list[str]]
+    index: tuple[list[str], list[str]]
+    swap: list[str]
+
+
+def pg_parallel_rebuild(mailboxes: bool, split: int, org_base: int) -> ParallelRebuild:
+    """Every document written into a new table by two connections, then put in place.
+
+    One PostgreSQL backend uses one core: a rebuild of 2 million documents in one statement
+    left the machine's second core idle for half a minute. Here the first connection writes
+    the practitioners whose row id is below ``split``, the second the other practitioners
+    then the organisations (the caller picks ``split`` so that both have as much to do).
+    The table is only read by searches once complete: ``swap`` drops the old one and gives
+    the new one its name, its indexes' names and the id sequence, in one transaction, so a
+    search sees either every old document or every new one. A document's id is its
+    practitioner's row id, or ``org_base`` (above every practitioner id) + its
+    organisation's: unique, whichever connection writes it."""
+    practitioners, organisations = _document_inserts(
+        "postgresql", one=False, mailboxes=mailboxes, into=NEXT, org_base=org_base
+    )
+    where = " WHERE p.active = true"
+    assert where in practitioners
+    first = practitioners.replace(where, f"{where} AND p.id < {int(split)}")
+    second = practitioners.replace(where, f"{where} AND p.id >= {int(split)}")
+    return ParallelRebuild(
+        prepare=[
+            f"DROP TABLE IF EXISTS {NEXT}",
+            # Columns, NOT NULL and the generated ``tsv``; no index yet (built once, below).
+            f"CREATE TABLE {NEXT} (LIKE dir_search INCLUDING GENERATED)",
+        ],
+        build=([first], [second, organisations]),
+        index=(
+            [f"CREATE INDEX ix_{NEXT}_tsv ON {NEXT} USING gin (tsv)"],
+            [
+                # Not yet the primary key: ALTER TABLE would wait for the GIN build's lock.
+                f"CREATE UNIQUE INDEX pk_{NEXT} ON {NEXT} (id)",
+                f"CREATE INDEX ix_{NEXT}_ref ON {NEXT} (ref)",
+            ],
+        ),
+        swap=[
+            "LOCK TABLE dir_search IN ACCESS EXCLUSIVE MODE",
+            "ALTER SEQUENCE dir_search_id_seq OWNED BY NONE",
+            "DROP TABLE dir_search",
+            f"ALTER TABLE {NEXT} RENAME TO dir_search",
+            f"ALTER TABLE dir_search ADD CONSTRAINT pk_dir_search PRIMARY KEY USING INDEX"
+            f" pk_{NEXT}",
+            f"ALTER INDEX ix_{NEXT}_ref RENAME TO ix_dir_search_ref",
+            f"ALTER INDEX ix_{NEXT}_tsv RENAME TO ix_dir_search_tsv",
+            "ALTER TABLE dir_search ALTER COLUMN id SET DEFAULT nextval('dir_search_id_seq')",
+            "ALTER SEQUENCE dir_search_id_seq OWNED BY dir_search.id",
+            "SELECT setval('dir_search_id_seq', (SELECT coalesce(max(id), 0) + 1 FROM dir_search),"
+            " false)",
+        ],
+    )
 
 
 def changed_statements(dialect: str) -> list[str]:
@@ -177,7 +251,13 @@ def refresh_statements(dialect: str, bulk: bool = False, reindex: bool = False) 
             "INSERT INTO dir_search_fts(dir_search_fts, rowid, doc) SELECT 'delete', s.id, s.doc"
             " FROM dir_search s JOIN dir_refresh r ON r.kind = s.kind AND r.ref = s.ref"
         )
-    out += [f"DELETE FROM dir_search WHERE id IN ({listed})", practitioners, organisations]
+    if dialect == "sqlite":
+        out.append(f"DELETE FROM dir_search WHERE id IN ({listed})")
+    else:  # a join, not IN (…): one scan of dir_search instead of two (2.3 s, not 5.2)
+        out.append(
+            "DELETE FROM dir_search s USING dir_refresh r WHERE r.kind = s.kind AND r.ref = s.ref"
+        )
+    out += [practitioners, organisations]
     if dialect == "sqlite":
         out.append(
             "INSERT INTO dir_search_fts(rowid, doc) SELECT s.id, s.doc FROM dir_search s"

@@ -7,22 +7,30 @@ import unicodedata
 from functools import lru_cache
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
+#: Longest word kept (longer ones are cut): PostgreSQL's lexemes hold at most 2,047 bytes,
+#: and no name, label or town comes near this.
+MAX_WORD = 200
+_LONG_WORD = re.compile(rf"([a-z0-9]{{{MAX_WORD}}})[a-z0-9]+")
+
+
+def _cut(words: str) -> str:
+    return _LONG_WORD.sub(r"\1", words) if len(words) > MAX_WORD else words
 
 
 @lru_cache(maxsize=1 << 16)
 def fold(text: str) -> str:
     """``"Hélène D'ARCY-Noël"`` → ``"helene d arcy noel"``."""
     if text.isascii():
-        return _NON_WORD.sub(" ", text.lower()).strip()
+        return _cut(_NON_WORD.sub(" ", text.lower()).strip())
     decomposed = unicodedata.normalize("NFKD", text.replace("œ", "oe").replace("Œ", "OE"))
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _NON_WORD.sub(" ", plain.lower()).strip()
+    return _cut(_NON_WORD.sub(" ", plain.lower()).strip())
 
 
 @lru_cache(maxsize=1 << 14)
 def squash(text: str) -> str:
     """One token for a multi-word value (a town): ``"Saint-Étienne"`` → ``"saintetienne"``."""
-    return fold(text).replace(" ", "")
+    return _cut(fold(text).replace(" ", ""))
 
 
 # Filter tokens: words no name or label contains, so a filter is one more full-text term.
