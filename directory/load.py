@@ -814,28 +814,36 @@ class PostgresSink(Sink):
         """Every document rebuilt by this connection and a second one at once
         (:func:`directory.search.pg_parallel_rebuild`), then put in place with the import
         marked finished, in one transaction."""
-        mailboxes = await self.conn.fetchval("SELECT 1 FROM dir_mailboxes LIMIT 1")
+        mailboxes = await self.conn.fetchval("SELECT 1 FROM dir_mailboxes LIMIT 1") is not None
         row = await self.conn.fetchrow(
             "SELECT (SELECT count(*) FROM dir_practitioners WHERE active),"
             " (SELECT count(*) FROM dir_organisations WHERE active),"
-            " (SELECT coalesce(max(id), 0) FROM dir_practitioners)"
+            " (SELECT coalesce(max(id), 0) FROM dir_practitioners),"
+            " (SELECT count(DISTINCT practitioner_idnat) FROM dir_mailboxes"
+            "  WHERE active AND NOT liste_rouge AND practitioner_idnat <> ''),"
+            " (SELECT count(DISTINCT organisation_identifier) FROM dir_mailboxes"
+            "  WHERE active AND NOT liste_rouge AND practitioner_idnat = '')"
         )
-        practitioners, organisations, last = int(row[0]), int(row[1]), int(row[2])
-        # The first connection takes this many practitioners; the second the others and
-        # every organisation, whose documents cost about half as much (measured: 1.54
-        # million practitioners 20 s, 557,000 organisations 3.6 s).
-        share = (practitioners + organisations // 2) // 2
-        split = await self.conn.fetchval(
-            "SELECT id FROM dir_practitioners WHERE active ORDER BY id OFFSET $1 LIMIT 1", share
-        )
-        plan = search.pg_parallel_rebuild(
-            mailboxes is not None, split if split is not None else last + 1, last
-        )
+        practitioners, organisations, last, p_with, o_with = (int(v) for v in row)
+        rounds = [(practitioners - p_with, organisations - o_with), (p_with, o_with)]
+        splits = []
+        for p_count, o_count in rounds if mailboxes else [(practitioners, organisations)]:
+            # The first connection takes this share of the round's practitioners; the second
+            # the others and the round's organisations, whose documents cost about half as
+            # much (measured: 1.54 million practitioners 20 s, 557,000 organisations 3.6 s).
+            # Row ids are taken as evenly spread among the round's practitioners.
+            share = (p_count + o_count // 2) / 2 / max(p_count, 1)
+            split = await self.conn.fetchval(
+                "SELECT id FROM dir_practitioners WHERE active ORDER BY id OFFSET $1 LIMIT 1",
+                int(min(share, 1.0) * practitioners),
+            )
+            splits.append(split if split is not None else last + 1)
+        plan = search.pg_parallel_rebuild(mailboxes, (splits[0], splits[-1]), last)
         for statement in plan.prepare:
             await self.conn.execute(statement)
         helper = await self._connect()
         try:
-            for first, second in (plan.build, plan.index):
+            for first, second in (*plan.build, plan.index):
                 await asyncio.gather(_run(self.conn, first), _run(helper, second))
         finally:
             await helper.close()

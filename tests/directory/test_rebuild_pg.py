@@ -114,7 +114,7 @@ async def test_a_parallel_rebuild_gives_the_same_answers_and_table(
         plans: list[object] = []
         real = search_module.pg_parallel_rebuild
 
-        def counted(mailboxes: bool, split: int, org_base: int) -> search_module.ParallelRebuild:
+        def counted(mailboxes: bool, split: tuple[int, int], org_base: int) -> search_module.ParallelRebuild:
             plans.append((mailboxes, split, org_base))
             return real(mailboxes, split, org_base)
 
