@@ -221,7 +221,8 @@ def section(result: dict[str, Any]) -> str:
                 return f"{ph.get(name, '?')} (CPU {cpu.get(name, '?')})"
 
             parts.append(
-                f"{imp['kind']} {imp['seconds']} s (write {both('write')}, deactivate "
+                f"{imp['kind']} {imp['seconds']} s (waiting for the reading child "
+                f"{ph.get('read', '?')}, write {both('write')}, deactivate "
                 f"{both('deactivate')}, search documents {both('search')}; importer CPU "
                 f"{imp['cpu_seconds']} s with its reading child)"
             )

@@ -89,6 +89,9 @@ async def _shape(url: str) -> dict[str, object]:
             ],
             "sequence": await conn.fetchval("SELECT pg_get_serial_sequence('dir_search', 'id')"),
             "leftover": await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", NEXT),
+            "trigrams": await conn.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_dir_mailboxes_address_trgm'"
+            ),
         }
     finally:
         await conn.close()
@@ -114,7 +117,9 @@ async def test_a_parallel_rebuild_gives_the_same_answers_and_table(
         plans: list[object] = []
         real = search_module.pg_parallel_rebuild
 
-        def counted(mailboxes: bool, split: tuple[int, int], org_base: int) -> search_module.ParallelRebuild:
+        def counted(
+            mailboxes: bool, split: tuple[int, int], org_base: int
+        ) -> search_module.ParallelRebuild:
             plans.append((mailboxes, split, org_base))
             return real(mailboxes, split, org_base)
 
@@ -135,11 +140,16 @@ async def test_a_parallel_rebuild_gives_the_same_answers_and_table(
         assert isinstance(defaults, list) and [d[0] for d in defaults] == ["id", "tsv"]
         assert shape["sequence"] == "public.dir_search_id_seq"
         assert shape["leftover"] is False
+        assert "gin_trgm_ops" in str(shape["trigrams"])
         conn = await _connect(parallel)
         try:
             finished = await conn.fetch("SELECT finished_at FROM dir_imports ORDER BY id")
             assert len(finished) == 2 and all(r[0] is not None for r in finished)
             top = await conn.fetchval("SELECT max(id) FROM dir_search")
+            # Analysed before the swap: the statistics searches plan with came along.
+            assert await conn.fetchval(
+                "SELECT count(*) FROM pg_stats WHERE tablename = 'dir_search' AND attname = 'tsv'"
+            )
         finally:
             await conn.close()
         # A local mailbox rewrites its owner's document with the next id of the sequence.
