@@ -758,17 +758,22 @@ class PostgresSink(Sink):
         statements = await self._search_statements(kind, generation)
         if statements is None:
             await self._parallel_rebuild(finished, late)
-            report.timed("search", t)
-            return gone
+        else:
+            await self._refresh(statements, generation, finished, late)
+        await self.conn.execute("ANALYZE dir_search")
+        report.timed("search", t)
+        return gone
+
+    async def _refresh(
+        self, statements: list[str], generation: int, finished: tuple[Any, ...], late: list[str]
+    ) -> None:
+        """The documents brought up to date in one transaction, with the import's end."""
         async with self.conn.transaction():
             for statement in late:
                 await self.conn.execute(statement)
             for statement in statements:
                 await self._execute(statement, generation)
-                t = report.timed("search", t)
             await self.conn.execute(*finished)
-        await self.conn.execute("ANALYZE dir_search")
-        return gone
 
     async def _execute(self, statement: str, generation: int) -> None:
         """One statement of :mod:`directory.search`, its ``:since`` and ``:gen`` bound."""

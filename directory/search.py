@@ -203,8 +203,7 @@ def pg_parallel_rebuild(mailboxes: bool, splits: tuple[int, int], org_base: int)
                 # Not yet the primary key: ALTER TABLE would wait for the GIN build's lock.
                 f"CREATE UNIQUE INDEX pk_{NEXT} ON {NEXT} (id)",
                 f"CREATE INDEX ix_{NEXT}_ref ON {NEXT} (ref)",
-                # The statistics searches plan with stay with the table when it is renamed.
-                f"ANALYZE {NEXT}",
+                # No ANALYZE here: its lock conflicts with CREATE INDEX's, it would wait.
             ],
         ),
         swap=[
