@@ -133,10 +133,58 @@ def open_extract(path: Path, kind: str) -> Iterator[IO[bytes]]:
         yield fh
 
 
+@dataclass(frozen=True)
+class Part:
+    """The data lines one reader takes: those starting at byte ``start`` (0: the first after
+    the header) up to byte ``stop`` (None: the end); ``number`` is the line number at
+    ``start``."""
+
+    start: int = 0
+    stop: int | None = None
+    number: int = 2
+
+
+def halves(path: Path, key: str, wanted: dict[str, Sequence[str]]) -> tuple[Part, Part] | None:
+    """The file cut in two at a line near its middle, for two readers; None for a file too
+    short to cut. The cut falls where the ``key`` field (the practitioner's identifier)
+    changes, so that the lines of one person, which follow one another, stay with one reader
+    and merge in file order as before."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        header = fh.readline()
+        cols = Columns(_split(header.decode("utf-8-sig", "replace")), wanted, ())
+        column = cols.index.get(key)
+        middle = max(size // 2, len(header))
+        fh.seek(middle - 1)
+        fh.readline()  # the rest of the line the middle falls in
+        cut = fh.tell()
+        first: str | None = None
+        while True:
+            raw = fh.readline()
+            if not raw:
+                return None  # no other person after the middle: one reader
+            values = _split(raw.decode("utf-8", "replace"))
+            value = values[column] if column is not None and column < len(values) else ""
+            if first is None:
+                first = value
+            elif value != first or column is None:
+                break
+            cut += len(raw)
+        fh.seek(0)
+        newlines = 0
+        while fh.tell() < cut:
+            newlines += fh.read(min(1 << 20, cut - fh.tell())).count(b"\n")
+    return Part(0, cut, 2), Part(cut, None, newlines + 1)
+
+
 def read_rows(
-    stream: IO[bytes], wanted: dict[str, Sequence[str]], required: Sequence[str]
+    stream: IO[bytes],
+    wanted: dict[str, Sequence[str]],
+    required: Sequence[str],
+    part: Part = Part(),
 ) -> Iterator[tuple[int, Row | Rejected]]:
-    """``(line number, row)`` for each data line, a :class:`Rejected` for each bad one."""
+    """``(line number, row)`` for each data line, a :class:`Rejected` for each bad one; only
+    the lines of ``part`` when given (the stream must then be the file itself)."""
     first = stream.readline()
     try:
         header_line = first.decode("utf-8-sig")
@@ -150,8 +198,17 @@ def read_rows(
     pick = itemgetter(*[i for _, i in cols.fields])
     width = cols.width
     absent = {name: "" for name in wanted if name not in cols.index}
-    number = 1
+    number = part.number - 1
+    offset = len(first)
+    if part.start:
+        stream.seek(part.start)
+        offset = part.start
+    stop = part.stop
     for raw in stream:
+        if stop is not None:
+            if offset >= stop:
+                break
+            offset += len(raw)
         number += 1
         try:
             text = raw.decode("utf-8")

@@ -25,6 +25,7 @@ import datetime as dt
 import multiprocessing
 import sqlite3
 import time
+import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -502,6 +503,13 @@ class Sink(abc.ABC):
     """Where batches go: one database, one import run (one subclass per engine)."""
 
     dialect = ""
+    #: Whether two children should read the file (:data:`TWO_READERS_BYTES`). SQLite: yes,
+    #: its writing runs in this process and takes half the CPU the reading does (2 million
+    #: PS_LibreAcces lines: reading 30 s, writing 15 s), so one reader kept the second core
+    #: waiting: 65.3 s with one, 56.9 s with two. PostgreSQL: no, its server's upserts need
+    #: the second core as much (28 s), and a second reader only made them wait: 61.6 s with
+    #: one, 65.7 s with two.
+    two_readers = False
     _t0 = (0.0, 0.0)
     _deferred: tuple[tuple[str, str, str], ...] = ()
     _trgm = False
@@ -543,6 +551,7 @@ class SqliteSink(Sink):
     """
 
     dialect = "sqlite"
+    two_readers = True
     COMMIT_EVERY = 200_000
 
     def __init__(self, path: str) -> None:
@@ -892,8 +901,9 @@ class Parsed:
     rejections: list[Rejected]
 
 
-def parse_batches(path: Path, kind: str) -> Iterator[Parsed]:
-    """The file's lines turned into batches of rows for the tables, ``BATCH`` at a time."""
+def parse_batches(path: Path, kind: str, part: extracts.Part | None = None) -> Iterator[Parsed]:
+    """The file's lines (those of ``part`` only, when given) turned into batches of rows for
+    the tables, ``BATCH`` at a time."""
     wanted, required, handler = LINE_HANDLERS[kind]
     _SEEN.clear()  # every word of this run reaches this database's vocabulary
     _ORGS_SEEN.clear()
@@ -901,7 +911,8 @@ def parse_batches(path: Path, kind: str) -> Iterator[Parsed]:
     with extracts.open_extract(path, kind) as stream:
         lines = 0
         current = Parsed(Batch(), 0, 0, [])
-        for number, row in extracts.read_rows(stream, wanted, required):
+        rows = extracts.read_rows(stream, wanted, required, part or extracts.Part())
+        for number, row in rows:
             lines += 1
             if isinstance(row, Rejected):
                 current.rejections.append(row)
@@ -920,10 +931,10 @@ def parse_batches(path: Path, kind: str) -> Iterator[Parsed]:
         yield current
 
 
-def _parse_worker(path: Path, kind: str, queue: Any) -> None:
-    """The reading process: batches go to the writer through a short queue."""
+def _parse_worker(path: Path, kind: str, part: extracts.Part | None, queue: Any) -> None:
+    """A reading process: batches go to the writer through a short queue."""
     try:
-        for parsed in parse_batches(path, kind):
+        for parsed in parse_batches(path, kind, part):
             queue.put(parsed)
         queue.put(None)
     except extracts.ExtractError as exc:
@@ -932,37 +943,57 @@ def _parse_worker(path: Path, kind: str, queue: Any) -> None:
         queue.put(extracts.ExtractError(f"{type(exc).__name__}: {exc}"))
 
 
-async def _parsed_in_child(path: Path, kind: str) -> AsyncIterator[Parsed]:
-    """Read and check lines in a child process while this one writes the previous batch:
-    on two cores the two halves of the work overlap. The queue holds at most two batches,
-    so memory stays bounded."""
+async def _parsed_in_children(
+    path: Path, kind: str, parts: Sequence[extracts.Part | None]
+) -> AsyncIterator[Parsed]:
+    """Read and check lines in child processes while this one writes the previous batch:
+    on two cores the work overlaps. With two parts (two halves of the file), two children
+    read at once and their batches are written in turn, one from each; a batch's ``lines``
+    is then the lines read by both so far. Each queue holds at most two batches, so memory
+    stays bounded."""
     ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue(maxsize=2)
-    child = ctx.Process(target=_parse_worker, args=(path, kind, queue), daemon=True)
-    child.start()
+    readers = []
+    for part in parts:
+        queue = ctx.Queue(maxsize=2)
+        child = ctx.Process(target=_parse_worker, args=(path, kind, part, queue), daemon=True)
+        child.start()
+        readers.append((child, queue))
     loop = asyncio.get_running_loop()
+    done = [0] * len(readers)
+    live = list(range(len(readers)))
     try:
-        while True:
-            try:
-                item = await loop.run_in_executor(None, queue.get, True, 1.0)
-            except Empty:
-                if not child.is_alive():
-                    raise extracts.ExtractError("the reading process died") from None
-                continue
-            if item is None:
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield item
+        while live:
+            for i in list(live):
+                child, queue = readers[i]
+                item = None
+                while True:
+                    try:
+                        item = await loop.run_in_executor(None, queue.get, True, 1.0)
+                        break
+                    except Empty:
+                        if not child.is_alive():
+                            raise extracts.ExtractError("the reading process died") from None
+                if item is None:
+                    live.remove(i)
+                    continue
+                if isinstance(item, Exception):
+                    raise item
+                done[i] = item.lines
+                item.lines = sum(done)
+                yield item
     finally:
-        if child.is_alive():
-            child.terminate()
-        child.join(5)
+        for child, _ in readers:
+            if child.is_alive():
+                child.terminate()
+            child.join(5)
 
 
 ProgressFn = Callable[[int], None]
 #: Files smaller than this are read in this process (a child costs more than it saves).
 CHILD_READER_BYTES = 8 * 1024 * 1024
+#: Uncompressed files at least this large are read by two children, a half each, when the
+#: sink says so (:attr:`Sink.two_readers`).
+TWO_READERS_BYTES = 64 * 1024 * 1024
 
 
 async def import_extract(
@@ -982,9 +1013,12 @@ async def import_extract(
     sink = open_sink(database_url)
     try:
         report.generation = await sink.begin(kind, path.name)
-        batches: AsyncIterator[Parsed] = (
-            _parsed_in_child(path, kind) if size >= CHILD_READER_BYTES else _in_process(path, kind)
-        )
+        batches = _in_process(path, kind)
+        if size >= CHILD_READER_BYTES:
+            halves = None
+            if sink.two_readers and size >= TWO_READERS_BYTES and not zipfile.is_zipfile(path):
+                halves = extracts.halves(path, "id", LINE_HANDLERS[kind][0])
+            batches = _parsed_in_children(path, kind, halves or [None])
         waited = report.mark()
         async for parsed in batches:
             report.timed("read", waited)  # waiting for the reading process's next batch
@@ -1000,6 +1034,7 @@ async def import_extract(
                 progress(report.lines)
             waited = report.mark()
         report.deactivated = await sink.finish(kind, report.generation, report)
+        report.rejections.sort(key=lambda r: r.line)  # two readers report in turns
     finally:
         await sink.close()
     report.seconds = time.perf_counter() - start
