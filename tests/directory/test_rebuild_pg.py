@@ -5,6 +5,7 @@ same answers, the same table and a working id sequence."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -203,3 +204,37 @@ def test_words_are_cut_to_a_lexeme_postgresql_can_hold() -> None:
     assert [len(w) for w in fold(f"{long} dupont").split()] == [MAX_WORD, 6]
     assert len(squash(f"saint {long}")) == MAX_WORD
     assert fold("Hélène D'ARCY-Noël") == "helene d arcy noel"
+
+
+async def test_searches_keep_answering_while_a_rebuild_is_put_in_place(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live server searches while the daily import swaps the documents' table: every
+    search answers (from the old table or the new one), none fails."""
+    monkeypatch.setattr(load, "PARALLEL_MIN_DOCUMENTS", 0)
+    monkeypatch.setattr(load, "PG_REBUILD_SHARE", 10**9)
+    for kind, path in ((PS_LIBREACCES, PS_EDGE), (MSSANTE, MSS_EDGE)):
+        await import_extract(pg_url, kind, path)
+    db = Database(pg_url, open_blob_store("file", tmp_path / "blobs"))
+    await db.start()
+    answers: list[list[str]] = []
+    stop = asyncio.Event()
+
+    async def searching() -> None:
+        while not stop.is_set():
+            for q in QUERIES[:3]:
+                answers.append([h.ref for h in await search(db, Query(**q))])  # type: ignore[arg-type]
+            await asyncio.sleep(0)
+
+    try:
+        task = asyncio.create_task(searching())
+        for _ in range(3):
+            for kind, path in ((PS_LIBREACCES, PS_EDGE), (MSSANTE, MSS_EDGE)):
+                await import_extract(pg_url, kind, path)
+        stop.set()
+        await task  # re-raises any error a search met
+    finally:
+        stop.set()
+        await db.close()
+    assert len(answers) > 30
+    assert all(DUPONT in found for found in answers)
