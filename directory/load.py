@@ -867,7 +867,13 @@ class PostgresSink(Sink):
         try:
             index = (plan.index[0], [*plan.index[1], *late])
             for first, second in (*plan.build, index):
-                await asyncio.gather(_run(self.conn, first), _run(helper, second))
+                # Both finish before an error is raised: neither connection is left busy.
+                results = await asyncio.gather(
+                    _run(self.conn, first), _run(helper, second), return_exceptions=True
+                )
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
         finally:
             await helper.close()
         async with self.conn.transaction():

@@ -238,3 +238,45 @@ async def test_searches_keep_answering_while_a_rebuild_is_put_in_place(
         await db.close()
     assert len(answers) > 30
     assert all(DUPONT in found for found in answers)
+
+
+async def test_a_failed_rebuild_leaves_the_old_documents_and_the_next_import_mends_it(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One connection fails in the middle of the build: the import fails with that error,
+    after the other connection has finished; the old documents stay searchable, the import
+    is not marked finished, and the next import rebuilds (dropping the half-built table)."""
+    monkeypatch.setattr(load, "PARALLEL_MIN_DOCUMENTS", 0)
+    await import_extract(pg_url, PS_LIBREACCES, PS_EDGE)
+    real = search_module.pg_parallel_rebuild
+
+    def broken(
+        mailboxes: bool, split: tuple[int, int], org_base: int
+    ) -> search_module.ParallelRebuild:
+        plan = real(mailboxes, split, org_base)
+        first, second = plan.build[0]
+        return search_module.ParallelRebuild(
+            plan.prepare, [(first, [*second, "SELECT 1 / 0"])], plan.index, plan.swap
+        )
+
+    monkeypatch.setattr(search_module, "pg_parallel_rebuild", broken)
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await import_extract(pg_url, PS_LIBREACCES, PS_EDGE)
+    db = Database(pg_url, open_blob_store("file", tmp_path / "blobs"))
+    await db.start()
+    try:
+        assert DUPONT in [h.ref for h in await search(db, Query(text="dupont"))]
+    finally:
+        await db.close()
+    conn = await _connect(pg_url)
+    try:
+        finished = [
+            r[0] for r in await conn.fetch("SELECT finished_at FROM dir_imports ORDER BY id")
+        ]
+        assert finished[0] is not None and finished[1] is None
+        assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", NEXT)
+    finally:
+        await conn.close()
+    monkeypatch.setattr(search_module, "pg_parallel_rebuild", real)
+    await import_extract(pg_url, PS_LIBREACCES, PS_EDGE)
+    assert (await _shape(pg_url))["leftover"] is False
