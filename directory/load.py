@@ -662,7 +662,7 @@ class PostgresSink(Sink):
     """asyncpg: ``COPY`` each batch into temporary staging tables, then upsert from them."""
 
     dialect = "postgresql"
-    _imported = 0
+    _active = (0, 0)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -763,8 +763,7 @@ class PostgresSink(Sink):
             report.rejected,
             generation,
         )
-        self._imported = report.imported
-        statements = await self._search_statements(kind, generation)
+        statements = await self._search_statements(kind, generation, report.imported)
         if statements is None:
             await self._parallel_rebuild(finished, late)
         else:
@@ -797,19 +796,22 @@ class PostgresSink(Sink):
         tables = (PRACTITIONERS, ORGANISATIONS, ACTIVITIES, MAILBOXES)
         await self.conn.execute("ANALYZE " + ", ".join(spec.name for spec in tables))
 
-    async def _search_statements(self, kind: str, generation: int) -> list[str] | None:
+    async def _search_statements(
+        self, kind: str, generation: int, imported: int
+    ) -> list[str] | None:
         """The statements that bring the documents up to date, in one transaction; None for
-        a rebuild of them all by two connections (:meth:`_parallel_rebuild`)."""
+        a rebuild of them all by two connections (:meth:`_parallel_rebuild`). ``imported``:
+        the lines this import wrote."""
         if kind == PS_LIBREACCES:
             mailboxes = await self.conn.fetchval("SELECT 1 FROM dir_mailboxes LIMIT 1")
             if await self._documents() >= PARALLEL_MIN_DOCUMENTS:
                 return None
             return search.rebuild_statements("postgresql", mailboxes=mailboxes is not None)
         total = await self.conn.fetchval("SELECT coalesce(max(id), 0) FROM dir_search")
-        if self._deferred and self._imported * PG_REBUILD_SHARE > total:
+        if self._deferred and imported * PG_REBUILD_SHARE > total:
             # The first mailboxes: each line changes a document (or adds one), so the count of
             # changed ones need not be taken (3 s on the benchmark) to know it is a rebuild.
-            changed = self._imported
+            changed = imported
         else:
             for statement in search.changed_statements("postgresql"):
                 await self._execute(statement, generation)
@@ -822,13 +824,13 @@ class PostgresSink(Sink):
 
     async def _documents(self) -> int:
         """How many documents a full rebuild writes (the active practitioners and
-        organisations)."""
-        return int(
-            await self.conn.fetchval(
-                "SELECT (SELECT count(*) FROM dir_practitioners WHERE active)"
-                " + (SELECT count(*) FROM dir_organisations WHERE active)"
-            )
+        organisations); the two counts are kept for :meth:`_parallel_rebuild`."""
+        row = await self.conn.fetchrow(
+            "SELECT (SELECT count(*) FROM dir_practitioners WHERE active),"
+            " (SELECT count(*) FROM dir_organisations WHERE active)"
         )
+        self._active = (int(row[0]), int(row[1]))
+        return sum(self._active)
 
     async def _parallel_rebuild(self, finished: tuple[Any, ...], late: list[str]) -> None:
         """Every document rebuilt by this connection and a second one at once
@@ -837,16 +839,15 @@ class PostgresSink(Sink):
         need, run by the second connection while the first builds the GIN index (the
         mailboxes' trigram index of a first MSSanté import: 4.4 s on the benchmark)."""
         mailboxes = await self.conn.fetchval("SELECT 1 FROM dir_mailboxes LIMIT 1") is not None
+        practitioners, organisations = self._active  # counted by _documents
         row = await self.conn.fetchrow(
-            "SELECT (SELECT count(*) FROM dir_practitioners WHERE active),"
-            " (SELECT count(*) FROM dir_organisations WHERE active),"
-            " (SELECT coalesce(max(id), 0) FROM dir_practitioners),"
+            "SELECT (SELECT coalesce(max(id), 0) FROM dir_practitioners),"
             " (SELECT count(DISTINCT practitioner_idnat) FROM dir_mailboxes"
             "  WHERE active AND NOT liste_rouge AND practitioner_idnat <> ''),"
             " (SELECT count(DISTINCT organisation_identifier) FROM dir_mailboxes"
             "  WHERE active AND NOT liste_rouge AND practitioner_idnat = '')"
         )
-        practitioners, organisations, last, p_with, o_with = (int(v) for v in row)
+        last, p_with, o_with = (int(v) for v in row)
         rounds = [(practitioners - p_with, organisations - o_with), (p_with, o_with)]
         splits = []
         for p_count, o_count in rounds if mailboxes else [(practitioners, organisations)]:
