@@ -142,7 +142,7 @@ class AuthSection:
     # SASL EXTERNAL with a TLS client certificate from this operator's CA (PER, ORG).
     certificate_login: bool = True
     # Failed logins per minute from one client address (an IPv6 /64) on one login name, and
-    # from one address on names it never logged in to (`server.login_guard`).
+    # from one address on names it never logged in to (`server.auth.guard`).
     max_failures_per_minute: int = 10
     # Failed logins per day on one name from one address; past as many on a name from all
     # addresses, those that failed on it may not try again that day, others are paced.

@@ -15,9 +15,9 @@ import structlog
 from argon2 import PasswordHasher
 from sqlalchemy import delete, update
 
-from server.auth import Authenticator, AuthError
+from server.auth.authenticator import Authenticator, AuthError
+from server.auth.guard import MAX_WAIT, Counts, Limits, decide, source_of, spacing
 from server.config import AuthSection
-from server.login_guard import MAX_WAIT, Counts, Limits, decide, source_of, spacing
 from storage import passwords
 from storage.accounts import check_password, create_account, set_password
 from storage.blobs import open_blob_store

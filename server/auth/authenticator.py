@@ -1,16 +1,16 @@
 """Authentication shared by SMTP and IMAP (design.md §4), with failed-login limits per client
-address and per account (`server.login_guard`: each attempt is counted before its check):
+address and per account (`server.auth.guard`: each attempt is counted before its check):
 
 - passwords (SASL PLAIN/LOGIN, IMAP LOGIN): argon2id, verified off the event loop, or a
   credential verified a moment ago (`storage.passwords.VerifiedCredentials`);
 - TLS client certificates (SASL EXTERNAL, RFC 4422 Appendix A): `pki.verify` checks the
   certificate (issuer, validity, clientAuth, CRL); a PER certificate logs in to the mailboxes
   bound to its IdNat, an ORG/APP certificate to those bound to its subject;
-- bearer tokens (SASL OAUTHBEARER, RFC 7628, and XOAUTH2): `server.oauth` checks the JWT; its
+- bearer tokens (SASL OAUTHBEARER, RFC 7628, and XOAUTH2): `server.auth.oauth` checks the JWT; its
   subject claim is a mailbox address or an IdNat bound to mailboxes.
 
 When an identity owns several mailboxes the SASL authorisation identity picks one; it must be
-one of them. SASL framing is parsed by each protocol (`server.sasl` holds the shared parts);
+one of them. SASL framing is parsed by each protocol (`server.auth.sasl` holds the shared parts);
 this module answers "who is this?". Logs carry the client address and the account id, never
 the login name, the password, the token or the certificate's identity.
 """
@@ -26,9 +26,9 @@ import jwt
 import structlog
 
 from pki.verify import CertificateRejected, ClientCertificateChecker, ClientIdentity
+from server.auth.guard import Limits, LoginGuard, Throttled, Ticket
+from server.auth.oauth import TokenRejected, TokenVerifier
 from server.config import AuthSection
-from server.login_guard import Limits, LoginGuard, Throttled, Ticket
-from server.oauth import TokenRejected, TokenVerifier
 from storage.accounts import (
     IDNAT,
     SUBJECT,
@@ -45,7 +45,7 @@ from storage.passwords import CREDENTIALS
 log = structlog.get_logger("hygie.auth")
 WINDOW_SECONDS = 60.0
 #: After a password check: (login name, password, the account it opened or None) -> the
-#: account to log in. Patients with two factors use app passwords (`server.patient_auth`).
+#: account to log in. Patients with two factors use app passwords (`server.auth.patient`).
 PasswordFilter = Callable[[str, str, AccountInfo | None], Awaitable[AccountInfo | None]]
 
 
@@ -65,7 +65,7 @@ class AuthError(Exception):
 
 class FailureLimiter:
     """Sliding-window counter of failures under arbitrary keys (the patient pages' invitation
-    codes); logins use :class:`server.login_guard.LoginGuard`."""
+    codes); logins use :class:`server.auth.guard.LoginGuard`."""
 
     def __init__(self, limit: int, window: float = WINDOW_SECONDS) -> None:
         self.limit = limit
@@ -234,7 +234,7 @@ class Authenticator:
     ) -> AccountInfo | None:
         """The account if the password is right, else ``None``. Raises :class:`AuthError`.
 
-        The attempt is counted before the check (`server.login_guard`), so parallel guesses
+        The attempt is counted before the check (`server.auth.guard`), so parallel guesses
         cannot all pass the limit; argon2id runs at most two at a time per source and per name.
         """
         if not self.config.password_login:
