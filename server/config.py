@@ -144,9 +144,17 @@ class AuthSection:
     password_login: bool = True
     # SASL EXTERNAL with a TLS client certificate from this operator's CA (PER, ORG).
     certificate_login: bool = True
+    # Failed logins per minute from one client address (an IPv6 /64) on one login name, and
+    # from one address on names it never logged in to (`server.auth.guard`).
     max_failures_per_minute: int = 10
+    # Failed logins per day on one name from one address; past as many on a name from all
+    # addresses, those that failed on it may not try again that day, others are paced.
+    max_failures_per_day: int = 100
     # A failed login is answered after this delay (awaited: other sessions go on meanwhile).
     failure_delay_seconds: float = 1.0
+    # A password verified this long ago still opens the account without argon2id (a keyed
+    # hash in memory, dropped when the password changes; 0: always argon2id).
+    credential_cache_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -477,10 +485,17 @@ min_version = "{t.min_version}"
 password_login = {str(a.password_login).lower()}
 # Certificate login (SASL EXTERNAL) with a client certificate from this operator's CA.
 certificate_login = {str(a.certificate_login).lower()}
-# Failed logins allowed per client address and per account each minute.
+# Failed logins allowed each minute from one client address (IPv6: its /64) on one login
+# name, and from one address on names that never logged in from it.
 max_failures_per_minute = {a.max_failures_per_minute}
+# Failed logins a day on one name from one address; past as many on a name from all addresses,
+# the addresses that failed on it wait until the next day and the others are slowed down.
+max_failures_per_day = {a.max_failures_per_day}
 # Seconds before a failed login is answered (slows guessing; never blocks other sessions).
 failure_delay_seconds = {a.failure_delay_seconds}
+# Seconds a verified password is remembered in memory (a keyed hash) so that the next login
+# costs microseconds; a password change or a disabled account takes effect at once. 0: never.
+credential_cache_seconds = {a.credential_cache_seconds}
 
 [oauth]
 # Token login (SASL OAUTHBEARER, RFC 7628, and XOAUTH2) with JWTs (RS256 or ES256).

@@ -1,50 +1,32 @@
 """Accounts (MSSanté mailboxes, "BAL"): addresses, key pairs, passwords.
 
-Passwords are argon2id hashes (RFC 9106) verified off the event loop. Each account gets an
-X25519 key pair whose private half is wrapped by the master key (design.md §4) and an INBOX.
+Passwords are argon2id hashes (`storage.passwords`) verified off the event loop; a password
+verified a moment ago is recognised without argon2id, and a hash made with older parameters is
+replaced at the next successful login. Each account gets an X25519 key pair whose private half
+is wrapped by the master key (design.md §4) and an INBOX.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import re
-import weakref
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+import structlog
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from storage import passwords
 from storage import transactions as tx
 from storage.crypto import MailboxKeyPair, MasterKey
 from storage.db import Database
 from storage.models import Account, AccountIdentity
+from storage.passwords import CREDENTIALS
 
-_HASHER = PasswordHasher()  # argon2id, RFC 9106 second recommended profile (64 MiB, t=3, p=4)
-# Each verification takes 64 MiB and ~0.1 s of CPU: at most two at a time (one per core), so a
-# burst of logins queues instead of multiplying memory.
-_VERIFY_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _verify_slots() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    slots = _VERIFY_SLOTS.get(loop)
-    if slots is None:
-        slots = _VERIFY_SLOTS[loop] = asyncio.Semaphore(2)
-    return slots
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """A hash of a random password, verified for unknown accounts so that timing does not
-    tell whether an address exists. Made on first use, not at import: an argon2id hash costs
-    ~0.8 s, which every ``hygie`` command paid at start-up."""
-    return _HASHER.hash("hygie-no-such-account")
+log = structlog.get_logger("hygie.accounts")
 
 
 _ADDRESS = re.compile(
@@ -90,7 +72,7 @@ def key_context(account_id: int) -> bytes:
 def hash_password(password: str) -> str:
     if len(password) < 8:
         raise AccountError("password must have at least 8 characters")
-    return _HASHER.hash(password)
+    return passwords.hash_password(password)
 
 
 async def create_account(
@@ -136,17 +118,20 @@ async def set_password(db: Database, address: str, password: str) -> None:
     address = normalize_address(address)
     password_hash = await asyncio.to_thread(hash_password, password)
 
-    def write(conn: Connection) -> bool:
+    def write(conn: Connection) -> int | None:
         accounts = tx.ACCOUNTS
         done = conn.execute(
             update(accounts)
             .where(accounts.c.address == address)
             .values(password_hash=password_hash)
-        )
-        return bool(done.rowcount)
+            .returning(accounts.c.id)
+        ).first()
+        return int(done[0]) if done is not None else None
 
-    if not await db.writer.run(write):
+    account_id = await db.writer.run(write)
+    if account_id is None:
         raise AccountError(f"no such account: {address}")
+    CREDENTIALS.forget(account_id)
 
 
 async def list_accounts(db: Database) -> list[AccountInfo]:
@@ -167,27 +152,85 @@ async def find_account(db: Database, address: str) -> AccountInfo | None:
         return AccountInfo(a.id, a.address, a.password_hash is not None, a.disabled)
 
 
-async def verify_password(db: Database, address: str, password: str) -> AccountInfo | None:
-    """The account if ``password`` is right; ``None`` otherwise (same cost either way)."""
+@dataclass(frozen=True)
+class PasswordCheck:
+    """What a password check found: the account it opens (``None``: refused), and whether
+    a credential verified a moment ago answered (no argon2id)."""
+
+    account: AccountInfo | None
+    remembered: bool = False
+
+
+_ACCOUNT_ROW = "SELECT id, address, password_hash, disabled FROM accounts WHERE address = ?"
+
+
+async def check_password(
+    db: Database,
+    address: str,
+    password: str,
+    *,
+    argon2_slot: AbstractAsyncContextManager[object] | None = None,
+) -> PasswordCheck:
+    """Whether ``password`` opens the account at ``address``.
+
+    The account's row is read every time: a disabled or deleted account is refused, and a
+    credential remembered for an older password hash does not match the new one. Without a
+    remembered match, argon2id runs off the event loop (inside ``argon2_slot``, the caller's
+    bound on concurrent checks, then this process's :func:`passwords.verify_slots`), against
+    the dummy hash when the account is unknown or has no password, so that the cost does not
+    tell whether an address exists. A right password whose hash has older parameters gets a
+    new hash (written only if the stored one has not changed meanwhile).
+    """
     try:
         address = normalize_address(address)
     except AccountError:
         address = ""
-    async with db.read() as session:
-        a = await session.scalar(select(Account).where(Account.address == address))
-    stored = a.password_hash if a is not None and a.password_hash else None
+    rows = await db.lookup(_ACCOUNT_ROW, address) if address else []
+    row = rows[0] if rows else None
+    stored = str(row[2]) if row is not None and row[2] else None
+    account = (
+        AccountInfo(int(row[0]), str(row[1]), True, bool(row[3]))
+        if row is not None and stored is not None
+        else None
+    )
+    if account is not None and stored is not None:
+        if CREDENTIALS.matches(account.id, stored, password):
+            return PasswordCheck(None if account.disabled else account, remembered=True)
+    async with argon2_slot if argon2_slot is not None else contextlib.nullcontext():
+        async with passwords.verify_slots():
+            ok = await asyncio.to_thread(passwords.verify, stored or passwords.dummy_hash(),
+                                         password)  # fmt: skip
+    if not ok or account is None or stored is None:
+        return PasswordCheck(None)
+    if passwords.needs_rehash(stored):
+        stored = await _rehash(db, account.id, stored, password)
+    CREDENTIALS.remember(account.id, stored, password)
+    return PasswordCheck(None if account.disabled else account)
 
-    def check() -> bool:
-        try:
-            return _HASHER.verify(stored or _dummy_hash(), password)
-        except (VerificationError, InvalidHashError):
-            return False
 
-    async with _verify_slots():
-        ok = await asyncio.to_thread(check)
-    if not ok or a is None or not a.password_hash or a.disabled:
-        return None
-    return AccountInfo(a.id, a.address, True, a.disabled)
+async def _rehash(db: Database, account_id: int, old: str, password: str) -> str:
+    """Replace a hash made with older parameters; the hash now stored is returned."""
+    async with passwords.verify_slots():
+        new = await asyncio.to_thread(passwords.hash_password, password)
+
+    def write(conn: Connection) -> bool:
+        accounts = tx.ACCOUNTS
+        done = conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, accounts.c.password_hash == old)
+            .values(password_hash=new)
+        )
+        return bool(done.rowcount)
+
+    if await db.writer.run(write):
+        log.info("password_rehashed", account=account_id)
+        return new
+    return old  # changed meanwhile (a new password): the next login reads it
+
+
+async def verify_password(db: Database, address: str, password: str) -> AccountInfo | None:
+    """The account if ``password`` is right and the account enabled; ``None`` otherwise."""
+    return (await check_password(db, address, password)).account
 
 
 #: Kinds of :class:`AccountIdentity`.
@@ -252,11 +295,12 @@ async def identities_of(db: Database, account_id: int) -> list[tuple[str, str]]:
 
 async def unlock_keys(db: Database, master: MasterKey, account_id: int) -> MailboxKeyPair:
     """The account's key pair, private half unwrapped (done once per IMAP login)."""
-    async with db.read() as session:
-        a = await session.get(Account, account_id)
-        if a is None:
-            raise AccountError("no such account")
-        public, wrapped = a.public_key, a.wrapped_private_key
-    return await asyncio.to_thread(
-        MailboxKeyPair.unwrap, public, wrapped, master, key_context(account_id)
+    rows = await db.lookup(
+        "SELECT public_key, wrapped_private_key FROM accounts WHERE id = ?", account_id
     )
+    if not rows:
+        raise AccountError("no such account")
+    public, wrapped = bytes(rows[0][0]), bytes(rows[0][1])
+    # An HKDF, an AES-GCM decryption and one X25519 base-point multiplication: ~0.1 ms, less
+    # than the hop to a thread would cost the event loop.
+    return MailboxKeyPair.unwrap(public, wrapped, master, key_context(account_id))

@@ -59,6 +59,7 @@ from storage.audit import write_entry
 from storage.crypto import MailboxKeyPair, MasterKey
 from storage.db import Database
 from storage.models import Base
+from storage.passwords import CREDENTIALS
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -295,6 +296,8 @@ class SpaceStore:
             return _info(row)
 
         result: SpaceInfo | None = await self.db.writer.run(write)
+        if result is not None and result.account_id is not None:
+            CREDENTIALS.forget(result.account_id)  # a new password: nothing old is remembered
         return result
 
     async def activation_due(self, code: str) -> bool:
@@ -371,6 +374,8 @@ class SpaceStore:
             return _info(row)
 
         result: SpaceInfo | None = await self.db.writer.run(write)
+        if result is not None and result.account_id is not None:
+            CREDENTIALS.forget(result.account_id)  # disabled
         return result
 
     async def purge_due(self, now: dt.datetime, limit: int = 100) -> int:
@@ -379,7 +384,7 @@ class SpaceStore:
         ciphertext blobs are then unreadable: their content keys were sealed to the deleted
         mailbox key."""
 
-        def write(conn: Connection) -> int:
+        def write(conn: Connection) -> list[int | None]:
             rows = conn.execute(
                 select(SPACES.c.id, SPACES.c.account_id)
                 .where(SPACES.c.state == CLOSED, SPACES.c.purged_at.is_(None),
@@ -393,10 +398,13 @@ class SpaceStore:
                 if row.account_id is not None:
                     conn.execute(delete(tx.ACCOUNTS).where(tx.ACCOUNTS.c.id == row.account_id))
                 write_entry(conn, "system", "space.purge", f"space:{row.id}")
-            return len(rows)
+            return [row.account_id for row in rows]
 
-        result: int = await self.db.writer.run(write)
-        return result
+        purged: list[int | None] = await self.db.writer.run(write)
+        for account_id in purged:
+            if account_id is not None:
+                CREDENTIALS.forget(account_id)  # deleted
+        return len(purged)
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -1,3 +1,4 @@
-"""Who is logging in (design.md §4): the authenticator (passwords, certificates, tokens), SASL
-messages (RFC 4422, 4616, 7628), OAuth bearer tokens, the patients' second factor.
+"""Who is logging in (design.md §4): the authenticator (passwords, certificates, tokens), the
+failed-login limits (`guard`), SASL messages (RFC 4422, 4616, 7628), OAuth bearer tokens, the
+patients' second factor.
 """

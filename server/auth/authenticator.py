@@ -1,7 +1,8 @@
-"""Authentication shared by SMTP and IMAP (design.md §4), with rate limiting of failures per
-client address and per account:
+"""Authentication shared by SMTP and IMAP (design.md §4), with failed-login limits per client
+address and per account (`server.auth.guard`: each attempt is counted before its check):
 
-- passwords (SASL PLAIN/LOGIN, IMAP LOGIN): argon2id, verified off the event loop;
+- passwords (SASL PLAIN/LOGIN, IMAP LOGIN): argon2id, verified off the event loop, or a
+  credential verified a moment ago (`storage.passwords.VerifiedCredentials`);
 - TLS client certificates (SASL EXTERNAL, RFC 4422 Appendix A): `pki.verify` checks the
   certificate (issuer, validity, clientAuth, CRL); a PER certificate logs in to the mailboxes
   bound to its IdNat, an ORG/APP certificate to those bound to its subject;
@@ -25,6 +26,7 @@ import jwt
 import structlog
 
 from pki.verify import CertificateRejected, ClientCertificateChecker, ClientIdentity
+from server.auth.guard import Limits, LoginGuard, Throttled, Ticket
 from server.auth.oauth import TokenRejected, TokenVerifier
 from server.config import AuthSection
 from storage.accounts import (
@@ -33,11 +35,12 @@ from storage.accounts import (
     AccountError,
     AccountInfo,
     accounts_for_identity,
+    check_password,
     find_account,
     normalize_address,
-    verify_password,
 )
 from storage.db import Database
+from storage.passwords import CREDENTIALS
 
 log = structlog.get_logger("hygie.auth")
 WINDOW_SECONDS = 60.0
@@ -61,7 +64,8 @@ class AuthError(Exception):
 
 
 class FailureLimiter:
-    """Sliding-window counter of failed logins."""
+    """Sliding-window counter of failures under arbitrary keys (the patient pages' invitation
+    codes); logins use :class:`server.auth.guard.LoginGuard`."""
 
     def __init__(self, limit: int, window: float = WINDOW_SECONDS) -> None:
         self.limit = limit
@@ -85,6 +89,14 @@ class FailureLimiter:
         self._trim(key, now)
         self._by_key[key].append(now)
 
+    def forget_last(self, key: str) -> None:
+        """Take back the latest :meth:`record` (an attempt counted before its check, right)."""
+        q = self._by_key.get(key)
+        if q:
+            q.pop()
+            if not q:
+                del self._by_key[key]
+
 
 class Authenticator:
     def __init__(
@@ -97,23 +109,28 @@ class Authenticator:
     ) -> None:
         self.db = db
         self.config = config
+        self.guard = LoginGuard(Limits(config.max_failures_per_minute, config.max_failures_per_day))
         self.limiter = FailureLimiter(config.max_failures_per_minute)
+        CREDENTIALS.ttl = config.credential_cache_seconds
         self.certificates = certificates if config.certificate_login else None
         self.tokens = tokens
         #: The patient issuer's verifier (issue 11), chosen by the token's ``iss``.
         self.patient_tokens: TokenVerifier | None = None
         self.password_filter: PasswordFilter | None = None
 
-    def _throttle(self, *keys: str, protocol: str, peer: str) -> None:
-        if any(self.limiter.blocked(k) for k in keys):
-            log.warning("auth_throttled", protocol=protocol, peer=peer)
-            raise AuthError(AuthError.THROTTLED)
+    async def _admit(
+        self, peer: str, login: str | None, *, protocol: str, pace: bool = False
+    ) -> Ticket:
+        try:
+            return await self.guard.admit(peer, login, pace=pace)
+        except Throttled as exc:
+            log.warning("auth_throttled", protocol=protocol, peer=peer, rule=exc.rule)
+            raise AuthError(AuthError.THROTTLED) from None
 
     async def _fail(
-        self, detail: str, *keys: str, protocol: str, peer: str, mechanism: str
+        self, detail: str, ticket: Ticket, *, protocol: str, peer: str, mechanism: str
     ) -> AuthError:
-        for key in keys:
-            self.limiter.record(key)
+        await self.guard.settle(ticket, ok=False)
         log.info("auth_failed", protocol=protocol, peer=peer, mechanism=mechanism, reason=detail)
         await asyncio.sleep(self.config.failure_delay_seconds)
         return AuthError(AuthError.FAILED, detail)
@@ -127,25 +144,25 @@ class Authenticator:
         """
         if self.certificates is None:
             raise AuthError(AuthError.DISABLED)
-        ip_key = f"ip:{peer}"
-        self._throttle(ip_key, protocol=protocol, peer=peer)
+        ticket = await self._admit(peer, None, protocol=protocol)
         if der is None:
             raise await self._fail(
-                "no client certificate", ip_key, protocol=protocol, peer=peer, mechanism="external"
+                "no client certificate", ticket, protocol=protocol, peer=peer, mechanism="external"
             )
         try:
             who: ClientIdentity = await asyncio.to_thread(self.certificates.check, der)
         except CertificateRejected as exc:
             raise await self._fail(
-                exc.reason, ip_key, protocol=protocol, peer=peer, mechanism="external"
+                exc.reason, ticket, protocol=protocol, peer=peer, mechanism="external"
             ) from None
         if who.idnat is not None:
             candidates = await accounts_for_identity(self.db, IDNAT, who.idnat)
         else:
             candidates = await accounts_for_identity(self.db, SUBJECT, who.subject)
         account = await self._choose(
-            candidates, authzid, ip_key, protocol=protocol, peer=peer, mechanism="external"
+            candidates, authzid, ticket, protocol=protocol, peer=peer, mechanism="external"
         )
+        await self.guard.settle(ticket, ok=True, account=account.address)
         log.info(
             "auth_ok",
             protocol=protocol,
@@ -163,14 +180,12 @@ class Authenticator:
             verifier = self.patient_tokens
         if verifier is None:
             raise AuthError(AuthError.DISABLED)
-        ip_key = f"ip:{peer}"
-        keys = [ip_key] + ([f"user:{authzid.strip().lower()}"] if authzid else [])
-        self._throttle(*keys, protocol=protocol, peer=peer)
+        ticket = await self._admit(peer, authzid or None, protocol=protocol)
         try:
             subject = await verifier.subject(token)
         except TokenRejected as exc:
             raise await self._fail(
-                exc.reason, *keys, protocol=protocol, peer=peer, mechanism="oauth"
+                exc.reason, ticket, protocol=protocol, peer=peer, mechanism="oauth"
             ) from None
         if "@" in subject:
             found = await find_account(self.db, subject)
@@ -178,8 +193,9 @@ class Authenticator:
         else:
             candidates = await accounts_for_identity(self.db, IDNAT, subject)
         account = await self._choose(
-            candidates, authzid, *keys, protocol=protocol, peer=peer, mechanism="oauth"
+            candidates, authzid, ticket, protocol=protocol, peer=peer, mechanism="oauth"
         )
+        await self.guard.settle(ticket, ok=True, account=account.address)
         log.info("auth_ok", protocol=protocol, peer=peer, account=account.id, mechanism="oauth")
         return account
 
@@ -187,7 +203,8 @@ class Authenticator:
         self,
         candidates: list[AccountInfo],
         authzid: str,
-        *keys: str,
+        ticket: Ticket,
+        *,
         protocol: str,
         peer: str,
         mechanism: str,
@@ -199,40 +216,47 @@ class Authenticator:
             try:
                 wanted = normalize_address(authzid)
             except AccountError:
-                raise await self._fail("not a mail address", *keys, **fail) from None
+                raise await self._fail("not a mail address", ticket, **fail) from None
             for account in candidates:
                 if account.address == wanted:
                     return account
-            raise await self._fail("not allowed to use this mailbox", *keys, **fail)
+            raise await self._fail("not allowed to use this mailbox", ticket, **fail)
         if not candidates:
-            raise await self._fail("no mailbox is bound to these credentials", *keys, **fail)
+            raise await self._fail("no mailbox is bound to these credentials", ticket, **fail)
         if len(candidates) > 1:
             raise await self._fail(
-                "several mailboxes; name one as the authorization identity", *keys, **fail
+                "several mailboxes; name one as the authorization identity", ticket, **fail
             )
         return candidates[0]
 
     async def password(
         self, username: str, password: str, peer: str, protocol: str
     ) -> AccountInfo | None:
-        """The account if the password is right, else ``None``. Raises :class:`AuthError`."""
+        """The account if the password is right, else ``None``. Raises :class:`AuthError`.
+
+        The attempt is counted before the check (`server.auth.guard`), so parallel guesses
+        cannot all pass the limit; argon2id runs at most two at a time per source and per name.
+        """
         if not self.config.password_login:
             raise AuthError(AuthError.DISABLED)
-        ip_key, user_key = f"ip:{peer}", f"user:{username.strip().lower()}"
-        if self.limiter.blocked(ip_key) or self.limiter.blocked(user_key):
-            log.warning("auth_throttled", protocol=protocol, peer=peer)
-            raise AuthError(AuthError.THROTTLED)
-        account = await verify_password(self.db, username, password)
+        ticket = await self._admit(peer, username, protocol=protocol, pace=True)
+        check = await check_password(
+            self.db, username, password, argon2_slot=self.guard.checking(ticket)
+        )
+        account = check.account
         if self.password_filter is not None:
             account = await self.password_filter(username, password, account)
         if account is None:
-            self.limiter.record(ip_key)
-            self.limiter.record(user_key)
-            log.info("auth_failed", protocol=protocol, peer=peer, mechanism="password")
+            await self.guard.settle(ticket, ok=False)
+            log.info("auth_failed", protocol=protocol, peer=peer, mechanism="password",
+                     paced=ticket.wait > 0)  # fmt: skip
             # The delay is in the reply, awaited: other sessions are served meanwhile.
             await asyncio.sleep(self.config.failure_delay_seconds)
             return None
-        log.info("auth_ok", protocol=protocol, peer=peer, account=account.id)
+        await self.guard.settle(ticket, ok=True, account=account.address)
+        log.info("auth_ok", protocol=protocol, peer=peer, account=account.id,
+                 mechanism="password", remembered=check.remembered,
+                 paced=ticket.wait > 0)  # fmt: skip
         return account
 
 

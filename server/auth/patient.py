@@ -10,9 +10,9 @@ token for XOAUTH2/OAUTHBEARER in exchange, and app passwords for standard mail p
 - A code is accepted in the step before, at, or after the server's (clock drift), and only
   once: the last step used is stored and must grow (RFC 6238 §5.2), so a replayed code, even
   within its 30 seconds, is refused.
-- Failures count against the same per-address and per-account limiter as IMAP and SMTP logins
-  (`server.auth.authenticator.FailureLimiter`); every attempt, good or bad, is in the audit
-  log. Wrong or
+- Attempts count against the same per-address and per-account limits as IMAP and SMTP logins
+  (`server.auth.guard`, counted before the check); every attempt, good or bad, is in the
+  audit log. Wrong or
   replayed codes also count against a daily budget per account (:data:`CODE_FAILURES_PER_DAY`):
   the per-minute limit alone let someone holding the password try 14,400 codes a day (a 4 %
   chance a day of hitting one of the three codes in force), the budget makes it 0.01 %.
@@ -43,10 +43,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from directory.ins import is_patient_address
 from server.auth.authenticator import Authenticator, FailureLimiter
+from server.auth.guard import Throttled, Ticket
 from server.auth.oauth import TokenRejected, TokenVerifier
 from server.config import Config
 from storage import audit
-from storage.accounts import AccountInfo, find_account, verify_password
+from storage.accounts import AccountInfo, check_password, find_account
 from storage.db import Database
 from storage.spaces import SpaceError, SpaceStore, check_app_password
 
@@ -188,13 +189,16 @@ class PatientSignIn:
         self.clock = clock
         self.code_failures = FailureLimiter(CODE_FAILURES_PER_DAY, 24 * 3600)
 
-    def _keys(self, address: str, peer: str) -> list[str]:
-        return [f"ip:{peer}", f"user:{address.strip().lower()}"]
+    async def _admit(self, address: str, peer: str, *, pace: bool) -> Ticket:
+        try:
+            return await self.auth.guard.admit(peer, address, pace=pace)
+        except Throttled:
+            await audit.record(self.db, "unknown", "espace.signin.throttled", "-", peer=peer)
+            raise SignInError(429, "too many attempts; try again in a minute") from None
 
-    async def _fail(self, keys: list[str], peer: str, account: int | None, reason: str,
+    async def _fail(self, ticket: Ticket, peer: str, account: int | None, reason: str,
                     message: str, status: int = 401) -> SignInError:  # fmt: skip
-        for key in keys:
-            self.auth.limiter.record(key)
+        await self.auth.guard.settle(ticket, ok=False)
         await audit.record(self.db, f"account:{account}" if account else "unknown",
                            "espace.signin.failed", f"account:{account or '-'}", peer=peer,
                            detail={"reason": reason})  # fmt: skip
@@ -204,46 +208,52 @@ class PatientSignIn:
 
     async def first_factor(self, address: str, password: str, peer: str) -> AccountInfo:
         """The patient account if the password is right (rate limited, audited)."""
-        keys = self._keys(address, peer)
-        if any(self.auth.limiter.blocked(k) for k in keys):
-            await audit.record(self.db, "unknown", "espace.signin.throttled", "-", peer=peer)
-            raise SignInError(429, "too many attempts; try again in a minute")
-        account = await verify_password(self.db, address, password)
+        ticket = await self._admit(address, peer, pace=True)
+        check = await check_password(self.db, address, password,
+                                     argon2_slot=self.auth.guard.checking(ticket))  # fmt: skip
+        account = check.account
         if account is None or not is_patient_address(account.address):
-            raise await self._fail(keys, peer, None, "password", "wrong address or password")
+            raise await self._fail(ticket, peer, None, "password", "wrong address or password")
+        await self.auth.guard.settle(ticket, ok=True, account=account.address)
         return account
 
     async def second_factor(self, account: AccountInfo, code: str, peer: str,
                             *, confirm: bool = False) -> None:  # fmt: skip
-        keys = self._keys(account.address, peer)
-        if any(self.auth.limiter.blocked(k) for k in keys):
-            raise SignInError(429, "too many attempts; try again in a minute")
         budget = f"account:{account.id}"
         if self.code_failures.blocked(budget):
             await audit.record(self.db, f"account:{account.id}", "espace.signin.throttled",
                                f"account:{account.id}", peer=peer,
                                detail={"reason": "daily code budget"})  # fmt: skip
             raise SignInError(429, TOO_MANY_CODES)
+        ticket = await self._admit(account.address, peer, pace=False)
+        # Counted against the daily budget before the check, like the attempt itself: codes
+        # sent in parallel cannot all pass a check made before any of them failed.
+        self.code_failures.record(budget)
         found = await self.spaces.totp_secret(account.id)
         if found is None:
+            await self.auth.guard.settle(ticket, ok=True)
+            self.code_failures.forget_last(budget)
             raise SignInError(409, "two-factor sign-in is not enrolled")
         secret, confirmed = found
         if confirmed == confirm:  # confirming an enrolled secret, or signing in with a new one
+            await self.auth.guard.settle(ticket, ok=True)
+            self.code_failures.forget_last(budget)
             raise SignInError(409, "enrolment already confirmed" if confirm else
                               "two-factor sign-in is not enrolled")  # fmt: skip
         step = code_step(secret, code, self.clock())
         if step is None:
-            self.code_failures.record(budget)
-            raise await self._fail(keys, peer, account.id, "wrong code", "wrong code")
+            raise await self._fail(ticket, peer, account.id, "wrong code", "wrong code")
         if not await self.spaces.totp_use_step(account.id, step, confirm=confirm):
-            self.code_failures.record(budget)
-            raise await self._fail(keys, peer, account.id, "replayed code",
+            raise await self._fail(ticket, peer, account.id, "replayed code",
                                    "this code was already used; wait for the next one")  # fmt: skip
+        self.code_failures.forget_last(budget)
+        await self.auth.guard.settle(ticket, ok=True, account=account.address)
 
     async def sign_in(self, address: str, password: str, code: str, peer: str) -> AccountInfo:
         account = await self.first_factor(address, password, peer)
         if not await self.spaces.totp_enrolled(account.id):
-            raise await self._fail(self._keys(address, peer), peer, account.id, "not enrolled",
+            ticket = await self._admit(address, peer, pace=False)
+            raise await self._fail(ticket, peer, account.id, "not enrolled",
                                    "two-factor sign-in is not enrolled", 403)  # fmt: skip
         await self.second_factor(account, code, peer)
         await audit.record(self.db, f"account:{account.id}", "espace.signin.ok",

@@ -152,14 +152,25 @@ class Script:
     # -- connecting --------------------------------------------------------------------------
 
     @classmethod
-    def connect(cls, server: Server, *, starttls_port: bool = False, name: str = "tc") -> Script:
+    def connect(
+        cls,
+        server: Server,
+        *,
+        starttls_port: bool = False,
+        name: str = "tc",
+        source: str | None = None,
+        timeout: float = TIMEOUT,
+    ) -> Script:
         """Connect to the implicit-TLS port (trusting the data directory's root CA), or in
-        plaintext to the STARTTLS port. The greeting is left for the script to read."""
+        plaintext to the STARTTLS port, from the loopback address ``source`` if given
+        (127.0.0.2 …: a client at another address). The greeting is left for the script."""
         port = server.imap_port if starttls_port else server.imap_tls_port
-        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         if not starttls_port:
             sock = server.ssl_context().wrap_socket(sock, server_hostname="127.0.0.1")
-        return cls(LineSocket(sock, timeout=TIMEOUT), name)
+        return cls(LineSocket(sock, timeout=timeout), name)
 
     def starttls(self, server: Server) -> None:
         """The TLS handshake after ``OK`` to STARTTLS (nothing may be buffered before it)."""

@@ -21,7 +21,10 @@ PASSWORD = "dialogue-password-1"
 POOL = 24  # the most accounts one module uses; more are added (slowly) on demand
 # Failed logins are part of several scripts; the default throttle (10 a minute per client
 # address) would turn later tests' logins into NO [UNAVAILABLE].
-BASE_ENV = {"HYGIE_AUTH_MAX_FAILURES_PER_MINUTE": "100000"}
+BASE_ENV = {
+    "HYGIE_AUTH_MAX_FAILURES_PER_MINUTE": "100000",
+    "HYGIE_AUTH_MAX_FAILURES_PER_DAY": "100000",
+}
 
 
 @dataclass(frozen=True)

@@ -51,14 +51,17 @@ async def test_limited_per_address_and_per_account(db: Database, tmp_path: Path)
     auth = authenticator(db, tmp_path)
     for _ in range(3):
         assert await auth.password(ALICE, "wrong", "10.0.0.1", "imap") is None
-    # The address is blocked, whatever the account …
+    # The address is blocked on accounts that never logged in from it …
     with pytest.raises(AuthError) as caught:
         await auth.password(BOB, PASSWORD, "10.0.0.1", "imap")
     assert caught.value.reason == AuthError.THROTTLED
-    # … and the account is blocked, whatever the address (a distributed guesser).
-    with pytest.raises(AuthError):
-        await auth.password(ALICE, PASSWORD, "10.0.0.2", "smtp")
-    # Others are not.
+    # … and on the account it guessed, even with the right password.
+    with pytest.raises(AuthError) as caught:
+        await auth.password(ALICE, PASSWORD, "10.0.0.1", "smtp")
+    assert caught.value.reason == AuthError.THROTTLED
+    # The owner, from an address that has not failed, is not locked out (issue 17 finding 3):
+    # before, the account was refused from every address for a minute.
+    assert await auth.password(ALICE, PASSWORD, "10.0.0.2", "smtp") is not None
     assert await auth.password(BOB, PASSWORD, "10.0.0.2", "smtp") is not None
 
 
@@ -71,10 +74,12 @@ async def test_token_and_certificate_failures_count_too(db: Database, tmp_path: 
     with pytest.raises(AuthError) as caught:
         await auth.password(BOB, PASSWORD, "10.0.0.3", "smtp")
     assert caught.value.reason == AuthError.THROTTLED
-    # The token named ALICE: her account is limited as well.
+    # The token named ALICE: her account is limited from that address as well …
     with pytest.raises(AuthError) as caught:
-        await auth.password(ALICE, PASSWORD, "10.0.0.4", "smtp")
+        await auth.password(ALICE, PASSWORD, "10.0.0.3", "smtp")
     assert caught.value.reason == AuthError.THROTTLED
+    # … not from others.
+    assert await auth.password(ALICE, PASSWORD, "10.0.0.4", "smtp") is not None
 
 
 async def test_failures_do_not_stall_other_sessions(db: Database, tmp_path: Path) -> None:

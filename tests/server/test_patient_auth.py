@@ -15,7 +15,8 @@ import pyotp
 import pytest
 from sqlalchemy import update
 
-from server.auth.authenticator import Authenticator, AuthError, FailureLimiter
+from server.auth.authenticator import Authenticator, AuthError
+from server.auth.guard import Limits
 from server.auth.patient import (
     SESSION_AUDIENCE,
     PatientIssuer,
@@ -120,7 +121,8 @@ async def test_enrolment_sign_in_wrong_and_replayed_codes(world: World) -> None:
         await w.signin.sign_in(address, PASSWORD, code_at(secret, NOW - 30), PEER)
     with pytest.raises(SignInError, match="wrong code"):  # two steps ahead: out of the window
         await w.signin.sign_in(address, PASSWORD, code_at(secret, NOW + 60), PEER)
-    w.auth.limiter = FailureLimiter(6)  # a minute later: the failures above are forgotten
+    later = w.auth.guard.clock() + 61  # a minute later: the failures above are forgotten
+    w.auth.guard.clock = lambda: later
     with pytest.raises(SignInError, match="wrong address or password"):
         await w.signin.sign_in(address, "not-the-password", code_at(secret, NOW + 30), PEER)
     assert code_step(secret, "12a456", NOW) is None
@@ -205,7 +207,7 @@ async def test_wrong_codes_have_a_daily_budget_per_account(world: World) -> None
     from server.auth.patient import CODE_FAILURES_PER_DAY, TOO_MANY_CODES
 
     w = world
-    w.auth.limiter = FailureLimiter(10_000)  # the per-minute limit out of the way
+    w.auth.guard.limits = Limits(10_000, 10_000)  # the login limits out of the way
     secret = (await w.signin.enrol(w.other, PEER)).secret
     await w.signin.confirm(w.other, code_at(secret, NOW), PEER)
     wrong = "999999" if code_at(secret, NOW + 30) != "999999" else "888888"

@@ -30,8 +30,14 @@ class LineSocket:
         self.buffer = bytearray()
 
     @classmethod
-    def connect(cls, port: int, context: ssl.SSLContext | None = None) -> LineSocket:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    def connect(
+        cls, port: int, context: ssl.SSLContext | None = None, *, source: str | None = None
+    ) -> LineSocket:
+        """``source``: the loopback address to connect from (127.0.0.2 …), to play a client
+        at another address."""
+        sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=TIMEOUT, source_address=(source, 0) if source else None
+        )
         if context is not None:
             sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
         return cls(sock)
@@ -108,9 +114,11 @@ class SmtpDialogue:
         self.transcript: list[str] = []
 
     @classmethod
-    def connect(cls, port: int, context: ssl.SSLContext | None = None) -> SmtpDialogue:
+    def connect(
+        cls, port: int, context: ssl.SSLContext | None = None, *, source: str | None = None
+    ) -> SmtpDialogue:
         """Connect in plaintext (submission port) or, with ``context``, in implicit TLS."""
-        return cls(LineSocket.connect(port, context))
+        return cls(LineSocket.connect(port, context, source=source))
 
     def C(self, line: str | bytes) -> None:
         data = line.encode() if isinstance(line, str) else line
