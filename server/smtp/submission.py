@@ -500,7 +500,7 @@ class SubmissionHandler:
             if problem is not None:
                 return f"554 5.6.0 {problem}"
         if isinstance(session.auth_data, AccountInfo):
-            refusal = await self.policy.from_header(session.auth_data, raw)
+            raw, refusal = await self.policy.header(session.auth_data, raw)
             if refusal is not None:
                 return refusal
             if self.apps is not None:  # what the message carries names the consent scope
