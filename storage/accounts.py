@@ -177,9 +177,14 @@ async def verify_password(db: Database, address: str, password: str) -> AccountI
         a = await session.scalar(select(Account).where(Account.address == address))
     stored = a.password_hash if a is not None and a.password_hash else None
 
+    # IMAP hands over bytes that are not UTF-8 as surrogate escapes, JSON may carry lone
+    # surrogates (issue 17): no password anyone set has one, so such a password is simply
+    # wrong, and must not fail the encoding.
+    secret = password.encode("utf-8", "surrogatepass")
+
     def check() -> bool:
         try:
-            return _HASHER.verify(stored or _dummy_hash(), password)
+            return _HASHER.verify(stored or _dummy_hash(), secret)
         except (VerificationError, InvalidHashError):
             return False
 
