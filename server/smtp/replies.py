@@ -24,6 +24,7 @@ S500_LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 §4.5.3.1.6: 1000 octets
 S501_BAD_ADDRESS = "501 5.1.3 Bad address syntax"
 S501_BAD_BASE64 = "501 5.5.2 Cannot decode base64"
 S530_STARTTLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
+S503_TLS_ACTIVE = "503 5.5.1 TLS already active (RFC 3207 §4.2)"
 S530_AUTH_REQUIRED = "530 5.7.0 Authentication required"
 S534_MECH_TOO_WEAK = "534 5.7.9 Authentication mechanism not enabled on this server"
 S535_AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"

@@ -209,6 +209,14 @@ class HygieSMTP(SMTP):
             return result
         return m[1], m[2]
 
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # RFC 3207 §4.2: no STARTTLS once TLS is on. aiosmtpd would answer 220 and stack a
+        # second TLS layer on the first (whose teardown then fails inside asyncio).
+        if self.tls_active:
+            await self.push(S.S503_TLS_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
+
     @property
     def tls_active(self) -> bool:
         return self.implicit_tls or self._tls_protocol is not None

@@ -164,6 +164,18 @@ def test_from_with_space_before_the_colon_is_a_from_field(
     assert uid not in paul.search("FROM", quoted("claire"))
 
 
+def test_a_header_that_starts_folded_hides_no_from(tc: SmtpDialogue, paul: Reader) -> None:
+    """A first line starting with white space continues nothing: it is no From field (once
+    stored it would continue the server's ``Received:``). So the message has no From, one is
+    added on top, the line continues it, and the From that results names Claire: refused.
+    (The old check read no From here, and IMAP showed an empty sender.)"""
+    subject = unique("folded-first")
+    reply = submit(tc, f" From: <{CLAIRE}>\r\nTo: <{PAUL}>\r\nSubject: {subject}\r\n\r\nx\r\n"
+                   .encode())  # fmt: skip
+    assert (reply.code, reply.lines[0][:11]) == (550, "5.7.1 From:"), reply
+    assert paul.uid(subject) is None
+
+
 def test_a_second_from_field_is_refused(tc: SmtpDialogue, paul: Reader) -> None:
     subject = unique("two-from")
     refused(tc, "More than one From", subject, f"From: <{JEAN}>", f"From : <{CLAIRE}>")

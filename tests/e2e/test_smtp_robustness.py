@@ -53,7 +53,8 @@ class Log:
 
     def assert_no_traceback(self) -> None:
         text = self.text()
-        assert "Traceback" not in text and "smtp_session_failed" not in text, text[-4000:]
+        bad = ("Traceback", "smtp_session_failed", " ERROR ", '"level": "error"')
+        assert not any(b in text for b in bad), text[-4000:]
 
 
 @pytest.fixture
@@ -167,9 +168,29 @@ def test_a_client_that_drops_during_tls_writes(server: ServerProcess, log: Log) 
     log.assert_no_traceback()
 
 
-def test_imap_authenticate_with_bytes_that_are_not_ascii(
-    server: ServerProcess, log: Log
-) -> None:
+def test_starttls_once_tls_is_on(server: ServerProcess, log: Log) -> None:
+    """RFC 3207 §4.2: a second STARTTLS is refused, on 2587 after STARTTLS and on 2465; it
+    used to get 220 and a TLS layer on top of the first, whose teardown (the client leaving)
+    logged a traceback from inside asyncio."""
+    tc = SmtpDialogue.connect(server.smtp_port)
+    tc.greet_and_tls(server.ssl_context())
+    tc.C("STARTTLS")
+    tc.S("503 5.5.1")
+    tc.C("NOOP")
+    tc.S("250")  # still talking over the first TLS layer
+    tc.close()
+    tc = SmtpDialogue.connect(server.smtp_tls_port, server.ssl_context())
+    tc.S("220")
+    tc.C("EHLO client.test")
+    tc.S("250")
+    tc.C("STARTTLS")
+    tc.S("503 5.5.1")
+    tc.close()
+    time.sleep(0.5)
+    log.assert_no_traceback()
+
+
+def test_imap_authenticate_with_bytes_that_are_not_ascii(server: ServerProcess, log: Log) -> None:
     """IMAP AUTHENTICATE reads bytes (RFC 9051 §6.2.2): the same bytes get BAD, no traceback."""
     tc = Script.connect(server)
     tc.greeting()
