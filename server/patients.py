@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 
 import structlog
 
 from server.config import Config
+from server.imap.proto.message import parse_addresses, read_header
 from storage.accounts import AccountError, normalize_address
 from storage.correspondents import CorrespondentBook
 from storage.mailstore import Recipient
@@ -36,11 +35,12 @@ def is_patient_address(address: str) -> bool:
 
 
 def ends_exchange(raw: bytes) -> bool:
-    """``X-MSS-MES: FIN`` (preferred) or the subject ``[FIN]`` (MSSanté ENS MES v1.3)."""
-    headers = BytesHeaderParser().parsebytes(raw)
-    if str(headers.get("X-MSS-MES", "")).strip().upper() == "FIN":
+    """``X-MSS-MES: FIN`` (preferred) or the subject ``[FIN]`` (MSSanté ENS MES v1.3), read
+    as IMAP reads the header (issue 17: one reading for every check)."""
+    headers = read_header(raw).first()
+    if headers.get("x-mss-mes", "").strip().upper() == "FIN":
         return True
-    return str(headers.get("Subject", "")).strip().upper() == "[FIN]"
+    return headers.get("subject", "").strip().upper() == "[FIN]"
 
 
 class PatientRules:
@@ -66,17 +66,20 @@ class PatientRules:
         patients = [r for r in recipients if is_patient_address(r.address)]
         if not patients or not sender or is_patient_address(sender):
             return
-        headers = BytesHeaderParser().parsebytes(raw)
         addresses = {sender.lower()}
-        for _, reply_to in getaddresses([str(h) for h in headers.get_all("Reply-To", [])]):
-            try:
-                address = normalize_address(reply_to)
-            except AccountError:
-                continue
-            # Only an MSSanté address (one of ours, or of a trusted operator) and never a
-            # patient's: a Reply-To cannot open a channel to the outside world.
-            if not is_patient_address(address) and self.is_mssante(address.rsplit("@", 1)[1]):
-                addresses.add(address)
+        # The Reply-To the patient's mail reader shows (ENVELOPE), read as IMAP reads it.
+        for value in read_header(raw).values("reply-to"):
+            for _, _, mailbox, host in parse_addresses(value) or []:
+                if host is None:
+                    continue  # a group's start or end
+                try:
+                    address = normalize_address(f"{mailbox}@{host}")
+                except AccountError:
+                    continue
+                # Only an MSSanté address (one of ours, or of a trusted operator) and never a
+                # patient's: a Reply-To cannot open a channel to the outside world.
+                if not is_patient_address(address) and self.is_mssante(address.rsplit("@", 1)[1]):
+                    addresses.add(address)
         closed = ends_exchange(raw)
         for patient in patients:
             await self.book.record(patient.account_id, addresses, closed=closed)
