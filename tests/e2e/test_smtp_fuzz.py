@@ -371,6 +371,24 @@ class Dialogue:
         return code
 
 
+def answer_challenges(d: Dialogue, rng: Rng, code: int | None) -> int | None:
+    """Answer each SASL challenge (334), well or badly; the code of the final reply."""
+    while code == 334:
+        answers = [
+            b"\xee\xff",
+            b"*",
+            b"",
+            _b64(rng.randbytes(12)),
+            _b64(b"\x01"),
+            _b64(f"\0{JEAN}\0{PASSWORD}".encode()),
+            b"QUFB" * 4000,
+            _b64(JEAN.encode()),
+        ]
+        d.send(rng.choice(answers) + b"\r\n")
+        code = d.reply()
+    return code
+
+
 def one_session(server: ServerProcess, token: str, rng: Rng, n: int, found: Findings) -> None:
     context = server.ssl_context()
     transcript: list[bytes] = []
@@ -393,6 +411,12 @@ def one_session(server: ServerProcess, token: str, rng: Rng, n: int, found: Find
         if rng.random() < 0.8:
             d.send(b"EHLO client.test\r\n")
             d.reply()
+        if rng.random() < 0.4:  # AUTH attempts before logging in: mutated, any mechanism
+            for _ in range(rng.randint(1, 3)):
+                attempt = _auth(rng)
+                d.send((mutate(rng, attempt) if rng.random() < 0.5 else attempt) + b"\r\n")
+                if answer_challenges(d, rng, d.reply()) is None:
+                    return
         login = rng.random()
         if login < 0.7:  # a token: argon2 would make the password the fuzz's slowest part
             d.send(
@@ -414,23 +438,7 @@ def one_session(server: ServerProcess, token: str, rng: Rng, n: int, found: Find
                 code = d.reply()
                 if code is None:
                     return
-                while code == 334:  # a SASL challenge: answer it, well or badly
-                    d.send(
-                        rng.choice(
-                            [
-                                b"\xee\xff",
-                                b"*",
-                                b"",
-                                _b64(rng.randbytes(12)),
-                                _b64(f"\0{JEAN}\0{PASSWORD}".encode()),
-                                b"QUFB" * 4000,
-                                _b64(b"\x01"),
-                                _b64(JEAN.encode()),
-                            ]
-                        )
-                        + b"\r\n"
-                    )
-                    code = d.reply()
+                code = answer_challenges(d, rng, code)
                 if code == 354:
                     d.send(message(rng, n) + b".\r\n")
                     code = d.reply()
