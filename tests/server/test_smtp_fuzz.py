@@ -14,18 +14,23 @@ from typing import Any
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from server import dsn
-from server.delivery import Trace, received_field
 from server.imap.proto.message import analyze, decode_words, read_header
-from server.smtp import from_rules
+from server.smtp import from_rules, submission
 from server.smtp.submission import HygieSMTP, _take_params, decode_initial_response
+
+# What submission itself uses (reached through it, wherever the modules live): its DSN
+# parameter parser, and the stamping that puts Received: on top before delivery.
+dsn = submission.dsn
+STAMPER = submission.LocalDelivery(None)  # type: ignore[arg-type]  # stamp() needs no store
 
 SEED = 17
 FUZZ = settings(
     max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 OWN = "jean.dupont@hygie.test"
-TRACE = Trace("client.test", "127.0.0.1", "ESMTPSA", "TLSv1.3 TLS_AES_256_GCM_SHA384", "mx")
+TRACE = submission.Trace(
+    "client.test", "127.0.0.1", "ESMTPSA", "TLSv1.3 TLS_AES_256_GCM_SHA384", "mx"
+)
 
 # Pieces of header sections: field names as written (obsolete spacing, case, look-alikes),
 # address-list values (display names, encoded words, groups, comments, routes), folding.
@@ -176,7 +181,7 @@ def test_any_bytes_read_as_a_header(raw: bytes) -> None:
 def test_the_stored_message_reads_as_the_checked_one(raw: bytes) -> None:
     """Submission checks the message before putting ``Received:`` on top; IMAP reads the
     stamped one. Both readings agree on every named field, so on ENVELOPE."""
-    stamped = received_field(TRACE, "QUEUEID") + raw
+    _, stamped = STAMPER.stamp(raw, TRACE)
     before = [(n, f) for n, f in read_header(raw).fields if n]
     after = [(n, f) for n, f in read_header(stamped).fields if n]
     assert after[0][0] == "received"
@@ -208,7 +213,7 @@ def test_the_from_rules_refuse_or_claim_and_what_imap_shows_was_checked(raw: byt
     if claimed != {OWN}:
         return  # the directory decides on the others; jean may only use his own
     # Accepted: ENVELOPE and SEARCH FROM show jean's address only, under no posing name.
-    envelope = analyze(received_field(TRACE, "Q") + raw)["envelope"]
+    envelope = analyze(STAMPER.stamp(raw, TRACE)[1])["envelope"]
     assert len(header.values("from")) == 1
     for field in ("from", "sender"):
         assert set(_mailboxes(envelope[field])) == {OWN}, envelope[field]
