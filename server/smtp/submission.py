@@ -32,6 +32,7 @@ from aiosmtpd.smtp import (
     Session,
     TLSSetupException,
     _Missing,
+    syntax,
 )
 
 from server import dsn, mss_headers, sasl
@@ -209,6 +210,7 @@ class HygieSMTP(SMTP):
             return result
         return m[1], m[2]
 
+    @syntax("STARTTLS", when="tls_context")  # as aiosmtpd's: HELP lists it
     async def smtp_STARTTLS(self, arg: str) -> None:
         # RFC 3207 §4.2: no STARTTLS once TLS is on. aiosmtpd would answer 220 and stack a
         # second TLS layer on the first (whose teardown then fails inside asyncio).
