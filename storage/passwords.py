@@ -58,9 +58,13 @@ def hash_password(password: str) -> str:
 
 
 def verify(stored: str, password: str) -> bool:
-    """Whether ``password`` matches ``stored`` (any argon2 parameters); never raises."""
+    """Whether ``password`` matches ``stored`` (any argon2 parameters); never raises.
+
+    IMAP hands over bytes that are not UTF-8 as surrogate escapes, JSON may carry lone
+    surrogates (issue 17): no password anyone set has one, so such a password is simply
+    wrong, and must not fail the encoding."""
     try:
-        return HASHER.verify(stored, password)
+        return HASHER.verify(stored, password.encode("utf-8", "surrogatepass"))
     except (VerificationError, InvalidHashError):
         return False
 
@@ -98,7 +102,8 @@ class VerifiedCredentials:
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
 
     def _mac(self, account_id: int, stored: str, password: str) -> bytes:
-        message = b"%d\x00%s\x00%s" % (account_id, stored.encode(), password.encode())
+        secret = password.encode("utf-8", "surrogatepass")
+        message = b"%d\x00%s\x00%s" % (account_id, stored.encode(), secret)
         return hmac.digest(self._secret, message, "sha256")
 
     def matches(self, account_id: int, stored: str, password: str) -> bool:

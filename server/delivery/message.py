@@ -14,11 +14,18 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
-from email.utils import getaddresses
 from typing import Any
 
-from server.imap.proto.message import MessageInfo, Part, analyze, decode_body, split_fields
+from server.imap.proto.message import (
+    HeaderFields,
+    MessageInfo,
+    Part,
+    analyze,
+    decode_body,
+    decode_words,
+    parse_addresses,
+    read_header,
+)
 
 #: Parses made since start (the pipeline parses each message once; tests count this).
 _parses = 0
@@ -48,6 +55,7 @@ class Leaf:
 class Message:
     raw: bytes
     info: MessageInfo = field(repr=False)
+    header_fields: HeaderFields = field(repr=False)  # the reading the From rules check
     fields: tuple[tuple[str, str], ...] = field(repr=False)  # (lower-case name, value)
 
     @property
@@ -68,8 +76,14 @@ class Message:
         return decode_words(self.header(name) or "")
 
     def addresses(self, name: str) -> list[tuple[str, str]]:
-        """(display name decoded, address) of every address in every field ``name``."""
-        return [(decode_words(n), a) for n, a in getaddresses(self.headers(name))]
+        """(display name decoded, address) of every address in every field ``name``, read as
+        IMAP's ENVELOPE reads them (group markers left out)."""
+        found = []
+        for value in self.headers(name):
+            for display, _adl, mailbox, host in parse_addresses(value) or []:
+                if mailbox is not None and host is not None:
+                    found.append((decode_words(display), f"{mailbox}@{host}"))
+        return found
 
     @property
     def header_block(self) -> bytes:
@@ -137,23 +151,11 @@ def parse(raw: bytes) -> Message:
     """Read ``raw`` once (CPU only: large messages are parsed in a worker thread)."""
     global _parses
     info = analyze(raw)
-    block = raw[: info["header_length"]]
-    fields = tuple(
-        (name, _value(field_bytes)) for name, field_bytes in split_fields(block) if name
-    )
+    header = read_header(raw)
+    fields = tuple((name, _value(field_bytes)) for name, field_bytes in header.fields if name)
     with _parses_lock:
         _parses += 1
-    return Message(raw, info, fields)
-
-
-def decode_words(value: str) -> str:
-    """RFC 2047 encoded words decoded; a malformed one is left as written."""
-    if "=?" not in value:
-        return value
-    try:
-        return str(make_header(decode_header(value)))
-    except (ValueError, LookupError, UnicodeDecodeError):
-        return value
+    return Message(raw, info, header, fields)
 
 
 def _value(raw_field: bytes) -> str:

@@ -24,15 +24,27 @@ S500_LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 §4.5.3.1.6: 1000 octets
 S501_BAD_ADDRESS = "501 5.1.3 Bad address syntax"
 S501_BAD_BASE64 = "501 5.5.2 Cannot decode base64"
 S530_STARTTLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
+S503_TLS_ACTIVE = "503 5.5.1 TLS already active (RFC 3207 §4.2)"
 S530_AUTH_REQUIRED = "530 5.7.0 Authentication required"
 S534_MECH_TOO_WEAK = "534 5.7.9 Authentication mechanism not enabled on this server"
 S535_AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
 S501_BAD_SASL = "501 5.5.2 Malformed SASL message"
+S501_AUTH_CANCELLED = "501 5.7.0 Authentication cancelled"
+S500_AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication exchange line too long (RFC 4954 §4: 12288)"
 S504_MECH_UNAVAILABLE = "504 5.5.4 Authentication mechanism not available on this connection"
 S550_NO_SUCH_USER = "550 5.1.1 No such user here"
 S552_TOO_BIG = "552 5.3.4 Message too big for this server"
 S553_SENDER_NOT_OWNED = "553 5.7.1 Sender address not owned by the authenticated account"
-S550_FROM_NOT_OWNED = "550 5.7.1 From: address not one the authenticated account may send as"
+# From rules (issue 17; RFC 5322 §3.6.2, RFC 6409 §8.1). {field} is the field's name as in
+# RFC 5322: From, Sender, Reply-To, Resent-From, Resent-Sender, Resent-To …
+S550_FIELD_NOT_OWNED = "550 5.7.1 {field}: address not one the authenticated account may send as"
+S550_FROM_NOT_OWNED = S550_FIELD_NOT_OWNED.format(field="From")
+S550_FROM_TWICE = "550 5.7.1 More than one From: field (RFC 5322 §3.6: exactly one)"
+S550_FROM_EMPTY = "550 5.7.1 From: field without an address"
+S550_NAME_SHOWS_ADDRESS = (
+    "550 5.7.1 {field}: a display name may not show an address other than the mailbox's own"
+)
+S550_SOURCE_ROUTE = "550 5.7.1 {field}: source routes (obsolete syntax) are not accepted"
 S554_RELAY_DENIED = "554 5.7.1 Relay access denied: this server only delivers to its own domains"
 S554_BARE_NEWLINE = (
     "554 5.6.0 Bare CR or LF in message data (RFC 5321 §2.3.8): lines must end with CRLF"

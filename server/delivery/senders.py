@@ -1,17 +1,26 @@
-"""Who a message says it is from (design.md §2 step 3, the *check* hooks of submission):
-every ``From:`` address is a mailbox the authenticated account may send as
-(:func:`directory.lookup.may_send_as`, RFC 5322 §3.6.2), read from the same header fields a
-mail reader will show (:mod:`server.delivery.message`): ``550 5.7.1`` otherwise.
+"""Who a message says it is from (design.md §2 step 3, a *check* of submission; issue 17).
+
+The pipeline parsed the header once, as IMAP reads it (:mod:`server.delivery.message`); the
+From rules (:mod:`server.delivery.from_rules`) read the addresses it claims from that reading,
+so what was checked is what a mail reader shows: exactly one ``From:`` (the submission
+listener adds one from the account when there is none, RFC 6409 §8.1), every address of From,
+Sender, Resent-From and Resent-Sender a mailbox the account may send as
+(:func:`directory.lookup.may_send_as`), no display name posing as another address. A refusal
+is ``550 5.7.1`` naming the field.
 """
 
 from __future__ import annotations
 
+import structlog
+
 from directory import lookup
+from server.delivery import from_rules
 from server.delivery import replies as S
 from server.delivery.message import Message
 from server.delivery.pipeline import Envelope, Origin, Step
-from storage.accounts import AccountError, normalize_address
 from storage.db import Database
+
+log = structlog.get_logger("hygie.smtp")
 
 
 class FromRules(Step):
@@ -25,11 +34,17 @@ class FromRules(Step):
         account = envelope.account
         if account is None:
             return None
-        for _name, address in message.addresses("From"):
-            try:
-                normalized = normalize_address(address)
-            except AccountError:
-                return S.S550_FROM_NOT_OWNED
-            if not await lookup.may_send_as(self.db, account.address, normalized):
-                return S.S550_FROM_NOT_OWNED
+        try:
+            claims = from_rules.claims(message.header_fields)
+        except from_rules.Refused as refused:
+            log.info("from_refused", account=account.id, rule=refused.rule, field=refused.field)
+            return refused.reply
+        checked: set[str] = set()
+        for claim in claims:
+            if claim.address in checked:
+                continue
+            checked.add(claim.address)
+            if not await lookup.may_send_as(self.db, account.address, claim.address):
+                log.info("from_refused", account=account.id, rule="not_owned", field=claim.field)
+                return S.S550_FIELD_NOT_OWNED.format(field=claim.field)
         return None

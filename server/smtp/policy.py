@@ -1,4 +1,4 @@
-"""Submission policy backed by the directory (design.md §2 step 1, issue 5 item 6).
+"""Submission policy backed by the directory (design.md §2 step 1, issue 5 item 6, issue 17).
 
 - RCPT TO a local address: the account must exist (checked by the hook) and, if the directory
   lists the address, that entry must be active: a closed mailbox gets ``550 5.1.1``.

@@ -20,21 +20,32 @@ import re
 import ssl
 import warnings
 import weakref
-from base64 import b64decode
+from base64 import b64decode, b64encode
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    Envelope,
+    Session,
+    TLSSetupException,
+    _Missing,
+    syntax,
+)
 
 from mailformats import dsn
 from server.auth import sasl
 from server.auth.authenticator import Authenticator, AuthError
 from server.config import Config
+from server.delivery import from_rules
 from server.delivery import replies as S
 from server.delivery.pipeline import Envelope as Transaction
 from server.delivery.pipeline import Origin, Pipeline
 from server.delivery.trace import Trace
+from server.imap.proto.message import read_header
 from server.outbound.trust import ascii_domain
 from server.smtp.policy import SubmissionPolicy
 from storage.accounts import AccountError, AccountInfo, normalize_address
@@ -62,6 +73,10 @@ _SIMPLE_PATH = re.compile(
 )
 
 
+#: RFC 4954 §4: an AUTH command line, and a response to a challenge, may be 12288 octets.
+AUTH_LINE_LIMIT = 12288
+
+
 class HygieSMTP(SMTP):
     """aiosmtpd's SMTP with our reply wording and implicit-TLS awareness."""
 
@@ -77,10 +92,11 @@ class HygieSMTP(SMTP):
         self.implicit_tls = implicit_tls
         # RFC 4954 §4: an AUTH command line may be up to 12288 octets (bearer tokens are long).
         self.command_size_limits = collections.defaultdict(
-            lambda: SMTP.command_size_limit, {"AUTH": 12288}
+            lambda: SMTP.command_size_limit, {"AUTH": AUTH_LINE_LIMIT}
         )
         self.max_session_seconds = max_session_seconds
         self._expiry: asyncio.TimerHandle | None = None
+        self._gone = False
         # Prometheus (issue 11 item 4): the handler's metrics count connections and commands.
         self.metrics: ServerMetrics | None = getattr(handler, "metrics", None)
         self.service = str(getattr(handler, "service", "smtp"))
@@ -112,9 +128,65 @@ class HygieSMTP(SMTP):
             transport.close()
 
     async def push(self, status: Any) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            # The connection is going (we closed it after a 421/502, or the client left): a
+            # reply cannot be delivered, and asyncio's TLS transport, once closed twice, fails
+            # on any write (AttributeError … _write_appdata). End the session as the
+            # disconnect it is; aiosmtpd does the same when the connection is lost.
+            if not self._gone:
+                self._gone = True
+                log.info("smtp_client_gone", peer=_peer_ip(self.session))
+            raise asyncio.CancelledError
         if isinstance(status, str):
             status = S.enhance(status)
         await super().push(status)
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> bytes | _Missing:
+        """RFC 4954 §4: a ``334`` challenge and the client's base64 answer, as aiosmtpd's, but
+        reading an answer of up to 12288 octets (bearer tokens are long) and answering one that
+        is longer, or not base64, with a 501 and one log line instead of a traceback."""
+        data = challenge.encode() if isinstance(challenge, str) else challenge
+        await self.push(b"334 " + (b64encode(data) if encode_to_b64 else data))
+        line = await self._read_auth_line()
+        if line is None:
+            log.info("smtp_auth_line_too_long", peer=_peer_ip(self.session))
+            await self.push(S.S500_AUTH_LINE_TOO_LONG)
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":  # RFC 4954 §4: the client cancels the exchange
+            await self.push(S.S501_AUTH_CANCELLED)
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except binascii.Error:
+            log.info("smtp_auth_bad_base64", step="response", peer=_peer_ip(self.session))
+            await self.push(S.S501_BAD_BASE64)
+            return MISSING
+
+    async def _read_auth_line(self) -> bytes | None:
+        """One line of at most :data:`AUTH_LINE_LIMIT` octets; None (the line read and
+        dropped) when longer. The stream's own limit is the 1001 octets of a command line."""
+        reader = self._reader
+        kept = bytearray()
+        too_long = False
+        while True:
+            try:
+                chunk = await reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError as exc:
+                chunk = await reader.read(max(exc.consumed, 1))
+            except asyncio.IncompleteReadError as exc:  # the client left mid-line
+                chunk = exc.partial + b"\n"
+            if not too_long:
+                kept += chunk
+                too_long = len(kept) > AUTH_LINE_LIMIT
+            if chunk.endswith(b"\n"):
+                return None if too_long else bytes(kept)
 
     # RFC 3461 §4: aiosmtpd refuses parameters it does not know and upper-cases the rest;
     # the DSN ones (whose values are case-sensitive xtext) are taken out here, kept as sent,
@@ -138,6 +210,15 @@ class HygieSMTP(SMTP):
             result: tuple[str | None, str | None] = super()._getaddr(arg)
             return result
         return m[1], m[2]
+
+    @syntax("STARTTLS", when="tls_context")  # as aiosmtpd's: HELP lists it
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # RFC 3207 §4.2: no STARTTLS once TLS is on. aiosmtpd would answer 220 and stack a
+        # second TLS layer on the first (whose teardown then fails inside asyncio).
+        if self.tls_active:
+            await self.push(S.S503_TLS_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
 
     @property
     def tls_active(self) -> bool:
@@ -248,13 +329,7 @@ class SubmissionHandler:
         if len(args) == 1:
             blob = await server.challenge_auth("")
             return blob if isinstance(blob, bytes) else None
-        if args[1] == "=":
-            return b""
-        try:
-            return b64decode(args[1].encode(), validate=True)
-        except binascii.Error:
-            await server.push(S.S501_BAD_BASE64)
-            return None
+        return await _initial_response(server, args)
 
     async def _refused(self, server: HygieSMTP, exc: AuthError) -> AuthResult:
         if exc.reason == AuthError.THROTTLED:
@@ -347,11 +422,10 @@ class SubmissionHandler:
             if not isinstance(blob, bytes):
                 return AuthResult(success=False, handled=True)
         else:
-            try:
-                blob = b64decode(args[1].encode(), validate=True) if args[1] != "=" else b""
-            except binascii.Error:
-                await server.push(S.S501_BAD_BASE64)
+            initial = await _initial_response(server, args)
+            if initial is None:
                 return AuthResult(success=False, handled=True)
+            blob = initial
         parts = blob.split(b"\x00")
         if len(parts) != 3:
             await server.push("501 5.5.2 Malformed PLAIN credentials")
@@ -369,11 +443,10 @@ class SubmissionHandler:
             if not isinstance(login, bytes):
                 return AuthResult(success=False, handled=True)
         else:
-            try:
-                login = b64decode(args[1].encode(), validate=True)
-            except binascii.Error:
-                await server.push(S.S501_BAD_BASE64)
+            initial = await _initial_response(server, args)
+            if initial is None:
                 return AuthResult(success=False, handled=True)
+            login = initial
         password = await server.challenge_auth("Password:")
         if not isinstance(password, bytes):
             return AuthResult(success=False, handled=True)
@@ -496,6 +569,8 @@ class SubmissionHandler:
         account = session.auth_data
         if not isinstance(account, AccountInfo):
             return S.S530_AUTH_REQUIRED
+        if from_rules.needs_from(read_header(raw)):  # RFC 6409 §8.1: the MSA adds From
+            raw = from_rules.with_from(raw, account.address)
         notify: dict[int, tuple[str, dsn.DsnRcpt]] = getattr(envelope, "hygie_notify", {})
         transaction = Transaction(
             origin=Origin.SUBMISSION,
@@ -515,6 +590,28 @@ class SubmissionHandler:
                 recipients=len(outcome.delivered), remote=len(transaction.remote), size=len(raw),
             )  # fmt: skip
         return outcome.reply
+
+
+def decode_initial_response(arg: str) -> bytes | None:
+    """RFC 4954 §4: initial-response = base64 / "=" (the empty response); None when ``arg``
+    is neither. aiosmtpd hands the argument over as UTF-8 with surrogate escapes, so bytes that
+    are not ASCII are not base64 either (and must not reach ``str.encode``)."""
+    if arg == "=":
+        return b""
+    try:
+        return b64decode(arg.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        return None
+
+
+async def _initial_response(server: HygieSMTP, args: list[str]) -> bytes | None:
+    """The decoded initial response of ``AUTH mechanism response``; ``None`` once 501 has been
+    sent for one that is not base64 (and the one log line written)."""
+    decoded = decode_initial_response(args[1])
+    if decoded is None:
+        log.info("smtp_auth_bad_base64", mechanism=args[0].upper(), peer=_peer_ip(server.session))
+        await server.push(S.S501_BAD_BASE64)
+    return decoded
 
 
 def _orcpt(params: dsn.DsnRcpt) -> str | None:

@@ -170,6 +170,20 @@ def test_one_identity_many_mailboxes_authzid_chooses(
     conn.quit()
 
 
+def test_external_initial_response_that_is_not_ascii(
+    server: ServerProcess, pierre: Credentials
+) -> None:
+    """Issue 17: bytes that are not base64 get 501 5.5.2 (not a 451 and a traceback)."""
+    conn = smtp(server, pierre)
+    conn.send(b"AUTH EXTERNAL \xee\xff\r\n")
+    code, text = conn.getreply()
+    assert (code, text[:5]) == (501, b"5.5.2")
+    code, _ = conn.docmd("AUTH", f"EXTERNAL {b64(PIERRE)}")
+    assert code == 235
+    conn.quit()
+    assert "Traceback" not in server.log_tail()
+
+
 def test_curl_sends_and_imaplib_reads_with_certificates(
     server: ServerProcess, pierre: Credentials, secretariat: Credentials, tmp_path: Path
 ) -> None:

@@ -16,14 +16,16 @@ from tests.support.servers import start_server, stop_server
 DOCTOR = "dr.martin@hygie.test"
 SECRETARIAT = "secretariat@hygie.test"
 OTHER = "dr.autre@hygie.test"
+LENOIR = "dr.lenoir@hygie.test"
+ACCUEIL = "accueil@hygie.test"
 PATIENT = "279035121518989@patient.hygie.test"
 PASSWORD = "patient-rules-password-1"
 
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    srv = start_server(request, "sqlite", dict.fromkeys([DOCTOR, SECRETARIAT, OTHER, PATIENT],
-                                                        PASSWORD))  # fmt: skip
+    accounts = [DOCTOR, SECRETARIAT, OTHER, LENOIR, ACCUEIL, PATIENT]
+    srv = start_server(request, "sqlite", dict.fromkeys(accounts, PASSWORD))
     yield srv
     stop_server(srv)
 
@@ -64,6 +66,16 @@ def test_reply_rules_follow_the_professional(server: ServerProcess) -> None:
     assert send(server, PATIENT, DOCTOR, "Re: Nouveau rendez-vous")[0] == 250
     assert send(server, DOCTOR, PATIENT, "[FIN]")[0] == 250
     assert send(server, PATIENT, DOCTOR, "Re: [FIN]")[0] == 550
+
+
+def test_the_rules_read_the_header_as_the_patients_mail_reader(server: ServerProcess) -> None:
+    """Issue 17: the header is read once, as IMAP reads it; ``Reply-To :`` and
+    ``X-MSS-MES<TAB>:`` (RFC 5322 §4.5.3 obsolete syntax) are the fields the patient sees."""
+    assert send(server, LENOIR, PATIENT, "Bilan", f"Reply-To : <{ACCUEIL}>\r\n")[0] == 250
+    assert send(server, PATIENT, ACCUEIL, "Re: Bilan")[0] == 250
+    assert send(server, LENOIR, PATIENT, "Fin", "X-MSS-MES\t: FIN\r\n")[0] == 250
+    code, text = send(server, PATIENT, LENOIR, "Re: Fin")
+    assert code == 550 and b"ended the exchange" in text
 
 
 def test_professionals_are_not_limited(server: ServerProcess) -> None:

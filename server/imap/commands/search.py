@@ -5,8 +5,6 @@ only for the messages and keys that need it."""
 from __future__ import annotations
 
 import datetime as dt
-from email.errors import HeaderParseError
-from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -86,13 +84,7 @@ def _decoded(field: bytes) -> str:
     return _decode_words(value.decode("utf-8", "replace").replace("\r\n", "").strip())
 
 
-def _decode_words(text: str | None) -> str:
-    if not text:
-        return ""
-    try:
-        return str(make_header(decode_header(text)))
-    except (HeaderParseError, LookupError, ValueError):
-        return text
+_decode_words = m.decode_words
 
 
 def _envelope_text(meta: dict[str, Any], field: str) -> str:

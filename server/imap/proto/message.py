@@ -17,6 +17,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from typing import Any
 
 from .commands import Section
@@ -51,14 +54,24 @@ def header_end(raw: bytes, start: int, end: int) -> int:
 
 
 def split_fields(block: bytes) -> list[tuple[str, bytes]]:
-    """Header block → ``[(lower-case name, raw field bytes incl. folding and line end)]``."""
+    """Header block → ``[(lower-case name, raw field bytes incl. folding and line end)]``.
+
+    RFC 5322 §2.2: a field starts with its name; a line starting with white space continues the
+    field before it (§2.2.3). A first line that starts with white space continues nothing: it is
+    a nameless fragment (name ``""``), as it would be a continuation of the trace field that a
+    server puts on top, so a message reads the same before and after ``Received:`` is added.
+    RFC 5322 §4.5.3 (obsolete syntax): white space between the name and the colon is allowed,
+    so ``From : x`` and ``From<TAB>: x`` are read as ``From``.
+    """
     fields: list[tuple[str, bytes]] = []
     name = ""
     lines: list[bytes] = []
     for line in block.splitlines(keepends=True):
         if line in (b"\r\n", b"\n"):
             break
-        if line[:1] in (b" ", b"\t") and lines:
+        if line[:1] in (b" ", b"\t"):
+            if not lines:
+                name = ""
             lines.append(line)
             continue
         if lines:
@@ -71,6 +84,41 @@ def split_fields(block: bytes) -> list[tuple[str, bytes]]:
     return fields
 
 
+@dataclass(frozen=True)
+class HeaderFields:
+    """A message's header section as IMAP reads it (ENVELOPE, ``SEARCH FROM``,
+    ``BODY[HEADER.FIELDS]``): the one reading that submission's checks see too (design.md §2
+    step 2), so what a check accepted is what a mail reader shows."""
+
+    #: ``(lower-case name, raw field bytes)`` in order, every occurrence kept.
+    fields: tuple[tuple[str, bytes], ...]
+    #: Offset of the body: the header section with its empty line is ``raw[:body_start]``.
+    body_start: int
+
+    def values(self, name: str) -> list[str]:
+        """The unfolded value of every ``name`` field, in order (RFC 2047 words as sent)."""
+        return [_field_value(field) for n, field in self.fields if n == name]
+
+    def first(self) -> dict[str, str]:
+        """Each name's first value: what ENVELOPE and BODYSTRUCTURE are built from."""
+        out: dict[str, str] = {}
+        for name, field in self.fields:
+            if name and name not in out:
+                out[name] = _field_value(field)
+        return out
+
+    def envelope(self) -> dict[str, Any]:
+        """The ENVELOPE IMAP serves for this header (RFC 9051 §7.5.2)."""
+        return _envelope(self.first())
+
+
+def read_header(raw: bytes, start: int = 0, end: int | None = None) -> HeaderFields:
+    """The header section of the message (or MIME part) at ``raw[start:end]``."""
+    stop = len(raw) if end is None else end
+    body_start = header_end(raw, start, stop)
+    return HeaderFields(tuple(split_fields(raw[start:body_start])), body_start)
+
+
 def _field_value(raw_field: bytes) -> str:
     """The unfolded value after the colon, RFC 2047 words left as they are."""
     value = raw_field[raw_field.find(b":") + 1 :]
@@ -79,11 +127,7 @@ def _field_value(raw_field: bytes) -> str:
 
 
 def _headers(raw: bytes, start: int, body_start: int) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, field in split_fields(raw[start:body_start]):
-        if name and name not in out:
-            out[name] = _field_value(field)
-    return out
+    return HeaderFields(tuple(split_fields(raw[start:body_start])), body_start).first()
 
 
 def _unquote(value: str) -> str:
@@ -141,6 +185,56 @@ def _strip_comments(value: str) -> str:
                 quoted = True
             out.append(ch)
     return "".join(out)
+
+
+def comments(value: str) -> list[str]:
+    """The text of each top-level comment of a structured field value (RFC 5322 §3.2.2),
+    which :func:`parse_addresses` leaves out but some mail readers show as a name."""
+    found: list[str] = []
+    current: list[str] = []
+    depth = 0
+    quoted = False
+    escape = False
+    for ch in value:
+        if escape:
+            escape = False
+            if depth:
+                current.append(ch)
+            continue
+        if ch == "\\":
+            escape = True
+            continue
+        if quoted:
+            quoted = ch != '"'
+        elif ch == "(":
+            if depth:
+                current.append(ch)
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+            if depth:
+                current.append(ch)
+            else:
+                found.append("".join(current))
+                current = []
+        elif depth:
+            current.append(ch)
+        elif ch == '"':
+            quoted = True
+    if depth:
+        found.append("".join(current))
+    return found
+
+
+def decode_words(text: str | None) -> str:
+    """``text`` with its RFC 2047 encoded words decoded, as ``SEARCH`` matches it (RFC 9051
+    §6.4.4 SHOULD); left as it is when they do not decode."""
+    if not text:
+        return ""
+    try:
+        return str(make_header(decode_header(text)))
+    except (HeaderParseError, LookupError, ValueError):
+        return text
 
 
 def parse_addresses(value: str | None) -> list[list[str | None]] | None:
