@@ -13,7 +13,8 @@ nothing is allowed: no consent is possible). The paths, each with its scope:
   else the MDN/error mail 901 (author not allowed);
 - the agenda workflow: ``agenda-write`` for each patient whose agenda would change;
 - the dossier read API (``/dossier/patients/<INS>/…``): ``dossier-read``; the app sees what
-  the patient sees (every current document but INVISIBLE_PATIENT ones), else 403.
+  the patient sees (every current document but INVISIBLE_PATIENT ones), else 403; an app the
+  patient never connected gets the 404 of an unknown INS (no patient-existence oracle).
 
 A suspended or withdrawn app, or one whose certificate is on the CRL, is refused on every
 path at once (the check reads the app's status and the CRL at each attempt). Every refusal is
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Final
 import structlog
 
 from agenda.imip import find_calendar
-from catalogue.consent import NOT_REFERENCED, Consents, Refusal
+from catalogue.consent import NO_CONSENT, NOT_REFERENCED, Consents, Refusal
 from catalogue.registry import App, Catalogue
 from catalogue.scopes import AGENDA_WRITE, DOSSIER_READ, DOSSIER_WRITE, MAIL_SCOPES, MESSAGES
 from pki.errors import PkiError
@@ -170,7 +171,7 @@ class AppGate:
         """The answer to an app reading ``/dossier/patients/<INS>/…``; None if ``account``
         is not an app's mailbox (the professional rules apply)."""
         from dossier.xdm import INVISIBLE_PATIENT
-        from server.http.dossier import _error, _json
+        from server.http.dossier import NO_DOSSIER, _error, _json
         from server.http.server import Response
 
         app = await self.app_of(account.address)
@@ -178,12 +179,23 @@ class AppGate:
             return None
         domain = account.address.rsplit("@", 1)[1]
         patient = await api.store.resolve(f"{ins.lower()}@patient.{domain}")
+        # What stops the app whoever the patient is (its status, its certificate) is answered
+        # alike for every INS; past that, an app the patient never connected gets the answer
+        # of an unknown INS (issue 17 finding 5): the route tells no one who is a patient here.
+        app_wide = app if isinstance(app, Refusal) else self.consents.app_refusal(app)
         if patient is None:
-            return _error(404, "no such patient")
+            reason = app_wide.reason if app_wide is not None else NO_CONSENT.reason
+            await audit.record(self.db, f"mailbox:{account.address}", "dossier.denied", "-",
+                               peer=peer, detail={"reason": reason})  # fmt: skip
+            if app_wide is not None:
+                return _error(403, app_wide.text)
+            return _error(404, NO_DOSSIER)
         refusal = await self._permit(
             account.address, patient.account_id, frozenset({DOSSIER_READ}), peer=peer
         )
         if refusal is not None:
+            if refusal is NO_CONSENT:
+                return _error(404, NO_DOSSIER)
             return _error(403, refusal.text)
         visible = [
             d for d in await api.index.documents(patient.account_id)
