@@ -132,18 +132,28 @@ async def create_account(
         raise AccountError(f"{address} already exists") from None
 
 
-async def set_password(db: Database, address: str, password: str) -> None:
+async def set_password(
+    db: Database, address: str, password: str, *, actor: str = "operator"
+) -> None:
+    """Set the password; every patient session and token of the account ends with the old
+    one, in the same transaction (issue 17 finding 7)."""
+    from storage.patient_sessions import end_all_sessions  # it needs AccountInfo from here
+
     address = normalize_address(address)
     password_hash = await asyncio.to_thread(hash_password, password)
 
     def write(conn: Connection) -> bool:
         accounts = tx.ACCOUNTS
-        done = conn.execute(
+        found = conn.execute(
             update(accounts)
             .where(accounts.c.address == address)
             .values(password_hash=password_hash)
-        )
-        return bool(done.rowcount)
+            .returning(accounts.c.id)
+        ).scalar()
+        if found is None:
+            return False
+        end_all_sessions(conn, int(found), actor=actor, reason="password")
+        return True
 
     if not await db.writer.run(write):
         raise AccountError(f"no such account: {address}")
