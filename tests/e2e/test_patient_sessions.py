@@ -158,11 +158,11 @@ def test_signing_out_ends_every_session_and_token(served: ServerProcess, browser
     assert alive(served, SIGN_OUT, copied, bearer) == (True, True, True)
     assert account_page(served, phone)[0] == 200
 
-    assert "tous vos appareils" in laptop.inner_text("#signout-hint")
+    shown = laptop.inner_text("main")  # what the patient read before signing out
     with laptop.expect_navigation():
         laptop.click("button:has-text('Se déconnecter')")
     assert laptop.url.split("?")[0].endswith("/espace/connexion")
-    assert laptop.inner_text("[role=status]") == "Vous êtes déconnecté, sur tous vos appareils."
+    told = laptop.inner_text("[role=status]")
     laptop.goto(url(served, "/espace/compte"))  # the browser's own cookie is gone
     assert laptop.inner_text("[role=alert]").startswith("Votre session a expiré")
     laptop.context.close()
@@ -174,6 +174,8 @@ def test_signing_out_ends_every_session_and_token(served: ServerProcess, browser
     assert api(served, bearer) == (401, {"error": "token revoked"})
     log = served.hygie("audit", "--action", "espace.sessions").stdout.decode()
     assert "sign-out" in log and SIGN_OUT not in log
+    assert "Met fin à toutes vos sessions, sur tous vos appareils" in shown
+    assert told == "Vous êtes déconnecté, sur tous vos appareils."
 
 
 def test_the_api_signs_out_everywhere(served: ServerProcess) -> None:
