@@ -1,7 +1,8 @@
 """Patient spaces against a running ``hygie serve`` and a real browser (issue 11 items 1–3, 5):
 Debian's Chromium driven by Playwright. Invitations from ``hygie patient invite`` reach the
 smarthost (aiosmtpd on loopback); a patient refuses with the code on the refusal page; another
-signs in, enrols the authenticator shown as a QR code, creates an app password that a mail
+activates with it and goes on to enrol the authenticator shown as a QR code (a password alone
+only gets a code sent to the personal address), creates an app password that a mail
 program then uses over IMAP and SMTP while the account password no longer works, gets a token
 at the token endpoint (wrong and replayed codes refused) that logs in with XOAUTH2, and closes
 the space; a third signs in with ``hygie-client login --totp``. The pages work without
