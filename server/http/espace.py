@@ -38,12 +38,12 @@ from urllib.parse import parse_qsl
 
 import structlog
 
+from server.auth.oauth import TokenRejected
+from server.auth.patient import PatientSignIn, PatientTokens, SignInError, token_response
 from server.config import Config
 from server.http.csrf import KEY_FILE as CSRF_KEY_FILE
 from server.http.csrf import CsrfTokens
 from server.http.server import Handler, Request, Response
-from server.oauth import TokenRejected
-from server.patient_auth import PatientSignIn, PatientTokens, SignInError, token_response
 from storage import audit
 from storage.accounts import AccountInfo, hash_password
 from storage.patient_sessions import ENROL, KINDS, PAGE, VERIFY, Session
