@@ -48,11 +48,12 @@ from catalogue.status import (
     UNDER_REVIEW,
     WITHDRAWN,
 )
+from directory.ins import is_patient_domain
 from pki.errors import PkiError
 from pki.registry import Registry
 from storage.accounts import SUBJECT, AccountError, find_account, identities_of
 from storage.audit import write_entry
-from storage.db import Database
+from storage.db import Database, effect_result_type
 
 APPS: Table = CatalogueApp.__table__  # type: ignore[assignment]
 VERSIONS: Table = CatalogueVersion.__table__  # type: ignore[assignment]
@@ -68,6 +69,7 @@ class CatalogueError(Exception):
     expected = True  # a refusal raised inside a write transaction is not a storage failure
 
 
+@effect_result_type
 @dataclass(frozen=True)
 class App:
     id: int
@@ -125,6 +127,7 @@ class HistoryEntry:
     at: dt.datetime
 
 
+@effect_result_type
 @dataclass(frozen=True)
 class Submitted:
     app: App
@@ -290,7 +293,7 @@ class Catalogue:
             domain = address.rsplit("@", 1)[1]
         except IndexError:
             return ["/mailbox: not a mail address"]
-        if not self.local_domain(domain) or domain.startswith("patient."):
+        if not self.local_domain(domain) or is_patient_domain(domain):
             return ["/mailbox: the APP mailbox must be a mailbox of this operator"]
         try:
             account = await find_account(self.db, address)

@@ -22,6 +22,7 @@ from client_tui.compose import (
     build_xdm_attachment,
     parse_birth_date,
 )
+from directory.ins import patient_address as ins_address
 from dossier.errors import DossierError
 from dossier.ins import check_matricule
 from dossier.loinc import DMP_TYPES
@@ -35,7 +36,7 @@ DOCUMENT_TYPES: list[tuple[str, str]] = [(t.code, t.label) for t in DMP_TYPES.va
 
 def patient_address(ins: str, my_address: str) -> str:
     """``<INS>@patient.<domain>`` (design §5), the domain being the practitioner's own."""
-    return f"{ins}@patient.{my_address.rpartition('@')[2]}"
+    return ins_address(ins, my_address.rpartition("@")[2])
 
 
 class PatientDocumentScreen(Screen[bool]):

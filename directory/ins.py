@@ -91,3 +91,37 @@ class Ins:
 
     def __repr__(self) -> str:  # never print a patient's identifier by accident
         return f"Ins(oid={self.oid!r})"
+
+
+# -- patients' mailbox addresses (design.md §5) ---------------------------------------------------
+#
+# A patient's MSSanté address is ``<INS matricule>@patient.<domain>``: the one rule, used by
+# every part of Hygie that must tell a patient's mailbox from a professional's.
+
+PATIENT_LABEL = "patient."
+#: The matricule as a local part: 13 characters (sex, year, month, département incl. 2A/2B,
+#: commune, order) and the 2-digit key; only its form, :func:`check_matricule` checks the key.
+_INS_LOCAL = re.compile(r"^[12378][0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{6}[0-9]{2}$", re.I)
+
+
+def is_patient_domain(domain: str) -> bool:
+    return domain.lower().startswith(PATIENT_LABEL)
+
+
+def is_patient_address(address: str) -> bool:
+    """Whether ``address`` names a patient's mailbox (its form; see :func:`check_matricule`)."""
+    local, _, domain = address.lower().rpartition("@")
+    return is_patient_domain(domain) and bool(_INS_LOCAL.match(local))
+
+
+def patient_domain(domains: list[str] | tuple[str, ...]) -> str | None:
+    """The patients' domain among an operator's mail domains (``patient.<domain>``)."""
+    return next((d for d in domains if is_patient_domain(d)), None)
+
+
+def patient_address(matricule: str, domain: str) -> str:
+    """A patient's address in ``domain`` (a patient domain, or the professional domain whose
+    ``patient.`` sub-domain it is)."""
+    if not is_patient_domain(domain):
+        domain = PATIENT_LABEL + domain
+    return f"{matricule.lower()}@{domain.lower()}"

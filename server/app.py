@@ -19,6 +19,9 @@ from typing import Any
 
 import structlog
 
+from catalogue.access import AppGate, CertificateStatus
+from catalogue.consent import Consents
+from catalogue.registry import Catalogue
 from pki.ca import CaFiles, CertificateAuthority
 from pki.errors import PkiError
 from pki.tls import server_context
@@ -26,24 +29,34 @@ from pki.verify import ClientCertificateChecker
 from server.auth.authenticator import Authenticator
 from server.auth.oauth import TokenVerifier
 from server.config import CA_SECRET, Config
-from server.delivery.local import LocalDelivery
+from server.delivery.mss_headers import MssHeaderRules
+from server.delivery.outbox import OutboxRunner
 from server.delivery.patients import PatientRules
+from server.delivery.pipeline import Pipeline
+from server.delivery.receipts import DeliveryReports
+from server.delivery.senders import FromRules
+from server.delivery.usage import UsageCounting
 from server.espace.install import install as install_espace
 from server.http.agenda import AgendaFeed, agenda_route
+from server.http.catalogue import CatalogueApi, catalogue_route
 from server.http.dossier import DossierApi, dossier_route
 from server.http.fhir import fhir_route
+from server.http.metrics import metrics_route
 from server.http.pki import PkiPublisher
-from server.http.server import HttpServer, Request, Response
+from server.http.server import Handler, HttpServer, Request, Response
 from server.imap.server import ImapServer
-from server.ops.metrics import ServerMetrics, metrics_route
+from server.ops.metrics import ServerMetrics
 from server.ops.usage import REACH_SECRET, UsageRecorder
-from server.outbound.queue import OutboundQueue, mss_nil_field
+from server.outbound.dkim import DkimSigner
+from server.outbound.queue import OutboundQueue
 from server.outbound.trust import PeerRevocation, TrustedDomains, load_anchors
 from server.smtp.relay import RelayHandler, relay_context, start_relay
 from server.smtp.submission import SubmissionHandler, start_submission
 from server.workflows.agenda import AgendaWorkflow
-from server.workflows.consent import install as install_catalogue
+from server.workflows.catalogue import CatalogueWorkflow
+from server.workflows.consent import ConsentStep
 from server.workflows.dossier import DossierWorkflow
+from storage.accounts import AccountError, create_account, find_account
 from storage.agenda import AgendaStore
 from storage.blobs import open_blob_store
 from storage.correspondents import CorrespondentBook
@@ -63,7 +76,6 @@ class Services:
     master: MasterKey
     store: MailStore
     auth: Authenticator
-    delivery: LocalDelivery
 
 
 async def open_services(config: Config) -> Services:
@@ -80,7 +92,7 @@ async def open_services(config: Config) -> Services:
     auth = Authenticator(
         db, config.auth, certificates=_certificate_checker(config), tokens=_token_verifier(config)
     )
-    return Services(config, db, master, store, auth, LocalDelivery(store))
+    return Services(config, db, master, store, auth)
 
 
 def _certificate_checker(config: Config) -> ClientCertificateChecker | None:
@@ -192,6 +204,25 @@ async def _trust(config: Config) -> tuple[TrustedDomains, PeerRevocation, list[s
     return trusted, PeerRevocation(anchors, config.relay.crl_refresh_seconds), pems
 
 
+async def _catalogue(
+    config: Config, services: Services, pipeline: Pipeline
+) -> tuple[AppGate, CatalogueWorkflow, Handler]:
+    """The catalogue (issue 10): the consent gate every path asks, the ``catalogue@`` step and
+    the ``/catalogue/`` HTTPS route. The ``catalogue@<domain>`` mailbox is opened if an older
+    data directory lacks it."""
+    db = services.db
+    service = f"{CatalogueWorkflow.SERVICE}@{config.server.domains[0]}"
+    if await find_account(db, service) is None:
+        with contextlib.suppress(AccountError):  # another node opened it meanwhile
+            await create_account(db, services.master, service, None)
+    pki_dir = config.path("pki")
+    catalogue = Catalogue(db, pki_dir, local_domain=config.is_local_domain)
+    status = CertificateStatus(services.auth.certificates, pki_dir)
+    consents = Consents(db, catalogue, certificate=status)
+    route = catalogue_route(CatalogueApi(consents, services.auth))
+    return AppGate(consents), CatalogueWorkflow(config, catalogue, pipeline.notice), route
+
+
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     _small_tls_buffers()
@@ -210,38 +241,40 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         client_ca_files=_client_ca_files(config),
     )
     services = await open_services(config)
+    db, master, store = services.db, services.master, services.store
     trusted, revocation, anchor_pems = await _trust(config)
-    queue = OutboundQueue(
-        config, services.db, services.master, services.store, services.delivery, revocation,
-        trusted,
-    )  # fmt: skip
-    patients = PatientRules(
-        config, CorrespondentBook(services.db, services.master), trusted.is_trusted
-    )
-
-    async def notify(raw: bytes, to: str) -> None:
-        await queue.send_notice(mss_nil_field(config) + raw, to)
-
-    dossier_index = DossierIndex(services.db, services.master)
-    workflow = DossierWorkflow(config, services.store, dossier_index, notify)
-    handler = SubmissionHandler(
-        config, services.auth, services.store, services.delivery, outbound=queue,
-        patients=patients, workflow=workflow,
-    )  # fmt: skip
-    agenda_store = AgendaStore(services.db, services.master)
-    agenda = AgendaWorkflow(config, services.store, agenda_store, notify)
-    handler.agenda = agenda
-    api = DossierApi(services.db, services.store, dossier_index, services.auth)
-    catalogue = await install_catalogue(
-        config, services.db, services.master, services.auth, notify, submission=handler,
-        dossier=workflow, agenda=agenda, dossier_api=api,
-    )  # fmt: skip
     metrics = ServerMetrics()  # issue 11 item 4: usage indicators and /metrics
-    usage = UsageRecorder(services.db, services.master.derive_secret(REACH_SECRET), metrics)
-    handler.metrics, handler.usage, workflow.usage = metrics, usage, usage
-    services.delivery.metrics = metrics
-    espace = install_espace(config, services.db, services.master, services.auth,
-                            services.delivery, workflow)  # fmt: skip
+    signer = (
+        DkimSigner(config.path(config.dkim.key_dir), config.dkim.selector, config.server.domains)
+        if config.dkim.sign
+        else None
+    )
+    pipeline = Pipeline(config, db, master, store, is_trusted=trusted.is_trusted, signer=signer)
+    pipeline.metrics = metrics
+    queue = OutboundQueue(config, db, master, revocation, trusted, pipeline.notice)
+    pipeline.queued = queue.wake.set
+    outbox = OutboxRunner(pipeline, db, master)
+
+    # The steps, in their order (design.md §2 step 3; docs/architecture.md).
+    gate, catalogue, catalogue_api = await _catalogue(config, services, pipeline)
+    patients = PatientRules(config, CorrespondentBook(db, master), trusted.is_trusted)
+    dossier_index = DossierIndex(db, master)
+    workflow = DossierWorkflow(config, store, dossier_index, pipeline)
+    agenda = AgendaWorkflow(config, store, AgendaStore(db, master), pipeline)
+    usage = UsageRecorder(db, master.derive_secret(REACH_SECRET), metrics)
+    workflow.apps = agenda.apps = gate
+    workflow.usage = usage
+    espace = install_espace(config, db, master, services.auth, workflow)
+    pipeline.steps = [
+        MssHeaderRules(), FromRules(db), ConsentStep(gate), workflow, agenda, catalogue,
+        patients, DeliveryReports(config, pipeline.notice), UsageCounting(usage), espace.step,
+    ]  # fmt: skip
+    api = DossierApi(db, store, dossier_index, services.auth)
+    api.apps = gate
+    handler = SubmissionHandler(
+        config, services.auth, store, pipeline, trusted=trusted.is_trusted, patients=patients,
+        apps=gate, metrics=metrics,
+    )  # fmt: skip
     submission = await start_submission(config, handler, tls)
     relay_servers: list[asyncio.Server] = []
     if config.relay.port:
@@ -253,14 +286,12 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             ),
             anchor_pems,
         )
-        relay_handler = RelayHandler(
-            config, services.store, services.delivery, trusted, revocation, queue, patients,
-            handler,
-        )  # fmt: skip
+        relay_handler = RelayHandler(config, store, pipeline, trusted, revocation, metrics)
         relay_server, _ = await start_relay(config, relay_handler, relay_tls)
         relay_servers.append(relay_server)
     loop_tasks = [
         loop.create_task(queue.run(), name="queue"),
+        loop.create_task(outbox.run(), name="outbox"),
         loop.create_task(
             trusted.keep_fresh(config.relay.trusted_domains_refresh_seconds), name="trust"
         ),
@@ -275,7 +306,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         feed = AgendaFeed(agenda, services.auth)
         scrape = metrics_route(metrics, services.db, config.data_dir)
         https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
-                            ("/agenda/", agenda_route(feed)), ("/catalogue/", catalogue),
+                            ("/agenda/", agenda_route(feed)), ("/catalogue/", catalogue_api),
                             ("/metrics", scrape), ("/espace/", espace.route)])  # fmt: skip
         http_servers.append(
             await https.listen(config.server.listen, config.http.https_port, ssl=tls)
@@ -308,8 +339,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await queue.close()
     grace = config.server.shutdown_grace_seconds
     await submission.close_connections(grace)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(services.delivery.idle.wait(), timeout=grace)
+    await pipeline.drain(grace)
+    await outbox.drain(grace)
     await espace.jobs.drain()  # the notification flags of the last deliveries
     await imap.close()
     await usage.flush()

@@ -30,6 +30,9 @@ class ServerSection:
     domains: tuple[str, ...] = ("hygie.test",)
     listen: str = "127.0.0.1"
     shutdown_grace_seconds: float = 10.0
+    # How long a process holds an after-commit job (design.md §2 step 5) before another may
+    # take it over: the time to notice a dead node.
+    job_lease_seconds: float = 120.0
     # The X-MSS-NIL value (MSSanté ECO.2.4.3: the product reference registered on
     # convergence.esante.gouv.fr) of the messages Hygie itself writes (DSNs, MDNs).
     mss_nil: str = "HYGIE-0.1.0"
@@ -382,6 +385,9 @@ domains = ["{domain}"]
 listen = "{s.listen}"
 # On SIGTERM, how long in-flight sessions may take to finish.
 shutdown_grace_seconds = {s.shutdown_grace_seconds}
+# How long a process holds an after-commit job (dossier filing, agenda, receipts) before
+# another process or node may take it over.
+job_lease_seconds = {s.job_lease_seconds}
 # X-MSS-NIL of the messages Hygie writes itself (the product reference, ECO.2.4.3).
 mss_nil = "{s.mss_nil}"
 # Accept test/demonstration INS (OIDs …4.10, …4.11) in documents. Never in production.

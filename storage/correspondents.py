@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Connection
@@ -32,9 +32,13 @@ class CorrespondentBook:
 
     async def record(self, account_id: int, addresses: Iterable[str], *, closed: bool) -> None:
         """``addresses`` wrote to the patient; ``closed`` if that message ended the exchange."""
+        await self.db.writer.run(self.recorder(account_id, addresses, closed=closed))
+
+    def recorder(
+        self, account_id: int, addresses: Iterable[str], *, closed: bool
+    ) -> Callable[[Connection], None]:
+        """The same write, to run in the caller's transaction (the message's commit)."""
         macs = {self._mac(a) for a in addresses if a}
-        if not macs:
-            return
         now = dt.datetime.now(dt.UTC)
 
         def write(conn: Connection) -> None:
@@ -54,7 +58,7 @@ class CorrespondentBook:
                         )
                     )
 
-        await self.db.writer.run(write)
+        return write
 
     async def may_write_to(self, account_id: int, address: str) -> bool | None:
         """True: an open exchange; False: closed by the professional; None: never wrote."""

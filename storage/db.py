@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
+import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,7 +28,7 @@ import asyncpg  # type: ignore[import-untyped]
 import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event, make_url
+from sqlalchemy import Table, create_engine, event, insert, make_url, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -34,6 +38,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import SingletonThreadPool
 
 from storage.blobs import BlobStore
+from storage.models import OutboxEffect
 
 T = TypeVar("T")
 log = structlog.get_logger("hygie.storage")
@@ -148,6 +153,135 @@ class _Work:
     )
 
 
+EFFECTS: Table = OutboxEffect.__table__  # type: ignore[assignment]
+
+
+# -- effects of outbox jobs (design.md §2 step 5) ------------------------------------------------
+#
+# After-commit work runs from the outbox and is retried after a crash; each of its writes must
+# happen once. A step names each write (``with effect("file:<document>"):``); the writer then
+# commits, in the same transaction as the write, a row (job, name, what the write returned),
+# and a job run again finds the row and gets the recorded result instead of writing again.
+
+
+@dataclass
+class _Effect:
+    job_id: int
+    key: str
+    used: bool = False
+
+
+#: The outbox job running in this task (set by the outbox runner, read by :func:`effect`).
+_JOB: ContextVar[int | None] = ContextVar("hygie_outbox_job", default=None)
+_EFFECT: ContextVar[_Effect | None] = ContextVar("hygie_outbox_effect", default=None)
+#: Result types an effect may return besides JSON values (frozen dataclasses of plain fields).
+_RESULT_TYPES: dict[str, type[Any]] = {}
+
+
+def effect_result_type(cls: type[T]) -> type[T]:
+    """Register a frozen dataclass or NamedTuple an effect may return (class decorator)."""
+    _RESULT_TYPES[cls.__name__] = cls
+    return cls
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        name = type(value).__name__
+        if _RESULT_TYPES.get(name) is not type(value):
+            raise TypeError(f"effect result type {name} is not registered")
+        fields = {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"__type__": name, "fields": fields}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
+        name = type(value).__name__
+        if _RESULT_TYPES.get(name) is not type(value):
+            raise TypeError(f"effect result type {name} is not registered")
+        fields = value._asdict()  # type: ignore[attr-defined]
+        return {"__type__": name, "fields": {k: _encode(v) for k, v in fields.items()}}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, frozenset):
+        return {"__frozenset__": sorted(_encode(v) for v in value)}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return {"__datetime__": value.isoformat()}
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"an effect cannot record a {type(value).__name__}")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "__frozenset__" in value:
+            return frozenset(_decode(v) for v in value["__frozenset__"])
+        if "__tuple__" in value:
+            return tuple(_decode(v) for v in value["__tuple__"])
+        if "__datetime__" in value:
+            return dt.datetime.fromisoformat(value["__datetime__"])
+        if "__type__" in value:
+            cls = _RESULT_TYPES[value["__type__"]]
+            return cls(**{k: _decode(v) for k, v in value["fields"].items()})
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+@contextlib.contextmanager
+def running_job(job_id: int) -> Iterator[None]:
+    """The outbox runner's frame: writes named with :func:`effect` belong to ``job_id``."""
+    token = _JOB.set(job_id)
+    try:
+        yield
+    finally:
+        _JOB.reset(token)
+
+
+@contextlib.contextmanager
+def effect(key: str) -> Iterator[None]:
+    """Name the one write made in this block as an effect of the running outbox job (no-op
+    outside a job). Run again, the block's write returns what it returned the first time."""
+    job = _JOB.get()
+    if job is None:
+        yield
+        return
+    token = _EFFECT.set(_Effect(job, key[:200]))
+    try:
+        yield
+    finally:
+        _EFFECT.reset(token)
+
+
+def _claimed(fn: Callable[[Connection], T], eff: _Effect) -> Callable[[Connection], T]:
+    def write(conn: Connection) -> T:
+        done = conn.execute(
+            select(EFFECTS.c.result).where(EFFECTS.c.job_id == eff.job_id, EFFECTS.c.key == eff.key)
+        ).first()
+        if done is not None:
+            return cast(T, _decode(json.loads(done[0])))
+        result = fn(conn)
+        conn.execute(
+            insert(EFFECTS).values(
+                job_id=eff.job_id, key=eff.key, result=json.dumps(_encode(result))
+            )
+        )
+        return result
+
+    return write
+
+
+def _take_effect() -> _Effect | None:
+    eff = _EFFECT.get()
+    if eff is None:
+        return None
+    if eff.used:
+        raise RuntimeError(f"effect {eff.key!r} makes more than one write")
+    eff.used = True
+    return eff
+
+
 class Writer:
     """The group-commit writer: ``await writer.run(fn)`` returns once ``fn``'s writes are durable.
 
@@ -200,12 +334,19 @@ class Writer:
     async def run(
         self, fn: Callable[[Connection], T], blobs: list[tuple[str, bytes]] | None = None
     ) -> T:
+        eff = _take_effect()
+        if eff is not None:
+            fn = _claimed(fn, eff)
         return cast(T, await self._submit(_Work(fn, None, None, blobs or [])))
 
     async def run_batched(
         self, batch_fn: BatchFn, payload: Any, blobs: list[tuple[str, bytes]] | None = None
     ) -> Any:
         """``batch_fn(conn, payloads)`` returns one result per payload, in order."""
+        eff = _take_effect()
+        if eff is not None:  # an outbox effect: alone, with its record
+            alone = _claimed(lambda conn: batch_fn(conn, [payload])[0], eff)
+            return await self._submit(_Work(alone, None, None, blobs or []))
         return await self._submit(_Work(None, batch_fn, payload, blobs or []))
 
     async def _submit(self, work: _Work) -> Any:

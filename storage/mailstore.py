@@ -30,7 +30,7 @@ from storage.crypto import (
     open_content_key,
     seal_content_key,
 )
-from storage.db import Database
+from storage.db import Database, effect_result_type
 from storage.events import FolderEvents
 from storage.models import Message
 from storage.transactions import DELIMITER, FlagMode, FolderError, FolderInfo, MessageRef
@@ -59,6 +59,7 @@ class Recipient:
     folder_id: int
 
 
+@effect_result_type
 @dataclass(frozen=True)
 class Delivered:
     account_id: int
@@ -77,18 +78,24 @@ class Changes:
 
 
 @dataclass(frozen=True)
-class _Sealed:
+class Sealed:
+    """A message encrypted once: its body blob, its metadata, and its content key sealed to
+    each recipient's public key (the key itself stays with the caller, for the outbox)."""
+
+    key: ContentKey
     blob_id: str
     ciphertext: bytes
     meta: bytes
     keys: dict[bytes, bytes]  # public key → sealed content key
 
 
-def _seal(raw: bytes, meta: Mapping[str, Any], publics: Sequence[bytes]) -> _Sealed:
+def seal(raw: bytes, meta: Mapping[str, Any], publics: Sequence[bytes]) -> Sealed:
+    """Encrypt ``raw`` (CPU only: callers run large messages in a worker thread)."""
     ck = ContentKey.generate()
     ciphertext = ck.encrypt_body(raw)
     meta_ct = ck.encrypt_meta(json.dumps(meta, separators=(",", ":")).encode())
-    return _Sealed(
+    return Sealed(
+        ck,
         blob_id(ciphertext),
         ciphertext,
         meta_ct,
@@ -96,18 +103,22 @@ def _seal(raw: bytes, meta: Mapping[str, Any], publics: Sequence[bytes]) -> _Sea
     )
 
 
+
 @dataclass(frozen=True)
-class _Delivery:
+class Delivery:
+    """Copies of one sealed message for local recipients, ready to be written."""
+
     recipients: tuple[Recipient, ...]
-    sealed: _Sealed
+    sealed: Sealed
     flags: str
     size: int
+
 
 
 _INSERT_MESSAGES = insert(tx.MESSAGES)  # built once: its cache key is computed once
 
 
-def _write_deliveries(conn: Connection, batch: list[_Delivery]) -> list[list[Delivered]]:
+def write_deliveries(conn: Connection, batch: list[Delivery]) -> list[list[Delivered]]:
     """Every delivery of one group commit: one UID-range reservation per folder, one INSERT."""
     per_folder: dict[int, int] = {}
     for d in batch:
@@ -212,15 +223,15 @@ class MailStore:
         meta.setdefault("size", len(raw))
         publics = [r.public_key for r in recipients]
         if len(raw) <= INLINE_SEAL_LIMIT:
-            sealed = _seal(raw, meta, publics)  # ~0.2 ms: cheaper than a thread hop
+            sealed = seal(raw, meta, publics)  # ~0.2 ms: cheaper than a thread hop
         else:
-            sealed = await asyncio.to_thread(_seal, raw, meta, publics)
+            sealed = await asyncio.to_thread(seal, raw, meta, publics)
         blob = [(sealed.blob_id, sealed.ciphertext)]
         # The writer makes the blob durable (with the rest of its batch) before the
         # transaction that refers to it.
-        payload = _Delivery(tuple(recipients), sealed, tx.flags_text(flags), len(raw))
+        payload = Delivery(tuple(recipients), sealed, tx.flags_text(flags), len(raw))
         delivered: list[Delivered] = await self.db.writer.run_batched(
-            _write_deliveries, payload, blob
+            write_deliveries, payload, blob
         )
         for d in delivered:
             self.events.publish(d.folder_id)
@@ -242,13 +253,13 @@ class MailStore:
         meta = dict(meta)
         meta.setdefault("internaldate", datetime.now(UTC).isoformat())
         meta.setdefault("size", len(raw))
-        sealed = await asyncio.to_thread(_seal, raw, meta, [r.public_key for r in recipients])
-        payload = _Delivery(tuple(recipients), sealed, "", len(raw))
+        sealed = await asyncio.to_thread(seal, raw, meta, [r.public_key for r in recipients])
+        payload = Delivery(tuple(recipients), sealed, "", len(raw))
 
         def write(conn: Connection) -> list[Delivered]:
             if not claim(conn):
                 raise _AlreadyDone
-            (done,) = _write_deliveries(conn, [payload])
+            (done,) = write_deliveries(conn, [payload])
             return done
 
         try:

@@ -314,3 +314,54 @@ class AgendaReminder(Base):
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxMessage(Base):
+    """A committed message whose after-commit work is not finished (design.md §2 step 5).
+
+    The body is the message's own ciphertext blob (shared with its mailbox copies, so an
+    outbox entry costs no second copy); its content key is wrapped by the master key here,
+    and ``envelope`` (sender, recipients, origin) is encrypted with it."""
+
+    __tablename__ = "outbox_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blob_id: Mapped[str] = mapped_column(String(64), index=True)
+    key_ref: Mapped[bytes] = mapped_column(LargeBinary(16))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutboxJob(Base):
+    """One step's after-commit work on one message, leased by one process at a time and
+    retried with back-off; ``data`` (the step's own, encrypted with the message's key)."""
+
+    __tablename__ = "outbox_jobs"
+    __table_args__ = (Index("ix_outbox_jobs_due", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox_messages.id", ondelete="CASCADE"), index=True
+    )
+    step: Mapped[str] = mapped_column(String(40))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    failed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class OutboxEffect(Base):
+    """An effect of an outbox job already committed (its key chosen by the step), with what
+    it returned: a job run again after a crash skips it, so each effect happens once."""
+
+    __tablename__ = "outbox_effects"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    result: Mapped[str] = mapped_column(Text, default="null")

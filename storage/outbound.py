@@ -77,6 +77,77 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A message for remote recipients, encrypted and ready to be written."""
+
+    sender: str
+    envid: str | None
+    ret: str | None
+    size: int
+    key_ref: bytes
+    wrapped_key: bytes
+    body: bytes
+    recipients: tuple[QueuedRecipient, ...]
+
+
+def prepare(
+    master: MasterKey,
+    raw: bytes,
+    sender: str,
+    recipients: Sequence[QueuedRecipient],
+    *,
+    envid: str | None = None,
+    ret: str | None = None,
+) -> Queued:
+    """Encrypt ``raw`` for the queue (CPU only)."""
+    key = ContentKey.generate()
+    ref = os.urandom(16)
+    return Queued(
+        sender=sender, envid=envid, ret=ret, size=len(raw), key_ref=ref,
+        wrapped_key=master.wrap(key.key, _CONTEXT + ref), body=key.encrypt_body(raw),
+        recipients=tuple(recipients),
+    )  # fmt: skip
+
+
+def write(conn: Connection, queued: Queued) -> int:
+    """Insert ``queued`` in the caller's transaction; its queue id."""
+    at = now()
+    message_id = int(
+        conn.execute(
+            insert(MESSAGES)
+            .values(
+                created_at=at,
+                sender=queued.sender,
+                envid=queued.envid,
+                ret=queued.ret,
+                size=queued.size,
+                key_ref=queued.key_ref,
+                wrapped_key=queued.wrapped_key,
+                body=queued.body,
+            )
+            .returning(MESSAGES.c.id)
+        ).scalar_one()
+    )
+    conn.execute(
+        insert(RECIPIENTS),
+        [
+            {
+                "message_id": message_id,
+                "recipient": r.address,
+                "domain": r.domain,
+                "orcpt": r.orcpt,
+                "notify": r.notify,
+                "attempts": 0,
+                "next_attempt_at": at,
+                "delay_notified": False,
+            }
+            for r in queued.recipients
+        ],
+    )
+    return message_id
+
+
 async def enqueue(
     db: Database,
     master: MasterKey,
@@ -88,48 +159,8 @@ async def enqueue(
     ret: str | None = None,
 ) -> int:
     """Queue ``raw`` for ``recipients``; durable on return. Returns the message's queue id."""
-    key = ContentKey.generate()
-    ref = os.urandom(16)
-    body = key.encrypt_body(raw)
-    wrapped = master.wrap(key.key, _CONTEXT + ref)
-    at = now()
-
-    def write(conn: Connection) -> int:
-        message_id = int(
-            conn.execute(
-                insert(MESSAGES)
-                .values(
-                    created_at=at,
-                    sender=sender,
-                    envid=envid,
-                    ret=ret,
-                    size=len(raw),
-                    key_ref=ref,
-                    wrapped_key=wrapped,
-                    body=body,
-                )
-                .returning(MESSAGES.c.id)
-            ).scalar_one()
-        )
-        conn.execute(
-            insert(RECIPIENTS),
-            [
-                {
-                    "message_id": message_id,
-                    "recipient": r.address,
-                    "domain": r.domain,
-                    "orcpt": r.orcpt,
-                    "notify": r.notify,
-                    "attempts": 0,
-                    "next_attempt_at": at,
-                    "delay_notified": False,
-                }
-                for r in recipients
-            ],
-        )
-        return message_id
-
-    result: int = await db.writer.run(write)
+    queued = prepare(master, raw, sender, recipients, envid=envid, ret=ret)
+    result: int = await db.writer.run(lambda conn: write(conn, queued))
     return result
 
 

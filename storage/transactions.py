@@ -17,13 +17,15 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
 
 from storage.blobs import BlobStore
-from storage.models import Account, Expunged, Folder, Message, Subscription
+from storage.db import effect_result_type
+from storage.models import Account, Expunged, Folder, Message, OutboxMessage, Subscription
 
 ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
 FOLDERS: Table = Folder.__table__  # type: ignore[assignment]
 MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 EXPUNGED: Table = Expunged.__table__  # type: ignore[assignment]
 SUBSCRIPTIONS: Table = Subscription.__table__  # type: ignore[assignment]
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
 DELIMITER = "/"
 
 FlagMode = Literal["add", "remove", "replace"]
@@ -39,6 +41,7 @@ class FolderError(Exception):
         self.code = code
 
 
+@effect_result_type
 @dataclass(frozen=True)
 class FolderInfo:
     id: int
@@ -51,6 +54,7 @@ class FolderInfo:
     special_use: str | None = None
 
 
+@effect_result_type
 class MessageRef(NamedTuple):
     """A message as the protocol sees it without decrypting anything."""
 
@@ -176,6 +180,8 @@ def unreferenced(conn: Connection, blob_ids: list[str]) -> list[str]:
     if not blob_ids:
         return []
     still = set(conn.scalars(select(MESSAGES.c.blob_id).where(MESSAGES.c.blob_id.in_(blob_ids))))
+    # The outbox reads the same ciphertext until its after-commit work is done.
+    still.update(conn.scalars(select(OUTBOX.c.blob_id).where(OUTBOX.c.blob_id.in_(blob_ids))))
     return [b for b in blob_ids if b not in still]
 
 

@@ -47,10 +47,10 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from directory.ins import is_patient_address
 from server.auth.authenticator import Authenticator, FailureLimiter
 from server.auth.oauth import TokenRejected, TokenVerifier
 from server.config import Config
-from server.delivery.patients import is_patient_address
 from server.espace.notify import NotifyError, Smarthost, enrol_code_mail
 from storage import audit
 from storage.accounts import AccountInfo, find_account, verify_password

@@ -35,18 +35,12 @@ def _catalogue(config: Config, db: Database) -> Catalogue:
 async def _tell_editor(config: Config, db: Database, raw: bytes, to: str) -> bool:
     """Deliver a notice to the editor's mailbox (always one of ours: manifests come only by
     submission)."""
-    from server.delivery.local import LocalDelivery, Trace
-    from server.outbound.queue import mss_nil_field
+    from server.delivery.pipeline import Pipeline
+    from storage.crypto import MasterKey
     from storage.mailstore import MailStore
 
-    store = MailStore(db)
-    recipient = await store.resolve(to)
-    if recipient is None:
-        return False
-    trace = Trace(helo=config.server.hostname, peer_ip="127.0.0.1", protocol="ESMTP",
-                  tls="local", hostname=config.server.hostname)  # fmt: skip
-    await LocalDelivery(store).deliver(mss_nil_field(config) + raw, [recipient], trace)
-    return True
+    master = MasterKey.load(config.path(config.storage.master_key_file))
+    return await Pipeline(config, db, master, MailStore(db)).notice(raw, to)
 
 
 @click.group()

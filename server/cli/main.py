@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from directory.demo import JEAN as DEMO_JEAN
 from directory.demo import load_demo
+from directory.ins import is_patient_domain
 from dossier.errors import DossierError
 from dossier.ins import check_matricule
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca, write_server_credentials
@@ -321,7 +322,7 @@ def user_add(ctx: click.Context, address: str, password_stdin: bool) -> None:
     if not config.is_local_domain(domain):
         served = ", ".join(config.server.domains)
         fail(f"{domain} is not a domain of this server ({served})")
-    if domain.startswith("patient."):
+    if is_patient_domain(domain):
         # <INS matricule>@patient.<domain>, for a valid INS only (design.md §5).
         try:
             check_matricule(address.split("@", 1)[0])
@@ -952,6 +953,10 @@ main.add_command(catalogue_group)
 from server.cli.report import report as report_group  # noqa: E402 (issue 11 item 4)
 
 main.add_command(report_group)
+
+from server.cli.outbox import outbox as outbox_group  # noqa: E402 (design.md §2 step 5)
+
+main.add_command(outbox_group)
 
 if __name__ == "__main__":
     main()

@@ -12,11 +12,10 @@ import time
 import click
 import pyotp
 
-from directory.ins import IdentityStatus, Ins, InsError
+from directory.ins import IdentityStatus, Ins, InsError, is_patient_address, patient_domain
 from directory.patients import Traits, add_patient, identity_status
 from server.auth.patient import Enrolment, code_step
 from server.cli.common import CliError, _config, _with_db, fail, run
-from server.delivery.patients import is_patient_address
 from server.espace.notify import Smarthost
 from server.espace.spaces import InviteFileError, SpaceJobs, open_store, utc_now
 from server.espace.spaces import invite as invite_file
@@ -58,7 +57,7 @@ def patient_add(
     except (InsError, ValueError) as exc:
         fail(str(exc))
     state = IdentityStatus(status)
-    domain = next((d for d in config.server.domains if d.startswith("patient.")), None)
+    domain = patient_domain(config.server.domains)
     if mailbox and state is not IdentityStatus.QUAL:
         fail("a patient mailbox needs a qualified identity (status QUAL)")
     if mailbox and domain is None:

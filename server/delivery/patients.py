@@ -1,28 +1,28 @@
 """The messaging rules of patient mailboxes (design.md §4–5, MSSanté "messagerie de l'espace
-santé"): a patient's address is ``<INS matricule>@patient.<domain>``; professionals may write
-to it; a patient may only reply to a professional who wrote first (or to the MSSanté
-``Reply-To`` that professional gave), and no longer once the professional ended the exchange
-with ``X-MSS-MES: FIN`` or a message whose subject is exactly ``[FIN]``.
+santé"): a patient's address is ``<INS matricule>@patient.<domain>`` (:mod:`directory.ins`);
+professionals may write to it; a patient may only reply to a professional who wrote first (or
+to the MSSanté ``Reply-To`` that professional gave), and no longer once the professional ended
+the exchange with ``X-MSS-MES: FIN`` or a message whose subject is exactly ``[FIN]``.
+
+The refusal is the submission listener's, at ``RCPT`` (:meth:`PatientRules.refusal`); who may
+be answered is recorded by the pipeline's route hook, in the commit of the professional's
+message (:meth:`PatientRules.route`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
+from collections.abc import Callable
 
 import structlog
 
+from directory.ins import is_patient_address
 from server.config import Config
+from server.delivery.message import Message
+from server.delivery.pipeline import FROM_OUTSIDE, Envelope, Plan, Step
 from storage.accounts import AccountError, normalize_address
 from storage.correspondents import CorrespondentBook
-from storage.mailstore import Recipient
 
 log = structlog.get_logger("hygie.patients")
-#: The INS matricule: 13 characters (sex, year, month, department incl. 2A/2B, commune,
-#: order) and the 2-digit key.
-_INS_LOCAL = re.compile(r"^[12378][0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{6}[0-9]{2}$", re.I)
 
 S550_PATIENT_CANNOT_START = (
     "550 5.7.1 A patient may only reply to a professional who wrote to them first"
@@ -30,20 +30,17 @@ S550_PATIENT_CANNOT_START = (
 S550_EXCHANGE_CLOSED = "550 5.7.1 This professional has ended the exchange (X-MSS-MES: FIN)"
 
 
-def is_patient_address(address: str) -> bool:
-    local, _, domain = address.lower().rpartition("@")
-    return domain.startswith("patient.") and bool(_INS_LOCAL.match(local))
-
-
-def ends_exchange(raw: bytes) -> bool:
+def ends_exchange(message: Message) -> bool:
     """``X-MSS-MES: FIN`` (preferred) or the subject ``[FIN]`` (MSSanté ENS MES v1.3)."""
-    headers = BytesHeaderParser().parsebytes(raw)
-    if str(headers.get("X-MSS-MES", "")).strip().upper() == "FIN":
+    if (message.header("X-MSS-MES") or "").strip().upper() == "FIN":
         return True
-    return str(headers.get("Subject", "")).strip().upper() == "[FIN]"
+    return message.text("Subject").strip().upper() == "[FIN]"
 
 
-class PatientRules:
+class PatientRules(Step):
+    name = "patients"
+    origins = FROM_OUTSIDE
+
     def __init__(
         self, config: Config, book: CorrespondentBook, is_mssante: Callable[[str], bool]
     ) -> None:
@@ -61,14 +58,14 @@ class PatientRules:
             return S550_PATIENT_CANNOT_START
         return None if allowed else S550_EXCHANGE_CLOSED
 
-    async def record(self, raw: bytes, sender: str, recipients: Sequence[Recipient]) -> None:
-        """After a delivery: professionals who wrote to patients become their correspondents."""
-        patients = [r for r in recipients if is_patient_address(r.address)]
+    async def route(self, message: Message, envelope: Envelope, plan: Plan) -> None:
+        """Professionals who write to patients become their correspondents, in the commit."""
+        sender = envelope.sender
+        patients = [r for r in envelope.local if is_patient_address(r.address)]
         if not patients or not sender or is_patient_address(sender):
             return
-        headers = BytesHeaderParser().parsebytes(raw)
         addresses = {sender.lower()}
-        for _, reply_to in getaddresses([str(h) for h in headers.get_all("Reply-To", [])]):
+        for _, reply_to in message.addresses("Reply-To"):
             try:
                 address = normalize_address(reply_to)
             except AccountError:
@@ -77,6 +74,6 @@ class PatientRules:
             # patient's: a Reply-To cannot open a channel to the outside world.
             if not is_patient_address(address) and self.is_mssante(address.rsplit("@", 1)[1]):
                 addresses.add(address)
-        closed = ends_exchange(raw)
+        closed = ends_exchange(message)
         for patient in patients:
-            await self.book.record(patient.account_id, addresses, closed=closed)
+            plan.records.append(self.book.recorder(patient.account_id, addresses, closed=closed))

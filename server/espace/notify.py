@@ -24,6 +24,7 @@ from email.utils import format_datetime, make_msgid
 import aiosmtplib
 import structlog
 
+from directory.ins import is_patient_domain
 from server.config import Config
 from storage.spaces import INVITATION, MailJob
 
@@ -50,7 +51,7 @@ def public_url(config: Config) -> str:
 def sender_address(config: Config) -> str:
     if config.notify.sender:
         return config.notify.sender
-    domain = next((d for d in config.server.domains if not d.startswith("patient.")),
+    domain = next((d for d in config.server.domains if not is_patient_domain(d)),
                   config.server.hostname)  # fmt: skip
     return f"ne-pas-repondre@{domain}"
 

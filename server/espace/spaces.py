@@ -31,13 +31,14 @@ import structlog
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
-from directory.ins import IdentityStatus, Ins, InsError
+from directory.ins import IdentityStatus, Ins, InsError, is_patient_address
+from directory.ins import patient_domain as patient_domain_of
 from directory.patients import PATIENTS, Traits
 from server.config import Config
 from server.espace.notify import NotifyError, Smarthost, build_mail
 from storage.accounts import AccountError, normalize_address
 from storage.db import Database
-from storage.mailstore import Delivered, Recipient
+from storage.mailstore import Recipient
 from storage.patient_sessions import PatientSessions
 from storage.spaces import Invitee, InviteResult, MailJob, SpaceStore
 
@@ -65,7 +66,7 @@ class InviteFile:
 
 
 def patient_domain(config: Config) -> str | None:
-    return next((d for d in config.server.domains if d.startswith("patient.")), None)
+    return patient_domain_of(config.server.domains)
 
 
 def parse_invite_file(data: str, config: Config) -> InviteFile:
@@ -245,13 +246,12 @@ class SpaceJobs:
 
     # -- the delivery hook -------------------------------------------------------------------
 
-    def delivered(self, recipients: Sequence[Recipient], delivered: Sequence[Delivered]) -> None:
+    def delivered(self, recipients: Sequence[Recipient]) -> None:
         """After a local delivery: the patients among the recipients are owed a notification.
 
         Runs in a task of its own: the MSSanté delivery is already durable and its reply is
         not held up; a failure here is logged and costs only the notice."""
-        del delivered
-        self._schedule([r.account_id for r in recipients if "@patient." in r.address.lower()])
+        self._schedule([r.account_id for r in recipients if is_patient_address(r.address)])
 
     def filed(self, account_id: int) -> None:
         """After a document was filed in a patient's dossier."""

@@ -22,8 +22,8 @@ from catalogue.consent import Consents
 from catalogue.manifest import CATEGORIES
 from catalogue.registry import CatalogueError
 from catalogue.status import REFERENCED
+from directory.ins import is_patient_address
 from server.auth.authenticator import Authenticator
-from server.delivery.patients import is_patient_address
 from server.http.bearer import bearer_account
 from server.http.server import Handler, Request, Response
 from storage.accounts import AccountInfo

@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from catalogue.consent import NO_CONSENT, Refusal
+from directory.ins import is_patient_address, patient_address
 from dossier import loinc
 from dossier.cda import parse_cda
-from dossier.xdm import MASQUE_PS
+from dossier.xdm import INVISIBLE_PATIENT, MASQUE_PS
 from server.auth.authenticator import Authenticator
-from server.delivery.patients import is_patient_address
 from server.http.bearer import bearer_account
 from server.http.server import Handler, Request, Response
 from storage import audit
@@ -43,7 +44,7 @@ from storage.dossier import DossierIndex, FiledDocument
 from storage.mailstore import MailStore
 
 if TYPE_CHECKING:
-    from server.workflows.consent import AppGate
+    from catalogue.access import AppGate
 
 log = structlog.get_logger("hygie.http.dossier")
 PREFIX = "/dossier"
@@ -90,9 +91,7 @@ class DossierApi:
                 if method != "GET":
                     return _error(405, "read-only")
                 if self.apps is not None and _INS.match(parts[1]):
-                    answer = await self.apps.read_dossier(
-                        self, account, parts[1], parts[3:], request.peer
-                    )
+                    answer = await self._app(account, parts[1], parts[3:], request.peer)
                     if answer is not None:
                         return answer
                 return await self._professional(account, parts[1], parts[3:], request.peer)
@@ -100,6 +99,55 @@ class DossierApi:
                 return await self._own_cda(account, parts[1])
         except ValueError:
             return _error(400, "bad document id")
+        return _error(404, "no such resource")
+
+    # -- a referenced app, with the patient's consent (issue 10) --------------------------------
+
+    async def _app(
+        self, account: AccountInfo, ins: str, rest: list[str], peer: str
+    ) -> Response | None:
+        """The answer to an app reading ``/dossier/patients/<INS>/…``; None if ``account``
+        is not an app's mailbox (the professional rules apply). The app sees what the patient
+        sees: every current document but INVISIBLE_PATIENT ones; an app the patient never
+        connected gets the answer of an unknown INS."""
+        assert self.apps is not None
+        app = await self.apps.app_of(account.address)
+        if app is None:
+            return None
+        domain = account.address.rsplit("@", 1)[1]
+        patient = await self.store.resolve(patient_address(ins, domain))
+        # What stops the app whoever the patient is (its status, its certificate) is answered
+        # alike for every INS; past that, an app the patient never connected gets the answer
+        # of an unknown INS (issue 17 finding 5): the route tells no one who is a patient here.
+        app_wide = app if isinstance(app, Refusal) else self.apps.consents.app_refusal(app)
+        if patient is None:
+            reason = app_wide.reason if app_wide is not None else NO_CONSENT.reason
+            await audit.record(self.db, f"mailbox:{account.address}", "dossier.denied", "-",
+                               peer=peer, detail={"reason": reason})  # fmt: skip
+            if app_wide is not None:
+                return _error(403, app_wide.text)
+            return _error(404, NO_DOSSIER)
+        refusal = await self.apps.dossier_reader(account.address, patient.account_id, peer)
+        if refusal is NO_CONSENT:
+            return _error(404, NO_DOSSIER)
+        if refusal is not None:
+            return _error(403, refusal.text)
+        visible = [
+            d for d in await self.index.documents(patient.account_id)
+            if d.replaced_by is None and INVISIBLE_PATIENT not in d.restrictions
+        ]  # fmt: skip
+        actor = f"account:{account.id}"
+        if rest == []:
+            await audit.record(self.db, actor, "dossier.list", f"account:{patient.account_id}",
+                               peer=peer, detail={"documents": len(visible)})  # fmt: skip
+            return _json(200, {"documents": [await self._describe(d) for d in visible]})
+        if len(rest) == 2 and rest[1] == "cda" and rest[0].isdigit():
+            for filed in visible:
+                if filed.id == int(rest[0]):
+                    await audit.record(self.db, actor, "dossier.read", f"document:{filed.id}",
+                                       peer=peer)  # fmt: skip
+                    return Response(200, "application/xml", await self.index.cda(filed.id))
+            return _error(404, "no such document")
         return _error(404, "no such resource")
 
     # -- the patient --------------------------------------------------------------------------
@@ -152,8 +200,7 @@ class DossierApi:
         if not idnats:
             return _error(403, "this mailbox is bound to no practitioner (IdNat)")
         actor = f"account:{account.id}"
-        patient_domain = account.address.rsplit("@", 1)[1]
-        patient = await self.store.resolve(f"{ins.lower()}@patient.{patient_domain}")
+        patient = await self.store.resolve(patient_address(ins, account.address.rsplit("@", 1)[1]))
         rows = await self.db.raw_rows(
             "SELECT medecin_traitant_idnat FROM dir_patients WHERE ins = ?", ins.upper()
         )

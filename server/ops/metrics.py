@@ -35,11 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from sqlalchemy import func, select
 
-from server.http.server import Request, Response, text
 from storage.db import Database
 from storage.models import AgendaReminder, OutboundRecipient
 from storage.usage import UsageEvent
@@ -80,6 +79,9 @@ class ServerMetrics:
         self.delivery = Histogram("hygie_delivery_seconds",
                                   "Time to store a message durably in local mailboxes.",
                                   buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.parses = Counter("hygie_message_parses",
+                              "Messages parsed by the pipeline (once per message, and once per "
+                              "after-commit job run in another process).", registry=r)  # fmt: skip
         self.outbound_depth = Gauge(
             "hygie_outbound_queue_depth", "Recipients waiting in the outbound queue.", registry=r
         )
@@ -180,28 +182,3 @@ def token_ok(data_dir: Path, presented: str) -> bool:
         return False  # no token made: nobody may read the metrics
     digest = hashlib.sha256(presented.encode()).hexdigest()
     return bool(expected) and hmac.compare_digest(digest, expected)
-
-
-def metrics_route(
-    metrics: ServerMetrics, db: Database, data_dir: Path
-) -> Callable[[Request], Awaitable[Response]]:
-    async def handle(request: Request) -> Response:
-        if request.path != "/metrics":
-            return text(404, "not found")
-        if request.method not in ("GET", "HEAD"):
-            return text(405, "method not allowed")
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            response = text(401, "a bearer token is required")
-            response.headers.append(("WWW-Authenticate", 'Bearer realm="hygie-metrics"'))
-            return response
-        if not token_ok(data_dir, token.strip()):
-            log.info("metrics_refused", peer=request.peer)
-            response = text(401, "invalid token")
-            response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
-            return response
-        await metrics.refresh(db)
-        return Response(200, CONTENT_TYPE_LATEST, metrics.exposition(),
-                        [("Cache-Control", "no-store")])  # fmt: skip
-
-    return handle

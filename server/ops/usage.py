@@ -19,12 +19,11 @@ import hmac
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
 from typing import TYPE_CHECKING
 
 import structlog
 
-from server.delivery.patients import is_patient_address
+from directory.ins import is_patient_address
 from storage.db import Database
 from storage.mailstore import Recipient
 from storage.usage import UsageEvent, UsageLog, month_of
@@ -47,14 +46,9 @@ class Profile:
     mailbox_type: str  # PER, ORG, APP, CAB, PAT or ""
 
 
-def software_of(raw: bytes) -> str:
+def software_of(value: str | None) -> str:
     """The ``X-MSS-NIL`` value (printable, at most 100 characters), or ``""``."""
-    end = raw.find(b"\r\n\r\n")
-    head = raw[: end + 4] if end >= 0 else raw[:65536]
-    if b"x-mss-nil" not in head.lower():
-        return ""
-    value = BytesHeaderParser().parsebytes(head).get("X-MSS-NIL")
-    text = "".join(c for c in str(value or "") if c.isprintable()).strip()
+    text = "".join(c for c in (value or "") if c.isprintable()).strip()
     return text[:SOFTWARE_MAX]
 
 
@@ -85,12 +79,12 @@ class UsageRecorder:
     # -- the acts ---------------------------------------------------------------------------
 
     async def submitted(
-        self, raw: bytes, sender: str, local: Sequence[Recipient], remote: int
+        self, nil: str | None, sender: str, local: Sequence[Recipient], remote: int
     ) -> None:
-        """A message a local account submitted: one ``sent``, a ``received`` per local
-        mailbox, a ``patient`` per patient reached."""
+        """A message a local account submitted (``nil``: its X-MSS-NIL field): one ``sent``,
+        a ``received`` per local mailbox, a ``patient`` per patient reached."""
         try:
-            software = software_of(raw)
+            software = software_of(nil)
             origin = await self.profile(sender)
             events = [UsageEvent("sent", origin.structure, software, origin.mailbox_type)]
             events += await self._arrivals(software, origin, local)
@@ -98,21 +92,23 @@ class UsageRecorder:
         except Exception as exc:
             log.warning("usage_failed", error=type(exc).__name__)
 
-    async def relayed(self, raw: bytes, local: Sequence[Recipient]) -> None:
+    async def relayed(self, nil: str | None, local: Sequence[Recipient]) -> None:
         """A message from another operator, delivered here."""
         try:
-            software = software_of(raw)
+            software = software_of(nil)
             # The sender is another operator's: no structure or type known here, but the
             # patients it reached here count (by software, and in the month's total).
             self._record(await self._arrivals(software, Profile("", ""), local))
         except Exception as exc:
             log.warning("usage_failed", error=type(exc).__name__)
 
-    async def filed(self, raw: bytes, sender: str, patient: Recipient, documents: int) -> None:
+    async def filed(
+        self, nil: str | None, sender: str, patient: Recipient, documents: int
+    ) -> None:
         """``documents`` filed in ``patient``'s dossier, on behalf of the sender."""
         try:
             origin = await self.profile(sender)
-            software = software_of(raw)
+            software = software_of(nil)
             self._record([
                 UsageEvent("filed", origin.structure, software, origin.mailbox_type,
                            count=documents),
@@ -122,11 +118,11 @@ class UsageRecorder:
         except Exception as exc:
             log.warning("usage_failed", error=type(exc).__name__)
 
-    async def mdn(self, raw: bytes, sender: str, code: int) -> None:
+    async def mdn(self, nil: str | None, sender: str, code: int) -> None:
         """An integration MDN sent back for the sender's message: 0 processed, else 900-906."""
         try:
             origin = await self.profile(sender)
-            event = UsageEvent("mdn", origin.structure, software_of(raw), origin.mailbox_type,
+            event = UsageEvent("mdn", origin.structure, software_of(nil), origin.mailbox_type,
                                code=code)  # fmt: skip
             self._record([event])
         except Exception as exc:

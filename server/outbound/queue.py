@@ -22,7 +22,7 @@ import os
 import socket
 import ssl
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -33,21 +33,11 @@ import structlog
 from mailformats import dsn
 from pki.tls import client_context
 from server.config import Config
-from server.delivery.local import LocalDelivery, Trace
-from server.outbound.dkim import DkimSigner
-from server.outbound.trust import (
-    PeerRevocation,
-    PeerRevoked,
-    RevocationUnknown,
-    TrustedDomains,
-    ascii_domain,
-)
+from server.outbound.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
 from storage import outbound
-from storage.accounts import AccountError, normalize_address
 from storage.crypto import MasterKey
 from storage.db import Database
-from storage.mailstore import MailStore
-from storage.outbound import QueuedMessage, QueuedRecipient, QueueItem
+from storage.outbound import QueuedMessage, QueueItem
 
 log = structlog.get_logger("hygie.queue")
 LEASE_SECONDS = 300.0
@@ -104,85 +94,33 @@ def outbound_context(config: Config) -> ssl.SSLContext:
     return context
 
 
+#: Delivers a notice Hygie wrote to an address (the pipeline's ``notice``): True if it went.
+Notices = Callable[[bytes, str], Awaitable[bool]]
+
+
 class OutboundQueue:
     def __init__(
         self,
         config: Config,
         db: Database,
         master: MasterKey,
-        store: MailStore,
-        delivery: LocalDelivery,
         revocation: PeerRevocation,
         trusted: TrustedDomains,
+        notices: Notices,
     ) -> None:
         self.config = config
         self.relay = config.relay
         self.db = db
         self.master = master
-        self.store = store
-        self.delivery = delivery
         self.revocation = revocation
         self.trusted = trusted
-        self.signer = (
-            DkimSigner(
-                config.path(config.dkim.key_dir), config.dkim.selector, config.server.domains
-            )
-            if config.dkim.sign
-            else None
-        )
+        self.notices = notices
         self.routes = Routes(config.relay.routes)
         self.tls = outbound_context(config)
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.slots = asyncio.Semaphore(max(1, config.relay.workers))
         self.wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-
-    # -- what submission and the relay hand over ----------------------------------------------
-
-    async def submit(
-        self,
-        raw: bytes,
-        sender: str,
-        recipients: Sequence[QueuedRecipient],
-        *,
-        envid: str | None = None,
-        ret: str | None = None,
-    ) -> int:
-        """Queue ``raw`` for remote ``recipients`` (durable on return) and wake a worker."""
-        if sender and "@" in sender and self.signer is not None:
-            raw = self.signer.sign(raw, sender.rsplit("@", 1)[1])
-        message_id = await outbound.enqueue(
-            self.db, self.master, raw, sender, recipients, envid=envid, ret=ret
-        )
-        log.info("queued", queue_id=message_id, recipients=len(recipients), size=len(raw))
-        self.wake.set()
-        return message_id
-
-    async def report_local(
-        self,
-        raw: bytes,
-        sender: str,
-        notify: dict[int, tuple[str, dsn.DsnRcpt]],
-        mail: dsn.DsnMail,
-    ) -> None:
-        """ "delivered" DSNs for local recipients that asked for NOTIFY=SUCCESS."""
-        statuses = [
-            dsn.RecipientStatus(
-                final_recipient=address,
-                action="delivered",
-                status="2.0.0",
-                original_recipient=params.orcpt,
-                last_attempt=dt.datetime.now(dt.UTC),
-            )
-            for address, params in notify.values()
-            if params.notify and dsn.wants(params.notify, "delivered")
-        ]
-        if statuses:
-            message = QueuedMessage(0, sender, mail.envid, mail.ret, dt.datetime.now(dt.UTC), raw)
-            try:
-                await self._send_report(message, statuses)
-            except Exception as exc:  # the message itself is delivered; a lost notice is logged
-                log.error("dsn_failed", error=type(exc).__name__)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -487,44 +425,8 @@ class OutboundQueue:
             arrival=message.created_at,
             message_id_domain=self.config.server.hostname,
         )
-        raw = mss_nil_field(self.config) + raw
-        if await self.send_notice(raw, message.sender):
+        if await self.notices(raw, message.sender):
             log.info("dsn_sent", queue_id=message.id, action=statuses[0].action)
-
-    async def send_notice(self, raw: bytes, to: str) -> bool:
-        """Deliver a notice Hygie wrote (DSN, MDN, error mail) to ``to``: into its mailbox
-        when local, else queued to its operator with the null reverse-path (RFC 3461 §6.1,
-        RFC 8098 §2.1, so that no notice answers a notice). False if it cannot go anywhere."""
-        if "@" not in to:
-            return False
-        domain = to.rsplit("@", 1)[1]
-        if self.config.is_local_domain(domain):
-            local = await self.store.resolve(to)
-            if local is None:
-                log.warning("notice_undeliverable")
-                return False
-            trace = Trace(
-                helo=self.config.server.hostname, peer_ip="127.0.0.1", protocol="ESMTP",
-                tls="local", hostname=self.config.server.hostname,
-            )  # fmt: skip
-            await self.delivery.deliver(raw, [local], trace)
-            return True
-        if self.trusted.is_trusted(domain):
-            try:
-                address = normalize_address(to)
-            except AccountError:
-                return False
-            target = QueuedRecipient(address, ascii_domain(domain), None, "NEVER")
-            await self.submit(raw, "", [target])
-            return True
-        log.warning("notice_undeliverable")
-        return False
-
-
-def mss_nil_field(config: Config) -> bytes:
-    """``X-MSS-NIL`` (MSSanté ECO.2.4.3), on every message Hygie writes itself."""
-    value = "".join(c for c in config.server.mss_nil if c.isprintable()) or "HYGIE"
-    return f"X-MSS-NIL: {value}\r\n".encode()
 
 
 def _batches(items: list[QueueItem], connections: int) -> list[list[list[QueueItem]]]:

@@ -1,26 +1,18 @@
 """Submission policy backed by the directory (design.md §2 step 1, issue 5 item 6).
 
-Kept apart from the protocol hooks in :mod:`server.smtp.submission`, which call it:
-
 - RCPT TO a local address: the account must exist (checked by the hook) and, if the directory
   lists the address, that entry must be active: a closed mailbox gets ``550 5.1.1``.
-- MAIL FROM and every ``From:`` address must be mailboxes the authenticated account may send
-  as (:func:`directory.lookup.may_send_as`): ``553 5.7.1`` / ``550 5.7.1`` otherwise.
+- MAIL FROM must be a mailbox the authenticated account may send as
+  (:func:`directory.lookup.may_send_as`): ``553 5.7.1`` otherwise.
+- Every ``From:`` address too: the pipeline's :class:`server.delivery.senders.FromRules`.
 """
 
 from __future__ import annotations
 
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from email.utils import getaddresses
-
 from directory import lookup
-from server.smtp import replies as S
-from storage.accounts import AccountError, AccountInfo, normalize_address
+from server.delivery import replies as S
+from storage.accounts import AccountInfo
 from storage.db import Database
-
-#: How much of the message is searched for the header block.
-HEADER_LIMIT = 256 * 1024
 
 
 class SubmissionPolicy:
@@ -36,19 +28,4 @@ class SubmissionPolicy:
     async def sender(self, account: AccountInfo, sender: str) -> str | None:
         if not await lookup.may_send_as(self.db, account.address, sender):
             return S.S553_SENDER_NOT_OWNED
-        return None
-
-    async def from_header(self, account: AccountInfo, raw: bytes) -> str | None:
-        """Every ``From:`` address must be one the account may send as (RFC 5322 §3.6.2)."""
-        end = raw.find(b"\r\n\r\n", 0, HEADER_LIMIT)
-        head = raw[: end + 2] if end >= 0 else raw[:HEADER_LIMIT]
-        headers = BytesHeaderParser(policy=compat32).parsebytes(head)
-        values = [str(v) for v in headers.get_all("From", [])]
-        for _name, address in getaddresses(values):
-            try:
-                normalized = normalize_address(address)
-            except AccountError:
-                return S.S550_FROM_NOT_OWNED
-            if not await lookup.may_send_as(self.db, account.address, normalized):
-                return S.S550_FROM_NOT_OWNED
         return None

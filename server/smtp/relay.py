@@ -10,8 +10,9 @@ Refusals come before DATA, each with its own code:
 - a sender domain not on the trusted-domain list: ``550 5.7.1``;
 - a recipient outside our domains: ``554 5.7.1`` (no open relay); unknown here: ``550 5.1.1``.
 
-DSN parameters are accepted (RFC 3461) and a "delivered" notice is returned through the queue
-when the sender asked for one.
+The message then takes the pipeline like any other (:mod:`server.delivery.pipeline`); DSN
+parameters are accepted (RFC 3461) and a "delivered" notice is returned when the sender asked
+for one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import weakref
+from typing import TYPE_CHECKING
 
 import structlog
 from aiosmtpd.smtp import Envelope, Session
@@ -27,12 +29,11 @@ from cryptography.x509.oid import NameOID
 
 from mailformats import dsn
 from server.config import Config
-from server.delivery.local import LocalDelivery
-from server.delivery.patients import PatientRules
+from server.delivery import replies as S
+from server.delivery.pipeline import Envelope as Transaction
+from server.delivery.pipeline import Origin, Pipeline
 from server.outbound.dkim import DkimVerifier, authentication_results, strip_forged_results
-from server.outbound.queue import OutboundQueue
 from server.outbound.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
-from server.smtp import replies as S
 from server.smtp.submission import (
     HygieSMTP,
     SubmissionHandler,
@@ -41,6 +42,9 @@ from server.smtp.submission import (
     command_limits,
     smtp_trace,
 )
+
+if TYPE_CHECKING:
+    from server.ops.metrics import ServerMetrics
 from storage.accounts import AccountError, normalize_address
 from storage.mailstore import MailStore, Recipient
 
@@ -61,23 +65,17 @@ class RelayHandler:
         self,
         config: Config,
         store: MailStore,
-        delivery: LocalDelivery,
+        pipeline: Pipeline,
         trusted: TrustedDomains,
         revocation: PeerRevocation,
-        outbound: OutboundQueue,
-        patients: PatientRules | None,
-        submission: SubmissionHandler,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
-        self.delivery = delivery
+        self.pipeline = pipeline
         self.trusted = trusted
         self.revocation = revocation
-        self.outbound = outbound
-        self.patients = patients
-        # Shares the submission handler's workflows (one router per server).
-        self.submission = submission
-        self.metrics = submission.metrics
+        self.metrics = metrics
         self.dkim = (
             DkimVerifier(config.path(config.dkim.key_dir) / "peers") if config.dkim.verify else None
         )
@@ -167,42 +165,24 @@ class RelayHandler:
             return S.S554_BARE_NEWLINE
         if len(raw) > self.config.smtp.max_message_size:
             return S.S552_TOO_BIG
-        trace = smtp_trace(server, session, envelope, self.config, authenticated=False)
         recipients: list[Recipient] = getattr(envelope, "hygie_recipients", [])
-        raw = await self._authenticate(raw, _reverse_path(envelope), server)
-        try:
-            queue_id, stamped = self.delivery.stamp(raw, trace)
-            sender = _reverse_path(envelope)
-            filing = await self.submission._prepare_filing(stamped, sender, recipients)
-            inbox = recipients
-            if filing is not None:
-                inbox = [r for r in recipients if r.account_id not in filing.skip_inbox]
-            await self.delivery.deliver_stamped(stamped, inbox)
-        except Exception as exc:
-            log.error("delivery_failed", error=type(exc).__name__)
-            return S.S451_LOCAL_ERROR
-        if filing is not None and self.submission.workflow is not None:
-            try:
-                await self.submission.workflow.complete(filing, stamped, sender)
-            except Exception as exc:
-                log.error("dossier_workflow_failed", error=type(exc).__name__, exc_info=exc)
-        if self.submission.agenda is not None:  # never raises: delivered already
-            await self.submission.agenda.after_delivery(stamped, sender, inbox)
-        if self.submission.catalogue is not None:  # answers that manifests come by submission
-            await self.submission.catalogue.after_delivery(stamped, sender, inbox)
-        if self.submission.usage is not None:  # never raises either
-            await self.submission.usage.relayed(stamped, inbox)
-        if self.patients is not None:
-            try:
-                await self.patients.record(stamped, _reverse_path(envelope), recipients)
-            except Exception as exc:
-                log.error("patient_rules_failed", error=type(exc).__name__)
-        mail: dsn.DsnMail = getattr(envelope, "hygie_dsn", dsn.DsnMail(None, None))
-        await self.outbound.report_local(
-            stamped, _reverse_path(envelope), getattr(envelope, "hygie_notify", {}), mail
+        sender = _reverse_path(envelope)
+        raw = await self._authenticate(raw, sender, server)
+        notify: dict[int, tuple[str, dsn.DsnRcpt]] = getattr(envelope, "hygie_notify", {})
+        transaction = Transaction(
+            origin=Origin.RELAY,
+            sender=sender,
+            local=tuple(recipients),
+            peer=_peer_ip(session),
+            mail=getattr(envelope, "hygie_dsn", dsn.DsnMail(None, None)),
+            notify=tuple((i, a, p) for i, (a, p) in notify.items()),
+            trace=smtp_trace(server, session, envelope, self.config, authenticated=False),
         )
-        log.info("relay_accepted", queue_id=queue_id, recipients=len(recipients), size=len(raw))
-        return f"{S.S250_ACCEPTED} as {queue_id}"
+        outcome = await self.pipeline.accept(raw, transaction)
+        if outcome.accepted:
+            log.info("relay_accepted", queue_id=outcome.queue_id, recipients=len(recipients),
+                     size=len(raw))  # fmt: skip
+        return outcome.reply
 
     async def _authenticate(self, raw: bytes, mail_from: str, server: HygieSMTP) -> bytes:
         """Our Authentication-Results (RFC 8601) on top, any forged one removed: the DKIM

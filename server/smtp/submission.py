@@ -6,7 +6,7 @@ when the client presented one), OAUTHBEARER (RFC 7628) and XOAUTH2 with a bearer
 (RFC 4616) and LOGIN with a password when the operator allows passwords.
 
 Business rules hang off aiosmtpd's named hooks (``handle_MAIL``, ``handle_RCPT``,
-``handle_DATA``, ``auth_<MECHANISM>``); replies come from :mod:`server.smtp.replies`.
+``handle_DATA``, ``auth_<MECHANISM>``); replies come from :mod:`server.delivery.replies`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import ssl
 import warnings
 import weakref
 from base64 import b64decode
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -30,24 +31,20 @@ from mailformats import dsn
 from server.auth import sasl
 from server.auth.authenticator import Authenticator, AuthError
 from server.config import Config
-from server.delivery import mss_headers
-from server.delivery.local import LocalDelivery, Trace
+from server.delivery import replies as S
+from server.delivery.pipeline import Envelope as Transaction
+from server.delivery.pipeline import Origin, Pipeline
+from server.delivery.trace import Trace
 from server.outbound.trust import ascii_domain
-from server.smtp import replies as S
 from server.smtp.policy import SubmissionPolicy
 from storage.accounts import AccountError, AccountInfo, normalize_address
 from storage.mailstore import MailStore, Recipient
 from storage.outbound import QueuedRecipient
 
 if TYPE_CHECKING:
+    from catalogue.access import AppGate
     from server.delivery.patients import PatientRules
     from server.ops.metrics import ServerMetrics
-    from server.ops.usage import UsageRecorder
-    from server.outbound.queue import OutboundQueue
-    from server.workflows.agenda import AgendaWorkflow
-    from server.workflows.catalogue import CatalogueWorkflow
-    from server.workflows.consent import AppGate
-    from server.workflows.dossier import DossierWorkflow, Filing
 
 log = structlog.get_logger("hygie.smtp")
 # aiosmtpd logs envelope addresses at INFO: they can hold a patient's INS (design.md §5).
@@ -184,13 +181,9 @@ def _recipients(envelope: Envelope) -> list[Recipient]:
 
 
 class SubmissionHandler:
-    """The hooks aiosmtpd calls. One instance serves every submission connection."""
+    """The hooks aiosmtpd calls. One instance serves every submission connection: the port's
+    own checks (TLS, authentication, the envelope); the message itself goes to the pipeline."""
 
-    agenda: AgendaWorkflow | None = None  # set by server.app (issue 9)
-    catalogue: CatalogueWorkflow | None = None  # set by server.app (issue 10)
-    apps: AppGate | None = None  # consent enforcement for app mailboxes (issue 10)
-    usage: UsageRecorder | None = None  # set by server.app (issue 11 item 4)
-    metrics: ServerMetrics | None = None
     service = "submission"
 
     def __init__(
@@ -198,18 +191,21 @@ class SubmissionHandler:
         config: Config,
         auth: Authenticator,
         store: MailStore,
-        delivery: LocalDelivery,
-        outbound: OutboundQueue | None = None,
+        pipeline: Pipeline,
+        *,
+        trusted: Callable[[str], bool] = lambda domain: False,
         patients: PatientRules | None = None,
-        workflow: DossierWorkflow | None = None,
+        apps: AppGate | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.config = config
-        self.workflow = workflow
         self.auth = auth
         self.store = store
-        self.delivery = delivery
-        self.outbound = outbound
+        self.pipeline = pipeline
+        self.trusted = trusted
         self.patients = patients
+        self.apps = apps
+        self.metrics = metrics
         self.policy = SubmissionPolicy(store.db)
 
     async def handle_EHLO(
@@ -463,7 +459,7 @@ class SubmissionHandler:
         domain = normalized.rsplit("@", 1)[1]
         if not self.config.is_local_domain(domain):
             # Other operators' domains go to the outbound queue, if they are in the trust space.
-            if self.outbound is None or not self.outbound.trusted.is_trusted(domain):
+            if not self.trusted(domain):
                 return S.S554_RELAY_DENIED
             remote.append(QueuedRecipient(normalized, ascii_domain(domain), _orcpt(params), notify))
             envelope.rcpt_tos.append(address)
@@ -497,78 +493,28 @@ class SubmissionHandler:
             return S.S554_BARE_NEWLINE
         if len(raw) > self.config.smtp.max_message_size:
             return S.S552_TOO_BIG
-        if b"x-mss-" in raw[:65536].lower() or b"IHE_XDM" in raw:
-            problem = await asyncio.to_thread(mss_headers.check, raw)
-            if problem is not None:
-                return f"554 5.6.0 {problem}"
-        if isinstance(session.auth_data, AccountInfo):
-            refusal = await self.policy.from_header(session.auth_data, raw)
-            if refusal is not None:
-                return refusal
-            if self.apps is not None:  # what the message carries names the consent scope
-                refusal = await self.apps.data(
-                    session.auth_data.address, raw, _recipients(envelope), _peer_ip(session)
-                )
-                if refusal is not None:
-                    return refusal
-        trace = smtp_trace(server, session, envelope, self.config, authenticated=True)
         account = session.auth_data
-        remote: list[QueuedRecipient] = getattr(envelope, "hygie_remote", [])
-        mail: dsn.DsnMail = getattr(envelope, "hygie_dsn", dsn.DsnMail(None, None))
-        sender = str(envelope.mail_from or "")
-        try:
-            queue_id, stamped = self.delivery.stamp(raw, trace)
-            local = _recipients(envelope)
-            filing = await self._prepare_filing(stamped, sender, local)
-            if filing is not None:
-                local = [r for r in local if r.account_id not in filing.skip_inbox]
-            delivered = await self.delivery.deliver_stamped(stamped, local)
-            if remote and self.outbound is not None:
-                await self.outbound.submit(stamped, sender, remote, envid=mail.envid, ret=mail.ret)
-        except Exception as exc:
-            log.error("delivery_failed", error=type(exc).__name__)
-            return S.S451_LOCAL_ERROR
-        if filing is not None and self.workflow is not None:
-            try:
-                await self.workflow.complete(filing, stamped, sender)
-            except Exception as exc:  # delivered already: a filing bug must not lose mail
-                log.error("dossier_workflow_failed", error=type(exc).__name__, exc_info=exc)
-        if self.agenda is not None:  # never raises: the message is delivered already
-            await self.agenda.after_delivery(stamped, sender, local, submitted=True)
-        if self.catalogue is not None:  # never raises either
-            await self.catalogue.after_delivery(stamped, sender, local, submitted=True)
-        if self.usage is not None:  # never raises either
-            await self.usage.submitted(stamped, sender, local, len(remote))
-        if self.patients is not None:
-            try:
-                await self.patients.record(stamped, sender, _recipients(envelope))
-            except Exception as exc:  # delivered already; the reply right is not worth a 451
-                log.error("patient_rules_failed", error=type(exc).__name__)
-        if self.outbound is not None:
-            await self.outbound.report_local(
-                stamped, sender, getattr(envelope, "hygie_notify", {}), mail
-            )
-        log.info(
-            "message_accepted",
-            queue_id=queue_id,
-            account=account.id if isinstance(account, AccountInfo) else None,
-            recipients=len(delivered),
-            remote=len(remote),
-            size=len(raw),
+        if not isinstance(account, AccountInfo):
+            return S.S530_AUTH_REQUIRED
+        notify: dict[int, tuple[str, dsn.DsnRcpt]] = getattr(envelope, "hygie_notify", {})
+        transaction = Transaction(
+            origin=Origin.SUBMISSION,
+            sender=str(envelope.mail_from or ""),
+            local=tuple(_recipients(envelope)),
+            remote=tuple(getattr(envelope, "hygie_remote", [])),
+            account=account,
+            peer=_peer_ip(session),
+            mail=getattr(envelope, "hygie_dsn", dsn.DsnMail(None, None)),
+            notify=tuple((i, a, p) for i, (a, p) in notify.items()),
+            trace=smtp_trace(server, session, envelope, self.config, authenticated=True),
         )
-        return f"{S.S250_ACCEPTED} as {queue_id}"
-
-    async def _prepare_filing(
-        self, stamped: bytes, sender: str, local: list[Recipient]
-    ) -> Filing | None:
-        """The dossier workflow's decision before delivery (None: deliver as usual)."""
-        if self.workflow is None:
-            return None
-        try:
-            return await self.workflow.prepare(stamped, sender, local)
-        except Exception as exc:  # never lose the message over a filing bug
-            log.error("dossier_workflow_failed", error=type(exc).__name__, exc_info=exc)
-            return None
+        outcome = await self.pipeline.accept(raw, transaction)
+        if outcome.accepted:
+            log.info(
+                "message_accepted", queue_id=outcome.queue_id, account=account.id,
+                recipients=len(outcome.delivered), remote=len(transaction.remote), size=len(raw),
+            )  # fmt: skip
+        return outcome.reply
 
 
 def _orcpt(params: dsn.DsnRcpt) -> str | None:

@@ -1,10 +1,11 @@
-"""The agenda workflow (design.md §2.4, §6; issue 9): iMIP messages update agendas.
+"""The agenda step of the pipeline (design.md §2, §6; issue 9): iMIP messages update agendas.
 
-After local delivery (the message is in the mailbox whatever happens here), a message with a
-``text/calendar`` part is read as an iTIP message (RFC 5546) and applied, for each local
-recipient, to that mailbox's agenda by the rules of :mod:`agenda.itip`. A message submitted by
-an organiser from this operator also keeps the organiser's own copy, so that the attendees'
-REPLYs have a copy to update.
+Once the message is committed (an after-commit job: the message is in the mailbox whatever
+happens here), a message with a ``text/calendar`` part is read as an iTIP message (RFC 5546)
+and applied, for each local recipient, to that mailbox's agenda by the rules of
+:mod:`agenda.itip`; each change and each answer is an outbox effect, made once. A message
+submitted by an organiser from this operator also keeps the organiser's own copy, so that the
+attendees' REPLYs have a copy to update.
 
 - REQUEST, ADD, CANCEL, DECLINECOUNTER: from the ORGANIZER to an attendee's copy;
 - REPLY (and COUNTER, REFRESH, noted): from an ATTENDEE to the organiser's copy; from anyone
@@ -25,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -33,13 +35,7 @@ import structlog
 from agenda.alarms import reminders
 from agenda.event import MASTER, StoredEvent, calendar_of, utc_key
 from agenda.freebusy import busy_periods, freebusy_reply, requested_of, requested_range
-from agenda.imip import (
-    CalendarPart,
-    error_message,
-    find_calendar,
-    imip_message,
-    reminder_message,
-)
+from agenda.imip import CALENDAR_TYPE, CalendarPart, error_message, imip_message, reminder_message
 from agenda.itip import (
     ANSWER_DECLINECOUNTER,
     ANSWER_REQUEST,
@@ -52,19 +48,28 @@ from agenda.itip import (
     parse,
 )
 from agenda.recurrence import PARIS, occurrences
+from directory.ins import is_patient_address
 from server.config import Config
-from server.delivery.local import Trace, describe, new_queue_id, received_field
-from server.delivery.patients import is_patient_address
-from server.outbound.queue import mss_nil_field
+from server.delivery.message import Message
+from server.delivery.pipeline import (
+    FROM_OUTSIDE,
+    AfterWork,
+    Envelope,
+    Notify,
+    Origin,
+    Pipeline,
+    Plan,
+    Step,
+)
 from storage.agenda import AgendaStore, Decision, DueReminder, uid_digest
+from storage.db import effect, effect_result_type
 from storage.mailstore import MailStore, Recipient
 
 if TYPE_CHECKING:
-    from server.workflows.consent import AppGate
+    from catalogue.access import AppGate
 
 log = structlog.get_logger("hygie.agenda")
 AGENDA_SERVICE = "agenda"
-Notify = Callable[[bytes, str], Awaitable[None]]
 Clock = Callable[[], dt.datetime]
 
 
@@ -91,6 +96,10 @@ def configured_clock(config: Config) -> Clock:
     return clock
 
 
+def _applied(outcome: Outcome) -> Applied:
+    return Applied(outcome.status, outcome.reason, len(outcome.writes), outcome.answer)
+
+
 def may_answer(originator: str, envelope_sender: str) -> bool:
     """Whether the server may answer ``originator`` by itself (REFRESH, DECLINECOUNTER,
     free/busy). The iTIP originator is the ``From:`` of the message; over the relay that is
@@ -103,7 +112,37 @@ def may_answer(originator: str, envelope_sender: str) -> bool:
     return originator.lower().rsplit("@", 1)[1] == sender.rsplit("@", 1)[1]
 
 
-class AgendaWorkflow:
+def calendar_part(message: Message) -> CalendarPart | None:
+    """The first ``text/calendar`` part of a message (RFC 6047 §2.4), if there is one.
+    Google and Outlook also attach the same object as ``invite.ics``
+    (``application/ics``): the inline part is the one that counts."""
+    leaf = message.first_of_type(CALENDAR_TYPE)
+    if leaf is None:
+        return None
+    data = message.decoded(leaf)
+    if data is None:
+        return None
+    method = leaf.param("method")
+    senders = message.addresses("From")
+    originator = senders[0][1].lower() if senders else ""
+    return CalendarPart(data, method.upper() if method else None, originator,
+                        message.text("Subject"))  # fmt: skip
+
+
+@effect_result_type
+@dataclass(frozen=True)
+class Applied:
+    """What applying an iTIP message to one agenda came to (recorded as an outbox effect)."""
+
+    status: str
+    reason: str
+    components: int
+    answer: str
+
+
+class AgendaWorkflow(Step):
+    name = "agenda"
+    origins = FROM_OUTSIDE
     apps: AppGate | None = None  # consent enforcement for app mailboxes (issue 10)
 
     def __init__(
@@ -111,30 +150,32 @@ class AgendaWorkflow:
         config: Config,
         store: MailStore,
         agenda: AgendaStore,
-        notify: Notify,
+        pipeline: Pipeline,
         clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.agenda = agenda
-        self.notify = notify
+        self.pipeline = pipeline
+        self.notify: Notify = pipeline.notice
         self.clock = clock or configured_clock(config)
 
     def service_address(self, domain: str | None = None) -> str:
         domain = domain if domain and self.config.is_local_domain(domain) else None
         return f"{AGENDA_SERVICE}@{domain or self.config.server.domains[0]}"
 
-    async def after_delivery(
-        self, raw: bytes, sender: str, recipients: list[Recipient], *, submitted: bool = False
-    ) -> None:
-        """Never raises: the message is delivered already (errors are logged)."""
-        try:
-            part = find_calendar(raw)
-            if part is None:
-                return
-            await self._process(part, sender, recipients, submitted)
-        except Exception as exc:
-            log.error("agenda_workflow_failed", error=type(exc).__name__, exc_info=exc)
+    async def route(self, message: Message, envelope: Envelope, plan: Plan) -> None:
+        if message.first_of_type(CALENDAR_TYPE) is not None:
+            plan.jobs.append((self.name, {"inbox": [r.account_id for r in plan.inbox]}))
+
+    async def after(self, work: AfterWork) -> None:
+        part = calendar_part(work.message)
+        if part is None:
+            return
+        inbox = set(work.data["inbox"])
+        recipients = [r for r in work.envelope.local if r.account_id in inbox]
+        submitted = work.envelope.origin is Origin.SUBMISSION
+        await self._process(part, work.envelope.sender, recipients, submitted)
 
     async def _process(
         self, part: CalendarPart, sender: str, recipients: list[Recipient], submitted: bool
@@ -167,26 +208,29 @@ class AgendaWorkflow:
         for recipient in targets:
             if self.apps is not None and await self.apps.agenda(sender or originator, recipient):
                 continue  # an app without this patient's agenda-write consent (audited)
-            outcome = await self._apply(message, recipient, originator)
+            with effect(f"apply:{recipient.account_id}"):
+                outcome = await self._apply(message, recipient, originator)
             log.info(
                 "agenda_applied", method=message.method, outcome=outcome.status,
-                reason=outcome.reason, components=len(outcome.writes),
+                reason=outcome.reason, components=outcome.components,
             )  # fmt: skip
             if outcome.answer and may_answer(originator, sender):
-                await self._answer(message, outcome.answer, recipient, originator)
+                with effect(f"answer:{recipient.account_id}"):
+                    await self._answer(message, outcome.answer, recipient, originator)
 
-    async def _apply(self, message: ItipMessage, recipient: Recipient, originator: str) -> Outcome:
-        def decide(held: dict[str, bytes]) -> Decision[Outcome]:
+    async def _apply(self, message: ItipMessage, recipient: Recipient, originator: str) -> Applied:
+        def decide(held: dict[str, bytes]) -> Decision[Applied]:
             components = {k: StoredEvent.from_ical(v) for k, v in held.items()}
             outcome = apply(message, recipient.address, originator, components)
+            summary = _applied(outcome)
             if outcome.status != "applied":
-                return Decision(outcome)
+                return Decision(summary)
             writes = {e.recurrence_key: e.to_ical() for e in outcome.writes}
             after = {k: v for k, v in components.items() if k not in outcome.deletes}
             after.update({e.recurrence_key: e for e in outcome.writes})
             due = reminders(after.values(), recipient.address, self.clock())
             planned = [(r.due, r.occurrence, r.alarm) for r in due]
-            return Decision(outcome, writes, outcome.deletes, planned)
+            return Decision(summary, writes, outcome.deletes, planned)
 
         return await self.agenda.change(recipient.account_id, message.uid, decide)
 
@@ -207,7 +251,7 @@ class AgendaWorkflow:
             if is_patient_address(recipient.address):
                 log.info("agenda_freebusy", outcome="refused", reason="patient agenda")
                 continue
-            for request in message.freebusy:
+            for number, request in enumerate(message.freebusy):
                 if recipient.address.lower() not in requested_of(request):
                     continue
                 start, end = requested_range(request)
@@ -221,7 +265,8 @@ class AgendaWorkflow:
                                             self.clock()),
                     domain=self.config.server.hostname,
                 )  # fmt: skip
-                await self.notify(reply, to)
+                with effect(f"freebusy:{recipient.account_id}:{number}"):
+                    await self.notify(reply, to)
                 log.info("agenda_freebusy", outcome="answered", periods=len(periods))
 
     # -- the organiser's side answers by itself (RFC 5546 §3.2.6, §3.2.8) -------------------
@@ -277,7 +322,8 @@ class AgendaWorkflow:
             from_address=self.service_address(), to=to, subject=part.subject, problem=problem,
             domain=self.config.server.hostname,
         )  # fmt: skip
-        await self.notify(notice, to)
+        with effect("error"):
+            await self.notify(notice, to)
 
     # -- reminders (issue 9 item 4) -------------------------------------------------------
 
@@ -328,13 +374,7 @@ class AgendaWorkflow:
             start=start.astimezone(PARIS), calendar=attached,
             message_id=f"<reminder-{due.id}@{self.config.server.hostname}>",
         )  # fmt: skip
-        trace = Trace(
-            helo=self.config.server.hostname, peer_ip="127.0.0.1", protocol="ESMTP",
-            tls="local", hostname=self.config.server.hostname,
-        )  # fmt: skip
-        stamped = received_field(trace, new_queue_id()) + mss_nil_field(self.config) + raw
-        delivered = await self.store.deliver_once(stamped, describe(stamped), [recipient], claim)
-        return bool(delivered)
+        return await self.pipeline.notice(raw, recipient.address, claim=claim)
 
     @staticmethod
     def _instance(

@@ -1,300 +1,40 @@
-"""Consent enforcement for apps (issue 10 item 5): wherever a mailbox reaches a patient, ask
-whether it is an app's APP mailbox, and if so whether the patient's consent allows it now.
-
-A mailbox is an app's when the catalogue lists it as an app's APP mailbox, or when the
-directory records it as an ``APP`` mailbox (TRE_R257) without any catalogue entry (then
-nothing is allowed: no consent is possible). The paths, each with its scope:
-
-- SMTP submission: ``RCPT`` to a patient needs a consent in force with any scope that travels
-  by mail; at ``DATA`` the message's content names the scope (an ``IHE_XDM.zip``:
-  ``dossier-write``; a ``text/calendar`` part: ``agenda-write``; anything else: ``messages``).
-  A refusal is ``550 5.7.1`` with the reason (:data:`S550_PREFIX`), for the whole message;
-- the dossier workflow (``dmp@``: the patient is named inside the archive): ``dossier-write``,
-  else the MDN/error mail 901 (author not allowed);
-- the agenda workflow: ``agenda-write`` for each patient whose agenda would change;
-- the dossier read API (``/dossier/patients/<INS>/…``): ``dossier-read``; the app sees what
-  the patient sees (every current document but INVISIBLE_PATIENT ones), else 403; an app the
-  patient never connected gets the 404 of an unknown INS (no patient-existence oracle).
-
-A suspended or withdrawn app, or one whose certificate is on the CRL, is refused on every
-path at once (the check reads the app's status and the CRL at each attempt). Every refusal is
-in the audit log (``catalogue.refused``: the app, the patient's account id, the scope, the
-reason) and in the patient's "recent access" list; so is every allowed access.
+"""The consent of referenced apps as a step of the pipeline (design.md §1, §6; issue 10):
+what a message carries names the scope it needs from each patient it reaches (an
+``IHE_XDM.zip``: ``dossier-write``; a ``text/calendar`` part: ``agenda-write``; anything
+else: ``messages``), and an app's APP mailbox without that consent in force is refused for the
+whole message with ``550 5.7.1`` and the reason (:class:`catalogue.access.AppGate`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import os
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Final
-
-import structlog
-
-from agenda.imip import find_calendar
-from catalogue.consent import NO_CONSENT, NOT_REFERENCED, Consents, Refusal
-from catalogue.registry import App, Catalogue
-from catalogue.scopes import AGENDA_WRITE, DOSSIER_READ, DOSSIER_WRITE, MAIL_SCOPES, MESSAGES
-from pki.errors import PkiError
-from pki.registry import IssuedRecord, Registry
-from pki.verify import CertificateRejected, ClientCertificateChecker
-from server.config import Config
-from server.delivery.patients import is_patient_address
-from storage import audit
-from storage.accounts import AccountError, create_account, find_account
-from storage.crypto import MasterKey
-from storage.db import Database
-from storage.mailstore import Recipient
-
-if TYPE_CHECKING:
-    from server.auth.authenticator import Authenticator
-    from server.http.dossier import DossierApi
-    from server.http.server import Handler, Response
-    from server.smtp.submission import SubmissionHandler
-    from server.workflows.agenda import AgendaWorkflow
-    from server.workflows.dossier import DossierWorkflow
-    from storage.accounts import AccountInfo
-
-log = structlog.get_logger("hygie.apps")
-S550_PREFIX: Final = "550 5.7.1 "
-Notify = Callable[[bytes, str], Awaitable[None]]
+from agenda.imip import CALENDAR_TYPE
+from catalogue.access import AppGate
+from catalogue.scopes import AGENDA_WRITE, DOSSIER_WRITE, MESSAGES
+from dossier.xdm import XDM_NAME
+from server.delivery.message import Message
+from server.delivery.pipeline import Envelope, Origin, Step
 
 
-def scope_of(raw: bytes) -> str:
+def scope_of(message: Message) -> str:
     """The scope a message to a patient needs, by what it carries."""
-    from server.workflows.dossier import find_xdm  # the dossier workflow's own test for an archive
-
-    if find_xdm(raw) is not None:
+    wanted = XDM_NAME.upper()
+    if any((leaf.filename or "").upper() == wanted for leaf in message.leaves()):
         return DOSSIER_WRITE
-    if find_calendar(raw) is not None:
+    if message.first_of_type(CALENDAR_TYPE) is not None:
         return AGENDA_WRITE
     return MESSAGES
 
 
-class AppGate:
-    def __init__(self, consents: Consents) -> None:
-        self.consents = consents
-        self.db = consents.db
+class ConsentStep(Step):
+    name = "consent"
+    origins = frozenset({Origin.SUBMISSION})
 
-    async def app_of(self, address: str) -> App | Refusal | None:
-        """The app acting through ``address``; NOT_REFERENCED for a directory APP mailbox
-        the catalogue does not list; None for any other mailbox."""
-        address = address.lower()
-        rows = await self.db.lookup("SELECT id FROM cat_apps WHERE mailbox = ?", address)
-        if rows:
-            return await self.consents.catalogue.find(int(rows[0][0]))
-        rows = await self.db.lookup(
-            "SELECT 1 FROM dir_mailboxes WHERE address = ? AND type = 'APP'", address
+    def __init__(self, gate: AppGate) -> None:
+        self.gate = gate
+
+    async def check(self, message: Message, envelope: Envelope) -> str | None:
+        if envelope.account is None:
+            return None
+        return await self.gate.data(
+            envelope.account.address, scope_of(message), envelope.local, envelope.peer
         )
-        return NOT_REFERENCED if rows else None
-
-    async def _permit(
-        self, sender: str, patient_account: int, scopes: frozenset[str], *,
-        record_allowed: bool = True, peer: str | None = None,
-    ) -> Refusal | None:  # fmt: skip
-        app = await self.app_of(sender)
-        if app is None:
-            return None
-        if isinstance(app, Refusal):
-            scope = next(iter(scopes)) if len(scopes) == 1 else "mail"
-            await audit.record(
-                self.db, f"mailbox:{sender}", "catalogue.refused", f"account:{patient_account}",
-                peer=peer, detail={"scope": scope, "reason": app.reason},
-            )  # fmt: skip
-            log.info("app_refused", reason=app.reason)
-            return app
-        refusal = await self.consents.permit(
-            app, patient_account, scopes, actor=f"app:{app.id}", peer=peer,
-            record_allowed=record_allowed,
-        )  # fmt: skip
-        if refusal is not None:
-            log.info("app_refused", app=app.id, reason=refusal.reason)
-        return refusal
-
-    # -- SMTP submission ---------------------------------------------------------------------
-
-    async def rcpt(self, sender: str, recipient: Recipient, peer: str) -> str | None:
-        """The reply refusing RCPT to a patient, or None."""
-        if not is_patient_address(recipient.address):
-            return None
-        refusal = await self._permit(
-            sender, recipient.account_id, MAIL_SCOPES, record_allowed=False, peer=peer
-        )
-        return S550_PREFIX + refusal.text if refusal is not None else None
-
-    async def data(
-        self, sender: str, raw: bytes, recipients: Sequence[Recipient], peer: str
-    ) -> str | None:
-        """The reply refusing the whole message, or None (then every access is recorded)."""
-        patients = [r for r in recipients if is_patient_address(r.address)]
-        if not patients or await self.app_of(sender) is None:
-            return None
-        scope = frozenset({scope_of(raw)})
-        for patient in patients:
-            refusal = await self._permit(
-                sender, patient.account_id, scope, record_allowed=False, peer=peer
-            )
-            if refusal is not None:
-                return S550_PREFIX + refusal.text
-        app = await self.app_of(sender)
-        if isinstance(app, App):
-            for patient in patients:
-                await self.consents.record(
-                    app, patient.account_id, next(iter(scope)), None, actor=f"app:{app.id}",
-                    peer=peer,
-                )  # fmt: skip
-        return None
-
-    # -- workflows ---------------------------------------------------------------------------
-
-    async def filing(self, sender: str, patient: Recipient, *, addressed: bool) -> Refusal | None:
-        """May ``sender`` file in this patient's dossier? (``addressed``: the patient was a
-        recipient, so submission already recorded the access.)"""
-        return await self._permit(
-            sender, patient.account_id, frozenset({DOSSIER_WRITE}), record_allowed=not addressed
-        )
-
-    async def agenda(self, sender: str, patient: Recipient) -> Refusal | None:
-        if not is_patient_address(patient.address):
-            return None
-        return await self._permit(
-            sender, patient.account_id, frozenset({AGENDA_WRITE}), record_allowed=False
-        )
-
-    # -- the dossier read API ----------------------------------------------------------------
-
-    async def read_dossier(
-        self, api: DossierApi, account: AccountInfo, ins: str, rest: list[str], peer: str
-    ) -> Response | None:
-        """The answer to an app reading ``/dossier/patients/<INS>/…``; None if ``account``
-        is not an app's mailbox (the professional rules apply)."""
-        from dossier.xdm import INVISIBLE_PATIENT
-        from server.http.dossier import NO_DOSSIER, _error, _json
-        from server.http.server import Response
-
-        app = await self.app_of(account.address)
-        if app is None:
-            return None
-        domain = account.address.rsplit("@", 1)[1]
-        patient = await api.store.resolve(f"{ins.lower()}@patient.{domain}")
-        # What stops the app whoever the patient is (its status, its certificate) is answered
-        # alike for every INS; past that, an app the patient never connected gets the answer
-        # of an unknown INS (issue 17 finding 5): the route tells no one who is a patient here.
-        app_wide = app if isinstance(app, Refusal) else self.consents.app_refusal(app)
-        if patient is None:
-            reason = app_wide.reason if app_wide is not None else NO_CONSENT.reason
-            await audit.record(self.db, f"mailbox:{account.address}", "dossier.denied", "-",
-                               peer=peer, detail={"reason": reason})  # fmt: skip
-            if app_wide is not None:
-                return _error(403, app_wide.text)
-            return _error(404, NO_DOSSIER)
-        refusal = await self._permit(
-            account.address, patient.account_id, frozenset({DOSSIER_READ}), peer=peer
-        )
-        if refusal is not None:
-            if refusal is NO_CONSENT:
-                return _error(404, NO_DOSSIER)
-            return _error(403, refusal.text)
-        visible = [
-            d for d in await api.index.documents(patient.account_id)
-            if d.replaced_by is None and INVISIBLE_PATIENT not in d.restrictions
-        ]  # fmt: skip
-        actor = f"account:{account.id}"
-        if rest == []:
-            await audit.record(self.db, actor, "dossier.list", f"account:{patient.account_id}",
-                               peer=peer, detail={"documents": len(visible)})  # fmt: skip
-            return _json(200, {"documents": [await api._describe(d) for d in visible]})
-        if len(rest) == 2 and rest[1] == "cda" and rest[0].isdigit():
-            for filed in visible:
-                if filed.id == int(rest[0]):
-                    await audit.record(self.db, actor, "dossier.read", f"document:{filed.id}",
-                                       peer=peer)  # fmt: skip
-                    return Response(200, "application/xml", await api.index.cda(filed.id))
-            return _error(404, "no such document")
-        return _error(404, "no such resource")
-
-
-class CertificateStatus:
-    """What is wrong with an app's certificate now: ``"revoked"`` (on the CRL that
-    certificate login reads, re-read when it changes; or, without certificate login, in the
-    CA's registry), ``"expired"`` (past its notAfter in the CA's registry, re-read when it
-    changes), or None. Fails closed: no trustworthy CRL or an unknown serial is "revoked"."""
-
-    def __init__(
-        self,
-        checker: ClientCertificateChecker | None,
-        pki_dir: Path,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-    ) -> None:
-        self.checker = checker
-        self.clock = clock
-        self.registry = Registry(pki_dir)
-        self._stamp: tuple[int, int] | None = None
-        self._records: dict[int, IssuedRecord] = {}
-
-    def _record(self, number: int) -> IssuedRecord | None:
-        try:
-            st = os.stat(self.registry.index)
-            stamp = (st.st_mtime_ns, st.st_size)
-            if stamp != self._stamp:
-                self._records = {r.serial: r for r in self.registry.records()}
-                self._stamp = stamp
-        except (OSError, PkiError):
-            return None
-        return self._records.get(number)
-
-    def __call__(self, serial: str) -> str | None:
-        try:
-            number = int(serial, 16)
-        except ValueError:
-            return "revoked"
-        record = self._record(number)
-        if self.checker is not None:
-            try:
-                if number in self.checker.revoked_serials():
-                    return "revoked"
-            except CertificateRejected:
-                return "revoked"
-        elif record is None or record.status == "revoked":
-            return "revoked"
-        if record is None:
-            return "revoked"
-        if record.not_after <= self.clock():
-            return "expired"
-        return None
-
-
-async def install(
-    config: Config,
-    db: Database,
-    master: MasterKey,
-    auth: Authenticator,
-    notify: Notify,
-    *,
-    submission: SubmissionHandler,
-    dossier: DossierWorkflow,
-    agenda: AgendaWorkflow,
-    dossier_api: DossierApi | None,
-) -> Handler:
-    """Hang the catalogue on the server (``server.app``): the ``catalogue@`` workflow, the
-    consent checks on every path, and the ``/catalogue/`` HTTPS route it returns. The
-    ``catalogue@<domain>`` mailbox is opened if an older data directory lacks it."""
-    from server.http.catalogue import CatalogueApi, catalogue_route
-    from server.workflows.catalogue import CatalogueWorkflow
-
-    service = f"{CatalogueWorkflow.SERVICE}@{config.server.domains[0]}"
-    if await find_account(db, service) is None:
-        with contextlib.suppress(AccountError):  # another node opened it meanwhile
-            await create_account(db, master, service, None)
-
-    pki_dir = config.path("pki")
-    catalogue = Catalogue(db, pki_dir, local_domain=config.is_local_domain)
-    consents = Consents(db, catalogue, certificate=CertificateStatus(auth.certificates, pki_dir))
-    gate = AppGate(consents)
-    submission.catalogue = CatalogueWorkflow(config, catalogue, notify)
-    submission.apps = dossier.apps = agenda.apps = gate
-    if dossier_api is not None:
-        dossier_api.apps = gate
-    return catalogue_route(CatalogueApi(consents, auth))

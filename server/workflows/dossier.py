@@ -1,14 +1,13 @@
-"""The workflow router (design.md §2.4, §6): what happens to a delivered message beyond the
-mailbox. Here, the dossier: a message carrying an ``IHE_XDM.zip`` to a patient's address, or
-to the operator's ``dmp@<domain>`` service address, has its documents filed in that patient's
-dossier (issue 7).
+"""The dossier step of the pipeline (design.md §2, §6; issue 7): a message carrying an
+``IHE_XDM.zip`` to a patient's address, or to the operator's ``dmp@<domain>`` service address,
+has its documents filed in that patient's dossier.
 
-The filing runs in two steps around delivery: :meth:`DossierWorkflow.prepare` reads and checks
-the archive before anything is stored (so an INVISIBLE_PATIENT document never reaches the
-patient's INBOX, and ``dmp@`` receives nothing to read), and :meth:`DossierWorkflow.complete`
-files the documents and answers the sender: an MDN ``processed`` or ``processed/error`` with
-the MSSanté integration codes 900–906 when ``Disposition-Notification-To`` asked for one (RFC
-8098 rules, `mailformats.mdn`), else, on error only, the volet's plain error mail.
+Before the commit (*route*), the archive decides who keeps a copy: ``dmp@`` never does, and a
+patient never receives a document flagged INVISIBLE_PATIENT. Once the message is committed
+(*after*, from the outbox) the archive is checked and filed, and the sender answered: an MDN
+``processed`` or ``processed/error`` with the MSSanté integration codes 900–906 when
+``Disposition-Notification-To`` asked for one (RFC 8098 rules, `mailformats.mdn`), else, on
+error only, the volet's plain error mail. Each write is an outbox effect: filed once.
 
 Checks, with their codes: the archive itself (`dossier.xdm`, 903/904/906 …); the patient of
 METADATA.XML is the addressed patient (902), or for ``dmp@`` a patient with a mailbox here
@@ -18,39 +17,41 @@ in the DMP value set (906); "annule et remplace" against the version on file (90
 
 from __future__ import annotations
 
+import asyncio
 import email.policy
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING
 
 import structlog
 
+from directory.ins import is_patient_address, patient_address, patient_domain
 from dossier import loinc
 from dossier.cda import CdaHeader, parse_cda
 from dossier.errors import AUTHOR_NOT_ALLOWED, OTHER, DossierError
 from dossier.subject import pdf_filename, xdm_subject
 from dossier.versions import check_replacement, replaced_id
-from dossier.xdm import INVISIBLE_PATIENT, XdmDocument, XdmPackage, parse_xdm
+from dossier.xdm import INVISIBLE_PATIENT, XDM_NAME, XdmDocument, XdmPackage, parse_xdm
 from mailformats import mdn
 from server.config import Config
-from server.delivery.patients import is_patient_address
+from server.delivery.message import Message
+from server.delivery.pipeline import FROM_OUTSIDE, AfterWork, Envelope, Notify, Pipeline, Plan, Step
+from storage.db import effect
 from storage.dossier import DossierIndex
 from storage.mailstore import MailStore, Recipient
 
 if TYPE_CHECKING:
+    from catalogue.access import AppGate
     from server.ops.usage import UsageRecorder
-    from server.workflows.consent import AppGate
 
 log = structlog.get_logger("hygie.workflows")
 DOSSIER_FOLDER = "Dossier"
 DMP_SERVICE = "dmp"
-XDM_NAME = "IHE_XDM.zip"
-Notify = Callable[[bytes, str], Awaitable[None]]
 
 
 @dataclass
@@ -65,30 +66,20 @@ class Filing:
     plan: list[tuple[XdmDocument, int | None]] = field(default_factory=list)
 
 
-def find_xdm(raw: bytes) -> bytes | None:
-    """The bytes of the first ``IHE_XDM.zip`` attachment, if the message has one."""
-    message = BytesParser(policy=email.policy.default).parsebytes(raw)
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        name = part.get_filename() or ""
-        if name.upper() == XDM_NAME.upper():
-            payload = part.get_payload(decode=True)
-            return payload if isinstance(payload, bytes) else None
-    return None
-
-
-class DossierWorkflow:
+class DossierWorkflow(Step):
+    name = "dossier"
+    origins = FROM_OUTSIDE
     apps: AppGate | None = None  # consent enforcement for app mailboxes (issue 10)
     usage: UsageRecorder | None = None  # set by server.app (issue 11 item 4)
 
     def __init__(
-        self, config: Config, store: MailStore, index: DossierIndex, notify: Notify
+        self, config: Config, store: MailStore, index: DossierIndex, pipeline: Pipeline
     ) -> None:
         self.config = config
         self.store = store
         self.index = index
-        self.notify = notify
+        self.pipeline = pipeline
+        self.notify: Notify = pipeline.notice
         #: Told of each document filed, with the patient's account id (must not block).
         self.on_filed: list[Callable[[int], None]] = []
 
@@ -96,12 +87,44 @@ class DossierWorkflow:
         local, _, domain = address.lower().partition("@")
         return local == DMP_SERVICE and self.config.is_local_domain(domain)
 
-    async def prepare(self, raw: bytes, sender: str, recipients: list[Recipient]) -> Filing | None:
+    # -- the pipeline's hooks ----------------------------------------------------------------
+
+    async def route(self, message: Message, envelope: Envelope, plan: Plan) -> None:
+        """Who keeps a copy: never ``dmp@``; not the patient when the archive holds a document
+        the patient may not see. The filing itself is after-commit work."""
+        patients = [r for r in envelope.local if is_patient_address(r.address)]
+        services = [r for r in envelope.local if self._is_dmp(r.address)]
+        if not patients and not services:
+            return
+        xdm = message.attachment(XDM_NAME)
+        if xdm is None:
+            return  # an ordinary message to a patient: delivered, nothing to file
+        plan.skip({r.account_id for r in services})
+        try:
+            package = await asyncio.to_thread(parse_xdm, xdm)
+        except DossierError:
+            package = None  # refused after the commit, with its MDN code
+        documents = package.documents if package is not None else []
+        if any(INVISIBLE_PATIENT in d.restrictions for d in documents):
+            plan.skip({r.account_id for r in patients})
+        plan.jobs.append((self.name, {}))
+
+    async def after(self, work: AfterWork) -> None:
+        sender = work.envelope.sender
+        filing = await self.prepare(work.message, sender, list(work.envelope.local))
+        if filing is not None:
+            await self.complete(filing, work.message, sender)
+
+    # -- the filing ---------------------------------------------------------------------------
+
+    async def prepare(
+        self, message: Message, sender: str, recipients: list[Recipient]
+    ) -> Filing | None:
         patients = [r for r in recipients if is_patient_address(r.address)]
         services = [r for r in recipients if self._is_dmp(r.address)]
         if not patients and not services:
             return None
-        xdm = find_xdm(raw)
+        xdm = message.attachment(XDM_NAME)
         if xdm is None:
             return None  # an ordinary message to a patient: delivered, nothing to file
         filing = Filing(patient=patients[0] if patients else None)
@@ -126,7 +149,7 @@ class DossierWorkflow:
         return filing
 
     async def _check(self, filing: Filing, xdm: bytes) -> None:
-        package = parse_xdm(xdm)
+        package = await asyncio.to_thread(parse_xdm, xdm)
         filing.package = package
         matricule = package.patient.matricule.lower()
         if package.patient.is_test and not self.config.server.test_mode:
@@ -135,14 +158,9 @@ class DossierWorkflow:
             if filing.patient.address.split("@", 1)[0].lower() != matricule:
                 raise DossierError("the archive is about another patient than the address", 902)
         else:
-            patient_domain = next(
-                (d for d in self.config.server.domains if d.lower().startswith("patient.")),
-                None,
-            )
+            domain = patient_domain(self.config.server.domains)
             found = (
-                await self.store.resolve(f"{matricule}@{patient_domain}")
-                if patient_domain
-                else None
+                await self.store.resolve(patient_address(matricule, domain)) if domain else None
             )
             if found is None:
                 raise DossierError("no such patient here", 902)
@@ -187,7 +205,7 @@ class DossierWorkflow:
         born_date = born if isinstance(born, date) else date.fromisoformat(str(born)[:10])
         return str(family), str(given), born_date, str(sex)
 
-    async def complete(self, filing: Filing, raw: bytes, sender: str) -> None:
+    async def complete(self, filing: Filing, message: Message, sender: str) -> None:
         """File the documents (or not) and answer the sender."""
         if filing.error is None and filing.package is not None and filing.patient is not None:
             try:
@@ -195,10 +213,11 @@ class DossierWorkflow:
                     await self._file(filing.patient, filing.package, document, replaces, number)
                 log.info("dossier_filed", documents=len(filing.plan))
                 if self.usage is not None:
-                    await self.usage.filed(raw, sender, filing.patient, len(filing.plan))
+                    nil = message.header("X-MSS-NIL")
+                    await self.usage.filed(nil, sender, filing.patient, len(filing.plan))
             except DossierError as exc:
                 filing.error = exc
-        await self._answer(filing, raw, sender)
+        await self._answer(filing, message, sender)
 
     async def _file(
         self,
@@ -212,7 +231,8 @@ class DossierWorkflow:
         assert header is not None
         folder = await self.store.folder(patient.account_id, DOSSIER_FOLDER)
         if folder is None:
-            folder = await self.store.create_folder(patient.account_id, DOSSIER_FOLDER)
+            with effect("folder"):
+                folder = await self.store.create_folder(patient.account_id, DOSSIER_FOLDER)
         rendering = package.rendering_of(document)
         pdf = rendering.content if rendering is not None else None
         if (
@@ -222,15 +242,16 @@ class DossierWorkflow:
         ):
             pdf = header.body.content
         raw = dossier_message(header, document, patient.address, pdf, number)
-        from server.delivery.local import describe  # the IMAP metadata, as for any delivery
-
-        delivered = await self.store.append(folder, patient.public_key, raw, describe(raw))
+        into = Recipient(patient.account_id, patient.address, patient.public_key, folder.id)
+        with effect(f"file:{header.unique_id}"):
+            delivered = await self.pipeline.file(raw, into)
         set_id = "^".join(p for p in header.set_id if p) if header.set_id else None
-        await self.index.add(
-            account_id=patient.account_id, unique_id=header.unique_id, set_id=set_id,
-            version=header.version_number, restrictions=document.restrictions,
-            folder_id=folder.id, uid=delivered.uid, cda=document.content, replaces=replaces,
-        )  # fmt: skip
+        with effect(f"index:{header.unique_id}"):
+            await self.index.add(
+                account_id=patient.account_id, unique_id=header.unique_id, set_id=set_id,
+                version=header.version_number, restrictions=document.restrictions,
+                folder_id=folder.id, uid=delivered.uid, cda=document.content, replaces=replaces,
+            )  # fmt: skip
         for hook in self.on_filed:
             hook(patient.account_id)
         if replaces is not None:
@@ -239,13 +260,16 @@ class DossierWorkflow:
     async def _retire(self, replaced: int) -> None:
         """The replaced version leaves the Dossier folder (its index row stays, marked)."""
         for filed in await self.index.documents_by_id([replaced]):
-            await self.store.store_flags(filed.folder_id, [filed.uid], ["\\Deleted"], "add")
-            await self.store.expunge(filed.folder_id, [filed.uid])
+            with effect(f"retire-flag:{filed.id}"):
+                await self.store.store_flags(filed.folder_id, [filed.uid], ["\\Deleted"], "add")
+            with effect(f"retire:{filed.id}"):
+                await self.store.expunge(filed.folder_id, [filed.uid])
 
-    async def _answer(self, filing: Filing, raw: bytes, sender: str) -> None:
+    async def _answer(self, filing: Filing, message: Message, sender: str) -> None:
         if not sender:
             return
-        headers = BytesHeaderParser().parsebytes(raw)
+        raw = message.raw
+        headers = BytesHeaderParser().parsebytes(message.header_block)
         target = mdn.automatic_mdn_target(headers, sender)
         error = (
             mdn.INTEGRATION_ERRORS.get(filing.error.code, mdn.OTHER)
@@ -261,15 +285,18 @@ class DossierWorkflow:
                 from_address=service, to_address=target, final_recipient=final, error=error,
                 message_id_domain=self.config.server.hostname,
             )  # fmt: skip
-            await self.notify(notice, target)
+            with effect("answer"):
+                await self.notify(notice, target)
             if self.usage is not None:
-                await self.usage.mdn(raw, sender, error.code if error is not None else 0)
+                code = error.code if error is not None else 0
+                await self.usage.mdn(message.header("X-MSS-NIL"), sender, code)
         elif error is not None:
             notice = mdn.build_error_mail(
                 original=raw, from_address=service, to_address=sender, error=error,
                 message_id_domain=self.config.server.hostname,
             )  # fmt: skip
-            await self.notify(notice, sender)
+            with effect("answer"):
+                await self.notify(notice, sender)
 
 
 def _fold(text: str) -> str:

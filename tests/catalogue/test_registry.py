@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from catalogue.access import AppGate, CertificateStatus
 from catalogue.consent import Consents
 from catalogue.criteria import CRITERIA
 from catalogue.manifest import parse
@@ -22,8 +23,10 @@ from catalogue.registry import Catalogue, CatalogueError
 from directory.local import set_mailbox
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca
 from server.config import load_config, render_config
+from server.delivery.message import parse as parse_message
+from server.delivery.pipeline import AfterWork, Envelope, Origin, Plan
 from server.workflows.catalogue import CatalogueWorkflow
-from server.workflows.consent import AppGate, CertificateStatus, scope_of
+from server.workflows.consent import scope_of
 from storage import audit
 from storage.accounts import SUBJECT, bind_identity, create_account
 from storage.blobs import open_blob_store
@@ -203,7 +206,8 @@ def message(calendar: bool = False) -> bytes:
 async def test_consent_decides_every_path(world: World, pki: Pki) -> None:
     app_id = await referenced(world, scopes=["messages", "dossier-read", "agenda-write"])
     gate, patient, consents = world.gate, world.patient, world.consents
-    assert scope_of(message(calendar=True)) == "agenda-write"
+    calendar_scope = scope_of(parse_message(message(calendar=True)))
+    assert calendar_scope == "agenda-write"
     assert await gate.rcpt(APP, patient, "127.0.0.1") == (
         "550 5.7.1 The patient has not connected this application"
     )
@@ -216,8 +220,8 @@ async def test_consent_decides_every_path(world: World, pki: Pki) -> None:
                                START + dt.timedelta(days=4 * 365))  # fmt: skip
     await consents.connect(app_id, patient.account_id, ["messages"], START + dt.timedelta(days=1))
     assert await gate.rcpt(APP, patient, "127.0.0.1") is None
-    assert await gate.data(APP, message(), [patient], "127.0.0.1") is None
-    assert await gate.data(APP, message(calendar=True), [patient], "127.0.0.1") == (
+    assert await gate.data(APP, scope_of(parse_message(message())), [patient], "127.0.0.1") is None
+    assert await gate.data(APP, calendar_scope, [patient], "127.0.0.1") == (
         "550 5.7.1 The patient's consent does not cover agenda-write "
         "(proposer des rendez-vous dans votre agenda)"
     )
@@ -229,7 +233,7 @@ async def test_consent_decides_every_path(world: World, pki: Pki) -> None:
     )
     await consents.connect(app_id, patient.account_id, ["messages", "agenda-write"],
                            START + dt.timedelta(days=30))  # fmt: skip
-    assert await gate.data(APP, message(calendar=True), [patient], "127.0.0.1") is None
+    assert await gate.data(APP, calendar_scope, [patient], "127.0.0.1") is None
     assert await consents.revoke(app_id, patient.account_id)
     assert await gate.rcpt(APP, patient, "127.0.0.1") == (
         "550 5.7.1 The patient revoked this application's access"
@@ -277,8 +281,9 @@ async def test_the_workflow_answers_every_manifest(world: World, tmp_path: Path)
     )
     sent: list[tuple[bytes, str]] = []
 
-    async def notify(raw: bytes, to: str) -> None:
+    async def notify(raw: bytes, to: str) -> bool:
         sent.append((raw, to))
+        return True
 
     workflow = CatalogueWorkflow(load_config(tmp_path, environ={}), world.catalogue, notify)
     service = Recipient(0, "catalogue@hygie.test", b"", 0)
@@ -291,14 +296,22 @@ async def test_the_workflow_answers_every_manifest(world: World, tmp_path: Path)
         message.add_attachment(data, maintype="application", subtype="json", filename="app.json")
         return message.as_bytes()
 
+    async def arrives(raw: bytes, origin: Origin, inbox: list[Recipient]) -> None:
+        """The pipeline's two hooks: route (before the commit), then the job (after)."""
+        envelope = Envelope(origin, EDITOR, tuple(inbox))
+        plan = Plan(inbox=list(inbox))
+        await workflow.route(parse_message(raw), envelope, plan)
+        for _, data in plan.jobs:
+            await workflow.after(AfterWork(parse_message(raw), envelope, data))
+
     good_manifest = encoded(good(certificate=world.serial))
-    await workflow.after_delivery(mail(good_manifest), EDITOR, [service], submitted=False)
-    await workflow.after_delivery(mail(b'{"id": 1}'), EDITOR, [service], submitted=True)
-    await workflow.after_delivery(mail(good_manifest), EDITOR, [service], submitted=True)
-    await workflow.after_delivery(mail(good_manifest), EDITOR, [], submitted=True)  # not to us
+    await arrives(mail(good_manifest), Origin.RELAY, [service])
+    await arrives(mail(b'{"id": 1}'), Origin.SUBMISSION, [service])
+    await arrives(mail(good_manifest), Origin.SUBMISSION, [service])
+    await arrives(mail(good_manifest), Origin.SUBMISSION, [])  # not to us
     # RFC 3834 §2: a vacation notice or another robot's answer gets no answer (no loop).
     vacation = mail(b"").replace(b"Subject:", b"Auto-Submitted: auto-replied\nSubject:", 1)
-    await workflow.after_delivery(vacation, EDITOR, [service], submitted=False)
+    await arrives(vacation, Origin.RELAY, [service])
     replies = [email.message_from_bytes(raw, policy=email.policy.default) for raw, _ in sent]
     assert [to for _, to in sent] == [EDITOR] * 3
     bodies = [str(r.get_body(("plain",)).get_content()) for r in replies]  # type: ignore[union-attr]

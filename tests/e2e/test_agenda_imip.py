@@ -23,7 +23,7 @@ from icalendar import Calendar, Event, FreeBusy
 from bench.harness import ServerProcess
 from tests.agenda.itip_samples import DOCTOR, PATIENT, reply, revised, sample
 from tests.agenda.test_refresh_counter import attendee_message
-from tests.support.servers import bearer_token, start_server, stop_server
+from tests.support.servers import bearer_token, settle, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 PASSWORD = "agenda-test-password-1"
@@ -60,6 +60,7 @@ def send(server: ServerProcess, sender: str, to: str, raw: bytes) -> None:
         smtp.starttls(context=server.ssl_context())
         smtp.login(sender, PASSWORD)
         smtp.sendmail(sender, [to], raw)
+    settle(server)  # the agenda is after-commit work
 
 
 def feed(server: ServerProcess, who: str) -> dict[str, Event]:

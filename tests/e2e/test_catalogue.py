@@ -48,7 +48,7 @@ from storage.db import Database
 from tests.catalogue.manifests import SIRET, encoded, good
 from tests.client.pilot import wait_until
 from tests.e2e.test_dossier_filing import PDF, cda
-from tests.support.servers import MAX_MESSAGE_SIZE, stop_server
+from tests.support.servers import MAX_MESSAGE_SIZE, settle, stop_server
 
 PASSWORD = "catalogue-test-password-1"
 EDITOR = "editeur@hygie.test"
@@ -138,7 +138,10 @@ def send(world: World, who: str, to: str, raw: bytes) -> tuple[int, str]:
     if code != 250:
         return code, text.decode()
     code, text = smtp.data(raw)
-    return (250, "") if code == 250 else (code, text.decode())
+    if code != 250:
+        return code, text.decode()
+    settle(world.server)  # the catalogue's answer is after-commit work
+    return 250, ""
 
 
 def newest(world: World, who: str) -> EmailMessage:

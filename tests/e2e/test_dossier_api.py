@@ -6,6 +6,7 @@ every read is in the audit log."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -48,6 +49,11 @@ def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     send(srv, PATIENT, xdm_message(cda(), PATIENT, "Masqué", receipt=False,
                                    restrictions=frozenset({MASQUE_PS})))  # fmt: skip
     send(srv, PATIENT, xdm_message(cda(), PATIENT, "À cacher", receipt=False))
+    # Filing is after-commit work (design.md §2 step 5): the 250 came before it.
+    deadline = time.monotonic() + 30
+    while len(documents(srv, "/dossier/documents", PATIENT)) < 3:
+        assert time.monotonic() < deadline, "the three documents were not filed"
+        time.sleep(0.2)
     yield srv
     stop_server(srv)
 

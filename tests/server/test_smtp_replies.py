@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.smtp import replies as S
+from server.delivery import replies as S
 
 
 @pytest.mark.parametrize(

@@ -24,13 +24,15 @@ from cryptography.x509.oid import NameOID
 
 from bench.harness import free_ports
 from server.config import Config
-from server.delivery.local import LocalDelivery, Trace
+from server.delivery.pipeline import Envelope, Origin, Pipeline
+from server.delivery.trace import Trace
+from server.espace.install import PatientNotices
 from server.espace.notify import Smarthost
 from server.espace.spaces import SpaceJobs, invite
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database, migrate
-from storage.mailstore import MailStore
+from storage.mailstore import MailStore, Recipient
 from storage.spaces import SpaceStore
 from tests.server.spaces_support import Clock, config, ins, invitation_code, invite_csv
 
@@ -158,8 +160,16 @@ async def test_invitation_and_notifications_carry_no_health_information(
     cfg, db, spaces, store = operator
     clock = Clock(T0)
     jobs = SpaceJobs(cfg, spaces, Smarthost(cfg), clock)
-    delivery = LocalDelivery(store)
-    delivery.observers.append(jobs.delivered)
+    pipeline = Pipeline(cfg, db, MasterKey.load(cfg.path("master.key")), store)
+    pipeline.steps = [PatientNotices(jobs)]
+
+    async def deliver(raw: bytes, patient: Recipient) -> int:
+        """Through the pipeline, as a relayed message: the copies made."""
+        envelope = Envelope(Origin.RELAY, "gregory.house@hygie.test", (patient,), trace=TRACE)
+        outcome = await pipeline.accept(raw, envelope)
+        await pipeline.drain(5)  # its in-process steps (the notice's note)
+        return len(outcome.delivered)
+
     await invite(spaces, cfg, invite_csv(range(1, 2)), clock(), period_days=0)
     await invite(spaces, cfg, invite_csv(range(2, 3)), clock())
 
@@ -183,7 +193,7 @@ async def test_invitation_and_notifications_carry_no_health_information(
            b"To: " + patient.address.encode() + b"\r\n"
            b"Subject: Tumeur maligne - compte rendu\r\nX-MSS-CODECDA: 11502-2\r\n\r\n"
            b"CR-MARKER-77ad\r\n")  # fmt: skip
-    await delivery.deliver(raw, [patient], TRACE)
+    await deliver(raw, patient)
     await jobs.drain()
     clock.advance(minutes=1)
     assert (await jobs.run_once()).sent == 1
@@ -193,7 +203,7 @@ async def test_invitation_and_notifications_carry_no_health_information(
     _no_health_information(notice.content)
 
     # Two more arrivals (one a dossier filing) within the hour: one notice, after the hour.
-    await delivery.deliver(raw, [patient], TRACE)
+    await deliver(raw, patient)
     jobs.filed(patient.account_id)
     await jobs.drain()
     clock.advance(minutes=10)
@@ -205,8 +215,7 @@ async def test_invitation_and_notifications_carry_no_health_information(
 
     # The smarthost goes down: the MSSanté delivery is unaffected; the notice waits, retried.
     smarthost.stop()
-    _, delivered = await delivery.deliver(raw, [patient], TRACE)
-    assert len(delivered) == 1
+    assert await deliver(raw, patient) == 1
     await jobs.drain()
     clock.advance(hours=2)
     assert (await jobs.run_once()).failed == 1

@@ -6,6 +6,10 @@ SQLite runs use the default file blob store; PostgreSQL runs use the database bl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
+import time
 import uuid
 from collections.abc import Mapping
 
@@ -55,3 +59,33 @@ def bearer_token(server: ServerProcess, who: str, ttl_seconds: int = 300) -> str
     """What ``hygie token issue WHO`` prints for ``server``, made in this process (the same
     issuer key and configuration) instead of a process start per token."""
     return DevIssuer(load_config(server.data_dir, server.env())).issue(who, ttl_seconds=ttl_seconds)
+
+
+def settle(server: ServerProcess, timeout: float = 30) -> None:
+    """Wait until the server's after-commit work is done (design.md §2 step 5: dossier
+    filing, agenda, catalogue answers and receipts run once the ``250`` is sent): the outbox
+    holds no job waiting. Read from the database itself (SQLite file, or PostgreSQL)."""
+    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) FROM outbox_jobs WHERE NOT failed"
+    while True:
+        if server.database_url is None:
+            db = server.data_dir / "hygie.db"
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                (waiting,) = conn.execute(query).fetchone()
+        else:
+            waiting = asyncio.run(_pg_count(server.database_url, query))
+        if not waiting:
+            return
+        assert time.monotonic() < deadline, f"{waiting} after-commit job(s) still waiting"
+        time.sleep(0.05)
+
+
+async def _pg_count(url: str, query: str) -> int:
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy import make_url
+
+    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+    try:
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()

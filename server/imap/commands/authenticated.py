@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import re
 
-from server.delivery.local import describe
 from server.imap.commands.selected import sync
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
 from server.imap.proto.events import NEED_DATA, ContinuationLine
+from server.imap.proto.message import analyze
 from server.imap.proto.sequence import SequenceSet
 from server.imap.proto.states import State
 from server.imap.readonly import is_read_only_folder, refuse_read_only
@@ -369,7 +369,7 @@ async def append(s: Session, cmd: c.Append) -> None:
                     continue
                 flag = "\\" + flag[1:].capitalize()
             flags.append(flag)
-        meta = await asyncio.to_thread(describe, m.data)
+        meta = await asyncio.to_thread(analyze, m.data)
         d = await s.store.append(folder, s.keys.public, m.data, meta, flags, m.date_time)
         uids.append(d.uid)
     if s.selected is not None and s.selected.info.id == folder.id:

@@ -560,10 +560,14 @@ def binary_bytes(raw: bytes, info: MessageInfo, part: tuple[int, ...]) -> bytes 
     node = find_part(info, part) if part else info["body"]
     if node is None:
         return b""
-    body = raw[node["body_start"] : node["end"]] if part else raw
-    encoding = node["encoding"]
     if not part:
-        return body
+        return raw
+    return decode_body(raw[node["body_start"] : node["end"]], node)
+
+
+def decode_body(body: bytes, node: Part) -> bytes | None:
+    """A part's body without its transfer encoding (None for an unknown encoding)."""
+    encoding = node["encoding"]
     if encoding in ("7BIT", "8BIT", "BINARY"):
         return body
     if encoding == "BASE64":
