@@ -1,5 +1,5 @@
 """Patients' sessions in the database (issue 17 finding 7), on SQLite and PostgreSQL: migration
-0019 upgrades a database of 0018 with accounts in it and downgrades cleanly, and its table is
+0020 upgrades a database of 0019 with accounts in it and downgrades cleanly, and its table is
 the model's; sessions are found while they live, and every one of an account ends at once with
 a password change, a second-factor reset or closing the space, never another account's."""
 
@@ -61,8 +61,8 @@ async def _columns(url: str) -> dict[str, tuple[bool, set[str]]]:
         await engine.dispose()
 
 
-async def test_migration_0019_up_and_down(database_url: str, tmp_path: Path) -> None:
-    await _alembic(database_url, command.upgrade, "0018")
+async def test_migration_0020_up_and_down(database_url: str, tmp_path: Path) -> None:
+    await _alembic(database_url, command.upgrade, "0019")
     db = Database(database_url, open_blob_store("database", tmp_path / "b"))
     await db.start()
     try:
@@ -77,7 +77,7 @@ async def test_migration_0019_up_and_down(database_url: str, tmp_path: Path) -> 
     }
     assert next(iter(columns.values()))[1] >= {"ix_patient_sessions_account",
                                                "ix_patient_sessions_expires"}  # fmt: skip
-    await _alembic(database_url, command.downgrade, "0018")
+    await _alembic(database_url, command.downgrade, "0019")
     assert await _columns(database_url) == {}
     await migrate(database_url)
     db = Database(database_url, open_blob_store("database", tmp_path / "b"))
