@@ -39,6 +39,7 @@ from client_tui.imap import ImapError
 from client_tui.mail_screen import MailScreen
 from client_tui.session import document_author, find_special
 from client_tui.smtp import SubmissionError
+from client_tui.viewer import ViewerCopies
 
 # A calm dark theme: slate background, sage-teal primary, soft amber for what needs attention.
 HYGIE_THEME = Theme(
@@ -236,6 +237,8 @@ class HygieClient(App[None]):
         self._idle: MailReader | None = None
         self._idle_folder = "INBOX"
         self._known: dict[str, Correspondent] = {}
+        #: Attachments opened in the system viewer: private copies, removed on quitting.
+        self.viewer_copies = ViewerCopies()
 
     def on_mount(self) -> None:
         self.register_theme(HYGIE_THEME)
@@ -247,6 +250,9 @@ class HygieClient(App[None]):
                 self.push_screen(SignInScreen(self.config, self.account_name))
             except ConfigError as exc:
                 self.exit(message=str(exc))
+
+    def on_unmount(self) -> None:
+        self.viewer_copies.remove_all()
 
     # -- the session -----------------------------------------------------------------------------
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import tempfile
 from dataclasses import replace
 from datetime import datetime
 from email.utils import parseaddr
@@ -29,6 +27,7 @@ from client_tui.agenda_screen import (
 )
 from client_tui.appointments import ANSWERS, Appointment, invitation_in
 from client_tui.compose import (
+    Attachment,
     Draft,
     ReadMessage,
     build_mdn,
@@ -717,7 +716,8 @@ class MailScreen(Screen[None]):
         self.app.push_screen(Prompt("Save attachments in which directory?", default), save)
 
     def action_open_attachment(self) -> None:
-        """Open an attachment with the system viewer (xdg-open), from a 0600 temporary copy."""
+        """Open an attachment with the system viewer (xdg-open), from a private copy that is
+        removed when the viewer is done or the client quits (`client_tui.viewer`)."""
         if self.opened is None or not self.opened[1].attachments:
             self.notify("The open message has no attachment", severity="warning")
             return
@@ -729,23 +729,21 @@ class MailScreen(Screen[None]):
 
         def chosen(name: str | None) -> None:
             attachment = next((a for a in attachments if a.filename == name), None)
-            if attachment is None or viewer is None:
-                return
-            directory = Path(tempfile.mkdtemp(prefix="hygie-client-"))
-            path = save_attachment(attachment, directory)
-            path.chmod(0o600)
-            try:
-                subprocess.Popen([viewer, str(path)], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)  # fmt: skip
-            except OSError as exc:
-                self.notify(f"Cannot open {path.name}: {exc.strerror}", severity="error")
+            if attachment is not None and viewer is not None:
+                self.run_worker(self._view(attachment, viewer), group="viewer")
 
         if len(attachments) == 1:
             chosen(attachments[0].filename)
         else:
             names = [a.filename for a in attachments]
             self.app.push_screen(ChooseFolder("Open which attachment?", names), chosen)
+
+    async def _view(self, attachment: Attachment, viewer: str) -> None:
+        try:
+            await self.client.viewer_copies.open(attachment, viewer)
+        except OSError as exc:
+            self.notify(f"Cannot open {attachment.filename}: {exc.strerror or exc}",
+                        severity="error")  # fmt: skip
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -114,7 +114,13 @@ async def create_account(
         raise AccountError(f"{address} already exists") from None
 
 
-async def set_password(db: Database, address: str, password: str) -> None:
+async def set_password(
+    db: Database, address: str, password: str, *, actor: str = "operator"
+) -> None:
+    """Set the password; every patient session and token of the account ends with the old
+    one, in the same transaction (issue 17 finding 7)."""
+    from storage.patient_sessions import end_all_sessions  # it needs AccountInfo from here
+
     address = normalize_address(address)
     password_hash = await asyncio.to_thread(hash_password, password)
 
@@ -126,7 +132,10 @@ async def set_password(db: Database, address: str, password: str) -> None:
             .values(password_hash=password_hash)
             .returning(accounts.c.id)
         ).first()
-        return int(done[0]) if done is not None else None
+        if done is None:
+            return None
+        end_all_sessions(conn, int(done[0]), actor=actor, reason="password")
+        return int(done[0])
 
     account_id = await db.writer.run(write)
     if account_id is None:

@@ -60,6 +60,7 @@ from storage.crypto import MailboxKeyPair, MasterKey
 from storage.db import Database
 from storage.models import Base
 from storage.passwords import CREDENTIALS
+from storage.patient_sessions import end_all_sessions
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -292,6 +293,7 @@ class SpaceStore:
             conn.execute(update(SPACES).where(SPACES.c.id == row.id).values(code_digest=None))
             conn.execute(update(tx.ACCOUNTS).where(tx.ACCOUNTS.c.id == row.account_id)
                          .values(password_hash=password_hash))  # fmt: skip
+            end_all_sessions(conn, row.account_id, actor="patient", reason="password", peer=peer)
             write_entry(conn, "patient", "space.activate", f"space:{row.id}", peer=peer)
             return _info(row)
 
@@ -369,6 +371,7 @@ class SpaceStore:
             if row.account_id is not None:
                 conn.execute(update(tx.ACCOUNTS).where(tx.ACCOUNTS.c.id == row.account_id)
                              .values(disabled=True))  # fmt: skip
+                end_all_sessions(conn, row.account_id, actor=actor, reason="closed", peer=peer)
             write_entry(conn, actor, "space.close", f"space:{row.id}", peer=peer,
                         detail={"purge_at": (now + retention).isoformat()})  # fmt: skip
             return _info(row)
@@ -535,9 +538,15 @@ class SpaceStore:
 
         await self.db.writer.run(write)
 
-    async def totp_reset(self, account_id: int) -> bool:
+    async def totp_reset(self, account_id: int, *, actor: str = "operator") -> bool:
+        """Remove the second factor; every session and token of the account ends with it
+        (a lost phone may be in someone else's hands), in the same transaction."""
+
         def write(conn: Connection) -> bool:
-            return bool(conn.execute(delete(TOTP).where(TOTP.c.account_id == account_id)).rowcount)
+            done = conn.execute(delete(TOTP).where(TOTP.c.account_id == account_id)).rowcount
+            if done:
+                end_all_sessions(conn, account_id, actor=actor, reason="second factor reset")
+            return bool(done)
 
         result: bool = await self.db.writer.run(write)
         return result

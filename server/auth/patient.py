@@ -19,6 +19,12 @@ token for XOAUTH2/OAUTHBEARER in exchange, and app passwords for standard mail p
 - Once a patient has enrolled, their account password no longer opens IMAP or SMTP: mail
   programs use app passwords (random, 91 bits, shown once, stored as SHA-256, revocable)
   created after a two-factor sign-in. The account password stays the first factor of the sign-in.
+- Every token names a session row (``sid``, `storage.patient_sessions`) and is accepted only
+  while that row exists: a sign-out, a password change or a second-factor reset ends them all
+  at once (issue 17 finding 7).
+- Enrolling a second factor needs more than the password (issue 17 finding 8): the invitation
+  code (the activation page leads straight to enrolment) or a one-time code sent to the
+  patient's personal e-mail address (:meth:`PatientSignIn.send_enrol_code`).
 """
 
 from __future__ import annotations
@@ -46,17 +52,21 @@ from server.auth.authenticator import Authenticator, FailureLimiter
 from server.auth.guard import Throttled, Ticket
 from server.auth.oauth import TokenRejected, TokenVerifier
 from server.config import Config
+from server.espace.notify import NotifyError, Smarthost, enrol_code_mail
 from storage import audit
 from storage.accounts import AccountInfo, check_password, find_account
 from storage.db import Database
-from storage.spaces import SpaceError, SpaceStore, check_app_password
+from storage.patient_sessions import ENROL, PAGE, TOKEN, VERIFY, PatientSessions
+from storage.spaces import OPEN, SpaceError, SpaceStore, check_app_password, new_code
 
 log = structlog.get_logger("hygie.patient_auth")
 STEP_SECONDS = 30
-#: Audience of page sessions: never accepted by the SASL login (its audience is [oauth]'s).
-SESSION_AUDIENCE = "hygie-espace"
-ENROL_AUDIENCE = "hygie-espace-enrol"
 KEY_FILE = "oauth/patient-issuer.key"
+#: The one-time code e-mailed before an enrolment: its life, the wrong tries it allows, the
+#: least time between two such mails for one account.
+ENROL_CODE_SECONDS = 15 * 60
+ENROL_CODE_ATTEMPTS = 5
+ENROL_CODE_SPACING_SECONDS = 60
 #: Wrong (or replayed) second-factor codes an account may send in 24 hours, whatever the
 #: addresses they come from (in memory, per node: a restart starts a new day).
 CODE_FAILURES_PER_DAY = 30
@@ -126,19 +136,28 @@ class PatientIssuer:
 
 
 class PatientTokens(TokenVerifier):
-    """The SASL side: a patient token names the patient's mailbox address."""
+    """The SASL side: a patient token names the patient's mailbox address, and lives only as
+    long as its session row (``sid``)."""
 
-    def __init__(self, config: Config, issuer: PatientIssuer) -> None:
+    def __init__(self, config: Config, issuer: PatientIssuer, sessions: PatientSessions) -> None:
         super().__init__(config)
         self.patient_issuer = issuer
         self.issuer = issuer.issuer
+        self.sessions = sessions
 
-    async def subject(self, token: str) -> str:
+    async def account(self, token: str) -> AccountInfo:
+        """The patient account of a live two-factor token; else :class:`TokenRejected`."""
         claims = self.patient_issuer.verify(token, audience=self.audience)
         subject = str(claims.get("sub", ""))
         if "otp" not in claims.get("amr", []) or not is_patient_address(subject):
             raise TokenRejected("not a two-factor patient token")
-        return subject
+        found = await self.sessions.find(str(claims.get("sid", "")), (TOKEN,), None)
+        if found is None or found.account.address != subject.lower():
+            raise TokenRejected("token revoked")
+        return found.account
+
+    async def subject(self, token: str) -> str:
+        return (await self.account(token)).address
 
 
 @dataclass(frozen=True)
@@ -188,6 +207,14 @@ class PatientSignIn:
         self.issuer = issuer
         self.clock = clock
         self.code_failures = FailureLimiter(CODE_FAILURES_PER_DAY, 24 * 3600)
+        self.sessions = PatientSessions(db)
+        self.smarthost: Smarthost | None = None  # the [notify] relay, for e-mailed codes
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+
+    def ttl(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.config.spaces.token_ttl_seconds)
 
     async def _admit(self, address: str, peer: str, *, pace: bool) -> Ticket:
         try:
@@ -261,11 +288,73 @@ class PatientSignIn:
         log.info("patient_signin_ok", peer=peer, account=account.id)
         return account
 
-    def token(self, account: AccountInfo) -> str:
-        """The token for XOAUTH2/OAUTHBEARER after a two-factor sign-in."""
+    async def token(self, account: AccountInfo) -> str:
+        """The token for XOAUTH2/OAUTHBEARER after a two-factor sign-in: a session row of
+        its own, named by the token's ``sid``."""
+        sid = await self.sessions.start(account.id, TOKEN, self.now(), self.ttl())
         return self.issuer.issue(account.address, audience=self.config.oauth.audience,
                                  ttl=self.config.spaces.token_ttl_seconds,
-                                 amr=["pwd", "otp"])  # fmt: skip
+                                 amr=["pwd", "otp"], sid=sid)  # fmt: skip
+
+    async def start_session(self, account: AccountInfo, kind: str) -> str:
+        """A page session (``enrol`` or ``page``) replacing the account's sessions on the way
+        to it (the e-mailed code's, the enrolment's): the cookie's secret."""
+        replacing = {ENROL: (VERIFY, ENROL), PAGE: (VERIFY, ENROL)}[kind]
+        return await self.sessions.start(account.id, kind, self.now(), self.ttl(),
+                                         replacing=replacing)  # fmt: skip
+
+    async def sign_out(self, account: AccountInfo, peer: str) -> int:
+        """End every session and token of the account (the pages' sign-out, the API's)."""
+        ended = await self.sessions.end_all(account.id, actor=f"account:{account.id}",
+                                            reason="sign-out", peer=peer)  # fmt: skip
+        log.info("patient_signed_out", account=account.id, sessions=ended)
+        return ended
+
+    # -- the e-mailed code before an enrolment (issue 17 finding 8) ----------------------------
+
+    async def send_enrol_code(self, account: AccountInfo, peer: str) -> str:
+        """Send a one-time code to the patient's personal address and start the ``verify``
+        session that waits for it; its secret. SignInError when no mail can go: no open
+        space with an address, no smarthost, a code sent less than a minute ago, a failure."""
+        space = await self.spaces.by_account(account.id)
+        if space is None or space.state != OPEN or not space.email:
+            raise SignInError(403, "no_personal_address")
+        if self.smarthost is None or not self.smarthost.configured:
+            raise SignInError(503, "no_personal_address")
+        now = self.now()
+        last = await self.sessions.last_started(account.id, VERIFY)
+        if last is not None and now - last < dt.timedelta(seconds=ENROL_CODE_SPACING_SECONDS):
+            raise SignInError(429, "code_recent")
+        code = new_code(8)
+        secret = await self.sessions.start(
+            account.id, VERIFY, now, dt.timedelta(seconds=ENROL_CODE_SECONDS), code=code,
+            replacing=(VERIFY,),
+        )  # fmt: skip
+        try:
+            await self.smarthost.send(enrol_code_mail(self.config, space.email, code,
+                                                         ENROL_CODE_SECONDS // 60, now))
+        except NotifyError as exc:
+            await self.sessions.end(secret)
+            log.warning("enrol_code_unsent", account=account.id, reason=exc.reason)
+            raise SignInError(503, "code_unsent") from None
+        await audit.record(self.db, f"account:{account.id}", "espace.2fa.code_sent",
+                           f"account:{account.id}", peer=peer)  # fmt: skip
+        return secret
+
+    async def check_enrol_code(self, secret: str, account: AccountInfo, code: str,
+                               peer: str) -> None:  # fmt: skip
+        """The e-mailed code of the ``verify`` session ``secret``; SignInError if wrong."""
+        ticket = await self._admit(account.address, peer, pace=False)
+        right, left = await self.sessions.check_code(secret, code, self.now(),
+                                                     ENROL_CODE_ATTEMPTS)  # fmt: skip
+        if right:
+            await self.auth.guard.settle(ticket, ok=True, account=account.address)
+            await audit.record(self.db, f"account:{account.id}", "espace.2fa.code_ok",
+                               f"account:{account.id}", peer=peer)  # fmt: skip
+            return
+        message = "wrong code" if left else "code_spent"
+        raise await self._fail(ticket, peer, account.id, "wrong e-mailed code", message,
+                               401 if left else 403)  # fmt: skip
 
     async def enrol(self, account: AccountInfo, peer: str) -> Enrolment:
         """A new TOTP secret for the account (unconfirmed until a code from it is given)."""

@@ -235,7 +235,8 @@ def patient_2fa_enrol(ctx: click.Context, address: str, code: str | None) -> Non
 @click.argument("address")
 @click.pass_context
 def patient_2fa_reset(ctx: click.Context, address: str) -> None:
-    """Remove a patient's TOTP secret (lost phone); they enrol again at the next sign-in."""
+    """Remove a patient's TOTP secret (lost phone): every session and token of the account
+    ends with it; they enrol again after a code sent to their personal address."""
     config = _config(ctx)
 
     async def go() -> None:
@@ -250,6 +251,6 @@ def patient_2fa_reset(ctx: click.Context, address: str) -> None:
             await audit.record(db, "operator", "espace.2fa.reset", f"account:{account.id}")
         finally:
             await db.close()
-        click.echo("second factor removed")
+        click.echo("second factor removed; every session and token of the account ended")
 
     run(go())

@@ -56,7 +56,10 @@ def install(
     workflow.on_filed.append(jobs.filed)
     issuer = PatientIssuer(config)
     issuer.key()  # created on first start, before any request needs it
-    auth.patient_tokens = PatientTokens(config, issuer)
-    auth.password_filter = SecondFactorPasswords(db, store).filter
     signin = PatientSignIn(config, db, store, auth, issuer)
-    return Espace(jobs, espace_route(EspacePages(config, store, signin)), PatientNotices(jobs))
+    signin.smarthost = jobs.smarthost  # the one-time codes before an enrolment
+    auth.patient_tokens = PatientTokens(config, issuer, signin.sessions)
+    auth.password_filter = SecondFactorPasswords(db, store).filter
+    pages = EspacePages(config, store, signin)
+    pages.csrf.key()  # like the issuer's key: made on first start, shared by every worker
+    return Espace(jobs, espace_route(pages), PatientNotices(jobs))

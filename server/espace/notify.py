@@ -1,5 +1,6 @@
 """Mail to patients' personal e-mail addresses through an ordinary SMTP relay (issue 11 item 2):
-the invitation that opens a space by opt-out, and the "something new in your space" notice.
+the invitation that opens a space by opt-out, the "something new in your space" notice, and
+the one-time code that must be given before a second factor is enrolled (issue 17 finding 8).
 
 These mails leave the MSSanté trust space, so they carry **no health information**: no sender,
 no subject, no document type, no INS, no name; only that something arrived and where to sign
@@ -118,6 +119,43 @@ Something new has arrived in your health space. Sign in to read it:
     return subject, body
 
 
+def enrol_code_text(url: str, code: str, minutes: int) -> tuple[str, str]:
+    """(subject, body) of the code asked before a second factor is enrolled."""
+    subject = "Code de vérification de votre espace santé / Verification code"
+    body = f"""Bonjour,
+
+Pour activer la double authentification de votre espace santé, saisissez ce code sur la
+page ouverte après votre connexion ({url}/espace/verification) :
+
+    {code}
+
+Il est valable {minutes} minutes et ne sert qu'une fois.
+
+Si vous n'êtes pas à l'origine de cette demande, ne communiquez ce code à personne : quelqu'un
+connaît votre mot de passe. Demandez à votre établissement de le changer.
+
+Ce message ne contient aucune information de santé. Merci de ne pas y répondre.
+
+---
+
+Hello,
+
+To enable two-factor sign-in for your health space, enter this code on the page shown after
+you signed in ({url}/espace/verification?lang=en): {code}
+
+It is valid for {minutes} minutes, once. If you did not ask for it, give it to nobody: someone
+knows your password. Ask your health provider to change it.
+"""
+    return subject, body
+
+
+def enrol_code_mail(
+    config: Config, email: str, code: str, minutes: int, now: dt.datetime
+) -> Message:
+    subject, body = enrol_code_text(public_url(config), code, minutes)
+    return _mail(config, email, subject, body, now)
+
+
 def build_mail(config: Config, job: MailJob, now: dt.datetime) -> Message:
     url = public_url(config)
     if job.kind == INVITATION:
@@ -125,11 +163,15 @@ def build_mail(config: Config, job: MailJob, now: dt.datetime) -> Message:
         subject, body = invitation_text(url, job.code, job.opens_at)
     else:
         subject, body = notification_text(url)
+    return _mail(config, job.email, subject, body, now)
+
+
+def _mail(config: Config, to: str, subject: str, body: str, now: dt.datetime) -> Message:
     # The compat32 classes: the default policy's header registry costs ~4 ms a message.
     msg = Message()
     sender = sender_address(config)
     msg["From"] = sender
-    msg["To"] = job.email
+    msg["To"] = to
     msg["Subject"] = _encoded(subject)
     msg["Date"] = format_datetime(now.astimezone(dt.UTC))
     msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1])

@@ -39,6 +39,7 @@ from server.espace.notify import NotifyError, Smarthost, build_mail
 from storage.accounts import AccountError, normalize_address
 from storage.db import Database
 from storage.mailstore import Recipient
+from storage.patient_sessions import PatientSessions
 from storage.spaces import Invitee, InviteResult, MailJob, SpaceStore
 
 log = structlog.get_logger("hygie.spaces")
@@ -186,6 +187,7 @@ class SpaceJobs:
         self.store = store
         self.smarthost = smarthost
         self.clock = clock
+        self.sessions = PatientSessions(store.db)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -203,6 +205,9 @@ class SpaceJobs:
         while opened := await self.store.open_due(self.clock()):
             report.opened += len(opened)
         report.purged = await self.store.purge_due(self.clock())
+        # Sessions past their end (tokens' rows outlive them by the JWT leeway allowed).
+        leeway = dt.timedelta(seconds=self.config.oauth.leeway_seconds)
+        await self.sessions.purge_expired(self.clock() - leeway)
         if report.opened or report.purged or report.sent or report.failed:
             log.info("space_jobs", opened=report.opened, purged=report.purged,
                      sent=report.sent, failed=report.failed)  # fmt: skip

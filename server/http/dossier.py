@@ -7,7 +7,11 @@ OAUTHBEARER login); it names a mailbox. Routes:
 - ``GET /dossier/patients/<INS>/documents``: what a professional may read of a patient's
   dossier: the declared médecin traitant sees every document not masked from professionals
   (MASQUE_PS) nor hidden by the patient; the author of a document sees it; a professional the
-  patient blocked sees nothing (403);
+  patient blocked sees nothing (403). Whether the professional may read this dossier at all
+  is decided before anything says whether the patient exists: one with no tie to the patient
+  (neither their médecin traitant nor the author of one of their documents) gets the same 404
+  (:data:`NO_DOSSIER`) for a patient with a mailbox here and for an INS unknown here, so the
+  route cannot be used to learn who is a patient of this operator (issue 17 finding 5);
 - ``GET …/documents/<id>/cda``: one document's CDA (same rules);
 - ``POST /dossier/documents/<id>/hide`` and ``…/show``: the patient hides a document from
   professionals, or shows it again;
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from catalogue.consent import NO_CONSENT, Refusal
 from directory.ins import is_patient_address, patient_address
 from dossier import loinc
 from dossier.cda import parse_cda
@@ -45,6 +50,8 @@ log = structlog.get_logger("hygie.http.dossier")
 PREFIX = "/dossier"
 JSON = "application/json; charset=utf-8"
 _INS = re.compile(r"^[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{8}$", re.I)
+#: The answer to whoever may not read a dossier, whether or not the patient exists here.
+NO_DOSSIER = "no dossier you may read for this INS"
 
 
 def _json(status: int, document: Any) -> Response:
@@ -87,7 +94,7 @@ class DossierApi:
                     answer = await self._app(account, parts[1], parts[3:], request.peer)
                     if answer is not None:
                         return answer
-                return await self._professional(account, parts[1], parts[3:])
+                return await self._professional(account, parts[1], parts[3:], request.peer)
             if len(parts) == 3 and parts[0] == "documents" and parts[2] == "cda":
                 return await self._own_cda(account, parts[1])
         except ValueError:
@@ -101,15 +108,28 @@ class DossierApi:
     ) -> Response | None:
         """The answer to an app reading ``/dossier/patients/<INS>/…``; None if ``account``
         is not an app's mailbox (the professional rules apply). The app sees what the patient
-        sees: every current document but INVISIBLE_PATIENT ones."""
+        sees: every current document but INVISIBLE_PATIENT ones; an app the patient never
+        connected gets the answer of an unknown INS."""
         assert self.apps is not None
-        if await self.apps.app_of(account.address) is None:
+        app = await self.apps.app_of(account.address)
+        if app is None:
             return None
         domain = account.address.rsplit("@", 1)[1]
         patient = await self.store.resolve(patient_address(ins, domain))
+        # What stops the app whoever the patient is (its status, its certificate) is answered
+        # alike for every INS; past that, an app the patient never connected gets the answer
+        # of an unknown INS (issue 17 finding 5): the route tells no one who is a patient here.
+        app_wide = app if isinstance(app, Refusal) else self.apps.consents.app_refusal(app)
         if patient is None:
-            return _error(404, "no such patient")
+            reason = app_wide.reason if app_wide is not None else NO_CONSENT.reason
+            await audit.record(self.db, f"mailbox:{account.address}", "dossier.denied", "-",
+                               peer=peer, detail={"reason": reason})  # fmt: skip
+            if app_wide is not None:
+                return _error(403, app_wide.text)
+            return _error(404, NO_DOSSIER)
         refusal = await self.apps.dossier_reader(account.address, patient.account_id, peer)
+        if refusal is NO_CONSENT:
+            return _error(404, NO_DOSSIER)
         if refusal is not None:
             return _error(403, refusal.text)
         visible = [
@@ -169,7 +189,9 @@ class DossierApi:
 
     # -- a professional -------------------------------------------------------------------------
 
-    async def _professional(self, account: AccountInfo, ins: str, rest: list[str]) -> Response:
+    async def _professional(
+        self, account: AccountInfo, ins: str, rest: list[str], peer: str
+    ) -> Response:
         if is_patient_address(account.address):
             return _error(403, "a patient reads their own dossier at /dossier/documents")
         if not _INS.match(ins):
@@ -177,37 +199,46 @@ class DossierApi:
         idnats = {v for k, v in await identities_of(self.db, account.id) if k == IDNAT}
         if not idnats:
             return _error(403, "this mailbox is bound to no practitioner (IdNat)")
+        actor = f"account:{account.id}"
         patient = await self.store.resolve(patient_address(ins, account.address.rsplit("@", 1)[1]))
-        if patient is None:
-            return _error(404, "no such patient")
-        if idnats & await self.index.blocked(patient.account_id):
-            await audit.record(self.db, f"account:{account.id}", "dossier.denied",
-                               f"account:{patient.account_id}")  # fmt: skip
-            return _error(403, "the patient has blocked you")
         rows = await self.db.raw_rows(
             "SELECT medecin_traitant_idnat FROM dir_patients WHERE ins = ?", ins.upper()
         )
         traitant = bool(rows) and rows[0][0] in idnats
-        visible = []
-        for filed in await self.index.documents(patient.account_id):
-            if filed.replaced_by is not None or MASQUE_PS in filed.restrictions or filed.hidden:
-                continue
+        # Authorisation first: the professional's tie to this patient, from every document of
+        # the dossier (replaced, masked and hidden ones too: their author knows the patient).
+        documents = await self.index.documents(patient.account_id) if patient else []
+        authored: set[int] = set()
+        for filed in documents:
             header = parse_cda(await self.index.cda(filed.id))
-            authored = any(a.idnat in idnats for a in header.authors)
-            if traitant or authored:
-                visible.append(filed)
+            if any(a.idnat in idnats for a in header.authors):
+                authored.add(filed.id)
+        if not (traitant or authored):
+            # The same answer, and the same audit write, whether or not the patient exists.
+            target = f"account:{patient.account_id}" if patient is not None else "-"
+            await audit.record(self.db, actor, "dossier.denied", target, peer=peer,
+                               detail={"reason": "no tie to the patient"})  # fmt: skip
+            return _error(404, NO_DOSSIER)
+        if patient is not None and idnats & await self.index.blocked(patient.account_id):
+            await audit.record(self.db, actor, "dossier.denied", f"account:{patient.account_id}",
+                               peer=peer, detail={"reason": "blocked"})  # fmt: skip
+            return _error(403, "the patient has blocked you")
+        visible = [
+            filed for filed in documents
+            if filed.replaced_by is None and MASQUE_PS not in filed.restrictions
+            and not filed.hidden and (traitant or filed.id in authored)
+        ]  # fmt: skip
+        target = f"account:{patient.account_id}" if patient is not None else "-"
         if rest == []:
-            await audit.record(
-                self.db, f"account:{account.id}", "dossier.list",
-                f"account:{patient.account_id}", detail={"documents": len(visible)},
-            )  # fmt: skip
+            await audit.record(self.db, actor, "dossier.list", target, peer=peer,
+                               detail={"documents": len(visible)})  # fmt: skip
             return _json(200, {"documents": [await self._describe(d) for d in visible]})
         if len(rest) == 2 and rest[1] == "cda":
             wanted = int(rest[0])
             for filed in visible:
                 if filed.id == wanted:
-                    await audit.record(self.db, f"account:{account.id}", "dossier.read",
-                                       f"document:{filed.id}")  # fmt: skip
+                    await audit.record(self.db, actor, "dossier.read", f"document:{filed.id}",
+                                       peer=peer)  # fmt: skip
                     return Response(200, "application/xml", await self.index.cda(filed.id))
             return _error(404, "no such document, or not yours to read")
         return _error(404, "no such resource")

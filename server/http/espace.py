@@ -3,27 +3,32 @@
 - ``/espace/refus``: refuse the space one was invited to, with the invitation's one-time code;
 - ``/espace/activation``: once the space is open, the same code sets the first password;
 - ``/espace/connexion``: sign in with the address, the password and the authenticator's code
-  (the code is left empty before enrolment: the password alone then leads to enrolment only);
+  (the code is left empty before enrolment: the password alone then only gets a one-time code
+  sent to the patient's personal address);
+- ``/espace/verification``: that e-mailed code, which leads to enrolment (issue 17 finding 8);
+  the activation page leads there too, its invitation code being the proof;
 - ``/espace/2fa``: enrolment: the QR code (inline SVG) and the secret as text, confirmed by a
   first code;
 - ``/espace/compte``: after a two-factor sign-in: create and revoke app passwords, close the
-  space, sign out;
+  space, sign out (every session and token of the account ends);
 - ``POST /espace/token``: the token endpoint (form or JSON: address, password, code) returning
   ``{"access_token", "token_type": "Bearer", "expires_in"}`` for XOAUTH2/OAUTHBEARER;
-- ``/espace/api/app-passwords``: the same app-password operations as JSON, with that token.
+- ``/espace/api/app-passwords``: the same app-password operations as JSON, with that token;
+  ``POST /espace/api/sign-out``: end every session and token of the account (204).
 
 The pages are server-rendered HTML forms that work without JavaScript (there is none), in
 French by default and in English with ``?lang=en`` or an ``Accept-Language`` preferring it.
-Every POST form carries a CSRF token that must equal the ``hygie_csrf`` cookie (double submit;
-cookies are ``Secure; HttpOnly; SameSite=Strict``). The page session is a short JWT from the
-patient issuer in the ``hygie_session`` cookie, with an audience the SASL login never accepts.
+Every POST form carries a CSRF token bound to the session (`server.http.csrf`: an HMAC of the
+session cookie's secret, or before sign-in of the ``hygie_csrf`` nonce cookie, under a server
+key); cookies are ``Secure; HttpOnly; SameSite=Strict``. The page session is a random secret in
+the ``hygie_session`` cookie naming a row of `storage.patient_sessions` (the database holds its
+digest): it lives while the row does, so ending the row ends the session in every process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
 import json
 import secrets
 from collections.abc import Callable
@@ -34,17 +39,14 @@ from urllib.parse import parse_qsl
 import structlog
 
 from server.auth.oauth import TokenRejected
-from server.auth.patient import (
-    ENROL_AUDIENCE,
-    SESSION_AUDIENCE,
-    PatientSignIn,
-    SignInError,
-    token_response,
-)
+from server.auth.patient import PatientSignIn, PatientTokens, SignInError, token_response
 from server.config import Config
+from server.http.csrf import KEY_FILE as CSRF_KEY_FILE
+from server.http.csrf import CsrfTokens
 from server.http.server import Handler, Request, Response
 from storage import audit
-from storage.accounts import AccountInfo, find_account, hash_password
+from storage.accounts import AccountInfo, hash_password
+from storage.patient_sessions import ENROL, KINDS, PAGE, VERIFY, Session
 from storage.spaces import SpaceError, SpaceStore
 
 log = structlog.get_logger("hygie.http.espace")
@@ -73,7 +75,8 @@ TEXT: dict[str, dict[str, str]] = {
                           "choisissez votre mot de passe (12 caractères au moins).",
         "new_password": "Nouveau mot de passe", "new_password_again": "Le même, à nouveau",
         "activate_button": "Activer mon espace",
-        "activated": "Votre espace est activé. Connectez-vous avec votre adresse : {address}",
+        "activated": "Votre espace est activé. Votre adresse : {address}. Activez maintenant "
+                     "la double authentification.",
         "activate_bad": "Ce code est inconnu, a déjà servi, ou votre espace n'est pas encore "
                         "ouvert.",
         "password_short": "Le mot de passe doit avoir 12 caractères au moins.",
@@ -82,7 +85,7 @@ TEXT: dict[str, dict[str, str]] = {
         "address": "Adresse de messagerie santé", "password": "Mot de passe",
         "totp": "Code de l'application d'authentification",
         "totp_hint": "6 chiffres. Laissez vide si vous n'avez pas encore activé la double "
-                     "authentification.",
+                     "authentification : un code vous sera envoyé par e-mail.",
         "signin_button": "Se connecter",
         "enrol_title": "Activer la double authentification",
         "enrol_intro": "Scannez ce QR code avec votre application d'authentification "
@@ -106,7 +109,25 @@ TEXT: dict[str, dict[str, str]] = {
         "close_button": "Fermer mon espace",
         "closed_title": "Votre espace santé est fermé",
         "closed_text": "Vos données seront supprimées le {date}.",
-        "signout": "Se déconnecter", "signed_out": "Vous êtes déconnecté.",
+        "signout": "Se déconnecter", "signed_out": "Vous êtes déconnecté, sur tous vos appareils.",
+        "signout_hint": "Met fin à toutes vos sessions, sur tous vos appareils, et aux jetons "
+                        "de connexion (hygie-client, applications). Vos mots de passe "
+                        "d'application restent valables.",
+        "verify_title": "Vérifier que c'est bien vous",
+        "verify_intro": "Avant d'activer la double authentification, saisissez le code que nous "
+                        "venons d'envoyer à votre adresse de messagerie personnelle ({email}). "
+                        "Il est valable 15 minutes.",
+        "verify_code": "Code reçu par e-mail",
+        "verify_hint": "8 caractères, sans espaces",
+        "verify_button": "Continuer",
+        "no_personal_address": "Aucune adresse de messagerie personnelle ne permet de vous "
+                               "envoyer un code. Demandez à votre établissement d'activer la "
+                               "double authentification avec vous.",
+        "code_recent": "Un code vient de vous être envoyé. Attendez une minute avant d'en "
+                       "demander un autre.",
+        "code_unsent": "Le code n'a pas pu être envoyé. Réessayez dans quelques minutes.",
+        "code_spent": "Trop de codes incorrects. Connectez-vous à nouveau pour recevoir un "
+                      "nouveau code.",
         "csrf": "Le formulaire a expiré. Rechargez la page et recommencez.",
         "session": "Votre session a expiré. Connectez-vous à nouveau.",
         "error": "Erreur", "back": "Retour à la connexion",
@@ -136,14 +157,16 @@ TEXT: dict[str, dict[str, str]] = {
                           "your password (at least 12 characters).",
         "new_password": "New password", "new_password_again": "The same again",
         "activate_button": "Activate my space",
-        "activated": "Your space is active. Sign in with your address: {address}",
+        "activated": "Your space is active. Your address: {address}. Now enable two-factor "
+                     "sign-in.",
         "activate_bad": "This code is unknown, was already used, or your space is not open yet.",
         "password_short": "The password needs at least 12 characters.",
         "password_differ": "The two passwords differ.",
         "signin_title": "Sign in to my health space",
         "address": "Health mail address", "password": "Password",
         "totp": "Authenticator app code",
-        "totp_hint": "6 digits. Leave empty if you have not enabled two-factor sign-in yet.",
+        "totp_hint": "6 digits. Leave empty if you have not enabled two-factor sign-in yet: a "
+                     "code will be sent to you by e-mail.",
         "signin_button": "Sign in",
         "enrol_title": "Enable two-factor sign-in",
         "enrol_intro": "Scan this QR code with your authenticator app (FreeOTP, Aegis, "
@@ -166,7 +189,20 @@ TEXT: dict[str, dict[str, str]] = {
         "close_button": "Close my space",
         "closed_title": "Your health space is closed",
         "closed_text": "Your data will be deleted on {date}.",
-        "signout": "Sign out", "signed_out": "You are signed out.",
+        "signout": "Sign out", "signed_out": "You are signed out, on all your devices.",
+        "signout_hint": "Ends all your sessions, on every device, and the sign-in tokens "
+                        "(hygie-client, apps). Your app passwords keep working.",
+        "verify_title": "Confirm it is you",
+        "verify_intro": "Before you enable two-factor sign-in, enter the code we just sent to "
+                        "your personal e-mail address ({email}). It is valid for 15 minutes.",
+        "verify_code": "Code from the e-mail",
+        "verify_hint": "8 characters, no spaces",
+        "verify_button": "Continue",
+        "no_personal_address": "No personal e-mail address is known to send you a code. Ask "
+                               "your health provider to enable two-factor sign-in with you.",
+        "code_recent": "A code was just sent to you. Wait a minute before asking for another.",
+        "code_unsent": "The code could not be sent. Try again in a few minutes.",
+        "code_spent": "Too many wrong codes. Sign in again to get a new code.",
         "csrf": "The form expired. Reload the page and try again.",
         "session": "Your session expired. Please sign in again.",
         "error": "Error", "back": "Back to sign-in",
@@ -275,19 +311,28 @@ def _json(status: int, document: Any) -> Response:
     return Response(status, JSON, json.dumps(document, ensure_ascii=False).encode(), _headers())
 
 
+def csrf_binding(request: Request) -> str:
+    """What a form's CSRF token is bound to: the session cookie's secret when there is one,
+    else the pre-session nonce cookie ("" when neither is set)."""
+    cookies = _cookies(request)
+    return cookies.get(SESSION_COOKIE, "") or cookies.get(CSRF_COOKIE, "")
+
+
 class Page:
     """One rendered page: language, CSRF token, cookies to set."""
 
-    def __init__(self, request: Request, form: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, request: Request, csrf: CsrfTokens, form: dict[str, str] | None = None
+    ) -> None:
         self.request = request
         self.lang = _lang(request, form)
         self.t = TEXT[self.lang]
-        cookies = _cookies(request)
-        self.csrf = cookies.get(CSRF_COOKIE, "")
         self.set_cookies: list[tuple[str, str]] = []
-        if len(self.csrf) < 20:
-            self.csrf = secrets.token_urlsafe(24)
-            self.set_cookies.append(_cookie(CSRF_COOKIE, self.csrf))
+        binding = csrf_binding(request)
+        if len(binding) < 20:  # neither a session nor a nonce yet: a nonce for the forms
+            binding = secrets.token_urlsafe(24)
+            self.set_cookies.append(_cookie(CSRF_COOKIE, binding))
+        self.csrf = csrf.token(binding)
 
     def href(self, path: str) -> str:
         return f"{PREFIX}{path}?lang={self.lang}"
@@ -343,6 +388,8 @@ class EspacePages:
         self.spaces = spaces
         self.signin = signin
         self.issuer = signin.issuer
+        self.tokens = PatientTokens(config, signin.issuer, signin.sessions)
+        self.csrf = CsrfTokens(config.path(CSRF_KEY_FILE))
         self.clock = clock
 
     async def handle(self, request: Request) -> Response:
@@ -350,17 +397,17 @@ class EspacePages:
         method = request.method
         if path == "/token" and method == "POST":
             return await self._token(request)
-        if path.startswith("/api/app-passwords"):
-            return await self._api(request, path[len("/api/app-passwords"):])
+        if path.startswith("/api/app-passwords") or path == "/api/sign-out":
+            return await self._api(request, path[len("/api"):])
         if method not in ("GET", "HEAD", "POST"):
             return Response(405, "text/plain", b"method not allowed\n", [("Allow", "GET, POST")])
         form = _form(request) if method == "POST" else {}
-        page = Page(request, form)
-        if method == "POST" and not self._csrf_ok(request, form):
+        page = Page(request, self.csrf, form)
+        if method == "POST" and not self.csrf.check(csrf_binding(request), form.get("csrf", "")):
             return page.render(page.t["error"], page.error(page.t["csrf"]), 403)
         routes = {
             "/": self._root, "/refus": self._refuse, "/connexion": self._signin,
-            "/activation": self._activate,
+            "/activation": self._activate, "/verification": self._verify,
             "/2fa": self._enrol, "/compte": self._account, "/deconnexion": self._signout,
         }  # fmt: skip
         handler = routes.get(path)
@@ -368,30 +415,15 @@ class EspacePages:
             return page.render("404", "<p>Not found.</p>", 404)
         return await handler(request, page, form)
 
-    def _csrf_ok(self, request: Request, form: dict[str, str]) -> bool:
-        cookie = _cookies(request).get(CSRF_COOKIE, "")
-        sent = form.get("csrf", "")
-        return bool(cookie) and hmac.compare_digest(cookie.encode(), sent.encode())
+    async def _session(self, request: Request, *kinds: str) -> Session | None:
+        """The live session of the cookie, of one of ``kinds``, else None (never seen, ended
+        by a sign-out, a password change, a second-factor reset, or expired)."""
+        secret = _cookies(request).get(SESSION_COOKIE, "")
+        return await self.signin.sessions.find(secret, kinds, self.clock())
 
-    def _session(self, request: Request, audience: str) -> dict[str, Any] | None:
-        token = _cookies(request).get(SESSION_COOKIE, "")
-        if not token:
-            return None
-        try:
-            return self.issuer.verify(token, audience=audience)
-        except TokenRejected:
-            return None
-
-    def _start_session(self, account: AccountInfo, audience: str) -> tuple[str, str]:
-        ttl = self.config.spaces.token_ttl_seconds
-        token = self.issuer.issue(account.address, audience=audience, ttl=ttl, acc=account.id)
-        return _cookie(SESSION_COOKIE, token, ttl)
-
-    async def _account_of(self, claims: dict[str, Any]) -> AccountInfo | None:
-        account = await find_account(self.signin.db, str(claims.get("sub", "")))
-        if account is None or account.disabled or account.id != claims.get("acc"):
-            return None
-        return account
+    async def _start_session(self, account: AccountInfo, kind: str) -> tuple[str, str]:
+        secret = await self.signin.start_session(account, kind)
+        return _cookie(SESSION_COOKIE, secret, self.config.spaces.token_ttl_seconds)
 
     # -- pages -------------------------------------------------------------------------------
 
@@ -450,12 +482,11 @@ class EspacePages:
                     hashed = await asyncio.to_thread(hash_password, password)
                     done = await self.spaces.activate(code, hashed, self.clock(),
                                                       peer=request.peer)  # fmt: skip
-                if done is not None:
-                    text = escape(t["activated"].format(address=done.address))
-                    title = escape(t["signin_title"])
-                    link = f'<p><a href="{page.href("/connexion")}">{title}</a></p>'
-                    return page.render(t["activate_title"],
-                                       f'<p class="ok" role="status">{text}</p>{link}')
+                if done is not None and done.account_id is not None:
+                    # The invitation code proved who this is: straight on to enrolment.
+                    account = AccountInfo(done.account_id, done.address, True, False)
+                    cookie = await self._start_session(account, ENROL)
+                    return _redirect(page.href("/2fa") + "&activated=1", [cookie])
                 self.signin.auth.limiter.record(key)
                 message, status = t["activate_bad"], 400
         body = f"""{page.error(message) if message else ""}
@@ -486,15 +517,18 @@ class EspacePages:
                 account = await self.signin.first_factor(address, password, request.peer)
                 enrolled = await self.spaces.totp_enrolled(account.id)
                 if not enrolled:
-                    cookie = self._start_session(account, ENROL_AUDIENCE)
-                    return _redirect(page.href("/2fa"), [cookie])
+                    # The password alone enrols nothing: a code goes to the personal address.
+                    secret = await self.signin.send_enrol_code(account, request.peer)
+                    ttl = self.config.spaces.token_ttl_seconds
+                    return _redirect(page.href("/verification"),
+                                     [_cookie(SESSION_COOKIE, secret, ttl)])  # fmt: skip
                 if not code:
                     raise SignInError(400, "code_required")
                 await self.signin.second_factor(account, code, request.peer)
                 await audit.record(self.signin.db, f"account:{account.id}", "espace.signin.ok",
                                    f"account:{account.id}", peer=request.peer)  # fmt: skip
                 return _redirect(page.href("/compte"),
-                                 [self._start_session(account, SESSION_AUDIENCE)])  # fmt: skip
+                                 [await self._start_session(account, PAGE)])  # fmt: skip
             except SignInError as exc:
                 message, status = page.say(exc.message), exc.status
         elif request.query and ("expired", "1") in request.query:
@@ -519,13 +553,59 @@ class EspacePages:
 </form>"""
         return page.render(t["signin_title"], body, status)
 
+    async def _verify(self, request: Request, page: Page, form: dict[str, str]) -> Response:
+        """The code e-mailed after a password sign-in without a second factor (issue 17
+        finding 8): right, it opens enrolment; the wrong ones are counted in the session."""
+        t = page.t
+        session = await self._session(request, VERIFY)
+        if session is None:
+            return _redirect(page.href("/connexion") + "&expired=1")
+        account = session.account
+        message, status = "", 200
+        if request.method == "POST":
+            secret = _cookies(request).get(SESSION_COOKIE, "")
+            try:
+                await self.signin.check_enrol_code(secret, account, form.get("code", ""),
+                                                   request.peer)  # fmt: skip
+            except SignInError as exc:
+                message, status = page.say(exc.message), exc.status
+                if exc.message == "code_spent":
+                    return page.render(t["verify_title"], page.error(message) + self._back(page),
+                                       status)  # fmt: skip
+            else:
+                cookie = await self._start_session(account, ENROL)
+                return _redirect(page.href("/2fa"), [cookie])
+        space = await self.spaces.by_account(account.id)
+        shown = _masked(space.email) if space is not None else ""
+        described = ' aria-describedby="code-hint form-error"' if message else \
+            ' aria-describedby="code-hint"'  # fmt: skip
+        body = f"""{page.error(message) if message else ""}
+<p>{escape(t["verify_intro"].format(email=shown))}</p>
+<form method="post" action="{page.href("/verification")}">
+{page.hidden()}
+<label for="code">{escape(t["verify_code"])}</label>
+<p class="hint" id="code-hint">{escape(t["verify_hint"])}</p>
+<input type="text" id="code" name="code" required autocomplete="one-time-code"
+ autocapitalize="characters" spellcheck="false" maxlength="12"{described}>
+<button type="submit">{escape(t["verify_button"])}</button>
+</form>"""
+        return page.render(t["verify_title"], body, status)
+
+    def _back(self, page: Page) -> str:
+        return f'<p><a href="{page.href("/connexion")}">{escape(page.t["back"])}</a></p>'
+
     async def _enrol(self, request: Request, page: Page, form: dict[str, str]) -> Response:
         t = page.t
-        claims = self._session(request, ENROL_AUDIENCE)
-        account = await self._account_of(claims) if claims else None
-        if account is None:
+        session = await self._session(request, ENROL)
+        if session is None:
             return _redirect(page.href("/connexion") + "&expired=1")
+        account = session.account
         message, status = "", 200
+        if ("activated", "1") in request.query and request.method == "GET":
+            text = escape(t["activated"].format(address=account.address))
+            message_ok = f'<p class="ok" role="status">{text}</p>'
+        else:
+            message_ok = ""
         found = await self.spaces.totp_secret(account.id)
         if request.method == "POST" and found is not None and not found[1]:
             try:
@@ -533,7 +613,7 @@ class EspacePages:
             except SignInError as exc:
                 message, status = page.say(exc.message), exc.status
             else:
-                cookie = self._start_session(account, SESSION_AUDIENCE)
+                cookie = await self._start_session(account, PAGE)
                 return _redirect(page.href("/compte") + "&enrolled=1", [cookie])
         if found is None or found[1]:
             try:
@@ -543,7 +623,7 @@ class EspacePages:
         else:
             enrolment = self.signin.enrolment(account, found[0])
         spaced = " ".join(enrolment.secret[i:i + 4] for i in range(0, len(enrolment.secret), 4))
-        body = f"""{page.error(message) if message else ""}
+        body = f"""{message_ok}{page.error(message) if message else ""}
 <p>{escape(t["enrol_intro"])}</p>
 <figure>{enrolment.svg()}</figure>
 <p>{escape(t["enrol_secret"])}<br><code class="secret" id="secret">{escape(spaced)}</code></p>
@@ -558,10 +638,10 @@ class EspacePages:
 
     async def _account(self, request: Request, page: Page, form: dict[str, str]) -> Response:
         t = page.t
-        claims = self._session(request, SESSION_AUDIENCE)
-        account = await self._account_of(claims) if claims else None
-        if account is None:
+        session = await self._session(request, PAGE)
+        if session is None:
             return _redirect(page.href("/connexion") + "&expired=1")
+        account = session.account
         notice = ""
         if ("enrolled", "1") in request.query:
             notice = f'<p class="ok" role="status">{escape(t["enrol_done"])}</p>'
@@ -616,7 +696,8 @@ class EspacePages:
 <button type="submit" class="danger">{escape(t["close_button"])}</button>
 </form>
 <form method="post" action="{page.href("/deconnexion")}">
-{page.hidden()}<button type="submit">{escape(t["signout"])}</button>
+{page.hidden()}<p class="hint" id="signout-hint">{escape(t["signout_hint"])}</p>
+<button type="submit" aria-describedby="signout-hint">{escape(t["signout"])}</button>
 </form>"""
         return page.render(t["account_title"], body)
 
@@ -636,6 +717,10 @@ class EspacePages:
         return response
 
     async def _signout(self, request: Request, page: Page, form: dict[str, str]) -> Response:
+        """Every session and token of the account ends, not only this browser's cookie."""
+        session = await self._session(request, *KINDS)
+        if session is not None:
+            await self.signin.sign_out(session.account, request.peer)
         return _redirect(page.href("/connexion") + "&out=1", [_cookie(SESSION_COOKIE, "", 0)])
 
     # -- the token endpoint and the JSON API ---------------------------------------------------
@@ -650,7 +735,8 @@ class EspacePages:
             error = "invalid_grant" if exc.status == 401 else "access_denied"
             return _json(exc.status, {"error": error, "error_description": exc.message})
         ttl = self.config.spaces.token_ttl_seconds
-        return Response(200, JSON, token_response(self.signin.token(account), ttl), _headers())
+        token = await self.signin.token(account)
+        return Response(200, JSON, token_response(token, ttl), _headers())
 
     async def _api(self, request: Request, rest: str) -> Response:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -659,13 +745,15 @@ class EspacePages:
             response.headers.append(("WWW-Authenticate", 'Bearer realm="hygie-espace"'))
             return response
         try:
-            claims = self.issuer.verify(token.strip(), audience=self.config.oauth.audience)
+            account = await self.tokens.account(token.strip())
         except TokenRejected as exc:
             return _json(401, {"error": exc.reason})
-        account = await find_account(self.signin.db, str(claims.get("sub", "")))
-        if account is None or account.disabled or "otp" not in claims.get("amr", []):
-            return _json(401, {"error": "not a two-factor patient token"})
-        ident = rest.strip("/")
+        if rest == "/sign-out":
+            if request.method != "POST":
+                return _json(405, {"error": "POST /espace/api/sign-out"})
+            await self.signin.sign_out(account, request.peer)
+            return Response(204, JSON, b"", _headers())
+        ident = rest[len("/app-passwords"):].strip("/")
         if request.method == "GET" and not ident:
             items = await self.spaces.app_passwords(account.id)
             return _json(200, {"app_passwords": [
@@ -687,6 +775,12 @@ class EspacePages:
                 return _json(404, {"error": "no such app password"})
             return Response(204, JSON, b"", _headers())
         return _json(405, {"error": "GET, POST or DELETE /espace/api/app-passwords[/ID]"})
+
+
+def _masked(email: str) -> str:
+    """``m•••@example.org``: enough for the patient to recognise the address, not to learn it."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}•••@{domain}" if domain else "•••"
 
 
 def espace_route(pages: EspacePages) -> Handler:

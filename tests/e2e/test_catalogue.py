@@ -55,6 +55,7 @@ EDITOR = "editeur@hygie.test"
 APP = "suivi-diabete@hygie.test"
 INS = "279035121518989"
 PATIENT = f"{INS}@patient.hygie.test"
+UNKNOWN_INS = "279035121599955"  # a valid key, no mailbox here
 CATALOGUE = "catalogue@hygie.test"
 
 
@@ -341,6 +342,10 @@ async def test_the_life_of_an_app(world: World) -> None:
     assert call(world, "/catalogue/apps?q=cardio", PATIENT)[1] == {"apps": []}
     assert send(world, APP, PATIENT, note(PATIENT, "Avant")) == (
         550, "5.7.1 The patient has not connected this application")
+    # Not connected: reading the dossier answers as for an INS unknown here (issue 17 finding 5).
+    assert call(world, f"/dossier/patients/{INS}/documents", APP) == call(
+        world, f"/dossier/patients/{UNKNOWN_INS}/documents", APP) == (
+        404, {"error": "no dossier you may read for this INS"})  # fmt: skip
     await client_connects(world)  # hygie-client's screen: messages and dossier-read
 
     # Within the consent: a message reaches the patient; the dossier is read.
@@ -412,8 +417,9 @@ async def test_the_life_of_an_app(world: World) -> None:
     hygie("catalogue", "decide", "1", "suspended", "--reason", "certificat compromis")
     assert send(world, APP, PATIENT, note(PATIENT, "Suspendu")) == (
         550, "5.7.1 This application is suspended from the catalogue")
-    assert call(world, f"/dossier/patients/{INS}/documents", APP) == (
-        403, {"error": "This application is suspended from the catalogue"})
+    for someone in (INS, UNKNOWN_INS):  # decided before looking for the patient
+        assert call(world, f"/dossier/patients/{someone}/documents", APP) == (
+            403, {"error": "This application is suspended from the catalogue"})
     assert "Elle n'a plus accès aux patients" in text(newest(world, EDITOR))
     assert call(world, "/catalogue/apps", PATIENT)[1] == {"apps": []}
 

@@ -89,7 +89,7 @@ def test_access_rules(server: ServerProcess) -> None:
     pro_path = f"/dossier/patients/{INS}/documents"
     assert len(documents(server, pro_path, TRAITANT[0])) == 2  # not the MASQUE_PS one
     assert len(documents(server, pro_path, DOCTOR)) == 2  # the author, same rule
-    assert documents(server, pro_path, OTHER[0]) == []
+    assert call(server, pro_path, OTHER[0])[0] == 404  # no tie to the patient: nothing
 
     to_hide = next(d for d in mine if not d["restrictions"])
     status, _ = call(server, f"/dossier/documents/{to_hide['id']}/hide", PATIENT, "POST")
@@ -114,6 +114,31 @@ def test_access_rules(server: ServerProcess) -> None:
 
     log = server.hygie("audit", "--action", "dossier.").stdout.decode()
     assert "dossier.read" in log and "dossier.hide" in log and "dossier.block" in log
+
+
+def test_no_answer_tells_whether_a_patient_exists(server: ServerProcess) -> None:
+    """Issue 17 finding 5: a professional with no tie to a patient (not their médecin
+    traitant, the author of none of their documents) gets, byte for byte, the answer an INS
+    unknown here gets: the route is no oracle of who is a patient of this operator."""
+    unknown = ins_with_key("2790351215999")  # a valid INS that has no mailbox here
+    for rest in ("", "/1/cda"):
+        known = call(server, f"/dossier/patients/{INS}/documents{rest}", OTHER[0])
+        absent = call(server, f"/dossier/patients/{unknown}/documents{rest}", OTHER[0])
+        assert known == absent == (404, b'{"error": "no dossier you may read for this INS"}')
+    # The patient blocks a professional they never dealt with: still the unknown INS's answer.
+    assert call(server, f"/dossier/blocks/{OTHER[1]}", PATIENT, "POST")[0] == 200
+    assert call(server, f"/dossier/patients/{INS}/documents", OTHER[0]) == absent
+    assert call(server, f"/dossier/blocks/{OTHER[1]}", PATIENT, "DELETE")[0] == 200
+    # Whoever has a tie still reads; the attempts without one are in the audit log.
+    assert len(documents(server, f"/dossier/patients/{INS}/documents", DOCTOR)) >= 1
+    log = server.hygie("audit", "--action", "dossier.denied").stdout.decode()
+    assert log.count("dossier.denied") >= 5 and unknown not in log and INS not in log
+
+
+def ins_with_key(thirteen: str) -> str:
+    from directory.ins import ins_key
+
+    return thirteen + ins_key(thirteen)
 
 
 def test_authentication_is_required(server: ServerProcess) -> None:

@@ -1,7 +1,8 @@
 """Patient spaces against a running ``hygie serve`` and a real browser (issue 11 items 1–3, 5):
 Debian's Chromium driven by Playwright. Invitations from ``hygie patient invite`` reach the
 smarthost (aiosmtpd on loopback); a patient refuses with the code on the refusal page; another
-signs in, enrols the authenticator shown as a QR code, creates an app password that a mail
+activates with it and goes on to enrol the authenticator shown as a QR code (a password alone
+only gets a code sent to the personal address), creates an app password that a mail
 program then uses over IMAP and SMTP while the account password no longer works, gets a token
 at the token endpoint (wrong and replayed codes refused) that logs in with XOAUTH2, and closes
 the space; a third signs in with ``hygie-client login --totp``. The pages work without
@@ -16,6 +17,7 @@ import imaplib
 import io
 import json
 import os
+import quopri
 import re
 import smtplib
 import sqlite3
@@ -25,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +44,13 @@ from server.cli.main import main as hygie_main
 from tests.server.spaces_support import Inbox, ins, invitation_code, invite_csv
 from tests.support.png import read_png
 from tests.support.servers import start_server, stop_server
-from tests.support.tools import ensure_debian_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "screenshots" / "refusal-fr.png"
 JEAN, JEAN_PASSWORD = "jean.dupont@hygie.test", "jean-password-2026"
 PATIENT_PASSWORD = "patient-password-2026"
 REFUSING, ENROLLING, CLIENT = ins(11), ins(12), ins(13)
+LATE = (ins(14), ins(15))  # activated, not enrolled
 VIEWPORT = {"width": 640, "height": 480}
 
 
@@ -67,22 +70,12 @@ def served(request: pytest.FixtureRequest, smarthost: Inbox) -> Iterator[ServerP
         "HYGIE_NOTIFY_HOST": "127.0.0.1", "HYGIE_NOTIFY_PORT": str(smarthost.port),  # type: ignore[attr-defined]
         "HYGIE_NOTIFY_SECURITY": "none", "HYGIE_SPACES_JOB_SECONDS": "0.2",
         "HYGIE_AUTH_FAILURE_DELAY_SECONDS": "0.1",
+        # The wrong codes of several tests within one minute, all from 127.0.0.1.
+        "HYGIE_AUTH_MAX_FAILURES_PER_MINUTE": "100",
     }  # fmt: skip
     srv = start_server(request, "sqlite", {JEAN: JEAN_PASSWORD}, env)
     yield srv
     stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # DejaVu is what the reference screenshot was taken with (fontconfig's default font).
-    executable = ensure_debian_tool("chromium", extra_packages=["fonts-dejavu-core"])
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def page_for(browser: Any, locale: str = "fr-FR") -> Any:
@@ -300,7 +293,15 @@ def test_enrolment_app_passwords_token_and_closing(
     with page.expect_navigation():
         page.click("button[type=submit]")
     assert "Ce code est inconnu" in page.inner_text("[role=alert]")
-    for n, who in ((12, ENROLLING), (13, CLIENT)):  # the invitation's code sets the password
+    page.goto(url(served, "/espace/connexion"))
+    tabbed = []
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        tabbed.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+    assert tabbed == ["A", "A", "address", "password", "code", "BUTTON"]
+    # The invitation's code sets the password and, being the proof of who this is, leads
+    # straight to enrolment (ENROLLING enrols there; CLIENT does it later with the operator).
+    for n, who in ((13, CLIENT), (12, ENROLLING)):
         (mail,) = wait_for(lambda n=n: smarthost.to(f"patient{n}@example.org"))
         page.goto(url(served, "/espace/activation"))
         page.fill("#code", invitation_code(mail))
@@ -309,19 +310,8 @@ def test_enrolment_app_passwords_token_and_closing(
         with page.expect_navigation():
             page.click("button[type=submit]")
         assert address(who) in page.inner_text("[role=status]")
+        assert page.url.split("?")[0].endswith("/espace/2fa")
     me = address(ENROLLING)
-
-    page.goto(url(served, "/espace/connexion"))
-    tabbed = []
-    for _ in range(6):
-        page.keyboard.press("Tab")
-        tabbed.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
-    assert tabbed == ["A", "A", "address", "password", "code", "BUTTON"]
-    page.fill("#address", me)
-    page.fill("#password", PATIENT_PASSWORD)
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
-    assert page.url.split("?")[0].endswith("/espace/2fa")
     assert page.inner_text("h1") == "Activer la double authentification"
     assert page.locator("figure svg").count() == 1
     secret = page.inner_text("#secret").replace(" ", "")
@@ -395,6 +385,90 @@ def test_enrolment_app_passwords_token_and_closing(
     assert {"espace.signin.ok", "espace.app_password.revoke", "space.close"} <= actions
     assert PATIENT_PASSWORD not in served.log_bytes().decode(errors="replace")
     assert ENROLLING not in served.log_bytes().decode(errors="replace")
+
+
+def enrol_code(mail: bytes) -> str:
+    """The one-time code of the mail sent before an enrolment (8 characters, on its own line)."""
+    body = message_from_bytes(mail).get_payload(decode=True)
+    assert isinstance(body, bytes)
+    found = re.search(r"^ {4}([A-Z0-9]{8})\r?$", body.decode(), re.M)
+    assert found, body
+    return found.group(1)
+
+
+def test_enrolment_needs_more_than_the_password(
+    served: ServerProcess, smarthost: Inbox, browser: Any, tmp_path: Path
+) -> None:
+    """Issue 17 finding 8: two patients activated their spaces but did not enrol. Whoever knows
+    a password signs in and gets no QR code, only a page asking for the code just sent to the
+    patient's personal address; the enrolment page stays closed, wrong codes are refused and
+    counted, then the attempt is over. The patient, with the code from their mailbox, enrols."""
+    invite(served, tmp_path, range(14, 16), days=0)
+    for n in (14, 15):
+        (mail,) = wait_for(lambda n=n: smarthost.to(f"patient{n}@example.org"))
+        gone = page_for(browser)
+        gone.goto(url(served, "/espace/activation"))
+        gone.fill("#code", invitation_code(mail))
+        gone.fill("#password", PATIENT_PASSWORD)
+        gone.fill("#password2", PATIENT_PASSWORD)
+        with gone.expect_navigation():
+            gone.click("button[type=submit]")
+        gone.context.close()  # left before enrolling: a password, no second factor
+
+    # Someone who knows the second patient's password (not their personal mailbox).
+    intruder = page_for(browser)
+    sign_in_page(served, intruder, address(LATE[1]))
+    assert intruder.url.split("?")[0].endswith("/espace/verification")
+    assert intruder.inner_text("h1") == "Vérifier que c'est bien vous"
+    assert "p•••@example.org" in intruder.inner_text("main")
+    assert intruder.locator("figure svg").count() == 0  # no QR code, no key
+    intruder.goto(url(served, "/espace/2fa"))
+    assert intruder.url.split("?")[0].endswith("/espace/connexion")  # enrolment stays closed
+    for attempt in range(5):
+        intruder.goto(url(served, "/espace/verification"))
+        intruder.fill("#code", f"ZZZZZZZ{attempt + 2}")
+        with intruder.expect_navigation():
+            intruder.click("button[type=submit]")
+        expected = "Code incorrect." if attempt < 4 else (
+            "Trop de codes incorrects. Connectez-vous à nouveau pour recevoir un nouveau code.")
+        assert intruder.inner_text("[role=alert]") == expected
+    intruder.goto(url(served, "/espace/verification"))  # the attempt is over
+    assert intruder.url.split("?")[0].endswith("/espace/connexion")
+    sign_in_page(served, intruder, address(LATE[1]))  # and no second mail within the minute
+    assert "Un code vient de vous être envoyé" in intruder.inner_text("[role=alert]")
+    intruder.context.close()
+    warned = [m for m in smarthost.to("patient15@example.org") if b"rification" in m]
+    assert len(warned) == 1 and LATE[1].encode() not in warned[0]
+    assert b"quelqu'un" in quopri.decodestring(warned[0])  # the patient is told
+
+    # The first patient signs in, reads the code in their mailbox, and enrols.
+    page = page_for(browser)
+    sign_in_page(served, page, address(LATE[0]))
+    assert page.url.split("?")[0].endswith("/espace/verification")
+    (code_mail,) = wait_for(lambda: [m for m in smarthost.to("patient14@example.org")
+                                     if b"rification" in m])  # fmt: skip
+    page.fill("#code", enrol_code(code_mail).lower())
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.url.split("?")[0].endswith("/espace/2fa")
+    codes = Codes(page.inner_text("#secret").replace(" ", ""))
+    page.fill("#code", codes.next())
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.inner_text("h1") == "Mon compte"
+    page.context.close()
+    with sqlite3.connect(f"file:{served.data_dir / 'hygie.db'}?mode=ro", uri=True) as db:
+        actions = [a for (a,) in db.execute("SELECT action FROM audit_log")]
+    assert actions.count("espace.2fa.code_sent") == 2 and "espace.2fa.code_ok" in actions
+
+
+def sign_in_page(served: ServerProcess, page: Any, who: str, code: str = "") -> None:
+    page.goto(url(served, "/espace/connexion"))
+    page.fill("#address", who)
+    page.fill("#password", PATIENT_PASSWORD)
+    page.fill("#code", code)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
 
 
 def test_hygie_client_login_totp(served: ServerProcess, tmp_path: Path,

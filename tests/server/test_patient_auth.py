@@ -18,7 +18,6 @@ from sqlalchemy import update
 from server.auth.authenticator import Authenticator, AuthError
 from server.auth.guard import Limits
 from server.auth.patient import (
-    SESSION_AUDIENCE,
     PatientIssuer,
     PatientSignIn,
     PatientTokens,
@@ -64,10 +63,10 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
     spaces = SpaceStore(db, master)
     auth = Authenticator(db, cfg.auth)
     issuer = PatientIssuer(cfg)
-    auth.patient_tokens = PatientTokens(cfg, issuer)
     auth.password_filter = SecondFactorPasswords(db, spaces).filter
     clock = [NOW]
     signin = PatientSignIn(cfg, db, spaces, auth, issuer, clock=lambda: clock[0])
+    auth.patient_tokens = PatientTokens(cfg, issuer, signin.sessions)
     patient, other, doctor = [
         await create_account(db, master, a, None)
         for a in (f"{ins(1)}@patient.hygie.test", f"{ins(2)}@patient.hygie.test",
@@ -129,14 +128,17 @@ async def test_enrolment_sign_in_wrong_and_replayed_codes(world: World) -> None:
 
     w.clock[0] = NOW + 30
     account = await w.signin.sign_in(address, PASSWORD, code_at(secret, NOW + 30), PEER)
-    token = w.signin.token(account)
+    token = await w.signin.token(account)
     assert (await w.auth.token(token, "", PEER, "imap")).id == w.patient.id  # XOAUTH2 login
-    session = w.signin.issuer.issue(address, audience=SESSION_AUDIENCE, ttl=60, acc=account.id)
-    with pytest.raises(AuthError):  # a page session is not a login token
-        await w.auth.token(session, "", PEER, "imap")
     no_otp = w.signin.issuer.issue(address, audience="hygie", ttl=60)
     with pytest.raises(AuthError):
         await w.auth.token(no_otp, "", PEER, "imap")
+    no_session = w.signin.issuer.issue(address, audience="hygie", ttl=60, amr=["pwd", "otp"])
+    with pytest.raises(AuthError):  # signed by the issuer, but naming no session
+        await w.auth.token(no_session, "", PEER, "imap")
+    assert await w.signin.sign_out(account, PEER) == 1  # the token's session ends ...
+    with pytest.raises(AuthError):  # ... and the token with it, before its expiry
+        await w.auth.token(token, "", PEER, "imap")
 
     actions = [e.action for e in await audit.entries(w.db, action_prefix="espace.")]
     assert actions.count("espace.signin.ok") == 2

@@ -61,8 +61,8 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     spaces = SpaceStore(db, master)
     auth = Authenticator(db, cfg.auth)
     issuer = PatientIssuer(cfg)
-    auth.patient_tokens = PatientTokens(cfg, issuer)
     signin = PatientSignIn(cfg, db, spaces, auth, issuer)
+    auth.patient_tokens = PatientTokens(cfg, issuer, signin.sessions)
     patient = await create_account(db, master, f"{ins(1)}@patient.hygie.test", None)
     await db.writer.run(lambda conn: conn.execute(
         update(ACCOUNTS).values(password_hash=_password_hash())))  # fmt: skip
@@ -71,7 +71,8 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     http = HttpServer([("/espace/", pages.handle), ("/catalogue/", api.handle)])
     server = await http.listen("127.0.0.1", 0)
     try:
-        yield Site(server.sockets[0].getsockname()[1], signin.token(patient), patient, spaces)
+        yield Site(server.sockets[0].getsockname()[1], await signin.token(patient), patient,
+                   spaces)  # fmt: skip
     finally:
         server.close()
         await server.wait_closed()
@@ -139,13 +140,20 @@ async def test_row_ids_that_are_not_plain_64_bit_numbers_are_404(site: Site) -> 
     ]
 
 
+def form_token(page: bytes) -> str:
+    """The CSRF token of the page's forms (bound to the cookie the page set)."""
+    found = re.search(rb'name="csrf" value="([^"]+)"', page)
+    assert found is not None
+    return found[1].decode()
+
+
 async def test_page_messages_are_escaped_once(site: Site) -> None:
     await site.spaces.totp_begin(site.patient.id, "JBSWY3DPEHPK3PXP", dt.datetime.now(dt.UTC))
     await site.spaces.totp_use_step(site.patient.id, 1, confirm=True)  # enrolled
     status, headers, page = await asyncio.to_thread(ask, site.port, "GET", "/espace/connexion")
     csrf = re.search(r"hygie_csrf=([^;]+)", headers["set-cookie"])
     assert status == 200 and csrf is not None
-    form = urlencode({"csrf": csrf[1], "lang": "fr", "address": site.patient.address,
+    form = urlencode({"csrf": form_token(page), "lang": "fr", "address": site.patient.address,
                       "password": PASSWORD, "code": ""}).encode()  # fmt: skip
     status, _, page = await asyncio.to_thread(
         ask, site.port, "POST", "/espace/connexion", form,
@@ -173,10 +181,10 @@ async def test_a_wrong_activation_code_costs_no_password_hash(
         return _password_hash()
 
     monkeypatch.setattr(espace, "hash_password", counting)
-    status, headers, _ = await asyncio.to_thread(ask, site.port, "GET", "/espace/activation")
+    status, headers, page = await asyncio.to_thread(ask, site.port, "GET", "/espace/activation")
     csrf = re.search(r"hygie_csrf=([^;]+)", headers["set-cookie"])
     assert status == 200 and csrf is not None
-    form = urlencode({"csrf": csrf[1], "lang": "en", "code": "ABCDEFGHJK",
+    form = urlencode({"csrf": form_token(page), "lang": "en", "code": "ABCDEFGHJK",
                       "password": "a-new-password-1", "password2": "a-new-password-1"}).encode()
     status, _, page = await asyncio.to_thread(
         ask, site.port, "POST", "/espace/activation", form,
