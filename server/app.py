@@ -35,6 +35,7 @@ from server.http.fhir import fhir_route
 from server.http.pki import PkiPublisher
 from server.http.server import HttpServer, Request, Response
 from server.imap.server import ImapServer
+from server.imap.summary import ImapSummaries
 from server.metrics import ServerMetrics, metrics_route
 from server.oauth import TokenVerifier
 from server.patients import PatientRules
@@ -76,7 +77,11 @@ async def open_services(config: Config) -> Services:
         echo=config.database.echo,
     )
     await db.start()
-    store = MailStore(db)
+    store = MailStore(
+        db,
+        summaries=ImapSummaries(),
+        cache_bytes=config.storage.message_cache_mib * 2**20,
+    )
     auth = Authenticator(
         db, config.auth, certificates=_certificate_checker(config), tokens=_token_verifier(config)
     )
@@ -313,5 +318,6 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await espace.jobs.drain()  # the notification flags of the last deliveries
     await imap.close()
     await usage.flush()
+    await services.store.settle()  # owner seals of first reads, before the writer stops
     await services.db.close()
     log.info("stopped")

@@ -4,20 +4,25 @@ Delivery encrypts once per message: one body blob and one metadata ciphertext un
 content key, plus that key sealed to each recipient account (design.md §2 step 3, "a shared
 ciphertext with one wrapped key per recipient"). Everything a reply acknowledges is written
 through :class:`storage.db.Writer`, so it is durable before the reply goes out.
+
+Reading pays public-key work at most once per message and account (design.md §2 item 8): the
+first read opens the HPKE-sealed key, builds the reader's compact summary of the metadata
+(:class:`SummaryCodec`) and writes both back sealed for the owner (``messages.owner_meta``,
+:class:`storage.crypto.OwnerSeal`); opened messages stay in a bounded in-memory cache shared by
+the account's sessions (:class:`storage.message_cache.MessageCache`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select
+import structlog
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from storage import transactions as tx
@@ -25,6 +30,7 @@ from storage.accounts import normalize_address
 from storage.crypto import (
     BodyStream,
     ContentKey,
+    CryptoError,
     MailboxKeyPair,
     blob_id,
     open_content_key,
@@ -32,12 +38,19 @@ from storage.crypto import (
 )
 from storage.db import Database
 from storage.events import FolderEvents
-from storage.models import Message
+from storage.message_cache import MessageCache
 from storage.transactions import DELIMITER, FlagMode, FolderError, FolderInfo, MessageRef
 
 F, M, X = tx.FOLDERS, tx.MESSAGES, tx.EXPUNGED
 INLINE_SEAL_LIMIT = 128 * 1024
 CONTENT_KEY_CACHE = 50_000
+#: Default bound of the opened-message cache (``[storage] message_cache_mib``).
+MESSAGE_CACHE_BYTES = 64 * 2**20
+#: Messages opened on the event loop at once; more (a cold FETCH 1:* ENVELOPE) go to a thread.
+INLINE_OPEN = 16
+#: Rows a read is expected to return below which it runs on the loop (Database.lookup).
+SMALL_READ = 256
+log = structlog.get_logger("hygie.storage")
 
 __all__ = [
     "DELIMITER",
@@ -47,8 +60,33 @@ __all__ = [
     "FolderInfo",
     "MailStore",
     "MessageRef",
+    "Opened",
     "Recipient",
+    "SummaryCodec",
 ]
+
+
+class SummaryCodec(Protocol):
+    """The reader's compact form of a message's metadata (the IMAP layer's; storage only keeps
+    the bytes, sealed for the owner, and the loaded object, in the cache)."""
+
+    def build(self, meta: Mapping[str, Any]) -> bytes:
+        """The summary of the metadata JSON document that delivery stored."""
+
+    def load(self, data: bytes) -> Any:
+        """The summary object, or ``None`` if ``data`` is in an older format (built again)."""
+
+    def cost(self, summary: Any) -> int:
+        """Bytes the loaded summary holds, for the cache's bound."""
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A message row with its content key and summary, ready to answer FETCH and SEARCH."""
+
+    ref: MessageRef
+    key: ContentKey
+    summary: Any
 
 
 @dataclass(frozen=True)
@@ -82,17 +120,35 @@ class _Sealed:
     ciphertext: bytes
     meta: bytes
     keys: dict[bytes, bytes]  # public key → sealed content key
+    owner_meta: bytes | None = None  # sealed for the one recipient whose keys were given
 
 
-def _seal(raw: bytes, meta: Mapping[str, Any], publics: Sequence[bytes]) -> _Sealed:
+@dataclass(frozen=True)
+class _Owner:
+    """An APPEND's own account: its keys are unlocked, so the owner seal is written at once."""
+
+    account_id: int
+    keys: MailboxKeyPair
+    codec: SummaryCodec
+
+
+def _seal(
+    raw: bytes, meta: Mapping[str, Any], publics: Sequence[bytes], owner: _Owner | None = None
+) -> _Sealed:
     ck = ContentKey.generate()
     ciphertext = ck.encrypt_body(raw)
     meta_ct = ck.encrypt_meta(json.dumps(meta, separators=(",", ":")).encode())
+    blob = blob_id(ciphertext)
+    owner_meta = None
+    if owner is not None:
+        summary = owner.codec.build(meta)
+        owner_meta = owner.keys.owner.seal(owner.account_id, blob, ck.key, summary)
     return _Sealed(
-        blob_id(ciphertext),
+        blob,
         ciphertext,
         meta_ct,
         {p: seal_content_key(ck.key, p) for p in dict.fromkeys(publics)},
+        owner_meta,
     )
 
 
@@ -132,6 +188,7 @@ def _write_deliveries(conn: Connection, batch: list[_Delivery]) -> list[list[Del
                     "blob_id": d.sealed.blob_id,
                     "sealed_key": d.sealed.keys[r.public_key],
                     "meta": d.sealed.meta,
+                    "owner_meta": d.sealed.owner_meta,
                 }
             )
             done.append(Delivered(r.account_id, r.folder_id, uid))
@@ -150,32 +207,202 @@ class _AlreadyDone(Exception):
     expected = True  # the writer does not log it
 
 
+_SET_OWNER_META = (
+    update(M)
+    .where(M.c.id == bindparam("mid"), M.c.blob_id == bindparam("bid"))
+    .values(owner_meta=bindparam("seal"))
+)
+
+
+def _write_owner_seals(conn: Connection, batch: list[list[dict[str, Any]]]) -> list[None]:
+    """Owner seals of first reads, from every session of one group commit: one statement."""
+    rows = [row for item in batch for row in item]
+    conn.execute(_SET_OWNER_META, rows)
+    return [None] * len(batch)
+
+
 class MailStore:
-    def __init__(self, db: Database, events: FolderEvents | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        events: FolderEvents | None = None,
+        *,
+        summaries: SummaryCodec | None = None,
+        cache_bytes: int = MESSAGE_CACHE_BYTES,
+    ) -> None:
         self.db = db
         self.events = events or FolderEvents()
+        #: The reader's summary codec (set by the IMAP server); without one, nothing is
+        #: owner-sealed and :meth:`open_messages` is unavailable.
+        self.summaries = summaries
+        self.messages = MessageCache(cache_bytes)
+        self._sealing: set[asyncio.Task[Any]] = set()
         self._changes_inflight: dict[tuple[int, int], asyncio.Future[Changes]] = {}
-        # Opened content keys by (mailbox public key, sealed key): re-reading a message's
-        # metadata (SEARCH, FETCH ENVELOPE again) then skips the X25519 + HKDF of HPKE.
-        self._content_keys: OrderedDict[tuple[bytes, bytes], ContentKey] = OrderedDict()
-        self._content_keys_lock = threading.Lock()
 
-    def _content_key(self, sealed: bytes, keys: MailboxKeyPair) -> ContentKey:
-        """Called from worker threads too, hence the lock. Entries are keyed by the opener's
-        public key as well: a hit proves the same key pair opened that sealed key before."""
-        cache = self._content_keys
-        entry = (keys.public, sealed)
-        with self._content_keys_lock:
-            found = cache.get(entry)
-            if found is not None:
-                cache.move_to_end(entry)
-                return found
-        found = ContentKey(open_content_key(sealed, keys))
-        with self._content_keys_lock:
-            cache[entry] = found
-            if len(cache) > CONTENT_KEY_CACHE:
-                cache.popitem(last=False)
-        return found
+    # -- opening messages --------------------------------------------------------------------
+
+    def _open_row(
+        self,
+        keys: MailboxKeyPair,
+        account_id: int,
+        blob: str,
+        sealed_key: bytes,
+        owner_meta: bytes | None,
+        meta_ct: bytes | None,
+        known: ContentKey | None,
+    ) -> tuple[ContentKey, Any, int, bytes | None]:
+        """(content key, summary or None, its cost, owner seal to write or None).
+
+        In order of cost: the owner seal (one AES-GCM open), then the HPKE-sealed key (an
+        X25519 agreement, counted in :data:`storage.crypto.UNSEALS`). A seal that does not
+        open (altered, or copied from another message or account) is refused: the sealed key
+        is used instead and a new seal written. Runs on the loop or in a worker thread.
+        """
+        codec = self.summaries
+        key, summary_bytes = known, None
+        if owner_meta is not None:
+            try:
+                raw_key, summary_bytes = keys.owner.open(account_id, blob, owner_meta)
+            except CryptoError:
+                log.warning("owner_seal_refused", account=account_id)
+            else:
+                key = key or ContentKey(raw_key)
+        if key is None:
+            key = ContentKey(open_content_key(sealed_key, keys))
+        if codec is None or meta_ct is None:
+            return key, None, 0, None
+        summary = codec.load(summary_bytes) if summary_bytes is not None else None
+        if summary is not None:
+            return key, summary, codec.cost(summary), None
+        # First read by this account (or a summary of an older format): build and seal it.
+        summary_bytes = codec.build(json.loads(key.decrypt_meta(meta_ct)))
+        seal = keys.owner.seal(account_id, blob, key.key, summary_bytes)
+        summary = codec.load(summary_bytes)
+        return key, summary, codec.cost(summary), seal
+
+    def _seal_later(self, rows: list[dict[str, Any]]) -> None:
+        """Write owner seals through the group commit without holding up the reply: a seal
+        lost in a crash only means the next read opens the sealed key again."""
+        task = asyncio.ensure_future(self.db.writer.run_batched(_write_owner_seals, rows))
+        self._sealing.add(task)
+        task.add_done_callback(self._sealed)
+
+    def _sealed(self, task: asyncio.Task[Any]) -> None:
+        self._sealing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("owner_seal_write_failed", error=type(task.exception()).__name__)
+
+    def forget(self, blobs: Iterable[str]) -> None:
+        """The invalidation point of the opened-message cache: messages of these blobs were
+        deleted (EXPUNGE, CLOSE, DELETE of their folder), their plaintext summaries go. A
+        move keeps its blob in the same account and forgets nothing."""
+        self.messages.forget(blobs)
+
+    async def settle(self) -> None:
+        """Wait for the owner seals being written (tests, and before the writer stops)."""
+        while self._sealing:
+            await asyncio.gather(*list(self._sealing), return_exceptions=True)
+
+    async def _small_or_large(self, sql: str, params: Sequence[Any], expected: int) -> list[Any]:
+        # A few indexed rows cost less than the thread hop of the pool: read them on the loop
+        # (Database.lookup); a large read (a whole big folder) stays off it.
+        if expected <= SMALL_READ:
+            return await self.db.lookup(sql, *params)
+        return await self.db.raw_rows(sql, *params)
+
+    async def open_messages(
+        self, keys: MailboxKeyPair, account_id: int, folder_id: int, uids: Sequence[int]
+    ) -> dict[int, Opened]:
+        """The messages ``uids`` of a folder of ``account_id`` with their flags, content keys
+        and summaries, for FETCH and SEARCH: one query when they are in the cache, two
+        otherwise; public-key work only for messages this account never read before."""
+        codec = self.summaries
+        if codec is None:
+            raise RuntimeError("MailStore.open_messages needs a summary codec")
+        if not uids:
+            return {}
+        rows = await self._small_or_large(
+            "SELECT id, uid, modseq, flags, size, blob_id FROM messages"
+            " WHERE folder_id = ? AND uid >= ? AND uid <= ?",
+            (folder_id, min(uids), max(uids)),
+            len(uids),
+        )
+        wanted = set(uids)
+        cache = self.messages
+        owner = (account_id, keys.public)
+        generation = cache.generation
+        out: dict[int, Opened] = {}
+        missing: dict[int, tuple[MessageRef, str, ContentKey | None]] = {}
+        parsed: dict[str, frozenset[str]] = {}
+        for mid, uid, modseq, text, size, blob in rows:
+            if uid not in wanted:
+                continue
+            flags = parsed.get(text)
+            if flags is None:
+                flags = parsed[text] = tx.flags_set(text)
+            ref = MessageRef(mid, uid, modseq, flags, size)
+            hit = cache.get(owner, blob)
+            if hit is not None and hit.summary is not None:
+                out[uid] = Opened(ref, hit.key, hit.summary)
+            else:
+                missing[uid] = (ref, blob, hit.key if hit is not None else None)
+        if not missing:
+            return out
+        marks = ",".join("?" * len(missing))
+        extra = await self._small_or_large(
+            "SELECT uid, sealed_key, owner_meta, meta FROM messages"  # noqa: S608 (only ?s)
+            f" WHERE folder_id = ? AND uid IN ({marks})",
+            (folder_id, *missing),
+            len(missing),
+        )
+        hard = sum(1 for row in extra if row[2] is None and missing[row[0]][2] is None)
+
+        def work() -> list[tuple[int, ContentKey, Any, int, bytes | None]]:
+            done = []
+            for uid, sealed_key, owner_meta, meta_ct in extra:
+                _ref, blob, known = missing[uid]
+                done.append(
+                    (uid, *self._open_row(keys, account_id, blob, sealed_key, owner_meta,
+                                          meta_ct, known))
+                )  # fmt: skip
+            return done
+
+        # An HPKE open is ~0.1 ms, an owner seal ~10 µs: a few inline, more in a thread.
+        inline = hard <= 2 and len(extra) <= INLINE_OPEN
+        results = work() if inline else await asyncio.to_thread(work)
+        seals = []
+        for uid, key, summary, cost, seal in results:
+            ref, blob, _known = missing[uid]
+            cache.put(owner, blob, key, summary, cost, generation)
+            out[uid] = Opened(ref, key, summary)
+            if seal is not None:
+                seals.append({"mid": ref.id, "bid": blob, "seal": seal})
+        if seals:
+            self._seal_later(seals)
+        return out
+
+    async def _key(
+        self,
+        keys: MailboxKeyPair,
+        account_id: int,
+        blob: str,
+        sealed_key: bytes,
+        owner_meta: bytes | None,
+    ) -> ContentKey:
+        """A message's content key for a body read: the cache, the owner seal, else HPKE."""
+        owner = (account_id, keys.public)
+        hit = self.messages.get(owner, blob)
+        if hit is not None:
+            return hit.key
+        generation = self.messages.generation
+        if owner_meta is None:
+            key = await asyncio.to_thread(
+                lambda: self._open_row(keys, account_id, blob, sealed_key, None, None, None)[0]
+            )
+        else:
+            key = self._open_row(keys, account_id, blob, sealed_key, owner_meta, None, None)[0]
+        self.messages.put(owner, blob, key, None, 0, generation)
+        return key
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -203,6 +430,7 @@ class MailStore:
         meta: Mapping[str, Any],
         recipients: Sequence[Recipient],
         flags: Iterable[str] = (),
+        owner: _Owner | None = None,
     ) -> list[Delivered]:
         """Store ``raw`` once, encrypted, in each recipient's folder; durable on return."""
         if not recipients:
@@ -212,9 +440,9 @@ class MailStore:
         meta.setdefault("size", len(raw))
         publics = [r.public_key for r in recipients]
         if len(raw) <= INLINE_SEAL_LIMIT:
-            sealed = _seal(raw, meta, publics)  # ~0.2 ms: cheaper than a thread hop
+            sealed = _seal(raw, meta, publics, owner)  # ~0.2 ms: cheaper than a thread hop
         else:
-            sealed = await asyncio.to_thread(_seal, raw, meta, publics)
+            sealed = await asyncio.to_thread(_seal, raw, meta, publics, owner)
         blob = [(sealed.blob_id, sealed.ciphertext)]
         # The writer makes the blob durable (with the rest of its batch) before the
         # transaction that refers to it.
@@ -269,12 +497,20 @@ class MailStore:
         meta: Mapping[str, Any],
         flags: Iterable[str] = (),
         internaldate: datetime | None = None,
+        *,
+        keys: MailboxKeyPair | None = None,
     ) -> Delivered:
+        """A message stored in ``folder`` (IMAP APPEND, RFC 9051 §6.3.12, or a workflow).
+        With the account's unlocked ``keys`` it is owner-sealed at once, so its first read
+        needs no public-key work."""
         meta = dict(meta)
         if internaldate is not None:
             meta["internaldate"] = internaldate.isoformat()
         recipient = Recipient(folder.account_id, "", public_key, folder.id)
-        (d,) = await self.deliver(raw, meta, [recipient], flags)
+        owner = None
+        if keys is not None and self.summaries is not None and keys.public == public_key:
+            owner = _Owner(folder.account_id, keys, self.summaries)
+        (d,) = await self.deliver(raw, meta, [recipient], flags, owner)
         return d
 
     # -- folders ---------------------------------------------------------------------------
@@ -342,9 +578,10 @@ class MailStore:
         name = tx.canonical(name)
         if name == "INBOX":
             raise FolderError("INBOX cannot be deleted", "CANNOT")
-        dropped = await self.db.writer.run(
+        dropped, removed = await self.db.writer.run(
             lambda conn: tx.delete_folder(conn, self.db.blobs, account_id, name)
         )
+        self.forget(removed)
         if dropped:
             await self.db.blobs.delete_files(dropped)
 
@@ -497,68 +734,60 @@ class MailStore:
             "SIZE": int(row[3]),
         }
 
+    async def _body_row(self, folder_id: int, uid: int) -> tuple[str, bytes, bytes | None, int]:
+        rows = await self.db.lookup(
+            "SELECT m.blob_id, m.sealed_key, m.owner_meta, f.account_id FROM messages m"
+            " JOIN folders f ON f.id = m.folder_id WHERE m.folder_id = ? AND m.uid = ?",
+            folder_id,
+            uid,
+        )
+        if not rows:
+            raise FolderError("no such message", "NONEXISTENT")
+        blob, sealed_key, owner_meta, account_id = rows[0]
+        return str(blob), bytes(sealed_key), owner_meta, int(account_id)
+
     async def read_meta(
         self, keys: MailboxKeyPair, folder_id: int, uids: Sequence[int]
     ) -> dict[int, dict[str, Any]]:
-        async with self.db.read_engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(M.c.uid, M.c.sealed_key, M.c.meta).where(
-                        M.c.folder_id == folder_id, M.c.uid.in_(list(uids))
-                    )
-                )
-            ).all()
-
-        def decrypt() -> dict[int, dict[str, Any]]:
-            out: dict[int, dict[str, Any]] = {}
-            for uid, sealed_key, meta in rows:
-                ck = self._content_key(sealed_key, keys)
-                out[uid] = json.loads(ck.decrypt_meta(meta))
-            return out
-
-        return await asyncio.to_thread(decrypt)
+        """The whole metadata document of ``uids`` (MIME part offsets: ``BODY[1.2]``)."""
+        if not uids:
+            return {}
+        marks = ",".join("?" * len(uids))
+        rows = await self._small_or_large(
+            "SELECT m.uid, m.blob_id, m.sealed_key, m.owner_meta, m.meta, f.account_id"  # noqa: S608
+            f" FROM messages m JOIN folders f ON f.id = m.folder_id"
+            f" WHERE m.folder_id = ? AND m.uid IN ({marks})",
+            (folder_id, *uids),
+            len(uids),
+        )
+        out: dict[int, dict[str, Any]] = {}
+        for uid, blob, sealed_key, owner_meta, meta, account_id in rows:
+            key = await self._key(keys, int(account_id), blob, sealed_key, owner_meta)
+            out[uid] = json.loads(key.decrypt_meta(meta))
+        return out
 
     async def read_body(
         self, keys: MailboxKeyPair, folder_id: int, uid: int, start: int = 0, end: int | None = None
     ) -> bytes:
         """The plaintext message (or bytes ``[start:end]`` of it)."""
+        blob, sealed_key, owner_meta, account_id = await self._body_row(folder_id, uid)
+        key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
         async with self.db.read() as session:
-            row = (
-                await session.execute(
-                    select(Message.blob_id, Message.sealed_key).where(
-                        Message.folder_id == folder_id, Message.uid == uid
-                    )
-                )
-            ).first()
-            if row is None:
-                raise FolderError("no such message", "NONEXISTENT")
-            ciphertext = await self.db.blobs.get(session, row[0])
-
-        def decrypt() -> bytes:
-            ck = self._content_key(row[1], keys)
-            return ck.decrypt_range(ciphertext, start, end)
-
-        return await asyncio.to_thread(decrypt)
+            ciphertext = await self.db.blobs.get(session, blob)
+        if len(ciphertext) <= INLINE_SEAL_LIMIT:
+            return key.decrypt_range(ciphertext, start, end)  # cheaper than a thread hop
+        return await asyncio.to_thread(key.decrypt_range, ciphertext, start, end)
 
     async def stream_body(
         self, keys: MailboxKeyPair, folder_id: int, uid: int
     ) -> AsyncIterator[bytes]:
         """The plaintext message in 64 KiB pieces, read and decrypted one block at a time."""
-        async with self.db.read_engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(M.c.blob_id, M.c.sealed_key).where(
-                        M.c.folder_id == folder_id, M.c.uid == uid
-                    )
-                )
-            ).first()
-        if row is None:
-            raise FolderError("no such message", "NONEXISTENT")
-        key = await asyncio.to_thread(self._content_key, row[1], keys)
+        blob, sealed_key, owner_meta, account_id = await self._body_row(folder_id, uid)
+        key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
         blobs = self.db.blobs
         if blobs.external:
             async with self.db.read() as session:
-                handle = await blobs.reader(session, row[0])
+                handle = await blobs.reader(session, blob)
             try:
                 stream = BodyStream(key, await asyncio.to_thread(handle.read, BodyStream.HEADER))
                 for i in range(stream.count):
@@ -568,7 +797,7 @@ class MailStore:
                 handle.close()
             return
         async with self.db.read() as session:
-            ciphertext = await blobs.get(session, row[0])
+            ciphertext = await blobs.get(session, blob)
         stream = BodyStream(key, ciphertext[: BodyStream.HEADER])
         for i in range(stream.count):
             start = BodyStream.HEADER + i * BodyStream.BLOCK
@@ -596,9 +825,10 @@ class MailStore:
     async def expunge(self, folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Remove messages flagged ``\\Deleted`` (only among ``uids`` if given)."""
         targets = None if uids is None else list(uids)
-        expunged, dropped = await self.db.writer.run(
+        expunged, dropped, removed = await self.db.writer.run(
             lambda conn: tx.expunge(conn, self.db.blobs, folder_id, targets)
         )
+        self.forget(removed)
         if dropped:
             await self.db.blobs.delete_files(dropped)
         if expunged:

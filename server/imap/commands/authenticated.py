@@ -370,7 +370,9 @@ async def append(s: Session, cmd: c.Append) -> None:
                 flag = "\\" + flag[1:].capitalize()
             flags.append(flag)
         meta = await asyncio.to_thread(describe, m.data)
-        d = await s.store.append(folder, s.keys.public, m.data, meta, flags, m.date_time)
+        d = await s.store.append(
+            folder, s.keys.public, m.data, meta, flags, m.date_time, keys=s.keys
+        )
         uids.append(d.uid)
     if s.selected is not None and s.selected.info.id == folder.id:
         await sync(s, allow_expunge=False, with_uid=False)
