@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Connection
 
 from storage import transactions as tx
@@ -64,6 +64,38 @@ __all__ = [
     "Recipient",
     "SummaryCodec",
 ]
+
+
+#: A folder's columns, in the order of :func:`_folder_info`, with its subscription.
+_FOLDER_ROW = (
+    "SELECT f.id, f.account_id, f.name, f.uidvalidity, f.uidnext, f.highestmodseq,"
+    " f.special_use, f.keywords, EXISTS(SELECT 1 FROM subscriptions s"
+    " WHERE s.account_id = f.account_id AND s.name = f.name) FROM folders f"
+)
+_FOLDER_COLUMNS = 9
+#: A folder and its counts (STATUS): the folder's columns, then a one-row derived table. Only
+#: the substring function differs between the dialects (bound parameters only).
+_STATUS_SQL = {
+    dialect: (
+        "SELECT f.id, f.account_id, f.name, f.uidvalidity, f.uidnext, f.highestmodseq,"  # noqa: S608
+        " f.special_use, f.keywords, EXISTS(SELECT 1 FROM subscriptions s"
+        " WHERE s.account_id = f.account_id AND s.name = f.name),"
+        " c.n, c.unseen, c.deleted, c.size FROM folders f, (SELECT count(*) AS n,"
+        f" count(*) FILTER (WHERE {pos}(flags, ?) = 0) AS unseen,"
+        f" count(*) FILTER (WHERE {pos}(flags, ?) > 0) AS deleted,"
+        " coalesce(sum(size), 0) AS size FROM messages WHERE folder_id ="
+        " (SELECT id FROM folders WHERE account_id = ? AND name = ?)) c"
+        " WHERE f.account_id = ? AND f.name = ?"
+    )
+    for dialect, pos in (("sqlite", "instr"), ("postgresql", "strpos"))
+}
+
+
+def _folder_info(row: Sequence[Any]) -> FolderInfo:
+    return FolderInfo(
+        int(row[0]), int(row[1]), str(row[2]), int(row[3]), int(row[4]), int(row[5]),
+        bool(row[8]), row[6], row[7] or "",
+    )  # fmt: skip
 
 
 class SummaryCodec(Protocol):
@@ -237,6 +269,7 @@ class MailStore:
         self.summaries = summaries
         self.messages = MessageCache(cache_bytes)
         self._sealing: set[asyncio.Task[Any]] = set()
+        self._sizes: dict[tuple[int, str], int] = {}  # (account, folder name) → messages
         self._changes_inflight: dict[tuple[int, int], asyncio.Future[Changes]] = {}
 
     # -- opening messages --------------------------------------------------------------------
@@ -515,52 +548,69 @@ class MailStore:
 
     # -- folders ---------------------------------------------------------------------------
 
-    async def _subscribed(self, account_id: int) -> set[str]:
-        async with self.db.read() as session:
-            return set(
-                await session.scalars(
-                    select(tx.SUBSCRIPTIONS.c.name).where(
-                        tx.SUBSCRIPTIONS.c.account_id == account_id
-                    )
-                )
-            )
-
     async def subscriptions(self, account_id: int) -> set[str]:
         """Subscribed names (RFC 9051 §6.3.7); some may name no existing folder."""
-        return await self._subscribed(account_id)
+        rows = await self.db.lookup(
+            "SELECT name FROM subscriptions WHERE account_id = ?", account_id
+        )
+        return {str(r[0]) for r in rows}
 
     async def folders(self, account_id: int) -> list[FolderInfo]:
-        subscribed = await self._subscribed(account_id)
-        async with self.db.read() as session:
-            rows = (
-                await session.execute(
-                    select(tx.FOLDERS)
-                    .where(tx.FOLDERS.c.account_id == account_id)
-                    .order_by(tx.FOLDERS.c.name)
-                )
-            ).all()
-        return [tx.folder_row_info(r, r.name in subscribed) for r in rows]
+        """The account's folders, each with its subscription, in one query (LIST)."""
+        rows = await self.db.lookup(
+            _FOLDER_ROW + " WHERE f.account_id = ? ORDER BY f.name", account_id
+        )
+        return [_folder_info(r) for r in rows]
 
     async def folder(self, account_id: int, name: str) -> FolderInfo | None:
-        name = tx.canonical(name)
-        async with self.db.read() as session:
-            row = (
-                await session.execute(
-                    select(tx.FOLDERS).where(
-                        tx.FOLDERS.c.account_id == account_id, tx.FOLDERS.c.name == name
-                    )
-                )
-            ).first()
-        if row is None:
-            return None
-        return tx.folder_row_info(row, name in await self._subscribed(account_id))
+        """One folder by name, with its subscription and keywords, in one query."""
+        rows = await self.db.lookup(
+            _FOLDER_ROW + " WHERE f.account_id = ? AND f.name = ?", account_id, tx.canonical(name)
+        )
+        return _folder_info(rows[0]) if rows else None
 
     async def refresh(self, folder_id: int) -> FolderInfo | None:
-        async with self.db.read() as session:
-            row = (
-                await session.execute(select(tx.FOLDERS).where(tx.FOLDERS.c.id == folder_id))
-            ).first()
-        return tx.folder_row_info(row, False) if row is not None else None
+        rows = await self.db.lookup(_FOLDER_ROW + " WHERE f.id = ?", folder_id)
+        return _folder_info(rows[0]) if rows else None
+
+    async def status(self, account_id: int, name: str) -> tuple[FolderInfo, dict[str, int]] | None:
+        """A folder and its MESSAGES, UNSEEN, DELETED and SIZE, for STATUS (RFC 9051
+        §6.3.11) and LIST-STATUS: one query."""
+        name = tx.canonical(name)
+        sql = _STATUS_SQL[self.db.dialect]
+        params = ("\\Seen", "\\Deleted", account_id, name, account_id, name)
+        hint = self._sizes.get((account_id, name), 0)
+        rows = await self._small_or_large(sql, params, hint)
+        if not rows:
+            return None
+        row = rows[0]
+        n = _FOLDER_COLUMNS
+        counts = {
+            "MESSAGES": int(row[n]),
+            "UNSEEN": int(row[n + 1]),
+            "DELETED": int(row[n + 2]),
+            "SIZE": int(row[n + 3]),
+        }
+        self._note_size(account_id, name, counts["MESSAGES"])
+        return _folder_info(row), counts
+
+    async def counts(self, folder_id: int) -> dict[str, int]:
+        """MESSAGES, UNSEEN, DELETED and SIZE of a folder by id."""
+        rows = await self.db.raw_rows(
+            "SELECT f.account_id, f.name FROM folders f WHERE f.id = ?", folder_id
+        )
+        found = await self.status(int(rows[0][0]), str(rows[0][1])) if rows else None
+        if found is None:
+            return {"MESSAGES": 0, "UNSEEN": 0, "DELETED": 0, "SIZE": 0}
+        return found[1]
+
+    def _note_size(self, account_id: int, name: str, messages: int) -> None:
+        """A hint only (whether a folder's rows are read on the loop or in a thread): never
+        wrong in effect, so never invalidated; bounded."""
+        sizes = self._sizes
+        sizes[(account_id, name)] = messages
+        if len(sizes) > 10_000:
+            sizes.pop(next(iter(sizes)))
 
     async def create_folder(
         self, account_id: int, name: str, special_use: str | None = None
@@ -598,18 +648,26 @@ class MailStore:
 
     # -- reading a folder ------------------------------------------------------------------
 
-    async def snapshot(self, folder_id: int) -> tuple[FolderInfo, list[int]] | None:
-        """The folder and its UIDs, read folder-first: anything that lands in between shows up
-        again in :meth:`changes`, never goes missing."""
-        async with self.db.read_engine.connect() as conn:
-            row = (await conn.execute(select(F).where(F.c.id == folder_id))).first()
-            if row is None:
-                return None
-            info = tx.folder_row_info(row, False)
-        rows = await self.db.raw_rows(
-            "SELECT uid FROM messages WHERE folder_id = ? ORDER BY uid", folder_id
+    async def snapshot(
+        self, account_id: int, name: str, *, first_unseen: bool = False
+    ) -> tuple[FolderInfo, list[int], int | None] | None:
+        """For SELECT: the folder (by name), its UIDs and, if asked, the first without
+        ``\\Seen``; read folder-first, so anything that lands in between shows up again in
+        :meth:`changes`, never goes missing. Two queries."""
+        folder = await self.folder(account_id, name)
+        if folder is None:
+            return None
+        pos = "instr" if self.db.dialect == "sqlite" else "strpos"
+        unseen = f", {pos}(flags, ?) = 0" if first_unseen else ""
+        params: tuple[Any, ...] = ("\\Seen", folder.id) if first_unseen else (folder.id,)
+        rows = await self._small_or_large(
+            f"SELECT uid{unseen} FROM messages WHERE folder_id = ? ORDER BY uid",  # noqa: S608
+            params,
+            self._sizes.get((account_id, folder.name), 0),
         )
-        return info, [r[0] for r in rows]
+        self._note_size(account_id, folder.name, len(rows))
+        first = next((r[0] for r in rows if r[1]), None) if first_unseen else None
+        return folder, [r[0] for r in rows], first
 
     async def changes(self, folder_id: int, since: int) -> Changes:
         """What changed after ``since``. Identical concurrent calls share one query: after a
@@ -633,39 +691,33 @@ class MailStore:
             del self._changes_inflight[key]
 
     async def _changes(self, folder_id: int, since: int) -> Changes:
-        async with self.db.read_engine.connect() as conn:
-            highest = (
-                await conn.execute(select(F.c.highestmodseq).where(F.c.id == folder_id))
-            ).scalar()
-            if highest is None or highest <= since:
-                return Changes([], [], int(highest or since))
-            rows = await conn.execute(
-                select(M.c.id, M.c.uid, M.c.modseq, M.c.flags, M.c.size)
-                .where(M.c.folder_id == folder_id, M.c.modseq > since)
-                .order_by(M.c.uid)
-            )
-            changed = [MessageRef(r[0], r[1], r[2], tx.flags_set(r[3]), r[4]) for r in rows]
-            expunged = (
-                (
-                    await conn.execute(
-                        select(X.c.uid)
-                        .where(X.c.folder_id == folder_id, X.c.modseq > since)
-                        .order_by(X.c.uid)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        return Changes(changed, list(expunged), int(highest))
+        rows = await self.db.lookup("SELECT highestmodseq FROM folders WHERE id = ?", folder_id)
+        highest = rows[0][0] if rows else None
+        if highest is None or highest <= since:
+            return Changes([], [], int(highest or since))
+        # Usually a few rows (what changed since this session's last command): on the loop,
+        # unless there are many (another session's STORE 1:*), then again in a thread.
+        sql = (
+            "SELECT id, uid, modseq, flags, size FROM messages"
+            " WHERE folder_id = ? AND modseq > ? ORDER BY uid"
+        )
+        changed_rows = await self.db.lookup(sql + f" LIMIT {SMALL_READ + 1}", folder_id, since)
+        if len(changed_rows) > SMALL_READ:
+            changed_rows = await self.db.raw_rows(sql, folder_id, since)
+        changed = [MessageRef(r[0], r[1], r[2], tx.flags_set(r[3]), r[4]) for r in changed_rows]
+        sql = "SELECT uid FROM expunged WHERE folder_id = ? AND modseq > ? ORDER BY uid"
+        gone = await self.db.lookup(sql + f" LIMIT {SMALL_READ + 1}", folder_id, since)
+        if len(gone) > SMALL_READ:
+            gone = await self.db.raw_rows(sql, folder_id, since)
+        return Changes(changed, [int(r[0]) for r in gone], int(highest))
 
     async def expunged_since(self, folder_id: int, since: int) -> list[int]:
-        async with self.db.read_engine.connect() as conn:
-            result = await conn.execute(
-                select(X.c.uid)
-                .where(X.c.folder_id == folder_id, X.c.modseq > since)
-                .order_by(X.c.uid)
-            )
-            return list(result.scalars().all())
+        rows = await self.db.raw_rows(
+            "SELECT uid FROM expunged WHERE folder_id = ? AND modseq > ? ORDER BY uid",
+            folder_id,
+            since,
+        )
+        return [int(r[0]) for r in rows]
 
     async def flags(
         self, folder_id: int, uids: Sequence[int] | None = None
@@ -678,7 +730,9 @@ class MailStore:
                 return {}
             sql += " AND uid >= ? AND uid <= ?"
             params += [min(uids), max(uids)]
-        rows = await self.db.raw_rows(sql, *params)
+            rows = await self._small_or_large(sql, params, len(uids))
+        else:
+            rows = await self.db.raw_rows(sql, *params)
         wanted = None if uids is None else set(uids)
         # A mailbox has few distinct flag combinations: parse each once.
         parsed: dict[str, frozenset[str]] = {}
@@ -693,45 +747,6 @@ class MailStore:
             r[1]: MessageRef(r[0], r[1], r[2], flag_set(r[3]), r[4])
             for r in rows
             if wanted is None or r[1] in wanted
-        }
-
-    async def keywords(self, folder_id: int) -> list[str]:
-        """Keywords in use in the folder (kept up to date by every flag-changing write)."""
-        async with self.db.read_engine.connect() as conn:
-            text = (await conn.execute(select(F.c.keywords).where(F.c.id == folder_id))).scalar()
-        return sorted(tx.flags_set(text or ""))
-
-    async def first_unseen(self, folder_id: int) -> int | None:
-        async with self.db.read_engine.connect() as conn:
-            # ORDER BY … LIMIT 1 walks the (folder, uid) index and stops at the first match.
-            uid = (
-                await conn.execute(
-                    select(M.c.uid)
-                    .where(M.c.folder_id == folder_id, ~M.c.flags.contains("\\Seen"))
-                    .order_by(M.c.uid)
-                    .limit(1)
-                )
-            ).scalar()
-        return int(uid) if uid is not None else None
-
-    async def counts(self, folder_id: int) -> dict[str, int]:
-        """MESSAGES, UNSEEN, DELETED and SIZE of a folder, for STATUS (RFC 9051 §6.3.11)."""
-        async with self.db.read_engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        func.count(),
-                        func.count().filter(~M.c.flags.contains("\\Seen")),
-                        func.count().filter(M.c.flags.contains("\\Deleted")),
-                        func.coalesce(func.sum(M.c.size), 0),
-                    ).where(M.c.folder_id == folder_id)
-                )
-            ).one()
-        return {
-            "MESSAGES": int(row[0]),
-            "UNSEEN": int(row[1]),
-            "DELETED": int(row[2]),
-            "SIZE": int(row[3]),
         }
 
     async def _body_row(self, folder_id: int, uid: int) -> tuple[str, bytes, bytes | None, int]:

@@ -49,6 +49,8 @@ class FolderInfo:
     highestmodseq: int
     subscribed: bool
     special_use: str | None = None
+    #: Keywords in use in the folder, space-separated (SELECT's FLAGS and PERMANENTFLAGS).
+    keywords: str = ""
 
 
 class MessageRef(NamedTuple):
@@ -461,4 +463,5 @@ def folder_row_info(row: Any, subscribed: bool) -> FolderInfo:
         int(row.highestmodseq),
         subscribed,
         row.special_use,
+        row.keywords or "",
     )

@@ -107,7 +107,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
             if cmd.sequence_set.contains(u, max(largest, u))
         ]
         if gone:
-            await s.send(r.vanished(SequenceSet.of(*gone), earlier=True))
+            await s.send(r.vanished(SequenceSet.of(*gone), earlier=True), more=True)
     if sets_seen:
         unseen_refs = await s.store.flags(view.info.id, [u for _, u in targets])
         unseen = [u for u, ref in unseen_refs.items() if "\\Seen" not in ref.flags]
@@ -144,7 +144,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
                 continue
             summary = summaries.get(uid)
             if streamable and ref.size > STREAM_MIN:
-                await s.send(*responses)
+                await s.send(*responses, more=True)
                 responses.clear()
                 await _stream(s, seq, uid, attributes, whole[0], ref, summary, sets_seen)
                 continue
@@ -153,14 +153,14 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
                 s, attributes, uid, ref, summary, metas.get(uid), raw, include_flags=sets_seen
             )
             if items is None:
-                await s.send(*responses)
+                await s.send(*responses, more=True)
                 await s.no(cmd.tag, "Unknown content-transfer-encoding", r.Code.UNKNOWN_CTE)
                 return
             responses.append(r.FetchResponse(seq, items))
             if need_body:  # bodies go out one by one: memory stays bounded
-                await s.send(*responses)
+                await s.send(*responses, more=True)
                 responses.clear()
-        await s.send(*responses)
+        await s.send(*responses, more=True)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     await s.ok(cmd.tag, "FETCH completed")
 
@@ -195,10 +195,10 @@ async def _fast(
                 parts.append(b"RFC822.SIZE %d" % ref.size)
         lines.append(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n")
         if len(lines) >= 4000:
-            await s.send_raw(lines)
+            await s.send_raw(lines, more=True)
             lines = []
     if lines:
-        await s.send_raw(lines)
+        await s.send_raw(lines, more=True)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     await s.ok(cmd.tag, "FETCH completed")
 
@@ -246,11 +246,11 @@ async def _stream(
         w.value(value)
         w.raw(b" ")
     w.raw(body.response_name().encode("ascii") + b" {%d}\r\n" % ref.size)
-    await s.send_raw(w.chunks)
+    await s.send_raw(w.chunks, more=True)
     sent = 0
     async for piece in s.store.stream_body(keys, view.info.id, uid):
         sent += len(piece)
-        await s.send_raw([piece])
+        await s.send_raw([piece], more=True)
     if sent != ref.size:
         # The literal's length is already on the wire: the stream cannot be repaired.
         raise ConnectionClosed("stored size does not match the message")
@@ -259,7 +259,7 @@ async def _stream(
         tail.raw(b" " + name.encode("ascii") + b" ")
         tail.value(value)
     tail.raw(b")\r\n")
-    await s.send_raw(tail.chunks)
+    await s.send_raw(tail.chunks, more=True)
 
 
 def _items(

@@ -234,7 +234,7 @@ async def search(s: Session, cmd: c.Search) -> None:
         modseq = None
         if _uses_modseq(cmd.criteria) and found:
             modseq = max(refs[u].modseq for _, u in found if u in refs)
-        await s.send(r.search(numbers, modseq=modseq))
+        await s.send(r.search(numbers, modseq=modseq), more=True)
     else:
         opts = opts or {"ALL"}
         results: dict[str, r.Value] = {}
@@ -248,7 +248,7 @@ async def search(s: Session, cmd: c.Search) -> None:
             results["ALL"] = SequenceSet.of(*numbers)
         if _uses_modseq(cmd.criteria) and found:
             results["MODSEQ"] = max(refs[u].modseq for _, u in found if u in refs)
-        await s.send(r.esearch(cmd.tag, uid=cmd.uid, results=results))
+        await s.send(r.esearch(cmd.tag, uid=cmd.uid, results=results), more=True)
     await _done(s, cmd)
 
 
