@@ -242,6 +242,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         dossier=workflow, agenda=agenda, dossier_api=api,
     )  # fmt: skip
     metrics = ServerMetrics()  # issue 11 item 4: usage indicators and /metrics
+    metrics.observe_read_path(services.store)
     usage = UsageRecorder(services.db, services.master.derive_secret(REACH_SECRET), metrics)
     handler.metrics, handler.usage, workflow.usage = metrics, usage, usage
     services.delivery.metrics = metrics
