@@ -15,9 +15,10 @@ Reports commands/s, per-command p50/p99 latency and server CPU per command; with
 ``--touch-all``, every account's every message is then fetched once (ENVELOPE and
 BODYSTRUCTURE) and the server's RSS is read before and after, which bounds what the read caches
 hold. ``--profile NAME`` samples the server with py-spy during the run and writes the hottest
-functions to ``imap_cycle_profile_NAME.txt``. Mailboxes are filled through the storage API
-(``bench.imap_populate``). Writes ``imap_cycle.json`` (``--json`` elsewhere) and prints one
-summary line.
+functions to ``imap_cycle_profile_NAME.txt`` (the raw stacks stay in the system's temporary
+directory). Mailboxes are filled through the storage API (``bench.imap_populate``). Writes
+``imap_cycle.json`` (``--json`` elsewhere), the ``imap-cycle`` section of ``summary.md`` (unless
+``--json`` is given) and prints one summary line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
 import shutil
@@ -40,6 +42,7 @@ from typing import Any
 from bench.harness import ServerProcess
 from bench.imap_load import Connection, Profiler, server_cpu, server_rss, workload_message
 from bench.smtp_load import client_cpu_seconds, environment
+from bench.summary import replace_section
 
 PASSWORD = "bench-cycle-password"
 _APPENDUID = re.compile(r"\[APPENDUID \d+ (\d+)\]")
@@ -144,7 +147,7 @@ async def run(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]
     prof = None
     if args.profile:
         prof = Profiler(server.pid, args.out, f"cycle_{args.profile}", rate=100)
-        prof.path = args.out / f"imap_cycle_profile_{args.profile}.raw"
+        prof.path = Path(tempfile.gettempdir()) / f"imap_cycle_profile_{args.profile}.raw"
         prof.__enter__()
     c0, cc0, rss0 = server_cpu(server.pid), client_cpu_seconds(), server_rss(server.pid)
     t0 = time.perf_counter()
@@ -178,10 +181,62 @@ async def run(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]
         "error_samples": errors[:10],
     }
     if prof is not None:
-        result["profile"] = prof.summary(top=25)
+        result["profile"] = prof.summary(top=30)
+        if result["profile"] is not None:
+            top = args.out / f"imap_cycle_profile_{args.profile}.txt"
+            top.write_text(profile_text(result["profile"], result))
     if args.touch_all:
         result["touch_all"] = await touch_all(server, args.accounts)
     return result
+
+
+def profile_text(profile: dict[str, Any], result: dict[str, Any]) -> str:
+    """The hottest functions of a py-spy profile, as a short text table."""
+    lines = [
+        f"py-spy of hygie serve during bench.imap_cycle: {profile['busy_samples']} busy samples "
+        f"(100 Hz, threads waiting for work left out); {result['commands_per_s']} commands/s, "
+        f"{result['server_cpu_ms_per_command']} ms server CPU per command.",
+        "",
+        "Self time (the function itself):",
+        *(f"  {share:5.1f}%  {frame}" for frame, share in profile["self_percent"]),
+        "",
+        "Inclusive (project code: the function and what it calls):",
+        *(f"  {share:5.1f}%  {frame}" for frame, share in profile["project_inclusive_percent"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def section(result: dict[str, Any]) -> str:
+    env, params = result["environment"], result["parameters"]
+    rows = [
+        f"| {kind} | {v['count']} | {v['p50_ms']} | {v['p99_ms']} |"
+        for kind, v in result["per_command"].items()
+    ]
+    return "\n".join(
+        [
+            "<!-- imap-cycle -->",
+            "# Benchmark: IMAP commands per second, sessions staying logged in",
+            "",
+            "Issue 19's profile (`python -m bench.imap_cycle --out bench/results`, raw figures in "
+            f"`imap_cycle.json`): {params['clients']} clients on {params['accounts']} mailboxes "
+            f"of {params['messages']} messages, each cycle LIST + STATUS (every other), SELECT, "
+            "UID FETCH 1:* (FLAGS), FETCH of 10 (ENVELOPE BODYSTRUCTURE …), BODY.PEEK[], STORE "
+            "(every other), STORE \\Deleted + EXPUNGE, APPEND; implicit TLS, SQLite, file blobs.",
+            "",
+            f"Machine: {env['cpu_count']} cores ({env['cpu_model']}), Python {env['python']}, "
+            f"{result['date']}, load average at the start {result.get('load', '?')}.",
+            "",
+            f"**{result['commands_per_s']} commands/s**, {result['server_cpu_ms_per_command']} ms "
+            f"of server CPU per command ({result['server_cores_busy']} cores busy), protocol "
+            f"errors {result['protocol_errors']}.",
+            "",
+            "| command | count | p50 ms | p99 ms |",
+            "|---|---|---|---|",
+            *rows,
+            "<!-- /imap-cycle -->",
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     users = {address(i): PASSWORD for i in range(args.accounts)}
     base = Path(tempfile.mkdtemp(prefix="hygie-cycle-"))
     server = ServerProcess(users=users, base_dir=base, ready_timeout=180)
+    load = os.getloadavg()[0]
     try:
         server.init()
         targets = [f"{address(i)}={args.messages}" for i in range(args.accounts)]
@@ -221,8 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     result["environment"] = environment("sqlite", "file")
     result["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result["load"] = round(load, 1)
     out = args.json or args.out / "imap_cycle.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json is None:
+        replace_section(args.out, "imap-cycle", section(result))
     per = ", ".join(f"{k} {v['p50_ms']}" for k, v in result["per_command"].items())
     print(
         f"{result['commands_per_s']} commands/s, {result['server_cpu_ms_per_command']} ms server "

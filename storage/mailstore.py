@@ -91,6 +91,15 @@ _STATUS_SQL = {
 }
 
 
+def _uids_clause(uids: Sequence[int]) -> tuple[str, list[int]]:
+    """A range when ``uids`` fill most of it, else the list itself: either way a read on the
+    loop returns about as many rows as were asked for (``FETCH 1,100000`` scans no range)."""
+    low, high = min(uids), max(uids)
+    if len(uids) <= SMALL_READ and high - low + 1 > 2 * len(uids):
+        return f"uid IN ({','.join('?' * len(uids))})", sorted(uids)
+    return "uid >= ? AND uid <= ?", [low, high]
+
+
 def _folder_info(row: Sequence[Any]) -> FolderInfo:
     return FolderInfo(
         int(row[0]), int(row[1]), str(row[2]), int(row[3]), int(row[4]), int(row[5]),
@@ -354,10 +363,11 @@ class MailStore:
             raise RuntimeError("MailStore.open_messages needs a summary codec")
         if not uids:
             return {}
+        where, params = _uids_clause(uids)
         rows = await self._small_or_large(
-            "SELECT id, uid, modseq, flags, size, blob_id FROM messages"
-            " WHERE folder_id = ? AND uid >= ? AND uid <= ?",
-            (folder_id, min(uids), max(uids)),
+            "SELECT id, uid, modseq, flags, size, blob_id FROM messages"  # noqa: S608 (only ?s)
+            f" WHERE folder_id = ? AND {where}",
+            (folder_id, *params),
             len(uids),
         )
         wanted = set(uids)
@@ -728,9 +738,8 @@ class MailStore:
         if uids is not None:
             if not uids:
                 return {}
-            sql += " AND uid >= ? AND uid <= ?"
-            params += [min(uids), max(uids)]
-            rows = await self._small_or_large(sql, params, len(uids))
+            where, bounds = _uids_clause(uids)
+            rows = await self._small_or_large(f"{sql} AND {where}", [*params, *bounds], len(uids))
         else:
             rows = await self.db.raw_rows(sql, *params)
         wanted = None if uids is None else set(uids)
