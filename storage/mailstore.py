@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from storage import transactions as tx
 from storage.accounts import normalize_address
+from storage.blobs import SegmentBlobStore
 from storage.crypto import (
     BodyStream,
     ContentKey,
@@ -770,6 +771,15 @@ class MailStore:
         blob, sealed_key, owner_meta, account_id = rows[0]
         return str(blob), bytes(sealed_key), owner_meta, int(account_id)
 
+    async def _ciphertext(self, blob: str) -> bytes:
+        blobs = self.db.blobs
+        if isinstance(blobs, SegmentBlobStore):  # the index row without the pool's hops
+            found = await blobs.get_by_lookup(self.db.lookup, blob)
+            if found is not None:
+                return found
+        async with self.db.read() as session:
+            return await blobs.get(session, blob)
+
     async def read_meta(
         self, keys: MailboxKeyPair, folder_id: int, uids: Sequence[int]
     ) -> dict[int, dict[str, Any]]:
@@ -796,8 +806,7 @@ class MailStore:
         """The plaintext message (or bytes ``[start:end]`` of it)."""
         blob, sealed_key, owner_meta, account_id = await self._body_row(folder_id, uid)
         key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
-        async with self.db.read() as session:
-            ciphertext = await self.db.blobs.get(session, blob)
+        ciphertext = await self._ciphertext(blob)
         if len(ciphertext) <= INLINE_SEAL_LIMIT:
             return key.decrypt_range(ciphertext, start, end)  # cheaper than a thread hop
         return await asyncio.to_thread(key.decrypt_range, ciphertext, start, end)
