@@ -49,6 +49,8 @@ CONTENT_KEY_CACHE = 50_000
 MESSAGE_CACHE_BYTES = 64 * 2**20
 #: Messages opened on the event loop at once; more (a cold FETCH 1:* ENVELOPE) go to a thread.
 INLINE_OPEN = 16
+#: Seconds owner seals of first reads are gathered before one transaction writes them.
+SEAL_DELAY = 0.5
 #: Rows a read is expected to return below which it runs on the loop (Database.lookup).
 SMALL_READ = 256
 log = structlog.get_logger("hygie.storage")
@@ -279,6 +281,8 @@ class MailStore:
         self.summaries = summaries
         self.messages = MessageCache(cache_bytes)
         self._sealing: set[asyncio.Task[Any]] = set()
+        self._pending_seals: list[dict[str, Any]] = []
+        self._seal_timer: asyncio.TimerHandle | None = None
         self._sizes: dict[tuple[int, str], int] = {}  # (account, folder name) → messages
         self._changes_inflight: dict[tuple[int, int], asyncio.Future[Changes]] = {}
 
@@ -324,8 +328,19 @@ class MailStore:
         return key, summary, codec.cost(summary), seal
 
     def _seal_later(self, rows: list[dict[str, Any]]) -> None:
-        """Write owner seals through the group commit without holding up the reply: a seal
+        """Write owner seals through the group commit without holding up the reply, gathered
+        for up to :data:`SEAL_DELAY` seconds: first reads come in bursts (a client opening a
+        mailbox), and one transaction a burst spares the writes that replies wait for. A seal
         lost in a crash only means the next read opens the sealed key again."""
+        self._pending_seals += rows
+        if self._seal_timer is None:
+            self._seal_timer = asyncio.get_running_loop().call_later(SEAL_DELAY, self._flush_seals)
+
+    def _flush_seals(self) -> None:
+        self._seal_timer = None
+        rows, self._pending_seals = self._pending_seals, []
+        if not rows:
+            return
         task = asyncio.ensure_future(self.db.writer.run_batched(_write_owner_seals, rows))
         self._sealing.add(task)
         task.add_done_callback(self._sealed)
@@ -342,7 +357,11 @@ class MailStore:
         self.messages.forget(blobs)
 
     async def settle(self) -> None:
-        """Wait for the owner seals being written (tests, and before the writer stops)."""
+        """Write the owner seals gathered so far and wait for them (tests, and before the
+        writer stops)."""
+        if self._seal_timer is not None:
+            self._seal_timer.cancel()
+            self._flush_seals()
         while self._sealing:
             await asyncio.gather(*list(self._sealing), return_exceptions=True)
 
