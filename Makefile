@@ -36,6 +36,7 @@ bench: venv
 	$(BIN)/python -m bench.smtp_load --out bench/results
 	$(BIN)/python -m bench.smtp_load --out bench/results --database postgresql
 	$(BIN)/python -m bench.imap_load --out bench/results
+	$(BIN)/python -m bench.imap_cycle --out bench/results
 	$(BIN)/python -m bench.idle_latency --out bench/results
 	$(BIN)/python -m bench.login_cost --out bench/results
 	$(BIN)/python -m bench.relay_load --out bench/results

@@ -45,6 +45,7 @@ from server.http.metrics import metrics_route
 from server.http.pki import PkiPublisher
 from server.http.server import Handler, HttpServer, Request, Response
 from server.imap.server import ImapServer
+from server.imap.summary import ImapSummaries
 from server.ops.metrics import ServerMetrics
 from server.ops.usage import REACH_SECRET, UsageRecorder
 from server.outbound.dkim import DkimSigner
@@ -88,7 +89,11 @@ async def open_services(config: Config) -> Services:
         echo=config.database.echo,
     )
     await db.start()
-    store = MailStore(db)
+    store = MailStore(
+        db,
+        summaries=ImapSummaries(),
+        cache_bytes=config.storage.message_cache_mib * 2**20,
+    )
     auth = Authenticator(
         db, config.auth, certificates=_certificate_checker(config), tokens=_token_verifier(config)
     )
@@ -244,6 +249,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     db, master, store = services.db, services.master, services.store
     trusted, revocation, anchor_pems = await _trust(config)
     metrics = ServerMetrics()  # issue 11 item 4: usage indicators and /metrics
+    metrics.observe_read_path(store)
     signer = (
         DkimSigner(config.path(config.dkim.key_dir), config.dkim.selector, config.server.domains)
         if config.dkim.sign
@@ -344,5 +350,6 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await espace.jobs.drain()  # the notification flags of the last deliveries
     await imap.close()
     await usage.flush()
+    await services.store.settle()  # owner seals of first reads, before the writer stops
     await services.db.close()
     log.info("stopped")

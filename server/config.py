@@ -129,6 +129,9 @@ class StorageSection:
     blob_dir: str = "blobs"
     master_key_file: str = "keys/master.key"
     group_commit_max: int = 64
+    # Opened messages (content keys and IMAP summaries) kept in memory by each process, shared
+    # by the sessions of an account (storage.message_cache).
+    message_cache_mib: int = 64
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import re
 import stat
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,6 +40,8 @@ SEGMENT_BLOBS: Table = SegmentBlob.__table__  # type: ignore[assignment]
 
 #: A blob's id and its ciphertext.
 BlobItem = tuple[str, bytes]
+#: ``Database.lookup``: a hand-written query (``?`` placeholders) and its rows.
+Lookup = Callable[..., Awaitable[list[tuple[Any, ...]]]]
 
 
 class BlobNotFound(Exception):
@@ -337,6 +340,21 @@ class SegmentBlobStore(FileBlobStore):
         loc = await self._locate(session, blob_id)
         if loc is None:
             return await super().get(session, blob_id)  # a blob of the per-file layout
+        try:
+            return await asyncio.to_thread(self._read, loc)
+        except FileNotFoundError:
+            raise BlobNotFound(blob_id) from None
+
+    async def get_by_lookup(self, lookup: Lookup, blob_id: str) -> bytes | None:
+        """Like :meth:`get`, the index row read with ``lookup`` (``Database.lookup``: one
+        query, no pool hops) instead of a session; ``None`` for a blob of the per-file layout
+        (the caller then uses :meth:`get`)."""
+        rows = await lookup(
+            "SELECT segment, start, size FROM segment_blobs WHERE id = ?", _valid_id(blob_id)
+        )
+        if not rows:
+            return None
+        loc = Location(str(rows[0][0]), int(rows[0][1]), int(rows[0][2]))
         try:
             return await asyncio.to_thread(self._read, loc)
         except FileNotFoundError:

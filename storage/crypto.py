@@ -7,6 +7,12 @@ one random content key per message, sealed to each recipient with HPKE (RFC 9180
 - A message's **content key** is 32 random bytes. It is sealed to each recipient mailbox with
   HPKE base mode, suite DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM. Two subkeys are
   derived from it with HKDF (RFC 5869): one encrypts the body, one the IMAP metadata.
+- The **owner seal**: the first time the account reads a message, its content key (and the
+  compact IMAP summary of its metadata) is sealed again for the account alone, AES-256-GCM
+  under a key derived from the mailbox private key, bound to the account and the message's
+  blob (:class:`OwnerSeal`). Later reads pay one AES-GCM open instead of an X25519 agreement;
+  delivery still needs only the public key, and whoever cannot unwrap the private key (the
+  zero-access mode of design.md §4) cannot open the owner seal either.
 - A **body** is encrypted in 64 KiB chunks with AES-256-GCM in the STREAM construction
   (Hoang, Reyhanitabar, Rogaway, Vizár 2015): nonce = 11-byte chunk counter ‖ last-chunk flag,
   so chunks cannot be reordered, dropped or truncated undetected, and a part of a large message
@@ -19,6 +25,7 @@ import functools
 import hashlib
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +42,24 @@ CHUNK_SIZE = 64 * 1024
 BODY_MAGIC = b"HYB1"
 _HPKE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 _HPKE_INFO = b"hygie/v1 message content key"
+_OWNER_SEAL_VERSION = b"\x01"
+
+
+class _Counter:
+    """A thread-safe count (HPKE opens happen in worker threads too)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.value += n
+
+
+#: HPKE opens of a content key by this process: what the owner seal and the message cache
+#: save (read by tests and by ``hygie_message_key_unseals_total``).
+UNSEALS = _Counter()
 
 
 class CryptoError(Exception):
@@ -112,6 +137,11 @@ class MailboxKeyPair:
     def wrapped_private(self, master: MasterKey, context: bytes) -> bytes:
         return master.wrap(self.private.private_bytes_raw(), context)
 
+    @functools.cached_property
+    def owner(self) -> OwnerSeal:
+        """The account's symmetric seal, derived from the private key (never stored)."""
+        return OwnerSeal(_hkdf(self.private.private_bytes_raw(), b"hygie/v1 owner seal"))
+
     @classmethod
     def unwrap(
         cls, public: bytes, wrapped: bytes, master: MasterKey, context: bytes
@@ -134,10 +164,47 @@ def seal_content_key(content_key: bytes, recipient_public: bytes) -> bytes:
 
 
 def open_content_key(sealed: bytes, keypair: MailboxKeyPair) -> bytes:
+    UNSEALS.add()
     try:
         return _HPKE.decrypt(sealed, keypair.private, info=_HPKE_INFO)
     except InvalidTag:
         raise CryptoError("content key was not sealed to this mailbox") from None
+
+
+class OwnerSeal:
+    """A message's content key and a summary of its metadata, sealed for its owner account.
+
+    ``01`` ‖ nonce ‖ AES-256-GCM(content key ‖ summary), with the account id and the blob id
+    as associated data: a seal copied onto another message row (another blob) or another
+    account's row does not open. The key comes from :attr:`MailboxKeyPair.owner`.
+    """
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    @staticmethod
+    def _context(account_id: int, blob: str) -> bytes:
+        return b"hygie/v1 owner seal|%d|%s" % (account_id, blob.encode("ascii"))
+
+    def seal(self, account_id: int, blob: str, content_key: bytes, summary: bytes) -> bytes:
+        nonce = os.urandom(NONCE_LEN)
+        sealed = self._aead.encrypt(nonce, content_key + summary, self._context(account_id, blob))
+        return _OWNER_SEAL_VERSION + nonce + sealed
+
+    def open(self, account_id: int, blob: str, sealed: bytes) -> tuple[bytes, bytes]:
+        """(content key, summary); :class:`CryptoError` if it was not sealed for this account
+        and blob, or was altered."""
+        if sealed[:1] != _OWNER_SEAL_VERSION or len(sealed) < 1 + NONCE_LEN + KEY_LEN + TAG_LEN:
+            raise CryptoError("unknown owner seal format")
+        try:
+            plain = self._aead.decrypt(
+                sealed[1 : 1 + NONCE_LEN], sealed[1 + NONCE_LEN :], self._context(account_id, blob)
+            )
+        except InvalidTag:
+            raise CryptoError("owner seal failed authentication") from None
+        return plain[:KEY_LEN], plain[KEY_LEN:]
 
 
 @dataclass(frozen=True)
@@ -150,11 +217,12 @@ class ContentKey:
     def generate(cls) -> ContentKey:
         return cls(os.urandom(KEY_LEN))
 
-    @property
+    # Derived once per ContentKey object: a cached key serves many reads.
+    @functools.cached_property
     def _body(self) -> AESGCM:
         return AESGCM(_hkdf(self.key, b"hygie/v1 body"))
 
-    @property
+    @functools.cached_property
     def _meta(self) -> AESGCM:
         return AESGCM(_hkdf(self.key, b"hygie/v1 meta"))
 

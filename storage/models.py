@@ -93,6 +93,9 @@ class Message(Base):
     sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
     # JSON (size, internal date, envelope, body structure), encrypted with the content key.
     meta: Mapped[bytes] = mapped_column(LargeBinary)
+    # The content key and the reader's compact summary, sealed for the account with a key
+    # derived from its private key (storage.crypto.OwnerSeal); written at the first read.
+    owner_meta: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Subscription(Base):

@@ -52,6 +52,8 @@ class FolderInfo:
     highestmodseq: int
     subscribed: bool
     special_use: str | None = None
+    #: Keywords in use in the folder, space-separated (SELECT's FLAGS and PERMANENTFLAGS).
+    keywords: str = ""
 
 
 @effect_result_type
@@ -185,9 +187,12 @@ def unreferenced(conn: Connection, blob_ids: list[str]) -> list[str]:
     return [b for b in blob_ids if b not in still]
 
 
-def delete_folder(conn: Connection, blobs: BlobStore, account_id: int, name: str) -> list[str]:
+def delete_folder(
+    conn: Connection, blobs: BlobStore, account_id: int, name: str
+) -> tuple[list[str], list[str]]:
     """Delete a folder and its messages; refuses folders with children. Returns the blob ids
-    no longer referenced (file blobs are deleted by the caller after commit)."""
+    no longer referenced (file blobs are deleted by the caller after commit) and those of
+    every message removed."""
     folder_id = conn.scalar(
         select(FOLDERS.c.id).where(FOLDERS.c.account_id == account_id, FOLDERS.c.name == name)
     )
@@ -208,7 +213,7 @@ def delete_folder(conn: Connection, blobs: BlobStore, account_id: int, name: str
     conn.execute(delete(FOLDERS).where(FOLDERS.c.id == folder_id))
     dropped = unreferenced(conn, blob_ids)
     blobs.delete_rows(conn, dropped)
-    return dropped
+    return dropped, blob_ids
 
 
 def rename_folder(conn: Connection, account_id: int, old: str, new: str) -> None:
@@ -377,8 +382,9 @@ def store_flags(
 
 def expunge(
     conn: Connection, blobs: BlobStore, folder_id: int, uids: list[int] | None
-) -> tuple[list[int], list[str]]:
-    """Remove messages flagged ``\\Deleted`` (among ``uids`` if given): (UIDs, dropped blobs)."""
+) -> tuple[list[int], list[str], list[str]]:
+    """Remove messages flagged ``\\Deleted`` (among ``uids`` if given): (UIDs, dropped blobs,
+    blobs of the removed messages)."""
     query = select(MESSAGES.c.id, MESSAGES.c.uid, MESSAGES.c.flags, MESSAGES.c.blob_id).where(
         MESSAGES.c.folder_id == folder_id, MESSAGES.c.flags.contains("\\Deleted")
     )
@@ -390,17 +396,19 @@ def expunge(
         if "\\Deleted" in flags_set(text)
     ]
     if not doomed:
-        return [], []
+        return [], [], []
     conn.execute(delete(MESSAGES).where(MESSAGES.c.id.in_([d[0] for d in doomed])))
     gone = sorted(int(d[1]) for d in doomed)
     record_expunged(conn, folder_id, gone)
-    dropped = unreferenced(conn, sorted({str(d[2]) for d in doomed}))
+    removed = sorted({str(d[2]) for d in doomed})
+    dropped = unreferenced(conn, removed)
     blobs.delete_rows(conn, dropped)
-    return gone, dropped
+    return gone, dropped, removed
 
 
 def copy_rows(conn: Connection, source: int, uids: list[int], target: int) -> list[tuple[int, int]]:
-    """COPY within one account: the blob, sealed key and metadata are shared as they are."""
+    """COPY within one account: the blob, sealed key, metadata and owner seal (bound to the
+    account and the blob, both unchanged) are shared as they are."""
     rows = conn.execute(
         select(
             MESSAGES.c.uid,
@@ -409,6 +417,7 @@ def copy_rows(conn: Connection, source: int, uids: list[int], target: int) -> li
             MESSAGES.c.sealed_key,
             MESSAGES.c.meta,
             MESSAGES.c.size,
+            MESSAGES.c.owner_meta,
         )
         .where(MESSAGES.c.folder_id == source, MESSAGES.c.uid.in_(uids))
         .order_by(MESSAGES.c.uid)
@@ -418,7 +427,7 @@ def copy_rows(conn: Connection, source: int, uids: list[int], target: int) -> li
     first, modseq = reserve_uids(conn, target, len(rows), 1)
     values: list[dict[str, Any]] = []
     pairs = []
-    for i, (uid, flags, blob, sealed, meta, size) in enumerate(rows):
+    for i, (uid, flags, blob, sealed, meta, size, owner_meta) in enumerate(rows):
         values.append(
             {
                 "folder_id": target,
@@ -429,6 +438,7 @@ def copy_rows(conn: Connection, source: int, uids: list[int], target: int) -> li
                 "blob_id": blob,
                 "sealed_key": sealed,
                 "meta": meta,
+                "owner_meta": owner_meta,
             }
         )
         pairs.append((int(uid), first + i))
@@ -459,4 +469,5 @@ def folder_row_info(row: Any, subscribed: bool) -> FolderInfo:
         int(row.highestmodseq),
         subscribed,
         row.special_use,
+        row.keywords or "",
     )

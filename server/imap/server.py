@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from server.auth.authenticator import Authenticator
 from server.config import Config
 from server.imap.session import Session
+from server.imap.summary import ImapSummaries
 from storage.crypto import MasterKey
 from storage.mailstore import MailStore
 
@@ -27,6 +28,8 @@ class ImapServer:
     ) -> None:
         self.config = config
         self.store = store
+        if store.summaries is None:
+            store.summaries = ImapSummaries()
         self.auth = auth
         self.master = master
         self.tls = tls

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("hygie.imap")
 READ_SIZE = 256 * 1024
+#: Untagged responses held back (``more=True``) are written once they reach this size, else
+#: with the tagged reply: one TLS record and one socket write per command, not one per line.
+FLUSH_AT = 64 * 1024
 
 
 class ConnectionClosed(Exception):
@@ -72,6 +75,8 @@ class Session:
         self._read_task: asyncio.Task[bytes] | None = None
         #: RFC 5182 SEARCHRES: the UIDs saved by ``SEARCH RETURN (SAVE)``, referred to as ``$``.
         self.saved_uids: list[int] = []
+        self._out: list[bytes] = []
+        self._out_size = 0
 
     def resolve(self, sequence_set: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
         """(seq, uid) pairs of the selected folder that ``sequence_set`` names (``$`` too)."""
@@ -102,15 +107,24 @@ class Session:
 
     # -- I/O -------------------------------------------------------------------------------
 
-    async def send(self, *responses: r.Response) -> None:
+    async def send(self, *responses: r.Response, more: bool = False) -> None:
+        """Write ``responses``; with ``more``, the command has more to say before its tagged
+        reply (or the client does not wait for them), and they may wait for it."""
         chunks: list[bytes] = []
         for resp in responses:
             chunks += resp.chunks(utf8=self.utf8)
-        self.writer.writelines(chunks)
-        await self.writer.drain()
+        await self.send_raw(chunks, more=more)
 
-    async def send_raw(self, chunks: list[bytes]) -> None:
-        self.writer.writelines(chunks)
+    async def send_raw(self, chunks: list[bytes], *, more: bool = False) -> None:
+        self._out += chunks
+        self._out_size += sum(map(len, chunks))
+        if not more or self._out_size >= FLUSH_AT:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._out:
+            out, self._out, self._out_size = self._out, [], 0
+            self.writer.write(b"".join(out))
         await self.writer.drain()
 
     async def ok(self, tag: str, text: str, code: r.ResponseCode | None = None) -> None:

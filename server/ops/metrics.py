@@ -7,6 +7,9 @@ process-global one, so two servers in one test process do not mix):
   and mailbox type: ``hygie_messages_sent_total``, ``hygie_messages_received_total``,
   ``hygie_documents_filed_total``, ``hygie_patient_deliveries_total``,
   ``hygie_mdn_sent_total`` (with ``outcome`` and ``code``);
+- the read path (issue 19): ``hygie_message_key_unseals_total`` (HPKE opens of content keys:
+  public-key work, paid once per message and account), ``hygie_message_cache_lookups_total``
+  by ``result`` (hit, miss), ``hygie_message_cache_entries`` and ``hygie_message_cache_bytes``;
 - the servers' own: ``hygie_connections_total`` and ``hygie_connections_open`` by service,
   ``hygie_commands_total`` by service and command, ``hygie_delivery_seconds`` (a histogram
   of local delivery, from the writer's point of view: sealing, group commit, fsync), and the
@@ -30,16 +33,20 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from storage import crypto
 from storage.db import Database
+from storage.mailstore import MailStore
 from storage.models import AgendaReminder, OutboundRecipient
 from storage.usage import UsageEvent
 
@@ -52,6 +59,36 @@ USAGE_LABELS = ("structure", "software", "mailbox_type")
 SOFTWARE_LABELS = 200
 OTHER_SOFTWARE = "other"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _ReadPath(Collector):
+    """Figures of the read path, read from the store at each scrape."""
+
+    def __init__(self, store: MailStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterable[Metric]:
+        cache = self.store.messages
+        yield CounterMetricFamily(
+            "hygie_message_key_unseals",
+            "HPKE opens of message content keys (public-key work of reading).",
+            value=crypto.UNSEALS.value,
+        )
+        lookups = CounterMetricFamily(
+            "hygie_message_cache_lookups", "Opened-message cache lookups.", labels=["result"]
+        )
+        lookups.add_metric(["hit"], cache.hits)
+        lookups.add_metric(["miss"], cache.misses)
+        yield lookups
+        yield GaugeMetricFamily(
+            "hygie_message_cache_entries", "Opened messages held in memory.", value=len(cache)
+        )
+        yield GaugeMetricFamily(
+            "hygie_message_cache_bytes",
+            "Estimated bytes of the opened-message cache (bounded by [storage] "
+            "message_cache_mib).",
+            value=cache.bytes,
+        )
 
 
 class ServerMetrics:
@@ -89,6 +126,9 @@ class ServerMetrics:
             "hygie_reminders_due", "Agenda reminders due and not sent yet.", registry=r
         )
         self._software: set[str] = set()
+
+    def observe_read_path(self, store: MailStore) -> None:
+        self.registry.register(_ReadPath(store))
 
     def _software_label(self, software: str) -> str:
         if software in self._software:

@@ -11,7 +11,7 @@ from server.imap.session import Session
 
 
 async def capability(s: Session, cmd: c.Capability) -> None:
-    await s.send(r.capability(capabilities(s)))
+    await s.send(r.capability(capabilities(s)), more=True)
     await s.ok(cmd.tag, "CAPABILITY completed")
 
 
@@ -28,5 +28,7 @@ async def logout(s: Session, cmd: c.Logout) -> None:
 
 
 async def id_(s: Session, cmd: c.Id) -> None:
-    await s.send(r.id_data({"name": "Hygie", "vendor": "Hygie", "support-url": None}))
+    await s.send(
+        r.id_data({"name": "Hygie", "vendor": "Hygie", "support-url": None}), more=True
+    )
     await s.ok(cmd.tag, "ID completed")

@@ -25,6 +25,8 @@ LIST_SELECTION = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
 LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"}
 #: RFC 5161 / RFC 9051 §6.3.1: what ENABLE can turn on.
 ENABLEABLE = ("IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC")
+#: Messages up to this size are analysed on the loop at APPEND (as delivery does).
+INLINE_DESCRIBE = 128 * 1024
 SPECIAL_USES = {"\\ALL", "\\ARCHIVE", "\\DRAFTS", "\\FLAGGED", "\\JUNK", "\\SENT", "\\TRASH"}
 
 
@@ -43,7 +45,7 @@ async def enable(s: Session, cmd: c.Enable) -> None:
     if "UTF8=ACCEPT" in s.enabled or "IMAP4REV2" in s.enabled:
         s.utf8 = True
         s.parser.utf8 = True
-    await s.send(r.enabled(turned_on))
+    await s.send(r.enabled(turned_on), more=True)
     await s.ok(cmd.tag, "ENABLE completed")
 
 
@@ -56,35 +58,29 @@ async def select(s: Session, cmd: c.Select) -> None:
         # RFC 9051 §6.3.2: selecting again deselects first; [CLOSED] per RFC 7162 §3.2.11.
         s.selected = None
         s.state = State.AUTHENTICATED
-        await s.send(r.UntaggedStatus("OK", "Previous mailbox closed", r.Code.CLOSED))
+        await s.send(
+            r.UntaggedStatus("OK", "Previous mailbox closed", r.Code.CLOSED), more=True
+        )
     if cmd.qresync is not None and "QRESYNC" not in s.enabled:
         await s.bad(cmd.tag, "QRESYNC must be enabled first (RFC 7162 §3.2.3)")
         return
     if cmd.condstore:
         s.enabled.add("CONDSTORE")
     s.saved_uids = []  # RFC 5182 §2.1: SELECT resets the saved search result
-    folder = await s.store.folder(_account_id(s), cmd.mailbox)
-    if folder is None:
-        await s.no(cmd.tag, "No such mailbox", r.Code.NONEXISTENT)
-        return
-    # The dossier is written by the filing workflow only: always selected read-only.
-    readonly = cmd.readonly or is_read_only_folder(folder.name)
-    if is_read_only_folder(folder.name):
-        # Every access to a patient's dossier is in the audit log (design.md §4).
-        await audit.record(
-            s.store.db, f"account:{_account_id(s)}", "dossier.open", f"folder:{folder.id}",
-            peer=s.peer,
-        )  # fmt: skip
-    # Independent reads, on separate connections at once.
-    snap, keywords, first = await asyncio.gather(
-        s.store.snapshot(folder.id),
-        s.store.keywords(folder.id),
-        s.store.first_unseen(folder.id) if not s.rev2 else _none(),
-    )
+    snap = await s.store.snapshot(_account_id(s), cmd.mailbox, first_unseen=not s.rev2)
     if snap is None:
         await s.no(cmd.tag, "No such mailbox", r.Code.NONEXISTENT)
         return
-    info, uids = snap
+    info, uids, first = snap
+    # The dossier is written by the filing workflow only: always selected read-only.
+    readonly = cmd.readonly or is_read_only_folder(info.name)
+    if is_read_only_folder(info.name):
+        # Every access to a patient's dossier is in the audit log (design.md §4).
+        await audit.record(
+            s.store.db, f"account:{_account_id(s)}", "dossier.open", f"folder:{info.id}",
+            peer=s.peer,
+        )  # fmt: skip
+    keywords = sorted(info.keywords.split())
     view = SelectedFolder(info, readonly=readonly, uids=uids, modseq=info.highestmodseq)
     flag_names = [*SYSTEM_FLAGS, *keywords]
     responses: list[r.Response] = [r.flags(flag_names), r.exists(view.exists)]
@@ -133,15 +129,11 @@ async def select(s: Session, cmd: c.Select) -> None:
                         ],
                     )
                 )
-    await s.send(*responses)
+    await s.send(*responses, more=True)
     s.selected = view
     s.state = State.SELECTED
     code = r.Code.READ_ONLY if readonly else r.Code.READ_WRITE
     await s.ok(cmd.tag, f"{cmd.name} completed", code)
-
-
-async def _none() -> None:
-    return None
 
 
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f*%]")
@@ -225,7 +217,7 @@ def _has_children(folder: FolderInfo, names: set[str]) -> bool:
 async def list_(s: Session, cmd: c.List) -> None:
     if not cmd.extended and len(cmd.patterns) == 1 and cmd.patterns[0] == "":
         # RFC 9051 §6.3.9: an empty pattern asks for the delimiter and the root.
-        await s.send(r.list_item(["\\Noselect"], DELIMITER, ""))
+        await s.send(r.list_item(["\\Noselect"], DELIMITER, ""), more=True)
         await s.ok(cmd.tag, "LIST completed")
         return
     selection = {o.upper() for o in cmd.selection}
@@ -269,10 +261,12 @@ async def list_(s: Session, cmd: c.List) -> None:
             extended = ["CHILDINFO", ["SUBSCRIBED"]]
         out.append(r.list_item(attrs, DELIMITER, f.name, extended))
         if cmd.status_items and selected_by_options:
-            values = await _status_values(s, f, cmd.status_items)
-            if isinstance(values, dict):
-                out.append(r.status(f.name, values))
-    await s.send(*out)
+            found = await s.store.status(_account_id(s), f.name)
+            if found is not None:
+                values = _status_values(s, found[0], found[1], cmd.status_items)
+                if isinstance(values, dict):
+                    out.append(r.status(f.name, values))
+    await s.send(*out, more=True)
     await s.ok(cmd.tag, "LIST completed")
 
 
@@ -299,19 +293,18 @@ async def lsub(s: Session, cmd: c.Lsub) -> None:
         for p in sorted(parents - subscribed)
         if rx.match(p)
     ]
-    await s.send(*out)
+    await s.send(*out, more=True)
     await s.ok(cmd.tag, "LSUB completed")
 
 
 async def namespace(s: Session, cmd: c.Namespace) -> None:
-    await s.send(r.namespace([("", DELIMITER)]))
+    await s.send(r.namespace([("", DELIMITER)]), more=True)
     await s.ok(cmd.tag, "NAMESPACE completed")
 
 
-async def _status_values(
-    s: Session, folder: FolderInfo, items: tuple[str, ...]
+def _status_values(
+    s: Session, folder: FolderInfo, counts: dict[str, int], items: tuple[str, ...]
 ) -> dict[str, int] | str:
-    counts = await s.store.counts(folder.id)
     values: dict[str, int] = {}
     for item in items:
         key = item.upper()
@@ -333,15 +326,16 @@ async def _status_values(
 
 
 async def status(s: Session, cmd: c.Status) -> None:
-    folder = await s.store.folder(_account_id(s), cmd.mailbox)
-    if folder is None:
+    found = await s.store.status(_account_id(s), cmd.mailbox)
+    if found is None:
         await s.no(cmd.tag, "No such mailbox", r.Code.NONEXISTENT)
         return
-    values = await _status_values(s, folder, cmd.items)
+    folder, counts = found
+    values = _status_values(s, folder, counts, cmd.items)
     if isinstance(values, str):
         await s.bad(cmd.tag, values)
         return
-    await s.send(r.status(folder.name, values))
+    await s.send(r.status(folder.name, values), more=True)
     await s.ok(cmd.tag, "STATUS completed")
 
 
@@ -369,8 +363,13 @@ async def append(s: Session, cmd: c.Append) -> None:
                     continue
                 flag = "\\" + flag[1:].capitalize()
             flags.append(flag)
-        meta = await asyncio.to_thread(analyze, m.data)
-        d = await s.store.append(folder, s.keys.public, m.data, meta, flags, m.date_time)
+        if len(m.data) <= INLINE_DESCRIBE:
+            meta = analyze(m.data)  # well under a millisecond: cheaper than a thread hop
+        else:
+            meta = await asyncio.to_thread(analyze, m.data)
+        d = await s.store.append(
+            folder, s.keys.public, m.data, meta, flags, m.date_time, keys=s.keys
+        )
         uids.append(d.uid)
     if s.selected is not None and s.selected.info.id == folder.id:
         await sync(s, allow_expunge=False, with_uid=False)
@@ -386,6 +385,7 @@ async def idle(s: Session, cmd: c.Idle) -> None:
     try:
         await s.send(r.Continuation("idling"))
         await sync(s, allow_expunge=True, with_uid=False)
+        await s.flush()
         s.parser.expect_line()
         deadline = s.config.imap.idle_timeout_seconds
         while True:
@@ -401,6 +401,7 @@ async def idle(s: Session, cmd: c.Idle) -> None:
             if changed.is_set():
                 changed.clear()
                 await sync(s, allow_expunge=True, with_uid=False)
+                await s.flush()  # the client is idling: tell it now
             if read.done():
                 await s.read_more()
                 event = s.parser.next_event()

@@ -1,9 +1,10 @@
 """FETCH and UID FETCH (RFC 9051 §6.4.5, §7.5.2): messages are decrypted here, one at a time,
-with the session's unlocked mailbox key; metadata for a batch at once."""
+with the session's unlocked mailbox key; metadata for a batch at once, from the summaries of
+:mod:`server.imap.summary` (ENVELOPE, BODYSTRUCTURE and INTERNALDATE formatted once per message
+and process). Only ``BODY[part]`` and ``BINARY[part]`` read the whole metadata document."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from server.imap.commands.selected import sync
@@ -13,6 +14,7 @@ from server.imap.proto import response as r
 from server.imap.proto.sequence import SequenceSet
 from server.imap.selected import flag_list
 from server.imap.session import ConnectionClosed, Session
+from server.imap.summary import Summary
 from storage.mailstore import MessageRef
 
 BATCH = 100
@@ -51,9 +53,13 @@ def _expand(attributes: tuple[c.FetchAttribute, ...]) -> list[c.FetchAttribute]:
     return out
 
 
-def _internaldate(meta: dict[str, Any]) -> str:
-    when = dt.datetime.fromisoformat(meta["internaldate"])
-    return r.format_date_time(when)
+def _needs_document(a: c.FetchAttribute) -> bool:
+    """Items that need the MIME part offsets of the whole metadata document."""
+    if a.name == "BODY" and a.section is not None:
+        return bool(a.section.part)
+    if a.name in ("BINARY", "BINARY.SIZE"):
+        return a.section is not None and bool(a.section.part)
+    return False
 
 
 def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
@@ -101,7 +107,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
             if cmd.sequence_set.contains(u, max(largest, u))
         ]
         if gone:
-            await s.send(r.vanished(SequenceSet.of(*gone), earlier=True))
+            await s.send(r.vanished(SequenceSet.of(*gone), earlier=True), more=True)
     if sets_seen:
         unseen_refs = await s.store.flags(view.info.id, [u for _, u in targets])
         unseen = [u for u, ref in unseen_refs.items() if "\\Seen" not in ref.flags]
@@ -115,12 +121,19 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
     streamable = len(whole) == 1 and sum(1 for a in attributes if _needs_body(a)) == 1
     # Metadata-free fetches (FLAGS, UID, sizes) go in large chunks, one socket write each.
     step = BATCH if need_meta else 2000
+    document = any(_needs_document(a) for a in attributes)
     for start in range(0, len(targets), step):
         chunk = targets[start : start + step]
         uids = [u for _, u in chunk]
-        refs = await s.store.flags(view.info.id, uids)
-        metas: dict[int, dict[str, Any]] = {}
+        summaries: dict[int, Summary] = {}
         if need_meta:
+            opened = await s.store.open_messages(s.keys, view.info.account_id, view.info.id, uids)
+            refs = {u: o.ref for u, o in opened.items()}
+            summaries = {u: o.summary for u, o in opened.items()}
+        else:
+            refs = await s.store.flags(view.info.id, uids)
+        metas: dict[int, dict[str, Any]] = {}
+        if document:
             metas = await s.store.read_meta(s.keys, view.info.id, uids)
         responses: list[r.Response] = []
         for seq, uid in chunk:
@@ -129,23 +142,25 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
                 continue  # expunged by another session meanwhile
             if cmd.changed_since is not None and ref.modseq <= cmd.changed_since:
                 continue
-            meta = metas.get(uid)
+            summary = summaries.get(uid)
             if streamable and ref.size > STREAM_MIN:
-                await s.send(*responses)
+                await s.send(*responses, more=True)
                 responses.clear()
-                await _stream(s, seq, uid, attributes, whole[0], ref, meta, sets_seen)
+                await _stream(s, seq, uid, attributes, whole[0], ref, summary, sets_seen)
                 continue
             raw = await s.store.read_body(s.keys, view.info.id, uid) if need_body else b""
-            items = _items(s, attributes, uid, ref, meta, raw, include_flags=sets_seen)
+            items = _items(
+                s, attributes, uid, ref, summary, metas.get(uid), raw, include_flags=sets_seen
+            )
             if items is None:
-                await s.send(*responses)
+                await s.send(*responses, more=True)
                 await s.no(cmd.tag, "Unknown content-transfer-encoding", r.Code.UNKNOWN_CTE)
                 return
             responses.append(r.FetchResponse(seq, items))
             if need_body:  # bodies go out one by one: memory stays bounded
-                await s.send(*responses)
+                await s.send(*responses, more=True)
                 responses.clear()
-        await s.send(*responses)
+        await s.send(*responses, more=True)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     await s.ok(cmd.tag, "FETCH completed")
 
@@ -180,10 +195,10 @@ async def _fast(
                 parts.append(b"RFC822.SIZE %d" % ref.size)
         lines.append(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n")
         if len(lines) >= 4000:
-            await s.send_raw(lines)
+            await s.send_raw(lines, more=True)
             lines = []
     if lines:
-        await s.send_raw(lines)
+        await s.send_raw(lines, more=True)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     await s.ok(cmd.tag, "FETCH completed")
 
@@ -211,7 +226,7 @@ async def _stream(
     attributes: list[c.FetchAttribute],
     body: c.FetchAttribute,
     ref: MessageRef,
-    meta: dict[str, Any] | None,
+    summary: Summary | None,
     include_flags: bool,
 ) -> None:
     """RFC 9051 §7.5.2 FETCH response whose message literal is sent as it is decrypted, one
@@ -219,8 +234,9 @@ async def _stream(
     view, keys = s.selected, s.keys
     assert view is not None and keys is not None
     at = attributes.index(body)
-    before = _items(s, attributes[:at], uid, ref, meta, b"", include_flags=False) or []
-    after = _items(s, attributes[at + 1 :], uid, ref, meta, b"", include_flags=False) or []
+    before = _items(s, attributes[:at], uid, ref, summary, None, b"", include_flags=False) or []
+    after = _items(s, attributes[at + 1 :], uid, ref, summary, None, b"", include_flags=False)
+    after = after or []
     if include_flags and not any(a.name == "FLAGS" for a in attributes):
         after.append(("FLAGS", flag_list(ref.flags)))
     w = r.Writer(utf8=s.utf8)
@@ -230,11 +246,11 @@ async def _stream(
         w.value(value)
         w.raw(b" ")
     w.raw(body.response_name().encode("ascii") + b" {%d}\r\n" % ref.size)
-    await s.send_raw(w.chunks)
+    await s.send_raw(w.chunks, more=True)
     sent = 0
     async for piece in s.store.stream_body(keys, view.info.id, uid):
         sent += len(piece)
-        await s.send_raw([piece])
+        await s.send_raw([piece], more=True)
     if sent != ref.size:
         # The literal's length is already on the wire: the stream cannot be repaired.
         raise ConnectionClosed("stored size does not match the message")
@@ -243,7 +259,7 @@ async def _stream(
         tail.raw(b" " + name.encode("ascii") + b" ")
         tail.value(value)
     tail.raw(b")\r\n")
-    await s.send_raw(tail.chunks)
+    await s.send_raw(tail.chunks, more=True)
 
 
 def _items(
@@ -251,13 +267,17 @@ def _items(
     attributes: list[c.FetchAttribute],
     uid: int,
     ref: MessageRef,
-    meta: dict[str, Any] | None,
+    summary: Summary | None,
+    document: dict[str, Any] | None,
     raw: bytes,
     *,
     include_flags: bool,
 ) -> list[tuple[str, r.Value]] | None:
+    """The items of one FETCH response; ``document`` is the whole metadata, read only when an
+    item names a MIME part."""
     items: list[tuple[str, r.Value]] = []
     names = {a.name for a in attributes}
+    utf8 = s.utf8
     for a in attributes:
         name = a.name
         if name == "UID":
@@ -268,27 +288,34 @@ def _items(
             items.append(("MODSEQ", [ref.modseq]))
         elif name == "RFC822.SIZE":
             items.append((name, ref.size))
-        elif meta is None:
+        elif summary is None:
             continue
         elif name == "INTERNALDATE":
-            items.append((name, _internaldate(meta)))
+            items.append((name, r.Raw(summary.internaldate)))
         elif name == "ENVELOPE":
-            items.append((name, r.Raw(m.format_envelope(meta, utf8=s.utf8))))
-        elif name == "BODYSTRUCTURE" or (name == "BODY" and a.section is None):
-            extensible = name == "BODYSTRUCTURE"
-            items.append((name, r.Raw(m.format_bodystructure(meta, extensible, utf8=s.utf8))))
+            items.append((name, r.Raw(summary.envelope_utf8 if utf8 else summary.envelope)))
+        elif name == "BODYSTRUCTURE":
+            data = summary.bodystructure_utf8 if utf8 else summary.bodystructure
+            items.append((name, r.Raw(data)))
+        elif name == "BODY" and a.section is None:
+            items.append((name, r.Raw(summary.body_utf8 if utf8 else summary.body)))
         elif name == "RFC822":
             items.append((name, raw))
         elif name == "RFC822.HEADER":
-            items.append((name, raw[: meta["header_length"]]))
+            items.append((name, raw[: summary.header_length]))
         elif name == "RFC822.TEXT":
-            items.append((name, raw[meta["header_length"] :]))
+            items.append((name, raw[summary.header_length :]))
         elif name == "BODY" and a.section is not None:
-            data = m.section_bytes(raw, meta, a.section)
+            if a.section.part and document is None:
+                continue  # expunged between the two reads
+            info = document or {"header_length": summary.header_length}
+            data = m.section_bytes(raw, info, a.section)
             items.append((a.response_name(), _partial(data, a.partial)))
         elif name in ("BINARY", "BINARY.SIZE"):
             part = a.section.part if a.section is not None else ()
-            decoded = m.binary_bytes(raw, meta, part)
+            if part and document is None:
+                continue
+            decoded = m.binary_bytes(raw, document, part) if part and document else raw
             if decoded is None:
                 return None
             if name == "BINARY.SIZE":

@@ -1,12 +1,11 @@
 """SEARCH and UID SEARCH (RFC 9051 §6.4.4). Flags, UIDs and sequence numbers are answered from
-the session's view; dates, sizes, headers and text need the message decrypted, which happens
-only for the messages and keys that need it."""
+the session's view; dates and envelope fields from the messages' summaries
+(:mod:`server.imap.summary`, no metadata document parsed); other headers and text need the
+message decrypted, which happens only for the messages and keys that need it."""
 
 from __future__ import annotations
 
 import datetime as dt
-from email.utils import parsedate_to_datetime
-from typing import Any
 
 from server.imap.commands.selected import sync
 from server.imap.proto import commands as c
@@ -14,6 +13,7 @@ from server.imap.proto import message as m
 from server.imap.proto import response as r
 from server.imap.proto.sequence import SequenceSet
 from server.imap.session import Session
+from server.imap.summary import Summary, decode_words
 from storage.mailstore import MessageRef
 
 META_BATCH = 500
@@ -41,27 +41,28 @@ class _Message:
         seq: int,
         uid: int,
         ref: MessageRef | None,
-        meta: dict[str, Any] | None = None,
+        summary: Summary | None = None,
     ) -> None:
         self.s = s
         self.seq = seq
         self.uid = uid
-        self._meta = meta
+        self._summary = summary
         self.flags = ref.flags if ref is not None else frozenset()
         self.modseq = ref.modseq if ref is not None else 0
         self.size = ref.size if ref is not None else 0
         self._raw: bytes | None = None
 
-    async def meta(self) -> dict[str, Any]:
-        if self._meta is None:
+    async def summary(self) -> Summary | None:
+        """``None`` once the message is gone (expunged by another session meanwhile)."""
+        if self._summary is None:
             view, keys = self.s.selected, self.s.keys
             assert view is not None and keys is not None
-            got = await self.s.store.read_meta(keys, view.info.id, [self.uid])
-            self._meta = got.get(
-                self.uid,
-                {"size": 0, "internaldate": "1970-01-01T00:00:00+00:00", "header_length": 0},
+            got = await self.s.store.open_messages(
+                keys, view.info.account_id, view.info.id, [self.uid]
             )
-        return self._meta
+            opened = got.get(self.uid)
+            self._summary = opened.summary if opened is not None else None
+        return self._summary
 
     async def raw(self) -> bytes:
         if self._raw is None:
@@ -70,10 +71,13 @@ class _Message:
             self._raw = await self.s.store.read_body(keys, view.info.id, self.uid)
         return self._raw
 
+    async def header_length(self) -> int:
+        summary = await self.summary()
+        return summary.header_length if summary is not None else 0
+
     async def header(self, name: str) -> str:
         raw = await self.raw()
-        meta = await self.meta()
-        block = raw[: meta.get("header_length", len(raw))]
+        block = raw[: await self.header_length() or len(raw)]
         values = [_decoded(f) for n, f in m.split_fields(block) if n == name.lower()]
         return "\n".join(values)
 
@@ -81,21 +85,7 @@ class _Message:
 def _decoded(field: bytes) -> str:
     """A header field's value with RFC 2047 encoded words decoded (RFC 9051 §6.4.4 SHOULD)."""
     value = field.split(b":", 1)[1] if b":" in field else field
-    return _decode_words(value.decode("utf-8", "replace").replace("\r\n", "").strip())
-
-
-_decode_words = m.decode_words
-
-
-def _envelope_text(meta: dict[str, Any], field: str) -> str:
-    envelope = meta.get("envelope") or {}
-    if field == "subject":
-        return _decode_words(envelope.get("subject"))
-    out = []
-    for address in envelope.get(field) or []:
-        name, _adl, mailbox, host = (list(address) + [None] * 4)[:4]
-        out.append(f"{_decode_words(name)} <{mailbox or ''}@{host or ''}>")
-    return ", ".join(out)
+    return decode_words(value.decode("utf-8", "replace").replace("\r\n", "").strip())
 
 
 def _needs_meta(node: c.SearchNode) -> bool:
@@ -162,25 +152,26 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
         limit = int(args[0])  # type: ignore[arg-type]
         return size > limit if key == "LARGER" else size < limit
     if key in ("BEFORE", "ON", "SINCE"):
-        day = dt.datetime.fromisoformat((await msg.meta())["internaldate"]).date()
-        return _compare_date(key, day, args[0])
-    if key in ("SENTBEFORE", "SENTON", "SENTSINCE"):
-        try:
-            date = (await msg.meta())["envelope"]["date"]
-            day = parsedate_to_datetime(date).date()
-        except (TypeError, ValueError, IndexError, KeyError):
+        summary = await msg.summary()
+        if summary is None:
             return False
-        return _compare_date(key[4:], day, args[0])
+        return _compare_date(key, summary.internal_day, args[0])
+    if key in ("SENTBEFORE", "SENTON", "SENTSINCE"):
+        summary = await msg.summary()
+        if summary is None or not summary.sent_day:
+            return False
+        return _compare_date(key[4:], summary.sent_day, args[0])
     if key in _ADDRESS_HEADERS:
-        # From the encrypted envelope: no need to decrypt the body (RFC 9051 §6.4.4).
-        return _contains(_envelope_text(await msg.meta(), key.lower()), str(args[0]))
+        # From the summary of the envelope: no need to decrypt the body (RFC 9051 §6.4.4).
+        summary = await msg.summary()
+        return summary is not None and _contains(summary.search_text(key), str(args[0]))
     if key == "HEADER":
         field_name, value = args[0] if isinstance(args[0], tuple) else (str(args[0]), str(args[1]))
         text = await msg.header(field_name)
         return bool(text) and _contains(text, value) if value else bool(text)
     if key == "BODY":
-        raw, meta = await msg.raw(), await msg.meta()
-        return _contains(raw[meta.get("header_length", 0) :], str(args[0]))
+        raw = await msg.raw()
+        return _contains(raw[await msg.header_length() :], str(args[0]))
     if key == "TEXT":
         return _contains(await msg.raw(), str(args[0]))
     if key == "MODSEQ":
@@ -189,13 +180,15 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
     raise ValueError(f"unsupported search key {key}")
 
 
-def _compare_date(kind: str, day: dt.date, arg: object) -> bool:
+def _compare_date(kind: str, day: int, arg: object) -> bool:
+    """``day`` as :meth:`datetime.date.toordinal`."""
     assert isinstance(arg, dt.date)
+    wanted = arg.toordinal()
     if kind == "BEFORE":
-        return day < arg
+        return day < wanted
     if kind == "ON":
-        return day == arg
-    return day >= arg
+        return day == wanted
+    return day >= wanted
 
 
 async def search(s: Session, cmd: c.Search) -> None:
@@ -213,9 +206,14 @@ async def search(s: Session, cmd: c.Search) -> None:
     try:
         for start in range(0, len(uids), META_BATCH):
             chunk = uids[start : start + META_BATCH]
-            metas = await s.store.read_meta(s.keys, view.info.id, chunk) if prefetch else {}
+            summaries: dict[int, Summary] = {}
+            if prefetch:
+                opened = await s.store.open_messages(
+                    s.keys, view.info.account_id, view.info.id, chunk
+                )
+                summaries = {u: o.summary for u, o in opened.items()}
             for i, uid in enumerate(chunk, start):
-                msg = _Message(s, i + 1, uid, refs.get(uid), metas.get(uid))
+                msg = _Message(s, i + 1, uid, refs.get(uid), summaries.get(uid))
                 if await _matches(cmd.criteria, msg, s, largest):
                     found.append((i + 1, uid))
     except ValueError as exc:
@@ -236,7 +234,7 @@ async def search(s: Session, cmd: c.Search) -> None:
         modseq = None
         if _uses_modseq(cmd.criteria) and found:
             modseq = max(refs[u].modseq for _, u in found if u in refs)
-        await s.send(r.search(numbers, modseq=modseq))
+        await s.send(r.search(numbers, modseq=modseq), more=True)
     else:
         opts = opts or {"ALL"}
         results: dict[str, r.Value] = {}
@@ -250,7 +248,7 @@ async def search(s: Session, cmd: c.Search) -> None:
             results["ALL"] = SequenceSet.of(*numbers)
         if _uses_modseq(cmd.criteria) and found:
             results["MODSEQ"] = max(refs[u].modseq for _, u in found if u in refs)
-        await s.send(r.esearch(cmd.tag, uid=cmd.uid, results=results))
+        await s.send(r.esearch(cmd.tag, uid=cmd.uid, results=results), more=True)
     await _done(s, cmd)
 
 

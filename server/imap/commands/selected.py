@@ -29,7 +29,7 @@ async def sync(s: Session, *, allow_expunge: bool, with_uid: bool) -> None:
         qresync=s.qresync,
     )
     if updates:
-        await s.send(*updates)
+        await s.send(*updates, more=True)
 
 
 def _deselect(s: Session) -> None:
@@ -102,7 +102,9 @@ async def store(s: Session, cmd: c.Store) -> None:
         m.uid: m
         for m in await s.store.store_flags(view.info.id, uids, flags, cmd.mode, cmd.unchanged_since)
     }
-    current = await s.store.flags(view.info.id, uids)
+    # Messages the STORE left unchanged are reported as they are (one more read, if any).
+    unchanged = [u for u in uids if u not in changed]
+    current = await s.store.flags(view.info.id, unchanged) if unchanged else {}
     responses: list[r.Response] = []
     modified: list[int] = []
     for seq, uid in targets:
@@ -128,7 +130,7 @@ async def store(s: Session, cmd: c.Store) -> None:
         if s.condstore:
             items.append(("MODSEQ", [ref.modseq]))
         responses.append(r.FetchResponse(seq, items))
-    await s.send(*responses)
+    await s.send(*responses, more=True)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     if modified:
         code = r.Code.modified(SequenceSet.of(*modified))
@@ -175,7 +177,7 @@ async def _copy_or_move(
     )
     if move:
         # RFC 6851 §4.3: COPYUID in an untagged OK, then the expunges, then the tagged OK.
-        await s.send(r.UntaggedStatus("OK", "Moved", code))
+        await s.send(r.UntaggedStatus("OK", "Moved", code), more=True)
         await sync(s, allow_expunge=True, with_uid=uid)
         await s.ok(tag, "MOVE completed")
     else:
