@@ -23,6 +23,7 @@ from pki.ca import CaFiles, CertificateAuthority
 from pki.errors import PkiError
 from pki.tls import server_context
 from pki.verify import ClientCertificateChecker
+from server import pki_address
 from server.agenda_workflow import AgendaWorkflow
 from server.app_access import install as install_catalogue
 from server.auth import Authenticator
@@ -210,6 +211,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         client_ca_files=_client_ca_files(config),
     )
     services = await open_services(config)
+    # Issue 24: certificates naming a publication point peers cannot reach are refused there.
+    for problem in pki_address.problems(config):
+        log.warning("pki_address_mismatch", problem=problem)
     trusted, revocation, anchor_pems = await _trust(config)
     queue = OutboundQueue(
         config, services.db, services.master, services.store, services.delivery, revocation,
