@@ -532,6 +532,7 @@ def pki_address_command(ctx: click.Context, update: bool) -> None:
     ca = _ca_or_fail(ctx)
     try:
         ca = ca.move_publication(configured)
+        previous = pki_address.server_certificate(config)
         renewed = _renew_server_certificate(config, ca)
     except PkiError as exc:
         fail(str(exc))
@@ -542,12 +543,18 @@ def pki_address_command(ctx: click.Context, update: bool) -> None:
         f"re-issued the server certificate (serial {renewed.certificate.serial_number:X}) into "
         f"{config.path(config.tls.cert_file)}: restart `hygie serve` to present it"
     )
+    replaced = previous.serial_number if previous is not None else None
+    if replaced is not None:
+        click.echo(
+            f"the previous one ({replaced:X}) stays valid for peers until the restart; then "
+            f"`hygie pki revoke {replaced:X} --reason superseded`"
+        )
     stale = [
         rec
         for rec in ca.issued()
         if rec.status == "valid"
         and rec.profile != "OCSP"
-        and rec.serial != renewed.certificate.serial_number
+        and rec.serial not in (renewed.certificate.serial_number, replaced)
         and CaSettings(base_url=ca.base_url).crl_url
         not in pki_address.crl_points(ca.registry.certificate(rec.serial_hex))
     ]
