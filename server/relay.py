@@ -8,7 +8,12 @@ Refusals come before DATA, each with its own code:
 - a revoked peer certificate: ``554 5.7.1``; its revocation status unknown (CRL unreachable):
   ``454 4.7.5`` (the peer retries);
 - a sender domain not on the trusted-domain list: ``550 5.7.1``;
-- a recipient outside our domains: ``554 5.7.1`` (no open relay); unknown here: ``550 5.1.1``.
+- a recipient outside our domains: ``554 5.7.1`` (no open relay); unknown here: ``550 5.1.1``;
+- undeclared 8-bit content: a UTF-8 address without SMTPUTF8 ``553 5.6.7`` (RFC 6531 §3.4),
+  UTF-8 header fields without it ``554 5.6.9``, an 8-bit body without BODY=8BITMIME
+  ``554 5.6.1`` (RFC 6152).
+
+The ``Received:`` field and Authentication-Results name the peer's certificate and its CA.
 
 DSN parameters are accepted (RFC 3461) and a "delivered" notice is returned through the queue
 when the sender asked for one.
