@@ -228,6 +228,9 @@ def is_bounce(sender: str) -> bool:
 # --- the report ----------------------------------------------------------------------------
 
 _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")  # RFC 3464 §2.3.4 / RFC 3463
+#: Diagnostic-Code type of a failure this MTA decided itself (RFC 3464 §2.3.6 leaves "x-"
+#: types to private use), e.g. "x-hygie; 5.6.7 not sent: … does not offer SMTPUTF8".
+LOCAL_DIAGNOSTIC = "x-hygie"
 _TYPED = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*\s*;")  # "smtp;", "dns;", "rfc822;"
 
 
@@ -368,7 +371,12 @@ def _human_text(reporting_mta: str, recipients: Sequence[RecipientStatus], retur
             for lines in (fr, en):
                 lines.append(f"  <{report.clean(r.final_recipient)}>")
             detail = report.clean(r.diagnostic or "")
-            if detail:
+            if detail.lower().startswith(f"{LOCAL_DIAGNOSTIC};"):
+                # Our own decision (e.g. the next operator lacks SMTPUTF8), not a reply.
+                detail = detail.split(";", 1)[1].strip()
+                fr.append(f"    raison : {detail}")
+                en.append(f"    reason: {detail}")
+            elif detail:
                 detail = detail.split(";", 1)[1].strip() if _TYPED.match(detail) else detail
                 fr.append(f"    réponse du serveur : {detail}")
                 en.append(f"    server reply: {detail}")

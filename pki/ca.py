@@ -1,7 +1,11 @@
 """The operator's certificate authority: a root and an intermediate CA, and issuance.
 
 The hierarchy copies IGC-Santé's "Élémentaire" range (``AC RACINE IGC-SANTE ELEMENTAIRE`` over
-``AC IGC-SANTE ELEMENTAIRE ORGANISATIONS``) under Hygie's own names. Certificates follow the
+``AC IGC-SANTE ELEMENTAIRE ORGANISATIONS``), named after the operator: ``AC RACINE <NAME>
+ELEMENTAIRE`` over ``AC <NAME> ELEMENTAIRE ORGANISATIONS``, ``O=<NAME>``, where NAME is given
+at ``hygie init`` (default: the mail domain in capitals), so that two operators' chains can be
+told apart in logs, trace headers and trust settings (and a peer's issuer found by name,
+`server.trust.PeerRevocation`). Certificates follow the
 RFC 5280 profile (X.509 v3, §4.1 and §4.2); what each kind of certificate contains is a
 `pki.profiles.Profile`. Both CA keys are stored encrypted with the operator's passphrase.
 
@@ -26,7 +30,7 @@ import datetime as dt
 import ipaddress
 import re
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -58,18 +62,43 @@ from pki.registry import (
     check_base_url,
 )
 
-RANGE: Final = "HYGIE-SANTE"
-ROOT_CN: Final = f"AC RACINE {RANGE} ELEMENTAIRE"
-INTERMEDIATE_CN: Final = f"AC {RANGE} ELEMENTAIRE ORGANISATIONS"
+RANGE: Final = "HYGIE-SANTE"  # the OU of both CAs: the product's range, as IGC-SANTE is
 COUNTRY: Final = "FR"
+#: The longest CA name: "AC <NAME> ELEMENTAIRE ORGANISATIONS OCSP" must fit a CN (64).
+CA_NAME_MAX: Final = 30
+
+
+def root_cn(name: str) -> str:
+    return f"AC RACINE {name} ELEMENTAIRE"
+
+
+def intermediate_cn(name: str) -> str:
+    return f"AC {name} ELEMENTAIRE ORGANISATIONS"
+
+
+def ca_name(text: str) -> str:
+    """An operator's CA name as it goes into the CA subjects: one line of printable
+    characters, spaces folded, in capitals like IGC-SANTE. Raises `PkiError`."""
+    name = " ".join(text.split()).upper()
+    if not name or len(name) > CA_NAME_MAX or not name.isprintable():
+        raise PkiError(f"the CA name must be 1 to {CA_NAME_MAX} printable characters, "
+                       f"not {text!r}")  # fmt: skip
+    return name
+
+
+def default_ca_name(domain: str) -> str:
+    """The CA name for an operator of ``domain``: the domain, or its first label if the
+    domain is too long."""
+    name = domain.strip().rstrip(".").upper()
+    return name if len(name) <= CA_NAME_MAX else name.split(".")[0][:CA_NAME_MAX]
+
 
 # Certificates are valid from a little before "now", so that a peer whose clock is slightly
 # behind ours does not reject a certificate issued a second ago.
 CLOCK_SKEW: Final = dt.timedelta(minutes=5)
 
-# RFC 5280 Appendix A.1: ub-common-name and ub-organization-name.
+# RFC 5280 Appendix A.1: ub-common-name.
 UB_COMMON_NAME: Final = 64
-UB_ORGANIZATION_NAME: Final = 64
 
 _T = TypeVar("_T", bound=Hashable)
 
@@ -270,6 +299,17 @@ class CertificateAuthority:
         subject = identity.person_subject(rpps, given_name, surname, organisation=organisation)
         return self.issue(PER, subject, key_type=key_type, days=days)
 
+    def move_publication(self, base_url: str) -> CertificateAuthority:
+        """Name ``base_url`` in the certificates issued from now on (CRL distribution point,
+        OCSP, caIssuers); the CA as it then is. Certificates already issued keep the address
+        they were signed with: re-issue those that relying parties check (the server
+        certificate first). The CA certificates themselves name no address (their revocation
+        is a change of trust anchors), so they stay."""
+        base_url = check_base_url(base_url)
+        settings = CaSettings.load(self.pki_dir)
+        CaSettings(base_url=base_url, crl_number=settings.crl_number).save(self.pki_dir)
+        return replace(self, base_url=base_url, _cache=self._cache)
+
     # --- registry and revocation ---------------------------------------------------------
 
     @property
@@ -360,7 +400,7 @@ class CertificateAuthority:
                 [
                     x509.NameAttribute(NameOID.COUNTRY_NAME, COUNTRY),
                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.operator),
-                    x509.NameAttribute(NameOID.COMMON_NAME, f"{INTERMEDIATE_CN} OCSP"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, self._ocsp_cn()),
                 ]
             )
             certificate = self.certify(OCSP, subject, key.public_key())
@@ -376,6 +416,12 @@ class CertificateAuthority:
             cached = (certificate, key)
         self._cache["ocsp"] = cached
         return cached
+
+    def _ocsp_cn(self) -> str:
+        issuer = self.intermediate_certificate.subject
+        names = issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+        base = str(names[0].value) if names else self.operator
+        return f"{base[: UB_COMMON_NAME - 5]} OCSP"
 
     def ocsp_response(self, request_der: bytes, *, next_update_hours: int = 1) -> bytes:
         """The DER OCSP response (RFC 6960) to a DER request; never raises on a bad request."""
@@ -513,15 +559,15 @@ def init_ca(
     key_type: str = "rsa",
     base_url: str = DEFAULT_BASE_URL,
 ) -> CertificateAuthority:
-    """Create the root and intermediate CAs in ``pki_dir`` and write them (see `CaFiles`).
+    """Create the root and intermediate CAs in ``pki_dir`` and write them (see `CaFiles`),
+    named after ``operator`` (`ca_name`).
 
     Refuses to run if any CA file is already there: replacing a CA silently would orphan every
     certificate it issued.
     """
     if not passphrase:
         raise PkiError("the CA passphrase must not be empty")
-    if not operator.strip() or len(operator) > UB_ORGANIZATION_NAME:
-        raise PkiError(f"operator name must be 1 to {UB_ORGANIZATION_NAME} characters")
+    operator = ca_name(operator)
     base_url = check_base_url(base_url)
     files = CaFiles(pki_dir)
     existing = [path.name for path in files.all() if path.exists() or path.is_symlink()]
@@ -534,7 +580,7 @@ def init_ca(
     root_key = generate_private_key(key_type)
     root_certificate = _sign(
         ROOT_CA,
-        _ca_name(ROOT_CN, operator),
+        _ca_name(root_cn(operator), operator),
         root_key.public_key(),
         issuer=None,
         issuer_key=root_key,
@@ -543,7 +589,7 @@ def init_ca(
     intermediate_key = generate_private_key(key_type)
     intermediate_certificate = _sign(
         INTERMEDIATE_CA,
-        _ca_name(INTERMEDIATE_CN, operator),
+        _ca_name(intermediate_cn(operator), operator),
         intermediate_key.public_key(),
         issuer=root_certificate,
         issuer_key=root_key,

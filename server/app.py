@@ -46,6 +46,7 @@ from server.http.pki import PkiPublisher
 from server.http.server import Handler, HttpServer, Request, Response
 from server.imap.server import ImapServer
 from server.imap.summary import ImapSummaries
+from server.ops import pki_address
 from server.ops.metrics import ServerMetrics
 from server.ops.usage import REACH_SECRET, UsageRecorder
 from server.outbound.dkim import DkimSigner
@@ -246,6 +247,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         client_ca_files=_client_ca_files(config),
     )
     services = await open_services(config)
+    # Issue 24: certificates naming a publication point peers cannot reach are refused there.
+    for problem in pki_address.problems(config):
+        log.warning("pki_address_mismatch", problem=problem)
     db, master, store = services.db, services.master, services.store
     trusted, revocation, anchor_pems = await _trust(config)
     metrics = ServerMetrics()  # issue 11 item 4: usage indicators and /metrics

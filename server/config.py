@@ -69,6 +69,9 @@ class ImapSection:
 class HttpSection:
     # Plain-HTTP PKI publication point: CRL, OCSP, CA certificates (0 disables it).
     pki_port: int = 8080
+    # Where peers reach it, as written in every certificate (CRL distribution point, AIA);
+    # empty: http://<hostname>:<pki_port>/pki. See `Config.pki_base_url`.
+    pki_public_url: str = ""
     # HTTPS (the server's TLS certificate): the directory's FHIR API under /fhir/ (0 disables).
     https_port: int = 8443
 
@@ -293,8 +296,25 @@ class Config:
     def oauth_issuer(self) -> str:
         return self.oauth.issuer or f"https://{self.server.hostname}/oauth"
 
+    @property
+    def pki_base_url(self) -> str:
+        """The CA publication point this configuration says peers reach (no trailing /)."""
+        url = self.http.pki_public_url or (
+            f"http://{self.server.hostname}:{self.http.pki_port}/pki"
+        )
+        return url.rstrip("/")
+
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() in {d.lower() for d in self.server.domains}
+
+    def postmaster_for(self, sender: str) -> str:
+        """Who signs a report to ``sender`` (RFC 3464): this operator's postmaster, in the
+        sender's own domain when it is one of ours, else our first domain (never a remote
+        sender's domain, which we do not speak for)."""
+        domain = sender.rsplit("@", 1)[-1]
+        if not self.is_local_domain(domain):
+            domain = self.server.domains[0]
+        return f"postmaster@{domain}"
 
 
 def data_dir_from(option: str | None) -> Path:
@@ -370,7 +390,7 @@ def load_config(data_dir: Path, environ: Mapping[str, str] | None = None) -> Con
     return Config(data_dir=data_dir, **sections)
 
 
-def render_config(domain: str, hostname: str) -> str:
+def render_config(domain: str, hostname: str, pki_public_url: str = "") -> str:
     """The commented ``hygie.toml`` that ``hygie init`` writes."""
     s, m, i, st, t, a = (
         ServerSection(),
@@ -425,9 +445,12 @@ idle_timeout_seconds = {i.idle_timeout_seconds}
 login_timeout_seconds = {i.login_timeout_seconds}
 
 [http]
-# Plain-HTTP publication point of the CA (CRL, OCSP, CA certificates), as written in every
-# certificate's CRL distribution point and AIA: http://<hostname>:<pki_port>/pki/. 0 disables it.
+# Plain-HTTP publication point of the CA (CRL, OCSP, CA certificates), on this port. 0 disables it.
 pki_port = {HttpSection().pki_port}
+# Its public address, as written into every certificate (CRL distribution point, OCSP, CA
+# issuers): peers fetch your CRL there. Empty: http://<hostname>:<pki_port>/pki. Changing it, the
+# host name or the port later needs `hygie pki address --update` (see docs/relay.md).
+pki_public_url = "{pki_public_url}"
 # HTTPS with the server certificate: the directory's FHIR R4 API at https://<hostname>:<port>/fhir/
 https_port = {HttpSection().https_port}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import unicodedata
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -29,9 +30,13 @@ from storage.passwords import CREDENTIALS
 log = structlog.get_logger("hygie.accounts")
 
 
+# RFC 5321 §4.1.2 dot-atom local parts, extended by RFC 6531 §3.3 (UTF8-non-ascii) to letters,
+# marks and digits of any script, NFC-normalised (RFC 6530 §10.1); no symbols, spaces, controls
+# or bidi marks outside ASCII. The domain is in ASCII (A-labels, RFC 5890).
 _ADDRESS = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+    r"^[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 )
+_LOCAL_PART_OCTETS = 64  # RFC 5321 §4.5.3.1.1
 
 
 #: RFC 6154 special-use folders every account starts with.
@@ -57,10 +62,16 @@ class AccountInfo:
 
 
 def normalize_address(address: str) -> str:
-    address = address.strip()
+    """``address`` in the one form accounts are stored and compared in: NFC, lower case."""
+    address = unicodedata.normalize("NFC", address.strip())
     if not _ADDRESS.match(address) or ".." in address:
         raise AccountError(f"not a valid mail address: {address!r}")
     local, domain = address.rsplit("@", 1)
+    if not local.isascii() and (
+        len(local.encode()) > _LOCAL_PART_OCTETS
+        or not all(c.isascii() or unicodedata.category(c)[0] in "LMN" for c in local)
+    ):
+        raise AccountError(f"not a valid mail address: {address!r}")
     return f"{local.lower()}@{domain.lower()}"
 
 

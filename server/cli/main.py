@@ -11,6 +11,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -19,14 +20,24 @@ from typing import Any, TypeVar
 import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from directory.demo import JEAN as DEMO_JEAN
 from directory.demo import load_demo
 from directory.ins import is_patient_domain
 from dossier.errors import DossierError
 from dossier.ins import check_matricule
-from pki.ca import CertificateAuthority, IssuedCertificate, init_ca, write_server_credentials
+from pki.ca import (
+    CertificateAuthority,
+    IssuedCertificate,
+    default_ca_name,
+    init_ca,
+    write_server_credentials,
+)
+from pki.ca import ca_name as pki_ca_name
 from pki.errors import PkiError
+from pki.registry import CaSettings
 from pki.verify import identity_of
 from server.auth.oauth import DevIssuer
 from server.cli import directory as directory_cli
@@ -35,10 +46,14 @@ from server.config import (
     CA_SECRET,
     CONFIG_FILE,
     Config,
+    ConfigError,
+    HttpSection,
     data_dir_from,
+    load_config,
     render_config,
 )
 from server.logs import configure_logging
+from server.ops import pki_address
 from server.outbound.dkim import DkimError, dns_record, ensure_key, key_path
 from server.outbound.trust import render_trusted_domains
 from storage import audit, outbound
@@ -105,13 +120,43 @@ _OWNED = (
 )
 
 
+_HOST = re.compile(r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\]")
+
+
 @main.command()
 @click.option("--domain", default="hygie.test", show_default=True, help="Mail domain served here.")
 @click.option("--hostname", default=None, help="Server host name (default: mail.<domain>).")
+@click.option(
+    "--ca-name",
+    default=None,
+    help="This operator's CA name, 30 characters at most (default: the domain in capitals): "
+    "AC RACINE <NAME> ELEMENTAIRE over AC <NAME> ELEMENTAIRE ORGANISATIONS.",
+)
+@click.option(
+    "--pki-host",
+    default=None,
+    help="Public host name at which peers fetch this CA's CRL and OCSP answers, written into "
+    "every certificate (default: the host name).",
+)
+@click.option(
+    "--pki-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Public port of that publication point (default: [http] pki_port, 8080).",
+)
 @click.option("--demo", is_flag=True, help="Add demo practitioners and a demo patient.")
 @click.option("--force", is_flag=True, help="Replace an existing data directory's contents.")
 @click.pass_context
-def init(ctx: click.Context, domain: str, hostname: str | None, demo: bool, force: bool) -> None:
+def init(
+    ctx: click.Context,
+    domain: str,
+    hostname: str | None,
+    ca_name: str | None,
+    pki_host: str | None,
+    pki_port: int | None,
+    demo: bool,
+    force: bool,
+) -> None:
     """Create a data directory: configuration, database, keys, CA and server certificate."""
     data: Path = ctx.obj["data"]
     domain = domain.strip().lower().rstrip(".")
@@ -120,6 +165,16 @@ def init(ctx: click.Context, domain: str, hostname: str | None, demo: bool, forc
     except AccountError:
         fail(f"not a valid mail domain: {domain!r}")
     hostname = (hostname or f"mail.{domain}").lower()
+    try:
+        operator = pki_ca_name(ca_name) if ca_name is not None else default_ca_name(domain)
+    except PkiError as exc:
+        fail(str(exc))
+    public_url = ""
+    if pki_host is not None or pki_port is not None:
+        host = (pki_host or hostname).strip().lower().rstrip(".")
+        if not _HOST.fullmatch(host):
+            fail(f"not a host name: {pki_host!r}")
+        public_url = f"http://{host}:{pki_port or HttpSection().pki_port}/pki"
     present = [name for name in _OWNED if (data / name).exists()]
     if present and not force:
         fail(
@@ -133,22 +188,24 @@ def init(ctx: click.Context, domain: str, hostname: str | None, demo: bool, forc
             path.unlink()
     data.mkdir(parents=True, exist_ok=True, mode=0o700)
     domains = [domain, f"patient.{domain}"]
-    text = render_config(domain, hostname).replace(
+    text = render_config(domain, hostname, public_url).replace(
         f'domains = ["{domain}"]', "domains = [" + ", ".join(f'"{d}"' for d in domains) + "]"
     )
     (data / CONFIG_FILE).write_text(text, "utf-8")
     config = _config(ctx)
-    run(_init(config, hostname, domains, demo))
+    run(_init(config, hostname, domains, demo, operator))
 
 
-async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -> None:
+async def _init(
+    config: Config, hostname: str, domains: list[str], demo: bool, operator: str
+) -> None:
     master = MasterKey.create(config.path(config.storage.master_key_file))
     await migrate(config.database_url)
     ca = init_ca(
         config.path("pki"),
         master.derive_secret(CA_SECRET),
-        operator="HYGIE",
-        base_url=f"http://{hostname}:{config.http.pki_port}/pki",
+        operator=operator,
+        base_url=config.pki_base_url,
     )
     config.path(config.tls.key_file).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     issued = ca.issue_server([hostname, *domains, "localhost"], ["127.0.0.1", "::1"])
@@ -174,7 +231,18 @@ async def _init(config: Config, hostname: str, domains: list[str], demo: bool) -
         await db.close()
     click.echo(f"Initialised {config.data_dir} for {', '.join(domains)} (host {hostname}).")
     click.echo(f"  database:    {config.database_url.split('://', 1)[0]}")
+    click.echo(f"  CA:          {_common_name(ca.root_certificate)} > "
+               f"{_common_name(ca.intermediate_certificate)}")  # fmt: skip
     click.echo(f"  trust this CA: {config.path(config.tls.ca_file)}")
+    click.echo(
+        f"  CRL and OCSP: {ca.base_url}/ (written into every certificate: peers fetch your CRL "
+        f"there; served here on port {config.http.pki_port})"
+    )
+    if not config.http.pki_public_url:
+        click.echo(
+            "  (change the host name or pki_port later only with `hygie pki address --update`; "
+            "--pki-host/--pki-port set a public address of their own)"
+        )
     if demo:
         db = await _with_db(config)
         try:
@@ -386,8 +454,110 @@ def user_passwd(ctx: click.Context, address: str, password_stdin: bool) -> None:
 
 
 @main.group()
-def pki() -> None:
+@click.pass_context
+def pki(ctx: click.Context) -> None:
     """The certificate authority."""
+    if ctx.invoked_subcommand == "address":
+        return  # says it itself
+    try:
+        config = load_config(ctx.obj["data"])
+    except ConfigError:
+        return  # the subcommand reports it
+    for problem in pki_address.problems(config):
+        click.echo(f"hygie: warning: {problem}", err=True)
+
+
+@pki.command("address")
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Write the configured address into the certificates issued from now on, and "
+    "re-issue the server certificate with it.",
+)
+@click.pass_context
+def pki_address_command(ctx: click.Context, update: bool) -> None:
+    """Where peers fetch this CA's CRL and OCSP answers: the configured address, the one the
+    CA writes into certificates, and whether they agree."""
+    config = _config(ctx)
+    configured = config.pki_base_url
+    published = CaSettings.load(config.path("pki")).base_url
+    click.echo(f"configured:  {configured}/  ([http] pki_public_url, else "
+               "http://<hostname>:<pki_port>/pki)")  # fmt: skip
+    click.echo(f"published:   {published}/  (in the CA settings and the certificates it issues)")
+    cert = pki_address.server_certificate(config)
+    if cert is not None:
+        click.echo(f"server certificate: {', '.join(pki_address.crl_points(cert)) or 'no CRL'}")
+    found = pki_address.problems(config)
+    if not update:
+        for problem in found:
+            click.echo(f"hygie: warning: {problem}", err=True)
+        if not found:
+            click.echo("they agree")
+        return
+    if not found:
+        click.echo("they agree: nothing to update")
+        return
+    ca = _ca_or_fail(ctx)
+    try:
+        ca = ca.move_publication(configured)
+        previous = pki_address.server_certificate(config)
+        renewed = _renew_server_certificate(config, ca)
+    except PkiError as exc:
+        fail(str(exc))
+    run(_audit(config, "pki.address", target="pki", detail={"from": published, "to": ca.base_url}))
+    run(_audit(config, "pki.issue", renewed, detail={"profile": "SERV", "reason": "address"}))
+    click.echo(f"certificates issued from now on name {ca.base_url}/ (CRL, OCSP, CA issuers)")
+    click.echo(
+        f"re-issued the server certificate (serial {renewed.certificate.serial_number:X}) into "
+        f"{config.path(config.tls.cert_file)}: restart `hygie serve` to present it"
+    )
+    replaced = previous.serial_number if previous is not None else None
+    if replaced is not None:
+        click.echo(
+            f"the previous one ({replaced:X}) stays valid for peers until the restart; then "
+            f"`hygie pki revoke {replaced:X} --reason superseded`"
+        )
+    stale = [
+        rec
+        for rec in ca.issued()
+        if rec.status == "valid"
+        and rec.profile != "OCSP"
+        and rec.serial not in (renewed.certificate.serial_number, replaced)
+        and CaSettings(base_url=ca.base_url).crl_url
+        not in pki_address.crl_points(ca.registry.certificate(rec.serial_hex))
+    ]
+    if stale:
+        click.echo(
+            f"{len(stale)} other valid certificate(s) still name the old address; clients that "
+            "check them online need new ones (`hygie pki issue …`, then `hygie pki revoke` the "
+            "old serial):"
+        )
+        for rec in stale:
+            click.echo(f"  {rec.serial_hex}  {rec.profile:<6} {rec.subject}")
+
+
+def _renew_server_certificate(config: Config, ca: CertificateAuthority) -> IssuedCertificate:
+    """A new server certificate with the names and key type of the current one."""
+    current = pki_address.server_certificate(config)
+    if current is None:
+        raise PkiError(f"cannot read the server certificate {config.path(config.tls.cert_file)}")
+    try:
+        alt = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise PkiError("the server certificate names no host (no subjectAltName)") from None
+    names = alt.get_values_for_type(x509.DNSName)
+    addresses = [str(ip) for ip in alt.get_values_for_type(x509.IPAddress)]
+    key_type = "ec" if isinstance(current.public_key(), ec.EllipticCurvePublicKey) else "rsa"
+    issued = ca.issue_server(names, addresses, key_type=key_type)
+    write_server_credentials(
+        issued, config.path(config.tls.cert_file), config.path(config.tls.key_file)
+    )
+    return issued
+
+
+def _common_name(certificate: x509.Certificate) -> str:
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else certificate.subject.rfc4514_string()
 
 
 @pki.command("ca-cert")

@@ -52,7 +52,7 @@ class DeliveryReports(Step):
         ]
         raw = dsn.build_report(
             reporting_mta=self.config.server.hostname,
-            postmaster=f"postmaster@{sender.rsplit('@', 1)[1]}",
+            postmaster=self.config.postmaster_for(sender),
             sender=sender,
             original=work.message.raw,
             recipients=statuses,

@@ -33,6 +33,11 @@ S501_AUTH_CANCELLED = "501 5.7.0 Authentication cancelled"
 S500_AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication exchange line too long (RFC 4954 §4: 12288)"
 S504_MECH_UNAVAILABLE = "504 5.5.4 Authentication mechanism not available on this connection"
 S550_NO_SUCH_USER = "550 5.1.1 No such user here"
+S553_UTF8_WITHOUT_SMTPUTF8 = "553 5.6.7 A UTF-8 address needs MAIL FROM with SMTPUTF8 (RFC 6531)"
+S554_UTF8_HEADERS_WITHOUT_SMTPUTF8 = (
+    "554 5.6.9 UTF-8 header fields need MAIL FROM with SMTPUTF8 (RFC 6532, RFC 6531)"
+)
+S554_8BIT_WITHOUT_8BITMIME = "554 5.6.1 8-bit content needs MAIL FROM with BODY=8BITMIME (RFC 6152)"
 S552_TOO_BIG = "552 5.3.4 Message too big for this server"
 S553_SENDER_NOT_OWNED = "553 5.7.1 Sender address not owned by the authenticated account"
 # From rules (issue 17; RFC 5322 §3.6.2, RFC 6409 §8.1). {field} is the field's name as in

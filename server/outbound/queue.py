@@ -5,8 +5,19 @@ tell the sender what happened with DSNs (RFC 3464).
 Per attempt: the route (configured ``domain=host:port``, else the domain's DNS MX records,
 else the domain itself, RFC 5321 §5.1), a TLS connection (STARTTLS required) presenting our
 SERV certificate and checking the peer's chain against our trust anchors, its host name, and
-its revocation (`server.outbound.trust.PeerRevocation`); then one SMTP transaction per (message,
-domain), passing DSN parameters on when the peer offers DSN (RFC 3461 §5.2).
+its revocation (`server.outbound.trust.PeerRevocation`); EHLO again after STARTTLS (RFC 3207
+§4.2: what the peer offered before TLS is forgotten); then one SMTP transaction per (message,
+domain):
+
+- DSN parameters (NOTIFY, ORCPT, RET, ENVID) are passed on when the peer offers DSN
+  (RFC 3461 §4), and the peer then reports; only when it does not is a sender who asked for
+  success notices told "relayed" by us;
+- SMTPUTF8 (RFC 6531 §3.4) when an envelope address or a header field is UTF-8, and
+  BODY=8BITMIME (RFC 6152 §3) when the content has 8-bit octets. A peer that does not offer
+  what the message needs gets nothing: the recipients fail at once (5.6.7 for a UTF-8 address,
+  5.6.9 for UTF-8 header fields, 5.6.3 for an 8-bit body), with a DSN that says why. There
+  is no downgrade (RFC 6530 §7 allows none for addresses) and no 8-bit to 7-bit conversion,
+  which would break the DKIM signature made at submission (docs/decisions.md).
 
 Outcomes per recipient: 2xx → done (a "relayed" DSN if the sender asked for success notices
 and the peer cannot carry them); 5xx → failed now (DSN); 4xx or no connection → retried with
@@ -41,6 +52,10 @@ from storage.outbound import QueuedMessage, QueueItem
 
 log = structlog.get_logger("hygie.queue")
 LEASE_SECONDS = 300.0
+#: The "code" of a recipient we refused to send (the peer lacks an extension the message
+#: needs): permanent, and reported as our decision rather than as a reply of the peer. No
+#: reply of RFC 5321 §4.2.3 has this code.
+LOCAL_REFUSAL = 599
 #: Messages sent over one connection per attempt (a TLS handshake with client certificate
 #: and a CRL check cost more than many transactions).
 BATCH = 25
@@ -83,6 +98,73 @@ class Routes:
 
 class Temporary(Exception):
     """This attempt failed; try again later."""
+
+
+@dataclass(frozen=True)
+class PeerOffer:
+    """The extensions a peer offered in its EHLO reply after STARTTLS."""
+
+    dsn: bool
+    smtputf8: bool
+    eightbitmime: bool
+
+    @classmethod
+    def of(cls, smtp: aiosmtplib.SMTP) -> PeerOffer:
+        return cls(
+            dsn=smtp.supports_extension("dsn"),
+            smtputf8=smtp.supports_extension("smtputf8"),
+            eightbitmime=smtp.supports_extension("8bitmime"),
+        )
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a message needs from the peer to travel unchanged."""
+
+    utf8_addresses: bool  # a UTF-8 envelope address (RFC 6531 §3.3)
+    utf8_headers: bool  # UTF-8 in header fields (RFC 6532)
+    eight_bit_body: bool  # 8-bit octets in the body (RFC 6152)
+
+    @classmethod
+    def of(cls, sender: str, recipients: Sequence[str], raw: bytes) -> Needs:
+        end = raw.find(b"\r\n\r\n")
+        head, body = (raw, b"") if end < 0 else (raw[: end + 2], raw[end + 4 :])
+        return cls(
+            utf8_addresses=not all(a.isascii() for a in (sender, *recipients)),
+            utf8_headers=not head.isascii(),
+            eight_bit_body=not body.isascii(),
+        )
+
+    @property
+    def smtputf8(self) -> bool:
+        return self.utf8_addresses or self.utf8_headers
+
+    @property
+    def eight_bit(self) -> bool:
+        return self.utf8_headers or self.eight_bit_body
+
+    def refusal(self, offer: PeerOffer, host: str) -> str | None:
+        """Why the message cannot go to a peer that offers ``offer``, or None."""
+        if self.utf8_addresses and not offer.smtputf8:
+            # RFC 6531 §3.2: no SMTPUTF8 at the peer, no UTF-8 address on the wire.
+            return (f"5.6.7 not sent: {host} does not offer SMTPUTF8 (RFC 6531), "
+                    "which a UTF-8 address needs")  # fmt: skip
+        if self.utf8_headers and not offer.smtputf8:
+            return (f"5.6.9 not sent: {host} does not offer SMTPUTF8 (RFC 6531), "
+                    "which UTF-8 header fields need")  # fmt: skip
+        if self.eight_bit_body and not offer.eightbitmime:
+            # RFC 6152 §3 lets a relay convert to 7 bits or bounce; we bounce (module doc).
+            return (f"5.6.3 not sent: {host} does not offer 8BITMIME (RFC 6152), "
+                    "which the 8-bit body needs")  # fmt: skip
+        return None
+
+    def mail_options(self, offer: PeerOffer) -> list[str]:
+        options = []
+        if self.smtputf8:
+            options.append("SMTPUTF8")
+        if self.eight_bit and offer.eightbitmime:
+            options.append("BODY=8BITMIME")
+        return options
 
 
 def outbound_context(config: Config) -> ssl.SSLContext:
@@ -184,14 +266,15 @@ class OutboundQueue:
                         pending.pop(0)
                         continue
                     try:
-                        results = await self._transaction(smtp, message, group)
+                        results, passed_on = await self._transaction(smtp, message, group)
                     except Temporary as exc:
                         for rest in pending:
                             await self._settle_group(rest, {i.id: (0, str(exc)) for i in rest})
                         pending = []
                         break
                     pending.pop(0)
-                    await self._settle(message, group, results)
+                    await self._settle(message, group, results, peer_reports=passed_on,
+                                       host=smtp.hostname)  # fmt: skip
             finally:
                 try:
                     await smtp.quit()
@@ -240,6 +323,12 @@ class OutboundQueue:
                     raise Temporary("peer certificate revoked") from None
                 except RevocationUnknown as exc:
                     raise Temporary(f"peer revocation unknown: {exc}") from None
+                # RFC 3207 §4.2: what the server said before TLS is forgotten (aiosmtplib
+                # clears it); its extensions are those of a new EHLO over TLS.
+                try:
+                    await smtp.ehlo()
+                except (aiosmtplib.SMTPException, OSError) as exc:
+                    raise Temporary(f"EHLO after STARTTLS: {_describe(exc)}") from None
             except Temporary as exc:
                 last = f"{route.host}:{route.port}: {exc}"
                 log.info("relay_attempt_failed", domain=domain, host=route.host, error=last)
@@ -250,42 +339,48 @@ class OutboundQueue:
 
     async def _transaction(
         self, smtp: aiosmtplib.SMTP, message: QueuedMessage, items: list[QueueItem]
-    ) -> dict[int, tuple[int, str]]:
-        """One SMTP transaction; raises :class:`Temporary` if the connection breaks."""
+    ) -> tuple[dict[int, tuple[int, str]], bool]:
+        """One SMTP transaction: the replies per recipient, and whether the DSN request went
+        on to the peer (which then reports). Raises :class:`Temporary` if the connection
+        breaks."""
+        offer = PeerOffer.of(smtp)
+        needs = Needs.of(message.sender, [i.recipient for i in items], message.raw)
+        refusal = needs.refusal(offer, smtp.hostname or "the peer")
+        if refusal is not None:
+            log.info("relay_refused_capability", queue_id=message.id,
+                     status=refusal.split(" ", 1)[0])  # fmt: skip
+            return {i.id: (LOCAL_REFUSAL, refusal) for i in items}, False
+        # RFC 6531 §3.4: under SMTPUTF8 the paths may be UTF-8 on the wire.
+        encoding = "utf-8" if needs.smtputf8 else "ascii"
         try:
-            use_dsn = smtp.supports_extension("dsn")
-            mail_options = []
-            if use_dsn:
+            mail_options = needs.mail_options(offer)
+            if offer.dsn:
                 if message.ret:
                     mail_options.append(f"RET={message.ret}")
                 if message.envid:
                     mail_options.append(f"ENVID={dsn.xtext_encode(message.envid)}")
-            if smtp.supports_extension("smtputf8") and not message.raw.isascii():
-                mail_options.append("SMTPUTF8")
-            if smtp.supports_extension("8bitmime") and not message.raw.isascii():
-                mail_options.append("BODY=8BITMIME")
             try:
-                await smtp.mail(message.sender, options=mail_options)
+                await smtp.mail(message.sender, options=mail_options, encoding=encoding)
             except aiosmtplib.SMTPResponseException as exc:
                 await _reset(smtp)
-                return {i.id: (exc.code, exc.message) for i in items}
+                return {i.id: (exc.code, exc.message) for i in items}, offer.dsn
             results: dict[int, tuple[int, str]] = {}
             accepted = []
             for item in items:
                 options = []
-                if use_dsn and item.notify:
+                if offer.dsn and item.notify:
                     options.append(f"NOTIFY={item.notify}")
-                if use_dsn and item.orcpt:
+                if offer.dsn and item.orcpt:
                     options.append(f"ORCPT={item.orcpt}")
                 try:
-                    reply = await smtp.rcpt(item.recipient, options=options)
+                    reply = await smtp.rcpt(item.recipient, options=options, encoding=encoding)
                     results[item.id] = (reply.code, reply.message)
                     accepted.append(item)
                 except aiosmtplib.SMTPResponseException as exc:
                     results[item.id] = (exc.code, exc.message)
             if not accepted:
                 await _reset(smtp)
-                return results
+                return results, offer.dsn
             try:
                 reply = await smtp.data(message.raw)
                 for item in accepted:
@@ -293,15 +388,23 @@ class OutboundQueue:
             except aiosmtplib.SMTPResponseException as exc:
                 for item in accepted:
                     results[item.id] = (exc.code, exc.message)
-            return results
+            return results, offer.dsn
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
             raise Temporary(_describe(exc)) from None
 
     # -- outcomes --------------------------------------------------------------------------
 
     async def _settle(
-        self, message: QueuedMessage, items: list[QueueItem], results: dict[int, tuple[int, str]]
+        self,
+        message: QueuedMessage,
+        items: list[QueueItem],
+        results: dict[int, tuple[int, str]],
+        *,
+        peer_reports: bool = False,
+        host: str | None = None,
     ) -> None:
+        """Outcomes of one attempt. ``peer_reports``: the peer took the DSN request, so a
+        success is its to report (RFC 3461 §4: "relayed" only when the peer cannot)."""
         now = dt.datetime.now(dt.UTC)
         done, failed, later = [], [], []
         reports: list[tuple[QueueItem, dsn.RecipientStatus]] = []
@@ -311,14 +414,24 @@ class OutboundQueue:
             if 200 <= code < 300:
                 done.append(item)
                 log.info("relayed", queue_id=item.message_id, domain=item.domain)
-                if dsn.wants(notify, "relayed") and "SUCCESS" in (notify or ()):
-                    reports.append((item, self._status(item, "relayed", "2.0.0", code, text)))
+                wanted = dsn.wants(notify, "relayed") and "SUCCESS" in (notify or ())
+                if wanted and not peer_reports:
+                    reports.append((item, self._status(item, "relayed", "2.0.0", code, text,
+                                                       remote_mta=host)))  # fmt: skip
             elif code >= 500:
                 failed.append(item)
                 log.info("relay_failed", queue_id=item.message_id, domain=item.domain, code=code)
                 if dsn.wants(notify, "failed"):
-                    reports.append((item, self._status(item, "failed", _enhanced(text, "5.0.0"),
-                                                       code, text)))  # fmt: skip
+                    status = _enhanced(text, "5.0.0")
+                    if code == LOCAL_REFUSAL:  # our decision, not the peer's reply
+                        reports.append((item, dsn.RecipientStatus(
+                            final_recipient=item.recipient, action="failed", status=status,
+                            diagnostic=f"{dsn.LOCAL_DIAGNOSTIC}; {text}",
+                            original_recipient=item.orcpt, remote_mta=host, last_attempt=now,
+                        )))  # fmt: skip
+                    else:
+                        reports.append((item, self._status(item, "failed", status, code, text,
+                                                           remote_mta=host)))  # fmt: skip
             else:
                 later.append(item)
         if reports:
@@ -389,6 +502,7 @@ class OutboundQueue:
         text: str,
         *,
         until: dt.datetime | None = None,
+        remote_mta: str | None = None,
     ) -> dsn.RecipientStatus:
         diagnostic = f"smtp; {code} {text}" if code else None
         return dsn.RecipientStatus(
@@ -397,6 +511,7 @@ class OutboundQueue:
             status=status,
             diagnostic=diagnostic,
             original_recipient=item.orcpt,
+            remote_mta=remote_mta if code else None,
             last_attempt=dt.datetime.now(dt.UTC),
             will_retry_until=until,
         )
@@ -413,10 +528,9 @@ class OutboundQueue:
         with the null reverse-path. Never for a null sender (RFC 3461 §6.1)."""
         if dsn.is_bounce(message.sender) or "@" not in message.sender:
             return
-        domain = message.sender.rsplit("@", 1)[1]
         raw = dsn.build_report(
             reporting_mta=self.config.server.hostname,
-            postmaster=f"postmaster@{domain}",
+            postmaster=self.config.postmaster_for(message.sender),
             sender=message.sender,
             original=message.raw,
             recipients=statuses,

@@ -8,7 +8,12 @@ Refusals come before DATA, each with its own code:
 - a revoked peer certificate: ``554 5.7.1``; its revocation status unknown (CRL unreachable):
   ``454 4.7.5`` (the peer retries);
 - a sender domain not on the trusted-domain list: ``550 5.7.1``;
-- a recipient outside our domains: ``554 5.7.1`` (no open relay); unknown here: ``550 5.1.1``.
+- a recipient outside our domains: ``554 5.7.1`` (no open relay); unknown here: ``550 5.1.1``;
+- undeclared 8-bit content: a UTF-8 address without SMTPUTF8 ``553 5.6.7`` (RFC 6531 §3.4),
+  UTF-8 header fields without it ``554 5.6.9``, an 8-bit body without BODY=8BITMIME
+  ``554 5.6.1`` (RFC 6152).
+
+The ``Received:`` field and Authentication-Results name the peer's certificate and its CA.
 
 The message then takes the pipeline like any other (:mod:`server.delivery.pipeline`); DSN
 parameters are accepted (RFC 3461) and a "delivered" notice is returned when the sender asked
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import weakref
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import structlog
@@ -108,6 +114,8 @@ class RelayHandler:
         # RFC 5321 §4.5.5: the null reverse-path "<>" (DSNs, MDNs, notices) comes from any
         # peer the TLS check admitted. aiosmtpd hands it over as "<>", and refuses RCPT when
         # the envelope's sender is empty, so "<>" is what the envelope keeps (`_reverse_path`).
+        if not address.isascii() and "SMTPUTF8" not in (o.upper() for o in mail_options):
+            return S.S553_UTF8_WITHOUT_SMTPUTF8
         if address not in ("", "<>"):
             try:
                 sender = normalize_address(address)
@@ -137,6 +145,8 @@ class RelayHandler:
         found: list[Recipient] = getattr(envelope, "hygie_recipients", [])
         if len(found) >= self.config.smtp.max_recipients:
             return S.S452_TOO_MANY_RECIPIENTS
+        if not address.isascii() and not envelope.smtp_utf8:
+            return S.S553_UTF8_WITHOUT_SMTPUTF8
         try:
             normalized = normalize_address(address)
             params = dsn.parse_rcpt_params(getattr(server, "dsn_params", {}))
@@ -165,6 +175,17 @@ class RelayHandler:
             return S.S554_BARE_NEWLINE
         if len(raw) > self.config.smtp.max_message_size:
             return S.S552_TOO_BIG
+        refusal = _undeclared_8bit(raw, envelope)
+        if refusal is not None:
+            return refusal
+        trace = smtp_trace(server, session, envelope, self.config, authenticated=False)
+        der = server.client_certificate()
+        if der is not None:
+            # The certificate that admitted the peer, and its CA (issue 24: each operator's
+            # CA has its own name), in the Received comment as Postfix writes it.
+            subject, issuer = certificate_names(der)
+            trace = replace(trace, tls=f'{trace.tls}; client CN "{_comment(subject)}", '
+                                      f'issuer "{_comment(issuer)}" (verified OK)')  # fmt: skip
         recipients: list[Recipient] = getattr(envelope, "hygie_recipients", [])
         sender = _reverse_path(envelope)
         raw = await self._authenticate(raw, sender, server)
@@ -176,7 +197,7 @@ class RelayHandler:
             peer=_peer_ip(session),
             mail=getattr(envelope, "hygie_dsn", dsn.DsnMail(None, None)),
             notify=tuple((i, a, p) for i, (a, p) in notify.items()),
-            trace=smtp_trace(server, session, envelope, self.config, authenticated=False),
+            trace=trace,
         )
         outcome = await self.pipeline.accept(raw, transaction)
         if outcome.accepted:
@@ -196,14 +217,45 @@ class RelayHandler:
             results.append(f"dkim={verdict}{detail}")
         der = server.client_certificate()
         if der is not None:
-            subject = x509.load_der_x509_certificate(der).subject
-            names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-            cn = str(names[0].value) if names else "unknown"
-            results.append(f"x-tls=pass smtp.client-cert-cn={_value(cn)}")
+            cn, issuer = certificate_names(der)
+            results.append(f"x-tls=pass smtp.client-cert-cn={_value(cn)} "
+                           f"smtp.client-cert-issuer={_value(issuer)}")  # fmt: skip
         sender_domain = mail_from.rsplit("@", 1)[1] if "@" in mail_from else ""
         if sender_domain:
             results.append(f"x-mssante-trust=pass smtp.mailfrom={_value(sender_domain)}")
         return authentication_results(authserv, results) + raw
+
+
+def _undeclared_8bit(raw: bytes, envelope: Envelope) -> str | None:
+    """Between operators 8-bit content travels only as declared (RFC 6152 §3: BODY=8BITMIME;
+    RFC 6531 §3.4: SMTPUTF8 for UTF-8 header fields), so that a peer that skips the
+    declaration finds out here rather than at a stricter operator further on."""
+    if raw.isascii():
+        return None
+    end = raw.find(b"\r\n\r\n")
+    head = raw if end < 0 else raw[:end]
+    if not head.isascii() and not envelope.smtp_utf8:
+        return S.S554_UTF8_HEADERS_WITHOUT_SMTPUTF8
+    if not envelope.smtp_utf8 and "BODY=8BITMIME" not in envelope.mail_options:
+        return S.S554_8BIT_WITHOUT_8BITMIME
+    return None
+
+
+def certificate_names(der: bytes) -> tuple[str, str]:
+    """The CN of a certificate's subject and of its issuer ("unknown" where there is none)."""
+    cert = x509.load_der_x509_certificate(der)
+
+    def cn(name: x509.Name) -> str:
+        found = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(found[0].value) if found else "unknown"
+
+    return cn(cert.subject), cn(cert.issuer)
+
+
+def _comment(text: str) -> str:
+    """``text`` as it may stand in a quoted word inside a header comment (RFC 5322 §3.2.2):
+    printable, without parentheses, backslash or double quote, and not too long."""
+    return "".join(c for c in text if c.isprintable() and c not in '()\\"')[:128]
 
 
 def _reverse_path(envelope: Envelope) -> str:

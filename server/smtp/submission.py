@@ -485,6 +485,8 @@ class SubmissionHandler:
         account = session.auth_data
         if not isinstance(account, AccountInfo):
             return S.S530_AUTH_REQUIRED
+        if not address.isascii() and "SMTPUTF8" not in (o.upper() for o in mail_options):
+            return S.S553_UTF8_WITHOUT_SMTPUTF8
         try:
             sender = normalize_address(address)
         except AccountError:
@@ -515,6 +517,8 @@ class SubmissionHandler:
         remote: list[QueuedRecipient] = getattr(envelope, "hygie_remote", [])
         if len(found) + len(remote) >= self.config.smtp.max_recipients:
             return S.S452_TOO_MANY_RECIPIENTS
+        if not address.isascii() and not envelope.smtp_utf8:
+            return S.S553_UTF8_WITHOUT_SMTPUTF8
         try:
             normalized = normalize_address(address)
         except AccountError:

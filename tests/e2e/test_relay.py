@@ -32,6 +32,7 @@ from tests.support.servers import stop_server
 PASSWORD = "relay-test-password-1"
 ALICE = "alice@hygie.test"  # operator A
 BOB = "bob@autre.test"  # operator B
+ZOE = "zoé@autre.test"  # operator B, a UTF-8 address (RFC 6531)
 GONE = "nobody@disparu.test"  # listed, routed to a closed port
 
 
@@ -61,7 +62,7 @@ def trust(a: ServerProcess, b: ServerProcess, closed_port: int) -> None:
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     tmp = tmp_path_factory.mktemp("federation")
     a = operator("hygie.test", {ALICE: PASSWORD}, tmp)
-    b = operator("autre.test", {BOB: PASSWORD}, tmp)
+    b = operator("autre.test", {BOB: PASSWORD, ZOE: PASSWORD}, tmp)
     (closed_port,) = free_ports(1)
     trust(a, b, closed_port)
     a.start()
@@ -81,22 +82,35 @@ def send(srv: ServerProcess, sender: str, to: str, subject: str, **options: str)
                       rcpt_options=options.get("rcpt", "").split())  # fmt: skip
 
 
+def messages(srv: ServerProcess, user: str, subject: str) -> list[bytes]:
+    """Every message in ``user``'s INBOX whose subject contains ``subject``, oldest first
+    (AUTHENTICATE PLAIN, so that a UTF-8 address can log in too)."""
+    imap = imaplib.IMAP4_SSL("localhost", srv.imap_tls_port, ssl_context=srv.ssl_context())
+    imap.authenticate("PLAIN", lambda _: f"\0{user}\0{PASSWORD}".encode())
+    imap.select("INBOX")
+    _, found = imap.search("UTF-8", "SUBJECT", f'"{subject}"'.encode())
+    raws = []
+    for number in found[0].split():
+        _, data = imap.fetch(number, "(BODY.PEEK[])")
+        raw = data[0][1]
+        assert isinstance(raw, bytes)
+        raws.append(raw)
+    imap.logout()
+    return raws
+
+
 def wait_for(srv: ServerProcess, user: str, subject: str, timeout: float = 20) -> bytes:
     deadline = time.monotonic() + timeout
     while True:
-        imap = imaplib.IMAP4_SSL("localhost", srv.imap_tls_port, ssl_context=srv.ssl_context())
-        imap.login(user, PASSWORD)
-        imap.select("INBOX")
-        _, found = imap.search("UTF-8", "SUBJECT", f'"{subject}"'.encode())
-        if found[0]:
-            _, data = imap.fetch(found[0].split()[-1], "(BODY.PEEK[])")
-            imap.logout()
-            raw = data[0][1]
-            assert isinstance(raw, bytes)
-            return raw
-        imap.logout()
+        found = messages(srv, user, subject)
+        if found:
+            return found[-1]
         assert time.monotonic() < deadline, f"{subject!r} did not reach {user}"
         time.sleep(0.3)
+
+
+def head(raw: bytes) -> str:
+    return raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
 
 
 def test_mail_goes_both_ways(federation: Federation) -> None:
@@ -108,8 +122,15 @@ def test_mail_goes_both_ways(federation: Federation) -> None:
     results = raw.split(b"Authentication-Results:", 1)[1].split(b"\r\n\r\n", 1)[0]
     assert b"dkim=pass header.d=hygie.test" in results
     assert b"x-tls=pass" in results
+    # Issue 24 item 3: each operator's CA has its own name, and the trace says which one
+    # admitted the peer.
+    issuer = "AC HYGIE.TEST ELEMENTAIRE ORGANISATIONS"
+    assert f'smtp.client-cert-issuer="{issuer}"'.encode() in results
+    received = head(raw).split("Received:", 1)[1].split("\r\n\t", 3)
+    assert f'client CN "localhost", issuer "{issuer}" (verified OK)' in " ".join(received)
     send(federation.b, BOB, ALICE, "de B vers A")
-    wait_for(federation.a, ALICE, "de B vers A")
+    back = wait_for(federation.a, ALICE, "de B vers A")
+    assert b'issuer "AC AUTRE.TEST ELEMENTAIRE ORGANISATIONS"' in back
 
 
 def usage(srv: ServerProcess) -> dict[str, int]:
@@ -141,16 +162,78 @@ def test_relayed_mail_is_counted_on_both_sides(federation: Federation) -> None:
 
 
 def test_success_dsn_when_asked(federation: Federation) -> None:
+    """RFC 3461 §4: B offers DSN, so A passes NOTIFY, ORCPT, RET and ENVID on and B, which
+    delivers, reports "delivered"; A reports nothing itself ("relayed" is for a peer without
+    DSN, tests/e2e/test_relay_peers.py)."""
     send(federation.a, ALICE, BOB, "avec accusé", mail="RET=HDRS ENVID=env-42",
-         rcpt="NOTIFY=SUCCESS,FAILURE")  # fmt: skip
+         rcpt=f"NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;{BOB}")  # fmt: skip
     wait_for(federation.b, BOB, "avec accusé")
-    report = email.message_from_bytes(
-        wait_for(federation.a, ALICE, "Delivery report", timeout=20), policy=email.policy.default
-    )
+    raw = wait_for(federation.a, ALICE, "Delivery report", timeout=20)
+    report = email.message_from_bytes(raw, policy=email.policy.default)
     assert report.get_content_type() == "multipart/report"
-    text = report.as_string()
-    assert "Action: delivered" in text or "Action: relayed" in text
-    assert "env-42" in text
+    text = raw.decode("utf-8", "replace")
+    assert "Action: delivered" in text and f"Final-Recipient: rfc822;{BOB}" in text
+    assert "Original-Envelope-Id: env-42" in text  # ENVID went on to B
+    assert f"Original-Recipient: rfc822;{BOB}" in text  # and ORCPT
+    # From the receiving operator: its postmaster, relayed to A with B's certificate.
+    assert report["From"].addresses[0].addr_spec == "postmaster@autre.test"
+    assert 'issuer "AC AUTRE.TEST ELEMENTAIRE ORGANISATIONS"' in head(raw)
+    time.sleep(1.5)  # A would have reported "relayed" at once, before B's report came
+    reports = [r for r in messages(federation.a, ALICE, "Delivery report") if b"env-42" in r]
+    assert len(reports) == 1 and b"Action: relayed" not in reports[0]
+
+
+def send_raw(srv: ServerProcess, sender: str, to: str, raw: bytes, options: list[str]) -> None:
+    with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as smtp:
+        smtp.starttls(context=srv.ssl_context())
+        smtp.login(sender, PASSWORD)
+        smtp.sendmail(sender, [to], raw, mail_options=options)
+
+
+def test_utf8_message_is_relayed_with_smtputf8(federation: Federation) -> None:
+    """Issue 24 item 1: a UTF-8 address, UTF-8 header fields and an 8-bit body reach B
+    intact; B's trace says the hop used SMTPUTF8 (RFC 6531 §4.3: "UTF8SMTPS")."""
+    body = "Compte rendu : élévation de la troponine, à revoir dans 3 jours.\r\n"
+    raw = (f"From: Alice <{ALICE}>\r\nTo: Zoé Lefèvre <{ZOE}>\r\n"
+           "Subject: Résultats pour Zoé\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+           f"\r\n{body}").encode()  # fmt: skip
+    send_raw(federation.a, ALICE, ZOE, raw, ["SMTPUTF8", "BODY=8BITMIME"])
+    got = wait_for(federation.b, ZOE, "Résultats pour Zoé")
+    text = got.decode("utf-8")
+    assert f"To: Zoé Lefèvre <{ZOE}>" in text and text.endswith(body)
+    hops = [h for h in head(got).split("Received:")[1:]]
+    assert "with UTF8SMTPS id" in hops[0]  # B received it from A under SMTPUTF8
+    assert "dkim=pass header.d=hygie.test" in head(got)  # nothing was rewritten
+
+
+def test_8bit_body_is_relayed_with_8bitmime(federation: Federation) -> None:
+    """An ASCII header and an 8-bit body go with BODY=8BITMIME (RFC 6152): B's relay port
+    refuses undeclared 8-bit content (below), so arriving proves A declared it."""
+    body = "Posologie : 1 comprimé matin et soir, à jeun.\r\n"
+    raw = (f"From: <{ALICE}>\r\nTo: <{BOB}>\r\nSubject: ordonnance 8 bits\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           f"Content-Transfer-Encoding: 8bit\r\n\r\n{body}").encode()  # fmt: skip
+    send_raw(federation.a, ALICE, BOB, raw, ["BODY=8BITMIME"])
+    got = wait_for(federation.b, BOB, "ordonnance 8 bits")
+    assert got.endswith(body.encode()) and b"with ESMTPS id" in got
+
+
+def test_relay_port_wants_8bit_content_declared(federation: Federation) -> None:
+    a = federation.a.data_dir / "tls"
+    smtp = relay_client(federation.b, a / "server.crt", a / "server.key")
+    smtp.command_encoding = "utf-8"  # a client that sends UTF-8 without saying so
+    # C: MAIL FROM:<alice@hygie.test> / RCPT TO:<zoé@autre.test>
+    assert smtp.docmd("MAIL", f"FROM:<{ALICE}>")[0] == 250
+    code, text = smtp.docmd("RCPT", f"TO:<{ZOE}>")
+    assert (code, text[:5]) == (553, b"5.6.7")  # S: 553 5.6.7 … needs SMTPUTF8
+    assert smtp.docmd("RCPT", f"TO:<{BOB}>")[0] == 250
+    # C: DATA with an 8-bit body, no BODY=8BITMIME
+    assert smtp.docmd("DATA")[0] == 354
+    smtp.send(f"From: <{ALICE}>\r\nSubject: x\r\n\r\ncomprimé\r\n.\r\n".encode())
+    code, text = smtp.getreply()
+    assert (code, text[:5]) == (554, b"5.6.1")  # S: 554 5.6.1 8-bit content needs BODY=8BITMIME
+    smtp.quit()
 
 
 def relay_client(srv: ServerProcess, cert: Path, key: Path) -> smtplib.SMTP:
@@ -171,7 +254,8 @@ def test_forged_signature_and_results_are_caught(federation: Federation) -> None
     signed = signer.sign(message.encode(), "hygie.test")
     forged = b"Authentication-Results: localhost; dkim=pass header.d=hygie.test\r\n" + signed
     smtp = relay_client(federation.b, a / "tls" / "server.crt", a / "tls" / "server.key")
-    smtp.sendmail(ALICE, [BOB], forged.replace(b"\r\n\r\nx\r\n", b"\r\n\r\ny\r\n"))
+    smtp.sendmail(ALICE, [BOB], forged.replace(b"\r\n\r\nx\r\n", b"\r\n\r\ny\r\n"),
+                  mail_options=["SMTPUTF8"])  # the subject is UTF-8 (RFC 6532)  # fmt: skip
     smtp.quit()
     raw = wait_for(federation.b, BOB, "signature cassée")
     results = [part.split(b"\r\n\r\n", 1)[0] for part in raw.split(b"Authentication-Results:")[1:]]

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from pki.ca import CertificateAuthority, init_ca, write_server_credentials
+from pki.ca import CertificateAuthority, default_ca_name, init_ca, write_server_credentials
 from pki.errors import PkiError
 from tests.pki.conftest import HOSTNAMES, IPS, PASSPHRASE, Deployment
 
@@ -93,16 +93,42 @@ def test_init_refuses_an_unknown_key_type(tmp_path: Path) -> None:
 
 
 def test_ca_names_follow_the_elementaire_range(tmp_path: Path) -> None:
-    ca = init_ca(tmp_path, PASSPHRASE, operator="CHU DE NULLEPART")
+    """Issue 24 item 3: each operator's CA is named after it, in the IGC-Santé style."""
+    ca = init_ca(tmp_path, PASSPHRASE, operator="chu de  nullepart")
     assert ca.root_certificate.subject.rfc4514_string() == (
-        "CN=AC RACINE HYGIE-SANTE ELEMENTAIRE,OU=HYGIE-SANTE,O=CHU DE NULLEPART,C=FR"
+        "CN=AC RACINE CHU DE NULLEPART ELEMENTAIRE,OU=HYGIE-SANTE,O=CHU DE NULLEPART,C=FR"
     )
     assert ca.root_certificate.issuer == ca.root_certificate.subject
     assert ca.intermediate_certificate.subject.rfc4514_string() == (
-        "CN=AC HYGIE-SANTE ELEMENTAIRE ORGANISATIONS,OU=HYGIE-SANTE,O=CHU DE NULLEPART,C=FR"
+        "CN=AC CHU DE NULLEPART ELEMENTAIRE ORGANISATIONS,OU=HYGIE-SANTE,O=CHU DE NULLEPART,C=FR"
     )
     assert ca.intermediate_certificate.issuer == ca.root_certificate.subject
     assert ca.operator == "CHU DE NULLEPART"
+    responder, _ = ca.ocsp_responder()
+    assert responder.subject.rfc4514_string() == (
+        "CN=AC CHU DE NULLEPART ELEMENTAIRE ORGANISATIONS OCSP,O=CHU DE NULLEPART,C=FR"
+    )
+
+
+def test_two_operators_cas_have_different_names(tmp_path: Path) -> None:
+    a = init_ca(tmp_path / "a", PASSPHRASE, operator=default_ca_name("sante-a.test"))
+    b = init_ca(tmp_path / "b", PASSPHRASE, operator=default_ca_name("sante-b.test"))
+    assert a.intermediate_certificate.subject != b.intermediate_certificate.subject
+    assert a.root_certificate.subject.rfc4514_string().startswith(
+        "CN=AC RACINE SANTE-A.TEST ELEMENTAIRE,"
+    )
+
+
+@pytest.mark.parametrize("name", ["", "   ", "X" * 31, "A\x1bB"])
+def test_a_ca_name_must_fit_its_common_names(tmp_path: Path, name: str) -> None:
+    with pytest.raises(PkiError, match="the CA name must be 1 to 30 printable characters"):
+        init_ca(tmp_path, PASSPHRASE, operator=name)
+
+
+def test_a_long_domain_gives_its_first_label_as_ca_name() -> None:
+    assert (
+        default_ca_name("ght-hopitaux-de-bretagne-sud.sante.fr") == "GHT-HOPITAUX-DE-BRETAGNE-SUD"
+    )
 
 
 @pytest.mark.parametrize(("level", "path_length", "years"), [("root", 1, 20), ("inter", 0, 10)])
