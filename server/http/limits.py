@@ -45,14 +45,16 @@ class Refusal:
 def head_problem(
     target: bytes, headers: Sequence[tuple[bytes, bytes]], limits: HttpLimits
 ) -> Refusal | None:
-    """Why a request head breaks a limit, or None. (Its whole size is bounded as it is read:
-    :attr:`HttpLimits.max_head`.)"""
+    """Why a request head breaks a limit, or None. (A head arriving in pieces is also bounded
+    as it is read, by the listener: :attr:`HttpLimits.max_head`.)"""
     if len(headers) > limits.max_headers:
         return Refusal(431, f"at most {limits.max_headers} header fields")
+    if len(target) + sum(len(n) + len(v) + 4 for n, v in headers) > limits.max_head:
+        return Refusal(431, "request head too large")
     if len(target) > limits.max_target:
         return Refusal(414, f"the request target is at most {limits.max_target} bytes")
     query = target.partition(b"?")[2]
-    if query.count(b"&") + query.count(b";") >= limits.max_query_fields:
+    if query.count(b"&") >= limits.max_query_fields:  # fields: one more than the "&"
         return Refusal(400, f"at most {limits.max_query_fields} query parameters")
     for name, value in headers:
         if name.lower() == b"content-length" and value.isdigit():
