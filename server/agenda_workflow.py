@@ -129,7 +129,9 @@ class AgendaWorkflow:
     ) -> None:
         """Never raises: the message is delivered already (errors are logged)."""
         try:
-            part = find_calendar(raw)
+            # Parsing (the message, then the iCalendar object, both bounded: agenda.limits)
+            # runs in a thread, off the event loop every session shares.
+            part = await asyncio.to_thread(find_calendar, raw)
             if part is None:
                 return
             await self._process(part, sender, recipients, submitted)
@@ -140,7 +142,7 @@ class AgendaWorkflow:
         self, part: CalendarPart, sender: str, recipients: list[Recipient], submitted: bool
     ) -> None:
         try:
-            message = parse(part.data)
+            message = await asyncio.to_thread(parse, part.data)
             if part.method is not None and part.method != message.method:
                 raise ItipError("the Content-Type method differs from METHOD (RFC 6047 §2.4)")
             if message.method == "REQUEST" and message.freebusy:
