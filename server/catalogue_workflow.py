@@ -11,6 +11,7 @@ manifest, never its content.
 
 from __future__ import annotations
 
+import asyncio
 import email.policy
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
@@ -29,9 +30,11 @@ SERVICE = notices.SERVICE
 Notify = Callable[[bytes, str], Awaitable[None]]
 
 
-def find_manifests(message: EmailMessage) -> list[bytes]:
-    """The JSON parts of a message (``application/json`` or a ``*.json`` file name)."""
-    found = []
+def find_manifests(message: EmailMessage, most: int = 2) -> list[bytes]:
+    """The JSON parts of a message (``application/json`` or a ``*.json`` file name), the
+    first ``most`` of them: one is wanted, a second is enough to refuse (issue 26: a
+    message of thousands of parts is not decoded whole)."""
+    found: list[bytes] = []
     for part in message.walk():
         if part.is_multipart():
             continue
@@ -39,6 +42,8 @@ def find_manifests(message: EmailMessage) -> list[bytes]:
         if part.get_content_type() == "application/json" or name.endswith(".json"):
             payload = part.get_payload(decode=True)
             found.append(payload if isinstance(payload, bytes) else b"")
+            if len(found) >= most:
+                break
     return found
 
 
@@ -74,7 +79,8 @@ class CatalogueWorkflow:
             log.error("catalogue_workflow_failed", error=type(exc).__name__, exc_info=exc)
 
     async def _process(self, raw: bytes, sender: str, service: str, submitted: bool) -> None:
-        message = BytesParser(policy=email.policy.default).parsebytes(raw)
+        # The message (up to the SMTP size limit) is parsed in a thread, off the event loop.
+        message = await asyncio.to_thread(BytesParser(policy=email.policy.default).parsebytes, raw)
         assert isinstance(message, EmailMessage)
         if _automatic(message):  # RFC 3834 §2: no automatic answer to an automatic message
             log.info("catalogue_auto_submitted_ignored")
@@ -102,7 +108,7 @@ class CatalogueWorkflow:
         if len(data) > MAX_BYTES:
             return [f"the manifest is larger than {MAX_BYTES // 1024} KiB"]
         try:
-            manifest = parse(data)
+            manifest = await asyncio.to_thread(parse, data)  # bounded: catalogue.manifest
         except ManifestError as exc:
             return exc.problems
         problems = await self.catalogue.check(manifest, sender)
