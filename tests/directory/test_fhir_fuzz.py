@@ -1,5 +1,5 @@
 """Any string as the value of any FHIR search parameter gets a 200 or a 400, never a 500
-(issue 26), on SQLite and on PostgreSQL.
+(issue 26), on SQLite and on PostgreSQL; heavy searches beyond two at once get a 429.
 
 The requests go through the HTTPS server's dispatch (:meth:`HttpServer.dispatch`: a handler's
 exception becomes the 500 a client would see) in this process, on a directory holding the
@@ -9,6 +9,8 @@ edge-case fixtures, so that Hypothesis can try hundreds of values in seconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from directory import fhir
 from directory.extracts import MSSANTE, PS_LIBREACCES
 from directory.fhir import RESOURCES
 from directory.load import import_extract
@@ -111,3 +114,33 @@ def test_any_combination_of_parameters(
     api: Api, kind: str, query: list[tuple[str, str]]
 ) -> None:
     check(api, kind, query)
+
+
+def test_heavy_searches_beyond_two_at_once_wait_then_get_a_429(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two heavy searches hold the process's places: a third waits ``HEAVY_WAIT`` seconds,
+    then gets a 429 with Retry-After; a light search is served meanwhile."""
+    monkeypatch.setattr(fhir, "HEAVY_WAIT", 0.3)
+    heavy = [("family", ",".join("abcdefghij"))]
+
+    async def scenario() -> None:
+        held = [await fhir._heavy_place(), await fhir._heavy_place()]
+        try:
+            request = Request(
+                method="GET", target="/fhir/Practitioner", path="/fhir/Practitioner",
+                query=heavy, headers={"host": "localhost"}, body=b"", scheme="https",
+            )  # fmt: skip
+            started = time.monotonic()
+            response = await api.http.dispatch(request)
+            assert response.status == 429 and time.monotonic() - started >= 0.3
+            assert ("Retry-After", "1") in response.headers
+            assert b'"code":"throttled"' in response.body
+            light = dataclasses.replace(request, query=[("family", "dupont")])
+            assert (await api.http.dispatch(light)).status == 200
+        finally:
+            for places in held:
+                places.release()
+        assert (await api.http.dispatch(request)).status == 200
+
+    api.loop.run_until_complete(scenario())
