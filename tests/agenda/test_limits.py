@@ -65,10 +65,12 @@ def test_a_rule_beyond_the_limits_is_refused_with_its_reason(
     ],
 )
 def test_expanding_an_accepted_rule_costs_a_bounded_time(rule: str) -> None:
+    """CPU time, not wall time: the bound holds on a machine busy with other work too (about
+    0.2 s here; before the limits, the daily one took 12 s and a SECONDLY one never ended)."""
     message = parse(invitation(rule, "DTSTART:19000101T093000Z"))
-    started = time.monotonic()
+    started = time.process_time()
     reminders(message.events, PATIENT, NOW)
-    assert time.monotonic() - started < 2.0
+    assert time.process_time() - started < 2.0
 
 
 def test_a_weekly_series_since_1900_keeps_its_wall_clock_time() -> None:
