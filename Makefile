@@ -44,6 +44,7 @@ bench: venv
 	$(BIN)/python -m bench.directory_load --out bench/results
 	$(BIN)/python -m bench.agenda_load --out bench/results
 	$(BIN)/python -m bench.spaces_load --out bench/results
+	$(BIN)/python -m bench.hostile_fhir --out bench/results
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

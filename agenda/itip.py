@@ -16,6 +16,7 @@ from typing import Any, Literal
 from icalendar import Calendar, Event, FreeBusy
 from icalendar.cal import Component
 
+from agenda import limits
 from agenda.event import MASTER, StoredEvent, address_of
 
 # RFC 5546 §1.4: the methods of a VEVENT; §3.3: VFREEBUSY uses PUBLISH, REQUEST and REPLY.
@@ -70,7 +71,11 @@ def _errors(component: Component) -> list[object]:
 
 
 def parse(data: bytes) -> ItipMessage:
-    """An iTIP message from a ``text/calendar`` body (RFC 5545 §3.4, RFC 5546 §3)."""
+    """An iTIP message from a ``text/calendar`` body (RFC 5545 §3.4, RFC 5546 §3), within
+    the limits of :mod:`agenda.limits`."""
+    problem = limits.size_problem(data)
+    if problem:
+        raise ItipError(problem)
     try:
         calendars = Calendar.from_ical(data, multiple=True)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -98,6 +103,8 @@ def parse(data: bytes) -> ItipMessage:
         raise ItipError(f"method {method} is not an iTIP method for events (RFC 5546 §1.4)")
     if not message.events and not message.freebusy:
         raise ItipError("no VEVENT nor VFREEBUSY in the message")
+    if len(message.events) > limits.MAX_EVENTS:
+        raise ItipError(f"more than {limits.MAX_EVENTS} VEVENTs in one message")
     if len({e.uid for e in message.events}) > 1:
         # RFC 5546 §3.2: all components of one iTIP message share one UID.
         raise ItipError("components with different UIDs in one message")
@@ -123,6 +130,10 @@ def _checked_event(method: str, event: StoredEvent) -> StoredEvent:
     end = component.get("DTEND")
     if method in ("REQUEST", "ADD", "PUBLISH", "COUNTER") and start is None:
         raise ItipError(f"a {method} VEVENT without DTSTART (RFC 5546 §3.2)")
+    if start is not None:
+        problem = limits.rule_problem(component, _instant(start.dt))
+        if problem:
+            raise ItipError(problem)
     if start is not None and end is not None:
         if type(start.dt) is not type(end.dt):
             raise ItipError("DTSTART and DTEND of different value types (RFC 5545 §3.8.2.2)")

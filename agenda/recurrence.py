@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from dateutil.rrule import rruleset, rrulestr
 
 from agenda.event import MASTER, StoredEvent, utc_key
+from agenda.limits import MAX_STEPS
 
 PARIS = ZoneInfo("Europe/Paris")
 MAX_INSTANCES = 5000  # per event and range: an RRULE without end stays bounded
@@ -69,24 +70,42 @@ def _dates(event: StoredEvent, name: str) -> list[dt.datetime]:
     return found
 
 
+def _origin(rrule: Any, first: dt.datetime, since: dt.datetime) -> dt.datetime:
+    """Where to start a rule's expansion: a daily or weekly rule without COUNT repeats
+    every INTERVAL days or weeks, so it may start from ``first`` moved on by whole periods to
+    just before ``since`` (on the wall clock: a 09:00 stays at 09:00 across DST) instead of
+    stepping through every instance since 1970 (issue 26)."""
+    freq = str((rrule.get("FREQ") or [""])[0]).upper()
+    if freq not in ("DAILY", "WEEKLY") or "COUNT" in rrule or "BYSETPOS" in rrule:
+        return first
+    interval = max(1, int((rrule.get("INTERVAL") or [1])[0]))
+    period = dt.timedelta(days=interval * (7 if freq == "WEEKLY" else 1))
+    periods = (since - first) // period - 1
+    return first + periods * period if periods > 0 else first
+
+
 def _series(master: StoredEvent, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
     first, length = span(master)
     rules = rruleset()
     rrule: Any = master.component.get("RRULE")
-    if rrule is None:
-        rules.rdate(first)
-    else:
-        rules.rrule(rrulestr(rrule.to_ical().decode(), dtstart=first))
-        rules.rdate(first)
+    if rrule is not None:
+        if isinstance(rrule, list):  # refused when received (agenda.limits); the first one
+            rrule = rrule[0]
+        origin = _origin(rrule, first, start - length)
+        rules.rrule(rrulestr(rrule.to_ical().decode(), dtstart=origin))
+    rules.rdate(first)
     for extra in _dates(master, "RDATE"):
         rules.rdate(extra)
     for excluded in _dates(master, "EXDATE"):
         rules.exdate(excluded)
-    instances = []
-    for when in rules.xafter(start - length, count=MAX_INSTANCES, inc=True):
-        if when >= end:
+    instances: list[dt.datetime] = []
+    since = start - length
+    # At most MAX_STEPS instances from the start (agenda.limits), MAX_INSTANCES in the range.
+    for steps, when in enumerate(rules, 1):
+        if when >= end or steps > MAX_STEPS or len(instances) >= MAX_INSTANCES:
             break
-        instances.append(when)
+        if when >= since:
+            instances.append(when)
     return instances
 
 

@@ -6,8 +6,11 @@ they are found by header name (compared without accents, case or punctuation), n
 position. A ``.zip`` as published is read in place: the member whose name starts with the
 extract's name (``PS_LibreAcces_Personne_activite``, ``Extraction_Correspondance_MSSante``).
 
-Lines are read one at a time (memory does not grow with the file). A line that cannot be used
-is returned as a :class:`Rejected` with its line number (1 = the header) and the reason.
+Lines are read one at a time (memory does not grow with the file), each at most
+:data:`MAX_LINE` bytes: a longer one is skipped unread, in pieces (a file without a newline
+costs no more memory than one line). A line that cannot be used is returned as a
+:class:`Rejected` with its line number (1 = the header) and the reason. A header of more than
+:data:`MAX_COLUMNS` columns, or not UTF-8, fails the import (issue 26).
 """
 
 from __future__ import annotations
@@ -64,6 +67,11 @@ MSS_HEADER = (
     "Type de voie structure BAL", "Libellé Voie structure BAL", "Lieu-dit structure BAL",
     "Ligne d'acheminement structure BAL", "Code postal", "Département", "Pays",
 )  # fmt: skip
+
+#: The longest line read (bytes): the published lines are under 1 KiB.
+MAX_LINE = 64 * 1024
+#: Columns of the header (56 and 31 in the published files).
+MAX_COLUMNS = 500
 
 _MEMBER_PREFIX = {
     PS_LIBREACCES: "PS_LibreAcces_Personne_activite",
@@ -133,6 +141,34 @@ def open_extract(path: Path, kind: str) -> Iterator[IO[bytes]]:
         yield fh
 
 
+def lines(stream: IO[bytes]) -> Iterator[tuple[bytes | None, int]]:
+    """Each line of ``stream`` and its size in bytes; ``None`` for one longer than
+    :data:`MAX_LINE`, which is read through in pieces and not kept."""
+    while raw := stream.readline(MAX_LINE + 1):
+        if len(raw) <= MAX_LINE or raw.endswith(b"\n"):
+            yield raw, len(raw)
+            continue
+        size = len(raw)
+        while more := stream.readline(MAX_LINE + 1):
+            size += len(more)
+            if more.endswith(b"\n"):
+                break
+        yield None, size
+
+
+def _header(stream: IO[bytes]) -> list[str]:
+    first = stream.readline(MAX_LINE + 1)
+    if len(first) > MAX_LINE and not first.endswith(b"\n"):
+        raise ExtractError(f"the header line is longer than {MAX_LINE // 1024} KiB")
+    try:
+        header = _split(first.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ExtractError("the header is not UTF-8") from None
+    if len(header) > MAX_COLUMNS:
+        raise ExtractError(f"the header has more than {MAX_COLUMNS} columns")
+    return header
+
+
 @dataclass(frozen=True)
 class Part:
     """The data lines one reader takes: those starting at byte ``start`` (0: the first after
@@ -151,25 +187,27 @@ def halves(path: Path, key: str, wanted: dict[str, Sequence[str]]) -> tuple[Part
     and merge in file order as before."""
     size = path.stat().st_size
     with path.open("rb") as fh:
-        header = fh.readline()
-        cols = Columns(_split(header.decode("utf-8-sig", "replace")), wanted, ())
+        cols = Columns(_header(fh), wanted, ())
         column = cols.index.get(key)
-        middle = max(size // 2, len(header))
+        middle = max(size // 2, fh.tell())
         fh.seek(middle - 1)
-        fh.readline()  # the rest of the line the middle falls in
+        for _ in lines(fh):  # the rest of the line the middle falls in
+            break
         cut = fh.tell()
         first: str | None = None
-        while True:
-            raw = fh.readline()
-            if not raw:
-                return None  # no other person after the middle: one reader
+        for raw, length in lines(fh):
+            if raw is None:  # an over-long line goes with the first reader
+                cut += length
+                continue
             values = _split(raw.decode("utf-8", "replace"))
             value = values[column] if column is not None and column < len(values) else ""
             if first is None:
                 first = value
             elif value != first or column is None:
                 break
-            cut += len(raw)
+            cut += length
+        else:
+            return None  # no other person after the middle: one reader
         fh.seek(0)
         newlines = 0
         while fh.tell() < cut:
@@ -185,12 +223,7 @@ def read_rows(
 ) -> Iterator[tuple[int, Row | Rejected]]:
     """``(line number, row)`` for each data line, a :class:`Rejected` for each bad one; only
     the lines of ``part`` when given (the stream must then be the file itself)."""
-    first = stream.readline()
-    try:
-        header_line = first.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ExtractError("the header is not UTF-8") from None
-    header = _split(header_line)
+    header = _header(stream)
     if len(header) < 2:
         raise ExtractError("no |-delimited header row")
     cols = Columns(header, wanted, required)
@@ -199,17 +232,20 @@ def read_rows(
     width = cols.width
     absent = {name: "" for name in wanted if name not in cols.index}
     number = part.number - 1
-    offset = len(first)
+    offset = stream.tell() if part.stop is not None else 0
     if part.start:
         stream.seek(part.start)
         offset = part.start
     stop = part.stop
-    for raw in stream:
+    for raw, length in lines(stream):
         if stop is not None:
             if offset >= stop:
                 break
-            offset += len(raw)
+            offset += length
         number += 1
+        if raw is None:
+            yield number, Rejected(number, f"longer than {MAX_LINE // 1024} KiB")
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

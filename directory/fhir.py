@@ -12,10 +12,17 @@ of an activity for a PractitionerRole. Search parameters: ``name``, ``family``, 
 (word prefixes, accents and case ignored), ``identifier`` (``[system|]value``),
 ``mailbox-mss`` (prefix; ``:contains``, ``:exact``), ``mailbox-mss-type``, ``address-city``,
 ``address-postalcode``, ``_lastUpdated`` (``eq``/``gt``/``ge``/``lt``/``le``),
-``_count`` (default 50, at most 500); comma-separated values are alternatives (OR).
+``_count`` (default 50, at most 500), ``_offset`` (at most 10,000); comma-separated values
+are alternatives (OR).
 ``_include=PractitionerRole:practitioner`` / ``:organization`` (or ``PractitionerRole:*``)
 adds the resources a page of roles refers to (``search.mode = include``, not counted in
 ``total``). ``POST [type]/_search`` takes the same parameters form-encoded.
+
+Every search is bounded (issue 26; docs/security.md "Limits of untrusted input"): at most
+:data:`MAX_PARAMETERS` parameters, :data:`MAX_ALTERNATIVES` alternatives in each, values of at
+most :data:`MAX_VALUE` characters without control characters, else a 400 naming the parameter.
+A search with many alternatives (:data:`HEAVY_TERMS`) is planned in a thread and waits for one
+of :data:`HEAVY_SEARCHES` places, so that a few hostile requests cannot hold up the others.
 
 Read-only: PATCH, PUT, POST (but ``_search``) and DELETE get 405. The directory is a copy of
 the national one (ANS), replaced by each import; a local change would be overwritten by the
@@ -28,6 +35,7 @@ query and the base URL, and returns a status and a JSON document.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -37,6 +45,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from directory.idnat import OID_IDNAT_PS, OID_IDNAT_STRUCT
 from directory.search import (
+    PgPlan,
     SearchError,
     expression_plan,
     lexeme_frequencies,
@@ -61,6 +70,22 @@ JSON = dict[str, Any]
 FHIR_VERSION = "4.0.1"
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
+#: Deepest page (``_offset``): each page is read from the index's start, so a deeper one costs
+#: more; a client wanting the whole directory takes the ANS extract, not 4,000 pages.
+MAX_OFFSET = 10_000
+#: Parameters in one search (each occurrence counts, ``_count`` and the like too).
+MAX_PARAMETERS = 20
+#: Alternatives (comma-separated values) in one parameter.
+MAX_ALTERNATIVES = 20
+#: Characters in one value: a name, a town, an address (RFC 5321 §4.5.3.1.3: a path is at
+#: most 256 octets) or an identifier fits.
+MAX_VALUE = 256
+#: A search with more full-text terms or address patterns than this is *heavy*: planned in a
+#: thread, and at most :data:`HEAVY_SEARCHES` run at once in a process; the others wait up to
+#: :data:`HEAVY_WAIT` seconds, then get a 429.
+HEAVY_TERMS = 8
+HEAVY_SEARCHES = 2
+HEAVY_WAIT = 10.0
 EXT_EMAIL_TYPE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type"
 EXT_MAILBOX = (
     "https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition/"
@@ -99,8 +124,10 @@ INCLUDES = {
 FORM = "application/x-www-form-urlencoded"
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _DATE = re.compile(
-    r"^(eq|ne|gt|ge|lt|le|sa|eb)?(\d{4}(-\d{2}(-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?)?)?)$"
+    r"^(eq|ne|gt|ge|lt|le|sa|eb)?([0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?)$"
 )
+_NUMBER = re.compile(r"^[0-9]{1,9}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class FhirError(Exception):
@@ -108,6 +135,12 @@ class FhirError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A client's text echoed in an error: printable, shortened."""
+    clean = "".join(c if c.isprintable() else "?" for c in text[: limit + 1])
+    return repr(clean if len(clean) <= limit else clean[:limit] + "…")
 
 
 def outcome(code: str, message: str) -> JSON:
@@ -137,16 +170,20 @@ async def handle(
             if content_type.split(";")[0].strip().lower() != FORM:
                 raise FhirError(415, "not-supported", f"POST _search takes {FORM}")
             try:
-                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+                form = parse_qsl(
+                    body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_PARAMETERS
+                )
             except UnicodeDecodeError:
                 raise FhirError(400, "invalid", "the form is not UTF-8") from None
+            except ValueError:  # max_num_fields
+                raise FhirError(400, "too-costly", _too_many_parameters()) from None
             query, parts = [*query, *form], parts[:1]
         elif method not in ("GET", "HEAD"):
             raise FhirError(405, "not-supported", f"{method} is not supported: read-only API")
         if parts == ["metadata"]:
             return 200, capability_statement(base)
         if not parts or parts[0] not in RESOURCES or len(parts) > 2:
-            raise FhirError(404, "not-found", f"no such resource type or path: /{path}")
+            raise FhirError(404, "not-found", f"no such resource type or path: {_shown(path)}")
         kind = parts[0]
         if len(parts) == 2:
             if query and any(k not in ("_format", "_pretty") for k, _ in query):
@@ -366,7 +403,7 @@ async def read(db: Database, kind: str, logical_id: str) -> JSON:
         if rows:
             boxes = await _mailboxes(db, "practitioner_idnat", [str(rows[0][1])])
             return practitioner_role(rows[0], boxes)
-    raise FhirError(404, "not-found", f"{kind}/{logical_id} not found")
+    raise FhirError(404, "not-found", f"{kind}/{logical_id} not found")  # _ID: short, plain
 
 
 # -- search ------------------------------------------------------------------------------------
@@ -380,34 +417,54 @@ class _Params:
         return self.values.get(name, [])
 
 
+def _too_many_parameters() -> str:
+    return f"at most {MAX_PARAMETERS} parameters in one search"
+
+
 def _parse(query: Sequence[tuple[str, str]]) -> tuple[_Params, int, int]:
     values: dict[str, list[tuple[str, list[str]]]] = {}
     count, offset = DEFAULT_COUNT, 0
+    if len(query) > MAX_PARAMETERS:
+        raise FhirError(400, "too-costly", _too_many_parameters())
     for raw_name, value in query:
         name, _, modifier = raw_name.partition(":")
         if name not in COMMON_PARAMS:
-            raise FhirError(400, "not-supported", f"unknown search parameter {name!r}")
+            raise FhirError(400, "not-supported", f"unknown search parameter {_shown(name)}")
         if modifier and not (name == "mailbox-mss" and modifier in ("contains", "exact")):
             if not (modifier == "exact" and name in ("name", "family", "given")):
                 raise FhirError(
-                    400, "not-supported", f"modifier :{modifier} not supported on {name}"
+                    400, "not-supported", f"modifier {_shown(modifier)} not supported on {name}"
                 )
+        if _CONTROL.search(value):
+            raise FhirError(400, "invalid", f"{name}: control characters are not allowed")
         if name in ("_count", "_offset"):
-            if not value.isdigit():
+            if not _NUMBER.match(value):
                 raise FhirError(400, "invalid", f"{name} must be a non-negative integer")
             if name == "_count":
                 count = min(MAX_COUNT, max(1, int(value)))
             else:
                 offset = int(value)
+                if offset > MAX_OFFSET:
+                    raise FhirError(
+                        400, "too-costly",
+                        f"_offset is at most {MAX_OFFSET}: narrow the search instead",
+                    )  # fmt: skip
             continue
         if name in ("_format", "_pretty"):
-            continue
-        if name == "_include":
-            values.setdefault(name, []).append(("", [value]))
             continue
         alternatives = [v for v in value.split(",") if v.strip()]
         if not alternatives:
             raise FhirError(400, "invalid", f"empty value for {name}")
+        if len(alternatives) > MAX_ALTERNATIVES:
+            raise FhirError(
+                400, "too-costly", f"{name}: at most {MAX_ALTERNATIVES} alternatives (values"
+                " separated by commas)",
+            )  # fmt: skip
+        if any(len(v) > MAX_VALUE for v in alternatives):
+            raise FhirError(400, "too-long", f"{name}: a value is at most {MAX_VALUE} characters")
+        if name == "_include":
+            values.setdefault(name, []).append(("", [value]))
+            continue
         values.setdefault(name, []).append((modifier, alternatives))
     return _Params(values), count, offset
 
@@ -415,9 +472,12 @@ def _parse(query: Sequence[tuple[str, str]]) -> tuple[_Params, int, int]:
 def _date_clause(column: str, value: str) -> tuple[str, list[Any]]:
     m = _DATE.match(value)
     if not m:
-        raise FhirError(400, "invalid", f"_lastUpdated: not a FHIR date: {value!r}")
+        raise FhirError(400, "invalid", f"_lastUpdated: not a FHIR date: {_shown(value)}")
     prefix, text = m.group(1) or "eq", m.group(2)
-    start, end = _date_range(text)
+    try:
+        start, end = _date_range(text)
+    except (ValueError, OverflowError):  # 2024-02-30, 2024-13, 0000, an offset of +99:00
+        raise FhirError(400, "invalid", f"_lastUpdated: not a FHIR date: {_shown(value)}") from None
     ops = {
         "gt": (f"{column} >= ?", [end]),
         "sa": (f"{column} >= ?", [end]),
@@ -432,28 +492,37 @@ def _date_clause(column: str, value: str) -> tuple[str, list[Any]]:
     return sql, params
 
 
+#: The end of time for a range that would end after year 9999 (``_lastUpdated=9999``).
+_LAST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def _after(start: dt.datetime, step: dt.timedelta | None = None, *, months: int = 0) -> dt.datetime:
+    """``start`` moved ``step`` or ``months`` on, or :data:`_LAST` past year 9999."""
+    try:
+        if step is not None:
+            return start + step
+        month = start.month - 1 + months
+        return start.replace(year=start.year + month // 12, month=month % 12 + 1)
+    except (ValueError, OverflowError):
+        return _LAST
+
+
 def _date_range(text: str) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a FHIR date, to the precision given (raises ValueError if invalid)."""
     if len(text) == 4:
         start = dt.datetime(int(text), 1, 1, tzinfo=dt.UTC)
-        return start, start.replace(year=start.year + 1)
+        return start, _after(start, months=12)
     if len(text) == 7:
         start = dt.datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=dt.UTC)
-        nxt = (
-            start.replace(year=start.year + 1, month=1)
-            if start.month == 12
-            else start.replace(month=start.month + 1)
-        )
-        return start, nxt
+        return start, _after(start, months=1)
     if len(text) == 10:
         start = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
-        return start, start + dt.timedelta(days=1)
-    try:
-        instant = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise FhirError(400, "invalid", f"_lastUpdated: not a FHIR date: {text!r}") from None
+        return start, _after(start, dt.timedelta(days=1))
+    instant = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=dt.UTC)
-    return instant, instant + dt.timedelta(seconds=1)
+    instant = instant.astimezone(dt.UTC)  # OverflowError before year 1 or after 9999
+    return instant, _after(instant, dt.timedelta(seconds=1))
 
 
 class _Where:
@@ -522,37 +591,31 @@ def _fts_clause(where: _Where, kind_token: str, column: str) -> None:
 
 
 async def _page_from_index(
-    db: Database,
-    fts: tuple[str, str],
-    table: str,
-    alias: str,
-    key: str,
-    cols: str,
-    count: int,
-    offset: int,
+    db: Database, plan: _Plan, count: int, offset: int
 ) -> list[tuple[Any, ...]]:
     """``count + 1`` rows from ``offset``, in the full-text index's order."""
-    expr, _kind = fts
-    if db.dialect == "sqlite":
+    assert plan.index is not None
+    expr, pg = plan.index
+    if pg is None:
         sql = (
             "SELECT ref FROM dir_search WHERE id IN (SELECT rowid FROM dir_search_fts"
             " WHERE dir_search_fts MATCH ? ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY id"
         )
         refs = [str(r[0]) for r in await db.raw_rows(sql, expr, count + 1, offset)]
     else:  # never a sequential scan gambling on early matches (directory.search.pg_page)
-        freqs, _documents = await lexeme_frequencies(db)
-        plan = expression_plan(expr, freqs)
-        refs = [str(r[1]) for r in await pg_page(db, plan, count + 1, offset)]
+        refs = [str(r[1]) for r in await pg_page(db, pg, count + 1, offset)]
     if not refs:
         return []
     rows = await db.raw_rows(
-        f"SELECT {cols} FROM {table} {alias} WHERE {key} IN ({_marks(refs)})", *refs
+        f"SELECT {plan.cols} FROM {plan.table} {plan.alias} WHERE {plan.key}"
+        f" IN ({_marks(refs)})",
+        *refs,
     )
     order = {ref: i for i, ref in enumerate(refs)}
     return sorted(rows, key=lambda r: order[str(r[0])])
 
 
-def _word_terms(values: list[str], token: Any = None) -> list[str]:
+def _word_terms(name: str, values: list[str], token: Any = None) -> list[str]:
     terms = []
     for v in values:
         if token is not None:
@@ -561,7 +624,15 @@ def _word_terms(values: list[str], token: Any = None) -> list[str]:
         else:
             terms += fold(v).split()[:1]
     if not terms:
-        raise FhirError(400, "invalid", "a name parameter needs at least one letter")
+        raise FhirError(400, "invalid", f"{name}: a value needs at least one letter or digit")
+    return terms
+
+
+def _place_terms(name: str, values: list[str], token: Any) -> list[str]:
+    """A town or postcode group: an empty group would be a full-text syntax error."""
+    terms = [token(v) for v in values if squash(v)]
+    if not terms:
+        raise FhirError(400, "invalid", f"{name}: a value needs at least one letter or digit")
     return terms
 
 
@@ -578,7 +649,10 @@ def _mailbox_clause(where: _Where, params: _Params, owner: str, owner_column: st
             v = v.strip().lower().replace("%", "")
             if not v:
                 raise FhirError(400, "invalid", "empty value for mailbox-mss")
-            pattern = {"exact": v, "contains": f"%{v}%"}.get(modifier, f"{v}%")
+            # PostgreSQL's LIKE escapes with a backslash (a pattern ending in one is an
+            # error); in SQLite's it is an ordinary character.
+            like = v if where.dialect == "sqlite" else v.replace("\\", "\\\\")
+            pattern = {"exact": like, "contains": f"%{like}%"}.get(modifier, f"{like}%")
             if where.dialect == "sqlite":
                 candidates = "m.id IN (SELECT rowid FROM dir_mailboxes_trgm WHERE address LIKE ?)"
                 check = {
@@ -622,29 +696,43 @@ def _common(where: _Params, w: _Where) -> None:
             raise FhirError(400, "invalid", "mailbox-mss-type is one of PER, ORG, APP, CAB")
         w.fts_exact.append([mailbox_type_token(k) for k in kinds])
     for _, values in where.get("address-city"):
-        w.fts_exact.append([city_token(v) for v in values if squash(v)])
+        w.fts_exact.append(_place_terms("address-city", values, city_token))
     for _, values in where.get("address-postalcode"):
-        w.fts_prefix.append([postcode_token(v) for v in values if squash(v)])
+        w.fts_prefix.append(_place_terms("address-postalcode", values, postcode_token))
     for _, values in where.get("_lastUpdated"):
         for v in values:
             sql, ps = _date_clause("{updated}", v)
             w.add(sql, [w.time(p) for p in ps])
 
 
-async def search(db: Database, kind: str, query: Sequence[tuple[str, str]], base: str) -> JSON:
-    params, count, offset = _parse(query)
-    includes = _includes(kind, params)
-    w = _Where(db.dialect)
+@dataclass(frozen=True)
+class _Plan:
+    """The statement of a page of results: ``sql`` with ``params`` (then ``count + 1`` and
+    ``offset``), or, when the full-text match is the only condition, ``index``: the match
+    expression and, on PostgreSQL, how to run it (:func:`_page_from_index`)."""
+
+    table: str
+    alias: str
+    key: str
+    cols: str
+    sql: str = ""
+    params: tuple[Any, ...] = ()
+    index: tuple[str, PgPlan | None] | None = None
+
+
+def _plan(kind: str, params: _Params, dialect: str, freqs: dict[str, float]) -> _Plan:
+    """Pure and synchronous: run in a thread for a heavy search."""
+    w = _Where(dialect)
     for _, values in params.get("family"):
-        w.fts_prefix.append(_word_terms(values, family_token))
+        w.fts_prefix.append(_word_terms("family", values, family_token))
     for _, values in params.get("given"):
-        w.fts_prefix.append(_word_terms(values, given_token))
+        w.fts_prefix.append(_word_terms("given", values, given_token))
     for _, values in params.get("name"):
         if kind == "Organization":
-            w.fts_prefix.append(_word_terms(values))
+            w.fts_prefix.append(_word_terms("name", values))
         else:
-            terms = _word_terms(values, family_token) + _word_terms(values, given_token)
-            w.fts_prefix.append(terms)
+            terms = _word_terms("name", values, family_token)
+            w.fts_prefix.append(terms + _word_terms("name", values, given_token))
     _common(params, w)
     if kind == "Practitioner":
         table, alias, key, cols = "dir_practitioners", "p", "p.idnat", _P_COLS
@@ -665,16 +753,70 @@ async def search(db: Database, kind: str, query: Sequence[tuple[str, str]], base
         ids = _identifier_values(values)
         column = {"Practitioner": "p.idnat", "Organization": "o.identifier"}.get(kind, "p.idnat")
         w.add(f"{column} IN ({_marks(ids)})", ids)
-    conditions = [c.replace("{updated}", f"{alias}.updated_at") for c in w.sql]
-    conditions.insert(0, f"{alias}.active = {'1' if db.dialect == 'sqlite' else 'true'}")
     if w.fts_only is not None and len(w.sql) == 1 and kind != "PractitionerRole":
-        rows = await _page_from_index(db, w.fts_only, table, alias, key, cols, count, offset)
+        expr = w.fts_only[0]
+        pg = expression_plan(expr, freqs) if dialect == "postgresql" else None
+        return _Plan(table, alias, key, cols, index=(expr, pg))
+    conditions = [c.replace("{updated}", f"{alias}.updated_at") for c in w.sql]
+    conditions.insert(0, f"{alias}.active = {'1' if dialect == 'sqlite' else 'true'}")
+    sql = (
+        f"SELECT {cols} FROM {table} {alias}{join} WHERE {' AND '.join(conditions)}"
+        f" ORDER BY {alias}.id LIMIT ? OFFSET ?"
+    )
+    return _Plan(table, alias, key, cols, sql, tuple(w.params))
+
+
+def _terms(kind: str, params: _Params) -> int:
+    """How many full-text terms and address patterns the search holds (:data:`HEAVY_TERMS`)."""
+    total = 0
+    for name, entries in params.values.items():
+        weight = 2 if name == "name" and kind != "Organization" else 1
+        total += weight * sum(len(alternatives) for _, alternatives in entries)
+    return total
+
+
+_HEAVY: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+async def _heavy_place() -> asyncio.Semaphore:
+    """One of the :data:`HEAVY_SEARCHES` places of this process (its event loop), within
+    :data:`HEAVY_WAIT` seconds, or a 429."""
+    loop = asyncio.get_running_loop()
+    places = _HEAVY.get(loop)
+    if places is None:
+        for other in [old for old in _HEAVY if old.is_closed()]:
+            del _HEAVY[other]
+        places = _HEAVY[loop] = asyncio.Semaphore(HEAVY_SEARCHES)
+    try:
+        await asyncio.wait_for(places.acquire(), HEAVY_WAIT)
+    except TimeoutError:
+        raise FhirError(
+            429, "throttled", "too many searches with many values at once: retry later"
+        ) from None
+    return places
+
+
+async def _page(db: Database, plan: _Plan, count: int, offset: int) -> list[tuple[Any, ...]]:
+    if plan.index is not None:
+        return await _page_from_index(db, plan, count, offset)
+    return await db.raw_rows(plan.sql, *plan.params, count + 1, offset)
+
+
+async def search(db: Database, kind: str, query: Sequence[tuple[str, str]], base: str) -> JSON:
+    params, count, offset = _parse(query)
+    includes = _includes(kind, params)
+    freqs = (await lexeme_frequencies(db))[0] if db.dialect == "postgresql" else {}
+    if _terms(kind, params) <= HEAVY_TERMS:
+        rows = await _page(db, _plan(kind, params, db.dialect, freqs), count, offset)
     else:
-        sql = (
-            f"SELECT {cols} FROM {table} {alias}{join} WHERE {' AND '.join(conditions)}"
-            f" ORDER BY {alias}.id LIMIT ? OFFSET ?"
-        )
-        rows = await db.raw_rows(sql, *w.params, count + 1, offset)
+        # Many alternatives: the planning (folding, one estimate per prefix) leaves the event
+        # loop to a thread, and few such searches run at once (issue 26).
+        places = await _heavy_place()
+        try:
+            plan = await asyncio.to_thread(_plan, kind, params, db.dialect, freqs)
+            rows = await _page(db, plan, count, offset)
+        finally:
+            places.release()
     more = len(rows) > count
     rows = rows[:count]
     entries = []
@@ -710,7 +852,7 @@ async def search(db: Database, kind: str, query: Sequence[tuple[str, str]], base
         return {"relation": relation, "url": f"{base}/{kind}?{q}"}
 
     links = [link("self", offset)]
-    if more:
+    if more and offset + count <= MAX_OFFSET:
         links.append(link("next", offset + count))
     if offset > 0:
         links.append(link("previous", max(0, offset - count)))

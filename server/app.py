@@ -41,6 +41,7 @@ from server.http.agenda import AgendaFeed, agenda_route
 from server.http.catalogue import CatalogueApi, catalogue_route
 from server.http.dossier import DossierApi, dossier_route
 from server.http.fhir import fhir_route
+from server.http.limits import HttpLimits
 from server.http.metrics import metrics_route
 from server.http.pki import PkiPublisher
 from server.http.server import Handler, HttpServer, Request, Response
@@ -168,6 +169,13 @@ def _send_tls_alerts() -> None:
     protocol._hygie_alerts = True
 
 
+def http_limits(config: Config) -> HttpLimits:
+    return HttpLimits(
+        max_connections=config.http.max_connections,
+        max_connections_per_peer=config.http.max_connections_per_peer,
+    )
+
+
 async def _start_pki_http(
     config: Config, master: MasterKey
 ) -> tuple[list[asyncio.Server], asyncio.Task[None] | None]:
@@ -184,7 +192,7 @@ async def _start_pki_http(
         )
         return Response(status, ctype, body, [("Cache-Control", "max-age=60")])
 
-    server = await HttpServer([(publisher.prefix + "/", pki)]).listen(
+    server = await HttpServer([(publisher.prefix + "/", pki)], limits=http_limits(config)).listen(
         config.server.listen, config.http.pki_port
     )
     task = asyncio.get_running_loop().create_task(publisher.keep_crl_fresh(), name="crl")
@@ -317,7 +325,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         scrape = metrics_route(metrics, services.db, config.data_dir)
         https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
                             ("/agenda/", agenda_route(feed)), ("/catalogue/", catalogue_api),
-                            ("/metrics", scrape), ("/espace/", espace.route)])  # fmt: skip
+                            ("/metrics", scrape), ("/espace/", espace.route)],
+                           limits=http_limits(config))  # fmt: skip
         http_servers.append(
             await https.listen(config.server.listen, config.http.https_port, ssl=tls)
         )

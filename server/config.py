@@ -74,6 +74,11 @@ class HttpSection:
     pki_public_url: str = ""
     # HTTPS (the server's TLS certificate): the directory's FHIR API under /fhir/ (0 disables).
     https_port: int = 8443
+    # Open connections of each HTTP listener, in all and from one client address (behind a
+    # proxy every client has the proxy's address: raise the second to the first). Beyond,
+    # a 503 and the connection is closed (docs/security.md).
+    max_connections: int = 1000
+    max_connections_per_peer: int = 100
 
 
 @dataclass(frozen=True)
@@ -453,6 +458,9 @@ pki_port = {HttpSection().pki_port}
 pki_public_url = "{pki_public_url}"
 # HTTPS with the server certificate: the directory's FHIR R4 API at https://<hostname>:<port>/fhir/
 https_port = {HttpSection().https_port}
+# Open connections of each HTTP listener, in all and from one client address (a 503 beyond).
+max_connections = {HttpSection().max_connections}
+max_connections_per_peer = {HttpSection().max_connections_per_peer}
 
 [relay]
 # Inbound relay from other operators (STARTTLS, client certificate required).

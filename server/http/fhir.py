@@ -25,6 +25,8 @@ def fhir_route(db: Database) -> Handler:
             request.headers.get("content-type", ""),
         )
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-        return Response(status, CONTENT_TYPE, body if request.method != "HEAD" else b"")
+        # RFC 6585 §4: a 429 says when to come back.
+        headers = [("Retry-After", str(max(1, round(fhir.HEAVY_WAIT))))] if status == 429 else []
+        return Response(status, CONTENT_TYPE, body if request.method != "HEAD" else b"", headers)
 
     return handle

@@ -7,12 +7,16 @@ listen on several sockets (plain or TLS):
     await http.listen(host, 8443, ssl=tls_context)
 
 A handler gets a :class:`Request` and returns a :class:`Response`. The longest matching prefix
-wins; no match is a 404. A malformed request gets a 400, a body over ``max_body`` a 413, and
-a handler's exception a 500 (logged by type only: URLs can carry identifiers). A HEAD request
-is answered as the GET of the same target without its body (RFC 9110 §9.3.2). A request must
-arrive whole within ``request_timeout`` seconds of its first byte, else a 408 and the
-connection is closed (a client dripping a byte at a time cannot hold it for ever); an idle
-keep-alive connection is closed after :data:`READ_TIMEOUT`.
+wins; no match is a 404. A malformed request gets a 400, and a handler's exception a 500
+(logged by type only: URLs can carry identifiers). A HEAD request is answered as the GET of the
+same target without its body (RFC 9110 §9.3.2).
+
+Every request is bounded by :class:`server.http.limits.HttpLimits` (issue 26): the head's size
+and number of fields (431), the target (414), the query's fields (400), the body (413, on its
+Content-Length before it is read), the time for the request to arrive from its first byte
+(408, then closed: a client dripping a byte at a time cannot hold a connection for ever), an
+idle keep-alive connection's life, and the open connections, in all and per client address
+(503, then closed).
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import h11
 import structlog
 
+from server.http.limits import ConnectionSlots, HttpLimits, Refusal, head_problem
+
 log = structlog.get_logger("hygie.http")
-READ_TIMEOUT = 30.0
-REQUEST_TIMEOUT = 60.0
+READ_TIMEOUT = HttpLimits.idle_timeout
+REQUEST_TIMEOUT = HttpLimits.request_timeout
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,20 @@ def text(status: int, message: str) -> Response:
 
 class HttpServer:
     def __init__(
-        self, routes: Sequence[tuple[str, Handler]], *, max_body: int = 64 * 1024,
-        request_timeout: float = REQUEST_TIMEOUT,
+        self, routes: Sequence[tuple[str, Handler]], *, max_body: int | None = None,
+        request_timeout: float | None = None, limits: HttpLimits | None = None,
     ):  # fmt: skip
         # Longest prefix first, so "/fhir/metadata" can override "/fhir/".
         self.routes = sorted(routes, key=lambda r: len(r[0]), reverse=True)
-        self.max_body = max_body
-        self.request_timeout = request_timeout
+        limits = limits or HttpLimits()
+        if max_body is not None:
+            limits = dataclasses.replace(limits, max_body=max_body)
+        if request_timeout is not None:
+            limits = dataclasses.replace(limits, request_timeout=request_timeout)
+        self.limits = limits
+        self.max_body = limits.max_body
+        self.request_timeout = limits.request_timeout
+        self.slots = ConnectionSlots.of(limits)
 
     async def listen(
         self, host: str, port: int, *, ssl: ssl.SSLContext | None = None
@@ -103,9 +116,25 @@ class HttpServer:
     async def handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, scheme: str = "http"
     ) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
         address = writer.get_extra_info("peername")
         peer = str(address[0]) if isinstance(address, tuple) and address else "unknown"
+        if not self.slots.take(peer):
+            log.warning("http_connections_refused", reason="too many connections")
+            with contextlib.suppress(Exception):
+                writer.write(_raw_refusal(Refusal(503, "too many connections")))
+                await asyncio.wait_for(writer.drain(), 5)
+            with contextlib.suppress(Exception):
+                writer.close()
+            return
+        try:
+            await self._serve(reader, writer, scheme, peer)
+        finally:
+            self.slots.release(peer)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, scheme: str, peer: str
+    ) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head)
         try:
             while True:
                 head: h11.Request | None = None
@@ -117,7 +146,8 @@ class HttpServer:
                     if event is h11.NEED_DATA:
                         if deadline is None and conn.trailing_data[0]:
                             deadline = loop.time() + self.request_timeout
-                        wait = READ_TIMEOUT if deadline is None else deadline - loop.time()
+                        idle = self.limits.idle_timeout
+                        wait = idle if deadline is None else deadline - loop.time()
                         try:
                             data = await asyncio.wait_for(reader.read(65536), max(wait, 0))
                         except TimeoutError:
@@ -130,6 +160,10 @@ class HttpServer:
                         continue
                     if isinstance(event, h11.Request):
                         head = event
+                        refusal = head_problem(event.target, event.headers, self.limits)
+                        if refusal is not None:
+                            await self._send(writer, conn, text(refusal.status, refusal.reason))
+                            return
                     elif isinstance(event, h11.Data):
                         body += event.data
                         if len(body) > self.max_body:
@@ -149,9 +183,11 @@ class HttpServer:
                 if conn.our_state is h11.MUST_CLOSE:
                     return
                 conn.start_next_cycle()
-        except h11.RemoteProtocolError:
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            reason = "request head too large" if status == 431 else "bad request"
             with contextlib.suppress(Exception):
-                await self._send(writer, conn, text(400, "bad request"))
+                await self._send(writer, conn, text(status, reason))
         except (TimeoutError, ConnectionError, ssl.SSLError, h11.LocalProtocolError):
             pass
         finally:
@@ -164,8 +200,7 @@ class HttpServer:
         if conn.our_state is h11.SEND_RESPONSE:
             await self._send(writer, conn, text(408, "request timeout"))
             return
-        writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8"
-                     b"\r\nContent-Length: 16\r\nConnection: close\r\n\r\nrequest timeout\n")
+        writer.write(_raw_refusal(Refusal(408, "request timeout")))
         await writer.drain()
 
     async def _send(
@@ -186,6 +221,19 @@ class HttpServer:
             writer.write(conn.send(h11.Data(data=response.body)) or b"")
         writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
+
+
+_REASONS = {408: "Request Timeout", 503: "Service Unavailable"}
+
+
+def _raw_refusal(refusal: Refusal) -> bytes:
+    """A closing answer written before h11 has a request to answer."""
+    body = (refusal.reason + "\n").encode()
+    return (
+        f"HTTP/1.1 {refusal.status} {_REASONS[refusal.status]}\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
 
 
 def _request(head: h11.Request, body: bytes, scheme: str, peer: str = "unknown") -> Request:

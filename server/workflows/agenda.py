@@ -181,7 +181,7 @@ class AgendaWorkflow(Step):
         self, part: CalendarPart, sender: str, recipients: list[Recipient], submitted: bool
     ) -> None:
         try:
-            message = parse(part.data)
+            message = await asyncio.to_thread(parse, part.data)
             if part.method is not None and part.method != message.method:
                 raise ItipError("the Content-Type method differs from METHOD (RFC 6047 §2.4)")
             if message.method == "REQUEST" and message.freebusy:

@@ -13,6 +13,8 @@ manifest, never its content.
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from catalogue import notices
@@ -35,13 +37,17 @@ log = structlog.get_logger("hygie.catalogue")
 SERVICE = notices.SERVICE
 
 
-def find_manifests(message: Message) -> list[bytes]:
-    """The JSON parts of a message (``application/json`` or a ``*.json`` file name)."""
-    found = []
+def find_manifests(message: Message, most: int = 2) -> list[bytes]:
+    """The JSON parts of a message (``application/json`` or a ``*.json`` file name), the
+    first ``most`` of them: one is wanted, a second is enough to refuse (issue 26: a
+    message of thousands of parts is not decoded whole)."""
+    found: list[bytes] = []
     for leaf in message.leaves():
         name = (leaf.filename or "").lower()
         if leaf.content_type == "application/json" or name.endswith(".json"):
             found.append(message.decoded(leaf) or b"")
+            if len(found) >= most:
+                break
     return found
 
 
@@ -107,7 +113,7 @@ class CatalogueWorkflow(Step):
         if len(data) > MAX_BYTES:
             return [f"the manifest is larger than {MAX_BYTES // 1024} KiB"]
         try:
-            manifest = parse(data)
+            manifest = await asyncio.to_thread(parse, data)  # bounded: catalogue.manifest
         except ManifestError as exc:
             return exc.problems
         problems = await self.catalogue.check(manifest, sender)

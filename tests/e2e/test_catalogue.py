@@ -16,6 +16,7 @@ import email.policy
 import imaplib
 import json
 import smtplib
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -291,6 +292,43 @@ def test_hostile_manifests_get_every_problem_and_store_nothing(world: World) -> 
         main, ["--data", str(world.server.data_dir), "catalogue", "list"]
     )
     assert result.output == "no app\n"  # nothing half-stored
+
+
+def server_rss(world: World) -> int:
+    for line in Path(f"/proc/{world.server.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_manifests_beyond_the_limits_are_refused_in_bounded_time(world: World) -> None:
+    """Issue 26: nesting, duplicate keys, a number of 60,000 digits, thousands of JSON parts
+    in one message: each gets its reason back within seconds, the server's memory unmoved."""
+    before = server_rss(world)
+    deep = b"[" * 30_000 + b"]" * 30_000
+    nine = b'{"id": "fr.x.y", "a": [[[[[[[[[1]]]]]]]]]}'
+    duplicate = b'{"id": "fr.x.y", "name": "A", "name": "B"}'
+    digits = b'{"id": ' + b"1" * 60_000 + b"}"
+    for data, reason in (
+        (deep, "the manifest is nested too deeply"),
+        (nine, "the manifest is nested deeper than 8 levels"),
+        (duplicate, "the member 'name' appears twice"),
+        (digits, "not valid JSON"),
+    ):
+        started = time.monotonic()
+        body = text(submit(world, data))
+        assert reason in body and time.monotonic() - started < 10, body
+    parts = EmailMessage()
+    parts["From"], parts["To"], parts["Subject"] = EDITOR, CATALOGUE, "Référencement"
+    parts.set_content("Manifestes.")
+    for i in range(1000):  # 4 MB: within the test server's 8 MB
+        parts.add_attachment(deep[:2000] + b"]" * 2000, maintype="application",
+                             subtype="json", filename=f"m{i}.json")  # fmt: skip
+    started = time.monotonic()
+    assert send(world, EDITOR, CATALOGUE, parts.as_bytes(policy=email.policy.SMTP))[0] == 250
+    assert "attach exactly one manifest per message" in text(newest(world, EDITOR))
+    assert time.monotonic() - started < 20
+    assert server_rss(world) - before < 64 * 2**20
 
 
 def test_bad_requests_to_the_catalogue_api(world: World) -> None:
