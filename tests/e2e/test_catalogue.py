@@ -372,6 +372,7 @@ async def test_the_life_of_an_app(world: World) -> None:
     # patient may not see (INVISIBLE_PATIENT), even one it filed itself.
     filed = world.server.log_bytes().count(b"dossier_filed")
     assert send(world, APP, "dmp@hygie.test", xdm("dmp@hygie.test", invisible=True)) == (250, "")
+    settle(world.server)  # the filing is after-commit work
     assert world.server.log_bytes().count(b"dossier_filed") == filed + 1
     status, body = call(world, f"/dossier/patients/{INS}/documents", APP)
     assert status == 200 and len(body["documents"]) == 1  # type: ignore[index]
