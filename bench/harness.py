@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -83,6 +83,24 @@ def hygie_command() -> list[str]:
     return [sys.executable, "-m", "server.cli"]
 
 
+def patient_registration(address: str, options: Sequence[str] = ()) -> tuple[str, ...] | None:
+    """The ``hygie patient add`` that must precede ``hygie user add`` of a patient address
+    ``<INS>@patient.<domain>`` (only a registered QUAL identity gets a mailbox), or None for
+    any other address. Without ``options``, the identity is DUPONT Marie, born on the 12th of
+    the month and year the matricule encodes, of the sex it encodes: what the tests' CDA
+    documents say of their patients."""
+    local, _, domain = address.lower().rpartition("@")
+    if not domain.startswith("patient.") or len(local) != 15 or not local[:5].isdigit():
+        return None  # not a matricule: ``hygie user add`` says why
+    if not options:
+        year, month = int(local[1:3]), int(local[3:5])
+        month = month if 1 <= month <= 12 else 1
+        born = f"{1900 + year if year >= 30 else 2000 + year}-{month:02d}-12"
+        options = ("--birth-name", "DUPONT", "--given", "Marie", "--birth-date", born,
+                   "--sex", "M" if local[0] == "1" else "F")  # fmt: skip
+    return ("patient", "add", local.upper(), *options, "--status", "QUAL", "--no-mailbox")
+
+
 class ServerError(RuntimeError):
     """``hygie`` failed to initialise or to become ready; the message has its output."""
 
@@ -100,8 +118,12 @@ class ServerProcess:
         hostname: str | None = None,
         ready_timeout: float = 60.0,
         base_dir: Path | None = None,
+        patients: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.users: dict[str, str] = dict(users or {})
+        #: ``hygie patient add`` options per patient address of ``users`` (identity traits,
+        #: médecin traitant); a patient address not listed gets the default identity.
+        self.patients: dict[str, Sequence[str]] = dict(patients or {})
         self.database_url = database_url
         self.domain = domain
         self.hostname = hostname or f"mail.{domain}"
@@ -216,19 +238,33 @@ class ServerProcess:
                 f"stderr: {proc.stderr.decode(errors='replace')}"
             )
 
+    def _user_commands(
+        self, address: str, password: str
+    ) -> list[tuple[tuple[str, ...], str | None]]:
+        """``hygie user add``, after ``hygie patient add`` for a patient address."""
+        registration = patient_registration(address, self.patients.get(address, ()))
+        add = (("user", "add", address, "--password-stdin"), password + "\n")
+        return [(registration, None), add] if registration is not None else [add]
+
     def init(self) -> None:
-        """``hygie init`` on the fresh data directory, then ``hygie user add`` for each user."""
+        """``hygie init`` on the fresh data directory, then ``hygie user add`` for each user
+        (a patient's identity registered first: :func:`patient_registration`)."""
         self.hygie_batch(
             (("init", "--domain", self.domain, "--hostname", self.hostname), None),
             *(
-                (("user", "add", address, "--password-stdin"), password + "\n")
+                command
                 for address, password in self.users.items()
+                for command in self._user_commands(address, password)
             ),
         )
         self._initialised = True
 
-    def add_user(self, address: str, password: str) -> None:
-        self.hygie("user", "add", address, "--password-stdin", input=password.encode())
+    def add_user(self, address: str, password: str, patient: Sequence[str] = ()) -> None:
+        """A new account; for a patient address, ``patient`` are the ``hygie patient add``
+        options of the identity registered first (default: :func:`patient_registration`)."""
+        if patient:
+            self.patients[address] = patient
+        self.hygie_batch(*self._user_commands(address, password))
         self.users[address] = password
 
     # -- the process -----------------------------------------------------------------------------

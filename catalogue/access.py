@@ -14,8 +14,9 @@ nothing is allowed: no consent is possible). The paths, each with its scope:
   else the MDN/error mail 901 (author not allowed);
 - the agenda workflow: ``agenda-write`` for each patient whose agenda would change;
 - the dossier read API (``/dossier/patients/<INS>/…``): ``dossier-read``; the app sees what
-  the patient sees (every current document but INVISIBLE_PATIENT ones), else 403; an app the
-  patient never connected gets the 404 of an unknown INS (no patient-existence oracle).
+  the patient sees (`dossier.visibility.patient_view`: every current document but
+  INVISIBLE_PATIENT ones), else 403; an app the patient never connected gets the 404 of an
+  unknown INS (no patient-existence oracle).
 
 A suspended or withdrawn app, or one whose certificate is on the CRL, is refused on every
 path at once (the check reads the app's status and the CRL at each attempt). Every refusal is

@@ -135,20 +135,35 @@ def automatic_mdn_target(headers: Message, return_path: str) -> str | None:
 _DISPOSITION_TYPES = frozenset({"displayed", "deleted", "dispatched", "processed"})
 
 
-def _text(error: IntegrationError | None, disposition_type: str, subject: str) -> str:
+_MASKED_FR = (
+    "Un document du message est masqué aux professionnels de santé (MASQUE_PS) : seul "
+    "l'en-tête du courriel d'origine est joint. Vérifiez les informations fournies et "
+    "renvoyez les documents après correction.\n"
+)
+_MASKED_EN = (
+    "A document of the message is masked from health professionals (MASQUE_PS): only the "
+    "original's header is attached.\n"
+)
+
+
+def _text(
+    error: IntegrationError | None, disposition_type: str, subject: str, headers_only: bool
+) -> str:
     if error is not None:
         return (
             "Le message ci-dessous n'a pas pu être intégré automatiquement pour la raison "
             f"suivante : {error.text}\n"
             f"Le système a retourné l'erreur {error.hl7}\n"
             "\n"
-            "Le courriel d'origine est joint, avec ses pièces jointes : vérifiez les "
-            "informations fournies et renvoyez les documents après correction.\n"
-            "\n"
+            + (_MASKED_FR if headers_only else
+               "Le courriel d'origine est joint, avec ses pièces jointes : vérifiez les "
+               "informations fournies et renvoyez les documents après correction.\n")
+            + "\n"
             "The message below could not be integrated automatically: error "
             f"{error.code} ({error.text}).\n"
-            "The original message is attached with its attachments.\n"
-        )
+            + (_MASKED_EN if headers_only else
+               "The original message is attached with its attachments.\n")
+        )  # fmt: skip
     fr = {
         "processed": "a été traité",
         "displayed": "a été affiché",
@@ -169,6 +184,7 @@ def build_mdn(
     final_recipient: str,
     error: IntegrationError | None = None,
     attach_original: bool = True,
+    headers_only: bool = False,
     message_id_domain: str,
     original_recipient: str | None = None,
     disposition_type: str = "processed",
@@ -186,7 +202,9 @@ def build_mdn(
     inside the Disposition (``processed/Error: 902^...``), for peers that read it there;
     ``Error:`` is written either way. ``Original-Recipient`` comes from the argument or the
     original's ``Original-Recipient`` header field. ``manual`` makes it
-    ``manual-action/MDN-sent-manually`` (a client asking its user, RFC 8098 §2.1)."""
+    ``manual-action/MDN-sent-manually`` (a client asking its user, RFC 8098 §2.1).
+    ``headers_only`` returns the original's header section (``text/rfc822-headers``, RFC 8098
+    §3) instead of the whole message: for a document masked from professionals."""
     if disposition_type not in _DISPOSITION_TYPES:
         raise ValueError(f"disposition type is one of {sorted(_DISPOSITION_TYPES)}")
     for name, value in (
@@ -224,11 +242,11 @@ def build_mdn(
         fields += report.fold("Error", error.hl7)
 
     parts = [
-        report.text_part(_text(error, disposition_type, subject)),
+        report.text_part(_text(error, disposition_type, subject, headers_only)),
         report.message_part("message/disposition-notification", fields),
     ]
     if attach_original:
-        parts.append(report.message_part("message/rfc822", original))
+        parts.append(_returned(original, headers_only))
 
     if error is not None:
         mdn_subject = f"{KO_PREFIX}[{error.code}] {subject}".rstrip()
@@ -250,6 +268,15 @@ def build_mdn(
     return report.multipart(header_fields, "report; report-type=disposition-notification", parts)
 
 
+def _returned(original: bytes, headers_only: bool) -> bytes:
+    """The original as a report returns it: whole, or its header section only."""
+    if not headers_only:
+        return report.message_part("message/rfc822", original)
+    head = report.header_section(original)
+    charset = '; charset="utf-8"' if report.eight_bit(head) else ""  # RFC 6532 fields
+    return report.message_part(f"text/rfc822-headers{charset}", head)
+
+
 def build_error_mail(
     *,
     original: bytes,
@@ -257,6 +284,7 @@ def build_error_mail(
     to_address: str,
     error: IntegrationError,
     message_id_domain: str,
+    headers_only: bool = False,
     now: datetime | None = None,
 ) -> bytes:
     """The volet's "courriel standard": how an integration error is reported when the
@@ -264,15 +292,18 @@ def build_error_mail(
 
     A plain ``multipart/mixed`` message (RFC 5322): the Subject of an MDN in error
     (``[KO Intégration système !][902] <subject>``), a text naming the code and label, and the
-    whole original as a ``message/rfc822`` attachment, its IHE_XDM.zip and PDF inside it."""
+    whole original as a ``message/rfc822`` attachment, its IHE_XDM.zip and PDF inside it
+    (only its header section with ``headers_only``: a document masked from professionals)."""
     for name, value in (("from_address", from_address), ("to_address", to_address)):
         report.check_line(name, value)
     headers = report.parse_headers(original)
     subject = report.header_text(headers, "Subject") or ""
     original_id = report.message_id(headers)
     parts = [
-        report.text_part(_text(error, "processed", subject)),
-        report.message_part(
+        report.text_part(_text(error, "processed", subject, headers_only)),
+        _returned(original, headers_only)
+        if headers_only
+        else report.message_part(
             "message/rfc822",
             original,
             [b'Content-Disposition: attachment; filename="message_original.eml"\r\n'],

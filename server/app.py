@@ -278,6 +278,9 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     patients = PatientRules(config, CorrespondentBook(db, master), trusted.is_trusted)
     dossier_index = DossierIndex(db, master)
     workflow = DossierWorkflow(config, store, dossier_index, pipeline)
+    # INVISIBLE_PATIENT documents that older versions filed in patients' Dossier folders
+    # leave them before any patient can sign in (MSSanté test case 17).
+    await workflow.withdraw_invisible()
     agenda = AgendaWorkflow(config, store, AgendaStore(db, master), pipeline)
     usage = UsageRecorder(db, master.derive_secret(REACH_SECRET), metrics)
     workflow.apps = agenda.apps = gate

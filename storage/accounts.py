@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import unicodedata
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -53,6 +54,10 @@ class AccountError(Exception):
     """Bad input for an account operation; the message is fit for the user."""
 
 
+class AccountRefused(AccountError):
+    """A rule forbids this account (``create_account``'s guard said why)."""
+
+
 @dataclass(frozen=True)
 class AccountInfo:
     id: int
@@ -87,13 +92,26 @@ def hash_password(password: str) -> str:
 
 
 async def create_account(
-    db: Database, master: MasterKey, address: str, password: str | None
+    db: Database,
+    master: MasterKey,
+    address: str,
+    password: str | None,
+    *,
+    guard: Callable[[Connection], str | None] | None = None,
 ) -> AccountInfo:
+    """A new mailbox with its key pair and default folders; durable on return. ``guard`` runs
+    first in the same transaction and returns why the account may not be created, or None
+    (a rule on other tables, checked where no concurrent change can slip between the check
+    and the creation): then :class:`AccountRefused` with that reason, and nothing written."""
     address = normalize_address(address)
     password_hash = await asyncio.to_thread(hash_password, password) if password else None
     keys = MailboxKeyPair.generate()
 
-    def write(conn: Connection) -> AccountInfo:
+    def write(conn: Connection) -> AccountInfo | str:
+        if guard is not None:
+            refusal = guard(conn)
+            if refusal is not None:
+                return refusal
         accounts = tx.ACCOUNTS
         account_id = int(
             conn.execute(
@@ -120,9 +138,12 @@ async def create_account(
         return AccountInfo(account_id, address, password_hash is not None, False)
 
     try:
-        return await db.writer.run(write)
+        created = await db.writer.run(write)
     except IntegrityError:
         raise AccountError(f"{address} already exists") from None
+    if isinstance(created, str):
+        raise AccountRefused(created)
+    return created
 
 
 async def set_password(

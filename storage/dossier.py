@@ -1,5 +1,9 @@
 """The patient dossier's index (design.md §6): one row per filed document, pointing at its
-message in the patient's ``Dossier`` folder; the CDA kept encrypted for version checks."""
+message in the patient's ``Dossier`` folder; the CDA kept encrypted for version checks and for
+the professionals who may read it.
+
+A document the patient may not see (INVISIBLE_PATIENT, ``dossier.visibility``) has no message
+in the patient's mailbox: its row points at no folder (:data:`NOT_IN_MAILBOX`)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ from storage.models import DossierBlock, DossierDocument
 
 TABLE: Table = DossierDocument.__table__  # type: ignore[assignment]
 _CONTEXT = b"dossier:"
+#: ``folder_id`` and ``uid`` of a document kept out of the patient's mailbox (folder and
+#: message ids start at 1 in both databases).
+NOT_IN_MAILBOX = 0
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,11 @@ class FiledDocument:
     replaced_by: int | None
     filed_at: dt.datetime
     hidden: bool = False
+
+    @property
+    def in_mailbox(self) -> bool:
+        """Whether a message of the patient's ``Dossier`` folder holds this document."""
+        return self.folder_id != NOT_IN_MAILBOX
 
 
 def _filed(row: DossierDocument) -> FiledDocument:
@@ -124,6 +136,30 @@ class DossierIndex:
         async with self.db.read() as session:
             rows = await session.scalars(select(DossierDocument).where(DossierDocument.id.in_(ids)))
             return [_filed(r) for r in rows]
+
+    async def in_mailbox_with(self, flag: str) -> list[FiledDocument]:
+        """Every document carrying ``flag`` that still has a message in a patient's mailbox
+        (documents filed before a rule kept them out)."""
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(DossierDocument).where(
+                    DossierDocument.restrictions.contains(flag),
+                    DossierDocument.folder_id != NOT_IN_MAILBOX,
+                )
+            )
+            return [d for d in (_filed(r) for r in rows) if flag in d.restrictions]
+
+    async def leave_mailbox(self, document_id: int) -> None:
+        """Record that the document no longer has a message in the patient's mailbox."""
+
+        def write(conn: Connection) -> None:
+            conn.execute(
+                update(TABLE)
+                .where(TABLE.c.id == document_id)
+                .values(folder_id=NOT_IN_MAILBOX, uid=NOT_IN_MAILBOX)
+            )
+
+        await self.db.writer.run(write)
 
     async def set_hidden(self, account_id: int, document_id: int, hidden: bool) -> bool:
         """The patient hides (or shows again) a document from professionals."""

@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -66,6 +66,11 @@ _ID = BigInteger().with_variant(Integer, "sqlite")
 
 PENDING, OPEN, REFUSED, CLOSED = "pending", "open", "refused", "closed"
 STATES = (PENDING, OPEN, REFUSED, CLOSED)
+#: The rule of patient mailboxes, read in a transaction: for each matricule, why it may not
+#: have a mailbox, or None (``directory.patients.refusals``; storage imports no directory).
+MailboxRule = Callable[[Connection, list[str]], Mapping[str, str | None]]
+#: How long a due space whose identity may not have a mailbox waits before the next look.
+OPENING_DEFERRAL = dt.timedelta(days=1)
 INVITATION, NOTIFICATION = "invitation", "notification"
 #: Unambiguous letters and digits for codes a person types (no 0/O, 1/I/L).
 _CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -315,9 +320,17 @@ class SpaceStore:
 
     # -- the opening and purge jobs --------------------------------------------------------
 
-    async def open_due(self, now: dt.datetime, limit: int = 200) -> list[SpaceInfo]:
+    async def open_due(
+        self, now: dt.datetime, *, refusals: MailboxRule, limit: int = 200,
+        defer: dt.timedelta = OPENING_DEFERRAL,
+    ) -> list[SpaceInfo]:  # fmt: skip
         """Open the pending spaces whose period ended: mailbox created and state ``open`` in
-        one transaction (an account that already exists at the address is taken over)."""
+        one transaction (an account that already exists at the address is taken over).
+
+        ``refusals`` is the rule of patient mailboxes (``directory.patients.refusals``),
+        read in the same transaction: a space whose identity is no longer allowed one (no
+        longer QUAL, say) stays pending and is looked at again after ``defer``."""
+
         def write(conn: Connection) -> list[SpaceInfo]:
             rows = conn.execute(
                 select(SPACES)
@@ -328,6 +341,18 @@ class SpaceStore:
             ).all()
             if not rows:
                 return []
+            refused = refusals(conn, [r.ins for r in rows])
+            held = [r for r in rows if refused.get(str(r.ins).upper(), "unknown") is not None]
+            if held:
+                conn.execute(
+                    update(SPACES).where(SPACES.c.id.in_([r.id for r in held]))
+                    .values(opens_at=now + defer)
+                )  # fmt: skip
+                write_entry(conn, "system", "space.open.deferred", "batch",
+                            detail={"spaces": [r.id for r in held]})  # fmt: skip
+                rows = [r for r in rows if r not in held]
+                if not rows:
+                    return []
             existing = dict(conn.execute(
                 select(tx.ACCOUNTS.c.address, tx.ACCOUNTS.c.id)
                 .where(tx.ACCOUNTS.c.address.in_([r.address for r in rows]))

@@ -26,8 +26,7 @@ from cryptography.x509.oid import NameOID
 from directory.demo import JEAN as DEMO_JEAN
 from directory.demo import load_demo
 from directory.ins import is_patient_domain
-from dossier.errors import DossierError
-from dossier.ins import check_matricule
+from directory.patients import MailboxRefused, open_patient_mailbox, patient_matricule
 from pki.ca import (
     CertificateAuthority,
     IssuedCertificate,
@@ -247,12 +246,19 @@ async def _init(
         db = await _with_db(config)
         try:
             lines = []
+            await load_demo(db, domains[0])  # registers the demo patient (QUAL) first
             for pattern in DEMO_ACCOUNTS:
                 address = pattern.format(domain=domains[0])
-                await create_account(db, master, address, DEMO_PASSWORD)
+                mailbox_domain = address.rsplit("@", 1)[1]
+                if is_patient_domain(mailbox_domain):  # the rule of every patient mailbox
+                    await open_patient_mailbox(
+                        db, master, address, DEMO_PASSWORD, patient_domain=mailbox_domain,
+                        test_mode=config.server.test_mode,
+                    )  # fmt: skip
+                else:
+                    await create_account(db, master, address, DEMO_PASSWORD)
                 lines.append(f"{address}  password: {DEMO_PASSWORD}")
             lines += await _demo_certificates(config, db, ca, domains[0])
-            await load_demo(db, domains[0])
         finally:
             await db.close()
         path = config.data_dir / DEMO_FILE
@@ -390,19 +396,28 @@ def user_add(ctx: click.Context, address: str, password_stdin: bool) -> None:
     if not config.is_local_domain(domain):
         served = ", ".join(config.server.domains)
         fail(f"{domain} is not a domain of this server ({served})")
-    if is_patient_domain(domain):
-        # <INS matricule>@patient.<domain>, for a valid INS only (design.md §5).
+    patient = is_patient_domain(domain)
+    if patient:
+        # <INS matricule>@patient.<domain>: the key is checked before the password is asked.
         try:
-            check_matricule(address.split("@", 1)[0])
-        except DossierError as exc:
-            fail(f"a patient address is <INS>@{domain}: {exc.reason}")
+            patient_matricule(address, domain)
+        except MailboxRefused as exc:
+            fail(str(exc))
     password = _read_password(password_stdin)
 
     async def add() -> None:
         master = MasterKey.load(config.path(config.storage.master_key_file))
         db = await _with_db(config)
         try:
-            info = await create_account(db, master, address, password)
+            if patient:  # the QUAL rule of every patient mailbox (design.md §5, case 12)
+                info = await open_patient_mailbox(
+                    db, master, address, password, patient_domain=domain,
+                    test_mode=config.server.test_mode,
+                )  # fmt: skip
+            else:
+                info = await create_account(db, master, address, password)
+        except MailboxRefused as exc:
+            raise CliError(str(exc)) from None
         finally:
             await db.close()
         click.echo(f"created {info.address}")

@@ -13,14 +13,20 @@ import click
 import pyotp
 
 from directory.ins import IdentityStatus, Ins, InsError, is_patient_address, patient_domain
-from directory.patients import Traits, add_patient, identity_status
+from directory.patients import (
+    Traits,
+    add_patient,
+    identity_status,
+    mailbox_refusal,
+    open_patient_mailbox,
+)
 from server.auth.patient import Enrolment, code_step
 from server.cli.common import CliError, _config, _with_db, fail, run
 from server.espace.notify import Smarthost
 from server.espace.spaces import InviteFileError, SpaceJobs, open_store, utc_now
 from server.espace.spaces import invite as invite_file
 from storage import audit
-from storage.accounts import AccountError, create_account, find_account
+from storage.accounts import AccountError, find_account
 from storage.crypto import MasterKey
 from storage.spaces import SpaceError
 
@@ -58,18 +64,26 @@ def patient_add(
         fail(str(exc))
     state = IdentityStatus(status)
     domain = patient_domain(config.server.domains)
-    if mailbox and state is not IdentityStatus.QUAL:
-        fail("a patient mailbox needs a qualified identity (status QUAL)")
-    if mailbox and domain is None:
-        fail("no patient.<domain> among [server] domains")
+    if mailbox:
+        # The rule of every patient mailbox (directory.patients), asked before anything is
+        # stored, and again where the mailbox is created.
+        refusal = mailbox_refusal(state, identity.oid, test_mode=config.server.test_mode)
+        if refusal is not None:
+            fail(refusal)
+        if domain is None:
+            fail("no patient.<domain> among [server] domains")
 
     async def add() -> None:
         db = await _with_db(config)
         try:
             await add_patient(db, identity, traits, state, medecin_traitant)
             if mailbox:
+                assert domain is not None
                 master = MasterKey.load(config.path(config.storage.master_key_file))
-                await create_account(db, master, f"{identity.matricule}@{domain}", None)
+                await open_patient_mailbox(
+                    db, master, f"{identity.matricule.lower()}@{domain}", None,
+                    patient_domain=domain, test_mode=config.server.test_mode,
+                )  # fmt: skip
         except (InsError, AccountError) as exc:
             raise CliError(str(exc)) from None
         finally:

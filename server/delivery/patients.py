@@ -59,9 +59,11 @@ class PatientRules(Step):
         return None if allowed else S550_EXCHANGE_CLOSED
 
     async def route(self, message: Message, envelope: Envelope, plan: Plan) -> None:
-        """Professionals who write to patients become their correspondents, in the commit."""
+        """Professionals who write to patients become their correspondents, in the commit:
+        those the message reaches (a patient kept from an INVISIBLE_PATIENT archive by the
+        dossier step has nothing to reply to)."""
         sender = envelope.sender
-        patients = [r for r in envelope.local if is_patient_address(r.address)]
+        patients = [r for r in plan.inbox if is_patient_address(r.address)]
         if not patients or not sender or is_patient_address(sender):
             return
         addresses = {sender.lower()}

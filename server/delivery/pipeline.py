@@ -26,7 +26,7 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -133,6 +133,9 @@ class Plan:
     inbox: list[Recipient]
     records: list[Callable[[Connection], None]] = field(default_factory=list)
     jobs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: No report returns the whole message (``RET=HDRS`` whatever was asked): it holds a
+    #: document masked from professionals (MSSanté test case 17), its sender's mailbox included.
+    headers_only: bool = False
 
     def skip(self, account_ids: set[int]) -> None:
         self.inbox = [r for r in self.inbox if r.account_id not in account_ids]
@@ -284,6 +287,8 @@ class Pipeline:
             except Exception as exc:  # a step's bug must not lose the message: delivered as is
                 log.error("pipeline_step_failed", step=s.name, hook="route",
                           error=type(exc).__name__, exc_info=exc)  # fmt: skip
+        if plan.headers_only:  # what the queue's and the success DSNs return (RFC 3461 §4.3)
+            envelope = replace(envelope, mail=dsn.DsnMail("HDRS", envelope.mail.envid))
         started = time.perf_counter()
         try:
             done = await self._commit(message, envelope, plan, claim)

@@ -50,6 +50,16 @@ S550_NAME_SHOWS_ADDRESS = (
     "550 5.7.1 {field}: a display name may not show an address other than the mailbox's own"
 )
 S550_SOURCE_ROUTE = "550 5.7.1 {field}: source routes (obsolete syntax) are not accepted"
+# MSSanté test case 17: a document masked from professionals (MASQUE_PS) never reaches a
+# professional's mailbox; an archive whose flags cannot be read reaches none either.
+S550_MASKED_FROM_PROFESSIONALS = (
+    "550 5.7.1 The IHE_XDM.zip holds a document masked from professionals (MASQUE_PS): "
+    "send it to the patient or to dmp@ only, without professional recipients"
+)
+S554_XDM_UNREADABLE = (
+    "554 5.6.0 The IHE_XDM.zip cannot be read, so its restriction flags cannot be checked "
+    "for professional recipients: {reason}"
+)
 S554_RELAY_DENIED = "554 5.7.1 Relay access denied: this server only delivers to its own domains"
 S554_BARE_NEWLINE = (
     "554 5.6.0 Bare CR or LF in message data (RFC 5321 §2.3.8): lines must end with CRLF"

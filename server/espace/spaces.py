@@ -24,7 +24,7 @@ import asyncio
 import csv
 import datetime as dt
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 
 from directory.ins import IdentityStatus, Ins, InsError, is_patient_address
 from directory.ins import patient_domain as patient_domain_of
-from directory.patients import PATIENTS, Traits
+from directory.patients import PATIENTS, Traits, refusals
 from server.config import Config
 from server.espace.notify import NotifyError, Smarthost, build_mail
 from storage.accounts import AccountError, normalize_address
@@ -156,16 +156,40 @@ def register_patients(conn: Connection, invitees: list[Invitee]) -> None:
         conn.execute(insert(PATIENTS), rows)
 
 
+def registered_refusals(
+    conn: Connection, matricules: Sequence[str], *, test_mode: bool
+) -> set[str]:
+    """The matricules already registered here whose identity may not have a mailbox: the
+    directory's status, not the file's, decides for them."""
+    refused: set[str] = set()
+    for start in range(0, len(matricules), 500):
+        chunk = list(matricules[start : start + 500])
+        registered = list(
+            conn.execute(select(PATIENTS.c.ins).where(PATIENTS.c.ins.in_(chunk))).scalars()
+        )
+        verdicts = refusals(conn, registered, test_mode=test_mode)
+        refused |= {m for m, why in verdicts.items() if why is not None}
+    return refused
+
+
 async def invite(
     store: SpaceStore, config: Config, data: str, now: dt.datetime,
     period_days: int | None = None,
 ) -> tuple[InviteResult, int]:  # fmt: skip
-    """Parse and apply an invitation file: (result, identities not qualified)."""
+    """Parse and apply an invitation file: (result, identities not qualified). A patient
+    registered here already is invited only if the mailbox rule allows their registered
+    identity (``directory.patients``); the opening checks it again."""
     parsed = parse_invite_file(data, config)
     days = config.spaces.refusal_days if period_days is None else period_days
     period = dt.timedelta(days=days)
-    result = await store.invite(parsed.invitees, now, period, register=register_patients)
-    return result, parsed.not_qualified
+    test_mode = config.server.test_mode
+    matricules = [i.ins for i in parsed.invitees]
+    refused: set[str] = await store.db.writer.run(
+        lambda conn: registered_refusals(conn, matricules, test_mode=test_mode)
+    )
+    invitees = [i for i in parsed.invitees if i.ins not in refused]
+    result = await store.invite(invitees, now, period, register=register_patients)
+    return result, parsed.not_qualified + len(refused)
 
 
 @dataclass
@@ -190,6 +214,10 @@ class SpaceJobs:
         self.sessions = PatientSessions(store.db)
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def _refusals(self, conn: Connection, matricules: list[str]) -> Mapping[str, str | None]:
+        """The rule of patient mailboxes, for the spaces due to open."""
+        return refusals(conn, matricules, test_mode=self.config.server.test_mode)
+
     async def run(self) -> None:
         while True:
             try:
@@ -202,7 +230,7 @@ class SpaceJobs:
         report = JobReport()
         if self.smarthost is not None and self.smarthost.configured:
             await self._send_mail(report)
-        while opened := await self.store.open_due(self.clock()):
+        while opened := await self.store.open_due(self.clock(), refusals=self._refusals):
             report.opened += len(opened)
         report.purged = await self.store.purge_due(self.clock())
         # Sessions past their end (tokens' rows outlive them by the JWT leeway allowed).

@@ -3,18 +3,21 @@
 Authentication is a bearer token (``Authorization: Bearer <JWT>``, the same issuer as the
 OAUTHBEARER login); it names a mailbox. Routes:
 
-- ``GET /dossier/documents``: the patient's own documents (replaced versions left out);
+- ``GET /dossier/documents``: the patient's own documents (replaced versions and documents
+  the patient may not see, INVISIBLE_PATIENT, left out: `dossier.visibility.patient_view`);
 - ``GET /dossier/patients/<INS>/documents``: what a professional may read of a patient's
-  dossier: the declared médecin traitant sees every document not masked from professionals
-  (MASQUE_PS) nor hidden by the patient; the author of a document sees it; a professional the
-  patient blocked sees nothing (403). Whether the professional may read this dossier at all
-  is decided before anything says whether the patient exists: one with no tie to the patient
-  (neither their médecin traitant nor the author of one of their documents) gets the same 404
-  (:data:`NO_DOSSIER`) for a patient with a mailbox here and for an INS unknown here, so the
-  route cannot be used to learn who is a patient of this operator (issue 17 finding 5);
+  dossier (`dossier.visibility.professional_may_read`): the declared médecin traitant sees
+  every document not masked from professionals (MASQUE_PS) nor hidden by the patient; the
+  author of a document sees it; a professional the patient blocked sees nothing (403).
+  Whether the professional may read this dossier at all is decided before anything says
+  whether the patient exists: one with no tie to the patient (neither their médecin traitant
+  nor the author of one of their documents) gets the same 404 (:data:`NO_DOSSIER`) for a
+  patient with a mailbox here and for an INS unknown here, so the route cannot be used to
+  learn who is a patient of this operator (issue 17 finding 5);
 - ``GET …/documents/<id>/cda``: one document's CDA (same rules);
 - ``POST /dossier/documents/<id>/hide`` and ``…/show``: the patient hides a document from
-  professionals, or shows it again;
+  professionals, or shows it again (only one the patient can see: any other is 404, as if
+  it did not exist);
 - ``POST /dossier/blocks/<IdNat>`` and ``DELETE …``: the patient blocks a professional.
 
 Every read and every change is written to the audit log (who, what, when); URLs carry an INS,
@@ -33,7 +36,7 @@ from catalogue.consent import NO_CONSENT, Refusal
 from directory.ins import is_patient_address, patient_address
 from dossier import loinc
 from dossier.cda import parse_cda
-from dossier.xdm import INVISIBLE_PATIENT, MASQUE_PS
+from dossier.visibility import patient_view, professional_may_read, visible_to_patient
 from server.auth.authenticator import Authenticator
 from server.http.bearer import bearer_account
 from server.http.server import Handler, Request, Response
@@ -108,8 +111,8 @@ class DossierApi:
     ) -> Response | None:
         """The answer to an app reading ``/dossier/patients/<INS>/…``; None if ``account``
         is not an app's mailbox (the professional rules apply). The app sees what the patient
-        sees: every current document but INVISIBLE_PATIENT ones; an app the patient never
-        connected gets the answer of an unknown INS."""
+        sees (`dossier.visibility.patient_view`): every current document but INVISIBLE_PATIENT
+        ones; an app the patient never connected gets the answer of an unknown INS."""
         assert self.apps is not None
         app = await self.apps.app_of(account.address)
         if app is None:
@@ -132,10 +135,7 @@ class DossierApi:
             return _error(404, NO_DOSSIER)
         if refusal is not None:
             return _error(403, refusal.text)
-        visible = [
-            d for d in await self.index.documents(patient.account_id)
-            if d.replaced_by is None and INVISIBLE_PATIENT not in d.restrictions
-        ]  # fmt: skip
+        visible = patient_view(await self.index.documents(patient.account_id))
         actor = f"account:{account.id}"
         if rest == []:
             await audit.record(self.db, actor, "dossier.list", f"account:{patient.account_id}",
@@ -155,14 +155,14 @@ class DossierApi:
     async def _own(self, account: AccountInfo) -> Response:
         if not is_patient_address(account.address):
             return _error(403, "only a patient has a dossier")
-        documents = [d for d in await self.index.documents(account.id) if d.replaced_by is None]
+        documents = patient_view(await self.index.documents(account.id))
         await audit.record(
             self.db, f"account:{account.id}", "dossier.list", f"account:{account.id}"
         )
         return _json(200, {"documents": [await self._describe(d) for d in documents]})
 
     async def _own_cda(self, account: AccountInfo, document: str) -> Response:
-        filed = await self._find(account.id, int(document))
+        filed = await self._own_document(account.id, int(document))
         if filed is None or not is_patient_address(account.address):
             return _error(404, "no such document")
         await audit.record(self.db, f"account:{account.id}", "dossier.read", f"document:{filed.id}")
@@ -171,6 +171,8 @@ class DossierApi:
     async def _hide(self, account: AccountInfo, document: str, hidden: bool) -> Response:
         if not is_patient_address(account.address):
             return _error(403, "only the patient decides")
+        if await self._own_document(account.id, int(document)) is None:
+            return _error(404, "no such document")  # the same answer for an invisible one
         if not await self.index.set_hidden(account.id, int(document), hidden):
             return _error(404, "no such document")
         action = "dossier.hide" if hidden else "dossier.show"
@@ -225,8 +227,7 @@ class DossierApi:
             return _error(403, "the patient has blocked you")
         visible = [
             filed for filed in documents
-            if filed.replaced_by is None and MASQUE_PS not in filed.restrictions
-            and not filed.hidden and (traitant or filed.id in authored)
+            if professional_may_read(filed, traitant=traitant, authored=filed.id in authored)
         ]  # fmt: skip
         target = f"account:{patient.account_id}" if patient is not None else "-"
         if rest == []:
@@ -245,9 +246,11 @@ class DossierApi:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    async def _find(self, account_id: int, document_id: int) -> FiledDocument | None:
+    async def _own_document(self, account_id: int, document_id: int) -> FiledDocument | None:
+        """The patient's document with this id (a replaced version too), if the patient may
+        see it."""
         for filed in await self.index.documents_by_id([document_id]):
-            if filed.account_id == account_id:
+            if filed.account_id == account_id and visible_to_patient(filed.restrictions):
                 return filed
         return None
 

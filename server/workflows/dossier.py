@@ -13,6 +13,17 @@ Checks, with their codes: the archive itself (`dossier.xdm`, 903/904/906 …); t
 METADATA.XML is the addressed patient (902), or for ``dmp@`` a patient with a mailbox here
 (902); test and demonstration INS OIDs only when ``[server] test_mode``; every document type
 in the DMP value set (906); "annule et remplace" against the version on file (900, 901).
+
+The restriction flags (`dossier.visibility`, MSSanté test case 17) are applied here too:
+
+- *check*: an archive holding a document masked from professionals (MASQUE_PS) is refused
+  when a professional's mailbox (local or remote) is among the recipients, and so is one whose
+  flags cannot be read;
+- *route*: an archive holding a document the patient may not see (INVISIBLE_PATIENT), or one
+  that cannot be read, reaches no patient's INBOX; the receipts of a masked or unreadable one
+  (DSN, MDN, error mail) return its header section only;
+- *after*: an INVISIBLE_PATIENT document is indexed for the professionals who may read it but
+  never put in the patient's ``Dossier`` folder, and owes the patient no notification.
 """
 
 from __future__ import annotations
@@ -36,13 +47,20 @@ from dossier.cda import CdaHeader, parse_cda
 from dossier.errors import AUTHOR_NOT_ALLOWED, OTHER, DossierError
 from dossier.subject import pdf_filename, xdm_subject
 from dossier.versions import check_replacement, replaced_id
+from dossier.visibility import (
+    archive_visible_to_patient,
+    archive_visible_to_professionals,
+    restrictions_of,
+    visible_to_patient,
+)
 from dossier.xdm import INVISIBLE_PATIENT, XDM_NAME, XdmDocument, XdmPackage, parse_xdm
 from mailformats import mdn
 from server.config import Config
+from server.delivery import replies as S
 from server.delivery.message import Message
 from server.delivery.pipeline import FROM_OUTSIDE, AfterWork, Envelope, Notify, Pipeline, Plan, Step
 from storage.db import effect
-from storage.dossier import DossierIndex
+from storage.dossier import NOT_IN_MAILBOX, DossierIndex
 from storage.mailstore import MailStore, Recipient
 
 if TYPE_CHECKING:
@@ -87,25 +105,53 @@ class DossierWorkflow(Step):
         local, _, domain = address.lower().partition("@")
         return local == DMP_SERVICE and self.config.is_local_domain(domain)
 
+    def _is_professional(self, address: str) -> bool:
+        """A mailbox a professional reads: anything but a patient's and the dmp@ service
+        (which files documents and keeps nothing to read)."""
+        return not is_patient_address(address) and not self._is_dmp(address)
+
     # -- the pipeline's hooks ----------------------------------------------------------------
 
-    async def route(self, message: Message, envelope: Envelope, plan: Plan) -> None:
-        """Who keeps a copy: never ``dmp@``; not the patient when the archive holds a document
-        the patient may not see. The filing itself is after-commit work."""
-        patients = [r for r in envelope.local if is_patient_address(r.address)]
-        services = [r for r in envelope.local if self._is_dmp(r.address)]
-        if not patients and not services:
-            return
+    async def check(self, message: Message, envelope: Envelope) -> str | None:
+        """MASQUE_PS (MSSanté test case 17): an archive holding a document masked from
+        professionals never reaches a professional's mailbox, nor one whose flags cannot be
+        read. The whole message is refused: SMTP has no per-recipient answer after DATA."""
+        addresses = [r.address for r in envelope.local] + [r.address for r in envelope.remote]
+        if not any(self._is_professional(a) for a in addresses):
+            return None
         xdm = message.attachment(XDM_NAME)
         if xdm is None:
-            return  # an ordinary message to a patient: delivered, nothing to file
-        plan.skip({r.account_id for r in services})
+            return None
         try:
             package = await asyncio.to_thread(parse_xdm, xdm)
+        except DossierError as exc:
+            log.info("xdm_unreadable_for_professionals", code=exc.code)
+            return S.S554_XDM_UNREADABLE.format(reason=" ".join(exc.reason.split())[:200])
+        if archive_visible_to_professionals(package):
+            return None
+        log.info("masked_from_professionals_refused")
+        return S.S550_MASKED_FROM_PROFESSIONALS
+
+    async def route(self, message: Message, envelope: Envelope, plan: Plan) -> None:
+        """Who keeps a copy: never ``dmp@``; no patient when the archive holds a document the
+        patient may not see, or cannot be read (its flags unknown). The receipts of an
+        archive masked from professionals return its header section only. The filing itself
+        is after-commit work."""
+        xdm = message.attachment(XDM_NAME)
+        if xdm is None:
+            return  # an ordinary message: delivered, nothing to file
+        patients = [r for r in envelope.local if is_patient_address(r.address)]
+        services = [r for r in envelope.local if self._is_dmp(r.address)]
+        try:
+            package: XdmPackage | None = await asyncio.to_thread(parse_xdm, xdm)
         except DossierError:
             package = None  # refused after the commit, with its MDN code
-        documents = package.documents if package is not None else []
-        if any(INVISIBLE_PATIENT in d.restrictions for d in documents):
+        if package is None or not archive_visible_to_professionals(package):
+            plan.headers_only = True  # no DSN carries it back to the sender's mailbox
+        if not patients and not services:
+            return
+        plan.skip({r.account_id for r in services})
+        if package is None or not archive_visible_to_patient(package):
             plan.skip({r.account_id for r in patients})
         plan.jobs.append((self.name, {}))
 
@@ -138,14 +184,8 @@ class DossierWorkflow(Step):
             refusal = await self.apps.filing(sender, filing.patient, addressed=bool(patients))
             if refusal is not None:  # an app without the patient's dossier-write consent
                 filing.error = DossierError(refusal.text, AUTHOR_NOT_ALLOWED)
-        if (
-            filing.error is None
-            and filing.package is not None
-            and filing.patient is not None
-            and filing.plan
-            and all(INVISIBLE_PATIENT in d.restrictions for d, _ in filing.plan)
-        ):
-            filing.skip_inbox.add(filing.patient.account_id)
+        if filing.package is None or not archive_visible_to_patient(filing.package):
+            filing.skip_inbox.update(r.account_id for r in patients)  # as route decided
         return filing
 
     async def _check(self, filing: Filing, xdm: bytes) -> None:
@@ -229,41 +269,68 @@ class DossierWorkflow(Step):
     ) -> None:
         header = document.cda
         assert header is not None
-        folder = await self.store.folder(patient.account_id, DOSSIER_FOLDER)
-        if folder is None:
-            with effect("folder"):
-                folder = await self.store.create_folder(patient.account_id, DOSSIER_FOLDER)
         rendering = package.rendering_of(document)
-        pdf = rendering.content if rendering is not None else None
-        if (
-            pdf is None
-            and header.body.kind == "nonXML"
-            and header.body.media_type == "application/pdf"
-        ):
-            pdf = header.body.content
-        raw = dossier_message(header, document, patient.address, pdf, number)
-        into = Recipient(patient.account_id, patient.address, patient.public_key, folder.id)
-        with effect(f"file:{header.unique_id}"):
-            delivered = await self.pipeline.file(raw, into)
+        # The flags of the document and of the PDF made from it, which the message carries.
+        restrictions = restrictions_of(package, document)
+        if rendering is not None:
+            restrictions |= restrictions_of(package, rendering)
+        folder_id = uid = NOT_IN_MAILBOX
+        visible = visible_to_patient(restrictions)
+        if visible:
+            folder = await self.store.folder(patient.account_id, DOSSIER_FOLDER)
+            if folder is None:
+                with effect("folder"):
+                    folder = await self.store.create_folder(patient.account_id, DOSSIER_FOLDER)
+            pdf = rendering.content if rendering is not None else None
+            if (
+                pdf is None
+                and header.body.kind == "nonXML"
+                and header.body.media_type == "application/pdf"
+            ):
+                pdf = header.body.content
+            raw = dossier_message(header, document, patient.address, pdf, number)
+            into = Recipient(patient.account_id, patient.address, patient.public_key, folder.id)
+            with effect(f"file:{header.unique_id}"):
+                delivered = await self.pipeline.file(raw, into)
+            folder_id, uid = folder.id, delivered.uid
+        # An INVISIBLE_PATIENT document is indexed only: the professionals who may read the
+        # dossier read its CDA from the index; nothing of it is in the patient's mailbox.
         set_id = "^".join(p for p in header.set_id if p) if header.set_id else None
         with effect(f"index:{header.unique_id}"):
             await self.index.add(
                 account_id=patient.account_id, unique_id=header.unique_id, set_id=set_id,
-                version=header.version_number, restrictions=document.restrictions,
-                folder_id=folder.id, uid=delivered.uid, cda=document.content, replaces=replaces,
+                version=header.version_number, restrictions=restrictions, folder_id=folder_id,
+                uid=uid, cda=document.content, replaces=replaces,
             )  # fmt: skip
-        for hook in self.on_filed:
-            hook(patient.account_id)
+        if visible:  # the notification to the patient's personal e-mail, among others
+            for hook in self.on_filed:
+                hook(patient.account_id)
         if replaces is not None:
             await self._retire(replaces)
 
     async def _retire(self, replaced: int) -> None:
         """The replaced version leaves the Dossier folder (its index row stays, marked)."""
         for filed in await self.index.documents_by_id([replaced]):
+            if not filed.in_mailbox:
+                continue
             with effect(f"retire-flag:{filed.id}"):
                 await self.store.store_flags(filed.folder_id, [filed.uid], ["\\Deleted"], "add")
             with effect(f"retire:{filed.id}"):
                 await self.store.expunge(filed.folder_id, [filed.uid])
+
+    async def withdraw_invisible(self) -> int:
+        """Take out of the patients' Dossier folders the INVISIBLE_PATIENT documents filed
+        there before the rule kept them out (run at start; a no-op once done, and safe on
+        several nodes at once). Returns how many were withdrawn."""
+        withdrawn = 0
+        for filed in await self.index.in_mailbox_with(INVISIBLE_PATIENT):
+            await self.store.store_flags(filed.folder_id, [filed.uid], ["\\Deleted"], "add")
+            await self.store.expunge(filed.folder_id, [filed.uid])
+            await self.index.leave_mailbox(filed.id)
+            withdrawn += 1
+        if withdrawn:
+            log.warning("dossier_invisible_withdrawn", documents=withdrawn)
+        return withdrawn
 
     async def _answer(self, filing: Filing, message: Message, sender: str) -> None:
         if not sender:
@@ -279,11 +346,14 @@ class DossierWorkflow(Step):
         domain = self.config.server.domains[0]
         service = f"{DMP_SERVICE}@{domain}"
         final = filing.patient.address if filing.patient is not None else service
+        # A document masked from professionals goes back to no professional, its sender
+        # included: the receipt carries the original's header section only.
+        masked = filing.package is None or not archive_visible_to_professionals(filing.package)
         if target is not None:
             notice = mdn.build_mdn(
                 original=raw, reporting_ua=f"{self.config.server.hostname}; Hygie",
                 from_address=service, to_address=target, final_recipient=final, error=error,
-                message_id_domain=self.config.server.hostname,
+                message_id_domain=self.config.server.hostname, headers_only=masked,
             )  # fmt: skip
             with effect("answer"):
                 await self.notify(notice, target)
@@ -293,7 +363,7 @@ class DossierWorkflow(Step):
         elif error is not None:
             notice = mdn.build_error_mail(
                 original=raw, from_address=service, to_address=sender, error=error,
-                message_id_domain=self.config.server.hostname,
+                message_id_domain=self.config.server.hostname, headers_only=masked,
             )  # fmt: skip
             with effect("answer"):
                 await self.notify(notice, sender)

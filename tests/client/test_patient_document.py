@@ -38,10 +38,9 @@ def register(server: ServerProcess, ins: str, family: str, given: str, born: str
              sex: str) -> str:  # fmt: skip
     """The patient in the server's directory (traits checked on filing), and a password to
     read their mailbox in the test."""
-    server.hygie("patient", "add", ins, "--birth-name", family, "--given", given,
-                 "--birth-date", born, "--sex", sex, "--no-mailbox")  # fmt: skip
     address = f"{ins}@patient.hygie.test"
-    server.add_user(address, PASSWORD)
+    server.add_user(address, PASSWORD, patient=("--birth-name", family, "--given", given,
+                                                "--birth-date", born, "--sex", sex))  # fmt: skip
     return address
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench.harness import ServerProcess
+from bench.harness import ServerProcess, patient_registration
 from server.cli.main import main as hygie_main
 from tests.agenda.itip_samples import DOCTOR, PATIENT, sample
 from tests.e2e.test_agenda_imip import imip, send
@@ -118,11 +118,16 @@ def nodes(
     second = ServerProcess(database_url=url, env=env)
     try:
         first.init()
-        for user in (DOCTOR, PATIENT):  # in this process: a subprocess costs seconds
+        # In this process (a subprocess costs seconds): the patient's identity first, as only
+        # a registered QUAL identity gets a mailbox, then the accounts.
+        registration = patient_registration(PATIENT)
+        assert registration is not None
+        for args, stdin in ((registration, None),
+                            *((("user", "add", user, "--password-stdin"), PASSWORD)
+                              for user in (DOCTOR, PATIENT))):  # fmt: skip
             result = CliRunner().invoke(
-                hygie_main, ["--data", str(first.data_dir), "user", "add", user,
-                             "--password-stdin"], input=PASSWORD, env=first.env(),
-            )  # fmt: skip
+                hygie_main, ["--data", str(first.data_dir), *args], input=stdin, env=first.env()
+            )
             assert result.exit_code == 0, result.output
         # One operator, two nodes: the same configuration, keys and CA, the same database.
         shutil.copytree(first.data_dir, second.data_dir)

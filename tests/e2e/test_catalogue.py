@@ -35,7 +35,7 @@ from bench.harness import ServerProcess
 from client_tui.catalogue import CatalogueApi, CatalogueScreen, ConnectDialog
 from dossier.cda import build_cda
 from dossier.subject import mss_document_headers
-from dossier.xdm import OutgoingDocument, build_xdm, parse_xdm
+from dossier.xdm import INVISIBLE_PATIENT, OutgoingDocument, build_xdm, parse_xdm
 from pki.ca import CertificateAuthority
 from pki.verify import identity_of
 from server.auth.oauth import DevIssuer
@@ -189,9 +189,11 @@ def note(to: str, subject: str) -> bytes:
     return message.as_bytes(policy=email.policy.SMTP)
 
 
-def xdm(to: str) -> bytes:
-    archive = build_xdm([OutgoingDocument(build_cda(cda(), pdf=PDF), pdf=PDF)],
-                        source_id="1.2.250.1.999.1")
+def xdm(to: str, *, invisible: bool = False) -> bytes:
+    flags = frozenset({INVISIBLE_PATIENT}) if invisible else frozenset()
+    archive = build_xdm([OutgoingDocument(build_cda(cda(), pdf=PDF), pdf=PDF,
+                                          restrictions=flags)],
+                        source_id="1.2.250.1.999.1")  # fmt: skip
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = APP, to, "Relevé de glycémie"
     message["X-MSS-NIL"] = "HYGIE-TEST"
@@ -407,6 +409,14 @@ async def test_the_life_of_an_app(world: World) -> None:
     assert send(world, APP, "dmp@hygie.test", xdm("dmp@hygie.test")) == (250, "")
     assert send(world, APP, PATIENT, invitation()) == (250, "")
     assert b"SUMMARY:Bilan diab" in agenda_feed(world, PATIENT)  # in the patient's agenda
+    status, body = call(world, f"/dossier/patients/{INS}/documents", APP)
+    assert status == 200 and len(body["documents"]) == 1  # type: ignore[index]
+    # The app acts for the patient: it sees what the patient sees, so not a document the
+    # patient may not see (INVISIBLE_PATIENT), even one it filed itself.
+    filed = world.server.log_bytes().count(b"dossier_filed")
+    assert send(world, APP, "dmp@hygie.test", xdm("dmp@hygie.test", invisible=True)) == (250, "")
+    settle(world.server)  # the filing is after-commit work
+    assert world.server.log_bytes().count(b"dossier_filed") == filed + 1
     status, body = call(world, f"/dossier/patients/{INS}/documents", APP)
     assert status == 200 and len(body["documents"]) == 1  # type: ignore[index]
     status, listing = call(world, "/catalogue/connections", PATIENT)

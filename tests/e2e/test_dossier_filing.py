@@ -1,7 +1,8 @@
 """Filing documents from messages (issue 7 items 3–4): an IHE_XDM.zip sent to a patient's
 address, or to the operator's dmp@ address, is filed in the patient's read-only Dossier
 folder; the sender gets an MDN (processed, or processed/error with the MSSanté codes 900–906);
-INVISIBLE_PATIENT documents never reach the patient's INBOX; "annule et remplace" replaces."""
+INVISIBLE_PATIENT documents reach neither the patient's INBOX nor the Dossier folder; "annule et
+remplace" replaces."""
 
 from __future__ import annotations
 
@@ -181,14 +182,17 @@ def test_dossier_folder_is_read_only(server: ServerProcess) -> None:
 
 
 def test_invisible_to_the_patient(server: ServerProcess) -> None:
+    """Filed (the MDN says processed) but in no folder of the patient: neither the INBOX nor
+    the Dossier folder (tests/conformance/test_case_17_* follows it to every other view)."""
     inbox = inbox_count(server, PATIENT)
     filed = len(subjects(server, PATIENT, "Dossier"))
     before = inbox_count(server, DOCTOR)
     send(server, PATIENT, xdm_message(cda(), PATIENT, "Document masqué",
                                       restrictions=frozenset({INVISIBLE_PATIENT})))  # fmt: skip
-    receipts(server, before)
+    (notice,) = receipts(server, before)
+    assert parse_mdn(notice).error_code is None
     assert inbox_count(server, PATIENT) == inbox
-    assert len(subjects(server, PATIENT, "Dossier")) == filed + 1
+    assert len(subjects(server, PATIENT, "Dossier")) == filed
 
 
 def test_dmp_address_files_without_delivering(server: ServerProcess) -> None:

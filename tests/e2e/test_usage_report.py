@@ -156,6 +156,9 @@ def scrape(server: ServerProcess, token: str | None) -> tuple[int, bytes]:
 @pytest.fixture(scope="module")
 def traffic(server: ServerProcess) -> Iterator[dict[str, dict[str, dict[str, int]]]]:
     """Send the known set once per server; yield the report's changes by each grouping."""
+    # The patient's identity first: only a registered QUAL identity gets a mailbox.
+    hygie(server, "patient", "add", INS, "--birth-name", "DURAND", "--given", "Anne",
+          "--birth-date", "1985-06-07", "--sex", "F", "--no-mailbox")  # fmt: skip
     for address in (DOCTOR, SECRETARIAT, NOBODY, PATIENT):
         hygie(server, "user", "add", address, "--password-stdin", input=PASSWORD)
     hygie(server, "directory", "mailbox", DOCTOR, "--type", "PER",
