@@ -126,6 +126,16 @@ def write_profile(profiler: Profiler, path: Path, title: str, top: int = 30) -> 
     return summary
 
 
+def contention(loads: Sequence[float], cores: int, busy: float | None) -> str:
+    """A note when other work held the machine's cores during a server's runs."""
+    if not loads or max(loads) <= cores:
+        return ""
+    return (
+        f"; machine overloaded (1-minute load {min(loads)}–{max(loads)} on {cores} cores): the "
+        f"server got {busy} cores, so the rate is a lower bound; compare the CPU per operation"
+    )
+
+
 def hottest(profile: dict[str, Any] | None, n: int = 4) -> str:
     if not profile or not profile.get("busy_samples"):
         return "no profile"

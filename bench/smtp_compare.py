@@ -55,6 +55,7 @@ from bench.reference import (
 )
 from bench.sidebyside import (
     ThreadClock,
+    contention,
     hottest,
     latency_ms,
     load_average,
@@ -471,7 +472,7 @@ def limit_note(name: str, f: dict[str, Any], cores: int, profile: str) -> str:
         )
     if name == "hygie" and profile:
         text += f"; {profile}"
-    return text
+    return text + contention(f["load_1min"], cores, f["server_cores_busy"])
 
 
 def section(result: dict[str, Any]) -> str:
@@ -532,10 +533,14 @@ def section(result: dict[str, Any]) -> str:
             f"the server's domain), {p['sessions']} concurrent sessions, each message to one "
             f"of {p['users']} recipients; a run ends when one IMAP IDLE session per recipient "
             "INBOX has been pushed an EXISTS for every message (the same method on both "
-            f"servers). {pairs} pairs per load, alternating Hygie and {ref_label}; figures are "
+            f"servers). {pairs} pair{'s' if pairs != 1 else ''} per load, alternating Hygie "
+            f"and {ref_label}; figures are "
             "medians of a server's runs, ratios medians over the pairs of Hygie / reference. "
             f"Machine load (1-minute average) during the runs: {min(loads, default=0)}–"
-            f"{max(loads, default=0)} on {cores} cores (shared with other work).",
+            f"{max(loads, default=0)} on {cores} cores (shared with other work: when the load "
+            "exceeds the cores, rates are lower bounds and the CPU per message the fairer "
+            "comparison, a single-process server getting a smaller share of the machine than "
+            "Postfix's and Dovecot's many processes).",
             "",
             f"| load | Hygie | {ref_label} | ratio |",
             "|---|---|---|---|",
