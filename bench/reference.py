@@ -424,8 +424,10 @@ def commit() -> str:
     except OSError:
         return "unknown"
     sha = out.stdout.strip() or "unknown"
+    # results and prose written meanwhile (e.g. by the previous benchmark) do not count
     dirty = subprocess.run(
-        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+        ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--",
+         ".", ":!bench/results", ":!*.md"],
         capture_output=True, text=True, timeout=10, check=False,
     ).stdout.strip()  # fmt: skip
     return f"{sha}+changes" if dirty else sha
