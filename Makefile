@@ -6,7 +6,7 @@ DATA ?= ./hygie-data
 # Test processes (pytest-xdist): the suite mostly waits on servers and sockets, so more
 # workers than cores pays; each test module stays on one worker with its server fixture.
 TEST_WORKERS ?= 4
-PACKAGES := server storage pki dossier directory agenda catalogue client_tui
+PACKAGES := server mailformats storage pki dossier directory agenda catalogue client_tui
 
 .PHONY: run test bench lint venv clean
 
@@ -27,7 +27,7 @@ run: venv
 
 lint: venv
 	$(BIN)/ruff check $(PACKAGES) tests bench
-	$(BIN)/mypy --strict -p server -p storage -p pki -p dossier -p directory -p agenda -p catalogue -p client_tui
+	$(BIN)/mypy --strict -p server -p mailformats -p storage -p pki -p dossier -p directory -p agenda -p catalogue -p client_tui
 
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope tests

@@ -17,7 +17,7 @@ import traceback
 
 from click.testing import CliRunner
 
-from server.cli import main as hygie
+from server.cli.main import main as hygie
 
 
 def run(jobs: list[dict[str, object]]) -> int:

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from bench.harness import ServerProcess
-from server.signing import dns_record, key_path
-from server.trust import render_trusted_domains
+from server.outbound.dkim import dns_record, key_path
+from server.outbound.trust import render_trusted_domains
 
 
 def operator(

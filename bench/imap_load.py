@@ -76,7 +76,7 @@ PYSPY_DEFAULT = "/tmp/probe/bin/py-spy"
 #: Project frames on every stack of a session (not informative in an inclusive profile).
 ENTRY = (
     "serve (",
-    "run (server/cli.py)",
+    "run (server/cli/main.py)",
     "ImapServer.",
     "Session.run (",
     "dispatch (",

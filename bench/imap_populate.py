@@ -3,7 +3,7 @@
     python -m bench.imap_populate --data DIR ADDRESS=COUNT [ADDRESS=COUNT …] [--concurrency 256]
 
 Each message is a real one (2–8 KiB, text/plain or multipart with an attachment, varied
-senders, subjects, dates and flags), analysed with :func:`server.delivery.describe` and stored
+senders, subjects, dates and flags), analysed with :func:`server.delivery.local.describe` and stored
 with :meth:`storage.mailstore.MailStore.deliver`: encrypted under its own content key, its blob
 fsynced, its row committed by the group-commit writer, exactly as an SMTP delivery would be. Only
 the SMTP dialogue and the argon2id login are skipped. The accounts must exist (``hygie user
@@ -25,7 +25,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from server.config import load_config
-from server.delivery import describe
+from server.delivery.local import describe
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database

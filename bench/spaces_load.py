@@ -28,8 +28,8 @@ from typing import Any
 from bench.summary import replace_section
 from directory.ins import ins_key
 from server.config import Config, NotifySection, ServerSection
-from server.notify import Smarthost
-from server.spaces import SpaceJobs, invite
+from server.espace.notify import Smarthost
+from server.espace.spaces import SpaceJobs, invite
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database, migrate

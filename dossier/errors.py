@@ -2,14 +2,14 @@
 
 The volet "Transmission au LPS de documents CDA provenant d'un courriel MSSanté" (ANS, table
 applicationErrorCondition) defines 900-906; the workflow turns :attr:`DossierError.code`
-into ``server.mdn.INTEGRATION_ERRORS[code]`` for the MDN.
+into ``mailformats.mdn.INTEGRATION_ERRORS[code]`` for the MDN.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-# MSSanté integration error codes (the labels live in server/mdn.py).
+# MSSanté integration error codes (the labels live in mailformats/mdn.py).
 VERSION_MISMATCH: Final = 900
 AUTHOR_NOT_ALLOWED: Final = 901
 UNKNOWN_PATIENT: Final = 902

@@ -23,27 +23,27 @@ from pki.ca import CaFiles, CertificateAuthority
 from pki.errors import PkiError
 from pki.tls import server_context
 from pki.verify import ClientCertificateChecker
-from server.agenda_workflow import AgendaWorkflow
-from server.app_access import install as install_catalogue
-from server.auth import Authenticator
+from server.auth.authenticator import Authenticator
+from server.auth.oauth import TokenVerifier
 from server.config import CA_SECRET, Config
-from server.delivery import LocalDelivery
-from server.espace_app import install as install_espace
+from server.delivery.local import LocalDelivery
+from server.delivery.patients import PatientRules
+from server.espace.install import install as install_espace
 from server.http.agenda import AgendaFeed, agenda_route
 from server.http.dossier import DossierApi, dossier_route
 from server.http.fhir import fhir_route
 from server.http.pki import PkiPublisher
 from server.http.server import HttpServer, Request, Response
 from server.imap.server import ImapServer
-from server.metrics import ServerMetrics, metrics_route
-from server.oauth import TokenVerifier
-from server.patients import PatientRules
-from server.queue import OutboundQueue, mss_nil_field
-from server.relay import RelayHandler, relay_context, start_relay
+from server.ops.metrics import ServerMetrics, metrics_route
+from server.ops.usage import REACH_SECRET, UsageRecorder
+from server.outbound.queue import OutboundQueue, mss_nil_field
+from server.outbound.trust import PeerRevocation, TrustedDomains, load_anchors
+from server.smtp.relay import RelayHandler, relay_context, start_relay
 from server.smtp.submission import SubmissionHandler, start_submission
-from server.trust import PeerRevocation, TrustedDomains, load_anchors
-from server.usage import REACH_SECRET, UsageRecorder
-from server.workflows import DossierWorkflow
+from server.workflows.agenda import AgendaWorkflow
+from server.workflows.consent import install as install_catalogue
+from server.workflows.dossier import DossierWorkflow
 from storage.agenda import AgendaStore
 from storage.blobs import open_blob_store
 from storage.correspondents import CorrespondentBook

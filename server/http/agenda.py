@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import structlog
 
-from server.agenda_workflow import AgendaWorkflow
-from server.auth import Authenticator
+from server.auth.authenticator import Authenticator
 from server.http.bearer import bearer_account
 from server.http.server import Handler, Request, Response, text
+from server.workflows.agenda import AgendaWorkflow
 
 log = structlog.get_logger("hygie.http.agenda")
 PREFIX = "/agenda"

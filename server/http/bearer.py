@@ -1,11 +1,11 @@
 """Bearer-token authentication of the HTTPS routes (RFC 6750 §2.1, §3): the same JWTs as the
-OAUTHBEARER login (`server.oauth`), so failures count against the same per-address limit."""
+OAUTHBEARER login (`server.auth.oauth`), so failures count against the same per-address limit."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from server.auth import Authenticator, AuthError
+from server.auth.authenticator import Authenticator, AuthError
 from server.http.server import Request, Response
 from storage.accounts import AccountInfo
 

@@ -22,10 +22,10 @@ from catalogue.consent import Consents
 from catalogue.manifest import CATEGORIES
 from catalogue.registry import CatalogueError
 from catalogue.status import REFERENCED
-from server.auth import Authenticator
+from server.auth.authenticator import Authenticator
+from server.delivery.patients import is_patient_address
 from server.http.bearer import bearer_account
 from server.http.server import Handler, Request, Response
-from server.patients import is_patient_address
 from storage.accounts import AccountInfo
 
 PREFIX = "/catalogue"

@@ -28,10 +28,10 @@ import structlog
 from dossier import loinc
 from dossier.cda import parse_cda
 from dossier.xdm import MASQUE_PS
-from server.auth import Authenticator
+from server.auth.authenticator import Authenticator
+from server.delivery.patients import is_patient_address
 from server.http.bearer import bearer_account
 from server.http.server import Handler, Request, Response
-from server.patients import is_patient_address
 from storage import audit
 from storage.accounts import IDNAT, AccountInfo, identities_of
 from storage.db import Database
@@ -39,7 +39,7 @@ from storage.dossier import DossierIndex, FiledDocument
 from storage.mailstore import MailStore
 
 if TYPE_CHECKING:
-    from server.app_access import AppGate
+    from server.workflows.consent import AppGate
 
 log = structlog.get_logger("hygie.http.dossier")
 PREFIX = "/dossier"

@@ -33,16 +33,16 @@ from urllib.parse import parse_qsl
 
 import structlog
 
-from server.config import Config
-from server.http.server import Handler, Request, Response
-from server.oauth import TokenRejected
-from server.patient_auth import (
+from server.auth.oauth import TokenRejected
+from server.auth.patient import (
     ENROL_AUDIENCE,
     SESSION_AUDIENCE,
     PatientSignIn,
     SignInError,
     token_response,
 )
+from server.config import Config
+from server.http.server import Handler, Request, Response
 from storage import audit
 from storage.accounts import AccountInfo, find_account, hash_password
 from storage.spaces import SpaceError, SpaceStore

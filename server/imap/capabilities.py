@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server import sasl
+from server.auth import sasl
 from server.imap.proto.states import State
 from server.imap.session import Session
 

@@ -6,14 +6,14 @@ import asyncio
 import ssl
 from typing import TYPE_CHECKING
 
-from server.auth import Authenticator
+from server.auth.authenticator import Authenticator
 from server.config import Config
 from server.imap.session import Session
 from storage.crypto import MasterKey
 from storage.mailstore import MailStore
 
 if TYPE_CHECKING:
-    from server.metrics import ServerMetrics
+    from server.ops.metrics import ServerMetrics
 
 
 class ImapServer:

@@ -26,26 +26,28 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, TLSSetupException
 
-from server import dsn, mss_headers, sasl
-from server.auth import Authenticator, AuthError
+from mailformats import dsn
+from server.auth import sasl
+from server.auth.authenticator import Authenticator, AuthError
 from server.config import Config
-from server.delivery import LocalDelivery, Trace
+from server.delivery import mss_headers
+from server.delivery.local import LocalDelivery, Trace
+from server.outbound.trust import ascii_domain
 from server.smtp import replies as S
 from server.smtp.policy import SubmissionPolicy
-from server.trust import ascii_domain
 from storage.accounts import AccountError, AccountInfo, normalize_address
 from storage.mailstore import MailStore, Recipient
 from storage.outbound import QueuedRecipient
 
 if TYPE_CHECKING:
-    from server.agenda_workflow import AgendaWorkflow
-    from server.app_access import AppGate
-    from server.catalogue_workflow import CatalogueWorkflow
-    from server.metrics import ServerMetrics
-    from server.patients import PatientRules
-    from server.queue import OutboundQueue
-    from server.usage import UsageRecorder
-    from server.workflows import DossierWorkflow, Filing
+    from server.delivery.patients import PatientRules
+    from server.ops.metrics import ServerMetrics
+    from server.ops.usage import UsageRecorder
+    from server.outbound.queue import OutboundQueue
+    from server.workflows.agenda import AgendaWorkflow
+    from server.workflows.catalogue import CatalogueWorkflow
+    from server.workflows.consent import AppGate
+    from server.workflows.dossier import DossierWorkflow, Filing
 
 log = structlog.get_logger("hygie.smtp")
 # aiosmtpd logs envelope addresses at INFO: they can hold a patient's INS (design.md §5).

@@ -14,7 +14,7 @@ import pytest
 from agenda.alarms import reminders
 from agenda.event import MASTER
 from agenda.itip import apply, parse
-from server.delivery import describe
+from server.delivery.local import describe
 from storage.accounts import create_account
 from storage.agenda import AgendaStore, Decision, uid_digest
 from storage.blobs import open_blob_store

@@ -21,9 +21,9 @@ from catalogue.manifest import parse
 from catalogue.registry import Catalogue, CatalogueError
 from directory.local import set_mailbox
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca
-from server.app_access import AppGate, CertificateStatus, scope_of
-from server.catalogue_workflow import CatalogueWorkflow
 from server.config import load_config, render_config
+from server.workflows.catalogue import CatalogueWorkflow
+from server.workflows.consent import AppGate, CertificateStatus, scope_of
 from storage import audit
 from storage.accounts import SUBJECT, bind_identity, create_account
 from storage.blobs import open_blob_store

@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.harness import ServerProcess
-from server.cli import main as hygie_main
+from server.cli.main import main as hygie_main
 from tests.agenda.itip_samples import DOCTOR, PATIENT, sample
 from tests.e2e.test_agenda_imip import imip, send
 from tests.support.pgcluster import PgCluster

@@ -37,9 +37,9 @@ from dossier.subject import mss_document_headers
 from dossier.xdm import OutgoingDocument, build_xdm, parse_xdm
 from pki.ca import CertificateAuthority
 from pki.verify import identity_of
-from server.cli import main
+from server.auth.oauth import DevIssuer
+from server.cli.main import main
 from server.config import CA_SECRET, load_config
-from server.oauth import DevIssuer
 from storage import audit
 from storage.accounts import SUBJECT, bind_identity, create_account
 from storage.blobs import open_blob_store

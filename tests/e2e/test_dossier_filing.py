@@ -31,7 +31,7 @@ from dossier.cda import (
 from dossier.ins import NIR_OID, Ins
 from dossier.subject import mss_document_headers
 from dossier.xdm import INVISIBLE_PATIENT, OutgoingDocument, build_xdm, parse_xdm
-from server.mdn import parse_mdn
+from mailformats.mdn import parse_mdn
 from tests.support.servers import start_server, stop_server
 
 INS = "279035121518989"

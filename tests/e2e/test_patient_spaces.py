@@ -37,7 +37,7 @@ from bench.harness import ServerProcess, free_ports
 from client_tui import patient_login
 from client_tui.cli import account_command, build_parser
 from client_tui.config import load_config
-from server.cli import main as hygie_main
+from server.cli.main import main as hygie_main
 from tests.server.spaces_support import Inbox, ins, invitation_code, invite_csv
 from tests.support.png import read_png
 from tests.support.servers import start_server, stop_server

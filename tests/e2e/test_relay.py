@@ -24,8 +24,8 @@ from click.testing import CliRunner
 from bench.federation import operator, trust_each_other
 from bench.harness import ServerProcess, free_ports
 from pki.ca import init_ca, write_server_credentials
-from server.cli import main as hygie_main
-from server.signing import DkimSigner
+from server.cli.main import main as hygie_main
+from server.outbound.dkim import DkimSigner
 from storage.usage import month_of
 from tests.support.servers import stop_server
 

@@ -17,8 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.harness import ServerProcess
+from server.auth.oauth import DevIssuer
 from server.config import load_config
-from server.oauth import DevIssuer
 from tests.support.servers import start_server, stop_server
 
 CLAIRE = "claire@hygie.test"

@@ -38,8 +38,8 @@ from dossier.cda import (
 from dossier.ins import NIR_OID, Ins
 from dossier.subject import mss_document_headers
 from dossier.xdm import OutgoingDocument, build_xdm, parse_xdm
-from server.cli import main as hygie_main
-from server.mdn import parse_mdn
+from mailformats.mdn import parse_mdn
+from server.cli.main import main as hygie_main
 from storage.usage import month_of
 
 INS = "285067512345639"  # this module's own patient

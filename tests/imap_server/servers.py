@@ -39,7 +39,7 @@ def prepare_template() -> Path:
     base = Path(tempfile.mkdtemp(prefix="hygie-template-"))
     template = ServerProcess(base_dir=base)
     template.init()
-    from server.cli import main  # the documented door: ``hygie user add``, run in-process
+    from server.cli.main import main  # the documented door: ``hygie user add``, run in-process
 
     runner = CliRunner()
     for i in range(1, POOL + 1):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.agenda_workflow import may_answer
+from server.workflows.agenda import may_answer
 
 
 @pytest.mark.parametrize(

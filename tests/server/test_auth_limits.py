@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from server.auth import Authenticator, AuthError
+from server.auth.authenticator import Authenticator, AuthError
+from server.auth.oauth import TokenVerifier
 from server.config import AuthSection, Config
-from server.oauth import TokenVerifier
 from storage.accounts import create_account
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey

@@ -10,7 +10,7 @@ import jwt
 import pytest
 from click.testing import CliRunner
 
-from server.cli import main
+from server.cli.main import main
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import dsn
-from server.dsn import DsnMail, DsnRcpt, DsnSyntaxError, RecipientStatus
+from mailformats import dsn
+from mailformats.dsn import DsnMail, DsnRcpt, DsnSyntaxError, RecipientStatus
 
 WHEN = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
 

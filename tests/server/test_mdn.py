@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import mdn
-from server.mdn import IntegrationError, MdnSyntaxError
+from mailformats import mdn
+from mailformats.mdn import IntegrationError, MdnSyntaxError
 
 WHEN = datetime(2024, 2, 19, 23, 19, tzinfo=UTC)
 SUBJECT = "XDM/1.0/DDM+ECHOGRAPHIE ABDOMINOPELVIENNE CORSE FIGATELLIX 12/10/1988"

@@ -1,12 +1,12 @@
 """``/metrics`` labels stay bounded whatever senders write in ``X-MSS-NIL`` (review of issue
-11 item 4): past :data:`server.metrics.SOFTWARE_LABELS` distinct values, new ones count as
+11 item 4): past :data:`server.ops.metrics.SOFTWARE_LABELS` distinct values, new ones count as
 ``other``; no message goes uncounted."""
 
 from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.metrics import OTHER_SOFTWARE, SOFTWARE_LABELS, ServerMetrics
+from server.ops.metrics import OTHER_SOFTWARE, SOFTWARE_LABELS, ServerMetrics
 from storage.usage import UsageEvent
 
 

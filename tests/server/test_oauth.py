@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pki.ca import init_ca, write_server_credentials
 from pki.tls import server_context
+from server.auth.oauth import DevIssuer, TokenRejected, TokenVerifier
 from server.config import Config, OAuthSection
-from server.oauth import DevIssuer, TokenRejected, TokenVerifier
 from tests.pki.conftest import PASSPHRASE
 
 ADDRESS = "claire.martin@hygie.test"

@@ -15,9 +15,8 @@ import pyotp
 import pytest
 from sqlalchemy import update
 
-from server.auth import Authenticator, AuthError, FailureLimiter
-from server.config import AuthSection, Config
-from server.patient_auth import (
+from server.auth.authenticator import Authenticator, AuthError, FailureLimiter
+from server.auth.patient import (
     SESSION_AUDIENCE,
     PatientIssuer,
     PatientSignIn,
@@ -26,6 +25,7 @@ from server.patient_auth import (
     SignInError,
     code_step,
 )
+from server.config import AuthSection, Config
 from storage import audit
 from storage.accounts import AccountInfo, create_account, hash_password
 from storage.blobs import open_blob_store
@@ -202,7 +202,7 @@ async def test_wrong_codes_have_a_daily_budget_per_account(world: World) -> None
     """With the password known, the per-minute limit alone let anyone try 14,400 codes a day
     from one address (more from several): past CODE_FAILURES_PER_DAY wrong or replayed codes
     in 24 hours, even the right code is refused, from any address; audited."""
-    from server.patient_auth import CODE_FAILURES_PER_DAY, TOO_MANY_CODES
+    from server.auth.patient import CODE_FAILURES_PER_DAY, TOO_MANY_CODES
 
     w = world
     w.auth.limiter = FailureLimiter(10_000)  # the per-minute limit out of the way

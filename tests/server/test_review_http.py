@@ -21,12 +21,12 @@ from sqlalchemy import update
 
 from catalogue.consent import Consents
 from catalogue.registry import Catalogue
-from server.auth import Authenticator
+from server.auth.authenticator import Authenticator
+from server.auth.patient import PatientIssuer, PatientSignIn, PatientTokens
 from server.config import AuthSection, Config
 from server.http.catalogue import CatalogueApi
 from server.http.espace import EspacePages
 from server.http.server import HttpServer
-from server.patient_auth import PatientIssuer, PatientSignIn, PatientTokens
 from storage.accounts import AccountInfo, create_account, hash_password
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import sasl
-from server.sasl import SaslSyntaxError
+from server.auth import sasl
+from server.auth.sasl import SaslSyntaxError
 
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.signing import (
+from server.outbound.dkim import (
     DkimSigner,
     DkimVerifier,
     authentication_results,

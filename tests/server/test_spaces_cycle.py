@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import func, select
 
 from server.config import Config
-from server.notify import Smarthost
-from server.spaces import InviteFileError, SpaceJobs, invite, parse_invite_file
+from server.espace.notify import Smarthost
+from server.espace.spaces import InviteFileError, SpaceJobs, invite, parse_invite_file
 from storage import audit
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey

@@ -24,9 +24,9 @@ from cryptography.x509.oid import NameOID
 
 from bench.harness import free_ports
 from server.config import Config
-from server.delivery import LocalDelivery, Trace
-from server.notify import Smarthost
-from server.spaces import SpaceJobs, invite
+from server.delivery.local import LocalDelivery, Trace
+from server.espace.notify import Smarthost
+from server.espace.spaces import SpaceJobs, invite
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database, migrate

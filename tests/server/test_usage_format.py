@@ -7,7 +7,7 @@ import csv
 import io
 import json
 
-from server.cli_report import columns, render, rows_of
+from server.cli.report import columns, render, rows_of
 from storage.usage import Tally
 
 TALLY = Tally(

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 import pytest
 
 from bench.harness import ServerProcess
+from server.auth.oauth import DevIssuer
 from server.config import load_config
-from server.oauth import DevIssuer
 
 # The two databases every storage and e2e test runs on; the PostgreSQL runs carry the marker.
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from server.delivery import describe
+from server.delivery.local import describe
 from server.imap.commands.selected import sync
 from server.imap.proto import commands as c
 from server.imap.proto import response as r

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import structlog
 
-from server import sasl
-from server.auth import AuthError
+from server.auth import sasl
+from server.auth.authenticator import AuthError
 from server.imap.capabilities import capabilities, mechanisms
 from server.imap.proto import commands as c
 from server.imap.proto import response as r

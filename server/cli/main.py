@@ -7,16 +7,14 @@ one-line error and exits non-zero on bad input.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import getpass
 import json
 import os
 import shutil
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 from cryptography import x509
@@ -29,20 +27,19 @@ from dossier.ins import check_matricule
 from pki.ca import CertificateAuthority, IssuedCertificate, init_ca, write_server_credentials
 from pki.errors import PkiError
 from pki.verify import identity_of
-from server import cli_directory as directory_cli
+from server.auth.oauth import DevIssuer
+from server.cli import directory as directory_cli
+from server.cli.common import CliError, _config, _with_db, fail, run
 from server.config import (
     CA_SECRET,
     CONFIG_FILE,
     Config,
-    ConfigError,
     data_dir_from,
-    load_config,
     render_config,
 )
 from server.logs import configure_logging
-from server.oauth import DevIssuer
-from server.signing import DkimError, dns_record, ensure_key, key_path
-from server.trust import render_trusted_domains
+from server.outbound.dkim import DkimError, dns_record, ensure_key, key_path
+from server.outbound.trust import render_trusted_domains
 from storage import audit, outbound
 from storage.accounts import (
     IDNAT,
@@ -56,7 +53,6 @@ from storage.accounts import (
     normalize_address,
     set_password,
 )
-from storage.blobs import open_blob_store
 from storage.crypto import CryptoError, MasterKey
 from storage.db import Database, migrate
 
@@ -71,37 +67,6 @@ DEMO_ACCOUNTS = (
 DEMO_FILE = "demo-accounts.txt"
 
 
-class CliError(Exception):
-    pass
-
-
-def fail(message: str) -> NoReturn:
-    click.echo(f"hygie: error: {message}", err=True)
-    sys.exit(1)
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except (CliError, ConfigError, AccountError, PkiError, CryptoError) as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
-
-
-def _config(ctx: click.Context) -> Config:
-    data: Path = ctx.obj["data"]
-    try:
-        return load_config(data)
-    except ConfigError as exc:
-        fail(str(exc))
-
-
-async def _with_db(config: Config) -> Database:
-    blobs = open_blob_store(config.storage.blob_store, config.path(config.storage.blob_dir))
-    db = Database(config.database_url, blobs)
-    await db.start()
-    return db
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -977,14 +942,14 @@ def audit_list(ctx: click.Context, action: str, limit: int) -> None:
 
 main.add_command(directory_cli.directory)
 
-from server.cli_patient import patient as patient_group  # noqa: E402 (needs main's helpers)
+from server.cli.patient import patient as patient_group  # noqa: E402 (needs main's helpers)
 
 main.add_command(patient_group)
 
-from server.cli_catalogue import catalogue as catalogue_group  # noqa: E402 (same)
+from server.cli.catalogue import catalogue as catalogue_group  # noqa: E402 (same)
 
 main.add_command(catalogue_group)
-from server.cli_report import report as report_group  # noqa: E402 (issue 11 item 4)
+from server.cli.report import report as report_group  # noqa: E402 (issue 11 item 4)
 
 main.add_command(report_group)
 

@@ -53,14 +53,14 @@ from agenda.itip import (
 )
 from agenda.recurrence import PARIS, occurrences
 from server.config import Config
-from server.delivery import Trace, describe, new_queue_id, received_field
-from server.patients import is_patient_address
-from server.queue import mss_nil_field
+from server.delivery.local import Trace, describe, new_queue_id, received_field
+from server.delivery.patients import is_patient_address
+from server.outbound.queue import mss_nil_field
 from storage.agenda import AgendaStore, Decision, DueReminder, uid_digest
 from storage.mailstore import MailStore, Recipient
 
 if TYPE_CHECKING:
-    from server.app_access import AppGate
+    from server.workflows.consent import AppGate
 
 log = structlog.get_logger("hygie.agenda")
 AGENDA_SERVICE = "agenda"

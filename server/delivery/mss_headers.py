@@ -16,7 +16,7 @@ from email.parser import BytesParser
 
 from dossier.errors import DossierError
 from dossier.xdm import parse_xdm
-from server.workflows import XDM_NAME
+from server.workflows.dossier import XDM_NAME
 
 MSS_FIELDS = ("X-MSS-CODECDA", "X-MSS-INS", "X-MSS-NIL", "X-MSS-MES")
 

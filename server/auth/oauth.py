@@ -3,8 +3,8 @@ configured OpenID provider, and Hygie's own development issuer (``hygie token is
 
 A token is accepted when its signature (RS256 or ES256, RFC 7518 §3.3/§3.4) verifies with a key
 of the provider's JWKS (RFC 7517) chosen by ``kid``, and ``iss``, ``aud``, ``exp`` and ``nbf``
-(RFC 7519 §4.1) hold. The subject claim then names the user (see `server.auth`). Tokens are
-never logged or stored: only the rejection reason is.
+(RFC 7519 §4.1) hold. The subject claim then names the user (see
+`server.auth.authenticator`). Tokens are never logged or stored: only the rejection reason is.
 
 The JWKS is a file (re-read when it changes) or an https:// URL fetched off the event loop and
 cached for ``jwks_refresh_seconds``; when a fetch fails the last good set is kept. An unknown

@@ -21,7 +21,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
 
-from server import report
+from mailformats import report
 
 # --- the MSSanté integration errors ---------------------------------------------------------
 

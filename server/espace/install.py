@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.auth import Authenticator
+from server.auth.authenticator import Authenticator
+from server.auth.patient import PatientIssuer, PatientSignIn, PatientTokens, SecondFactorPasswords
 from server.config import Config
-from server.delivery import LocalDelivery
+from server.delivery.local import LocalDelivery
+from server.espace.notify import Smarthost
+from server.espace.spaces import SpaceJobs
 from server.http.espace import EspacePages, espace_route
 from server.http.server import Handler
-from server.notify import Smarthost
-from server.patient_auth import PatientIssuer, PatientSignIn, PatientTokens, SecondFactorPasswords
-from server.spaces import SpaceJobs
-from server.workflows import DossierWorkflow
+from server.workflows.dossier import DossierWorkflow
 from storage.crypto import MasterKey
 from storage.db import Database
 from storage.spaces import SpaceStore

@@ -8,7 +8,7 @@ the archive before anything is stored (so an INVISIBLE_PATIENT document never re
 patient's INBOX, and ``dmp@`` receives nothing to read), and :meth:`DossierWorkflow.complete`
 files the documents and answers the sender: an MDN ``processed`` or ``processed/error`` with
 the MSSanté integration codes 900–906 when ``Disposition-Notification-To`` asked for one (RFC
-8098 rules, `server.mdn`), else, on error only, the volet's plain error mail.
+8098 rules, `mailformats.mdn`), else, on error only, the volet's plain error mail.
 
 Checks, with their codes: the archive itself (`dossier.xdm`, 903/904/906 …); the patient of
 METADATA.XML is the addressed patient (902), or for ``dmp@`` a patient with a mailbox here
@@ -36,15 +36,15 @@ from dossier.errors import AUTHOR_NOT_ALLOWED, OTHER, DossierError
 from dossier.subject import pdf_filename, xdm_subject
 from dossier.versions import check_replacement, replaced_id
 from dossier.xdm import INVISIBLE_PATIENT, XdmDocument, XdmPackage, parse_xdm
-from server import mdn
+from mailformats import mdn
 from server.config import Config
-from server.patients import is_patient_address
+from server.delivery.patients import is_patient_address
 from storage.dossier import DossierIndex
 from storage.mailstore import MailStore, Recipient
 
 if TYPE_CHECKING:
-    from server.app_access import AppGate
-    from server.usage import UsageRecorder
+    from server.ops.usage import UsageRecorder
+    from server.workflows.consent import AppGate
 
 log = structlog.get_logger("hygie.workflows")
 DOSSIER_FOLDER = "Dossier"
@@ -222,7 +222,7 @@ class DossierWorkflow:
         ):
             pdf = header.body.content
         raw = dossier_message(header, document, patient.address, pdf, number)
-        from server.delivery import describe  # the IMAP metadata, as for any delivery
+        from server.delivery.local import describe  # the IMAP metadata, as for any delivery
 
         delivered = await self.store.append(folder, patient.public_key, raw, describe(raw))
         set_id = "^".join(p for p in header.set_id if p) if header.set_id else None

@@ -4,14 +4,15 @@ token for XOAUTH2/OAUTHBEARER in exchange, and app passwords for standard mail p
 
 - The tokens are JWTs (ES256) signed by the operator's **patient issuer**, a key of its own in
   the data directory (``oauth/patient-issuer.key``, made like the development issuer's key in
-  `server.oauth`), with ``iss = https://<hostname>/espace`` and ``amr = ["pwd", "otp"]``. The
+  `server.auth.oauth`), with ``iss = https://<hostname>/espace`` and ``amr = ["pwd", "otp"]``. The
   SASL login accepts them whatever ``[oauth]`` points at (Pro Santé Connect for professionals),
-  because `server.auth.Authenticator` picks this verifier by the token's issuer.
+  because `server.auth.authenticator.Authenticator` picks this verifier by the token's issuer.
 - A code is accepted in the step before, at, or after the server's (clock drift), and only
   once: the last step used is stored and must grow (RFC 6238 §5.2), so a replayed code, even
   within its 30 seconds, is refused.
 - Failures count against the same per-address and per-account limiter as IMAP and SMTP logins
-  (`server.auth.FailureLimiter`); every attempt, good or bad, is in the audit log. Wrong or
+  (`server.auth.authenticator.FailureLimiter`); every attempt, good or bad, is in the audit
+  log. Wrong or
   replayed codes also count against a daily budget per account (:data:`CODE_FAILURES_PER_DAY`):
   the per-minute limit alone let someone holding the password try 14,400 codes a day (a 4 %
   chance a day of hitting one of the three codes in force), the budget makes it 0.01 %.
@@ -40,10 +41,10 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from server.auth import Authenticator, FailureLimiter
+from server.auth.authenticator import Authenticator, FailureLimiter
+from server.auth.oauth import TokenRejected, TokenVerifier
 from server.config import Config
-from server.oauth import TokenRejected, TokenVerifier
-from server.patients import is_patient_address
+from server.delivery.patients import is_patient_address
 from storage import audit
 from storage.accounts import AccountInfo, find_account, verify_password
 from storage.db import Database

@@ -4,7 +4,7 @@
 relayed in, documents filed in a dossier, an integration MDN sent back), turns them into
 :class:`storage.usage.UsageEvent` rows without addresses or content, hands them to the
 writer without waiting (`storage.usage.UsageLog`) and bumps the matching Prometheus counters
-(`server.metrics`). It never raises: the message is delivered already.
+(`server.ops.metrics`). It never raises: the message is delivered already.
 
 The structure of a mailbox comes from the directory (``dir_mailboxes``: the owning
 structure, else the practitioner's activity, ``dir_activities``; then ``dir_organisations``
@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from server.patients import is_patient_address
+from server.delivery.patients import is_patient_address
 from storage.db import Database
 from storage.mailstore import Recipient
 from storage.usage import UsageEvent, UsageLog, month_of
 
 if TYPE_CHECKING:
-    from server.metrics import ServerMetrics
+    from server.ops.metrics import ServerMetrics
 
 log = structlog.get_logger("hygie.usage")
 PATIENT = "PAT"

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 from directory.ins import IdentityStatus, Ins, InsError
 from directory.patients import PATIENTS, Traits
 from server.config import Config
-from server.notify import NotifyError, Smarthost, build_mail
+from server.espace.notify import NotifyError, Smarthost, build_mail
 from storage.accounts import AccountError, normalize_address
 from storage.db import Database
 from storage.mailstore import Delivered, Recipient

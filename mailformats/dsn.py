@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from server import report
+from mailformats import report
 
 #: A returned original larger than this goes back as its header section only (RFC 3461 §4.3
 #: lets the reporting MTA return less than asked; a bounce must not be a way to mail back

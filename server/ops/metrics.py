@@ -3,7 +3,7 @@
 One :class:`ServerMetrics` per ``hygie serve`` holds its own ``CollectorRegistry`` (never the
 process-global one, so two servers in one test process do not mix):
 
-- the usage counters of :mod:`server.usage`, labelled by structure, software (``X-MSS-NIL``)
+- the usage counters of :mod:`server.ops.usage`, labelled by structure, software (``X-MSS-NIL``)
   and mailbox type: ``hygie_messages_sent_total``, ``hygie_messages_received_total``,
   ``hygie_documents_filed_total``, ``hygie_patient_deliveries_total``,
   ``hygie_mdn_sent_total`` (with ``outcome`` and ``code``);

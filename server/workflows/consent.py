@@ -40,7 +40,7 @@ from pki.errors import PkiError
 from pki.registry import IssuedRecord, Registry
 from pki.verify import CertificateRejected, ClientCertificateChecker
 from server.config import Config
-from server.patients import is_patient_address
+from server.delivery.patients import is_patient_address
 from storage import audit
 from storage.accounts import AccountError, create_account, find_account
 from storage.crypto import MasterKey
@@ -48,12 +48,12 @@ from storage.db import Database
 from storage.mailstore import Recipient
 
 if TYPE_CHECKING:
-    from server.agenda_workflow import AgendaWorkflow
-    from server.auth import Authenticator
+    from server.auth.authenticator import Authenticator
     from server.http.dossier import DossierApi
     from server.http.server import Handler, Response
     from server.smtp.submission import SubmissionHandler
-    from server.workflows import DossierWorkflow
+    from server.workflows.agenda import AgendaWorkflow
+    from server.workflows.dossier import DossierWorkflow
     from storage.accounts import AccountInfo
 
 log = structlog.get_logger("hygie.apps")
@@ -63,7 +63,7 @@ Notify = Callable[[bytes, str], Awaitable[None]]
 
 def scope_of(raw: bytes) -> str:
     """The scope a message to a patient needs, by what it carries."""
-    from server.workflows import find_xdm  # the dossier workflow's own test for an archive
+    from server.workflows.dossier import find_xdm  # the dossier workflow's own test for an archive
 
     if find_xdm(raw) is not None:
         return DOSSIER_WRITE
@@ -269,8 +269,8 @@ async def install(
     """Hang the catalogue on the server (``server.app``): the ``catalogue@`` workflow, the
     consent checks on every path, and the ``/catalogue/`` HTTPS route it returns. The
     ``catalogue@<domain>`` mailbox is opened if an older data directory lacks it."""
-    from server.catalogue_workflow import CatalogueWorkflow
     from server.http.catalogue import CatalogueApi, catalogue_route
+    from server.workflows.catalogue import CatalogueWorkflow
 
     service = f"{CatalogueWorkflow.SERVICE}@{config.server.domains[0]}"
     if await find_account(db, service) is None:

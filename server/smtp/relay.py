@@ -25,12 +25,13 @@ from aiosmtpd.smtp import Envelope, Session
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from server import dsn
+from mailformats import dsn
 from server.config import Config
-from server.delivery import LocalDelivery
-from server.patients import PatientRules
-from server.queue import OutboundQueue
-from server.signing import DkimVerifier, authentication_results, strip_forged_results
+from server.delivery.local import LocalDelivery
+from server.delivery.patients import PatientRules
+from server.outbound.dkim import DkimVerifier, authentication_results, strip_forged_results
+from server.outbound.queue import OutboundQueue
+from server.outbound.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
 from server.smtp import replies as S
 from server.smtp.submission import (
     HygieSMTP,
@@ -40,7 +41,6 @@ from server.smtp.submission import (
     command_limits,
     smtp_trace,
 )
-from server.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
 from storage.accounts import AccountError, normalize_address
 from storage.mailstore import MailStore, Recipient
 
@@ -55,7 +55,7 @@ S530_CERTIFICATE_REQUIRED = "530 5.7.0 A client certificate is required"
 class RelayHandler:
     """aiosmtpd hooks for the inbound relay listener."""
 
-    service = "relay"  # Prometheus label (server.metrics)
+    service = "relay"  # Prometheus label (server.ops.metrics)
 
     def __init__(
         self,

@@ -14,12 +14,12 @@ import pyotp
 
 from directory.ins import IdentityStatus, Ins, InsError
 from directory.patients import Traits, add_patient, identity_status
-from server.cli import CliError, _config, _with_db, fail, run
-from server.notify import Smarthost
-from server.patient_auth import Enrolment, code_step
-from server.patients import is_patient_address
-from server.spaces import InviteFileError, SpaceJobs, open_store, utc_now
-from server.spaces import invite as invite_file
+from server.auth.patient import Enrolment, code_step
+from server.cli.common import CliError, _config, _with_db, fail, run
+from server.delivery.patients import is_patient_address
+from server.espace.notify import Smarthost
+from server.espace.spaces import InviteFileError, SpaceJobs, open_store, utc_now
+from server.espace.spaces import invite as invite_file
 from storage import audit
 from storage.accounts import AccountError, create_account, find_account
 from storage.crypto import MasterKey

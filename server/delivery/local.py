@@ -21,7 +21,7 @@ from server.imap.proto.message import analyze
 from storage.mailstore import Delivered, MailStore, Recipient
 
 if TYPE_CHECKING:
-    from server.metrics import ServerMetrics
+    from server.ops.metrics import ServerMetrics
 
 
 log = structlog.get_logger("hygie.delivery")

@@ -11,7 +11,7 @@ import click
 
 from catalogue.criteria import CRITERIA, VERDICTS
 from catalogue.status import DECISIONS, STATUSES
-from server.cli import CliError, _config, _with_db, run
+from server.cli.common import CliError, _config, _with_db, run
 from server.config import Config
 from storage.db import Database
 
@@ -35,8 +35,8 @@ def _catalogue(config: Config, db: Database) -> Catalogue:
 async def _tell_editor(config: Config, db: Database, raw: bytes, to: str) -> bool:
     """Deliver a notice to the editor's mailbox (always one of ours: manifests come only by
     submission)."""
-    from server.delivery import LocalDelivery, Trace
-    from server.queue import mss_nil_field
+    from server.delivery.local import LocalDelivery, Trace
+    from server.outbound.queue import mss_nil_field
     from storage.mailstore import MailStore
 
     store = MailStore(db)

@@ -5,7 +5,7 @@ tell the sender what happened with DSNs (RFC 3464).
 Per attempt: the route (configured ``domain=host:port``, else the domain's DNS MX records,
 else the domain itself, RFC 5321 §5.1), a TLS connection (STARTTLS required) presenting our
 SERV certificate and checking the peer's chain against our trust anchors, its host name, and
-its revocation (`server.trust.PeerRevocation`); then one SMTP transaction per (message,
+its revocation (`server.outbound.trust.PeerRevocation`); then one SMTP transaction per (message,
 domain), passing DSN parameters on when the peer offers DSN (RFC 3461 §5.2).
 
 Outcomes per recipient: 2xx → done (a "relayed" DSN if the sender asked for success notices
@@ -30,12 +30,12 @@ import dns.asyncresolver
 import dns.exception
 import structlog
 
+from mailformats import dsn
 from pki.tls import client_context
-from server import dsn
 from server.config import Config
-from server.delivery import LocalDelivery, Trace
-from server.signing import DkimSigner
-from server.trust import (
+from server.delivery.local import LocalDelivery, Trace
+from server.outbound.dkim import DkimSigner
+from server.outbound.trust import (
     PeerRevocation,
     PeerRevoked,
     RevocationUnknown,

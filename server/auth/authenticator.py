@@ -5,11 +5,11 @@ client address and per account:
 - TLS client certificates (SASL EXTERNAL, RFC 4422 Appendix A): `pki.verify` checks the
   certificate (issuer, validity, clientAuth, CRL); a PER certificate logs in to the mailboxes
   bound to its IdNat, an ORG/APP certificate to those bound to its subject;
-- bearer tokens (SASL OAUTHBEARER, RFC 7628, and XOAUTH2): `server.oauth` checks the JWT; its
+- bearer tokens (SASL OAUTHBEARER, RFC 7628, and XOAUTH2): `server.auth.oauth` checks the JWT; its
   subject claim is a mailbox address or an IdNat bound to mailboxes.
 
 When an identity owns several mailboxes the SASL authorisation identity picks one; it must be
-one of them. SASL framing is parsed by each protocol (`server.sasl` holds the shared parts);
+one of them. SASL framing is parsed by each protocol (`server.auth.sasl` holds the shared parts);
 this module answers "who is this?". Logs carry the client address and the account id, never
 the login name, the password, the token or the certificate's identity.
 """
@@ -25,8 +25,8 @@ import jwt
 import structlog
 
 from pki.verify import CertificateRejected, ClientCertificateChecker, ClientIdentity
+from server.auth.oauth import TokenRejected, TokenVerifier
 from server.config import AuthSection
-from server.oauth import TokenRejected, TokenVerifier
 from storage.accounts import (
     IDNAT,
     SUBJECT,
@@ -42,7 +42,7 @@ from storage.db import Database
 log = structlog.get_logger("hygie.auth")
 WINDOW_SECONDS = 60.0
 #: After a password check: (login name, password, the account it opened or None) -> the
-#: account to log in. Patients with two factors use app passwords (`server.patient_auth`).
+#: account to log in. Patients with two factors use app passwords (`server.auth.patient`).
 PasswordFilter = Callable[[str, str, AccountInfo | None], Awaitable[AccountInfo | None]]
 
 

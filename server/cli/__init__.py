@@ -1,0 +1,2 @@
+"""The ``hygie`` command (design.md §8): one module per command group.
+"""

@@ -1,0 +1,2 @@
+"""Running the operator: Prometheus metrics and the usage indicators.
+"""
