@@ -329,7 +329,7 @@ async def seed_hygie(
     """Create ``Suivi patients`` and fill the stress mailboxes of a stopped Hygie through the
     storage API: encrypted, durable, as ``bench.imap_populate`` does (only IMAP skipped)."""
     from server.config import load_config
-    from server.delivery import describe
+    from server.delivery.local import describe
     from storage.blobs import open_blob_store
     from storage.db import Database
     from storage.mailstore import MailStore
