@@ -45,6 +45,8 @@ bench: venv
 	$(BIN)/python -m bench.agenda_load --out bench/results
 	$(BIN)/python -m bench.spaces_load --out bench/results
 	$(BIN)/python -m bench.hostile_fhir --out bench/results
+	$(BIN)/python -m bench.imap_stress --out bench/results
+	$(BIN)/python -m bench.smtp_compare --out bench/results
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -17,11 +17,12 @@ authenticated IDLE connections, all against ``hygie serve`` over implicit TLS.
    read, then one message to all 10 accounts goes through SMTP submission and the time until
    each connection sees ``* n EXISTS`` is recorded.
 
-Where a target is missed, the server is sampled with py-spy (``HYGIE_PYSPY`` or
-``/tmp/probe/bin/py-spy``) while the command repeats, and its hottest functions are recorded.
-The client is one asyncio process with a minimal IMAP reader (no imaplib threads); its CPU time
-is recorded. Writes ``imap_load.json`` and the IMAP section of ``summary.md`` (between
-``<!-- imap -->`` and ``<!-- /imap -->``; the SMTP section is left alone).
+Where a target is missed, the server is sampled with py-spy (``HYGIE_PYSPY``, the venv's
+dev dependency, or ``/tmp/probe/bin/py-spy``) while the command repeats, and its hottest
+functions are recorded. The client is one asyncio process with a minimal IMAP reader (no
+imaplib threads); its CPU time is recorded. Writes ``imap_load.json`` and the IMAP section of
+``summary.md`` (between ``<!-- imap -->`` and ``<!-- /imap -->``; the SMTP section is left
+alone).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ WAITING = (
     "Condition.wait (threading.py)",
 )
 MARK_BEGIN, MARK_END = "<!-- imap -->", "<!-- /imap -->"
+REPO = Path(__file__).resolve().parent.parent
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
 _EXISTS = re.compile(rb"^\* (\d+) EXISTS$")
 _EXISTS_IN_STREAM = re.compile(rb"(?:^|\r\n)\* \d+ EXISTS\r\n")
@@ -252,7 +254,13 @@ class Profiler:
     def __init__(self, pid: int, out: Path, name: str, rate: int = 200) -> None:
         self.pid, self.rate = pid, rate
         self.path = out / f"imap_profile_{name}.txt"
-        self.exe = os.environ.get("HYGIE_PYSPY") or shutil.which("py-spy") or PYSPY_DEFAULT
+        beside = Path(sys.executable).parent / "py-spy"  # the dev dependency, in the venv
+        self.exe = (
+            os.environ.get("HYGIE_PYSPY")
+            or (str(beside) if beside.is_file() else None)
+            or shutil.which("py-spy")
+            or PYSPY_DEFAULT
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Profiler:
@@ -319,6 +327,7 @@ def short_frame(frame: str) -> str:
     path = where.rstrip(")").rsplit(":", 1)[0]
     path = re.sub(r"^.*/lib/python3\.\d+/(site-packages/)?", "", path)
     path = re.sub(r"^.*/work/main/", "", path)
+    path = path.removeprefix(f"{REPO}/")  # a worktree elsewhere
     return f"{name} ({path})"
 
 
