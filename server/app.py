@@ -41,12 +41,14 @@ from server.http.agenda import AgendaFeed, agenda_route
 from server.http.catalogue import CatalogueApi, catalogue_route
 from server.http.dossier import DossierApi, dossier_route
 from server.http.fhir import fhir_route
+from server.http.health import Health, health_route
 from server.http.limits import HttpLimits
 from server.http.metrics import metrics_route
 from server.http.pki import PkiPublisher
 from server.http.server import Handler, HttpServer, Request, Response
 from server.imap.server import ImapServer
 from server.imap.summary import ImapSummaries
+from server.net.listener import Listener, ProxyPolicy
 from server.ops import pki_address
 from server.ops.metrics import ServerMetrics
 from server.ops.usage import REACH_SECRET, UsageRecorder
@@ -178,7 +180,7 @@ def http_limits(config: Config) -> HttpLimits:
 
 async def _start_pki_http(
     config: Config, master: MasterKey
-) -> tuple[list[asyncio.Server], asyncio.Task[None] | None]:
+) -> tuple[list[Listener], asyncio.Task[None] | None]:
     """The CA's publication point (CRL, OCSP, CA certificates) on plain HTTP."""
     if not config.http.pki_port:
         return [], None
@@ -297,7 +299,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         apps=gate, metrics=metrics,
     )  # fmt: skip
     submission = await start_submission(config, handler, tls)
-    relay_servers: list[asyncio.Server] = []
+    relay_servers: list[Listener] = []
     if config.relay.port:
         relay_tls = relay_context(
             server_context(
@@ -330,8 +332,11 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
                             ("/agenda/", agenda_route(feed)), ("/catalogue/", catalogue_api),
                             ("/metrics", scrape), ("/espace/", espace.route)],
                            limits=http_limits(config))  # fmt: skip
+        proxy = ProxyPolicy.of(config)
         http_servers.append(
-            await https.listen(config.server.listen, config.http.https_port, ssl=tls)
+            await https.listen(
+                config.server.listen, config.http.https_port, ssl=tls, proxy=proxy, name="https"
+            )
         )
     log.info(
         "ready",
@@ -342,7 +347,15 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         relay=config.relay.port,
         https=config.http.https_port,
         database=services.db.dialect,
+        proxy_from=",".join(config.server.proxy_from) or None,
     )
+    # Last: the load balancer's check says "serving" once everything above listens.
+    health = Health(services.db)
+    health_servers: list[Listener] = []
+    if config.server.health_port:
+        health_http = HttpServer([("/health", health_route(health))], limits=http_limits(config))
+        port = config.server.health_port
+        health_servers.append(await health_http.listen(config.server.listen, port, name="health"))
     # Start-up objects (modules, SQLAlchemy metadata, TLS and CA state) stay for the process's
     # life: out of the collector's sight, a full collection no longer stalls every session
     # (~100 ms under load before).
@@ -350,6 +363,12 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await stop.wait()
 
     log.info("stopping")
+    # The balancer sees /health fail first and stops sending connections; the listeners keep
+    # accepting meanwhile, so nothing it sent in between is refused.
+    health.draining = True
+    if config.server.drain_seconds > 0:
+        log.info("draining", seconds=config.server.drain_seconds)
+        await asyncio.sleep(config.server.drain_seconds)
     submission.stop_accepting()
     for srv in imap_servers + http_servers + relay_servers:
         srv.close()
@@ -367,5 +386,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await imap.close()
     await usage.flush()
     await services.store.settle()  # owner seals of first reads, before the writer stops
+    for srv in health_servers:
+        srv.close()
     await services.db.close()
     log.info("stopped")

@@ -7,6 +7,7 @@ The configuration is read once, at start, into an immutable :class:`Config`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -41,6 +42,18 @@ class ServerSection:
     # With test_mode only: the agenda's clock reads an ISO 8601 instant from this file (tests
     # move time without waiting); empty or unreadable: the real time.
     test_clock_file: str = ""
+    # Load balancers (HAProxy) in front of this node: addresses or CIDR blocks whose
+    # connections to the SMTP, relay, IMAP and HTTPS listeners start with a PROXY protocol
+    # header (v1 or v2) giving the client's address. No one else's header is ever read.
+    proxy_from: tuple[str, ...] = ()
+    # A listed proxy must send the header (false: a listed host may also connect directly).
+    proxy_required: bool = True
+    # Plain-HTTP health check for the load balancer, GET /health: 200 while serving, 503 once
+    # draining or when the database does not answer (0 disables it).
+    health_port: int = 0
+    # On SIGTERM, seconds the node keeps accepting while /health already answers 503, so
+    # the load balancer takes it out first (at least its check interval × fall count).
+    drain_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -392,7 +405,19 @@ def load_config(data_dir: Path, environ: Mapping[str, str] | None = None) -> Con
                 value = env_value
             values[f.name] = _coerce(section, f.name, value, default)
         sections[section] = replace(defaults, **values)
+    _check(path, sections)
     return Config(data_dir=data_dir, **sections)
+
+
+def _check(path: Path, sections: dict[str, Any]) -> None:
+    """Values a type alone does not check, refused at start rather than at first use."""
+    for entry in sections["server"].proxy_from:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{path}: [server] proxy_from: not an IP address or network: {entry!r}"
+            ) from None
 
 
 def render_config(domain: str, hostname: str, pki_public_url: str = "") -> str:
@@ -426,6 +451,16 @@ shutdown_grace_seconds = {s.shutdown_grace_seconds}
 job_lease_seconds = {s.job_lease_seconds}
 # X-MSS-NIL of the messages Hygie writes itself (the product reference, ECO.2.4.3).
 mss_nil = "{s.mss_nil}"
+# Behind a load balancer (docs/operations.md): its addresses or networks, whose connections
+# start with a PROXY protocol header naming the client, e.g. ["10.0.0.5", "10.0.1.0/24"].
+# No one else's header is ever read. proxy_required = false lets a listed host also connect
+# without one.
+proxy_from = []
+proxy_required = true
+# GET /health on this plain-HTTP port for the load balancer's checks (0: none), and on SIGTERM
+# how long /health answers 503 while the listeners still accept, before they close.
+health_port = {s.health_port}
+drain_seconds = {s.drain_seconds}
 # Accept test/demonstration INS (OIDs …4.10, …4.11) in documents. Never in production.
 test_mode = false
 

@@ -33,6 +33,7 @@ import h11
 import structlog
 
 from server.http.limits import ConnectionSlots, HttpLimits, Refusal, head_problem
+from server.net.listener import Listener, ProxyPolicy, listen, stream_factory
 
 log = structlog.get_logger("hygie.http")
 READ_TIMEOUT = HttpLimits.idle_timeout
@@ -88,14 +89,17 @@ class HttpServer:
         self.slots = ConnectionSlots.of(limits)
 
     async def listen(
-        self, host: str, port: int, *, ssl: ssl.SSLContext | None = None
-    ) -> asyncio.Server:
+        self, host: str, port: int, *, ssl: ssl.SSLContext | None = None,
+        proxy: ProxyPolicy | None = None, name: str = "http",
+    ) -> Listener:  # fmt: skip
+        """Listen on ``host:port``; connections from ``proxy``'s load balancers start with a
+        PROXY protocol header (server/net/listener.py)."""
         scheme = "https" if ssl is not None else "http"
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self.handle(reader, writer, scheme)
 
-        return await asyncio.start_server(serve, host, port, ssl=ssl)
+        return await listen(stream_factory(serve), host, port, ssl=ssl, proxy=proxy, name=name)
 
     def route(self, path: str) -> Handler | None:
         for prefix, handler in self.routes:

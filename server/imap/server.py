@@ -10,6 +10,7 @@ from server.auth.authenticator import Authenticator
 from server.config import Config
 from server.imap.session import Session
 from server.imap.summary import ImapSummaries
+from server.net.listener import Listener, ProxyPolicy, listen, stream_factory
 from storage.crypto import MasterKey
 from storage.mailstore import MailStore
 
@@ -37,12 +38,12 @@ class ImapServer:
         self.metrics: ServerMetrics | None = None  # issue 11 item 4
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> list[asyncio.Server]:
-        host = self.config.server.listen
-        plain = await asyncio.start_server(self._plain, host, self.config.imap.port)
-        implicit = await asyncio.start_server(
-            self._implicit, host, self.config.imap.tls_port, ssl=self.tls
-        )
+    async def start(self) -> list[Listener]:
+        host, proxy = self.config.server.listen, ProxyPolicy.of(self.config)
+        plain = await listen(stream_factory(self._plain), host, self.config.imap.port,
+                             proxy=proxy, name="imap")  # fmt: skip
+        implicit = await listen(stream_factory(self._implicit), host, self.config.imap.tls_port,
+                                ssl=self.tls, proxy=proxy, name="imap_tls")  # fmt: skip
         return [plain, implicit]
 
     async def _plain(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -38,6 +38,7 @@ from server.config import Config
 from server.delivery import replies as S
 from server.delivery.pipeline import Envelope as Transaction
 from server.delivery.pipeline import Origin, Pipeline
+from server.net.listener import Listener, ProxyPolicy, listen
 from server.outbound.dkim import DkimVerifier, authentication_results, strip_forged_results
 from server.outbound.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
 from server.smtp.submission import (
@@ -280,7 +281,7 @@ def relay_context(base: ssl.SSLContext, anchors: list[str]) -> ssl.SSLContext:
 
 async def start_relay(
     config: Config, handler: RelayHandler, tls: ssl.SSLContext
-) -> tuple[asyncio.Server, weakref.WeakSet[HygieSMTP]]:
+) -> tuple[Listener, weakref.WeakSet[HygieSMTP]]:
     connections: weakref.WeakSet[HygieSMTP] = weakref.WeakSet()
 
     def factory() -> HygieSMTP:
@@ -295,6 +296,6 @@ async def start_relay(
         connections.add(conn)
         return conn
 
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, config.server.listen, config.relay.port)
+    server = await listen(factory, config.server.listen, config.relay.port,
+                          proxy=ProxyPolicy.of(config), name="relay")  # fmt: skip
     return server, connections

@@ -46,6 +46,7 @@ from server.delivery.pipeline import Envelope as Transaction
 from server.delivery.pipeline import Origin, Pipeline
 from server.delivery.trace import Trace
 from server.imap.proto.message import read_header
+from server.net.listener import Listener, ProxyPolicy, listen
 from server.outbound.trust import ascii_domain
 from server.smtp.policy import SubmissionPolicy
 from storage.accounts import AccountError, AccountInfo, normalize_address
@@ -675,7 +676,7 @@ def command_limits(config: Config) -> dict[str, int]:
 class SubmissionListeners:
     """The two submission listeners and their open connections."""
 
-    def __init__(self, servers: list[asyncio.Server], connections: weakref.WeakSet[HygieSMTP]):
+    def __init__(self, servers: list[Listener], connections: weakref.WeakSet[HygieSMTP]):
         self.servers = servers
         self.connections = connections
 
@@ -713,7 +714,6 @@ async def start_submission(
     tls: ssl.SSLContext,
 ) -> SubmissionListeners:
     """Listen on the STARTTLS and the implicit-TLS submission ports."""
-    loop = asyncio.get_running_loop()
     connections: weakref.WeakSet[HygieSMTP] = weakref.WeakSet()
     common: dict[str, Any] = {
         "hostname": config.server.hostname,
@@ -739,9 +739,9 @@ async def start_submission(
         connections.add(conn)
         return conn
 
-    host = config.server.listen
-    plain = await loop.create_server(starttls_factory, host, config.smtp.submission_port)
-    implicit = await loop.create_server(
-        implicit_factory, host, config.smtp.submission_tls_port, ssl=tls
-    )
+    host, proxy = config.server.listen, ProxyPolicy.of(config)
+    plain = await listen(starttls_factory, host, config.smtp.submission_port, proxy=proxy,
+                         name="submission")  # fmt: skip
+    implicit = await listen(implicit_factory, host, config.smtp.submission_tls_port, ssl=tls,
+                            proxy=proxy, name="submission_tls")  # fmt: skip
     return SubmissionListeners([plain, implicit], connections)
