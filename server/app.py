@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import signal
 import ssl
@@ -28,6 +29,13 @@ from pki.tls import server_context
 from pki.verify import ClientCertificateChecker
 from server.auth.authenticator import Authenticator
 from server.auth.oauth import TokenVerifier
+from server.auth.patient import (
+    CodeUnsent,
+    PatientIssuer,
+    PatientSignIn,
+    PatientTokens,
+    SecondFactorPasswords,
+)
 from server.config import CA_SECRET, Config
 from server.delivery.mss_headers import MssHeaderRules
 from server.delivery.outbox import OutboxRunner
@@ -36,10 +44,12 @@ from server.delivery.pipeline import Pipeline
 from server.delivery.receipts import DeliveryReports
 from server.delivery.senders import FromRules
 from server.delivery.usage import UsageCounting
-from server.espace.install import install as install_espace
+from server.espace.notify import NotifyError, Smarthost, enrol_code_mail
+from server.espace.spaces import PatientNotices, SpaceJobs
 from server.http.agenda import AgendaFeed, agenda_route
 from server.http.catalogue import CatalogueApi, catalogue_route
 from server.http.dossier import DossierApi, dossier_route
+from server.http.espace import EspacePages, espace_route
 from server.http.fhir import fhir_route
 from server.http.limits import HttpLimits
 from server.http.metrics import metrics_route
@@ -67,6 +77,7 @@ from storage.crypto import MasterKey
 from storage.db import Database
 from storage.dossier import DossierIndex
 from storage.mailstore import MailStore
+from storage.spaces import SpaceStore
 
 log = structlog.get_logger("hygie.server")
 TLS_READ_BUFFER = 32 * 1024
@@ -218,6 +229,43 @@ async def _trust(config: Config) -> tuple[TrustedDomains, PeerRevocation, list[s
     return trusted, PeerRevocation(anchors, config.relay.crl_refresh_seconds), pems
 
 
+@dataclass
+class Espace:
+    jobs: SpaceJobs
+    route: Handler
+    step: PatientNotices
+
+
+def _espace(
+    config: Config, db: Database, master: MasterKey, auth: Authenticator,
+    workflow: DossierWorkflow,
+) -> Espace:  # fmt: skip
+    """The patient spaces (issue 11): the pipeline's step and the filing hook that owe
+    patients a notification, the patient issuer's tokens and the app-password rule for the
+    authenticator, the ``/espace/`` pages, and the jobs loop (opening, purge, personal e-mail)."""
+    store = SpaceStore(db, master)
+    smarthost = Smarthost(config)
+    jobs = SpaceJobs(config, store, smarthost)
+    workflow.on_filed.append(jobs.filed)
+    issuer = PatientIssuer(config)
+    issuer.key()  # created on first start, before any request needs it
+    signin = PatientSignIn(config, db, store, auth, issuer)
+    if smarthost.configured:  # the one-time codes before an enrolment
+
+        async def send_code(email: str, code: str, minutes: int, now: dt.datetime) -> None:
+            try:
+                await smarthost.send(enrol_code_mail(config, email, code, minutes, now))
+            except NotifyError as exc:
+                raise CodeUnsent(exc.reason) from None
+
+        signin.send_code = send_code
+    auth.patient_tokens = PatientTokens(config, issuer, signin.sessions)
+    auth.password_filter = SecondFactorPasswords(db, store).filter
+    pages = EspacePages(config, store, signin)
+    pages.csrf.key()  # like the issuer's key: made on first start, shared by every worker
+    return Espace(jobs, espace_route(pages), PatientNotices(jobs))
+
+
 async def _catalogue(
     config: Config, services: Services, pipeline: Pipeline
 ) -> tuple[AppGate, CatalogueWorkflow, Handler]:
@@ -285,7 +333,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     usage = UsageRecorder(db, master.derive_secret(REACH_SECRET), metrics)
     workflow.apps = agenda.apps = gate
     workflow.usage = usage
-    espace = install_espace(config, db, master, services.auth, workflow)
+    espace = _espace(config, db, master, services.auth, workflow)
     pipeline.steps = [
         MssHeaderRules(), FromRules(db), ConsentStep(gate), workflow, agenda, catalogue,
         patients, DeliveryReports(config, pipeline.notice), UsageCounting(usage), espace.step,

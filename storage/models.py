@@ -11,6 +11,7 @@ size and dates live in ``messages.meta``, encrypted with the message's content k
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
@@ -35,6 +36,16 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """An account as the rest of Hygie sees it (no keys, no hash)."""
+
+    id: int
+    address: str
+    has_password: bool
+    disabled: bool
 
 
 class Base(DeclarativeBase):

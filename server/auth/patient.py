@@ -36,7 +36,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,6 @@ from server.auth.authenticator import Authenticator, FailureLimiter
 from server.auth.guard import Throttled, Ticket
 from server.auth.oauth import TokenRejected, TokenVerifier
 from server.config import Config
-from server.espace.notify import NotifyError, Smarthost, enrol_code_mail
 from storage import audit
 from storage.accounts import AccountInfo, check_password, find_account
 from storage.db import Database
@@ -195,6 +194,19 @@ def code_step(secret: str, code: str, now: float) -> int | None:
     return found
 
 
+class CodeUnsent(Exception):
+    """The one-time code could not be mailed; ``reason`` is safe to log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+#: (personal address, code, minutes it lasts, now): mails the enrolment code, or raises
+#: :class:`CodeUnsent`.
+CodeSender = Callable[[str, str, int, dt.datetime], Awaitable[None]]
+
+
 class PatientSignIn:
     def __init__(
         self, config: Config, db: Database, spaces: SpaceStore, auth: Authenticator,
@@ -208,7 +220,9 @@ class PatientSignIn:
         self.clock = clock
         self.code_failures = FailureLimiter(CODE_FAILURES_PER_DAY, 24 * 3600)
         self.sessions = PatientSessions(db)
-        self.smarthost: Smarthost | None = None  # the [notify] relay, for e-mailed codes
+        #: Mails the one-time enrolment code to a personal address (the patients' smarthost,
+        #: wired by ``server.app``); None when no relay is configured.
+        self.send_code: CodeSender | None = None
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
@@ -319,7 +333,7 @@ class PatientSignIn:
         space = await self.spaces.by_account(account.id)
         if space is None or space.state != OPEN or not space.email:
             raise SignInError(403, "no_personal_address")
-        if self.smarthost is None or not self.smarthost.configured:
+        if self.send_code is None:
             raise SignInError(503, "no_personal_address")
         now = self.now()
         last = await self.sessions.last_started(account.id, VERIFY)
@@ -331,9 +345,8 @@ class PatientSignIn:
             replacing=(VERIFY,),
         )  # fmt: skip
         try:
-            await self.smarthost.send(enrol_code_mail(self.config, space.email, code,
-                                                         ENROL_CODE_SECONDS // 60, now))
-        except NotifyError as exc:
+            await self.send_code(space.email, code, ENROL_CODE_SECONDS // 60, now)
+        except CodeUnsent as exc:
             await self.sessions.end(secret)
             log.warning("enrol_code_unsent", account=account.id, reason=exc.reason)
             raise SignInError(503, "code_unsent") from None

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from server.auth.authenticator import Authenticator
 from server.config import Config
+from server.imap.capabilities import capabilities
+from server.imap.commands import dispatch
 from server.imap.session import Session
 from server.imap.summary import ImapSummaries
 from storage.crypto import MasterKey
@@ -18,6 +20,10 @@ if TYPE_CHECKING:
 
 
 class ImapServer:
+    #: The command table (by state) and the capability list its sessions answer with.
+    dispatch = staticmethod(dispatch)
+    capabilities = staticmethod(capabilities)
+
     def __init__(
         self,
         config: Config,
