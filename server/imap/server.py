@@ -10,6 +10,7 @@ from server.auth.authenticator import Authenticator
 from server.config import Config
 from server.imap.session import Session
 from server.imap.summary import ImapSummaries
+from server.listeners import endpoint
 from storage.crypto import MasterKey
 from storage.mailstore import MailStore
 
@@ -39,9 +40,9 @@ class ImapServer:
 
     async def start(self) -> list[asyncio.Server]:
         host = self.config.server.listen
-        plain = await asyncio.start_server(self._plain, host, self.config.imap.port)
+        plain = await asyncio.start_server(self._plain, **endpoint(host, self.config.imap.port))
         implicit = await asyncio.start_server(
-            self._implicit, host, self.config.imap.tls_port, ssl=self.tls
+            self._implicit, **endpoint(host, self.config.imap.tls_port), ssl=self.tls
         )
         return [plain, implicit]
 
