@@ -164,7 +164,7 @@ async def set_password(
     account_id = await db.writer.run(write)
     if account_id is None:
         raise AccountError(f"no such account: {address}")
-    CREDENTIALS.forget(account_id)
+    db.notices.invalidate("credentials", account_id)
 
 
 async def list_accounts(db: Database) -> list[AccountInfo]:

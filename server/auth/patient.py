@@ -99,13 +99,20 @@ class PatientIssuer:
                 pem = new.private_bytes(serialization.Encoding.PEM,
                                         serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption())  # fmt: skip
+                # Whole under a name of its own, then linked into place (see CsrfTokens.key):
+                # a worker starting meanwhile never reads half a key.
+                tmp = self.key_file.with_name(f".{self.key_file.name}.{os.getpid()}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(pem)
+                    out.flush()
+                    os.fsync(out.fileno())
                 try:
-                    fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    os.link(tmp, self.key_file)
                 except FileExistsError:
                     pass  # another process made it first
-                else:
-                    with os.fdopen(fd, "wb") as out:
-                        out.write(pem)
+                finally:
+                    tmp.unlink()
             loaded = serialization.load_pem_private_key(self.key_file.read_bytes(), None)
             if not isinstance(loaded, ec.EllipticCurvePrivateKey):
                 raise ValueError(f"{self.key_file} is not an EC key")

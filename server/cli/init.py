@@ -251,22 +251,64 @@ async def _demo_certificates(
 
 
 @click.command()
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes (default: [server] workers; 0: one per core).")
+@click.option("--worker", "worker_slot", default=None, hidden=True)
+@click.option("--inherit", default="", hidden=True)
+@click.option("--control", type=int, default=None, hidden=True)
 @click.pass_context
-def serve(ctx: click.Context) -> None:
-    """Run the SMTP and IMAP servers until SIGTERM or SIGINT."""
+def serve(
+    ctx: click.Context,
+    workers: int | None,
+    worker_slot: str | None,
+    inherit: str,
+    control: int | None,
+) -> None:
+    """Run the SMTP, IMAP and HTTPS servers until SIGTERM or SIGINT, in as many worker
+    processes as cores (--workers, [server] workers)."""
     from server.app import serve as serve_forever
+    from server.listeners import ListenError
+    from server.listeners import inherit as inherit_sockets
     from server.logs import configure_logging
+    from server.workers import supervise, worker_count
 
     config = _config(ctx)
-    configure_logging(config.log.level, config.log.format)
-    _banner(config)
-    run(serve_forever(config))
+    if worker_slot is not None:  # started by the supervisor (server.workers)
+        configure_logging(config.log.level, config.log.format, worker=f"worker {worker_slot}")
+        try:
+            fds = {int(p): int(f) for p, f in (i.split("=") for i in inherit.split(",") if i)}
+        except ValueError:
+            fail("--inherit: PORT=FD,… expected")
+        inherit_sockets(fds)
+        run(serve_forever(config, control_fd=control))
+        return
+    count = worker_count(config, workers)
+    supervisor = "supervisor" if count > 1 else None
+    configure_logging(config.log.level, config.log.format, worker=supervisor)
+    _banner(config, count)
+    if count == 1:
+        run(serve_forever(config))
+        return
+    try:
+        code = supervise(config, count)
+    except ListenError as exc:
+        fail(str(exc))
+    sys.exit(code)
 
 
-def _banner(config: Config) -> None:
+def _banner(config: Config, workers: int = 1) -> None:
+    from server.workers import cores
+
     listen = config.server.listen
+    machine = cores()
+    if workers == 1:
+        processes = f"one process ({machine} core{'s' if machine > 1 else ''} here; --workers N)"
+    else:
+        share = "one per core" if workers == machine else f"this machine has {machine} cores"
+        processes = f"{workers} worker processes ({share}; --workers N, [server] workers)"
     lines = [
         f"Hygie serving {config.data_dir} ({', '.join(config.server.domains)})",
+        f"  Processes        {processes}",
         f"  SMTP submission  {listen}:{config.smtp.submission_port} (STARTTLS), "
         f"{listen}:{config.smtp.submission_tls_port} (TLS)",
         f"  IMAP             {listen}:{config.imap.port} (STARTTLS), "

@@ -57,7 +57,9 @@ COMMANDS: dict[str, Entry] = {
         "Usage indicators: the monthly report, and the token for /metrics.",
     ),
     "serve": Entry(
-        "server.cli.init:serve", "Run the SMTP and IMAP servers until SIGTERM or SIGINT."
+        "server.cli.init:serve",
+        "Run the SMTP, IMAP and HTTPS servers until SIGTERM or SIGINT, in as many worker "
+        "processes as cores (--workers, [server] workers).",
     ),
     "token": Entry(
         "server.cli.accounts:token",

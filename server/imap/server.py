@@ -12,6 +12,7 @@ from server.imap.capabilities import capabilities
 from server.imap.commands import dispatch
 from server.imap.session import Session
 from server.imap.summary import ImapSummaries
+from server.listeners import endpoint
 from storage.crypto import MasterKey
 from storage.mailstore import MailStore
 
@@ -45,9 +46,9 @@ class ImapServer:
 
     async def start(self) -> list[asyncio.Server]:
         host = self.config.server.listen
-        plain = await asyncio.start_server(self._plain, host, self.config.imap.port)
+        plain = await asyncio.start_server(self._plain, **endpoint(host, self.config.imap.port))
         implicit = await asyncio.start_server(
-            self._implicit, host, self.config.imap.tls_port, ssl=self.tls
+            self._implicit, **endpoint(host, self.config.imap.tls_port), ssl=self.tls
         )
         return [plain, implicit]
 
