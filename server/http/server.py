@@ -33,7 +33,7 @@ import h11
 import structlog
 
 from server.http.limits import ConnectionSlots, HttpLimits, Refusal, head_problem
-from server.net.listener import Listener, ProxyPolicy, listen, stream_factory
+from server.listeners import Listener, ProxyPolicy, listen, stream_factory
 
 log = structlog.get_logger("hygie.http")
 READ_TIMEOUT = HttpLimits.idle_timeout

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 
 from server.auth.authenticator import Authenticator
 from server.config import Config
+from server.imap.capabilities import capabilities
+from server.imap.commands import dispatch
 from server.imap.session import Session
 from server.imap.summary import ImapSummaries
-from server.net.listener import Listener, ProxyPolicy, listen, stream_factory
+from server.listeners import Listener, ProxyPolicy, listen, stream_factory
 from storage.crypto import MasterKey
 from storage.mailstore import MailStore
 
@@ -19,6 +21,10 @@ if TYPE_CHECKING:
 
 
 class ImapServer:
+    #: The command table (by state) and the capability list its sessions answer with.
+    dispatch = staticmethod(dispatch)
+    capabilities = staticmethod(capabilities)
+
     def __init__(
         self,
         config: Config,

@@ -1,8 +1,10 @@
 """Listening sockets that take the PROXY protocol from the configured proxies, and from no one
 else (the asyncio adapter of :mod:`server.net.proxy_protocol`).
 
-Without ``[server] proxy_from``, :func:`listen` is ``loop.create_server`` and no header is ever
-read. With it, each connection is admitted before the listener's protocol sees a byte:
+Without ``[server] proxy_from``, :func:`server.listeners.listen` is ``loop.create_server`` and
+no header is ever read. With it, it makes a :class:`ProxiedListener`, on the socket the
+supervisor handed down (``hygie serve --workers N``) or one it binds, and each connection is
+admitted before the listener's protocol sees a byte:
 
 - from a listed proxy, the header comes first (within :data:`HEADER_TIMEOUT`); a missing or
   malformed one closes the connection with a ``proxy_refused`` log line, unless
@@ -113,28 +115,6 @@ class ProxyPolicy:
         return ip is not None and any(ip in net for net in self.proxies)
 
 
-async def listen(
-    factory: ProtocolFactory,
-    host: str,
-    port: int,
-    *,
-    ssl: ssl_module.SSLContext | None = None,
-    proxy: ProxyPolicy | None = None,
-    name: str,
-    reuse_port: bool = False,
-) -> Listener:
-    """Listen on ``host:port`` with ``factory``'s protocol (TLS first if ``ssl``); connections
-    from ``proxy``'s addresses start with a PROXY header."""
-    if proxy is None or not proxy.enabled:
-        loop = asyncio.get_running_loop()
-        return await loop.create_server(
-            factory, host, port, ssl=ssl, reuse_port=reuse_port or None
-        )
-    listener = ProxiedListener(factory, ssl=ssl, policy=proxy, name=name)
-    await listener.bind(host, port, reuse_port=reuse_port)
-    return listener
-
-
 def stream_factory(handler: StreamHandler, limit: int = 2**16) -> ProtocolFactory:
     """The protocol ``asyncio.start_server`` makes for a ``(reader, writer)`` handler."""
 
@@ -196,7 +176,13 @@ class ProxiedListener:
     def is_serving(self) -> bool:
         return bool(self._accepting) and not self._closed.is_set()
 
-    async def bind(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+    def adopt(self, sock: socket.socket) -> None:
+        """Accept on a listening socket bound elsewhere (the supervisor's, for one worker)."""
+        sock.setblocking(False)
+        self._sockets.append(sock)
+        self._start()
+
+    async def bind(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -210,8 +196,6 @@ class ProxiedListener:
                 sock = socket.socket(family, kind, proto)
                 self._sockets.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if reuse_port:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(address)
@@ -222,6 +206,10 @@ class ProxiedListener:
                 sock.close()
             self._sockets = []
             raise
+        self._start()
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
         for sock in self._sockets:
             task = loop.create_task(self._accept(sock), name=f"accept-{self.name}")
             self._accepting.append(task)

@@ -38,7 +38,7 @@ from server.config import Config
 from server.delivery import replies as S
 from server.delivery.pipeline import Envelope as Transaction
 from server.delivery.pipeline import Origin, Pipeline
-from server.net.listener import Listener, ProxyPolicy, listen
+from server.listeners import Listener, ProxyPolicy, listen
 from server.outbound.dkim import DkimVerifier, authentication_results, strip_forged_results
 from server.outbound.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
 from server.smtp.submission import (

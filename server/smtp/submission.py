@@ -37,6 +37,7 @@ from aiosmtpd.smtp import (
 )
 
 from mailformats import dsn
+from mailformats.mime import read_header
 from server.auth import sasl
 from server.auth.authenticator import Authenticator, AuthError
 from server.config import Config
@@ -45,8 +46,7 @@ from server.delivery import replies as S
 from server.delivery.pipeline import Envelope as Transaction
 from server.delivery.pipeline import Origin, Pipeline
 from server.delivery.trace import Trace
-from server.imap.proto.message import read_header
-from server.net.listener import Listener, ProxyPolicy, listen
+from server.listeners import Listener, ProxyPolicy, listen
 from server.outbound.trust import ascii_domain
 from server.smtp.policy import SubmissionPolicy
 from storage.accounts import AccountError, AccountInfo, normalize_address
