@@ -27,6 +27,10 @@ class Entry(NamedTuple):
 #: Every command of ``hygie``: where it is defined, and what ``hygie --help`` says of it.
 COMMANDS: dict[str, Entry] = {
     "audit": Entry("server.cli.audit:audit_list", "The newest entries of the audit log."),
+    "backup": Entry(
+        "server.cli.backup:backup",
+        "Copy the data directory while the server runs: the data to DEST, the keys to --keys.",
+    ),
     "catalogue": Entry(
         "server.cli.catalogue:catalogue",
         "The catalogue of health apps: list, show, review against the criteria, decide.",
@@ -55,6 +59,10 @@ COMMANDS: dict[str, Entry] = {
     "report": Entry(
         "server.cli.report:report",
         "Usage indicators: the monthly report, and the token for /metrics.",
+    ),
+    "restore": Entry(
+        "server.cli.backup:restore",
+        "Make the data directory (--data, new or empty) from a backup SOURCE and its --keys.",
     ),
     "serve": Entry(
         "server.cli.init:serve",

@@ -198,8 +198,12 @@ def message(calendar: bool = False) -> bytes:
     mail["From"], mail["To"], mail["Subject"] = APP, PATIENT, "Rappel"
     mail.set_content("Pensez à votre glycémie.")
     if calendar:
-        mail.add_alternative(b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n",
-                             maintype="text", subtype="calendar", params={"method": "REQUEST"})
+        mail.add_alternative(
+            b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n",
+            maintype="text",
+            subtype="calendar",
+            params={"method": "REQUEST"},
+        )
     return mail.as_bytes()
 
 
@@ -255,8 +259,13 @@ async def test_consent_decides_every_path(world: World, pki: Pki) -> None:
     assert ("messages", "allowed", "") in seen and ("agenda-write", "allowed", "") in seen
     assert connection.to_json(world.clock())["state"] == "active"
     refusals = await audit.entries(world.db, action_prefix="catalogue.refused")
-    assert {e.detail["reason"] for e in refusals} >= {"no-consent", "scope", "consent-expired",
-                                                     "consent-revoked", "certificate-revoked"}
+    assert {e.detail["reason"] for e in refusals} >= {
+        "no-consent",
+        "scope",
+        "consent-expired",
+        "consent-revoked",
+        "certificate-revoked",
+    }
     assert all(e.target == f"account:{patient.account_id}" for e in refusals)  # never an INS
 
     # A directory APP mailbox the catalogue does not list reaches nobody.

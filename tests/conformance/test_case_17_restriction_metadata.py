@@ -62,8 +62,10 @@ DMP = "dmp@hygie.test"
 # The patient of tests.e2e.test_dossier_filing.cda(), as the directory registers them.
 IDENTITY = ("--birth-name", "DUPONT", "--given", "Marie", "--birth-date", "1979-03-12",
             "--sex", "F")  # fmt: skip
-INVITATION = ("ins,oid,birth_name,given_names,birth_date,sex,birthplace,status,email\n"
-              f"{INS},1.2.250.1.213.1.4.8,DUPONT,Marie,1979-03-12,F,51215,QUAL,{PERSONAL}\n")
+INVITATION = (
+    "ins,oid,birth_name,given_names,birth_date,sex,birthplace,status,email\n"
+    f"{INS},1.2.250.1.213.1.4.8,DUPONT,Marie,1979-03-12,F,51215,QUAL,{PERSONAL}\n"
+)
 
 
 @pytest.fixture(scope="module")

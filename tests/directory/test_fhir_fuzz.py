@@ -110,9 +110,7 @@ def test_any_value_of_one_parameter(api: Api, parameter: str, kind: str, value: 
     kind=st.sampled_from(RESOURCES),
     query=st.lists(st.tuples(st.sampled_from(PARAMETERS), VALUES), min_size=1, max_size=6),
 )
-def test_any_combination_of_parameters(
-    api: Api, kind: str, query: list[tuple[str, str]]
-) -> None:
+def test_any_combination_of_parameters(api: Api, kind: str, query: list[tuple[str, str]]) -> None:
     check(api, kind, query)
 
 

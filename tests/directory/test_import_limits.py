@@ -89,7 +89,6 @@ def test_bad_lines_are_rejected_and_memory_stays_bounded(
     assert f"{ROWS} imported" in output  # the good lines on both sides of the bad ones
 
 
-
 @pytest.mark.parametrize(
     ("header", "reason"),
     [

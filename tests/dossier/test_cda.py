@@ -185,8 +185,12 @@ def test_missing_traits_are_named() -> None:
         (b"<ClinicalDocument/>", "hl7:ClinicalDocument"),
         (_without(b"author"), "author"),
         (
-            re.sub(rb"<component>\s*<structuredBody>.*</structuredBody>\s*</component>", b"",
-                   sample("cr-consultation.xml"), flags=re.DOTALL),
+            re.sub(
+                rb"<component>\s*<structuredBody>.*</structuredBody>\s*</component>",
+                b"",
+                sample("cr-consultation.xml"),
+                flags=re.DOTALL,
+            ),
             "body",
         ),
     ],

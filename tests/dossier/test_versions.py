@@ -1,4 +1,4 @@
-""""Annule et remplace": version 2 of the imaging report replaces version 1 only when the
+""" "Annule et remplace": version 2 of the imaging report replaces version 1 only when the
 version, the set and the author agree (MSSanté errors 900 and 901)."""
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ def test_restriction_flags_round_trip() -> None:
 def test_the_hl7v2_short_name_reads_as_the_tre_a07_code() -> None:
     archive = honest(restrictions=frozenset({CONNEXION_SECRETE}))
     archive = edit_metadata(
-        archive, "<rim:Value>CONNEXION_SECRETE</rim:Value>",
+        archive,
+        "<rim:Value>CONNEXION_SECRETE</rim:Value>",
         "<rim:Value>INVISIBLE_REP_LEGAUX</rim:Value>",
     )
     restrictions = parse_xdm(archive).documents[0].restrictions
@@ -183,8 +184,10 @@ def test_several_documents_of_one_patient() -> None:
 def test_one_archive_carries_one_patient() -> None:
     with pytest.raises(XdmError, match="one patient"):
         build_xdm(
-            [OutgoingDocument(read_sample("cr-consultation.xml")),
-             OutgoingDocument(read_sample("cr-imagerie.xml"))],
+            [
+                OutgoingDocument(read_sample("cr-consultation.xml")),
+                OutgoingDocument(read_sample("cr-imagerie.xml")),
+            ],
             source_id="1.2.3",
         )
 

@@ -196,11 +196,15 @@ def test_entity_expansion_in_metadata() -> None:
 
 
 def test_external_entity_in_a_cda() -> None:
-    evil = sample("cr-consultation.xml").replace(
-        b"<ClinicalDocument",
-        b'<!DOCTYPE ClinicalDocument [<!ENTITY x SYSTEM "file:///etc/shadow">]>\n<ClinicalDocument',
-        1,
-    ).replace(b"Toux persistante", b"&x;")
+    evil = (
+        sample("cr-consultation.xml")
+        .replace(
+            b"<ClinicalDocument",
+            b'<!DOCTYPE ClinicalDocument [<!ENTITY x SYSTEM "file:///etc/shadow">]>\n<ClinicalDocument',
+            1,
+        )
+        .replace(b"Toux persistante", b"&x;")
+    )
     refused(replace_document(honest(), DOC1, evil), "DOC0001.XML: CDA document: DTDs, entities")
 
 

@@ -248,8 +248,10 @@ def call(world: World, path: str, who: str, method: str = "GET",
 
 
 def agenda_feed(world: World, who: str) -> bytes:
-    request = urllib.request.Request(f"https://localhost:{world.server.https_port}/agenda/calendar.ics",
-                                     headers={"Authorization": f"Bearer {world.tokens[who]}"})
+    request = urllib.request.Request(
+        f"https://localhost:{world.server.https_port}/agenda/calendar.ics",
+        headers={"Authorization": f"Bearer {world.tokens[who]}"},
+    )
     with urllib.request.urlopen(  # noqa: S310 (https, our own server)
         request, context=world.server.ssl_context(), timeout=30
     ) as reply:
@@ -362,8 +364,13 @@ async def test_the_life_of_an_app(world: World) -> None:
     ack = submit(world, encoded(good(certificate=world.app_serial)))
     assert ack["Subject"] == "Catalogue : manifeste reçu (fr.exemple.suivi-diabete 1.0.0)"
     assert "enregistrée sous le numéro 1" in text(ack)
-    status, body = call(world, "/catalogue/connections", PATIENT, "POST",
-                        {"app": 1, "scopes": ["messages"], "expiresAt": "2027-01-01T00:00:00Z"})
+    status, body = call(
+        world,
+        "/catalogue/connections",
+        PATIENT,
+        "POST",
+        {"app": 1, "scopes": ["messages"], "expiresAt": "2027-01-01T00:00:00Z"},
+    )
     assert (status, body) == (400, {"error": "only a referenced app can be connected"})
 
     # Review and reference it on the command line; the editor hears of it.
@@ -381,7 +388,9 @@ async def test_the_life_of_an_app(world: World) -> None:
     assert status == 200 and [a["appId"] for a in found["apps"]] == ["fr.exemple.suivi-diabete"]
     assert call(world, "/catalogue/apps?q=cardio", PATIENT)[1] == {"apps": []}
     assert send(world, APP, PATIENT, note(PATIENT, "Avant")) == (
-        550, "5.7.1 The patient has not connected this application")
+        550,
+        "5.7.1 The patient has not connected this application",
+    )
     # Not connected: reading the dossier answers as for an INS unknown here (issue 17 finding 5).
     assert call(world, f"/dossier/patients/{INS}/documents", APP) == call(
         world, f"/dossier/patients/{UNKNOWN_INS}/documents", APP) == (
@@ -435,11 +444,17 @@ async def test_the_life_of_an_app(world: World) -> None:
     # The patient revokes (in hygie-client): nothing passes any more, by mail or over HTTPS.
     await client_revokes(world)
     assert call(world, "/catalogue/connections/1", PATIENT, "DELETE") == (
-        404, {"error": "this app is not connected"})
+        404,
+        {"error": "this app is not connected"},
+    )
     assert send(world, APP, PATIENT, note(PATIENT, "Après")) == (
-        550, "5.7.1 The patient revoked this application's access")
+        550,
+        "5.7.1 The patient revoked this application's access",
+    )
     assert call(world, f"/dossier/patients/{INS}/documents", APP) == (
-        403, {"error": "The patient revoked this application's access"})
+        403,
+        {"error": "The patient revoked this application's access"},
+    )
     connect(world, 1, ["messages", "dossier-read"])
 
     # Certificate login works until the app's certificate is revoked; then every path closes.
@@ -458,16 +473,22 @@ async def test_the_life_of_an_app(world: World) -> None:
         code, reply_text = smtp.docmd("AUTH", "EXTERNAL =")
         assert code == 535 and b"revoked" in reply_text
     assert send(world, APP, PATIENT, note(PATIENT, "Révoqué")) == (
-        550, "5.7.1 This application's certificate is revoked")
+        550,
+        "5.7.1 This application's certificate is revoked",
+    )
     assert call(world, f"/dossier/patients/{INS}/documents", APP)[0] == 403
 
     # Suspended: refused at once, whatever the consent; the editor is told.
     hygie("catalogue", "decide", "1", "suspended", "--reason", "certificat compromis")
     assert send(world, APP, PATIENT, note(PATIENT, "Suspendu")) == (
-        550, "5.7.1 This application is suspended from the catalogue")
+        550,
+        "5.7.1 This application is suspended from the catalogue",
+    )
     for someone in (INS, UNKNOWN_INS):  # decided before looking for the patient
         assert call(world, f"/dossier/patients/{someone}/documents", APP) == (
-            403, {"error": "This application is suspended from the catalogue"})
+            403,
+            {"error": "This application is suspended from the catalogue"},
+        )
     assert "Elle n'a plus accès aux patients" in text(newest(world, EDITOR))
     assert call(world, "/catalogue/apps", PATIENT)[1] == {"apps": []}
 
@@ -478,10 +499,13 @@ async def test_the_life_of_an_app(world: World) -> None:
     }  # fmt: skip
     refused = [e for e in entries if e.action == "catalogue.refused"]
     assert {e.detail["reason"] for e in refused} >= {
-        "no-consent", "scope", "consent-revoked", "certificate-revoked", "suspended"
+        "no-consent",
+        "scope",
+        "consent-revoked",
+        "certificate-revoked",
+        "suspended",
     }
     assert INS not in repr(entries)  # patients are account ids in the audit log
-
 
 
 # -- hygie-client's screen, the CA, the audit log ------------------------------------------------
@@ -568,11 +592,14 @@ def test_operator_mistakes_and_withdrawal(world: World) -> None:
         return result.output
 
     assert hygie("review", "99", "--criterion", "ins", "--verdict", "pass") == (
-        "hygie: error: no app '99' in the catalogue\n")
+        "hygie: error: no app '99' in the catalogue\n"
+    )
     assert hygie("review", "1", "--criterion", "ethique", "--verdict", "fail") == (
-        "hygie: error: a failed criterion needs a --note saying why\n")
+        "hygie: error: a failed criterion needs a --note saying why\n"
+    )
     assert hygie("decide", "1", "suspended", "--reason", "encore") == (
-        "hygie: error: only a referenced app can be suspended (it is suspended)\n")
+        "hygie: error: only a referenced app can be suspended (it is suspended)\n"
+    )
     assert "not passed: ins, annuaire" in hygie("decide", "1", "referenced", "--reason", "v2")
     assert "Missing option '--reason'" in hygie("decide", "1", "withdrawn", code=2)
     shown = hygie("show", "1", code=0)
@@ -581,8 +608,11 @@ def test_operator_mistakes_and_withdrawal(world: World) -> None:
     assert "criteria (version 2):\n  ins               pending" in shown
     assert hygie("list", code=0).startswith("   1  suspended     fr.exemple.suivi-diabete")
     assert hygie("decide", "1", "withdrawn", "--reason", "fin du service", code=0) == (
-        "app 1 withdrawn; editor told\n")
+        "app 1 withdrawn; editor told\n"
+    )
     assert send(world, APP, PATIENT, note(PATIENT, "Retirée")) == (
-        550, "5.7.1 This application is withdrawn from the catalogue")
+        550,
+        "5.7.1 This application is withdrawn from the catalogue",
+    )
     again = submit(world, encoded(good(certificate=world.app_serial, version="2.0.0")))
     assert "- /id: fr.exemple.suivi-diabete was withdrawn; submit it under a new id" in text(again)

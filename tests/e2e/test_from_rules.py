@@ -194,9 +194,7 @@ def test_an_empty_from_field_is_refused(tc: SmtpDialogue) -> None:
 # -- no From at all: the account's address is added (RFC 6409 §8.1) ------------------------------
 
 
-def test_a_message_without_from_shows_the_account_as_sender(
-    tc: SmtpDialogue, paul: Reader
-) -> None:
+def test_a_message_without_from_shows_the_account_as_sender(tc: SmtpDialogue, paul: Reader) -> None:
     subject = unique("no-from")
     accepted(tc, subject)
     uid = paul.uid(subject)

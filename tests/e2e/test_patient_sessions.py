@@ -123,8 +123,9 @@ def imap_accepts(served: ServerProcess, who: str, bearer: str) -> bool:
     with imaplib.IMAP4_SSL("localhost", served.imap_tls_port,
                            ssl_context=served.ssl_context()) as imap:  # fmt: skip
         try:
-            imap.authenticate("XOAUTH2",
-                              lambda _: f"user={who}\x01auth=Bearer {bearer}\x01\x01".encode())
+            imap.authenticate(
+                "XOAUTH2", lambda _: f"user={who}\x01auth=Bearer {bearer}\x01\x01".encode()
+            )
         except imaplib.IMAP4.error:
             return False
         return imap.select("INBOX")[0] == "OK"

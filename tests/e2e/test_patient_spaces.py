@@ -128,8 +128,15 @@ def client(argv: list[str], stdin: str = "") -> tuple[int, str, str]:
 
 def client_process(argv: list[str], stdin: str, env: dict[str, str]) -> tuple[int, str, str]:
     """``hygie-client ARGV`` as a person runs it."""
-    done = subprocess.run([sys.executable, "-m", "client_tui.cli", *argv], input=stdin, text=True,
-                          env=env, capture_output=True, check=False, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "client_tui.cli", *argv],
+        input=stdin,
+        text=True,
+        env=env,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
     return done.returncode, done.stdout, done.stderr
 
 
@@ -157,7 +164,8 @@ def post_json(served: ServerProcess, path: str, body: dict[str, str],
         headers["Authorization"] = f"Bearer {token}"
     data = json.dumps(body).encode() if method == "POST" else None
     req = urllib.request.Request(  # noqa: S310 (https, built here)
-        url(served, path), data=data, headers=headers, method=method)
+        url(served, path), data=data, headers=headers, method=method
+    )
     try:
         with urllib.request.urlopen(req, context=served.ssl_context(), timeout=30) as resp:  # noqa: S310
             raw = resp.read()
@@ -364,8 +372,12 @@ def test_enrolment_app_passwords_token_and_closing(
     # Something arrives: a notification with nothing of it goes to the personal address.
     with smtplib.SMTP_SSL("localhost", served.smtp_tls_port, context=served.ssl_context()) as s:
         s.login(JEAN, JEAN_PASSWORD)
-        s.sendmail(JEAN, [me], f"From: Dr Jean Dupont <{JEAN}>\r\nTo: {me}\r\n"
-                   "Subject: Resultats de biopsie\r\n\r\nMARKER-e2e-41\r\n".encode())
+        s.sendmail(
+            JEAN,
+            [me],
+            f"From: Dr Jean Dupont <{JEAN}>\r\nTo: {me}\r\n"
+            "Subject: Resultats de biopsie\r\n\r\nMARKER-e2e-41\r\n".encode(),
+        )
     (notice,) = wait_for(lambda: [m for m in smarthost.to("patient12@example.org")
                                   if b"nouvel" in m.lower() or b"Something new" in m])  # fmt: skip
     for leak in (b"Dupont", b"jean", b"biopsie", b"MARKER-e2e-41", ENROLLING.encode()):
@@ -429,8 +441,13 @@ def test_enrolment_needs_more_than_the_password(
         intruder.fill("#code", f"ZZZZZZZ{attempt + 2}")
         with intruder.expect_navigation():
             intruder.click("button[type=submit]")
-        expected = "Code incorrect." if attempt < 4 else (
-            "Trop de codes incorrects. Connectez-vous à nouveau pour recevoir un nouveau code.")
+        expected = (
+            "Code incorrect."
+            if attempt < 4
+            else (
+                "Trop de codes incorrects. Connectez-vous à nouveau pour recevoir un nouveau code."
+            )
+        )
         assert intruder.inner_text("[role=alert]") == expected
     intruder.goto(url(served, "/espace/verification"))  # the attempt is over
     assert intruder.url.split("?")[0].endswith("/espace/connexion")
@@ -493,9 +510,24 @@ def test_hygie_client_login_totp(served: ServerProcess, tmp_path: Path,
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     config = ["--config", str(tmp_path / "c.toml"), "--account", "moi"]
-    added = client([*config, "account", "add", "moi", "--address", me, "--host", "localhost",
-                    "--ca-file", str(served.ca_file), "--auth", "token", "--token-command",
-                    f"hygie-client {' '.join(config)} login --cached"])
+    added = client(
+        [
+            *config,
+            "account",
+            "add",
+            "moi",
+            "--address",
+            me,
+            "--host",
+            "localhost",
+            "--ca-file",
+            str(served.ca_file),
+            "--auth",
+            "token",
+            "--token-command",
+            f"hygie-client {' '.join(config)} login --cached",
+        ]
+    )
     assert added[0] == 0, added
     login = [*config, "login", "--totp", "--url", f"https://localhost:{served.https_port}"]
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}

@@ -107,6 +107,9 @@ def test_a_20_mib_message_is_parsed_once(server: ServerProcess) -> None:
     _, data = client.fetch(str(count + 1), "(BODY.PEEK[2])")
     client.logout()
     body = next(i[1] for i in data if isinstance(i, tuple))
-    assert email.message_from_bytes(
-        b"Content-Transfer-Encoding: base64\r\n\r\n" + body
-    ).get_payload(decode=True) == payload
+    assert (
+        email.message_from_bytes(b"Content-Transfer-Encoding: base64\r\n\r\n" + body).get_payload(
+            decode=True
+        )
+        == payload
+    )

@@ -130,8 +130,10 @@ async def test_owner_logs_in_from_another_address_while_the_attacker_is_refused(
 
 async def test_ipv6_clients_are_counted_by_their_64(db: Database) -> None:
     """One host or site holds a whole /64: changing the last 64 bits is no new address."""
-    assert source_of("2001:db8:1:2:aaaa::1") == source_of("2001:db8:1:2:ffff::9") == (
-        "2001:db8:1:2::/64"
+    assert (
+        source_of("2001:db8:1:2:aaaa::1")
+        == source_of("2001:db8:1:2:ffff::9")
+        == ("2001:db8:1:2::/64")
     )
     assert source_of("::ffff:192.0.2.1") == "192.0.2.1"
     auth = authenticator(db, per_minute=3)

@@ -165,7 +165,6 @@ async def test_page_messages_are_escaped_once(site: Site) -> None:
     assert "application d&#x27;authentification" in text and "&amp;#x27;" not in text
 
 
-
 async def test_a_wrong_activation_code_costs_no_password_hash(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,8 +183,15 @@ async def test_a_wrong_activation_code_costs_no_password_hash(
     status, headers, page = await asyncio.to_thread(ask, site.port, "GET", "/espace/activation")
     csrf = re.search(r"hygie_csrf=([^;]+)", headers["set-cookie"])
     assert status == 200 and csrf is not None
-    form = urlencode({"csrf": form_token(page), "lang": "en", "code": "ABCDEFGHJK",
-                      "password": "a-new-password-1", "password2": "a-new-password-1"}).encode()
+    form = urlencode(
+        {
+            "csrf": form_token(page),
+            "lang": "en",
+            "code": "ABCDEFGHJK",
+            "password": "a-new-password-1",
+            "password2": "a-new-password-1",
+        }
+    ).encode()
     status, _, page = await asyncio.to_thread(
         ask, site.port, "POST", "/espace/activation", form,
         {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"hygie_csrf={csrf[1]}"},

@@ -34,9 +34,7 @@ FUZZ = settings(
     max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 OWN = "jean.dupont@hygie.test"
-TRACE = Trace(
-    "client.test", "127.0.0.1", "ESMTPSA", "TLSv1.3 TLS_AES_256_GCM_SHA384", "mx"
-)
+TRACE = Trace("client.test", "127.0.0.1", "ESMTPSA", "TLSv1.3 TLS_AES_256_GCM_SHA384", "mx")
 
 # Pieces of header sections: field names as written (obsolete spacing, case, look-alikes),
 # address-list values (display names, encoded words, groups, comments, routes), folding.

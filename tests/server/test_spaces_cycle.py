@@ -152,7 +152,8 @@ async def test_close_then_delete_after_retention(
         assert not await op.store.activate(codes["patient3@example.org"], "$argon2id$z", clock())
         async with op.db.read() as session:
             stored = await session.scalar(
-                select(Account.password_hash).where(Account.address == space.address))
+                select(Account.password_hash).where(Account.address == space.address)
+            )
         assert stored == "$argon2id$x"
         retention = dt.timedelta(days=cfg.spaces.retention_days)
         closed = await op.store.close(ins(1), clock(), retention)

@@ -154,7 +154,8 @@ def _no_health_information(raw: bytes) -> None:
 
 
 async def test_invitation_and_notifications_carry_no_health_information(
-    operator: tuple[Config, Database, SpaceStore, MailStore], smarthost: Smarthosts,
+    operator: tuple[Config, Database, SpaceStore, MailStore],
+    smarthost: Smarthosts,
 ) -> None:
     cfg, db, spaces, store = operator
     clock = Clock(T0)

@@ -67,4 +67,4 @@ def test_csv_cells_from_senders_are_not_formulas() -> None:
     rows = list(csv.reader(io.StringIO(render("2026-11", "software", "csv", rows_of(tally)),
                                        newline="")))  # fmt: skip
     groups = sorted(row[0] for row in rows[1:])
-    assert groups == ["'=HYPERLINK(\"https://x.example\",\"clic\")", "'@SUM(A1)", "Logiciel-1.0"]
+    assert groups == ['\'=HYPERLINK("https://x.example","clic")', "'@SUM(A1)", "Logiciel-1.0"]

@@ -109,9 +109,7 @@ async def test_append_with_the_keys_is_sealed_at_once(env: Env) -> None:
     d = await env.mail.append(folder, env.keys.public, raw, describe(raw), keys=env.keys)
     assert (await owner_seals(env))[d.uid] is not None
     before = UNSEALS.value
-    opened = await env.fresh_store().open_messages(
-        env.keys, env.account.id, folder.id, [d.uid]
-    )
+    opened = await env.fresh_store().open_messages(env.keys, env.account.id, folder.id, [d.uid])
     assert UNSEALS.value == before
     assert opened[d.uid].summary.subject == "Résultats n°7"
 
@@ -123,9 +121,7 @@ async def test_copy_keeps_the_owner_seal(env: Env) -> None:
     archive = await env.mail.create_folder(env.account.id, "Archives")
     ((_, copied),) = await env.mail.copy(env.inbox.folder_id, [uid], archive.id)
     before = UNSEALS.value
-    opened = await env.fresh_store().open_messages(
-        env.keys, env.account.id, archive.id, [copied]
-    )
+    opened = await env.fresh_store().open_messages(env.keys, env.account.id, archive.id, [copied])
     assert UNSEALS.value == before
     assert opened[copied].summary.subject == "Résultats n°0"
 
@@ -179,9 +175,7 @@ def test_owner_seal_is_bound_to_account_blob_and_key() -> None:
     assert isinstance(keys.owner, OwnerSeal)
 
 
-async def test_another_account_does_not_read_through_the_cache(
-    env: Env, tmp_path: Path
-) -> None:
+async def test_another_account_does_not_read_through_the_cache(env: Env, tmp_path: Path) -> None:
     """Both accounts received the same message (one blob): the second one's keys do not open
     the first one's copy, even once the first one has read it."""
     from storage.crypto import MasterKey
