@@ -270,9 +270,12 @@ class ProxiedListener:
             factory = _guarded(factory, self.name, peer)
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(
-                factory, sock, ssl=self.ssl, ssl_handshake_timeout=FIRST_BYTES_TIMEOUT
-            )
+            if self.ssl is None:
+                await loop.connect_accepted_socket(factory, sock)
+            else:
+                await loop.connect_accepted_socket(
+                    factory, sock, ssl=self.ssl, ssl_handshake_timeout=FIRST_BYTES_TIMEOUT
+                )
         except (OSError, TimeoutError, ssl_module.SSLError):
             sock.close()  # a failed TLS handshake: as asyncio.Server, nothing to say
 
