@@ -48,6 +48,7 @@ bench: venv
 	$(BIN)/python -m bench.hostile_fhir --out bench/results
 	$(BIN)/python -m bench.imap_stress --out bench/results
 	$(BIN)/python -m bench.smtp_compare --out bench/results
+	$(BIN)/python -m bench.scaling --out bench/results
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
