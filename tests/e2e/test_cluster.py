@@ -43,8 +43,8 @@ FAILOVER_SECONDS = 10.0
 
 
 class Cluster:
-    def __init__(self, a: ServerProcess, b: ServerProcess, proxy: HAProxy) -> None:
-        self.a, self.b, self.proxy = a, b, proxy
+    def __init__(self, a: ServerProcess, b: ServerProcess, proxy: HAProxy, pg: PgCluster) -> None:
+        self.a, self.b, self.proxy, self.pg = a, b, proxy, pg
 
     def node_port(self, service: str, name: str) -> int:
         return self.proxy.node_ports[(service, name)]
@@ -85,7 +85,7 @@ def cluster(
         proxy.start()
         proxy.wait_state("a", up=True)
         proxy.wait_state("b", up=True)
-        yield Cluster(a, b, proxy)
+        yield Cluster(a, b, proxy, pg)
     finally:
         proxy.stop()
         for node in (a, b):
@@ -193,9 +193,9 @@ class Load(threading.Thread):
     """A client submitting through HAProxy without pause; a failed attempt is retried on a
     new connection under a new subject (it may or may not have been stored: not counted)."""
 
-    def __init__(self, cluster: Cluster, n: int) -> None:
+    def __init__(self, cluster: Cluster, n: int, prefix: str = "load") -> None:
         super().__init__(daemon=True)
-        self.cluster, self.n = cluster, n
+        self.cluster, self.n, self.prefix = cluster, n, prefix
         self.acknowledged: list[tuple[float, str]] = []
         self.failures: list[tuple[float, str]] = []
         self.stopping = threading.Event()
@@ -204,7 +204,7 @@ class Load(threading.Thread):
         attempt = 0
         while not self.stopping.is_set():
             attempt += 1
-            subject = f"load {self.n}-{attempt}"
+            subject = f"{self.prefix} {self.n}-{attempt}"
             try:
                 submit(self.cluster, self.cluster.proxy.smtp_tls_port, subject)
             except (OSError, smtplib.SMTPException) as exc:
@@ -214,11 +214,11 @@ class Load(threading.Thread):
             self.acknowledged.append((time.monotonic(), subject))
 
 
-def _subjects(messages: list[bytes]) -> list[str]:
+def _subjects(messages: list[bytes], prefix: str = "load") -> list[str]:
     found = []
     for raw in messages:
         for line in raw.split(b"\r\n"):
-            if line.startswith(b"Subject: load "):
+            if line.startswith(f"Subject: {prefix} ".encode()):
                 found.append(line[9:].decode())
     return found
 
@@ -258,6 +258,35 @@ def test_sigkill_of_a_node_under_load(cluster: Cluster) -> None:
     idle.close()
     cluster.a.start()  # back for the next test
     cluster.proxy.wait_state("a", up=True)
+
+
+def test_postgresql_restarted_under_load(cluster: Cluster) -> None:
+    loads = [Load(cluster, n, prefix="pg") for n in range(4)]
+    for load in loads:
+        load.start()
+    time.sleep(2)
+    assert sum(len(load.acknowledged) for load in loads) > 0
+    cluster.pg.stop(remove=False)  # fast shutdown: every session of both nodes is cut
+    time.sleep(1)
+    cluster.pg.start()
+    back = time.monotonic()
+    time.sleep(8)
+    for load in loads:
+        load.stopping.set()
+    for load in loads:
+        load.join(60)
+    after = [t for load in loads for t, _ in load.acknowledged if t > back]
+    assert after, ("no submission acknowledged after PostgreSQL came back",
+                   [load.failures[-3:] for load in loads])  # fmt: skip
+    assert min(after) - back < FAILOVER_SECONDS, min(after) - back
+    acknowledged = [s for load in loads for _, s in load.acknowledged]
+    stored = _subjects(inbox_messages(cluster.proxy, BOB.address, BOB.password), "pg")
+    missing = [s for s in acknowledged if s not in stored]
+    doubled = [s for s in set(stored) if stored.count(s) > 1]
+    assert not missing, missing
+    assert not doubled, doubled
+    cluster.proxy.wait_state("a", up=True)
+    cluster.proxy.wait_state("b", up=True)
 
 
 def test_sigterm_takes_the_node_out_before_it_stops(cluster: Cluster) -> None:

@@ -105,7 +105,8 @@ class HAProxy:
         self.nodes = dict(nodes)
         self.ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
         wanted = [(s, n) for s in per_node for n in self.nodes]
-        self.node_ports = dict(zip(wanted, free_ports(len(wanted)), strict=True))
+        ports = free_ports(len(wanted)) if wanted else []
+        self.node_ports = dict(zip(wanted, ports, strict=True))
         self.dir = Path(tempfile.mkdtemp(prefix="hygie-haproxy-"))
         self.config = self.dir / "haproxy.cfg"
         self.log_path = self.dir / "haproxy.log"
