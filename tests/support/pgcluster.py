@@ -197,19 +197,30 @@ class PgCluster:
         return self
 
     def stop(self, remove: bool = True) -> None:
-        """Stop the server (fast shutdown) and, unless ``remove`` is false, delete the files."""
+        """Stop the server and, unless ``remove`` is false, delete the files. A cluster about
+        to be deleted stops in immediate mode: the shutdown checkpoint of a fast stop wrote
+        every database the session made, for files deleted next (5.8 s, which was the slow
+        worker teardown at the end of ``make test``)."""
         if self._running:
             self._run(
                 self._server_cmd(
                     str(self.bindir / "pg_ctl"),
                     "--pgdata", str(self.data_dir),
-                    "--mode", "fast", "--wait", "--timeout", "60",
+                    "--mode", "immediate" if remove else "fast", "--wait", "--timeout", "60",
                     "stop",
                 )
             )  # fmt: skip
             self._running = False
         if remove:
-            shutil.rmtree(self._root, ignore_errors=True)
+            # Thousands of files (every database the session made): deleted by a detached
+            # `rm` (2.9 s on a loaded machine), so the test process's teardown does not wait.
+            trash = self._root.with_name(self._root.name + ".deleted")
+            try:
+                self._root.rename(trash)
+            except OSError:
+                shutil.rmtree(self._root, ignore_errors=True)
+                return
+            os.posix_spawnp("rm", ["rm", "-rf", "--", str(trash)], os.environ, setsid=True)
 
     def __enter__(self) -> PgCluster:
         return self.start()
