@@ -47,6 +47,18 @@ def workers_of(server: ServerProcess) -> list[int]:
     return sorted(int(pid) for pid in children)
 
 
+def all_workers(server: ServerProcess, without: int = 0) -> list[int]:
+    """The workers once all are running (the supervisor listens before its workers have
+    started: connections wait in the kernel's queue meanwhile), ``without`` gone."""
+    deadline = time.monotonic() + 60
+    while True:
+        current = workers_of(server)
+        if len(current) == WORKERS and without not in current:
+            return current
+        assert time.monotonic() < deadline, f"workers: {current}"
+        time.sleep(0.2)
+
+
 def processes_that_accepted(server: ServerProcess, since: int) -> set[str]:
     """The ``process`` field of every ``message_accepted`` line of the log after ``since``."""
     names: set[str] = set()
@@ -90,7 +102,7 @@ async def _idle_until(server: ServerProcess, target: int, started: asyncio.Event
 
 
 async def test_mail_on_one_worker_reaches_idle_on_every_worker(cluster: ServerProcess) -> None:
-    assert len(workers_of(cluster)) == WORKERS
+    assert len(all_workers(cluster)) == WORKERS
     before = inbox_count(cluster, ERIN.address, ERIN.password)
     log_start = cluster.log_path.stat().st_size
     started, ready = asyncio.Event(), []
@@ -111,15 +123,9 @@ def test_a_killed_worker_is_replaced_and_loses_nothing(cluster: ServerProcess) -
     for n in range(4):
         message = make_message(ALICE.address, [ERIN.address], f"k-{n}-{uuid.uuid4().hex}", "x\n")
         send(cluster, ALICE.address, ALICE.password, [ERIN.address], message)
-    victim = workers_of(cluster)[0]
+    victim = all_workers(cluster)[0]
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while True:
-        current = workers_of(cluster)
-        if len(current) == WORKERS and victim not in current:
-            break
-        assert time.monotonic() < deadline, f"workers after the kill: {current}"
-        time.sleep(0.2)
+    all_workers(cluster, without=victim)
     # Every connection is served again (the kernel may hand any of them to the new worker).
     for n in range(6):
         message = make_message(ALICE.address, [ERIN.address], f"a-{n}-{uuid.uuid4().hex}", "x\n")
