@@ -242,6 +242,12 @@ class Authenticator:
         """
         if not self.config.password_login:
             raise AuthError(AuthError.DISABLED)
+        async with self.guard.turn(peer, username):
+            return await self._password(username, password, peer, protocol)
+
+    async def _password(
+        self, username: str, password: str, peer: str, protocol: str
+    ) -> AccountInfo | None:
         ticket = await self._admit(peer, username, protocol=protocol, pace=True)
         check = await check_password(
             self.db, username, password, argon2_slot=self.guard.checking(ticket)

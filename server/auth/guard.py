@@ -412,6 +412,17 @@ class LoginGuard:
         self.clock = clock
         self._by_source = _Slots(CONCURRENT_CHECKS)
         self._by_login = _Slots(CONCURRENT_CHECKS)
+        self._turns = _Slots(CONCURRENT_CHECKS)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, peer: str, login: str) -> AsyncIterator[None]:
+        """Hold around admit, check and settle of one password attempt: at most
+        :data:`CONCURRENT_CHECKS` attempts of one source on one name are *pending* (counted
+        as failures, not yet settled) at once. Without it, a client opening 20 sessions of
+        one account at once had 20 attempts counted before the first was settled, and the
+        11th was refused as too many failures; parallel guesses are still checked no faster."""
+        async with self._turns.hold(f"{source_of(peer)}\0{login_key(login)}"):
+            yield
 
     async def admit(self, peer: str, login: str | None, *, pace: bool = True) -> Ticket:
         """Count the attempt (as a failure until :meth:`settle`) and wait its turn if paced.

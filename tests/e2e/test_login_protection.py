@@ -73,6 +73,24 @@ def test_forty_parallel_logins_are_not_all_checked(server: ServerProcess) -> Non
     assert len(log_events(server, "auth_failed", peer=attacker)) == checked
 
 
+def test_twenty_sessions_of_one_account_opened_at_once_all_log_in(
+    server: ServerProcess,
+) -> None:
+    """A document system opening 20 sessions of its account at once, from one address: each
+    attempt is counted before its check, and before the fix all 20 were counted before the
+    first was settled, so from the 11th on they were refused as too many failures. Now at
+    most two attempts of one address on one name are pending at once; right ones are settled
+    and taken back, and every session logs in."""
+    source = "127.0.0.7"
+    clients = [connect(server, source, f"tc{i}") for i in range(20)]
+    for tc in clients:  # C: a LOGIN on each connection, all sent at once
+        tc.C(f"a1 LOGIN {OWNER} {quoted(PASSWORD)}")
+    for tc in clients:
+        tc.S("a1 OK …", timeout=60)
+        tc.close()
+    assert len(log_events(server, "auth_throttled", peer=source)) == 0
+
+
 def test_the_owner_logs_in_from_another_address_while_an_attacker_is_refused(
     server: ServerProcess,
 ) -> None:
