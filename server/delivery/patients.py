@@ -1,8 +1,9 @@
 """The messaging rules of patient mailboxes (design.md §4–5, MSSanté "messagerie de l'espace
 santé"): a patient's address is ``<INS matricule>@patient.<domain>`` (:mod:`directory.ins`);
-professionals may write to it; a patient may only reply to a professional who wrote first (or
-to the MSSanté ``Reply-To`` that professional gave), and no longer once the professional ended
-the exchange with ``X-MSS-MES: FIN`` or a message whose subject is exactly ``[FIN]``.
+professionals may write to it; a patient may only reply to a professional who wrote first
+(only to the MSSanté ``Reply-To`` when that professional gave one), and no longer once the
+professional ended the exchange with ``X-MSS-MES: FIN`` or a message whose subject is
+exactly ``[FIN]``.
 
 The refusal is the submission listener's, at ``RCPT`` (:meth:`PatientRules.refusal`); who may
 be answered is recorded by the pipeline's route hook, in the commit of the professional's
@@ -66,7 +67,7 @@ class PatientRules(Step):
         patients = [r for r in plan.inbox if is_patient_address(r.address)]
         if not patients or not sender or is_patient_address(sender):
             return
-        addresses = {sender.lower()}
+        reply_to_addresses: set[str] = set()
         for _, reply_to in message.addresses("Reply-To"):
             try:
                 address = normalize_address(reply_to)
@@ -75,7 +76,13 @@ class PatientRules(Step):
             # Only an MSSanté address (one of ours, or of a trusted operator) and never a
             # patient's: a Reply-To cannot open a channel to the outside world.
             if not is_patient_address(address) and self.is_mssante(address.rsplit("@", 1)[1]):
-                addresses.add(address)
+                reply_to_addresses.add(address)
+        # ENS MES: the patient's reply goes to the MSSanté Reply-To, which becomes an allowed
+        # contact; the original sender does not (MSSanté test case 13). Without one, the
+        # sender is the contact. Ending the exchange closes the sender too.
+        addresses = reply_to_addresses or {sender.lower()}
         closed = ends_exchange(message)
+        if closed:
+            addresses = addresses | {sender.lower()}
         for patient in patients:
             plan.records.append(self.book.recorder(patient.account_id, addresses, closed=closed))
