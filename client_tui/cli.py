@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "patient: X-MSS-MES: FIN, the patient may no longer reply")  # fmt: skip
     send.add_argument("--replaces", metavar="MESSAGE-ID", help="annule et remplace: a new "
                       "version of a message kept in Sent (with --patient, of its document)")
+    send.add_argument("--ins-not-qualified", action="store_true", help="with --patient: the "
+                      "patient's INS is not qualified (X-MSS-INS: N)")  # fmt: skip
     send.add_argument("--receipt", choices=["dsn", "mdn"], action="append", default=[],
                       help="ask for a delivery (dsn) or read (mdn) receipt")  # fmt: skip
     send.add_argument("--patient", metavar="INS", help="send the attachments as an IHE XDM "
@@ -188,6 +190,8 @@ async def send_command(args: argparse.Namespace) -> int:
     account = config.account(args.account)
     if bool(args.patient) != bool(args.doc_type):
         raise UsageError("--patient and --doc-type go together")
+    if args.ins_not_qualified and not args.patient:
+        raise UsageError("--ins-not-qualified goes with --patient")
     if str(args.body_file) == "-" and str(args.html_file) == "-":
         raise UsageError("only one of --body-file and --html-file may read stdin")
     body = read_text_file(args.body_file, "body")
@@ -195,6 +199,10 @@ async def send_command(args: argparse.Namespace) -> int:
     for path in args.attach:
         if not path.is_file():
             raise UsageError(f"attachment {path} does not exist")
+    if args.end_exchange and not any(
+        "@patient." in a.lower() for a in [*args.to, *args.cc]
+    ):  # MSSanté ENS MES: X-MSS-MES only on a message to a patient
+        raise UsageError("--end-exchange ends an exchange with a patient: add a patient recipient")
     draft = Draft(
         sender=account.address,
         to=", ".join(args.to),
@@ -231,6 +239,8 @@ async def send_command(args: argparse.Namespace) -> int:
         draft.attachments = []
         extra.append(("IHE_XDM.zip", xdm, "application/zip"))
     message = build_message(draft, extra)
+    if args.ins_not_qualified and "X-MSS-INS" in message:
+        message.replace_header("X-MSS-INS", "N")  # MSSanté ECO.2.4.2
     await session.send(message, notify_success=draft.delivery_receipt)
     if not args.no_sent_copy:
         await keep_sent_copy(session, message.as_bytes())

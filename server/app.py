@@ -57,6 +57,8 @@ from server.delivery.usage import UsageCounting
 from server.espace.notify import NotifyError, Smarthost, enrol_code_mail
 from server.espace.spaces import PatientNotices, SpaceJobs
 from server.http.agenda import AgendaFeed, agenda_route
+from server.http.autoconfig import PATHS as AUTOCONFIG_PATHS
+from server.http.autoconfig import autoconfig_route
 from server.http.catalogue import CatalogueApi, catalogue_route
 from server.http.dossier import DossierApi, dossier_route
 from server.http.espace import EspacePages, espace_route
@@ -448,9 +450,11 @@ async def serve(
     if config.http.https_port:
         feed = AgendaFeed(agenda, services.auth)
         scrape = metrics_route(metrics, services.db, config.data_dir)
+        autoconfig = autoconfig_route(config)
         https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
                             ("/agenda/", agenda_route(feed)), ("/catalogue/", catalogue_api),
-                            ("/metrics", scrape), ("/espace/", espace.route)],
+                            ("/metrics", scrape), ("/espace/", espace.route),
+                            *[(path, autoconfig) for path in AUTOCONFIG_PATHS]],
                            limits=http_limits(config))  # fmt: skip
         http_servers.append(
             await https.listen(config.server.listen, config.http.https_port, ssl=tls)

@@ -50,6 +50,8 @@ class SmtpSection:
     submission_port: int = 2587
     submission_tls_port: int = 2465
     max_message_size: int = 25 * 1024 * 1024
+    # Largest message to a patient mailbox (Mon espace santé: 25 MB), whatever max_message_size.
+    patient_max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 100
     max_line_length: int = 1000
     # Per connection: messages (MAIL commands), and total time before a 421.
@@ -440,6 +442,9 @@ submission_port = {m.submission_port}
 submission_tls_port = {m.submission_tls_port}
 # Largest message accepted, in bytes (advertised with SIZE, RFC 1870).
 max_message_size = {m.max_message_size}
+# Largest message with a patient recipient (Mon espace santé: 25 MB), even when
+# max_message_size is larger.
+patient_max_message_size = {m.patient_max_message_size}
 max_recipients = {m.max_recipients}
 # Per connection (submission and relay): messages, and seconds, before a 421.
 max_messages_per_session = {m.max_messages_per_session}

@@ -28,6 +28,9 @@ log = structlog.get_logger("hygie.patients")
 S550_PATIENT_CANNOT_START = (
     "550 5.7.1 A patient may only reply to a professional who wrote to them first"
 )
+S552_TOO_BIG_FOR_A_PATIENT = (
+    "552 5.3.4 Message too big for a patient's mailbox: {limit} bytes at most (Mon espace santé)"
+)
 S550_EXCHANGE_CLOSED = "550 5.7.1 This professional has ended the exchange (X-MSS-MES: FIN)"
 
 
@@ -49,6 +52,17 @@ class PatientRules(Step):
         self.book = book
         #: Whether a domain is in the MSSanté trust space (ours or a trusted operator's).
         self.is_mssante = is_mssante
+
+    async def check(self, message: Message, envelope: Envelope) -> str | None:
+        """Mon espace santé takes messages of 25 MB at most (MSSanté test case 11), whatever
+        this operator's general limit (``[smtp] max_message_size``)."""
+        limit = self.config.smtp.patient_max_message_size
+        if message.size <= limit:
+            return None
+        recipients = [r.address for r in envelope.local] + [r.address for r in envelope.remote]
+        if not any(is_patient_address(a) for a in recipients):
+            return None
+        return S552_TOO_BIG_FOR_A_PATIENT.format(limit=limit)
 
     async def refusal(self, account_id: int, account_address: str, recipient: str) -> str | None:
         """The reply refusing ``recipient`` to a patient account, or None when allowed."""
