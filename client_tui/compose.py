@@ -17,6 +17,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Protocol
 
+from mailformats import mdn
+
 # The hook for "send a document to a patient". Building the IHE_XDM.zip belongs to
 # dossier/xdm.py (and the PDF-in-CDA wrapper to dossier/cda.py); the client never builds its
 # own. :mod:`client_tui.mssante` registers a builder that takes the attachments (PDF and/or
@@ -209,11 +211,15 @@ def build_message(draft: Draft, extra: Sequence[tuple[str, bytes, str]] = ()) ->
 def message_id(domain: str) -> str:
     """A new ``msg-id`` (RFC 5322 §3.6.4: ``"<" id-left "@" id-right ">"``), its right side
     the sender's domain in ASCII (IDNA) form."""
+    return make_msgid(domain=_ascii_domain(domain))
+
+
+def _ascii_domain(domain: str) -> str:
+    """``domain`` as A-labels (IDNA), or ``hygie.invalid`` when it has none."""
     try:
-        right = domain.encode("idna").decode("ascii") if domain else "hygie.invalid"
+        return domain.encode("idna").decode("ascii") if domain else "hygie.invalid"
     except UnicodeError:
-        right = "hygie.invalid"
-    return make_msgid(domain=right)
+        return "hygie.invalid"
 
 
 _MSG_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
@@ -465,33 +471,13 @@ def forward_draft(original: ReadMessage, me: str) -> Draft:
 
 def build_mdn(original: ReadMessage, me: str) -> Message:
     """A ``displayed`` MDN (RFC 8098 §3), sent only after the user agreed (§2.1: a receipt
-    must never be sent without the recipient's consent)."""
-    from email.mime.base import MIMEBase
-    from email.mime.multipart import MIMEMultipart
-    from email.mime.text import MIMEText
-
-    report = MIMEMultipart("report", report_type="disposition-notification")
-    report["From"] = me
-    report["To"] = original.mdn_to
-    report["Subject"] = f"Accusé de lecture : {original.subject}"
-    report["Date"] = formatdate(localtime=True)
-    report["Message-ID"] = make_msgid(domain=me.rpartition("@")[2] or "hygie.invalid")
-    if original.message_id:
-        report["In-Reply-To"] = original.message_id
-        report["References"] = original.message_id
-    report.attach(
-        MIMEText(
-            f"Votre message « {original.subject} » a été affiché par {me}.\n"
-            "Cet accusé ne garantit pas que le message a été lu ni compris.\n",
-            "plain",
-            "utf-8",
-        )
-    )
-    fields = ["Reporting-UA: hygie-client", f"Final-Recipient: rfc822;{me}"]
-    if original.message_id:
-        fields.append(f"Original-Message-ID: {original.message_id}")
-    fields.append("Disposition: manual-action/MDN-sent-manually; displayed")
-    notification = MIMEBase("message", "disposition-notification")
-    notification.set_payload("\r\n".join(fields) + "\r\n")
-    report.attach(notification)
-    return report
+    must never be sent without the recipient's consent). The one MDN builder,
+    :func:`mailformats.mdn.build_mdn`, as the server's: ``manual-action/MDN-sent-manually``,
+    the original's header section returned, not its content."""
+    raw = mdn.build_mdn(
+        original=original.raw, reporting_ua="hygie-client", from_address=me,
+        to_address=original.mdn_to, final_recipient=me, headers_only=True,
+        message_id_domain=_ascii_domain(me.rpartition("@")[2]),
+        disposition_type="displayed", manual=True,
+    )  # fmt: skip
+    return message_from_bytes(raw, policy=SMTP_POLICY)
