@@ -77,7 +77,7 @@ from server.outbound.queue import OutboundQueue
 from server.outbound.trust import PeerRevocation, TrustedDomains, load_anchors
 from server.smtp.relay import RelayHandler, relay_context, start_relay
 from server.smtp.submission import SubmissionHandler, start_submission
-from server.workflows.agenda import AgendaWorkflow
+from server.workflows.agenda import AgendaWorkflow, configured_clock
 from server.workflows.catalogue import CatalogueWorkflow
 from server.workflows.consent import ConsentStep
 from server.workflows.dossier import DossierWorkflow
@@ -213,7 +213,8 @@ async def _start_pki_http(
     if not config.http.pki_port:
         return [], None
     ca = CertificateAuthority.load(config.path("pki"), master.derive_secret(CA_SECRET))
-    publisher = PkiPublisher(ca)
+    # The test clock of [server] test_mode moves the CRL's days in the tests (case 16).
+    publisher = PkiPublisher(ca, clock=configured_clock(config))
     await asyncio.to_thread(publisher.refresh_crl)
 
     async def pki(request: Request) -> Response:
