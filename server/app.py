@@ -47,6 +47,7 @@ from server.auth.patient import (
     SecondFactorPasswords,
 )
 from server.config import CA_SECRET, Config
+from server.delivery.audit_trail import SubmissionAudit
 from server.delivery.mss_headers import MssHeaderRules
 from server.delivery.outbox import OutboxRunner
 from server.delivery.patients import PatientRules
@@ -410,6 +411,7 @@ async def serve(
     pipeline.steps = [
         MssHeaderRules(), FromRules(db), ConsentStep(gate), workflow, agenda, catalogue,
         patients, DeliveryReports(config, pipeline.notice), UsageCounting(usage), espace.step,
+        SubmissionAudit(),
     ]  # fmt: skip
     api = DossierApi(db, store, dossier_index, services.auth)
     api.apps = gate

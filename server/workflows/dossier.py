@@ -59,6 +59,7 @@ from server.config import Config
 from server.delivery import replies as S
 from server.delivery.message import Message
 from server.delivery.pipeline import FROM_OUTSIDE, AfterWork, Envelope, Notify, Pipeline, Plan, Step
+from storage import audit
 from storage.db import effect
 from storage.dossier import NOT_IN_MAILBOX, DossierIndex
 from storage.mailstore import MailStore, Recipient
@@ -370,6 +371,12 @@ class DossierWorkflow(Step):
             )  # fmt: skip
             with effect("answer"):
                 await self.notify(notice, target)
+            # MSSanté test case 19: every MDN is in the audit log (to whom, which outcome).
+            with effect("audit-mdn"):
+                await audit.record(
+                    self.store.db, service, "mdn.sent", f"mailbox:{target}",
+                    detail={"code": error.code if error is not None else 0},
+                )  # fmt: skip
             if self.usage is not None:
                 code = error.code if error is not None else 0
                 await self.usage.mdn(message.header("X-MSS-NIL"), sender, code)
