@@ -157,6 +157,9 @@ class TlsSection:
 @dataclass(frozen=True)
 class AuthSection:
     password_login: bool = True
+    # Mailbox types (directory TypeBAL: PER, ORG, APP, CAB) whose mailboxes may not sign in
+    # with a password: a token (Pro Santé Connect) or a certificate only. Empty: none.
+    password_forbidden_types: tuple[str, ...] = ()
     # SASL EXTERNAL with a TLS client certificate from this operator's CA (PER, ORG).
     certificate_login: bool = True
     # Failed logins per minute from one client address (an IPv6 /64) on one login name, and
@@ -527,6 +530,9 @@ min_version = "{t.min_version}"
 [auth]
 # Password login (SASL PLAIN/LOGIN, IMAP LOGIN), only ever over TLS.
 password_login = {str(a.password_login).lower()}
+# Mailbox types (the directory's PER, ORG, APP, CAB) that may not sign in with a password,
+# only with a token or a certificate, e.g. ["PER"] (Pro Santé Connect for practitioners).
+password_forbidden_types = {list(a.password_forbidden_types)!r}
 # Certificate login (SASL EXTERNAL) with a client certificate from this operator's CA.
 certificate_login = {str(a.certificate_login).lower()}
 # Failed logins allowed each minute from one client address (IPv6: its /64) on one login
