@@ -480,4 +480,7 @@ def build_mdn(original: ReadMessage, me: str) -> Message:
         message_id_domain=_ascii_domain(me.rpartition("@")[2]),
         disposition_type="displayed", manual=True,
     )  # fmt: skip
-    return message_from_bytes(raw, policy=SMTP_POLICY)
+    receipt = message_from_bytes(raw, policy=SMTP_POLICY)
+    # A receipt the user reads: its subject says what it is.
+    receipt.replace_header("Subject", f"Accusé de lecture : {original.subject}")
+    return receipt
