@@ -13,8 +13,8 @@ nothing is allowed: no consent is possible). The paths, each with its scope:
 - the dossier workflow (``dmp@``: the patient is named inside the archive): ``dossier-write``,
   else the MDN/error mail 901 (author not allowed);
 - the agenda workflow: ``agenda-write`` for each patient whose agenda would change;
-- the dossier read API (``/dossier/patients/<INS>/…``): ``dossier-read``; the app sees what
-  the patient sees (`dossier.visibility.patient_view`: every current document but
+- the dossier read API (``/dossier/patient/…``, ``Patient-INS`` header): ``dossier-read``;
+  the app sees what the patient sees (`dossier.visibility.patient_view`: every current document but
   INVISIBLE_PATIENT ones), else 403; an app the patient never connected gets the 404 of an
   unknown INS (no patient-existence oracle).
 

@@ -20,10 +20,13 @@ from client_tui.compose import (
     AttachmentError,
     Draft,
     PatientTraits,
+    ReadMessage,
     XdmUnavailable,
     build_message,
     build_xdm_attachment,
+    is_xdm,
     parse_birth_date,
+    read_message,
 )
 from client_tui.config import Account, ConfigError, load_config
 from client_tui.credentials import CredentialError, keyring_secret
@@ -58,7 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--cc", action="append", default=[], help="copy (repeatable)")
     send.add_argument("--subject", default="", help="subject")
     send.add_argument("--body-file", type=Path, help="text of the message ('-' for stdin)")
+    send.add_argument("--html-file", type=Path, help="an HTML version of the text, sent as "
+                      "multipart/alternative with the text part ('-' for stdin)")  # fmt: skip
     send.add_argument("--attach", action="append", type=Path, default=[], help="file to attach")
+    send.add_argument("--end-exchange", action="store_true", help="end the exchange with a "
+                      "patient: X-MSS-MES: FIN, the patient may no longer reply")  # fmt: skip
+    send.add_argument("--replaces", metavar="MESSAGE-ID", help="annule et remplace: a new "
+                      "version of a message kept in Sent (with --patient, of its document)")
+    send.add_argument("--ins-not-qualified", action="store_true", help="with --patient: the "
+                      "patient's INS is not qualified (X-MSS-INS: N)")  # fmt: skip
     send.add_argument("--receipt", choices=["dsn", "mdn"], action="append", default=[],
                       help="ask for a delivery (dsn) or read (mdn) receipt")  # fmt: skip
     send.add_argument("--patient", metavar="INS", help="send the attachments as an IHE XDM "
@@ -201,23 +212,24 @@ async def send_command(args: argparse.Namespace) -> int:
     account = config.account(args.account)
     if bool(args.patient) != bool(args.doc_type):
         raise UsageError("--patient and --doc-type go together")
+    if args.ins_not_qualified and not args.patient:
+        raise UsageError("--ins-not-qualified goes with --patient")
     if not args.to:
         if not args.patient:
             raise UsageError("a recipient is needed: --to ADDRESS")
         # <INS>@patient.<domain> (design §5), the domain being the sender's own
         args.to = [patient_address(args.patient, account.address.rpartition("@")[2])]
-    if args.body_file is None:
-        body = ""
-    elif str(args.body_file) == "-":
-        body = sys.stdin.read()
-    else:
-        try:
-            body = args.body_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read body file {args.body_file}: {exc}") from exc
+    if str(args.body_file) == "-" and str(args.html_file) == "-":
+        raise UsageError("only one of --body-file and --html-file may read stdin")
+    body = read_text_file(args.body_file, "body")
+    html = read_text_file(args.html_file, "HTML")
     for path in args.attach:
         if not path.is_file():
             raise UsageError(f"attachment {path} does not exist")
+    if args.end_exchange and not any(
+        "@patient." in a.lower() for a in [*args.to, *args.cc]
+    ):  # MSSanté ENS MES: X-MSS-MES only on a message to a patient
+        raise UsageError("--end-exchange ends an exchange with a patient: add a patient recipient")
     draft = Draft(
         sender=account.address,
         to=", ".join(args.to),
@@ -227,24 +239,72 @@ async def send_command(args: argparse.Namespace) -> int:
         attachments=list(args.attach),
         delivery_receipt="dsn" in args.receipt,
         read_receipt="mdn" in args.receipt,
+        html=html,
+        end_exchange=args.end_exchange,
     )
     traits = patient_traits(args)
     credentials = await resolve_credentials(account, read_secret(account, args.secret_stdin))
-    extra: list[tuple[str, bytes, str]] = []
     session = MailSession(account, credentials)
+    replaced: ReadMessage | None = None
+    if args.replaces:
+        replaced = await sent_message(session, args.replaces)
+        draft.replaces, draft.replaces_date = replaced.message_id, replaced.date
+        draft.references = replaced.references
+        draft.subject = draft.subject or replaced.subject
+    extra: list[tuple[str, bytes, str]] = []
     if args.patient:
         if not args.attach:
             raise UsageError("--patient needs the document: --attach report.pdf (and/or CDA)")
         author = await session.author()
+        previous = None
+        if replaced is not None:
+            previous = next((a.data for a in replaced.attachments if is_xdm(a.filename)), None)
+            if previous is None:
+                raise UsageError(f"message {args.replaces} carries no IHE_XDM.zip to replace")
         xdm = build_xdm_attachment(list(args.attach), args.patient, args.doc_type,
-                                   traits=traits, author=author)  # fmt: skip
+                                   traits=traits, author=author, replacing=previous)  # fmt: skip
         draft.attachments = []
         extra.append(("IHE_XDM.zip", xdm, "application/zip"))
     message = build_message(draft, extra)
+    if args.ins_not_qualified and "X-MSS-INS" in message:
+        message.replace_header("X-MSS-INS", "N")  # MSSanté ECO.2.4.2
     await session.send(message, notify_success=draft.delivery_receipt)
     if not args.no_sent_copy:
         await keep_sent_copy(session, message.as_bytes())
     return 0
+
+
+def read_text_file(path: Path | None, what: str) -> str:
+    """A UTF-8 text file's content ('-': standard input; None: empty)."""
+    if path is None:
+        return ""
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {what} file {path}: {exc}") from exc
+
+
+async def sent_message(session: MailSession, message_id: str) -> ReadMessage:
+    """The message ``message_id`` of the Sent folder ("annule et remplace" names it)."""
+    wanted = message_id.strip()
+    if not wanted.startswith("<"):
+        wanted = f"<{wanted}>"
+    if any(c in wanted for c in '"\\\r\n') or " " in wanted:
+        raise UsageError(f"not a Message-ID: {message_id}")
+    imap = await session.imap()
+    try:
+        sent = find_special(await imap.folders(), "\\Sent", "Sent")
+        await imap.select(sent)
+        uids = await imap.search(f'HEADER Message-ID "{wanted}"')
+        found = [read_message(await imap.fetch_message(uid, mark_seen=False)) for uid in uids]
+    finally:
+        await imap.logout()
+    for message in found:
+        if message.message_id == wanted:
+            return message
+    raise UsageError(f"no message {wanted} in {sent}: --replaces names a message you sent")
 
 
 def patient_traits(args: argparse.Namespace) -> PatientTraits | None:

@@ -17,6 +17,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Protocol
 
+from mailformats import mdn
+
 # The hook for "send a document to a patient". Building the IHE_XDM.zip belongs to
 # dossier/xdm.py (and the PDF-in-CDA wrapper to dossier/cda.py); the client never builds its
 # own. :mod:`client_tui.mssante` registers a builder that takes the attachments (PDF and/or
@@ -47,8 +49,8 @@ class DocumentAuthor:
 
 class XdmBuilder(Protocol):
     def __call__(self, attachments: Sequence[Path], patient_ins: str, doc_type: str, /, *,
-                 traits: PatientTraits | None = None,
-                 author: DocumentAuthor | None = None) -> bytes: ...  # fmt: skip
+                 traits: PatientTraits | None = None, author: DocumentAuthor | None = None,
+                 replacing: bytes | None = None) -> bytes: ...  # fmt: skip
 
 
 _xdm_builder: XdmBuilder | None = None
@@ -65,13 +67,16 @@ def register_xdm_builder(builder: XdmBuilder | None) -> None:
 
 def build_xdm_attachment(attachments: Sequence[Path], patient_ins: str, doc_type: str, *,
                          traits: PatientTraits | None = None,
-                         author: DocumentAuthor | None = None) -> bytes:  # fmt: skip
-    """The ``IHE_XDM.zip`` for ``attachments`` about patient ``patient_ins`` (the hook)."""
+                         author: DocumentAuthor | None = None,
+                         replacing: bytes | None = None) -> bytes:  # fmt: skip
+    """The ``IHE_XDM.zip`` for ``attachments`` about patient ``patient_ins`` (the hook);
+    ``replacing``: the archive of the version this one cancels and replaces."""
     if _xdm_builder is None:
         raise XdmUnavailable(
             "sending to a patient needs the XDM builder of dossier/xdm.py, not in this build"
         )
-    return _xdm_builder(attachments, patient_ins, doc_type, traits=traits, author=author)
+    return _xdm_builder(attachments, patient_ins, doc_type, traits=traits, author=author,
+                        replacing=replacing)  # fmt: skip
 
 
 def parse_birth_date(text: str) -> date:
@@ -137,6 +142,14 @@ class Draft:
     read_receipt: bool = False  # Disposition-Notification-To (RFC 8098 §2.1)
     forwarded: list[tuple[str, bytes, str]] = field(default_factory=list)  # name, data, type
     draft_uid: int | None = None  # the version in Drafts this one replaces once saved or sent
+    html: str = ""  # an HTML version of ``body``: sent as multipart/alternative (RFC 2046 §5.1.4)
+    end_exchange: bool = False  # X-MSS-MES: FIN, the patient may no longer reply (ECO.2.2.8)
+    replaces: str = ""  # "annule et remplace": the Message-ID of the version this one replaces
+    replaces_date: str = ""  # that version's Date, for the mention in the body
+
+
+#: The mention a new version carries (MSSanté AMBU.MSS/va1.02), first line of its body.
+REPLACES_MENTION = "Annule et remplace"
 
 
 class AttachmentError(Exception):
@@ -157,14 +170,28 @@ def build_message(draft: Draft, extra: Sequence[tuple[str, bytes, str]] = ()) ->
     message["Subject"] = draft.subject
     message["Date"] = formatdate(localtime=True)
     domain = draft.sender.rpartition("@")[2] or "hygie.invalid"
-    message["Message-ID"] = make_msgid(domain=domain)
-    if draft.in_reply_to:
-        message["In-Reply-To"] = draft.in_reply_to
-        message["References"] = (draft.references + " " + draft.in_reply_to).strip()
+    message["Message-ID"] = message_id(domain)
+    parent = draft.replaces or draft.in_reply_to
+    if parent:
+        # RFC 5322 §3.6.4: In-Reply-To is the parent's Message-ID, References the parent's
+        # References followed by it. A new version answers the version it replaces.
+        message["In-Reply-To"] = parent
+        message["References"] = references(draft.references, parent)
     if draft.read_receipt:
         message["Disposition-Notification-To"] = draft.sender
     message["X-MSS-NIL"] = "HYGIE-CLIENT-0.1.0"  # on every message (MSSanté ECO.2.4.3)
-    message.set_content(draft.body or "")
+    if draft.end_exchange:
+        message["X-MSS-MES"] = "FIN"  # MSSanté ECO.2.2.8: the patient's reply is closed
+    body = draft.body or ""
+    if draft.replaces:
+        when = f" du {draft.replaces_date}" if draft.replaces_date else ""
+        body = f"{REPLACES_MENTION} le message{when} ({draft.replaces}).\n\n{body}"
+    # Text parts in UTF-8 (MSSanté ECO.2.2.3), in 7 bits so that no 8BITMIME is needed.
+    message.set_content(body, charset="utf-8", cte=_text_encoding(body))
+    if draft.html.strip():
+        # RFC 2046 §5.1.4: the plain text first, the richer HTML last (MSSanté va1.11).
+        message.add_alternative(draft.html, subtype="html", charset="utf-8",
+                                cte=_text_encoding(draft.html))  # fmt: skip
     for path in draft.attachments:
         try:
             data = path.read_bytes()
@@ -179,6 +206,40 @@ def build_message(draft: Draft, extra: Sequence[tuple[str, bytes, str]] = ()) ->
         if is_xdm(name) and _xdm_dresser is not None:
             _xdm_dresser(message, data)
     return message
+
+
+def message_id(domain: str) -> str:
+    """A new ``msg-id`` (RFC 5322 §3.6.4: ``"<" id-left "@" id-right ">"``), its right side
+    the sender's domain in ASCII (IDNA) form."""
+    return make_msgid(domain=_ascii_domain(domain))
+
+
+def _ascii_domain(domain: str) -> str:
+    """``domain`` as A-labels (IDNA), or ``hygie.invalid`` when it has none."""
+    try:
+        return domain.encode("idna").decode("ascii") if domain else "hygie.invalid"
+    except UnicodeError:
+        return "hygie.invalid"
+
+
+_MSG_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
+
+
+def references(parent_references: str, parent_id: str) -> str:
+    """RFC 5322 §3.6.4: the parent's References (or In-Reply-To) then the parent's
+    Message-ID; only well-formed ``msg-id`` tokens, each once, the oldest first."""
+    found: list[str] = []
+    for token in _MSG_ID.findall(f"{parent_references} {parent_id}"):
+        if token not in found:
+            found.append(token)
+    return " ".join(found)
+
+
+def _text_encoding(text: str) -> str:
+    """``7bit`` for short ASCII lines, else ``quoted-printable`` (RFC 2045 §6.7)."""
+    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+        return "7bit"
+    return "quoted-printable"
 
 
 #: Adds X-MSS-CODECDA / X-MSS-INS (and the conventional subject) for an attached archive.
@@ -410,33 +471,16 @@ def forward_draft(original: ReadMessage, me: str) -> Draft:
 
 def build_mdn(original: ReadMessage, me: str) -> Message:
     """A ``displayed`` MDN (RFC 8098 §3), sent only after the user agreed (§2.1: a receipt
-    must never be sent without the recipient's consent)."""
-    from email.mime.base import MIMEBase
-    from email.mime.multipart import MIMEMultipart
-    from email.mime.text import MIMEText
-
-    report = MIMEMultipart("report", report_type="disposition-notification")
-    report["From"] = me
-    report["To"] = original.mdn_to
-    report["Subject"] = f"Accusé de lecture : {original.subject}"
-    report["Date"] = formatdate(localtime=True)
-    report["Message-ID"] = make_msgid(domain=me.rpartition("@")[2] or "hygie.invalid")
-    if original.message_id:
-        report["In-Reply-To"] = original.message_id
-        report["References"] = original.message_id
-    report.attach(
-        MIMEText(
-            f"Votre message « {original.subject} » a été affiché par {me}.\n"
-            "Cet accusé ne garantit pas que le message a été lu ni compris.\n",
-            "plain",
-            "utf-8",
-        )
-    )
-    fields = ["Reporting-UA: hygie-client", f"Final-Recipient: rfc822;{me}"]
-    if original.message_id:
-        fields.append(f"Original-Message-ID: {original.message_id}")
-    fields.append("Disposition: manual-action/MDN-sent-manually; displayed")
-    notification = MIMEBase("message", "disposition-notification")
-    notification.set_payload("\r\n".join(fields) + "\r\n")
-    report.attach(notification)
-    return report
+    must never be sent without the recipient's consent). The one MDN builder,
+    :func:`mailformats.mdn.build_mdn`, as the server's: ``manual-action/MDN-sent-manually``,
+    the original's header section returned, not its content."""
+    raw = mdn.build_mdn(
+        original=original.raw, reporting_ua="hygie-client", from_address=me,
+        to_address=original.mdn_to, final_recipient=me, headers_only=True,
+        message_id_domain=_ascii_domain(me.rpartition("@")[2]),
+        disposition_type="displayed", manual=True,
+    )  # fmt: skip
+    receipt = message_from_bytes(raw, policy=SMTP_POLICY)
+    # A receipt the user reads: its subject says what it is.
+    receipt.replace_header("Subject", f"Accusé de lecture : {original.subject}")
+    return receipt

@@ -55,6 +55,10 @@ class Account:
     pkcs12: str = ""
     token_command: str = ""
     directory_url: str = ""  # the operator's FHIR base, e.g. https://mail.example.test:8443/fhir
+    # The server certificate's revocation (its CA's CRL, client_tui/revocation.py): "check"
+    # refuses a revoked one when a valid CRL can be had, "require" also when none can,
+    # "off" does not look.
+    revocation: str = "check"
 
     @property
     def ca_path(self) -> Path | None:
@@ -80,6 +84,8 @@ class Account:
         for key in ("imap_security", "smtp_security"):
             if getattr(self, key) not in SECURITY:
                 raise ConfigError(f"{where}: {key} must be tls or starttls")
+        if self.revocation not in ("check", "require", "off"):
+            raise ConfigError(f"{where}: revocation must be check, require or off")
         if self.auth == "certificate" and not self.pkcs12:
             raise ConfigError(f"{where}: auth = certificate needs pkcs12 = FILE")
         if self.auth == "token" and not self.token_command:

@@ -19,6 +19,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 from client_tui.credentials import Credentials
+from client_tui.revocation import RevocationChecker, ServerRevoked, peer_certificate
 
 # A token of a parsed response: an atom or quoted string (str), a literal (bytes), NIL (None),
 # or a parenthesised list.
@@ -280,11 +281,19 @@ class ImapClient:
         context: ssl.SSLContext,
         credentials: Credentials,
         timeout: float = 60.0,  # noqa: ASYNC109 - per-read timeout kept by the client
+        revocation: RevocationChecker | None = None,
     ) -> ImapClient:
-        """Connect (``tls`` = implicit TLS, ``starttls``), authenticate, and return the client."""
+        """Connect (``tls`` = implicit TLS, ``starttls``), check the server certificate's
+        revocation when asked, authenticate, and return the client."""
         client = cls(timeout)
         try:
             await client._open(host, port, security, context)
+            if revocation is not None and client._writer is not None:
+                der = peer_certificate(client._writer.get_extra_info("ssl_object"))
+                try:
+                    await asyncio.to_thread(revocation.check, der)
+                except ServerRevoked as exc:
+                    raise ImapError(f"IMAP server {host}:{port}: {exc}") from None
             await client.authenticate(credentials)
         except (TimeoutError, OSError, ssl.SSLError) as exc:
             await client.close()

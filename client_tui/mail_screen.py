@@ -44,6 +44,7 @@ from client_tui.context import client_of
 from client_tui.dialogs import ChooseFolder, Confirm, Help, Prompt
 from client_tui.imap import Folder, MessageSummary
 from client_tui.session import find_special
+from dossier.subject import display_subject
 
 if TYPE_CHECKING:
     from client_tui.app import HygieClient
@@ -300,7 +301,8 @@ class MailScreen(Screen[None]):
         state.append("@" if summary.has_attachment else blank, style=f"{self.c('secondary')}")
         style = "bold" if not summary.seen else ""
         who = summary.to if self._is_sent_folder() else summary.sender
-        subject = Text(summary.subject or "(no subject)", style=style)
+        # MSSanté UX.28: the XDM/1.0/DDM+ prefix of a document's subject is hidden.
+        subject = Text(display_subject(summary.subject) or "(no subject)", style=style)
         return state, short_date(summary.date), display_name(who), subject
 
     def _is_sent_folder(self) -> bool:
@@ -411,7 +413,7 @@ class MailScreen(Screen[None]):
         headers = Text()
         for label, value in (
             ("From", message.sender), ("To", message.to), ("Cc", message.cc),
-            ("Date", message.date), ("Subject", message.subject),
+            ("Date", message.date), ("Subject", display_subject(message.subject)),
         ):  # fmt: skip
             if value:
                 headers.append(f"{label:<9}", style=f"{self.c('secondary')}")

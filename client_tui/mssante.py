@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,7 +17,15 @@ from pathlib import Path
 from client_tui import compose
 from client_tui.compose import DocumentAuthor, PatientTraits
 from dossier import loinc
-from dossier.cda import Author, CdaDocument, Custodian, PatientIdentity, build_cda, parse_cda
+from dossier.cda import (
+    Author,
+    CdaDocument,
+    CdaHeader,
+    Custodian,
+    PatientIdentity,
+    build_cda,
+    parse_cda,
+)
 from dossier.errors import DossierError
 from dossier.ins import Ins, check_matricule
 from dossier.subject import mss_document_headers, xdm_subject
@@ -64,9 +73,12 @@ def same_person(patient: PatientIdentity, traits: PatientTraits) -> bool:
 
 
 def wrap_pdf(pdf: bytes, matricule: str, doc_type: str, traits: PatientTraits,
-             author: DocumentAuthor, when: datetime | None = None) -> bytes:  # fmt: skip
+             author: DocumentAuthor, when: datetime | None = None,
+             previous: CdaHeader | None = None) -> bytes:  # fmt: skip
     """A lone PDF as a CDA R2 with a ``nonXMLBody`` (CI-SIS "PDF-in-CDA", dossier/cda.py):
-    the header carries the INS, the traits and the author the receiver checks (903–905)."""
+    the header carries the INS, the traits and the author the receiver checks (903–905).
+    With ``previous``, the new version of that document ("annule et remplace", HL7 CDA R2
+    §4.2.3.1): its setId, the next versionNumber, relatedDocument RPLC naming it."""
     kind = loinc.document_type(doc_type)
     assert kind is not None
     identity = PatientIdentity(
@@ -80,12 +92,32 @@ def wrap_pdf(pdf: bytes, matricule: str, doc_type: str, traits: PatientTraits,
         custodian=Custodian(author.organisation or f"Dr {author.given} {author.family}"),
         effective_time=when or datetime.now(UTC),
     )  # fmt: skip
+    if previous is not None:
+        document = replace(
+            document, set_id=previous.set_id or previous.document_id,
+            version_number=(previous.version_number or 1) + 1, replaces=previous.document_id,
+        )  # fmt: skip
     return build_cda(document, pdf=pdf)
+
+
+def replaced_document(archive: bytes, doc_type: str) -> CdaHeader:
+    """The CDA of ``archive`` (the version sent before) that a new ``doc_type`` replaces."""
+    try:
+        package = parse_xdm(archive)
+    except DossierError as exc:
+        raise DocumentError(f"the replaced message's IHE_XDM.zip: {exc.reason}") from None
+    headers = [d.cda for d in package.cda_documents if d.cda is not None]
+    same = [h for h in headers if h.code.code == doc_type]
+    if len(same) != 1:
+        raise DocumentError(f"the replaced message holds {len(same)} document(s) of type "
+                            f"{doc_type}: one is needed to replace it")  # fmt: skip
+    return same[0]
 
 
 def build_patient_archive(
     files: Sequence[Path], patient_ins: str, doc_type: str, *,
     traits: PatientTraits | None = None, author: DocumentAuthor | None = None,
+    replacing: bytes | None = None,
 ) -> bytes:  # fmt: skip
     """An IHE_XDM.zip from CDA R2 files (each may be followed by its PDF rendering), or from
     a lone PDF wrapped in a CDA written from the patient's ``traits`` and the ``author``.
@@ -93,6 +125,10 @@ def build_patient_archive(
     A CDA carries the patient's identity traits and the author itself, which the receiver
     checks (MSSanté codes 903–905); for a lone PDF the sender types the traits, and they are
     checked against what the INS encodes (sex, birth year and month).
+
+    ``replacing``: the IHE_XDM.zip of the version this one cancels and replaces ("annule et
+    remplace"): a wrapped PDF becomes its next version; a CDA file must name it in its
+    relatedDocument RPLC (the software that wrote it did).
     """
     try:
         matricule = check_matricule(patient_ins)
@@ -100,6 +136,7 @@ def build_patient_archive(
         raise DocumentError(f"not a valid INS: {exc.reason}") from None
     if not loinc.is_dmp_type(doc_type):
         raise DocumentError(f"{doc_type} is not a document type of the DMP value set")
+    previous = replaced_document(replacing, doc_type) if replacing is not None else None
     documents: list[OutgoingDocument] = []
     pending_pdf: bytes | None = None
     lone_pdfs: list[bytes] = []
@@ -124,6 +161,9 @@ def build_patient_archive(
             raise DocumentError(f"{path.name} is a {header.code.code}, not a {doc_type}")
         if traits is not None and not same_person(header.patient, traits):
             raise DocumentError(f"{path.name} names the patient with other identity traits")
+        if previous is not None and header.replaces != previous.document_id:
+            raise DocumentError(f"{path.name} does not replace the document of the replaced "
+                                "message (relatedDocument RPLC)")  # fmt: skip
         documents.append(OutgoingDocument(data, pdf=pending_pdf))
         pending_pdf = None
     if pending_pdf is not None:
@@ -140,7 +180,7 @@ def build_patient_archive(
             raise DocumentError("the author's name is unknown: sign in with your certificate "
                                 "or use a prenom.nom address")  # fmt: skip
         for pdf in lone_pdfs:
-            cda = wrap_pdf(pdf, matricule, doc_type, traits, who)
+            cda = wrap_pdf(pdf, matricule, doc_type, traits, who, previous=previous)
             documents.append(OutgoingDocument(cda, pdf=pdf))
     if not documents:
         raise DocumentError("attach the document: a PDF, or a CDA R2 (and its PDF)")

@@ -17,6 +17,7 @@ from client_tui.credentials import (
 )
 from client_tui.directory import DirectoryError, owner_of
 from client_tui.imap import Folder, ImapClient
+from client_tui.revocation import RevocationChecker, default_cache
 from client_tui.smtp import submit
 
 
@@ -45,6 +46,12 @@ class MailSession:
         self.account = account
         self.credentials = credentials
         self.context = tls_context(account.ca_path, credentials.certificate)
+        # MSSanté ECO.1.1.5/6: the server certificate's revocation, from its CA's CRL.
+        strict = account.revocation == "require"
+        self.revocation = (
+            RevocationChecker(account.ca_path, default_cache(), strict=strict)
+            if account.revocation != "off" else None
+        )  # fmt: skip
         self._author: DocumentAuthor | None = None
 
     @classmethod
@@ -66,6 +73,7 @@ class MailSession:
             security=self.account.imap_security,
             context=self.context,
             credentials=credentials,
+            revocation=self.revocation,
         )
 
     async def send(self, message: Message, *, notify_success: bool = False) -> None:
@@ -78,6 +86,7 @@ class MailSession:
             context=self.context,
             credentials=credentials,
             notify_success=notify_success,
+            revocation=self.revocation,
         )
 
 

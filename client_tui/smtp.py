@@ -3,6 +3,7 @@ EXTERNAL or OAUTHBEARER, DSN requests (RFC 3461). No Textual import."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from email.utils import getaddresses
 import aiosmtplib
 
 from client_tui.credentials import Credentials
+from client_tui.revocation import RevocationChecker, ServerRevoked, peer_certificate
 
 
 class SubmissionError(Exception):
@@ -28,6 +30,7 @@ async def submit(
     credentials: Credentials,
     notify_success: bool = False,
     timeout: float = 60.0,  # noqa: ASYNC109 - aiosmtplib applies it to each command
+    revocation: RevocationChecker | None = None,
 ) -> None:
     """Send ``message`` to every To/Cc/Bcc address (Bcc is stripped from what is sent)."""
     recipients = [a for _, a in getaddresses(message.get_all("To", []) + message.get_all("Cc", [])
@@ -49,6 +52,12 @@ async def submit(
     except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
         raise SubmissionError(f"cannot reach SMTP server {host}:{port}: {_why(exc)}") from exc
     try:
+        if revocation is not None and client.transport is not None:
+            der = peer_certificate(client.transport.get_extra_info("ssl_object"))
+            try:
+                await asyncio.to_thread(revocation.check, der)
+            except ServerRevoked as exc:
+                raise SubmissionError(f"SMTP server {host}:{port}: {exc}") from None
         await _authenticate(client, credentials, host, port)
         rcpt_options: Sequence[str] = ()
         mail_options: Sequence[str] = ()

@@ -258,8 +258,9 @@ def build_mdn(
         report.encoded_header("Subject", mdn_subject),
         report.fold("Date", report.rfc5322_date(when)),
         report.fold("Message-ID", report.new_message_id(message_id_domain)),
-        b"Auto-Submitted: auto-replied\r\n",  # RFC 3834 §5
     ]
+    if not manual:  # RFC 3834 §5: a receipt the user chose to send is not automatic
+        header_fields.append(b"Auto-Submitted: auto-replied\r\n")
     if original_id is not None:
         header_fields += [
             report.fold("In-Reply-To", original_id),

@@ -346,13 +346,16 @@ class CertificateAuthority:
             self.write_crl()
         return record
 
-    def crl(self, *, next_update_hours: int = 24) -> x509.CertificateRevocationList:
-        """A new CRL of the intermediate CA (RFC 5280 §5), with the next CRL number."""
+    def crl(
+        self, *, next_update_hours: int = 24, now: dt.datetime | None = None
+    ) -> x509.CertificateRevocationList:
+        """A new CRL of the intermediate CA (RFC 5280 §5), with the next CRL number, issued
+        at ``now`` (default: the current time)."""
         if next_update_hours < 1:
             raise PkiError("a CRL's nextUpdate must be at least one hour ahead")
         settings = CaSettings.load(self.pki_dir)
         number = settings.crl_number + 1
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.intermediate_certificate.subject)
@@ -382,9 +385,11 @@ class CertificateAuthority:
         CaSettings(base_url=settings.base_url, crl_number=number).save(self.pki_dir)
         return crl
 
-    def write_crl(self, *, next_update_hours: int = 24) -> x509.CertificateRevocationList:
+    def write_crl(
+        self, *, next_update_hours: int = 24, now: dt.datetime | None = None
+    ) -> x509.CertificateRevocationList:
         """Make a new CRL and publish it as ``crl/intermediate.crl`` (DER) and ``.crl.pem``."""
-        crl = self.crl(next_update_hours=next_update_hours)
+        crl = self.crl(next_update_hours=next_update_hours, now=now)
         try:
             self.files.crl_der.parent.mkdir(mode=0o755, exist_ok=True)
             pemfile.replace(

@@ -47,6 +47,7 @@ from server.auth.patient import (
     SecondFactorPasswords,
 )
 from server.config import CA_SECRET, Config
+from server.delivery.audit_trail import SubmissionAudit
 from server.delivery.mss_headers import MssHeaderRules
 from server.delivery.outbox import OutboxRunner
 from server.delivery.patients import PatientRules
@@ -57,6 +58,8 @@ from server.delivery.usage import UsageCounting
 from server.espace.notify import NotifyError, Smarthost, enrol_code_mail
 from server.espace.spaces import PatientNotices, SpaceJobs
 from server.http.agenda import AgendaFeed, agenda_route
+from server.http.autoconfig import PATHS as AUTOCONFIG_PATHS
+from server.http.autoconfig import autoconfig_route
 from server.http.catalogue import CatalogueApi, catalogue_route
 from server.http.dossier import DossierApi, dossier_route
 from server.http.espace import EspacePages, espace_route
@@ -77,7 +80,7 @@ from server.outbound.queue import OutboundQueue
 from server.outbound.trust import PeerRevocation, TrustedDomains, load_anchors
 from server.smtp.relay import RelayHandler, relay_context, start_relay
 from server.smtp.submission import SubmissionHandler, start_submission
-from server.workflows.agenda import AgendaWorkflow
+from server.workflows.agenda import AgendaWorkflow, configured_clock
 from server.workflows.catalogue import CatalogueWorkflow
 from server.workflows.consent import ConsentStep
 from server.workflows.dossier import DossierWorkflow
@@ -213,7 +216,8 @@ async def _start_pki_http(
     if not config.http.pki_port:
         return [], None
     ca = CertificateAuthority.load(config.path("pki"), master.derive_secret(CA_SECRET))
-    publisher = PkiPublisher(ca)
+    # The test clock of [server] test_mode moves the CRL's days in the tests (case 16).
+    publisher = PkiPublisher(ca, clock=configured_clock(config))
     await asyncio.to_thread(publisher.refresh_crl)
 
     async def pki(request: Request) -> Response:
@@ -409,6 +413,7 @@ async def serve(
     pipeline.steps = [
         MssHeaderRules(), FromRules(db), ConsentStep(gate), workflow, agenda, catalogue,
         patients, DeliveryReports(config, pipeline.notice), UsageCounting(usage), espace.step,
+        SubmissionAudit(),
     ]  # fmt: skip
     api = DossierApi(db, store, dossier_index, services.auth)
     api.apps = gate
@@ -450,9 +455,11 @@ async def serve(
     if config.http.https_port:
         feed = AgendaFeed(agenda, services.auth)
         scrape = metrics_route(metrics, services.db, config.data_dir)
+        autoconfig = autoconfig_route(config)
         https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
                             ("/agenda/", agenda_route(feed)), ("/catalogue/", catalogue_api),
-                            ("/metrics", scrape), ("/espace/", espace.route)],
+                            ("/metrics", scrape), ("/espace/", espace.route),
+                            *[(path, autoconfig) for path in AUTOCONFIG_PATHS]],
                            limits=http_limits(config))  # fmt: skip
         proxy = ProxyPolicy.of(config)
         http_servers.append(

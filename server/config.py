@@ -63,6 +63,8 @@ class SmtpSection:
     submission_port: int = 2587
     submission_tls_port: int = 2465
     max_message_size: int = 25 * 1024 * 1024
+    # Largest message to a patient mailbox (Mon espace santé: 25 MB), whatever max_message_size.
+    patient_max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 100
     max_line_length: int = 1000
     # Per connection: messages (MAIL commands), and total time before a 421.
@@ -168,6 +170,9 @@ class TlsSection:
 @dataclass(frozen=True)
 class AuthSection:
     password_login: bool = True
+    # Mailbox types (directory TypeBAL: PER, ORG, APP, CAB) whose mailboxes may not sign in
+    # with a password: a token (Pro Santé Connect) or a certificate only. Empty: none.
+    password_forbidden_types: tuple[str, ...] = ()
     # SASL EXTERNAL with a TLS client certificate from this operator's CA (PER, ORG).
     certificate_login: bool = True
     # Failed logins per minute from one client address (an IPv6 /64) on one login name, and
@@ -475,6 +480,9 @@ submission_port = {m.submission_port}
 submission_tls_port = {m.submission_tls_port}
 # Largest message accepted, in bytes (advertised with SIZE, RFC 1870).
 max_message_size = {m.max_message_size}
+# Largest message with a patient recipient (Mon espace santé: 25 MB), even when
+# max_message_size is larger.
+patient_max_message_size = {m.patient_max_message_size}
 max_recipients = {m.max_recipients}
 # Per connection (submission and relay): messages, and seconds, before a 421.
 max_messages_per_session = {m.max_messages_per_session}
@@ -557,6 +565,9 @@ min_version = "{t.min_version}"
 [auth]
 # Password login (SASL PLAIN/LOGIN, IMAP LOGIN), only ever over TLS.
 password_login = {str(a.password_login).lower()}
+# Mailbox types (the directory's PER, ORG, APP, CAB) that may not sign in with a password,
+# only with a token or a certificate, e.g. ["PER"] (Pro Santé Connect for practitioners).
+password_forbidden_types = {list(a.password_forbidden_types)!r}
 # Certificate login (SASL EXTERNAL) with a client certificate from this operator's CA.
 certificate_login = {str(a.certificate_login).lower()}
 # Failed logins allowed each minute from one client address (IPv6: its /64) on one login

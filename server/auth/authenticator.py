@@ -232,6 +232,20 @@ class Authenticator:
             )
         return candidates[0]
 
+    async def _password_forbidden(self, address: str) -> str:
+        """The directory type of mailbox ``address`` when ``[auth] password_forbidden_types``
+        names it, else ``""`` (MSSanté test case 2: PER by token or certificate only)."""
+        forbidden = {t.upper() for t in self.config.password_forbidden_types}
+        if not forbidden:
+            return ""
+        try:
+            rows = await self.db.lookup("SELECT type FROM dir_mailboxes WHERE address = ?",
+                                        address)  # fmt: skip
+        except Exception:  # an operator may run without the directory tables
+            return ""
+        kind = str(rows[0][0] or "").upper() if rows else ""
+        return kind if kind in forbidden else ""
+
     async def password(
         self, username: str, password: str, peer: str, protocol: str
     ) -> AccountInfo | None:
@@ -263,6 +277,13 @@ class Authenticator:
             await asyncio.sleep(self.config.failure_delay_seconds)
             return None
         await self.guard.settle(ticket, ok=True, account=account.address)
+        kind = await self._password_forbidden(account.address)
+        if kind:
+            # Told only after the right password: the type says nothing to a guesser.
+            log.info("auth_refused", protocol=protocol, peer=peer, account=account.id,
+                     mechanism="password", reason="password_forbidden_for_type")  # fmt: skip
+            raise AuthError(AuthError.FAILED, f"{kind} mailboxes sign in with a token (Pro "
+                            "Santé Connect) or a certificate, not a password")  # fmt: skip
         log.info("auth_ok", protocol=protocol, peer=peer, account=account.id,
                  mechanism="password", remembered=check.remembered,
                  paced=ticket.wait > 0)  # fmt: skip

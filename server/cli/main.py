@@ -40,6 +40,7 @@ COMMANDS: dict[str, Entry] = {
         "The practitioner directory: import the national extracts, search, synthesise.",
     ),
     "dkim": Entry("server.cli.dkim:dkim_group", "DKIM keys of the local domains."),
+    "dns": Entry("server.cli.dns:dns_group", "The DNS records of the local domains."),
     "init": Entry(
         "server.cli.init:init",
         "Create a data directory: configuration, database, keys, CA and server certificate.",

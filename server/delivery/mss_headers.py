@@ -4,7 +4,9 @@
   documents of the attached ``IHE_XDM.zip``, in order, and is absent without a CDA;
 - ``X-MSS-INS`` (ECO.2.4.2) is ``O`` or ``N`` and present exactly when there is a CDA
   (whether the INS is qualified is the sender's knowledge, so only the form is checked);
-- no X-MSS-* value may carry a CR or LF once decoded (header injection).
+- no X-MSS-* value may carry a CR or LF once decoded (header injection);
+- ``X-MSS-MES`` (ENS MES) is ``FIN`` and only on a message with a patient recipient (To, Cc
+  or Bcc: the envelope holds them all), it ends an exchange with a patient.
 
 A message that breaks them is refused at DATA with ``554 5.6.0`` and the reason.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
+from directory.ins import is_patient_address
 from dossier.errors import DossierError
 from dossier.xdm import XDM_NAME, parse_xdm
 from mailformats.mime import decode_words
@@ -66,5 +69,13 @@ class MssHeaderRules(Step):
             (leaf.filename or "").upper() == XDM_NAME.upper() for leaf in message.leaves()
         ):
             return None
+        mes = message.headers("X-MSS-MES")
+        if mes:
+            recipients = [r.address for r in envelope.local] + [r.address for r in envelope.remote]
+            if len(mes) > 1 or mes[0].strip().upper() != "FIN":
+                return "554 5.6.0 X-MSS-MES appears once, with the value FIN"
+            if not any(is_patient_address(a) for a in recipients):
+                return "554 5.6.0 X-MSS-MES: FIN ends an exchange with a patient: no patient " \
+                    "recipient"
         problem = await asyncio.to_thread(check, message)
         return f"554 5.6.0 {problem}" if problem is not None else None

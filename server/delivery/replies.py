@@ -56,6 +56,13 @@ S550_MASKED_FROM_PROFESSIONALS = (
     "550 5.7.1 The IHE_XDM.zip holds a document masked from professionals (MASQUE_PS): "
     "send it to the patient or to dmp@ only, without professional recipients"
 )
+# MSSanté test case 13 (ENS MES): a document goes to its patient's own address, a minor's or
+# a protected adult's included, never to a legal representative's or any other patient's.
+S550_DOCUMENT_OF_ANOTHER_PATIENT = (
+    "550 5.7.1 The IHE_XDM.zip is about another patient than a patient recipient: send a "
+    "patient's documents to that patient's own address (a minor's too), never to a legal "
+    "representative's"
+)
 S554_XDM_UNREADABLE = (
     "554 5.6.0 The IHE_XDM.zip cannot be read, so its restriction flags cannot be checked "
     "for professional recipients: {reason}"

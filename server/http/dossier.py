@@ -5,7 +5,9 @@ OAUTHBEARER login); it names a mailbox. Routes:
 
 - ``GET /dossier/documents``: the patient's own documents (replaced versions and documents
   the patient may not see, INVISIBLE_PATIENT, left out: `dossier.visibility.patient_view`);
-- ``GET /dossier/patients/<INS>/documents``: what a professional may read of a patient's
+- ``GET /dossier/patient/documents`` with the header ``Patient-INS: <INS>`` (never the INS
+  in the URL, MSSanté test case 19: URLs end up in proxies' and browsers' logs; the old
+  ``/dossier/patients/<INS>/…`` answers 400 saying so): what a professional may read of a patient's
   dossier (`dossier.visibility.professional_may_read`): the declared médecin traitant sees
   every document not masked from professionals (MASQUE_PS) nor hidden by the patient; the
   author of a document sees it; a professional the patient blocked sees nothing (403).
@@ -20,8 +22,8 @@ OAUTHBEARER login); it names a mailbox. Routes:
   it did not exist);
 - ``POST /dossier/blocks/<IdNat>`` and ``DELETE …``: the patient blocks a professional.
 
-Every read and every change is written to the audit log (who, what, when); URLs carry an INS,
-so access logs of this route never record paths.
+Every read and every change is written to the audit log (who, what, when); access logs of
+this route never record paths.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ JSON = "application/json; charset=utf-8"
 _INS = re.compile(r"^[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{8}$", re.I)
 #: The answer to whoever may not read a dossier, whether or not the patient exists here.
 NO_DOSSIER = "no dossier you may read for this INS"
+#: The request header naming the patient of ``/dossier/patient/…`` (never the URL).
+INS_HEADER = "Patient-INS"
 
 
 def _json(status: int, document: Any) -> Response:
@@ -90,14 +94,21 @@ class DossierApi:
                     return await self._hide(account, parts[1], parts[2] == "hide")
             if len(parts) == 2 and parts[0] == "blocks" and method in ("POST", "DELETE"):
                 return await self._block(account, parts[1], method == "POST")
-            if len(parts) >= 3 and parts[0] == "patients" and parts[2] == "documents":
+            if parts[:1] == ["patients"]:
+                # MSSanté test case 19: no INS in a URL (proxies and browsers keep URLs).
+                return _error(400, f"the patient's INS goes in the {INS_HEADER} header, never "
+                              "in the URL: GET /dossier/patient/documents")  # fmt: skip
+            if len(parts) >= 2 and parts[:2] == ["patient", "documents"]:
                 if method != "GET":
                     return _error(405, "read-only")
-                if self.apps is not None and _INS.match(parts[1]):
-                    answer = await self._app(account, parts[1], parts[3:], request.peer)
+                ins = request.headers.get(INS_HEADER.lower(), "").strip()
+                if not ins:
+                    return _error(400, f"name the patient with the {INS_HEADER} header")
+                if self.apps is not None and _INS.match(ins):
+                    answer = await self._app(account, ins, parts[2:], request.peer)
                     if answer is not None:
                         return answer
-                return await self._professional(account, parts[1], parts[3:], request.peer)
+                return await self._professional(account, ins, parts[2:], request.peer)
             if len(parts) == 3 and parts[0] == "documents" and parts[2] == "cda":
                 return await self._own_cda(account, parts[1])
         except ValueError:
@@ -109,7 +120,7 @@ class DossierApi:
     async def _app(
         self, account: AccountInfo, ins: str, rest: list[str], peer: str
     ) -> Response | None:
-        """The answer to an app reading ``/dossier/patients/<INS>/…``; None if ``account``
+        """The answer to an app reading ``/dossier/patient/…`` for ``ins``; None if ``account``
         is not an app's mailbox (the professional rules apply). The app sees what the patient
         sees (`dossier.visibility.patient_view`): every current document but INVISIBLE_PATIENT
         ones; an app the patient never connected gets the answer of an unknown INS."""

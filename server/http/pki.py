@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
+from collections.abc import Callable
 from urllib.parse import unquote
 
 import h11
@@ -29,10 +30,20 @@ MAX_BODY = 64 * 1024
 CRL_REFRESH_MARGIN = dt.timedelta(hours=12)
 
 
+def _real_time() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 class PkiPublisher:
-    def __init__(self, ca: CertificateAuthority, prefix: str = "/pki") -> None:
+    """The CRL is re-issued daily (MSSanté test case 16): each one is valid 24 hours
+    (nextUpdate) and a new one is written once less than 12 hours are left, by the upkeep
+    task or by the request that finds it so. ``clock``: the time (a test moves it)."""
+
+    def __init__(self, ca: CertificateAuthority, prefix: str = "/pki",
+                 clock: Callable[[], dt.datetime] = _real_time) -> None:  # fmt: skip
         self.ca = ca
         self.prefix = prefix.rstrip("/")
+        self.clock = clock
 
     # -- CRL upkeep ---------------------------------------------------------------------------
 
@@ -42,7 +53,7 @@ class PkiPublisher:
             return False
         crl = x509.load_der_x509_crl(path.read_bytes())
         next_update = crl.next_update_utc
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock()
         return next_update is not None and next_update - now > CRL_REFRESH_MARGIN
 
     def refresh_crl(self) -> bool:
@@ -54,7 +65,7 @@ class PkiPublisher:
         with self.ca.lock():
             if self._fresh():
                 return False
-            self.ca.write_crl()
+            self.ca.write_crl(now=self.clock())
         log.info("crl_written")
         return True
 

@@ -58,29 +58,24 @@ def ascii_domain(domain: str) -> str:
 
 
 def parse_trusted_domains(data: bytes) -> frozenset[str]:
-    """The domains of a "liste blanche" document, ASCII form, lower case."""
+    """The domains of a "liste blanche" document, ASCII form, lower case: the XPath
+    ``//Domaine/Nom`` with both names in :data:`NAMESPACE` (a document in another namespace,
+    or none, names no domain: it is refused and the last good list stays)."""
     try:
         root = ElementTree.fromstring(data)
     except (ElementTree.ParseError, DefusedXmlException) as exc:
         raise TrustError(f"trusted-domain list is not valid XML: {exc}") from None
     names: set[str] = set()
-    for element in root.iter():
-        if _local(element.tag) != "Domaine":
-            continue
+    for element in root.iter(f"{{{NAMESPACE}}}Domaine"):
         for child in element:
-            if _local(child.tag) == "Nom" and child.text and child.text.strip():
+            if child.tag == f"{{{NAMESPACE}}}Nom" and child.text and child.text.strip():
                 try:
                     names.add(ascii_domain(child.text))
                 except TrustError as exc:
                     log.warning("trusted_domain_skipped", error=str(exc))
     if not names:
-        raise TrustError("trusted-domain list names no domain (//Domaine/Nom)")
+        raise TrustError(f"trusted-domain list names no domain (//Domaine/Nom in {NAMESPACE})")
     return frozenset(names)
-
-
-def _local(tag: object) -> str:
-    text = str(tag)
-    return text.rsplit("}", 1)[-1] if text.startswith("{") else text
 
 
 def render_trusted_domains(domains: Iterable[str]) -> bytes:

@@ -40,7 +40,14 @@ from server.delivery.pipeline import Envelope as Transaction
 from server.delivery.pipeline import Origin, Pipeline
 from server.listeners import Listener, ProxyPolicy, listen
 from server.outbound.dkim import DkimVerifier, authentication_results, strip_forged_results
-from server.outbound.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
+from server.outbound.trust import (
+    PeerRevocation,
+    PeerRevoked,
+    RevocationUnknown,
+    TrustedDomains,
+    TrustError,
+    ascii_domain,
+)
 from server.smtp.submission import (
     HygieSMTP,
     SubmissionHandler,
@@ -119,8 +126,11 @@ class RelayHandler:
             return S.S553_UTF8_WITHOUT_SMTPUTF8
         if address not in ("", "<>"):
             try:
-                sender = normalize_address(address)
-            except AccountError:
+                # RFC 6531: with SMTPUTF8 the domain may be in U-labels; it is compared with
+                # the list in its A-label form (MSSanté test case 5, IDN domains).
+                local, _, domain = address.rpartition("@")
+                sender = normalize_address(f"{local}@{ascii_domain(domain)}")
+            except (AccountError, TrustError):
                 return S.S501_BAD_ADDRESS
             if not self.trusted.is_trusted(sender.rsplit("@", 1)[1]) or self.trusted.is_local(
                 sender.rsplit("@", 1)[1]

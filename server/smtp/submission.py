@@ -463,6 +463,8 @@ class SubmissionHandler:
             status = (
                 S.S421_TOO_MANY_FAILURES
                 if exc.reason == AuthError.THROTTLED
+                else f"{S.S535_AUTH_FAILED}: {exc.detail}"
+                if exc.reason == AuthError.FAILED
                 else S.S534_MECH_TOO_WEAK
             )
             await server.push(status)

@@ -59,6 +59,7 @@ from server.config import Config
 from server.delivery import replies as S
 from server.delivery.message import Message
 from server.delivery.pipeline import FROM_OUTSIDE, AfterWork, Envelope, Notify, Pipeline, Plan, Step
+from storage import audit
 from storage.db import effect
 from storage.dossier import NOT_IN_MAILBOX, DossierIndex
 from storage.mailstore import MailStore, Recipient
@@ -115,9 +116,12 @@ class DossierWorkflow(Step):
     async def check(self, message: Message, envelope: Envelope) -> str | None:
         """MASQUE_PS (MSSanté test case 17): an archive holding a document masked from
         professionals never reaches a professional's mailbox, nor one whose flags cannot be
-        read. The whole message is refused: SMTP has no per-recipient answer after DATA."""
+        read. A patient's archive reaches no other patient's mailbox (test case 13). The
+        whole message is refused: SMTP has no per-recipient answer after DATA."""
         addresses = [r.address for r in envelope.local] + [r.address for r in envelope.remote]
-        if not any(self._is_professional(a) for a in addresses):
+        professionals = any(self._is_professional(a) for a in addresses)
+        patients = [a for a in addresses if is_patient_address(a)]
+        if not professionals and not patients:
             return None
         xdm = message.attachment(XDM_NAME)
         if xdm is None:
@@ -125,9 +129,19 @@ class DossierWorkflow(Step):
         try:
             package = await asyncio.to_thread(parse_xdm, xdm)
         except DossierError as exc:
+            if not professionals:
+                return None  # the patient's filing answers with its MDN code (90x)
             log.info("xdm_unreadable_for_professionals", code=exc.code)
             return S.S554_XDM_UNREADABLE.format(reason=" ".join(exc.reason.split())[:200])
-        if archive_visible_to_professionals(package):
+        # MSSanté test case 13 (ENS MES): a patient's documents go to that patient's own
+        # address, a minor's or a protected adult's too, never to another patient's mailbox
+        # (a parent's, a guardian's): the other mailbox would read a document about someone
+        # else before any filing could refuse it.
+        matricule = package.patient.matricule.lower()
+        if any(a.split("@", 1)[0].lower() != matricule for a in patients):
+            log.info("document_to_another_patient_refused")
+            return S.S550_DOCUMENT_OF_ANOTHER_PATIENT
+        if not professionals or archive_visible_to_professionals(package):
             return None
         log.info("masked_from_professionals_refused")
         return S.S550_MASKED_FROM_PROFESSIONALS
@@ -357,6 +371,12 @@ class DossierWorkflow(Step):
             )  # fmt: skip
             with effect("answer"):
                 await self.notify(notice, target)
+            # MSSanté test case 19: every MDN is in the audit log (to whom, which outcome).
+            with effect("audit-mdn"):
+                await audit.record(
+                    self.store.db, service, "mdn.sent", f"mailbox:{target}",
+                    detail={"code": error.code if error is not None else 0},
+                )  # fmt: skip
             if self.usage is not None:
                 code = error.code if error is not None else 0
                 await self.usage.mdn(message.header("X-MSS-NIL"), sender, code)

@@ -98,6 +98,9 @@ async def test_open_attachment_and_xdm_summary(
             await pilot.pause()
             shown = str(screen.query_one("#reader-attachments", Static).render())
             assert "IHE_XDM.zip" in shown and "Patient: DUPONT Marie" in shown
+            # MSSanté UX.28 (test case 8): the subject without its XDM/1.0/DDM+ prefix.
+            headers = str(screen.query_one("#reader-headers", Static).render())
+            assert "Compte rendu DUPONT Marie 20250314" in headers and "DDM+" not in headers
         finally:
             register_xdm_describer(None)
 

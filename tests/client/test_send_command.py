@@ -125,7 +125,7 @@ def test_xdm_hook_builds_the_attachment(tmp_path: Path) -> None:
     seen: list[tuple[list[Path], str, str, object]] = []
 
     def builder(files: object, ins: str, loinc: str, /, *, traits: object = None,
-                author: object = None) -> bytes:  # fmt: skip
+                author: object = None, replacing: object = None) -> bytes:  # fmt: skip
         seen.append((list(files), ins, loinc, traits))  # type: ignore[call-overload]
         return b"PK zip"
 

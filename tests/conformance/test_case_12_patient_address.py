@@ -168,9 +168,11 @@ def test_a_qualified_identity_gets_its_mailbox_and_reads_its_documents(
         ]
         assert subjects == ["Compte rendu"]
     for who, path in ((patient, "/dossier/documents"),
-                      (TRAITANT[0], f"/dossier/patients/{QUALIFIED}/documents")):  # fmt: skip
+                      (TRAITANT[0], "/dossier/patient/documents")):  # fmt: skip
         request = urllib.request.Request(f"https://localhost:{server.https_port}{path}")
         request.add_header("Authorization", f"Bearer {bearer_token(server, who)}")
+        if who != patient:
+            request.add_header("Patient-INS", QUALIFIED)
         with urllib.request.urlopen(  # noqa: S310 (https, our own server)
             request, context=server.ssl_context(), timeout=30
         ) as reply:

@@ -190,6 +190,8 @@ def newest_receipt(server: ServerProcess, after: int) -> bytes:
 def call(server: ServerProcess, path: str, who: str, method: str = "GET") -> tuple[int, bytes]:
     request = urllib.request.Request(f"https://localhost:{server.https_port}{path}", method=method)
     request.add_header("Authorization", f"Bearer {bearer_token(server, who)}")
+    if path.startswith(PROFESSIONAL):
+        request.add_header("Patient-INS", INS)  # never in the URL (MSSanté test case 19)
     try:
         with urllib.request.urlopen(  # noqa: S310 (https, our own server)
             request, context=server.ssl_context(), timeout=30
@@ -216,7 +218,7 @@ def document(title: str, restriction: str | None, to: str, subject: str) -> byte
 
 
 OWN = "/dossier/documents"
-PROFESSIONAL = f"/dossier/patients/{INS}/documents"
+PROFESSIONAL = "/dossier/patient/documents"  # the patient in the Patient-INS header
 
 
 # -- INVISIBLE_PATIENT --------------------------------------------------------------------------

@@ -229,12 +229,19 @@ def invitation() -> bytes:
 # -- HTTPS --------------------------------------------------------------------------------------
 
 
+#: The professional's (and app's) dossier read; the patient goes in the Patient-INS header.
+DOSSIER = "/dossier/patient/documents"
+
+
 def call(world: World, path: str, who: str, method: str = "GET",
-         body: object = None) -> tuple[int, object]:  # fmt: skip
+         body: object = None, *, ins: str = "") -> tuple[int, object]:  # fmt: skip
+    """``ins``: the patient of a dossier read, in the Patient-INS header (never the URL)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"https://localhost:{world.server.https_port}{path}",
                                      data=data, method=method)  # fmt: skip
     request.add_header("Authorization", f"Bearer {world.tokens[who]}")
+    if ins:
+        request.add_header("Patient-INS", ins)
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -392,15 +399,14 @@ async def test_the_life_of_an_app(world: World) -> None:
         "5.7.1 The patient has not connected this application",
     )
     # Not connected: reading the dossier answers as for an INS unknown here (issue 17 finding 5).
-    assert call(world, f"/dossier/patients/{INS}/documents", APP) == call(
-        world, f"/dossier/patients/{UNKNOWN_INS}/documents", APP) == (
+    assert call(world, DOSSIER, APP, ins=INS) == call(world, DOSSIER, APP, ins=UNKNOWN_INS) == (
         404, {"error": "no dossier you may read for this INS"})  # fmt: skip
     await client_connects(world)  # hygie-client's screen: messages and dossier-read
 
     # Within the consent: a message reaches the patient; the dossier is read.
     assert send(world, APP, PATIENT, note(PATIENT, "Glycémie du soir")) == (250, "")
     assert newest(world, PATIENT)["Subject"] == "Glycémie du soir"
-    status, body = call(world, f"/dossier/patients/{INS}/documents", APP)
+    status, body = call(world, DOSSIER, APP, ins=INS)
     assert (status, body) == (200, {"documents": []})
 
     # Beyond it: filing in the dossier (by the patient's address or by dmp@), the agenda.
@@ -418,7 +424,7 @@ async def test_the_life_of_an_app(world: World) -> None:
     assert send(world, APP, "dmp@hygie.test", xdm("dmp@hygie.test")) == (250, "")
     assert send(world, APP, PATIENT, invitation()) == (250, "")
     assert b"SUMMARY:Bilan diab" in agenda_feed(world, PATIENT)  # in the patient's agenda
-    status, body = call(world, f"/dossier/patients/{INS}/documents", APP)
+    status, body = call(world, DOSSIER, APP, ins=INS)
     assert status == 200 and len(body["documents"]) == 1  # type: ignore[index]
     # The app acts for the patient: it sees what the patient sees, so not a document the
     # patient may not see (INVISIBLE_PATIENT), even one it filed itself.
@@ -426,7 +432,7 @@ async def test_the_life_of_an_app(world: World) -> None:
     assert send(world, APP, "dmp@hygie.test", xdm("dmp@hygie.test", invisible=True)) == (250, "")
     settle(world.server)  # the filing is after-commit work
     assert world.server.log_bytes().count(b"dossier_filed") == filed + 1
-    status, body = call(world, f"/dossier/patients/{INS}/documents", APP)
+    status, body = call(world, DOSSIER, APP, ins=INS)
     assert status == 200 and len(body["documents"]) == 1  # type: ignore[index]
     status, listing = call(world, "/catalogue/connections", PATIENT)
     connection = listing["connections"][0]  # type: ignore[index]
@@ -448,13 +454,9 @@ async def test_the_life_of_an_app(world: World) -> None:
         {"error": "this app is not connected"},
     )
     assert send(world, APP, PATIENT, note(PATIENT, "Après")) == (
-        550,
-        "5.7.1 The patient revoked this application's access",
-    )
-    assert call(world, f"/dossier/patients/{INS}/documents", APP) == (
-        403,
-        {"error": "The patient revoked this application's access"},
-    )
+        550, "5.7.1 The patient revoked this application's access")
+    assert call(world, DOSSIER, APP, ins=INS) == (
+        403, {"error": "The patient revoked this application's access"})
     connect(world, 1, ["messages", "dossier-read"])
 
     # Certificate login works until the app's certificate is revoked; then every path closes.
@@ -473,10 +475,8 @@ async def test_the_life_of_an_app(world: World) -> None:
         code, reply_text = smtp.docmd("AUTH", "EXTERNAL =")
         assert code == 535 and b"revoked" in reply_text
     assert send(world, APP, PATIENT, note(PATIENT, "Révoqué")) == (
-        550,
-        "5.7.1 This application's certificate is revoked",
-    )
-    assert call(world, f"/dossier/patients/{INS}/documents", APP)[0] == 403
+        550, "5.7.1 This application's certificate is revoked")
+    assert call(world, DOSSIER, APP, ins=INS)[0] == 403
 
     # Suspended: refused at once, whatever the consent; the editor is told.
     hygie("catalogue", "decide", "1", "suspended", "--reason", "certificat compromis")
@@ -485,10 +485,8 @@ async def test_the_life_of_an_app(world: World) -> None:
         "5.7.1 This application is suspended from the catalogue",
     )
     for someone in (INS, UNKNOWN_INS):  # decided before looking for the patient
-        assert call(world, f"/dossier/patients/{someone}/documents", APP) == (
-            403,
-            {"error": "This application is suspended from the catalogue"},
-        )
+        assert call(world, DOSSIER, APP, ins=someone) == (
+            403, {"error": "This application is suspended from the catalogue"})
     assert "Elle n'a plus accès aux patients" in text(newest(world, EDITOR))
     assert call(world, "/catalogue/apps", PATIENT)[1] == {"apps": []}
 

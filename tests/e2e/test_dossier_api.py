@@ -59,9 +59,12 @@ def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
 
 
 def call(
-    server: ServerProcess, path: str, who: str | None, method: str = "GET"
+    server: ServerProcess, path: str, who: str | None, method: str = "GET", *, ins: str = ""
 ) -> tuple[int, bytes]:
+    """``ins``: the patient a professional reads, in the Patient-INS header (never the URL)."""
     request = urllib.request.Request(f"https://localhost:{server.https_port}{path}", method=method)
+    if ins:
+        request.add_header("Patient-INS", ins)
     if who is not None:
         request.add_header("Authorization", f"Bearer {bearer_token(server, who)}")
     try:
@@ -73,8 +76,9 @@ def call(
         return exc.code, exc.read()
 
 
-def documents(server: ServerProcess, path: str, who: str) -> list[dict[str, object]]:
-    status, body = call(server, path, who)
+def documents(server: ServerProcess, path: str, who: str, *,
+              ins: str = "") -> list[dict[str, object]]:  # fmt: skip
+    status, body = call(server, path, who, ins=ins)
     assert status == 200, body
     found: list[dict[str, object]] = json.loads(body)["documents"]
     return found
@@ -86,31 +90,31 @@ def test_access_rules(server: ServerProcess) -> None:
     assert {tuple(d["restrictions"]) for d in mine} == {(), (MASQUE_PS,)}  # type: ignore[arg-type]
     assert mine[0]["type"] == {"code": "11488-4", "label": "Compte rendu de consultation"}
 
-    pro_path = f"/dossier/patients/{INS}/documents"
-    assert len(documents(server, pro_path, TRAITANT[0])) == 2  # not the MASQUE_PS one
-    assert len(documents(server, pro_path, DOCTOR)) == 2  # the author, same rule
-    assert call(server, pro_path, OTHER[0])[0] == 404  # no tie to the patient: nothing
+    pro_path = "/dossier/patient/documents"
+    assert len(documents(server, pro_path, TRAITANT[0], ins=INS)) == 2  # not the MASQUE_PS one
+    assert len(documents(server, pro_path, DOCTOR, ins=INS)) == 2  # the author, same rule
+    assert call(server, pro_path, OTHER[0], ins=INS)[0] == 404  # no tie to the patient: nothing
 
     to_hide = next(d for d in mine if not d["restrictions"])
     status, _ = call(server, f"/dossier/documents/{to_hide['id']}/hide", PATIENT, "POST")
     assert status == 200
-    assert len(documents(server, pro_path, TRAITANT[0])) == 1
-    status, _ = call(server, f"{pro_path}/{to_hide['id']}/cda", TRAITANT[0])
+    assert len(documents(server, pro_path, TRAITANT[0], ins=INS)) == 1
+    status, _ = call(server, f"{pro_path}/{to_hide['id']}/cda", TRAITANT[0], ins=INS)
     assert status == 404
-    visible = documents(server, pro_path, TRAITANT[0])[0]
-    status, body = call(server, f"{pro_path}/{visible['id']}/cda", TRAITANT[0])
+    visible = documents(server, pro_path, TRAITANT[0], ins=INS)[0]
+    status, body = call(server, f"{pro_path}/{visible['id']}/cda", TRAITANT[0], ins=INS)
     assert status == 200 and body.startswith(b"<?xml") and b"ClinicalDocument" in body
 
     status, _ = call(server, f"/dossier/blocks/{TRAITANT[1]}", PATIENT, "POST")
     assert status == 200
-    status, body = call(server, pro_path, TRAITANT[0])
+    status, body = call(server, pro_path, TRAITANT[0], ins=INS)
     assert status == 403 and b"blocked" in body
     call(server, f"/dossier/blocks/{TRAITANT[1]}", PATIENT, "DELETE")
-    assert len(documents(server, pro_path, TRAITANT[0])) == 1
+    assert len(documents(server, pro_path, TRAITANT[0], ins=INS)) == 1
 
     # Professionals cannot act for the patient, nor patients read as professionals.
     assert call(server, f"/dossier/documents/{visible['id']}/show", TRAITANT[0], "POST")[0] == 403
-    assert call(server, pro_path, PATIENT)[0] == 403
+    assert call(server, pro_path, PATIENT, ins=INS)[0] == 403
 
     log = server.hygie("audit", "--action", "dossier.").stdout.decode()
     assert "dossier.read" in log and "dossier.hide" in log and "dossier.block" in log
@@ -122,15 +126,19 @@ def test_no_answer_tells_whether_a_patient_exists(server: ServerProcess) -> None
     unknown here gets: the route is no oracle of who is a patient of this operator."""
     unknown = ins_with_key("2790351215999")  # a valid INS that has no mailbox here
     for rest in ("", "/1/cda"):
-        known = call(server, f"/dossier/patients/{INS}/documents{rest}", OTHER[0])
-        absent = call(server, f"/dossier/patients/{unknown}/documents{rest}", OTHER[0])
+        known = call(server, f"/dossier/patient/documents{rest}", OTHER[0], ins=INS)
+        absent = call(server, f"/dossier/patient/documents{rest}", OTHER[0], ins=unknown)
         assert known == absent == (404, b'{"error": "no dossier you may read for this INS"}')
     # The patient blocks a professional they never dealt with: still the unknown INS's answer.
     assert call(server, f"/dossier/blocks/{OTHER[1]}", PATIENT, "POST")[0] == 200
-    assert call(server, f"/dossier/patients/{INS}/documents", OTHER[0]) == absent
+    assert call(server, "/dossier/patient/documents", OTHER[0], ins=INS) == absent
     assert call(server, f"/dossier/blocks/{OTHER[1]}", PATIENT, "DELETE")[0] == 200
     # Whoever has a tie still reads; the attempts without one are in the audit log.
-    assert len(documents(server, f"/dossier/patients/{INS}/documents", DOCTOR)) >= 1
+    assert len(documents(server, "/dossier/patient/documents", DOCTOR, ins=INS)) >= 1
+    # MSSanté test case 19: the INS never in a URL; the old form says where it goes.
+    status, body = call(server, f"/dossier/patients/{INS}/documents", DOCTOR)
+    assert status == 400 and b"Patient-INS header" in body
+    assert call(server, "/dossier/patient/documents", DOCTOR)[0] == 400  # no header
     log = server.hygie("audit", "--action", "dossier.denied").stdout.decode()
     assert log.count("dossier.denied") >= 5 and unknown not in log and INS not in log
 

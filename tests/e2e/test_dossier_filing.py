@@ -215,11 +215,13 @@ def error_code(server: ServerProcess, to: str, raw: bytes) -> tuple[int | None, 
 
 def test_integration_errors(server: ServerProcess) -> None:
     filed = len(subjects(server, PATIENT, "Dossier"))
-    code, subject = error_code(server, PATIENT, xdm_message(cda(OTHER_INS), PATIENT, "Autre"))
+    dmp = "dmp@hygie.test"
+    code, subject = error_code(server, dmp, xdm_message(cda(OTHER_INS), dmp, "Inconnu"))
     assert code == 902 and subject.startswith("[KO Intégration système !][902]")
-    code, _ = error_code(server, "dmp@hygie.test",
-                         xdm_message(cda(OTHER_INS), "dmp@hygie.test", "Inconnu"))  # fmt: skip
-    assert code == 902
+    # Another patient's document never reaches this patient's mailbox (MSSanté test case 13).
+    with pytest.raises(smtplib.SMTPDataError) as caught:
+        send(server, PATIENT, xdm_message(cda(OTHER_INS), PATIENT, "Autre"))
+    assert caught.value.smtp_code == 550 and b"own address" in caught.value.smtp_error
     odd = Code("99999-9", LOINC_OID, "Type inconnu")
     code, _ = error_code(server, PATIENT, xdm_message(cda(code=odd), PATIENT, "Type"))
     assert code == 906
@@ -247,7 +249,8 @@ def test_annule_et_remplace(server: ServerProcess) -> None:
 
 def test_error_without_receipt_request_gets_the_error_mail(server: ServerProcess) -> None:
     before = inbox_count(server, DOCTOR)
-    send(server, PATIENT, xdm_message(cda(OTHER_INS), PATIENT, "Sans accusé", receipt=False))
+    send(server, "dmp@hygie.test",
+         xdm_message(cda(OTHER_INS), "dmp@hygie.test", "Sans accusé", receipt=False))  # fmt: skip
     notice = receipts(server, before)[-1]
     message = email.message_from_bytes(notice, policy=email.policy.default)
     assert str(message["Subject"]).startswith("[KO Intégration système !][902]")

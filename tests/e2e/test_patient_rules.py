@@ -1,6 +1,7 @@
 """A patient's mailbox (issue 7 item 2): professionals write to it; the patient may reply to a
-professional who wrote first (or to the MSSanté Reply-To given), never start a conversation,
-and no more once the professional ended the exchange (X-MSS-MES: FIN or a "[FIN]" subject)."""
+professional who wrote first (only to the MSSanté Reply-To when one is given), never start a
+conversation, and no more once the professional ended the exchange (X-MSS-MES: FIN or a "[FIN]"
+subject)."""
 
 from __future__ import annotations
 
@@ -54,9 +55,12 @@ def test_reply_rules_follow_the_professional(server: ServerProcess) -> None:
     assert (
         send(server, DOCTOR, PATIENT, "Vos résultats", f"Reply-To: <{SECRETARIAT}>\r\n")[0] == 250
     )
-    assert send(server, PATIENT, DOCTOR, "Re: Vos résultats")[0] == 250
+    # The reply goes to Reply-To only: the sender did not become a contact (ENS MES).
+    assert send(server, PATIENT, DOCTOR, "Re: Vos résultats")[0] == 550
     assert send(server, PATIENT, SECRETARIAT, "Re: Vos résultats")[0] == 250
     assert send(server, PATIENT, OTHER, "Re: Vos résultats")[0] == 550  # never wrote
+    assert send(server, DOCTOR, PATIENT, "Vos résultats, suite")[0] == 250  # no Reply-To
+    assert send(server, PATIENT, DOCTOR, "Re: Vos résultats, suite")[0] == 250
 
     assert send(server, DOCTOR, PATIENT, "Fin du suivi", "X-MSS-MES: FIN\r\n")[0] == 250
     code, text = send(server, PATIENT, DOCTOR, "Re: Fin du suivi")

@@ -44,6 +44,7 @@ from storage.usage import month_of
 
 INS = "285067512345639"  # this module's own patient
 OTHER_INS = "180127512345642"
+DMP = "dmp@hygie.test"
 PATIENT = f"{INS}@patient.hygie.test"
 DOCTOR = "usage.medecin@hygie.test"  # PER at FINESS 690099901, program A
 SECRETARIAT = "usage.secretariat@hygie.test"  # ORG of SIRET 12345678900017, program B
@@ -170,7 +171,9 @@ def traffic(server: ServerProcess) -> Iterator[dict[str, dict[str, dict[str, int
     before = {str(by): report(server, month, by) for by in groupings}
 
     send(server, DOCTOR, [PATIENT], xdm_message(DOCTOR, INS, PATIENT))  # filed, processed
-    send(server, DOCTOR, [PATIENT], xdm_message(DOCTOR, OTHER_INS, PATIENT))  # 902
+    # 902: a patient unknown here, through dmp@, which keeps no copy (a patient's mailbox
+    # refuses another patient's document at DATA, MSSanté test case 13).
+    send(server, DOCTOR, [DMP], xdm_message(DOCTOR, OTHER_INS, DMP))
     send(server, SECRETARIAT, [DOCTOR, NOBODY], plain(SECRETARIAT, [DOCTOR, NOBODY], SOFT_B))
     send(server, NOBODY, [DOCTOR], plain(NOBODY, [DOCTOR], None))
     deadline = time.monotonic() + 20
@@ -189,7 +192,7 @@ def traffic(server: ServerProcess) -> Iterator[dict[str, dict[str, dict[str, int
 
 def test_report_totals(traffic: dict[str, dict[str, dict[str, int]]]) -> None:
     assert traffic["None"] == {"": {
-        "messages_sent": 4, "messages_received": 5, "documents_filed": 1,
+        "messages_sent": 4, "messages_received": 4, "documents_filed": 1,
         "patients_reached": 1, "mdn_processed": 1, "mdn_errors": 1, "mdn_error_902": 1,
     }}  # fmt: skip
 
@@ -201,12 +204,12 @@ def test_report_by_structure(traffic: dict[str, dict[str, dict[str, int]]]) -> N
                           "mdn_error_902": 1}  # fmt: skip
     assert by[SIRET] == {"messages_sent": 1}
     # The patient and the mailbox outside the directory belong to no structure.
-    assert by[""] == {"messages_sent": 1, "messages_received": 3}
+    assert by[""] == {"messages_sent": 1, "messages_received": 2}
 
 
 def test_report_by_software(traffic: dict[str, dict[str, dict[str, int]]]) -> None:
     by = traffic["software"]
-    assert by[SOFT_A] == {"messages_sent": 2, "messages_received": 2, "documents_filed": 1,
+    assert by[SOFT_A] == {"messages_sent": 2, "messages_received": 1, "documents_filed": 1,
                           "patients_reached": 1, "mdn_processed": 1, "mdn_errors": 1,
                           "mdn_error_902": 1}  # fmt: skip
     assert by[SOFT_B] == {"messages_sent": 1, "messages_received": 2}
@@ -219,7 +222,7 @@ def test_report_by_mailbox_type(traffic: dict[str, dict[str, dict[str, int]]]) -
                          "patients_reached": 1, "mdn_processed": 1, "mdn_errors": 1,
                          "mdn_error_902": 1}  # fmt: skip
     assert by["ORG"] == {"messages_sent": 1}
-    assert by["PAT"] == {"messages_received": 2}
+    assert by["PAT"] == {"messages_received": 1}
     assert by[""] == {"messages_sent": 1, "messages_received": 1}
 
 
@@ -272,7 +275,7 @@ def test_metrics(server: ServerProcess, traffic: dict[str, dict[str, dict[str, i
     doctor = {"structure": FINESS, "software": SOFT_A, "mailbox_type": "PER"}
     assert value("hygie_messages_sent_total", **doctor) == 2
     assert value("hygie_documents_filed_total", **doctor) == 1
-    assert value("hygie_patient_deliveries_total", **doctor) == 3  # 2 messages + 1 filing
+    assert value("hygie_patient_deliveries_total", **doctor) == 2  # 1 message + 1 filing
     assert value("hygie_mdn_sent_total", **doctor, outcome="processed", code="0") == 1
     assert value("hygie_mdn_sent_total", **doctor, outcome="error", code="902") == 1
     secretariat = {"structure": SIRET, "software": SOFT_B, "mailbox_type": "ORG"}

@@ -12,9 +12,11 @@ from server.imap.proto import commands as c
 from server.imap.proto import message as m
 from server.imap.proto import response as r
 from server.imap.proto.sequence import SequenceSet
+from server.imap.readonly import is_read_only_folder
 from server.imap.selected import flag_list
 from server.imap.session import ConnectionClosed, Session
 from server.imap.summary import Summary
+from storage import audit
 from storage.mailstore import MessageRef
 
 BATCH = 100
@@ -99,6 +101,13 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
             await s.bad(cmd.tag, "Invalid message sequence number")
             return
     targets = s.resolve(cmd.sequence_set, uid=cmd.uid)
+    if need_body and targets and is_read_only_folder(view.info.name):
+        # MSSanté test case 19: every read of a patient's documents is in the audit log.
+        uids = [u for _, u in targets]
+        await audit.record(
+            s.store.db, f"account:{view.info.account_id}", "dossier.fetch",
+            f"folder:{view.info.id}", peer=s.peer, detail={"count": len(uids), "uids": uids[:100]},
+        )  # fmt: skip
     if cmd.vanished and cmd.changed_since is not None:
         largest = view.uids[-1] if view.uids else 0
         gone = [

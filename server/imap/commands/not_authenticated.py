@@ -133,6 +133,8 @@ async def _password(s: Session, tag: str, username: str, password: str) -> None:
     except AuthError as exc:
         if exc.reason == AuthError.THROTTLED:
             await s.no(tag, "Too many failed logins, try again later", r.Code.UNAVAILABLE)
+        elif exc.reason == AuthError.FAILED:
+            await s.no(tag, f"Authentication failed: {exc.detail}", r.Code.AUTHENTICATIONFAILED)
         else:
             await s.no(tag, "Password login is disabled on this server", r.Code.CANNOT)
         return

@@ -11,6 +11,7 @@ from server.imap.proto.states import State
 from server.imap.readonly import refuse_read_only
 from server.imap.selected import flag_list
 from server.imap.session import Session
+from storage import audit
 
 STORABLE_SYSTEM_FLAGS = {"\\answered", "\\flagged", "\\deleted", "\\seen", "\\draft"}
 
@@ -48,7 +49,7 @@ async def close(s: Session, cmd: c.Close) -> None:
     assert view is not None
     if not view.readonly:
         # RFC 9051 §6.4.1: CLOSE expunges silently.
-        await s.store.expunge(view.info.id)
+        await _audited(s, await s.store.expunge(view.info.id))
     _deselect(s)
     await s.ok(cmd.tag, "CLOSE completed")
 
@@ -56,6 +57,17 @@ async def close(s: Session, cmd: c.Close) -> None:
 async def unselect(s: Session, cmd: c.Unselect) -> None:
     _deselect(s)
     await s.ok(cmd.tag, "UNSELECT completed")
+
+
+async def _audited(s: Session, expunged: list[int]) -> None:
+    """Deletions are in the audit log (MSSanté test case 19): which folder, which UIDs."""
+    view = s.selected
+    if expunged and view is not None:
+        await audit.record(
+            s.store.db, f"account:{view.info.account_id}", "mail.expunge",
+            f"folder:{view.info.id}", peer=s.peer,
+            detail={"count": len(expunged), "uids": expunged[:100]},
+        )  # fmt: skip
 
 
 async def expunge(s: Session, cmd: c.Expunge) -> None:
@@ -67,7 +79,7 @@ async def expunge(s: Session, cmd: c.Expunge) -> None:
     uids = None
     if cmd.uid and cmd.sequence_set is not None:
         uids = [uid for _, uid in s.resolve(cmd.sequence_set, uid=True)]
-    await s.store.expunge(view.info.id, uids)
+    await _audited(s, await s.store.expunge(view.info.id, uids))
     await sync(s, allow_expunge=True, with_uid=cmd.uid)
     code = r.Code.highestmodseq(view.modseq) if s.condstore else None
     await s.ok(cmd.tag, "EXPUNGE completed", code)
