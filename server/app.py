@@ -37,14 +37,17 @@ from server.delivery.receipts import DeliveryReports
 from server.delivery.senders import FromRules
 from server.delivery.usage import UsageCounting
 from server.espace.install import install as install_espace
-from server.http.agenda import AgendaFeed, agenda_route
-from server.http.catalogue import CatalogueApi, catalogue_route
-from server.http.dossier import DossierApi, dossier_route
-from server.http.fhir import fhir_route
+from server.http.agenda import AgendaFeed
+from server.http.app import application
+from server.http.catalogue import CatalogueApi
+from server.http.dossier import DossierApi
+from server.http.espace import espace_web
+from server.http.fhir import fhir_routes
 from server.http.limits import HttpLimits
-from server.http.metrics import metrics_route
+from server.http.listener import HttpsServer
+from server.http.metrics import metrics_routes
 from server.http.pki import PkiPublisher
-from server.http.server import Handler, HttpServer, Request, Response
+from server.http.server import HttpServer, Request, Response
 from server.imap.server import ImapServer
 from server.imap.summary import ImapSummaries
 from server.ops import pki_address
@@ -220,7 +223,7 @@ async def _trust(config: Config) -> tuple[TrustedDomains, PeerRevocation, list[s
 
 async def _catalogue(
     config: Config, services: Services, pipeline: Pipeline
-) -> tuple[AppGate, CatalogueWorkflow, Handler]:
+) -> tuple[AppGate, CatalogueWorkflow, CatalogueApi]:
     """The catalogue (issue 10): the consent gate every path asks, the ``catalogue@`` step and
     the ``/catalogue/`` HTTPS route. The ``catalogue@<domain>`` mailbox is opened if an older
     data directory lacks it."""
@@ -233,8 +236,8 @@ async def _catalogue(
     catalogue = Catalogue(db, pki_dir, local_domain=config.is_local_domain)
     status = CertificateStatus(services.auth.certificates, pki_dir)
     consents = Consents(db, catalogue, certificate=status)
-    route = catalogue_route(CatalogueApi(consents, services.auth))
-    return AppGate(consents), CatalogueWorkflow(config, catalogue, pipeline.notice), route
+    api = CatalogueApi(consents, services.auth)
+    return AppGate(consents), CatalogueWorkflow(config, catalogue, pipeline.notice), api
 
 
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
@@ -323,16 +326,20 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     imap.metrics = metrics
     imap_servers = await imap.start()
     http_servers, crl_task = await _start_pki_http(config, services.master)
+    https: HttpsServer | None = None
     if config.http.https_port:
-        feed = AgendaFeed(agenda, services.auth)
-        scrape = metrics_route(metrics, services.db, config.data_dir)
-        https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
-                            ("/agenda/", agenda_route(feed)), ("/catalogue/", catalogue_api),
-                            ("/metrics", scrape), ("/espace/", espace.route)],
-                           limits=http_limits(config))  # fmt: skip
-        http_servers.append(
-            await https.listen(config.server.listen, config.http.https_port, ssl=tls)
-        )
+        web = espace_web(config, espace.store, espace.signin)
+        routes = [
+            *fhir_routes(services.db), *api.routes(), *AgendaFeed(agenda, services.auth).routes(),
+            *catalogue_api.routes(), *metrics_routes(metrics, services.db, config.data_dir),
+            *web.routes(),
+        ]  # fmt: skip
+        https = await HttpsServer.bind(
+            application(routes, http_limits(config)), config.server.listen,
+            config.http.https_port, tls=tls, limits=http_limits(config),
+            grace=config.server.shutdown_grace_seconds,
+        )  # fmt: skip
+        await https.start()
     log.info(
         "ready",
         submission=config.smtp.submission_port,
@@ -353,6 +360,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     submission.stop_accepting()
     for srv in imap_servers + http_servers + relay_servers:
         srv.close()
+    if https is not None:
+        await https.stop()
     if crl_task is not None:
         crl_task.cancel()
     for task in loop_tasks:

@@ -16,8 +16,6 @@ from server.delivery.message import Message
 from server.delivery.pipeline import Envelope, Step
 from server.espace.notify import Smarthost
 from server.espace.spaces import SpaceJobs
-from server.http.espace import EspacePages, espace_route
-from server.http.server import Handler
 from server.workflows.dossier import DossierWorkflow
 from storage.crypto import MasterKey
 from storage.db import Database
@@ -43,8 +41,9 @@ class PatientNotices(Step):
 @dataclass
 class Espace:
     jobs: SpaceJobs
-    route: Handler
     step: PatientNotices
+    signin: PatientSignIn
+    store: SpaceStore
 
 
 def install(
@@ -60,6 +59,4 @@ def install(
     signin.smarthost = jobs.smarthost  # the one-time codes before an enrolment
     auth.patient_tokens = PatientTokens(config, issuer, signin.sessions)
     auth.password_filter = SecondFactorPasswords(db, store).filter
-    pages = EspacePages(config, store, signin)
-    pages.csrf.key()  # like the issuer's key: made on first start, shared by every worker
-    return Espace(jobs, espace_route(pages), PatientNotices(jobs))
+    return Espace(jobs, PatientNotices(jobs), signin, store)

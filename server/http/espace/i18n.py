@@ -1,0 +1,177 @@
+"""Every text of the patient's space, in French (what patients read) and in English (the source
+for translators, and the pages with ``?lang=en``): one table, keyed by a message id.
+
+A translator adds a language by adding a column: a dictionary with the same keys. A test checks
+that every language has every key (tests/server/test_espace_texts.py).
+"""
+
+from __future__ import annotations
+
+TEXT: dict[str, dict[str, str]] = {
+    "fr": {
+        "site": "Mon espace santé", "lang_other": "English", "skip": "Aller au contenu",
+        "nav_label": "Menu de mon espace santé", "nav_messages": "Messagerie",
+        "nav_documents": "Documents", "nav_agenda": "Agenda", "nav_apps": "Applications",
+        "nav_history": "Historique des accès", "nav_settings": "Paramètres",
+        "refuse_title": "Refuser l'ouverture de mon espace santé",
+        "refuse_intro": "Saisissez le code à usage unique reçu dans votre invitation. "
+                        "Une fois le refus enregistré, aucun espace ne sera ouvert pour vous.",
+        "code": "Code de l'invitation", "code_hint": "10 caractères, sans espaces ni tirets",
+        "refuse_button": "Refuser mon espace santé",
+        "refused_title": "Votre refus est enregistré",
+        "refused_text": "Aucun espace santé ne sera ouvert pour vous. Vous pouvez fermer "
+                        "cette page.",
+        "refuse_bad": "Ce code est inconnu, a déjà servi, ou le délai de refus est passé.",
+        "activate_title": "Activer mon espace santé",
+        "activate_intro": "Votre espace est ouvert. Saisissez le code de votre invitation et "
+                          "choisissez votre mot de passe (12 caractères au moins).",
+        "new_password": "Nouveau mot de passe", "new_password_again": "Le même, à nouveau",
+        "activate_button": "Activer mon espace",
+        "activated": "Votre espace est activé. Votre adresse : {address}. Activez maintenant "
+                     "la double authentification.",
+        "activate_bad": "Ce code est inconnu, a déjà servi, ou votre espace n'est pas encore "
+                        "ouvert.",
+        "password_short": "Le mot de passe doit avoir 12 caractères au moins.",
+        "password_differ": "Les deux mots de passe diffèrent.",
+        "signin_title": "Connexion à mon espace santé",
+        "address": "Adresse de messagerie santé", "password": "Mot de passe",
+        "totp": "Code de l'application d'authentification",
+        "totp_hint": "6 chiffres. Laissez vide si vous n'avez pas encore activé la double "
+                     "authentification : un code vous sera envoyé par e-mail.",
+        "signin_button": "Se connecter",
+        "enrol_title": "Activer la double authentification",
+        "enrol_intro": "Scannez ce QR code avec votre application d'authentification "
+                       "(par exemple FreeOTP, Aegis ou Google Authenticator), puis saisissez "
+                       "le code à 6 chiffres qu'elle affiche.",
+        "enrol_secret": "Si vous ne pouvez pas scanner le QR code, saisissez cette clé :",
+        "enrol_button": "Activer", "enrol_done": "La double authentification est activée.",
+        "account_title": "Mon compte",
+        "apps_title": "Mots de passe d'application",
+        "apps_intro": "Votre logiciel de messagerie (Thunderbird, Apple Mail…) se connecte "
+                      "avec un mot de passe d'application, jamais avec votre mot de passe.",
+        "apps_none": "Aucun mot de passe d'application.",
+        "app_label": "Nom de l'appareil ou du logiciel", "app_create": "Créer",
+        "app_created": "Nouveau mot de passe d'application (il ne sera plus affiché) :",
+        "app_revoke": "Révoquer", "app_revoked": "Mot de passe d'application révoqué.",
+        "created": "créé le",
+        "close_title": "Fermer mon espace santé",
+        "close_intro": "Votre messagerie sera désactivée aussitôt ; vos données seront "
+                       "supprimées après le délai de conservation ({days} jours).",
+        "close_confirm": "Je confirme vouloir fermer mon espace santé",
+        "close_button": "Fermer mon espace",
+        "closed_title": "Votre espace santé est fermé",
+        "closed_text": "Vos données seront supprimées le {date}.",
+        "signout": "Se déconnecter", "signed_out": "Vous êtes déconnecté, sur tous vos appareils.",
+        "signout_hint": "Met fin à toutes vos sessions, sur tous vos appareils, et aux jetons "
+                        "de connexion (hygie-client, applications). Vos mots de passe "
+                        "d'application restent valables.",
+        "verify_title": "Vérifier que c'est bien vous",
+        "verify_intro": "Avant d'activer la double authentification, saisissez le code que nous "
+                        "venons d'envoyer à votre adresse de messagerie personnelle ({email}). "
+                        "Il est valable 15 minutes.",
+        "verify_code": "Code reçu par e-mail",
+        "verify_hint": "8 caractères, sans espaces",
+        "verify_button": "Continuer",
+        "no_personal_address": "Aucune adresse de messagerie personnelle ne permet de vous "
+                               "envoyer un code. Demandez à votre établissement d'activer la "
+                               "double authentification avec vous.",
+        "code_recent": "Un code vient de vous être envoyé. Attendez une minute avant d'en "
+                       "demander un autre.",
+        "code_unsent": "Le code n'a pas pu être envoyé. Réessayez dans quelques minutes.",
+        "code_spent": "Trop de codes incorrects. Connectez-vous à nouveau pour recevoir un "
+                      "nouveau code.",
+        "csrf": "Le formulaire a expiré. Rechargez la page et recommencez.",
+        "session": "Votre session a expiré. Connectez-vous à nouveau.",
+        "error": "Erreur", "back": "Retour à la connexion",
+        "wrong address or password": "Adresse ou mot de passe incorrect.",
+        "wrong code": "Code incorrect.",
+        "this code was already used; wait for the next one":
+            "Ce code a déjà servi ; attendez le suivant.",
+        "too many attempts; try again in a minute": "Trop de tentatives ; réessayez dans "
+                                                    "une minute.",
+        "two-factor sign-in is not enrolled": "La double authentification n'est pas activée.",
+        "too many wrong codes today; try again tomorrow":
+            "Trop de codes incorrects aujourd'hui ; réessayez demain.",
+        "code_required": "Saisissez le code de votre application d'authentification.",
+    },
+    "en": {
+        "site": "My health space", "lang_other": "Français", "skip": "Skip to content",
+        "nav_label": "My health space menu", "nav_messages": "Messages",
+        "nav_documents": "Documents", "nav_agenda": "Calendar", "nav_apps": "Apps",
+        "nav_history": "Access history", "nav_settings": "Settings",
+        "refuse_title": "Refuse the opening of my health space",
+        "refuse_intro": "Enter the one-time code from your invitation. Once your refusal is "
+                        "recorded, no space will be opened for you.",
+        "code": "Invitation code", "code_hint": "10 characters, no spaces or dashes",
+        "refuse_button": "Refuse my health space",
+        "refused_title": "Your refusal is recorded",
+        "refused_text": "No health space will be opened for you. You may close this page.",
+        "refuse_bad": "This code is unknown, was already used, or the refusal period is over.",
+        "activate_title": "Activate my health space",
+        "activate_intro": "Your space is open. Enter the code from your invitation and choose "
+                          "your password (at least 12 characters).",
+        "new_password": "New password", "new_password_again": "The same again",
+        "activate_button": "Activate my space",
+        "activated": "Your space is active. Your address: {address}. Now enable two-factor "
+                     "sign-in.",
+        "activate_bad": "This code is unknown, was already used, or your space is not open yet.",
+        "password_short": "The password needs at least 12 characters.",
+        "password_differ": "The two passwords differ.",
+        "signin_title": "Sign in to my health space",
+        "address": "Health mail address", "password": "Password",
+        "totp": "Authenticator app code",
+        "totp_hint": "6 digits. Leave empty if you have not enabled two-factor sign-in yet: a "
+                     "code will be sent to you by e-mail.",
+        "signin_button": "Sign in",
+        "enrol_title": "Enable two-factor sign-in",
+        "enrol_intro": "Scan this QR code with your authenticator app (FreeOTP, Aegis, "
+                       "Google Authenticator…), then enter the 6-digit code it shows.",
+        "enrol_secret": "If you cannot scan the QR code, enter this key:",
+        "enrol_button": "Enable", "enrol_done": "Two-factor sign-in is enabled.",
+        "account_title": "My account",
+        "apps_title": "App passwords",
+        "apps_intro": "Your mail program (Thunderbird, Apple Mail…) signs in with an app "
+                      "password, never with your password.",
+        "apps_none": "No app passwords.",
+        "app_label": "Device or program name", "app_create": "Create",
+        "app_created": "New app password (it will not be shown again):",
+        "app_revoke": "Revoke", "app_revoked": "App password revoked.",
+        "created": "created on",
+        "close_title": "Close my health space",
+        "close_intro": "Your mailbox is disabled at once; your data is deleted after the "
+                       "retention period ({days} days).",
+        "close_confirm": "I confirm I want to close my health space",
+        "close_button": "Close my space",
+        "closed_title": "Your health space is closed",
+        "closed_text": "Your data will be deleted on {date}.",
+        "signout": "Sign out", "signed_out": "You are signed out, on all your devices.",
+        "signout_hint": "Ends all your sessions, on every device, and the sign-in tokens "
+                        "(hygie-client, apps). Your app passwords keep working.",
+        "verify_title": "Confirm it is you",
+        "verify_intro": "Before you enable two-factor sign-in, enter the code we just sent to "
+                        "your personal e-mail address ({email}). It is valid for 15 minutes.",
+        "verify_code": "Code from the e-mail",
+        "verify_hint": "8 characters, no spaces",
+        "verify_button": "Continue",
+        "no_personal_address": "No personal e-mail address is known to send you a code. Ask "
+                               "your health provider to enable two-factor sign-in with you.",
+        "code_recent": "A code was just sent to you. Wait a minute before asking for another.",
+        "code_unsent": "The code could not be sent. Try again in a few minutes.",
+        "code_spent": "Too many wrong codes. Sign in again to get a new code.",
+        "csrf": "The form expired. Reload the page and try again.",
+        "session": "Your session expired. Please sign in again.",
+        "error": "Error", "back": "Back to sign-in",
+        "wrong address or password": "Wrong address or password.",
+        "wrong code": "Wrong code.",
+        "this code was already used; wait for the next one":
+            "This code was already used; wait for the next one.",
+        "too many attempts; try again in a minute": "Too many attempts; try again in a "
+                                                    "minute.",
+        "two-factor sign-in is not enrolled": "Two-factor sign-in is not enabled.",
+        "too many wrong codes today; try again tomorrow":
+            "Too many wrong codes today; try again tomorrow.",
+        "code_required": "Enter the code from your authenticator app.",
+    },
+}  # fmt: skip
+
+
