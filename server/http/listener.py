@@ -39,6 +39,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from server.http.limits import ConnectionSlots, HttpLimits, Refusal
+from server.listeners import inherited
 
 log = structlog.get_logger("hygie.http")
 
@@ -218,7 +219,12 @@ class HttpsServer(uvicorn.Server):
     async def bind(
         cls, app: Any, host: str, port: int, **kwargs: Any
     ) -> HttpsServer:  # fmt: skip
-        """Listening sockets for ``host`` (every address it resolves to) and ``port``."""
+        """Listening sockets for ``host`` (every address it resolves to) and ``port``; under
+        ``hygie serve --workers N`` the socket the supervisor handed down for ``port``
+        (`server.listeners`), as the mail listeners take theirs."""
+        handed = inherited().get(port) if port else None
+        if handed is not None:
+            return cls(app, [handed], **kwargs)
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                        flags=socket.AI_PASSIVE)  # fmt: skip
