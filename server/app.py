@@ -448,7 +448,7 @@ async def serve(
     http_servers, crl_task = await _start_pki_http(config, services.master, db)
     https: HttpsServer | None = None
     if config.http.https_port:
-        web = espace_web(config, espace.store, espace.signin)
+        web = espace_web(config, espace.store, espace.signin, dossier=dossier_index)
         routes = [
             *fhir_routes(services.db), *api.routes(), *AgendaFeed(agenda, services.auth).routes(),
             *catalogue_api.routes(), *metrics_routes(metrics, services.db, config.data_dir),

@@ -94,7 +94,8 @@ class DossierApi:
         p = PREFIX
         return [
             Route(p + "/documents", signed(self._own), methods=["GET"]),
-            Route(p + "/documents/{id}/{change:hide|show}", signed(self._hide), methods=["POST"]),
+            *(Route(p + f"/documents/{{id}}/{change}", signed(self._hide), methods=["POST"],
+                    name=change) for change in ("hide", "show")),
             Route(p + "/documents/{id}/cda", signed(self._own_cda), methods=["GET"]),
             Route(p + "/blocks/{idnat}", signed(self._block), methods=["POST", "DELETE"]),
             Route(p + "/patients/{ins}/documents{rest:path}", signed(self._patients), methods=ANY),
@@ -182,7 +183,7 @@ class DossierApi:
         return Response(await self.index.cda(filed.id), 200, media_type=XML)
 
     async def _hide(self, request: Request, account: AccountInfo) -> Response:
-        document, hidden = request.path_params["id"], request.path_params["change"] == "hide"
+        document, hidden = request.path_params["id"], request.url.path.endswith("/hide")
         if not is_patient_address(account.address):
             return _error(403, "only the patient decides")
         if await self._own_document(account.id, int(document)) is None:

@@ -3,6 +3,7 @@ under ``/espace/``: server-rendered pages in French (English on request), withou
 
 - `pages`: the invitation's refusal and activation, the two-factor sign-in and enrolment, the
   account's settings, the token endpoint and the JSON API of app passwords;
+- `documents`: the dossier's documents and the access history;
 - `site`: sessions, CSRF tokens, templates, cookies and headers shared by every page;
 - `i18n`: every text, French and English.
 """
@@ -18,8 +19,10 @@ from starlette.staticfiles import StaticFiles
 from server.auth.patient import PatientSignIn
 from server.config import Config
 from server.http.csrf import KEY_FILE, CsrfTokens
+from server.http.espace.documents import DossierPages
 from server.http.espace.pages import EspacePages
 from server.http.espace.site import HERE, PREFIX, Clock, Site
+from storage.dossier import DossierIndex
 from storage.spaces import SpaceStore
 
 
@@ -27,17 +30,23 @@ from storage.spaces import SpaceStore
 class EspaceWeb:
     site: Site
     pages: EspacePages
+    dossier: DossierPages | None = None
 
     def routes(self) -> list[BaseRoute]:
         static = StaticFiles(directory=str(HERE / "static"))
-        return [Mount(PREFIX, routes=[*self.pages.routes(), Mount("/static", static)])]
+        sections = self.dossier.routes() if self.dossier is not None else []
+        return [Mount(PREFIX, routes=[*self.pages.routes(), *sections,
+                                      Mount("/static", static)])]  # fmt: skip
 
 
 def espace_web(
     config: Config, spaces: SpaceStore, signin: PatientSignIn,
-    clock: Clock = lambda: dt.datetime.now(dt.UTC),
+    clock: Clock = lambda: dt.datetime.now(dt.UTC), *, dossier: DossierIndex | None = None,
 ) -> EspaceWeb:  # fmt: skip
+    """The pages; with ``dossier``, the dossier's pages and the access history too."""
     csrf = CsrfTokens(config.path(KEY_FILE))
     csrf.key()  # like the issuer's key: made on first start, shared by every worker
     site = Site(csrf, signin.sessions, clock, config.spaces.token_ttl_seconds)
-    return EspaceWeb(site, EspacePages(config, spaces, signin, site))
+    pages = EspacePages(config, spaces, signin, site)
+    documents = DossierPages(pages, signin.db, dossier) if dossier is not None else None
+    return EspaceWeb(site, pages, documents)

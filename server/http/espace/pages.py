@@ -97,7 +97,8 @@ class EspacePages:
     async def _start_session(self, account: AccountInfo, kind: str) -> tuple[str, str, int | None]:
         return self.site.session_cookie(await self.signin.start_session(account, kind))
 
-    def _expired(self, page: Page) -> Response:
+    def expired(self, page: Page) -> Response:
+        """Back to the sign-in: no live two-factor session."""
         return self.site.redirect(page.href("/connexion", expired=1))
 
     # -- pages -------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ class EspacePages:
         t = page.t
         session = await self.site.session(request, VERIFY)
         if session is None:
-            return self._expired(page)
+            return self.expired(page)
         account = session.account
         message, status = "", 200
         if request.method == "POST":
@@ -216,7 +217,7 @@ class EspacePages:
         t = page.t
         session = await self.site.session(request, ENROL)
         if session is None:
-            return self._expired(page)
+            return self.expired(page)
         account = session.account
         message, status, ok = "", 200, ""
         if request.query_params.get("activated") == "1" and request.method == "GET":
@@ -256,7 +257,7 @@ class EspacePages:
         t = page.t
         account = await self.signed_in(request, page)
         if account is None:
-            return self._expired(page)
+            return self.expired(page)
         page.section = "/compte"
         ok, message, new_password = "", "", ""
         if request.query_params.get("enrolled") == "1":

@@ -36,7 +36,9 @@ HERE = Path(__file__).parent
 Clock = Callable[[], dt.datetime]
 
 #: The signed-in sections, in the order of the menu: (path, message id).
-SECTIONS = (("/compte", "nav_settings"),)
+SECTIONS = (
+    ("/documents", "nav_documents"), ("/historique", "nav_history"), ("/compte", "nav_settings"),
+)  # fmt: skip
 
 
 def templates() -> Jinja2Templates:

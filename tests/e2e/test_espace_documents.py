@@ -1,0 +1,155 @@
+"""The patient's dossier and access history in Chromium (issue 22 item 2), on a real
+`hygie serve` over HTTPS: after the two-factor sign-in, the patient opens a CDA as a page and a
+PDF, hides a document from professionals and shows it again (the médecin traitant's API answer
+follows), and sees a professional's reading in the history. Every value a sender controls (the
+CDA's title, its section titles and text, the author's names) reaches the page as text."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.policy
+import http.client
+import json
+from collections.abc import Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from bench.harness import ServerProcess
+from dossier.cda import Author, Section, build_cda
+from dossier.subject import mss_document_headers
+from dossier.xdm import OutgoingDocument, build_xdm, parse_xdm
+from tests.e2e.test_dossier_api import call
+from tests.e2e.test_dossier_filing import DOCTOR, PDF, cda, send
+from tests.e2e.test_patient_sessions import enrolled
+from tests.e2e.test_patient_spaces import address, page_for, url
+from tests.server.spaces_support import ins
+from tests.support.servers import settle, stop_server
+
+pytestmark = pytest.mark.e2e
+MATRICULE = ins(41)
+PATIENT = address(MATRICULE)
+PASSWORD = "dossier-test-password-1"  # DOCTOR's in test_dossier_filing, and the patient's
+TRAITANT = ("dr.traitant@hygie.test", "810005555555")
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture(scope="module")
+def served(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    srv = ServerProcess(
+        users={PATIENT: PASSWORD, DOCTOR: PASSWORD, TRAITANT[0]: PASSWORD},
+        env={"HYGIE_AUTH_FAILURE_DELAY_SECONDS": "0.1"},
+        patients={PATIENT: ("--birth-name", "DUPONT", "--given", "Marie", "--birth-date",
+                            "1979-03-12", "--sex", "F", "--medecin-traitant", TRAITANT[1])},
+    )  # fmt: skip
+    srv.start()
+    srv.hygie_batch(*((("user", "bind", who, "--idnat", idnat), None)
+                      for who, idnat in (TRAITANT, (DOCTOR, "810001234567"))))  # fmt: skip
+    structured = dataclasses.replace(
+        cda(MATRICULE), title=f"Bilan {XSS}",
+        author=Author("810001234567", f"MARTIN{XSS}", "Paul", "Dr", "Hôpital Hygie"),
+    )  # fmt: skip
+    sections = (Section(f"Conclusion {XSS}", ("Tension normale.", f"Note : {XSS}")),)
+    send(srv, PATIENT, message(build_cda(structured, sections=sections), "Bilan"))
+    send(srv, PATIENT, message(build_cda(cda(MATRICULE), pdf=PDF), "Compte rendu", PDF))
+    settle(srv)
+    yield srv
+    stop_server(srv)
+
+
+def message(document: bytes, subject: str, pdf: bytes | None = None) -> bytes:
+    archive = build_xdm([OutgoingDocument(document, pdf=pdf)], source_id="1.2.250.1.999.1")
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = DOCTOR, PATIENT, subject
+    for name, value in mss_document_headers(parse_xdm(archive), ins_qualified=True).items():
+        mail[name] = value
+    mail.set_content("Veuillez trouver le document ci-joint.")
+    mail.add_attachment(archive, maintype="application", subtype="zip", filename="IHE_XDM.zip")
+    return mail.as_bytes(policy=email.policy.SMTP)
+
+
+def signed_in(served: ServerProcess, browser: Any) -> Any:
+    codes = enrolled(served, PATIENT)
+    page = page_for(browser)
+    page.goto(url(served, "/espace/connexion"))
+    page.fill("#address", PATIENT)
+    page.fill("#password", PASSWORD)
+    page.fill("#code", codes.next())
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.inner_text("h1") == "Mon compte"
+    return page
+
+
+def traitant_sees(served: ServerProcess) -> int:
+    status, body = call(served, f"/dossier/patients/{MATRICULE}/documents", TRAITANT[0])
+    assert status == 200, body
+    return len(json.loads(body)["documents"])
+
+
+def test_documents_history_and_hiding(served: ServerProcess, browser: Any) -> None:
+    page = signed_in(served, browser)
+    page.click("nav >> text=Documents")
+    assert page.inner_text("h1") == "Documents"
+    titles = page.locator("ul.documents a.title").all_inner_texts()
+    assert sorted(titles) == [f"Bilan {XSS}", "Consultation de cardiologie"]
+    # The sender's markup is text: no element it names exists in the page.
+    assert page.locator("script").count() == 0 and page.locator("img").count() == 0
+    page.click("text=Par type de document")
+    assert page.locator("h2").all_inner_texts() == ["Compte rendu de consultation"]
+
+    # The CDA as a readable page: its sections as text.
+    page.click(f"text=Bilan {XSS}")
+    assert page.inner_text("h1") == f"Bilan {XSS}"
+    assert page.locator("main h2").all_inner_texts() == [f"Conclusion {XSS}"]
+    assert f"Note : {XSS}" in page.inner_text("main")
+    assert f"Dr Paul MARTIN{XSS}" in page.inner_text("main")
+    assert page.locator("script").count() == 0 and page.locator("img").count() == 0
+
+    # The PDF, inline and as a download.
+    page.click("text=Retour aux documents")
+    page.click("text=Consultation de cardiologie")
+    href = page.locator("text=Afficher le document PDF").get_attribute("href")
+    pdf = page.context.request.get(url(served, href))
+    assert (pdf.status, pdf.headers["content-type"], pdf.body()) == (200, "application/pdf", PDF)
+    assert pdf.headers["content-disposition"].startswith("inline")
+    with page.expect_download() as download:
+        page.click("text=Télécharger le PDF")
+    assert download.value.suggested_filename.endswith(".pdf")
+
+    # Hide from professionals, then show again: the médecin traitant's answer follows.
+    assert traitant_sees(served) == 2
+    page.click("text=Retour aux documents")
+    with page.expect_navigation():
+        page.click("button[aria-label^='Masquer aux professionnels : Consultation']")
+    assert page.inner_text("p.ok") == "Le document est masqué aux professionnels."
+    assert page.locator(".badge").count() == 1
+    assert traitant_sees(served) == 1
+    with page.expect_navigation():
+        page.click("button[aria-label^='Rendre visible aux professionnels']")
+    assert traitant_sees(served) == 2
+
+    # The history: the médecin traitant's reading, by name, and the patient's own.
+    page.click("nav >> text=Historique des accès")
+    rows = page.locator("table.history tbody tr").all_inner_texts()
+    assert any(TRAITANT[0] in r and "a consulté la liste des documents" in r for r in rows)
+    assert any("Vous" in r and "a masqué aux professionnels" in r for r in rows)
+    assert sum("document ajouté" in r for r in rows) == 2
+
+
+def test_the_pages_need_the_two_factor_session(served: ServerProcess) -> None:
+    """No session cookie: every page sends back to the sign-in; a forged form is refused."""
+    for path in ("/espace/documents", "/espace/documents/1", "/espace/historique"):
+        conn = http.client.HTTPSConnection("localhost", served.https_port,
+                                           context=served.ssl_context(), timeout=30)  # fmt: skip
+        conn.request("GET", path)
+        reply = conn.getresponse()
+        assert reply.status == 303 and "/espace/connexion" in reply.getheader("location", "")
+        conn.close()
+    conn = http.client.HTTPSConnection("localhost", served.https_port,
+                                       context=served.ssl_context(), timeout=30)  # fmt: skip
+    conn.request("POST", "/espace/documents/1/masquer", body=b"csrf=forged",
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert conn.getresponse().status == 403
+    conn.close()
