@@ -60,7 +60,7 @@ from server.http.agenda import AgendaFeed
 from server.http.app import application
 from server.http.catalogue import CatalogueApi
 from server.http.dossier import DossierApi
-from server.http.espace import espace_web
+from server.http.espace import Mail, espace_web
 from server.http.fhir import fhir_routes
 from server.http.limits import HttpLimits
 from server.http.listener import HttpsServer
@@ -81,7 +81,7 @@ from server.workflows.agenda import AgendaWorkflow
 from server.workflows.catalogue import CatalogueWorkflow
 from server.workflows.consent import ConsentStep
 from server.workflows.dossier import DossierWorkflow
-from storage.accounts import AccountError, create_account, find_account
+from storage.accounts import AccountError, AccountInfo, create_account, find_account
 from storage.agenda import AgendaStore
 from storage.blobs import open_blob_store
 from storage.correspondents import CorrespondentBook
@@ -448,7 +448,11 @@ async def serve(
     http_servers, crl_task = await _start_pki_http(config, services.master, db)
     https: HttpsServer | None = None
     if config.http.https_port:
-        web = espace_web(config, espace.store, espace.signin, dossier=dossier_index)
+        async def may_write(account: AccountInfo, to: str) -> str | None:
+            return await patients.refusal(account.id, account.address, to)
+
+        mail = Mail(store, master, handler.submit, may_write)
+        web = espace_web(config, espace.store, espace.signin, dossier=dossier_index, mail=mail)
         routes = [
             *fhir_routes(services.db), *api.routes(), *AgendaFeed(agenda, services.auth).routes(),
             *catalogue_api.routes(), *metrics_routes(metrics, services.db, config.data_dir),

@@ -3,6 +3,7 @@ under ``/espace/``: server-rendered pages in French (English on request), withou
 
 - `pages`: the invitation's refusal and activation, the two-factor sign-in and enrolment, the
   account's settings, the token endpoint and the JSON API of app passwords;
+- `messages`: the messaging (read, download, reply through the one pipeline);
 - `documents`: the dossier's documents and the access history;
 - `site`: sessions, CSRF tokens, templates, cookies and headers shared by every page;
 - `i18n`: every text, French and English.
@@ -20,9 +21,12 @@ from server.auth.patient import PatientSignIn
 from server.config import Config
 from server.http.csrf import KEY_FILE, CsrfTokens
 from server.http.espace.documents import DossierPages
+from server.http.espace.messages import MayWrite, MessagePages, Submit
 from server.http.espace.pages import EspacePages
 from server.http.espace.site import HERE, PREFIX, Clock, Site
+from storage.crypto import MasterKey
 from storage.dossier import DossierIndex
+from storage.mailstore import MailStore
 from storage.spaces import SpaceStore
 
 
@@ -31,10 +35,12 @@ class EspaceWeb:
     site: Site
     pages: EspacePages
     dossier: DossierPages | None = None
+    messages: MessagePages | None = None
 
     def routes(self) -> list[BaseRoute]:
         static = StaticFiles(directory=str(HERE / "static"))
         sections = self.dossier.routes() if self.dossier is not None else []
+        sections += self.messages.routes() if self.messages is not None else []
         return [Mount(PREFIX, routes=[*self.pages.routes(), *sections,
                                       Mount("/static", static)])]  # fmt: skip
 
@@ -42,11 +48,25 @@ class EspaceWeb:
 def espace_web(
     config: Config, spaces: SpaceStore, signin: PatientSignIn,
     clock: Clock = lambda: dt.datetime.now(dt.UTC), *, dossier: DossierIndex | None = None,
+    mail: Mail | None = None,
 ) -> EspaceWeb:  # fmt: skip
-    """The pages; with ``dossier``, the dossier's pages and the access history too."""
+    """The pages; with ``dossier``, the dossier's pages and the access history too; with
+    ``mail``, the messaging."""
     csrf = CsrfTokens(config.path(KEY_FILE))
     csrf.key()  # like the issuer's key: made on first start, shared by every worker
     site = Site(csrf, signin.sessions, clock, config.spaces.token_ttl_seconds)
     pages = EspacePages(config, spaces, signin, site)
     documents = DossierPages(pages, signin.db, dossier) if dossier is not None else None
-    return EspaceWeb(site, pages, documents)
+    messages = MessagePages(pages, mail.store, mail.master, mail.submit, mail.may_write) \
+        if mail is not None else None  # fmt: skip
+    return EspaceWeb(site, pages, documents, messages)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """What the messaging pages need: the mailboxes, their keys, and the submission path."""
+
+    store: MailStore
+    master: MasterKey
+    submit: Submit
+    may_write: MayWrite

@@ -37,7 +37,8 @@ Clock = Callable[[], dt.datetime]
 
 #: The signed-in sections, in the order of the menu: (path, message id).
 SECTIONS = (
-    ("/documents", "nav_documents"), ("/historique", "nav_history"), ("/compte", "nav_settings"),
+    ("/messages", "nav_messages"), ("/documents", "nav_documents"),
+    ("/historique", "nav_history"), ("/compte", "nav_settings"),
 )  # fmt: skip
 
 

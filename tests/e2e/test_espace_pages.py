@@ -1,14 +1,17 @@
-"""The patient's dossier and access history in Chromium (issue 22 item 2), on a real
-`hygie serve` over HTTPS: after the two-factor sign-in, the patient opens a CDA as a page and a
-PDF, hides a document from professionals and shows it again (the médecin traitant's API answer
-follows), and sees a professional's reading in the history. Every value a sender controls (the
-CDA's title, its section titles and text, the author's names) reaches the page as text."""
+"""The patient's space in Chromium (issue 22 item 2), on a real `hygie serve` over HTTPS, after
+the two-factor sign-in: the patient opens a CDA as a page and a PDF, hides a document from
+professionals and shows it again (the médecin traitant's API answer follows), sees a
+professional's reading in the history, reads a message and replies (the professional gets the
+reply over IMAP), and cannot reply once the professional ended the exchange with ``[FIN]``.
+Every value a sender controls (the CDA's title, sections and author; a message's subject,
+sender name, HTML body and attachment name) reaches the page as text."""
 
 from __future__ import annotations
 
 import dataclasses
 import email.policy
 import http.client
+import imaplib
 import json
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -33,6 +36,7 @@ PATIENT = address(MATRICULE)
 PASSWORD = "dossier-test-password-1"  # DOCTOR's in test_dossier_filing, and the patient's
 TRAITANT = ("dr.traitant@hygie.test", "810005555555")
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+NAME_XSS = "<script>alert('x')</script><img src=x onerror=alert(1)>"  # a display name
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +73,9 @@ def message(document: bytes, subject: str, pdf: bytes | None = None) -> bytes:
     return mail.as_bytes(policy=email.policy.SMTP)
 
 
-def signed_in(served: ServerProcess, browser: Any) -> Any:
+@pytest.fixture(scope="module")
+def patient_page(served: ServerProcess, browser: Any) -> Any:
+    """One Chromium page signed in as the patient, shared by the tests of the module."""
     codes = enrolled(served, PATIENT)
     page = page_for(browser)
     page.goto(url(served, "/espace/connexion"))
@@ -88,8 +94,8 @@ def traitant_sees(served: ServerProcess) -> int:
     return len(json.loads(body)["documents"])
 
 
-def test_documents_history_and_hiding(served: ServerProcess, browser: Any) -> None:
-    page = signed_in(served, browser)
+def test_documents_history_and_hiding(served: ServerProcess, patient_page: Any) -> None:
+    page = patient_page
     page.click("nav >> text=Documents")
     assert page.inner_text("h1") == "Documents"
     titles = page.locator("ul.documents a.title").all_inner_texts()
@@ -153,3 +159,79 @@ def test_the_pages_need_the_two_factor_session(served: ServerProcess) -> None:
                  headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
     assert conn.getresponse().status == 403
     conn.close()
+
+
+def mail_from_doctor(served: ServerProcess, subject: str, *, html: str = "",
+                     attachment: tuple[str, bytes] | None = None) -> None:  # fmt: skip
+    mail = EmailMessage()
+    mail["From"] = f'"Dr Paul {NAME_XSS}" <{DOCTOR}>'
+    mail["To"], mail["Subject"] = PATIENT, subject
+    mail["Message-ID"] = f"<{abs(hash(subject))}@hygie.test>"
+    mail.set_content("Bonjour, vos résultats sont bons.\nBien à vous.")
+    if html:
+        mail.add_alternative(html, subtype="html")
+    if attachment is not None:
+        mail.add_attachment(attachment[1], maintype="application", subtype="octet-stream",
+                            filename=attachment[0])  # fmt: skip
+    send(served, PATIENT, mail.as_bytes(policy=email.policy.SMTP))
+    settle(served)
+
+
+def doctor_inbox(served: ServerProcess) -> list[EmailMessage]:
+    with imaplib.IMAP4_SSL("localhost", served.imap_tls_port,
+                           ssl_context=served.ssl_context()) as imap:  # fmt: skip
+        imap.login(DOCTOR, PASSWORD)
+        imap.select("INBOX")
+        found = []
+        for uid in imap.uid("SEARCH", "ALL")[1][0].split():
+            data = imap.uid("FETCH", uid, "(BODY.PEEK[])")[1][0]
+            assert isinstance(data, tuple)
+            parsed = email.message_from_bytes(data[1], policy=email.policy.default)
+            assert isinstance(parsed, EmailMessage)
+            found.append(parsed)
+        return found
+
+
+def test_read_a_message_reply_and_no_reply_after_fin(
+    served: ServerProcess, patient_page: Any
+) -> None:
+    page = patient_page
+    subject = f"Résultats {XSS}"
+    mail_from_doctor(served, subject, html=f"<p>Bonjour</p>{XSS}<style>p{{}}</style>",
+                     attachment=(f"{XSS}.txt", b"contenu"))  # fmt: skip
+    page.click("nav >> text=Messagerie")
+    assert page.inner_text("h1") == "Messagerie"
+    page.click(f"ul.messages >> text={subject}")
+    assert page.inner_text("h1") == subject
+    assert "vos résultats sont bons" in page.inner_text(".message-text")
+    assert f"Dr Paul {NAME_XSS} <{DOCTOR}>" in page.inner_text("dl.fields")
+    assert page.locator("script").count() == 0 and page.locator("img").count() == 0
+    with page.expect_download() as download:
+        page.click(f"text={XSS}.txt")
+    assert download.value.path().read_bytes() == b"contenu"
+
+    # The reply, through the one pipeline: the doctor reads it over IMAP.
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    page.fill("#texte", "Merci docteur.")
+    with page.expect_navigation():
+        page.click("text=Envoyer la réponse")
+    assert page.inner_text("p.ok") == "Votre réponse est envoyée."
+    settle(served)
+    replies = [m for m in doctor_inbox(served) if m["Subject"] == f"Re: {subject}"]
+    assert len(replies) == 1 and replies[0]["From"] == PATIENT
+    body = replies[0].get_body(("plain",))
+    assert body is not None and "Merci docteur." in body.get_content()
+    assert replies[0]["In-Reply-To"] == f"<{abs(hash(subject))}@hygie.test>"
+
+    # The doctor ends the exchange: no form any more, and a forged post is refused.
+    mail_from_doctor(served, "[FIN]")
+    page.click("nav >> text=Messagerie")
+    page.click("ul.messages >> text=[FIN]")
+    assert page.locator("#texte").count() == 0
+    assert "a clos l'échange" in page.inner_text("#no-reply")
+    target = page.url.split("?")[0] + "/repondre"
+    forged = page.context.request.post(target, form={"csrf": csrf, "texte": "Encore ?"})
+    assert forged.status == 403
+    assert "550 5.7.1 This professional has ended the exchange" in forged.text()
+    settle(served)
+    assert not [m for m in doctor_inbox(served) if "Encore" in str(m)]
