@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 
 from bench.harness import ServerProcess
 from dossier.cda import Author, Section, build_cda
@@ -48,6 +49,14 @@ def served(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
                             "1979-03-12", "--sex", "F", "--medecin-traitant", TRAITANT[1])},
     )  # fmt: skip
     srv.start()
+    populate(srv)
+    yield srv
+    stop_server(srv)
+
+
+def populate(srv: ServerProcess) -> None:
+    """The professionals' identities, and two documents in the patient's dossier (one CDA with
+    sections carrying markup, one PDF) filed."""
     srv.hygie_batch(*((("user", "bind", who, "--idnat", idnat), None)
                       for who, idnat in (TRAITANT, (DOCTOR, "810001234567"))))  # fmt: skip
     structured = dataclasses.replace(
@@ -58,8 +67,6 @@ def served(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     send(srv, PATIENT, message(build_cda(structured, sections=sections), "Bilan"))
     send(srv, PATIENT, message(build_cda(cda(MATRICULE), pdf=PDF), "Compte rendu", PDF))
     settle(srv)
-    yield srv
-    stop_server(srv)
 
 
 def message(document: bytes, subject: str, pdf: bytes | None = None) -> bytes:
@@ -235,3 +242,38 @@ def test_read_a_message_reply_and_no_reply_after_fin(
     assert "550 5.7.1 This professional has ended the exchange" in forged.text()
     settle(served)
     assert not [m for m in doctor_inbox(served) if "Encore" in str(m)]
+
+
+#: The signed-in pages, by name (docs/screenshots/espace-<name>-*.png).
+PAGES = {"messages": "/espace/messages", "documents": "/espace/documents",
+         "documents-type": "/espace/documents?par=type", "historique": "/espace/historique",
+         "compte": "/espace/compte"}  # fmt: skip
+WIDTHS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1280, "height": 800}}
+
+
+def test_every_page_is_accessible_on_a_phone_and_a_desktop(
+    served: ServerProcess, patient_page: Any, browser: Any
+) -> None:
+    """axe-core finds no serious or critical violation (WCAG 2.1 A and AA rules) on each
+    signed-in page, at 375 and 1280 pixels wide; on the phone nothing scrolls sideways. (axe
+    runs in a context of its own, with the same session: the pages have no script, and axe
+    needs one.)"""
+    context = browser.new_context(ignore_https_errors=True, locale="fr-FR", bypass_csp=True)
+    context.add_cookies(patient_page.context.cookies())
+    page, axe = context.new_page(), Axe()
+    page.goto(url(served, PAGES["documents"]))
+    pages = dict(PAGES, document=page.locator("ul.documents a.title").first.get_attribute("href"))
+    page.goto(url(served, PAGES["messages"]))
+    pages["message"] = page.locator("ul.messages a.title").first.get_attribute("href")
+    options = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+    for width, size in WIDTHS.items():
+        page.set_viewport_size(size)
+        for name, path in pages.items():
+            page.goto(url(served, path))
+            found = axe.run(page, options=options).response["violations"]
+            serious = [(v["id"], v["help"]) for v in found
+                       if v["impact"] in ("serious", "critical")]  # fmt: skip
+            assert serious == [], (width, name, serious)
+            if width == "phone":
+                scroll = page.evaluate("document.scrollingElement.scrollWidth")
+                assert scroll <= size["width"], (name, scroll)
