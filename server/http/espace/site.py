@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -42,9 +43,18 @@ SECTIONS = (
 )  # fmt: skip
 
 
+#: The patients' time zone: dates are stored in UTC and shown in French time.
+ZONE = ZoneInfo("Europe/Paris")
+
+
+def local_time(when: dt.datetime) -> dt.datetime:
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).astimezone(ZONE)
+
+
 def templates() -> Jinja2Templates:
     found = Jinja2Templates(directory=str(HERE / "templates"))
     assert found.env.autoescape is True or callable(found.env.autoescape)
+    found.env.filters["local"] = local_time
     found.env.trim_blocks = True
     found.env.lstrip_blocks = True
     return found
