@@ -27,6 +27,9 @@ TEXT: dict[str, dict[str, str]] = {
         "msg_refused": "Votre réponse n'a pas été envoyée : {reason}",
         "msg_closed": "Ce professionnel a clos l'échange : vous ne pouvez pas lui répondre.",
         "msg_back": "Retour aux messages",
+        "sessions_title": "Sessions actives", "session_page": "Navigateur",
+        "session_token": "Application (hygie-client, jeton)", "session_since": "depuis le",
+        "session_until": "jusqu'au",
         "msg_no_start": "Vous ne pouvez pas répondre à ce message : seul un professionnel qui "
                         "vous a écrit peut recevoir une réponse.",
         "doc_intro": "Les documents de votre dossier médical, déposés par les professionnels "
@@ -153,6 +156,9 @@ TEXT: dict[str, dict[str, str]] = {
         "msg_refused": "Your reply was not sent: {reason}",
         "msg_closed": "This professional closed the exchange: you cannot reply.",
         "msg_back": "Back to the messages",
+        "sessions_title": "Active sessions", "session_page": "Browser",
+        "session_token": "App (hygie-client, token)", "session_since": "since",
+        "session_until": "until",
         "msg_no_start": "You cannot reply to this message: only a professional who wrote to "
                         "you can receive a reply.",
         "doc_intro": "The documents of your medical record, filed by the professionals who care "

@@ -287,6 +287,7 @@ class EspacePages:
             page, "compte.html", t["account_title"], ok_text=ok, error_text=message,
             new_password=new_password, app_passwords=await self.spaces.app_passwords(account.id),
             close_intro=t["close_intro"].format(days=days),
+            sessions=await self.site.sessions.active(account.id, self.clock()),
             **await self.more_settings(page, account),
         )  # fmt: skip
 
