@@ -451,7 +451,7 @@ async def serve(
         async def may_write(account: AccountInfo, to: str) -> str | None:
             return await patients.refusal(account.id, account.address, to)
 
-        mail = Mail(store, master, handler.submit, may_write)
+        mail = Mail(store, master, handler.submit, may_write, agenda.events)
         web = espace_web(config, espace.store, espace.signin, dossier=dossier_index, mail=mail)
         routes = [
             *fhir_routes(services.db), *api.routes(), *AgendaFeed(agenda, services.auth).routes(),

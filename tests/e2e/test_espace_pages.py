@@ -9,6 +9,7 @@ sender name, HTML body and attachment name) reaches the page as text."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import email.policy
 import http.client
 import imaplib
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from icalendar import Calendar, Event
 
 from bench.harness import ServerProcess
 from dossier.cda import Author, Section, build_cda
@@ -244,10 +246,71 @@ def test_read_a_message_reply_and_no_reply_after_fin(
     assert not [m for m in doctor_inbox(served) if "Encore" in str(m)]
 
 
+def invitation(uid: str, summary: str, start: dt.datetime) -> bytes:
+    """The doctor's iMIP REQUEST to the patient (RFC 6047), as a calendar program sends it."""
+    calendar = Calendar()
+    calendar.add("PRODID", "-//Hygie tests//FR")
+    calendar.add("VERSION", "2.0")
+    calendar.add("METHOD", "REQUEST")
+    event = Event()
+    event.add("UID", uid)
+    event.add("DTSTAMP", dt.datetime.now(dt.UTC))
+    event.add("SEQUENCE", 0)
+    event.add("DTSTART", start)
+    event.add("DTEND", start + dt.timedelta(minutes=30))
+    event.add("SUMMARY", summary)
+    event.add("ORGANIZER", f"mailto:{DOCTOR}")
+    event.add("ATTENDEE", f"mailto:{PATIENT}",
+              parameters={"PARTSTAT": "NEEDS-ACTION", "RSVP": "TRUE"})  # fmt: skip
+    calendar.add_component(event)
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = DOCTOR, PATIENT, "Rendez-vous"
+    mail.set_content("Invitation en pièce jointe.")
+    mail.add_alternative(bytes(calendar.to_ical()), maintype="text", subtype="calendar",
+                         params={"method": "REQUEST", "charset": "UTF-8"})  # fmt: skip
+    return mail.as_bytes(policy=email.policy.SMTP)
+
+
+def doctor_answer(served: ServerProcess, uid: str) -> str:
+    """The patient's PARTSTAT in the doctor's own agenda (the .ics feed, bearer)."""
+    status, body = call(served, "/agenda/calendar.ics", DOCTOR)
+    assert status == 200, body
+    for event in Calendar.from_ical(body).walk("VEVENT"):
+        if str(event["UID"]) == uid:
+            attendees = event.get("ATTENDEE")
+            for attendee in attendees if isinstance(attendees, list) else [attendees]:
+                if str(attendee).lower() == f"mailto:{PATIENT}":
+                    return str(attendee.params["PARTSTAT"])
+    raise AssertionError(f"no event {uid} in the doctor's agenda")
+
+
+def test_accept_an_appointment_by_imip(served: ServerProcess, patient_page: Any) -> None:
+    uid = "rdv-espace-1@hygie.test"
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).replace(microsecond=0)
+    send(served, PATIENT, invitation(uid, f"Consultation {XSS}", start))
+    settle(served)
+    assert doctor_answer(served, uid) == "NEEDS-ACTION"
+    page = patient_page
+    page.click("nav >> text=Agenda")
+    assert page.inner_text("h1") == "Agenda"
+    item = page.locator("ul.agenda li", has_text=f"Consultation {XSS}")
+    assert "En attente de votre réponse" in item.inner_text()
+    assert page.locator("script").count() == 0 and page.locator("img").count() == 0
+    with page.expect_navigation():
+        item.locator("button", has_text="Accepter").click()
+    assert page.inner_text("p.ok").startswith("Vous avez accepté le rendez-vous")
+    settle(served)
+    assert doctor_answer(served, uid) == "ACCEPTED"
+    item = page.locator("ul.agenda li", has_text=f"Consultation {XSS}")
+    page.reload()
+    assert "Accepté" in item.inner_text()
+    assert "/agenda/calendar.ics" in page.inner_text("code.feed")
+
+
 #: The signed-in pages, by name (docs/screenshots/espace-<name>-*.png).
-PAGES = {"messages": "/espace/messages", "documents": "/espace/documents",
-         "documents-type": "/espace/documents?par=type", "historique": "/espace/historique",
-         "compte": "/espace/compte"}  # fmt: skip
+PAGES = {"messages": "/espace/messages", "agenda": "/espace/agenda",
+         "documents": "/espace/documents", "documents-type": "/espace/documents?par=type",
+         "historique": "/espace/historique", "compte": "/espace/compte"}  # fmt: skip
 WIDTHS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1280, "height": 800}}
 
 

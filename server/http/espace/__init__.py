@@ -4,6 +4,7 @@ under ``/espace/``: server-rendered pages in French (English on request), withou
 - `pages`: the invitation's refusal and activation, the two-factor sign-in and enrolment, the
   account's settings, the token endpoint and the JSON API of app passwords;
 - `messages`: the messaging (read, download, reply through the one pipeline);
+- `agenda`: the appointments, answered by iMIP through the one pipeline;
 - `documents`: the dossier's documents and the access history;
 - `site`: sessions, CSRF tokens, templates, cookies and headers shared by every page;
 - `i18n`: every text, French and English.
@@ -20,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from server.auth.patient import PatientSignIn
 from server.config import Config
 from server.http.csrf import KEY_FILE, CsrfTokens
+from server.http.espace.agenda import AgendaPages, Events
 from server.http.espace.documents import DossierPages
 from server.http.espace.messages import MayWrite, MessagePages, Submit
 from server.http.espace.pages import EspacePages
@@ -36,11 +38,13 @@ class EspaceWeb:
     pages: EspacePages
     dossier: DossierPages | None = None
     messages: MessagePages | None = None
+    agenda: AgendaPages | None = None
 
     def routes(self) -> list[BaseRoute]:
         static = StaticFiles(directory=str(HERE / "static"))
         sections = self.dossier.routes() if self.dossier is not None else []
         sections += self.messages.routes() if self.messages is not None else []
+        sections += self.agenda.routes() if self.agenda is not None else []
         return [Mount(PREFIX, routes=[*self.pages.routes(), *sections,
                                       Mount("/static", static)])]  # fmt: skip
 
@@ -59,7 +63,9 @@ def espace_web(
     documents = DossierPages(pages, signin.db, dossier) if dossier is not None else None
     messages = MessagePages(pages, mail.store, mail.master, mail.submit, mail.may_write) \
         if mail is not None else None  # fmt: skip
-    return EspaceWeb(site, pages, documents, messages)
+    appointments = AgendaPages(pages, mail.events, mail.submit) \
+        if mail is not None and mail.events is not None else None  # fmt: skip
+    return EspaceWeb(site, pages, documents, messages, appointments)
 
 
 @dataclass(frozen=True)
@@ -70,3 +76,4 @@ class Mail:
     master: MasterKey
     submit: Submit
     may_write: MayWrite
+    events: Events | None = None  # the agenda's events of an account
