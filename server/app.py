@@ -452,7 +452,8 @@ async def serve(
             return await patients.refusal(account.id, account.address, to)
 
         mail = Mail(store, master, handler.submit, may_write, agenda.events)
-        web = espace_web(config, espace.store, espace.signin, dossier=dossier_index, mail=mail)
+        web = espace_web(config, espace.store, espace.signin, dossier=dossier_index, mail=mail,
+                         consents=catalogue_api.consents)  # fmt: skip
         routes = [
             *fhir_routes(services.db), *api.routes(), *AgendaFeed(agenda, services.auth).routes(),
             *catalogue_api.routes(), *metrics_routes(metrics, services.db, config.data_dir),

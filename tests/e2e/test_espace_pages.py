@@ -310,7 +310,8 @@ def test_accept_an_appointment_by_imip(served: ServerProcess, patient_page: Any)
 #: The signed-in pages, by name (docs/screenshots/espace-<name>-*.png).
 PAGES = {"messages": "/espace/messages", "agenda": "/espace/agenda",
          "documents": "/espace/documents", "documents-type": "/espace/documents?par=type",
-         "historique": "/espace/historique", "compte": "/espace/compte"}  # fmt: skip
+         "applications": "/espace/applications", "historique": "/espace/historique",
+         "compte": "/espace/compte"}  # fmt: skip
 WIDTHS = {"phone": {"width": 375, "height": 812}, "desktop": {"width": 1280, "height": 800}}
 
 

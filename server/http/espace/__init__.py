@@ -4,6 +4,7 @@ under ``/espace/``: server-rendered pages in French (English on request), withou
 - `pages`: the invitation's refusal and activation, the two-factor sign-in and enrolment, the
   account's settings, the token endpoint and the JSON API of app passwords;
 - `messages`: the messaging (read, download, reply through the one pipeline);
+- `apps`: the catalogue, connecting and revoking apps;
 - `agenda`: the appointments, answered by iMIP through the one pipeline;
 - `documents`: the dossier's documents and the access history;
 - `site`: sessions, CSRF tokens, templates, cookies and headers shared by every page;
@@ -18,10 +19,12 @@ from dataclasses import dataclass
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from catalogue.consent import Consents
 from server.auth.patient import PatientSignIn
 from server.config import Config
 from server.http.csrf import KEY_FILE, CsrfTokens
 from server.http.espace.agenda import AgendaPages, Events
+from server.http.espace.apps import AppPages
 from server.http.espace.documents import DossierPages
 from server.http.espace.messages import MayWrite, MessagePages, Submit
 from server.http.espace.pages import EspacePages
@@ -39,12 +42,14 @@ class EspaceWeb:
     dossier: DossierPages | None = None
     messages: MessagePages | None = None
     agenda: AgendaPages | None = None
+    apps: AppPages | None = None
 
     def routes(self) -> list[BaseRoute]:
         static = StaticFiles(directory=str(HERE / "static"))
         sections = self.dossier.routes() if self.dossier is not None else []
         sections += self.messages.routes() if self.messages is not None else []
         sections += self.agenda.routes() if self.agenda is not None else []
+        sections += self.apps.routes() if self.apps is not None else []
         return [Mount(PREFIX, routes=[*self.pages.routes(), *sections,
                                       Mount("/static", static)])]  # fmt: skip
 
@@ -52,7 +57,7 @@ class EspaceWeb:
 def espace_web(
     config: Config, spaces: SpaceStore, signin: PatientSignIn,
     clock: Clock = lambda: dt.datetime.now(dt.UTC), *, dossier: DossierIndex | None = None,
-    mail: Mail | None = None,
+    mail: Mail | None = None, consents: Consents | None = None,
 ) -> EspaceWeb:  # fmt: skip
     """The pages; with ``dossier``, the dossier's pages and the access history too; with
     ``mail``, the messaging."""
@@ -65,7 +70,8 @@ def espace_web(
         if mail is not None else None  # fmt: skip
     appointments = AgendaPages(pages, mail.events, mail.submit) \
         if mail is not None and mail.events is not None else None  # fmt: skip
-    return EspaceWeb(site, pages, documents, messages, appointments)
+    apps = AppPages(pages, consents) if consents is not None else None
+    return EspaceWeb(site, pages, documents, messages, appointments, apps)
 
 
 @dataclass(frozen=True)

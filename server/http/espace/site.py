@@ -39,7 +39,7 @@ Clock = Callable[[], dt.datetime]
 #: The signed-in sections, in the order of the menu: (path, message id).
 SECTIONS = (
     ("/messages", "nav_messages"), ("/documents", "nav_documents"), ("/agenda", "nav_agenda"),
-    ("/historique", "nav_history"), ("/compte", "nav_settings"),
+    ("/applications", "nav_apps"), ("/historique", "nav_history"), ("/compte", "nav_settings"),
 )  # fmt: skip
 
 
