@@ -8,6 +8,7 @@ writes ``docs/screenshots/espace-<page>-phone.png`` and ``…-desktop.png``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import email.policy
 import sys
 from email.message import EmailMessage
@@ -27,6 +28,7 @@ from tests.e2e.test_espace_pages import (  # noqa: E402
     PATIENT,
     TRAITANT,
     WIDTHS,
+    invitation,
     message,
 )
 from tests.e2e.test_patient_sessions import enrolled  # noqa: E402
@@ -47,6 +49,9 @@ def populate(srv: ServerProcess) -> None:
     mail.set_content("Bonjour Madame Dupont,\n\nVos résultats sont bons. Nous en reparlerons "
                      "lors de votre prochain rendez-vous.\n\nBien cordialement,\nDr Martin")
     send(srv, PATIENT, mail.as_bytes(policy=email.policy.SMTP))
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=9)).replace(hour=8, minute=30,
+                                                                      second=0, microsecond=0)
+    send(srv, PATIENT, invitation("rdv-1@hygie.test", "Consultation de suivi", start))
     settle(srv)
 
 
@@ -84,6 +89,8 @@ def main() -> None:
             shots["documents"] = page.url
             shots["document"] = base + str(page.locator("ul.documents a.title").first
                                            .get_attribute("href"))  # fmt: skip
+            shots["agenda"] = base + "/espace/agenda"
+            shots["applications"] = base + "/espace/applications"
             shots["historique"] = base + "/espace/historique"
             shots["compte"] = base + "/espace/compte"
             for width, size in WIDTHS.items():
