@@ -215,6 +215,8 @@ def test_read_a_message_reply_and_no_reply_after_fin(
     assert "vos résultats sont bons" in page.inner_text(".message-text")
     assert f"Dr Paul {NAME_XSS} <{DOCTOR}>" in page.inner_text("dl.fields")
     assert page.locator("script").count() == 0 and page.locator("img").count() == 0
+    missing = page.context.request.get(page.url.split("?")[0].rsplit("/", 1)[0] + "/999999")
+    assert missing.status == 404 and "Ce message n'existe pas" in missing.text()
     with page.expect_download() as download:
         page.click(f"text={XSS}.txt")
     assert download.value.path().read_bytes() == b"contenu"

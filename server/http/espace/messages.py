@@ -35,6 +35,7 @@ from server.http.responses import peer, row_id
 from storage.accounts import AccountInfo, unlock_keys
 from storage.crypto import MasterKey
 from storage.mailstore import FolderInfo, MailStore
+from storage.transactions import FolderError
 
 #: (account, recipient, message, client address, TLS) → the SMTP reply (250 when accepted).
 Submit = Callable[[AccountInfo, str, bytes, str, str], Awaitable[str]]
@@ -153,7 +154,7 @@ class MessagePages:
         keys = await unlock_keys(self.store.db, self.master, account.id)
         try:
             raw = await self.store.read_body(keys, folder.id, uid)
-        except (KeyError, LookupError, ValueError):
+        except FolderError:  # no such message (expunged meanwhile, or never there)
             return None
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
