@@ -315,6 +315,23 @@ class ServerProcess:
                     pass
             if pending:
                 time.sleep(0.05)
+        # With worker processes the supervisor's sockets listen before any worker serves on
+        # them: ready is when the log says so (every worker, then the supervisor).
+        while not self._said_ready():
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                if self.proc.poll() is None:
+                    self.kill()
+                raise ServerError(f"hygie serve never said it was ready\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def _said_ready(self) -> bool:
+        """The run's log (JSON) has its ``ready`` event: the supervisor's with workers, else
+        the one process's."""
+        run = self.log_bytes()[self._log_offset :]
+        if b"worker_started" not in run:
+            return b'"ready"' in run
+        return any(b'"ready"' in line and b'"supervisor"' in line for line in run.splitlines())
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

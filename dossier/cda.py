@@ -530,5 +530,27 @@ def build_cda(
     return written
 
 
+def read_sections(data: bytes) -> tuple[Section, ...]:
+    """The sections of a structured body as plain text (title, then each paragraph or list
+    item of its narrative block): what a patient's page shows, with no markup of the sender's
+    kept. A nonXMLBody has none."""
+    root = _parse_xml(data, "CDA")
+    found: list[Section] = []
+    for section in root.iterfind(".//h:structuredBody/h:component/h:section", _NS):
+        heading = _find(section, "h:title")
+        title = " ".join("".join(heading.itertext()).split()) if heading is not None else ""
+        text = _find(section, "h:text")
+        paragraphs: list[str] = []
+        if text is not None:
+            kinds = {f"{{{HL7}}}{tag}" for tag in ("paragraph", "item", "td", "th")}
+            blocks = [e for e in text.iter() if e.tag in kinds]
+            for block in blocks or [text]:
+                line = " ".join("".join(block.itertext()).split())
+                if line:
+                    paragraphs.append(line)
+        found.append(Section(title, tuple(paragraphs), _code(_find(section, "h:code"))))
+    return tuple(found)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)

@@ -57,21 +57,23 @@ from server.delivery.senders import FromRules
 from server.delivery.usage import UsageCounting
 from server.espace.notify import NotifyError, Smarthost, enrol_code_mail
 from server.espace.spaces import PatientNotices, SpaceJobs
-from server.http.agenda import AgendaFeed, agenda_route
-from server.http.autoconfig import PATHS as AUTOCONFIG_PATHS
-from server.http.autoconfig import autoconfig_route
-from server.http.catalogue import CatalogueApi, catalogue_route
-from server.http.dossier import DossierApi, dossier_route
-from server.http.espace import EspacePages, espace_route
-from server.http.fhir import fhir_route
+from server.http.agenda import AgendaFeed
+from server.http.app import application
+from server.http.autoconfig import autoconfig_routes
+from server.http.catalogue import CatalogueApi
+from server.http.dossier import DossierApi
+from server.http.espace import Mail, espace_web
+from server.http.fhir import fhir_routes
 from server.http.health import Health, health_route
 from server.http.limits import HttpLimits
-from server.http.metrics import metrics_route
+from server.http.listener import HttpsServer
+from server.http.metrics import metrics_routes
 from server.http.pki import PkiPublisher
-from server.http.server import Handler, HttpServer, Request, Response
+from server.http.server import HttpServer, Request, Response
 from server.imap.server import ImapServer
 from server.imap.summary import ImapSummaries
 from server.listeners import Listener, ProxyPolicy
+from server.net.listener import client_reader
 from server.ops import pki_address
 from server.ops.metrics import ServerMetrics
 from server.ops.usage import REACH_SECRET, UsageRecorder
@@ -84,7 +86,7 @@ from server.workflows.agenda import AgendaWorkflow, configured_clock
 from server.workflows.catalogue import CatalogueWorkflow
 from server.workflows.consent import ConsentStep
 from server.workflows.dossier import DossierWorkflow
-from storage.accounts import AccountError, create_account, find_account
+from storage.accounts import AccountError, AccountInfo, create_account, find_account
 from storage.agenda import AgendaStore
 from storage.blobs import open_blob_store
 from storage.correspondents import CorrespondentBook
@@ -302,8 +304,9 @@ async def _trust(
 @dataclass
 class Espace:
     jobs: SpaceJobs
-    route: Handler
     step: PatientNotices
+    signin: PatientSignIn
+    store: SpaceStore
 
 
 def _espace(
@@ -331,14 +334,12 @@ def _espace(
         signin.send_code = send_code
     auth.patient_tokens = PatientTokens(config, issuer, signin.sessions)
     auth.password_filter = SecondFactorPasswords(db, store).filter
-    pages = EspacePages(config, store, signin)
-    pages.csrf.key()  # like the issuer's key: made on first start, shared by every worker
-    return Espace(jobs, espace_route(pages), PatientNotices(jobs))
+    return Espace(jobs, PatientNotices(jobs), signin, store)
 
 
 async def _catalogue(
     config: Config, services: Services, pipeline: Pipeline
-) -> tuple[AppGate, CatalogueWorkflow, Handler]:
+) -> tuple[AppGate, CatalogueWorkflow, CatalogueApi]:
     """The catalogue (issue 10): the consent gate every path asks, the ``catalogue@`` step and
     the ``/catalogue/`` HTTPS route. The ``catalogue@<domain>`` mailbox is opened if an older
     data directory lacks it."""
@@ -351,8 +352,8 @@ async def _catalogue(
     catalogue = Catalogue(db, pki_dir, local_domain=config.is_local_domain)
     status = CertificateStatus(services.auth.certificates, pki_dir)
     consents = Consents(db, catalogue, certificate=status)
-    route = catalogue_route(CatalogueApi(consents, services.auth))
-    return AppGate(consents), CatalogueWorkflow(config, catalogue, pipeline.notice), route
+    api = CatalogueApi(consents, services.auth)
+    return AppGate(consents), CatalogueWorkflow(config, catalogue, pipeline.notice), api
 
 
 async def serve(
@@ -452,21 +453,26 @@ async def serve(
     imap.metrics = metrics
     imap_servers = await imap.start()
     http_servers, crl_task = await _start_pki_http(config, services.master, db)
+    https: HttpsServer | None = None
     if config.http.https_port:
-        feed = AgendaFeed(agenda, services.auth)
-        scrape = metrics_route(metrics, services.db, config.data_dir)
-        autoconfig = autoconfig_route(config)
-        https = HttpServer([("/fhir/", fhir_route(services.db)), ("/dossier/", dossier_route(api)),
-                            ("/agenda/", agenda_route(feed)), ("/catalogue/", catalogue_api),
-                            ("/metrics", scrape), ("/espace/", espace.route),
-                            *[(path, autoconfig) for path in AUTOCONFIG_PATHS]],
-                           limits=http_limits(config))  # fmt: skip
-        proxy = ProxyPolicy.of(config)
-        http_servers.append(
-            await https.listen(
-                config.server.listen, config.http.https_port, ssl=tls, proxy=proxy, name="https"
-            )
-        )
+        async def may_write(account: AccountInfo, to: str) -> str | None:
+            return await patients.refusal(account.id, account.address, to)
+
+        mail = Mail(store, master, handler.submit, may_write, agenda.events)
+        web = espace_web(config, espace.store, espace.signin, dossier=dossier_index, mail=mail,
+                         consents=catalogue_api.consents)  # fmt: skip
+        routes = [
+            *fhir_routes(services.db), *api.routes(), *AgendaFeed(agenda, services.auth).routes(),
+            *catalogue_api.routes(), *metrics_routes(metrics, services.db, config.data_dir),
+            *autoconfig_routes(config), *web.routes(),
+        ]  # fmt: skip
+        https = await HttpsServer.bind(
+            application(routes, http_limits(config)), config.server.listen,
+            config.http.https_port, tls=tls, limits=http_limits(config),
+            grace=config.server.shutdown_grace_seconds,
+            client_address=client_reader(ProxyPolicy.of(config), tls=tls, name="https"),
+        )  # fmt: skip
+        await https.start()
     log.info(
         "ready",
         submission=config.smtp.submission_port,
@@ -502,6 +508,8 @@ async def serve(
     submission.stop_accepting()
     for srv in imap_servers + http_servers + relay_servers:
         srv.close()
+    if https is not None:
+        await https.stop()
     if crl_task is not None:
         crl_task.cancel()
     for task in loop_tasks:

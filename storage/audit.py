@@ -16,7 +16,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Connection
 
 from storage.db import Database
-from storage.models import AuditEntry
+from storage.models import Account, AuditEntry
 
 AUDIT: Table = AuditEntry.__table__  # type: ignore[assignment]
 
@@ -75,6 +75,32 @@ async def entries(db: Database, *, action_prefix: str = "", limit: int = 100) ->
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
     if action_prefix:
         query = query.where(AuditEntry.action.startswith(action_prefix))
+    return await _records(db, query)
+
+
+async def about(
+    db: Database, targets: list[str], *, action_prefix: str = "", limit: int = 200
+) -> list[AuditRecord]:
+    """The newest entries first whose target is one of ``targets`` (a patient's account and
+    documents: the access history of a dossier)."""
+    if not targets:
+        return []
+    query = select(AuditEntry).where(AuditEntry.target.in_(targets))
+    if action_prefix:
+        query = query.where(AuditEntry.action.startswith(action_prefix))
+    return await _records(db, query.order_by(AuditEntry.id.desc()).limit(limit))
+
+
+async def addresses(db: Database, account_ids: set[int]) -> dict[int, str]:
+    """The address of each account id (accounts since closed are left out)."""
+    if not account_ids:
+        return {}
+    query = select(Account.id, Account.address).where(Account.id.in_(sorted(account_ids)))
+    async with db.read() as session:
+        return {ident: address for ident, address in (await session.execute(query)).all()}
+
+
+async def _records(db: Database, query: Any) -> list[AuditRecord]:
     async with db.read() as session:
         rows = list(await session.scalars(query))
     return [

@@ -152,6 +152,18 @@ class PatientSessions:
                               bool(row.disabled))  # fmt: skip
         return Session(account, str(row.kind), _utc(row.created_at), expires)
 
+    async def active(self, account_id: int, now: dt.datetime) -> list[tuple[str, dt.datetime,
+                                                                              dt.datetime]]:
+        """The account's live page sessions and tokens: (kind, started, expires), newest
+        first (what "sign out everywhere" ends)."""
+        query = (select(SESSIONS.c.kind, SESSIONS.c.created_at, SESSIONS.c.expires_at)
+                 .where(SESSIONS.c.account_id == account_id, SESSIONS.c.expires_at > now,
+                        SESSIONS.c.kind.in_((PAGE, TOKEN)))
+                 .order_by(SESSIONS.c.created_at.desc()))  # fmt: skip
+        async with self.db.read() as session:
+            rows = (await session.execute(query)).all()
+        return [(kind, _utc(start), _utc(end)) for kind, start, end in rows]
+
     async def end(self, secret: str) -> None:
         def write(conn: Connection) -> None:
             conn.execute(delete(SESSIONS).where(SESSIONS.c.id == session_id(secret)))

@@ -8,10 +8,13 @@ media type §8.1), with the VTIMEZONEs its events use, for calendar programs to 
 from __future__ import annotations
 
 import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from server.auth.authenticator import Authenticator
 from server.http.bearer import bearer_account
-from server.http.server import Handler, Request, Response, text
+from server.http.responses import ANY, text
 from server.workflows.agenda import AgendaWorkflow
 
 log = structlog.get_logger("hygie.http.agenda")
@@ -28,16 +31,14 @@ class AgendaFeed:
         account = await bearer_account(request, self.auth, text)
         if isinstance(account, Response):
             return account
-        if request.path != f"{PREFIX}/calendar.ics":
+        if request.url.path != f"{PREFIX}/calendar.ics":
             return text(404, "no such resource")
         if request.method not in ("GET", "HEAD"):
             return text(405, "read-only")
         body = await self.workflow.feed(account.id)
-        response = Response(200, CALENDAR, body)
-        response.headers.append(("Cache-Control", "private, no-store"))
         log.info("agenda_feed", account=account.id, size=len(body))
-        return response
+        return Response(body, 200, headers={"Cache-Control": "private, no-store"},
+                        media_type=CALENDAR)  # fmt: skip
 
-
-def agenda_route(feed: AgendaFeed) -> Handler:
-    return feed.handle
+    def routes(self) -> list[BaseRoute]:
+        return [Route(PREFIX + "/{rest:path}", self.handle, methods=ANY)]

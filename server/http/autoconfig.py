@@ -12,10 +12,13 @@ mechanisms); for an ``emailaddress`` of a domain that is not ours, 404.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from server.config import Config
-from server.http.server import Request, Response, text
+from server.http.responses import text
 
 PATHS = ("/.well-known/autoconfig/mail/config-v1.1.xml", "/mail/config-v1.1.xml")
 
@@ -54,23 +57,21 @@ def client_config(config: Config, domain: str) -> bytes:
     return document + b"\n"
 
 
-def autoconfig_route(config: Config) -> Callable[[Request], Awaitable[Response]]:
+def autoconfig_routes(config: Config) -> list[BaseRoute]:
     async def handle(request: Request) -> Response:
-        if request.path not in PATHS:
-            return text(404, "not found")
-        if request.method not in ("GET", "HEAD"):
-            return text(405, "method not allowed")
-        address = next((v for k, v in request.query if k == "emailaddress"), "")
+        address = request.query_params.get("emailaddress", "")
         if address:
             domain = address.rpartition("@")[2].strip().lower()
         else:  # autoconfig.<domain>, or the domain's own site
-            domain = request.host.rsplit(":", 1)[0].lower().removeprefix("autoconfig.")
+            host = request.headers.get("host", "")
+            domain = host.rsplit(":", 1)[0].lower().removeprefix("autoconfig.")
         if not (config.is_local_domain(domain)
                 or config.is_local_domain(domain.removeprefix("patient."))):  # fmt: skip
             domain = config.server.domains[0] if not address else ""
         if not domain:
             return text(404, "no mailboxes of that domain here")
-        return Response(200, "application/xml; charset=utf-8", client_config(config, domain),
-                        [("Cache-Control", "max-age=3600")])  # fmt: skip
+        return Response(client_config(config, domain), 200,
+                        headers={"Cache-Control": "max-age=3600"},
+                        media_type="application/xml; charset=utf-8")  # fmt: skip
 
-    return handle
+    return [Route(path, handle, methods=["GET", "HEAD"]) for path in PATHS]

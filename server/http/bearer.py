@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from server.auth.authenticator import Authenticator, AuthError
-from server.http.server import Request, Response
+from server.http.responses import peer
 from storage.accounts import AccountInfo
 
 Refusal = Callable[[int, str], Response]
@@ -19,11 +22,11 @@ async def bearer_account(
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         response = refuse(401, "a bearer token is required")
-        response.headers.append(("WWW-Authenticate", 'Bearer realm="hygie"'))
+        response.headers["WWW-Authenticate"] = 'Bearer realm="hygie"'
         return response
     try:
-        return await auth.token(token.strip(), "", request.peer, "https")
+        return await auth.token(token.strip(), "", peer(request), "https")
     except AuthError as exc:
         response = refuse(401, exc.detail or "authentication failed")
-        response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response

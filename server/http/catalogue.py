@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from catalogue.consent import Consents
 from catalogue.manifest import CATEGORIES
@@ -25,20 +29,17 @@ from catalogue.status import REFERENCED
 from directory.ins import is_patient_address
 from server.auth.authenticator import Authenticator
 from server.http.bearer import bearer_account
-from server.http.server import Handler, Request, Response
+from server.http.responses import ANY, error, json_response, peer
 from storage.accounts import AccountInfo
 
 PREFIX = "/catalogue"
-JSON = "application/json; charset=utf-8"
 MAX_BODY = 4096
-
-
-def _json(status: int, document: Any) -> Response:
-    return Response(status, JSON, json.dumps(document, ensure_ascii=False).encode())
+Endpoint = Callable[[Request, AccountInfo], Awaitable[Response]]
+Signed = Callable[[Request], Awaitable[Response]]
 
 
 def _error(status: int, message: str) -> Response:
-    return _json(status, {"error": message})
+    return error(status, message)
 
 
 class CatalogueApi:
@@ -47,54 +48,76 @@ class CatalogueApi:
         self.catalogue = consents.catalogue
         self.auth = auth
 
-    async def handle(self, request: Request) -> Response:
-        account = await bearer_account(request, self.auth, _error)
-        if isinstance(account, Response):
-            return account
-        parts = [p for p in request.path[len(PREFIX) :].split("/") if p]
-        method = request.method
-        try:
-            if parts == ["apps"] and method == "GET":
-                return await self._browse(request)
-            if len(parts) == 2 and parts[0] == "apps" and method == "GET":
-                app = await self.catalogue.find(parts[1]) if parts[1].isdigit() else None
-                if app is None or app.status != REFERENCED:
-                    return _error(404, "no such referenced app")
-                return _json(200, app.public())
-            if parts and parts[0] == "connections":
-                if not is_patient_address(account.address):
+    def routes(self) -> list[BaseRoute]:
+        """Every route checks the bearer token first: without one, any path is a 401."""
+
+        def signed(endpoint: Endpoint, patient: bool = False) -> Signed:
+            async def run(request: Request) -> Response:
+                account = await bearer_account(request, self.auth, _error)
+                if isinstance(account, Response):
+                    return account
+                if patient and not is_patient_address(account.address):
                     return _error(403, "only a patient connects apps")
-                if len(parts) == 1 and method == "GET":
-                    now = self.consents.clock()
-                    found = await self.consents.connections(account.id)
-                    return _json(200, {"connections": [c.to_json(now) for c in found]})
-                if len(parts) == 1 and method == "POST":
-                    return await self._connect(account, request)
-                if len(parts) == 2 and method == "DELETE" and parts[1].isdigit():
-                    if await self.catalogue.find(parts[1]) is None:
-                        return _error(404, "no such app")
-                    if not await self.consents.revoke(parts[1], account.id, peer=request.peer):
-                        return _error(404, "this app is not connected")
-                    return _json(200, {"app": int(parts[1]), "revoked": True})
-                return _error(405, "method not allowed")
-        except CatalogueError as exc:
-            return _error(400, str(exc))
+                try:
+                    return await endpoint(request, account)
+                except CatalogueError as exc:
+                    return _error(400, str(exc))
+
+            return run
+
+        p = PREFIX
+        return [
+            Route(p + "/apps", signed(self._browse), methods=["GET"]),
+            Route(p + "/apps/{id}", signed(self._app), methods=["GET"]),
+            Route(p + "/connections", signed(self._connections, True), methods=ANY),
+            Route(p + "/connections/{rest:path}", signed(self._revoke, True), methods=ANY),
+            Route(p + "/{rest:path}", signed(self._nothing), methods=ANY),
+        ]
+
+    async def _nothing(self, request: Request, account: AccountInfo) -> Response:
         return _error(404, "no such resource")
 
-    async def _browse(self, request: Request) -> Response:
-        query = dict(request.query)
+    async def _app(self, request: Request, account: AccountInfo) -> Response:
+        ident = request.path_params["id"]
+        app = await self.catalogue.find(ident) if ident.isdigit() else None
+        if app is None or app.status != REFERENCED:
+            return _error(404, "no such referenced app")
+        return json_response(200, app.public())
+
+    async def _connections(self, request: Request, account: AccountInfo) -> Response:
+        if request.method == "GET":
+            now = self.consents.clock()
+            found = await self.consents.connections(account.id)
+            return json_response(200, {"connections": [c.to_json(now) for c in found]})
+        if request.method == "POST":
+            return await self._connect(account, request)
+        return _error(405, "method not allowed")
+
+    async def _revoke(self, request: Request, account: AccountInfo) -> Response:
+        ident = request.path_params["rest"]
+        if request.method != "DELETE" or not ident.isdigit():
+            return _error(405, "method not allowed")
+        if await self.catalogue.find(ident) is None:
+            return _error(404, "no such app")
+        if not await self.consents.revoke(ident, account.id, peer=peer(request)):
+            return _error(404, "this app is not connected")
+        return json_response(200, {"app": int(ident), "revoked": True})
+
+    async def _browse(self, request: Request, account: AccountInfo) -> Response:
+        query = dict(request.query_params)
         text = query.get("q", "")[:200]
         category = query.get("category", "")
         if category and category not in CATEGORIES:
             return _error(400, f"category is one of: {', '.join(CATEGORIES)}")
         apps = await self.catalogue.apps(status=REFERENCED, text=text, category=category)
-        return _json(200, {"apps": [a.public() for a in apps]})
+        return json_response(200, {"apps": [a.public() for a in apps]})
 
     async def _connect(self, account: AccountInfo, request: Request) -> Response:
-        if len(request.body) > MAX_BODY:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
             return _error(413, "request body too large")
         try:
-            body = json.loads(request.body.decode("utf-8"))
+            body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             return _error(400, "the body must be a JSON object")
         if not isinstance(body, dict):
@@ -115,10 +138,7 @@ class CatalogueApi:
         if await self.catalogue.find(app) is None:
             return _error(404, "no such app")
         connected = await self.consents.connect(
-            app, account.id, list(dict.fromkeys(scopes)), when, peer=request.peer
+            app, account.id, list(dict.fromkeys(scopes)), when, peer=peer(request)
         )
-        return _json(201, connected.to_json(self.consents.clock()))
+        return json_response(201, connected.to_json(self.consents.clock()))
 
-
-def catalogue_route(api: CatalogueApi) -> Handler:
-    return api.handle

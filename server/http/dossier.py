@@ -28,11 +28,14 @@ this route never record paths.
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from catalogue.consent import NO_CONSENT, Refusal
 from directory.ins import is_patient_address, patient_address
@@ -41,7 +44,7 @@ from dossier.cda import parse_cda
 from dossier.visibility import patient_view, professional_may_read, visible_to_patient
 from server.auth.authenticator import Authenticator
 from server.http.bearer import bearer_account
-from server.http.server import Handler, Request, Response
+from server.http.responses import ANY, error, json_response, peer
 from storage import audit
 from storage.accounts import IDNAT, AccountInfo, identities_of
 from storage.db import Database
@@ -53,20 +56,17 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("hygie.http.dossier")
 PREFIX = "/dossier"
-JSON = "application/json; charset=utf-8"
 _INS = re.compile(r"^[0-9]{5}(?:[0-9]{2}|2[AB])[0-9]{8}$", re.I)
 #: The answer to whoever may not read a dossier, whether or not the patient exists here.
 NO_DOSSIER = "no dossier you may read for this INS"
+XML = "application/xml"
 #: The request header naming the patient of ``/dossier/patient/…`` (never the URL).
 INS_HEADER = "Patient-INS"
-
-
-def _json(status: int, document: Any) -> Response:
-    return Response(status, JSON, json.dumps(document, ensure_ascii=False).encode())
+Endpoint = Callable[[Request, AccountInfo], Awaitable[Response]]
 
 
 def _error(status: int, message: str) -> Response:
-    return _json(status, {"error": message})
+    return error(status, message)
 
 
 class DossierApi:
@@ -80,40 +80,55 @@ class DossierApi:
         self.index = index
         self.auth = auth
 
-    async def handle(self, request: Request) -> Response:
-        account = await bearer_account(request, self.auth, _error)
-        if isinstance(account, Response):
-            return account
-        parts = [p for p in request.path[len(PREFIX) :].split("/") if p]
-        method = request.method
-        try:
-            if parts == ["documents"] and method == "GET":
-                return await self._own(account)
-            if len(parts) == 3 and parts[0] == "documents" and method == "POST":
-                if parts[2] in ("hide", "show"):
-                    return await self._hide(account, parts[1], parts[2] == "hide")
-            if len(parts) == 2 and parts[0] == "blocks" and method in ("POST", "DELETE"):
-                return await self._block(account, parts[1], method == "POST")
-            if parts[:1] == ["patients"]:
-                # MSSanté test case 19: no INS in a URL (proxies and browsers keep URLs).
-                return _error(400, f"the patient's INS goes in the {INS_HEADER} header, never "
-                              "in the URL: GET /dossier/patient/documents")  # fmt: skip
-            if len(parts) >= 2 and parts[:2] == ["patient", "documents"]:
-                if method != "GET":
-                    return _error(405, "read-only")
-                ins = request.headers.get(INS_HEADER.lower(), "").strip()
-                if not ins:
-                    return _error(400, f"name the patient with the {INS_HEADER} header")
-                if self.apps is not None and _INS.match(ins):
-                    answer = await self._app(account, ins, parts[2:], request.peer)
-                    if answer is not None:
-                        return answer
-                return await self._professional(account, ins, parts[2:], request.peer)
-            if len(parts) == 3 and parts[0] == "documents" and parts[2] == "cda":
-                return await self._own_cda(account, parts[1])
-        except ValueError:
-            return _error(400, "bad document id")
+    def routes(self) -> list[BaseRoute]:
+        """Every route checks the bearer token first: without one, any path is a 401."""
+
+        def signed(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+            async def run(request: Request) -> Response:
+                account = await bearer_account(request, self.auth, _error)
+                if isinstance(account, Response):
+                    return account
+                try:
+                    return await endpoint(request, account)
+                except ValueError:
+                    return _error(400, "bad document id")
+
+            return run
+
+        p = PREFIX
+        return [
+            Route(p + "/documents", signed(self._own), methods=["GET"]),
+            *(Route(p + f"/documents/{{id}}/{change}", signed(self._hide), methods=["POST"],
+                    name=change) for change in ("hide", "show")),
+            Route(p + "/documents/{id}/cda", signed(self._own_cda), methods=["GET"]),
+            Route(p + "/blocks/{idnat}", signed(self._block), methods=["POST", "DELETE"]),
+            Route(p + "/patient/documents{rest:path}", signed(self._patient), methods=ANY),
+            Route(p + "/patients/{rest:path}", signed(self._ins_in_url), methods=ANY),
+            Route(p + "/{rest:path}", signed(self._nothing), methods=ANY),
+        ]
+
+    async def _nothing(self, request: Request, account: AccountInfo) -> Response:
         return _error(404, "no such resource")
+
+    async def _ins_in_url(self, request: Request, account: AccountInfo) -> Response:
+        # MSSanté test case 19: no INS in a URL (proxies and browsers keep URLs).
+        return _error(400, f"the patient's INS goes in the {INS_HEADER} header, never in the "
+                      "URL: GET /dossier/patient/documents")  # fmt: skip
+
+    async def _patient(self, request: Request, account: AccountInfo) -> Response:
+        ins = request.headers.get(INS_HEADER, "").strip()
+        rest = [p for p in request.path_params["rest"].split("/") if p]
+        if request.path_params["rest"] and not request.path_params["rest"].startswith("/"):
+            return _error(404, "no such resource")
+        if request.method not in ("GET", "HEAD"):
+            return _error(405, "read-only")
+        if not ins:
+            return _error(400, f"name the patient with the {INS_HEADER} header")
+        if self.apps is not None and _INS.match(ins):
+            answer = await self._app(account, ins, rest, peer(request))
+            if answer is not None:
+                return answer
+        return await self._professional(account, ins, rest, peer(request))
 
     # -- a referenced app, with the patient's consent (issue 10) --------------------------------
 
@@ -151,35 +166,36 @@ class DossierApi:
         if rest == []:
             await audit.record(self.db, actor, "dossier.list", f"account:{patient.account_id}",
                                peer=peer, detail={"documents": len(visible)})  # fmt: skip
-            return _json(200, {"documents": [await self._describe(d) for d in visible]})
+            return json_response(200, {"documents": [await self._describe(d) for d in visible]})
         if len(rest) == 2 and rest[1] == "cda" and rest[0].isdigit():
             for filed in visible:
                 if filed.id == int(rest[0]):
                     await audit.record(self.db, actor, "dossier.read", f"document:{filed.id}",
                                        peer=peer)  # fmt: skip
-                    return Response(200, "application/xml", await self.index.cda(filed.id))
+                    return Response(await self.index.cda(filed.id), 200, media_type=XML)
             return _error(404, "no such document")
         return _error(404, "no such resource")
 
     # -- the patient --------------------------------------------------------------------------
 
-    async def _own(self, account: AccountInfo) -> Response:
+    async def _own(self, request: Request, account: AccountInfo) -> Response:
         if not is_patient_address(account.address):
             return _error(403, "only a patient has a dossier")
         documents = patient_view(await self.index.documents(account.id))
         await audit.record(
             self.db, f"account:{account.id}", "dossier.list", f"account:{account.id}"
         )
-        return _json(200, {"documents": [await self._describe(d) for d in documents]})
+        return json_response(200, {"documents": [await self._describe(d) for d in documents]})
 
-    async def _own_cda(self, account: AccountInfo, document: str) -> Response:
-        filed = await self._own_document(account.id, int(document))
+    async def _own_cda(self, request: Request, account: AccountInfo) -> Response:
+        filed = await self._own_document(account.id, int(request.path_params["id"]))
         if filed is None or not is_patient_address(account.address):
             return _error(404, "no such document")
         await audit.record(self.db, f"account:{account.id}", "dossier.read", f"document:{filed.id}")
-        return Response(200, "application/xml", await self.index.cda(filed.id))
+        return Response(await self.index.cda(filed.id), 200, media_type=XML)
 
-    async def _hide(self, account: AccountInfo, document: str, hidden: bool) -> Response:
+    async def _hide(self, request: Request, account: AccountInfo) -> Response:
+        document, hidden = request.path_params["id"], request.url.path.endswith("/hide")
         if not is_patient_address(account.address):
             return _error(403, "only the patient decides")
         if await self._own_document(account.id, int(document)) is None:
@@ -188,9 +204,10 @@ class DossierApi:
             return _error(404, "no such document")
         action = "dossier.hide" if hidden else "dossier.show"
         await audit.record(self.db, f"account:{account.id}", action, f"document:{document}")
-        return _json(200, {"id": int(document), "hiddenFromProfessionals": hidden})
+        return json_response(200, {"id": int(document), "hiddenFromProfessionals": hidden})
 
-    async def _block(self, account: AccountInfo, idnat: str, blocked: bool) -> Response:
+    async def _block(self, request: Request, account: AccountInfo) -> Response:
+        idnat, blocked = request.path_params["idnat"], request.method == "POST"
         if not is_patient_address(account.address):
             return _error(403, "only the patient decides")
         if not re.fullmatch(r"[0-9]{9,20}", idnat):
@@ -198,7 +215,7 @@ class DossierApi:
         await self.index.set_blocked(account.id, idnat, blocked)
         action = "dossier.block" if blocked else "dossier.unblock"
         await audit.record(self.db, f"account:{account.id}", action, f"idnat:{idnat}")
-        return _json(200, {"idnat": idnat, "blocked": blocked})
+        return json_response(200, {"idnat": idnat, "blocked": blocked})
 
     # -- a professional -------------------------------------------------------------------------
 
@@ -244,14 +261,14 @@ class DossierApi:
         if rest == []:
             await audit.record(self.db, actor, "dossier.list", target, peer=peer,
                                detail={"documents": len(visible)})  # fmt: skip
-            return _json(200, {"documents": [await self._describe(d) for d in visible]})
+            return json_response(200, {"documents": [await self._describe(d) for d in visible]})
         if len(rest) == 2 and rest[1] == "cda":
             wanted = int(rest[0])
             for filed in visible:
                 if filed.id == wanted:
                     await audit.record(self.db, actor, "dossier.read", f"document:{filed.id}",
                                        peer=peer)  # fmt: skip
-                    return Response(200, "application/xml", await self.index.cda(filed.id))
+                    return Response(await self.index.cda(filed.id), 200, media_type=XML)
             return _error(404, "no such document, or not yours to read")
         return _error(404, "no such resource")
 
@@ -283,6 +300,3 @@ class DossierApi:
             "hiddenFromProfessionals": filed.hidden,
         }  # fmt: skip
 
-
-def dossier_route(api: DossierApi) -> Handler:
-    return api.handle

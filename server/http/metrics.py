@@ -3,39 +3,32 @@ for a bearer token whose SHA-256 is in the data directory (``hygie report metric
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
-from server.http.server import Request, Response, text
+from server.http.responses import peer, text
 from server.ops.metrics import ServerMetrics, token_ok
 from storage.db import Database
 
 log = structlog.get_logger("hygie.metrics")
 
 
-def metrics_route(
-    metrics: ServerMetrics, db: Database, data_dir: Path
-) -> Callable[[Request], Awaitable[Response]]:
+def metrics_routes(metrics: ServerMetrics, db: Database, data_dir: Path) -> list[BaseRoute]:
     async def handle(request: Request) -> Response:
-        if request.path != "/metrics":
-            return text(404, "not found")
-        if request.method not in ("GET", "HEAD"):
-            return text(405, "method not allowed")
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            response = text(401, "a bearer token is required")
-            response.headers.append(("WWW-Authenticate", 'Bearer realm="hygie-metrics"'))
-            return response
+            return text(401, "a bearer token is required",
+                        {"WWW-Authenticate": 'Bearer realm="hygie-metrics"'})  # fmt: skip
         if not token_ok(data_dir, token.strip()):
-            log.info("metrics_refused", peer=request.peer)
-            response = text(401, "invalid token")
-            response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
-            return response
+            log.info("metrics_refused", peer=peer(request))
+            return text(401, "invalid token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         await metrics.refresh(db)
-        return Response(200, CONTENT_TYPE_LATEST, metrics.exposition(),
-                        [("Cache-Control", "no-store")])  # fmt: skip
+        return Response(metrics.exposition(), 200, headers={"Cache-Control": "no-store"},
+                        media_type=CONTENT_TYPE_LATEST)  # fmt: skip
 
-    return handle
+    return [Route("/metrics", handle, methods=["GET"])]

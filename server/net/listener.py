@@ -413,3 +413,25 @@ def _guarded(factory: ProtocolFactory, listener: str, peer: str) -> ProtocolFact
 
     return guarded
 
+
+
+def client_reader(
+    policy: ProxyPolicy, *, tls: ssl_module.SSLContext | None, name: str
+) -> Callable[[socket.socket, tuple[str, int]], Awaitable[tuple[str, int]]]:
+    """For a listener that accepts by itself (the HTTPS side, on uvicorn): given an accepted
+    socket and its peer, the client's address under ``policy``, read as
+    :class:`ProxiedListener` reads it; a refused connection raises ``ConnectionError`` (the
+    listener closes it)."""
+    admission = ProxiedListener(lambda: asyncio.Protocol(), ssl=tls, policy=policy, name=name)
+
+    async def client(conn: socket.socket, peer: tuple[str, int]) -> tuple[str, int]:
+        if not policy.enabled:
+            return peer
+        try:
+            found = await admission._client(conn, policy.trusts(str(peer[0])))
+        except _Refused as refusal:
+            log.warning("proxy_refused", listener=name, peer=str(peer[0]), reason=refusal.reason)
+            raise ConnectionError(refusal.reason) from None
+        return found if found is not None else peer
+
+    return client

@@ -599,6 +599,59 @@ class SubmissionHandler:
         return outcome.reply
 
 
+    async def submit(self, account: AccountInfo, to: str, raw: bytes, peer: str,
+                     tls: str) -> str:  # fmt: skip
+        """One message written in the patient's web space (``/espace/messages``), from
+        ``account`` to the one address ``to``: the checks of ``MAIL FROM``, ``RCPT TO`` and
+        ``DATA`` this listener makes for an authenticated account (the patient rules first:
+        a patient only answers a professional who wrote, never after ``FIN``), then the one
+        pipeline. The answer is the reply an SMTP client would have got for the step that
+        decided (``250`` once durable)."""
+        if len(raw) > self.config.smtp.max_message_size:
+            return S.S552_TOO_BIG
+        refusal = await self.policy.sender(account, account.address)
+        if refusal is not None:
+            return refusal
+        try:
+            normalized = normalize_address(to)
+        except AccountError:
+            return S.S501_BAD_ADDRESS
+        if self.patients is not None:
+            refusal = await self.patients.refusal(account.id, account.address, normalized)
+            if refusal is not None:
+                return refusal
+        domain = normalized.rsplit("@", 1)[1]
+        local: tuple[Recipient, ...] = ()
+        remote: tuple[QueuedRecipient, ...] = ()
+        notify: tuple[tuple[int, str, dsn.DsnRcpt], ...] = ()
+        if not self.config.is_local_domain(domain):
+            if not self.trusted(domain):
+                return S.S554_RELAY_DENIED
+            remote = (QueuedRecipient(normalized, ascii_domain(domain)),)
+        else:
+            recipient = await self.store.resolve(normalized)
+            if recipient is None:
+                return S.S550_NO_SUCH_USER
+            refusal = await self.policy.recipient(normalized)
+            if refusal is None and self.apps is not None:
+                refusal = await self.apps.rcpt(account.address, recipient, peer)
+            if refusal is not None:
+                return refusal
+            local = (recipient,)
+            notify = ((recipient.account_id, normalized, dsn.DsnRcpt(None, None)),)
+        transaction = Transaction(
+            origin=Origin.SUBMISSION, sender=account.address, local=local, remote=remote,
+            account=account, peer=peer, notify=notify,
+            trace=Trace(helo="espace", peer_ip=peer, protocol="HTTPS", tls=tls,
+                        hostname=self.config.server.hostname),
+        )  # fmt: skip
+        outcome = await self.pipeline.accept(raw, transaction)
+        if outcome.accepted:
+            log.info("message_accepted", queue_id=outcome.queue_id, account=account.id,
+                     recipients=len(outcome.delivered), remote=len(remote), size=len(raw),
+                     via="espace")  # fmt: skip
+        return outcome.reply
+
 def decode_initial_response(arg: str) -> bytes | None:
     """RFC 4954 §4: initial-response = base64 / "=" (the empty response); None when ``arg``
     is neither. aiosmtpd hands the argument over as UTF-8 with surrogate escapes, so bytes that

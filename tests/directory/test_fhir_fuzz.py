@@ -1,21 +1,23 @@
 """Any string as the value of any FHIR search parameter gets a 200 or a 400, never a 500
 (issue 26), on SQLite and on PostgreSQL; heavy searches beyond two at once get a 429.
 
-The requests go through the HTTPS server's dispatch (:meth:`HttpServer.dispatch`: a handler's
-exception becomes the 500 a client would see) in this process, on a directory holding the
+The requests go to the HTTPS application itself (`server.http.app.application`, whose failure
+handling turns a handler's exception into the 500 a client would see) through httpx's ASGI
+transport, in this process, on a directory holding the
 edge-case fixtures, so that Hypothesis can try hundreds of values in seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,8 +26,8 @@ from directory import fhir
 from directory.extracts import MSSANTE, PS_LIBREACCES
 from directory.fhir import RESOURCES
 from directory.load import import_extract
-from server.http.fhir import fhir_route
-from server.http.server import HttpServer, Request
+from server.http.app import application
+from server.http.fhir import fhir_routes
 from storage.blobs import open_blob_store
 from storage.db import Database, migrate
 from tests.directory.conftest import MSS_EDGE, PS_EDGE
@@ -52,15 +54,16 @@ VALUES = st.one_of(
 @dataclass
 class Api:
     loop: asyncio.AbstractEventLoop
-    http: HttpServer
+    app: Any
+
+    async def get(self, kind: str, query: list[tuple[str, str]]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=self.app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://localhost") as client:
+            return await client.get(f"/fhir/{kind}", params=query)
 
     def status(self, kind: str, query: list[tuple[str, str]]) -> tuple[int, bytes]:
-        request = Request(
-            method="GET", target=f"/fhir/{kind}", path=f"/fhir/{kind}", query=query,
-            headers={"host": "localhost"}, body=b"", scheme="https",
-        )  # fmt: skip
-        response = self.loop.run_until_complete(self.http.dispatch(request))
-        return response.status, response.body
+        response = self.loop.run_until_complete(self.get(kind, query))
+        return response.status_code, response.content
 
 
 @pytest.fixture(scope="module", params=DATABASES)
@@ -80,7 +83,7 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     db = Database(url, open_blob_store("file", Path(folder) / "blobs"))
     loop.run_until_complete(db.start())
     try:
-        yield Api(loop, HttpServer([("/fhir/", fhir_route(db))]))
+        yield Api(loop, application(fhir_routes(db)))
     finally:
         loop.run_until_complete(db.close())
         loop.close()
@@ -125,20 +128,16 @@ def test_heavy_searches_beyond_two_at_once_wait_then_get_a_429(
     async def scenario() -> None:
         held = [await fhir._heavy_place(), await fhir._heavy_place()]
         try:
-            request = Request(
-                method="GET", target="/fhir/Practitioner", path="/fhir/Practitioner",
-                query=heavy, headers={"host": "localhost"}, body=b"", scheme="https",
-            )  # fmt: skip
             started = time.monotonic()
-            response = await api.http.dispatch(request)
-            assert response.status == 429 and time.monotonic() - started >= 0.3
-            assert ("Retry-After", "1") in response.headers
-            assert b'"code":"throttled"' in response.body
-            light = dataclasses.replace(request, query=[("family", "dupont")])
-            assert (await api.http.dispatch(light)).status == 200
+            response = await api.get("Practitioner", heavy)
+            assert response.status_code == 429 and time.monotonic() - started >= 0.3
+            assert response.headers["Retry-After"] == "1"
+            assert b'"code":"throttled"' in response.content
+            light = await api.get("Practitioner", [("family", "dupont")])
+            assert light.status_code == 200
         finally:
             for places in held:
                 places.release()
-        assert (await api.http.dispatch(request)).status == 200
+        assert (await api.get("Practitioner", heavy)).status_code == 200
 
     api.loop.run_until_complete(scenario())

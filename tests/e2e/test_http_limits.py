@@ -1,7 +1,9 @@
 """The HTTPS listener's limits on a running `hygie serve` (issue 26; server/http/limits.py):
 each oversized request gets its status and reason, and a client holding many connections open
 a byte at a time (slowloris) gets a 503 beyond its share, while another client is served and
-the server's memory stays bounded."""
+the server's memory stays bounded. The connection slots are each process's own: these tests run
+one process (``[server] workers = 1``); another starts two workers and checks that the HTTPS
+listener takes the sockets the supervisor hands down, like the mail listeners."""
 
 from __future__ import annotations
 
@@ -24,9 +26,8 @@ LIMITS = HttpLimits()
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    srv = start_server(
-        request, "sqlite", {}, env={"HYGIE_HTTP_MAX_CONNECTIONS_PER_PEER": str(PER_PEER)}
-    )
+    srv = start_server(request, "sqlite", {}, env={
+        "HYGIE_HTTP_MAX_CONNECTIONS_PER_PEER": str(PER_PEER), "HYGIE_SERVER_WORKERS": "1"})
     yield srv
     stop_server(srv)
 
@@ -127,3 +128,24 @@ def test_slowloris_gets_its_share_and_others_are_served(server: ServerProcess) -
     finally:
         for tls in held:
             tls.close()
+
+
+def test_two_workers_serve_https_on_the_handed_down_sockets(
+    request: pytest.FixtureRequest,
+) -> None:
+    """``--workers 2``: the supervisor binds the HTTPS port once per worker (SO_REUSEPORT) and
+    each worker serves on its own socket; new connections, spread by the kernel, all get the
+    patient pages."""
+    srv = start_server(request, "sqlite", {}, env={"HYGIE_SERVER_WORKERS": "2"})
+    try:
+        # The supervisor's sockets listen from the start; the workers serve once ready.
+        deadline = time.monotonic() + 60
+        while srv.log_bytes().count(b'"event": "worker_ready"') < 2:
+            assert time.monotonic() < deadline, srv.log_tail()
+            time.sleep(0.1)
+        page = b"GET /espace/connexion HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        answers = [exchange(srv, page) for _ in range(12)]
+        assert {status for status, _ in answers} == {200}
+        assert all(b"Mon espace sant" in body for _, body in answers)
+    finally:
+        stop_server(srv)

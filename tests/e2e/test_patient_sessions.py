@@ -158,6 +158,10 @@ def test_signing_out_ends_every_session_and_token(served: ServerProcess, browser
     bearer = token(served, SIGN_OUT, codes.next())  # hygie-client's token
     assert alive(served, SIGN_OUT, copied, bearer) == (True, True, True)
     assert account_page(served, phone)[0] == 200
+    laptop.reload()  # the account page lists the two browsers and the token
+    listed = laptop.locator("ul.sessions li").all_inner_texts()
+    assert sorted(item.split(" · ")[0] for item in listed) == [
+        "Application (hygie-client, jeton)", "Navigateur", "Navigateur"]
 
     shown = laptop.inner_text("main")  # what the patient read before signing out
     with laptop.expect_navigation():

@@ -1,14 +1,23 @@
-"""The HTTP/1.1 core (``server/http/server.py``) on a real socket: routes, HEAD, bad requests,
-oversized bodies and a handler's failure, as an HTTP client meets them."""
+"""The two HTTP/1.1 listeners on a real socket: the HTTPS one (uvicorn serving the Starlette
+application, ``server/http/listener.py`` and ``app.py``) and the CA publication point's
+(``server/http/server.py``, h11): routes, HEAD, bad requests, oversized bodies, a handler's
+failure and a request dripping in, as an HTTP client meets them, alike on both."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Route
 
+from server.http.app import application
+from server.http.limits import HttpLimits
+from server.http.listener import HttpsServer
 from server.http.server import HttpServer, Request, Response, text
 
 
@@ -22,13 +31,46 @@ async def broken(request: Request) -> Response:
     raise RuntimeError("secret detail /patients/123")
 
 
-@pytest.fixture
-async def port() -> AsyncIterator[int]:
-    http = HttpServer([("/hello", hello), ("/broken", broken)], max_body=100)
+async def asgi_hello(request: StarletteRequest) -> StarletteResponse:
+    return StarletteResponse(b"bonjour " + await request.body(), media_type="text/plain")
+
+
+async def asgi_broken(request: StarletteRequest) -> StarletteResponse:
+    raise RuntimeError("secret detail /patients/123")
+
+
+Stop = Callable[[], Awaitable[None]]
+
+
+async def listen(stack: str, limits: HttpLimits) -> tuple[int, Stop]:
+    """One of the two listeners on a free port, with ``limits``: its port and how to stop it."""
+    if stack == "uvicorn":
+        routes = [Route("/hello", asgi_hello, methods=["GET", "POST"]),
+                  Route("/broken", asgi_broken)]  # fmt: skip
+        https = await HttpsServer.bind(application(routes, limits), "127.0.0.1", 0, tls=None,
+                                       limits=limits)  # fmt: skip
+        await https.start()
+        return https.port, https.stop
+    http = HttpServer([("/hello", hello), ("/broken", broken)], limits=limits)
     server = await http.listen("127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
+
+    async def stop() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return server.sockets[0].getsockname()[1], stop
+
+
+@pytest.fixture(params=["uvicorn", "h11"])
+def stack(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def port(stack: str) -> AsyncIterator[int]:
+    number, stop = await listen(stack, dataclasses.replace(HttpLimits(), max_body=100))
+    yield number
+    await stop()
 
 
 def ask(
@@ -84,12 +126,11 @@ async def test_malformed_request_gets_400(port: int) -> None:
 
 
 @pytest.mark.parametrize("complete_head", [False, True])
-async def test_a_request_dripping_in_gets_408(complete_head: bool) -> None:
+async def test_a_request_dripping_in_gets_408(stack: str, complete_head: bool) -> None:
     """A client sending a header line (or a body byte) every 0.1 s, under the per-read
     timeout each time, is cut off once the request's own deadline passes."""
-    http = HttpServer([("/hello", hello)], max_body=100, request_timeout=0.5)
-    server = await http.listen("127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    limits = dataclasses.replace(HttpLimits(), max_body=100, request_timeout=0.5)
+    port, stop = await listen(stack, limits)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = b"POST /hello HTTP/1.1\r\nHost: x\r\n"
     writer.write(head + (b"Content-Length: 100\r\n\r\n" if complete_head else b""))
@@ -106,7 +147,19 @@ async def test_a_request_dripping_in_gets_408(complete_head: bool) -> None:
     finally:
         dripping.cancel()
         writer.close()
-        server.close()
-        await server.wait_closed()
+        await stop()
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert answer.endswith(b"request timeout\n")
+
+
+async def test_a_chunked_body_over_the_limit_gets_413(stack: str) -> None:
+    """No Content-Length to refuse on: the body is counted as it comes."""
+    port, stop = await listen(stack, dataclasses.replace(HttpLimits(), max_body=100))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 + b"80\r\n" + b"x" * 128 + b"\r\n0\r\n\r\n")  # fmt: skip
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await stop()
+    assert answer.startswith(b"HTTP/1.1 413 ")

@@ -24,9 +24,10 @@ from catalogue.registry import Catalogue
 from server.auth.authenticator import Authenticator
 from server.auth.patient import PatientIssuer, PatientSignIn, PatientTokens
 from server.config import AuthSection, Config
+from server.http.app import application
 from server.http.catalogue import CatalogueApi
-from server.http.espace import EspacePages
-from server.http.server import HttpServer
+from server.http.espace import espace_web
+from server.http.listener import HttpsServer
 from storage.accounts import AccountInfo, create_account, hash_password
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
@@ -66,16 +67,15 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     patient = await create_account(db, master, f"{ins(1)}@patient.hygie.test", None)
     await db.writer.run(lambda conn: conn.execute(
         update(ACCOUNTS).values(password_hash=_password_hash())))  # fmt: skip
-    pages = EspacePages(cfg, spaces, signin)
+    web = espace_web(cfg, spaces, signin)
     api = CatalogueApi(Consents(db, Catalogue(db, tmp_path / "pki")), auth)
-    http = HttpServer([("/espace/", pages.handle), ("/catalogue/", api.handle)])
-    server = await http.listen("127.0.0.1", 0)
+    server = await HttpsServer.bind(application([*web.routes(), *api.routes()]), "127.0.0.1", 0,
+                                    tls=None)  # fmt: skip
+    await server.start()
     try:
-        yield Site(server.sockets[0].getsockname()[1], await signin.token(patient), patient,
-                   spaces)  # fmt: skip
+        yield Site(server.port, await signin.token(patient), patient, spaces)
     finally:
-        server.close()
-        await server.wait_closed()
+        await server.stop()
         await db.close()
 
 
@@ -162,7 +162,7 @@ async def test_page_messages_are_escaped_once(site: Site) -> None:
     text = page.decode()
     assert status == 400
     # "Saisissez le code de votre application d'authentification." as the browser shows it.
-    assert "application d&#x27;authentification" in text and "&amp;#x27;" not in text
+    assert "application d&#39;authentification" in text and "&amp;#39;" not in text
 
 
 async def test_a_wrong_activation_code_costs_no_password_hash(
@@ -171,7 +171,7 @@ async def test_a_wrong_activation_code_costs_no_password_hash(
     """Anyone may POST the activation form: a wrong code is refused before the new password
     is hashed (argon2id: 64 MiB and a tenth of a second each), so that such requests cannot
     fill the worker threads that IMAP and SMTP logins share."""
-    import server.http.espace as espace
+    import server.http.espace.pages as espace
 
     hashed: list[str] = []
 
