@@ -129,7 +129,6 @@ class WorkerSpec:
     per_mailbox: int
     seed: int
     cycles: int | None = None  # each client stops after this many cycles (tests)
-    own_account: bool = False  # client i always uses account i + 1: no mailbox is shared
 
 
 @dataclass
@@ -213,10 +212,7 @@ class StressClient:
         self.stats.connect.append(time.perf_counter() - t0)
 
     async def login(self, counted: bool) -> None:
-        if self.spec.own_account:
-            self.user = self.index % self.target.users + 1
-        else:
-            self.user = self.rng.randint(1, self.target.users)
+        self.user = self.rng.randint(1, self.target.users)
         address = self.target.address(self.user)
         text = f'LOGIN "{address}" "{self.target.password}"'
         if counted:
@@ -379,13 +375,11 @@ def run_stress(
     procs: int = 2,
     seed: int = 19,
     cycles: int | None = None,
-    own_account: bool = False,
     profiler: Profiler | None = None,
 ) -> dict[str, Any]:
     """One run of the profile against ``target``; the figures of :func:`summarise`. With
     ``cycles``, each client does that many cycles (sessions, in ``login`` mode) however long
-    they take, instead of running for ``duration`` seconds. With ``own_account``, client ``i``
-    always logs in to account ``i + 1``, so no two sessions share a mailbox."""
+    they take, instead of running for ``duration`` seconds."""
     ctx = load_context()
     queue: Queue[Any] = ctx.Queue()
     go = ctx.Event()
@@ -400,7 +394,6 @@ def run_stress(
             per_mailbox,
             seed,
             cycles,
-            own_account,
         )
         for p in range(procs)
     ]

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from storage import transactions as tx
 from storage.accounts import normalize_address
-from storage.blobs import SegmentBlobStore
+from storage.blobs import BlobNotFound, SegmentBlobStore
 from storage.crypto import (
     BodyStream,
     ContentKey,
@@ -833,20 +833,44 @@ class MailStore:
     async def read_body(
         self, keys: MailboxKeyPair, folder_id: int, uid: int, start: int = 0, end: int | None = None
     ) -> bytes:
-        """The plaintext message (or bytes ``[start:end]`` of it)."""
+        """The plaintext message (or bytes ``[start:end]`` of it). :class:`FolderError` with
+        code ``NONEXISTENT`` if it is gone, also when another session expunged it while it
+        was being read (its ciphertext overwritten or unlinked under the reader)."""
         blob, sealed_key, owner_meta, account_id = await self._body_row(folder_id, uid)
-        key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
-        ciphertext = await self._ciphertext(blob)
-        if len(ciphertext) <= INLINE_SEAL_LIMIT:
-            return key.decrypt_range(ciphertext, start, end)  # cheaper than a thread hop
-        return await asyncio.to_thread(key.decrypt_range, ciphertext, start, end)
+        try:
+            key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
+            ciphertext = await self._ciphertext(blob)
+            if len(ciphertext) <= INLINE_SEAL_LIMIT:
+                return key.decrypt_range(ciphertext, start, end)  # cheaper than a thread hop
+            return await asyncio.to_thread(key.decrypt_range, ciphertext, start, end)
+        except (BlobNotFound, CryptoError):
+            await self._raise_if_gone(folder_id, uid)
+            raise
+
+    async def _raise_if_gone(self, folder_id: int, uid: int) -> None:
+        """A read failed half-way: if the message was expunged meanwhile, say so (an expunge
+        drops the row, then scrubs or unlinks the ciphertext); else the failure stands."""
+        rows = await self.db.lookup(
+            "SELECT 1 FROM messages WHERE folder_id = ? AND uid = ?", folder_id, uid
+        )
+        if not rows:
+            raise FolderError("no such message", "NONEXISTENT")
 
     async def stream_body(
         self, keys: MailboxKeyPair, folder_id: int, uid: int
     ) -> AsyncIterator[bytes]:
-        """The plaintext message in 64 KiB pieces, read and decrypted one block at a time."""
+        """The plaintext message in 64 KiB pieces, read and decrypted one block at a time;
+        :class:`FolderError` ``NONEXISTENT`` as :meth:`read_body` if it is gone."""
         blob, sealed_key, owner_meta, account_id = await self._body_row(folder_id, uid)
-        key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
+        try:
+            key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
+            async for piece in self._pieces(key, blob):
+                yield piece
+        except (BlobNotFound, CryptoError):
+            await self._raise_if_gone(folder_id, uid)
+            raise
+
+    async def _pieces(self, key: ContentKey, blob: str) -> AsyncIterator[bytes]:
         blobs = self.db.blobs
         if blobs.external:
             async with self.db.read() as session:
