@@ -60,6 +60,13 @@ class BlobStore(abc.ABC):
         """Make ``blobs`` durable outside the database; returns what :meth:`put_rows` needs."""
         return None
 
+    def write_deferred(self, blobs: list[BlobItem]) -> tuple[Any, Callable[[], None]]:
+        """:meth:`write` in two halves: what :meth:`put_rows` needs, and the call that makes
+        the bytes durable. The writer runs that call while it executes the transaction's
+        statements, and commits only once it returned (a crash never leaves a committed row
+        without its bytes). By default the bytes are durable before this returns."""
+        return self.write(blobs), _nothing
+
     def put_rows(self, conn: Connection, blobs: list[BlobItem], written: Any) -> None:  # noqa: B027
         """Record ``blobs`` inside the current transaction."""
 
@@ -96,6 +103,10 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _write_fully(fd: int, data: bytes) -> None:
@@ -259,29 +270,51 @@ class SegmentBlobStore(FileBlobStore):
             self._to_seal.append(self._name)
 
     def write(self, blobs: list[BlobItem]) -> Any:
+        locations, sync = self.write_deferred(blobs)
+        sync()
+        return locations
+
+    def write_deferred(self, blobs: list[BlobItem]) -> tuple[Any, Callable[[], None]]:
+        """The bytes appended to the active segment (in the page cache); the returned call
+        ``fdatasync``s them. The writer thread calls this once per batch and the sync before
+        its next batch, so the segment is never written while a sync of it is pending."""
         unique = list(dict(blobs).items())
         if not unique:
-            return {}
+            return {}, _nothing
         with self._lock:
             if self._fd is None:
                 self._open_segment()
-            assert self._fd is not None
+            fd = self._fd
+            assert fd is not None
             locations: dict[str, Location] = {}
             offset = self._size
             for blob_id, data in unique:
                 locations[_valid_id(blob_id)] = Location(self._name, offset, len(data))
                 offset += len(data)
             try:
-                _write_fully(self._fd, b"".join(data for _, data in unique))
-                os.fdatasync(self._fd)
+                _write_fully(fd, b"".join(data for _, data in unique))
             except BaseException:
                 # Where the segment ends is now unknown: continue in a new one.
                 self._close_segment()
                 raise
             self._size = offset
-            if self._size >= self.segment_size:
-                self._close_segment()
-            return locations
+            full = self._size >= self.segment_size
+
+        def sync() -> None:
+            try:
+                os.fdatasync(fd)
+            except BaseException:
+                with self._lock:
+                    if self._fd == fd:  # what reached the disk is unknown: a new segment
+                        self._close_segment()
+                raise
+            finally:
+                if full:
+                    with self._lock:
+                        if self._fd == fd:
+                            self._close_segment()
+
+        return locations, sync
 
     def put_rows(self, conn: Connection, blobs: list[BlobItem], written: Any) -> None:
         if not blobs:
