@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -99,6 +100,10 @@ def patient_registration(address: str, options: Sequence[str] = ()) -> tuple[str
         options = ("--birth-name", "DUPONT", "--given", "Marie", "--birth-date", born,
                    "--sex", "M" if local[0] == "1" else "F")  # fmt: skip
     return ("patient", "add", local.upper(), *options, "--status", "QUAL", "--no-mailbox")
+
+
+#: The supervisor's log line once every worker process serves (JSON or console format).
+_READY = re.compile(r'"event": "ready"|\] ready\b')
 
 
 class ServerError(RuntimeError):
@@ -312,6 +317,24 @@ class ServerProcess:
                     pass
             if pending:
                 time.sleep(0.05)
+        # With worker processes, the supervisor listens before its workers serve (a client
+        # would wait in the backlog for their start): ready once it says they all are.
+        while self._workers_starting():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                if self.proc.poll() is None:
+                    self.kill()
+                raise ServerError(f"hygie serve's workers not ready\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def _workers_starting(self) -> bool:
+        with self.log_path.open("rb") as f:
+            f.seek(self._log_offset)
+            text = f.read().decode(errors="replace")
+        if " worker processes (" not in text:
+            return False  # one process: it listens once it serves
+        return not any(
+            "supervisor" in line and _READY.search(line) for line in text.splitlines()
+        )
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

@@ -67,6 +67,7 @@ from bench.reference import (
     hygie_target,
     machine,
     seed_over_imap,
+    workers,
 )
 from bench.sidebyside import (
     ThreadClock,
@@ -540,6 +541,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": commit(),
         "parameters": {
+            "hygie_processes": workers(args),
             "users": args.users,
             "clients": args.clients,
             "mailboxes": list(STRESS_MAILBOXES),
@@ -572,8 +574,10 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             server: ServerProcess | None = None
             if "hygie" in servers:
                 t = time.perf_counter()
-                server = stack.enter_context(hygie_server(args.users, args.per_mailbox))
-                targets.append(hygie_target(server, args.users))
+                server = stack.enter_context(
+                    hygie_server(args.users, args.per_mailbox, workers=args.workers)
+                )
+                targets.append(hygie_target(server, args.users, workers(args)))
                 result["hygie_setup_s"] = round(time.perf_counter() - t, 1)
             if "reference" in servers:
                 t = time.perf_counter()
@@ -594,7 +598,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                         result["runs"].append(run)
                         print(brief(run), flush=True)
             if server is not None and not args.no_profile:
-                profiler = Profiler(server.pid, args.out, "stress_raw", rate=100)
+                profiler = Profiler(
+                    server.pid, args.out, "stress_raw", rate=100, subprocesses=workers(args) > 1
+                )
                 run = run_stress(
                     targets[0], "stay", clients=args.clients, duration=args.duration,
                     per_mailbox=args.per_mailbox, procs=args.procs, seed=99, profiler=profiler,
@@ -818,6 +824,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="stay,login")
     parser.add_argument("--servers", default="hygie,reference")
     parser.add_argument("--no-profile", action="store_true", help="no py-spy run of Hygie")
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="hygie serve --workers N (default: the server's, one per core)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.pairs, args.duration, args.users, args.per_mailbox = 1, 8.0, 20, 10

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -211,6 +212,14 @@ class _Slice(io.RawIOBase):
             os.close(self._fd)
         super().close()
 
+
+# Written once (EXPUNGE runs them on the writer thread): see storage/transactions.py.
+_DROP_SEGMENT_ROWS = sql_text(
+    "DELETE FROM segment_blobs WHERE id IN :ids RETURNING id, segment, start, size"
+).bindparams(bindparam("ids", expanding=True))
+_LIVE_SEGMENTS = sql_text(
+    "SELECT DISTINCT segment FROM segment_blobs WHERE segment IN :names"
+).bindparams(bindparam("names", expanding=True))
 
 SEGMENT_NAME = re.compile(r"^[0-9a-f]{16}-[0-9]+\.seg$")
 
@@ -408,22 +417,13 @@ class SegmentBlobStore(FileBlobStore):
     def delete_rows(self, conn: Connection, blob_ids: list[str]) -> None:
         if not blob_ids:
             return
-        t = SEGMENT_BLOBS
-        gone = conn.execute(
-            delete(t)
-            .where(t.c.id.in_(blob_ids))
-            .returning(t.c.id, t.c.segment, t.c.start, t.c.size)
-        ).all()
+        gone = conn.execute(_DROP_SEGMENT_ROWS, {"ids": blob_ids}).all()
         touched = {str(r[1]) for r in gone}
         # A segment is dead once sealed with no blob left; the seal is checked before the
         # query, and sealing happens only after the writer's transactions ended, so a
         # sealed segment's rows are all visible here.
         sealed = {name for name in touched if self._is_sealed(name)}
-        live = set(
-            conn.scalars(select(t.c.segment).where(t.c.segment.in_(sealed)).distinct())
-            if sealed
-            else []
-        )
+        live = set(conn.scalars(_LIVE_SEGMENTS, {"names": list(sealed)}) if sealed else [])
         with self._lock:
             for bid, seg, off, length in gone:
                 self._freed[str(bid)] = Location(str(seg), int(off), int(length))
