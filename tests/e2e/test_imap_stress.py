@@ -4,8 +4,8 @@ STORE of flags and keywords, EXPUNGE and APPEND, over TLS, in both modes. Every 
 get its own tagged OK (no NO, no BAD, no dropped connection), which makes this an IMAP
 correctness test under concurrency as well as a check that the benchmark measures what it says.
 
-Four clients share two accounts, so sessions fetch, flag and expunge in the same mailboxes at
-once: a FETCH of a message that another session expunged meanwhile gets the data or
+Ten clients (the issue 19 profile's count) share four accounts, so sessions fetch, flag and
+expunge in the same mailboxes at once: a FETCH of a message that another session expunged meanwhile gets the data or
 ``NO [EXPUNGEISSUED]`` (RFC 9051 §7.1, counted apart), never a dropped connection
 (``tests/imap_server/test_concurrency.py`` has the deterministic dialogue). The side-by-side
 run against Postfix and Dovecot is ``make bench``, not a test.
@@ -19,8 +19,8 @@ from bench.imap_load import Connection
 from bench.imap_stress import run_stress
 from bench.reference import STRESS_MAILBOXES, Target, hygie_server, hygie_target
 
-CLIENTS = 4
-USERS = 2  # fewer accounts than clients: mailboxes are shared (see the module docstring)
+CLIENTS = 10  # the stress profile's clients (issue 19: no protocol error under this load)
+USERS = 4  # fewer accounts than clients: mailboxes are shared (see the module docstring)
 PER_MAILBOX = 5
 
 

@@ -122,7 +122,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
     # Metadata-free fetches (FLAGS, UID, sizes) go in large chunks, one socket write each.
     step = BATCH if need_meta else 2000
     document = any(_needs_document(a) for a in attributes)
-    gone = False  # a message named was expunged by another session before it was read
+    expunged = False  # a message named was expunged by another session before it was read
     for start in range(0, len(targets), step):
         chunk = targets[start : start + step]
         uids = [u for _, u in chunk]
@@ -140,7 +140,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
         for seq, uid in chunk:
             ref = refs.get(uid)
             if ref is None:
-                gone = True  # expunged by another session meanwhile
+                expunged = True  # expunged by another session meanwhile
                 continue
             if cmd.changed_since is not None and ref.modseq <= cmd.changed_since:
                 continue
@@ -149,14 +149,14 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
                 await s.send(*responses, more=True)
                 responses.clear()
                 if not await _stream(s, seq, uid, attributes, whole[0], ref, summary, sets_seen):
-                    gone = True
+                    expunged = True
                 continue
             try:
                 raw = await s.store.read_body(s.keys, view.info.id, uid) if need_body else b""
             except FolderError as exc:
                 if exc.code != "NONEXISTENT":
                     raise
-                gone = True  # expunged between the look-up and the body read
+                expunged = True  # expunged between the look-up and the body read
                 continue
             items = _items(
                 s, attributes, uid, ref, summary, metas.get(uid), raw, include_flags=sets_seen
@@ -171,7 +171,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
                 responses.clear()
         await s.send(*responses, more=True)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
-    await _done(s, cmd.tag, gone)
+    await _done(s, cmd.tag, expunged)
 
 
 async def _done(s: Session, tag: str, gone: bool) -> None:
@@ -197,11 +197,11 @@ async def _fast(
     refs = await s.store.flags(view.info.id, [u for _, u in targets]) if targets else {}
     names = [a.name for a in attributes]
     lines: list[bytes] = []
-    gone = False
+    expunged = False
     for seq, uid in targets:
         ref = refs.get(uid)
         if ref is None:
-            gone = True  # expunged by another session meanwhile
+            expunged = True  # expunged by another session meanwhile
             continue
         parts = []
         for name in names:
@@ -220,7 +220,7 @@ async def _fast(
     if lines:
         await s.send_raw(lines, more=True)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
-    await _done(s, cmd.tag, gone)
+    await _done(s, cmd.tag, expunged)
 
 
 def _is_whole_body(a: c.FetchAttribute) -> bool:
