@@ -5,8 +5,9 @@ get its own tagged OK (no NO, no BAD, no dropped connection), which makes this a
 correctness test under concurrency as well as a check that the benchmark measures what it says.
 
 Ten clients (the issue 19 profile's count) share four accounts, so sessions fetch, flag and
-expunge in the same mailboxes at once: a FETCH of a message that another session expunged meanwhile gets the data or
-``NO [EXPUNGEISSUED]`` (RFC 9051 §7.1, counted apart), never a dropped connection
+expunge in the same mailboxes at once: a FETCH of a message that another session expunged
+meanwhile gets the data or ``NO [EXPUNGEISSUED]`` (RFC 9051 §7.1, counted apart), never a
+dropped connection
 (``tests/imap_server/test_concurrency.py`` has the deterministic dialogue). The side-by-side
 run against Postfix and Dovecot is ``make bench``, not a test.
 """
