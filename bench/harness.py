@@ -191,6 +191,9 @@ class ServerProcess:
                 "HYGIE_HTTP_PKI_PORT": str(self.pki_http_port),
                 "HYGIE_RELAY_PORT": str(self.relay_port),
                 "HYGIE_HTTP_HTTPS_PORT": str(self.https_port),
+                # One process per server unless a test or a benchmark asks for more: a test
+                # run starts dozens of servers side by side on two cores.
+                "HYGIE_SERVER_WORKERS": "1",
             }
         )
         if self.database_url:
