@@ -826,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-profile", action="store_true", help="no py-spy run of Hygie")
     parser.add_argument(
         "--workers", type=int, default=None,
-        help="hygie serve --workers N (default: the server's, one per core)",
+        help="hygie serve --workers N (default 1; 0: one per core)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:

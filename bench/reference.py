@@ -277,8 +277,8 @@ def hygie_users(users: int) -> dict[str, str]:
 def hygie_server(
     users: int, per_mailbox: int, env: dict[str, str] | None = None, workers: int | None = None
 ) -> Iterator[ServerProcess]:
-    """A fresh ``hygie serve`` (``--workers``: ``workers``, else the server's default, one
-    process per core) whose users' mailboxes are seeded before it starts."""
+    """A fresh ``hygie serve`` (``--workers``: ``workers``, else one process) whose users'
+    mailboxes are seeded before it starts."""
     env = dict(env or {})
     if workers is not None:
         env["HYGIE_SERVER_WORKERS"] = str(workers)
@@ -294,9 +294,12 @@ def hygie_server(
 
 
 def workers(args: Any) -> int:
-    """The worker processes of the Hygie under test: ``--workers``, else one per core."""
+    """The worker processes of the Hygie under test: ``--workers`` (0: one per core), else
+    one (``ServerProcess``'s default)."""
     count: int | None = getattr(args, "workers", None)
-    return count if count else (os.cpu_count() or 1)
+    if count is None:
+        return 1
+    return count or (os.cpu_count() or 1)
 
 
 def hygie_target(server: ServerProcess, users: int, processes: int | None = None) -> Target:
