@@ -102,6 +102,8 @@ def patient_registration(address: str, options: Sequence[str] = ()) -> tuple[str
     return ("patient", "add", local.upper(), *options, "--status", "QUAL", "--no-mailbox")
 
 
+#: How long the supervisor waits for its workers (``server.workers.READY_TIMEOUT``), and more.
+WORKERS_READY = 150.0
 #: The supervisor's log line once every worker process serves (JSON or console format).
 _READY = re.compile(r'"event": "ready"|\] ready\b')
 
@@ -321,9 +323,11 @@ class ServerProcess:
             if pending:
                 time.sleep(0.05)
         # With worker processes, the supervisor listens before its workers serve (a client
-        # would wait in the backlog for their start): ready once it says they all are.
+        # would wait in the backlog for their start): ready once it says they all are. It
+        # gives them WORKERS_READY seconds (server.workers.READY_TIMEOUT), then stops.
+        workers_deadline = max(deadline, time.monotonic() + WORKERS_READY)
         while self._workers_starting():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if self.proc.poll() is not None or time.monotonic() > workers_deadline:
                 if self.proc.poll() is None:
                     self.kill()
                 raise ServerError(f"hygie serve's workers not ready\n{self.log_tail()}")
