@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -99,6 +100,12 @@ def patient_registration(address: str, options: Sequence[str] = ()) -> tuple[str
         options = ("--birth-name", "DUPONT", "--given", "Marie", "--birth-date", born,
                    "--sex", "M" if local[0] == "1" else "F")  # fmt: skip
     return ("patient", "add", local.upper(), *options, "--status", "QUAL", "--no-mailbox")
+
+
+#: How long the supervisor waits for its workers (``server.workers.READY_TIMEOUT``), and more.
+WORKERS_READY = 150.0
+#: The supervisor's log line once every worker process serves (JSON or console format).
+_READY = re.compile(r'"event": "ready"|\] ready\b')
 
 
 class ServerError(RuntimeError):
@@ -317,6 +324,9 @@ class ServerProcess:
                 time.sleep(0.05)
         # With worker processes the supervisor's sockets listen before any worker serves on
         # them: ready is when the log says so (every worker, then the supervisor).
+        # Workers may take long on a loaded machine: the supervisor gives them WORKERS_READY
+        # seconds (server.workers.READY_TIMEOUT), then stops.
+        deadline = max(deadline, time.monotonic() + WORKERS_READY)
         while not self._said_ready():
             assert self.proc is not None
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -251,8 +251,11 @@ def server_cpu(pid: int) -> float:
 class Profiler:
     """py-spy sampling the server while a block runs; its hottest functions afterwards."""
 
-    def __init__(self, pid: int, out: Path, name: str, rate: int = 200) -> None:
+    def __init__(
+        self, pid: int, out: Path, name: str, rate: int = 200, *, subprocesses: bool = False
+    ) -> None:
         self.pid, self.rate = pid, rate
+        self.subprocesses = subprocesses  # ``hygie serve --workers N``: the workers too
         self.path = out / f"imap_profile_{name}.txt"
         beside = Path(sys.executable).parent / "py-spy"  # the dev dependency, in the venv
         self.exe = (
@@ -268,7 +271,8 @@ class Profiler:
             return self
         self.proc = subprocess.Popen(
             [self.exe, "record", "--pid", str(self.pid), "--rate", str(self.rate),
-             "--format", "raw", "--nonblocking", "--output", str(self.path)],
+             "--format", "raw", "--nonblocking", "--output", str(self.path),
+             *(["--subprocesses"] if self.subprocesses else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(0.5)  # attach before the work starts

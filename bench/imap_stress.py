@@ -67,6 +67,7 @@ from bench.reference import (
     hygie_target,
     machine,
     seed_over_imap,
+    workers,
 )
 from bench.sidebyside import (
     ThreadClock,
@@ -129,7 +130,6 @@ class WorkerSpec:
     per_mailbox: int
     seed: int
     cycles: int | None = None  # each client stops after this many cycles (tests)
-    own_account: bool = False  # client i always uses account i + 1: no mailbox is shared
 
 
 @dataclass
@@ -213,10 +213,7 @@ class StressClient:
         self.stats.connect.append(time.perf_counter() - t0)
 
     async def login(self, counted: bool) -> None:
-        if self.spec.own_account:
-            self.user = self.index % self.target.users + 1
-        else:
-            self.user = self.rng.randint(1, self.target.users)
+        self.user = self.rng.randint(1, self.target.users)
         address = self.target.address(self.user)
         text = f'LOGIN "{address}" "{self.target.password}"'
         if counted:
@@ -379,13 +376,11 @@ def run_stress(
     procs: int = 2,
     seed: int = 19,
     cycles: int | None = None,
-    own_account: bool = False,
     profiler: Profiler | None = None,
 ) -> dict[str, Any]:
     """One run of the profile against ``target``; the figures of :func:`summarise`. With
     ``cycles``, each client does that many cycles (sessions, in ``login`` mode) however long
-    they take, instead of running for ``duration`` seconds. With ``own_account``, client ``i``
-    always logs in to account ``i + 1``, so no two sessions share a mailbox."""
+    they take, instead of running for ``duration`` seconds."""
     ctx = load_context()
     queue: Queue[Any] = ctx.Queue()
     go = ctx.Event()
@@ -400,7 +395,6 @@ def run_stress(
             per_mailbox,
             seed,
             cycles,
-            own_account,
         )
         for p in range(procs)
     ]
@@ -547,6 +541,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": commit(),
         "parameters": {
+            "hygie_processes": workers(args),
             "users": args.users,
             "clients": args.clients,
             "mailboxes": list(STRESS_MAILBOXES),
@@ -579,8 +574,10 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             server: ServerProcess | None = None
             if "hygie" in servers:
                 t = time.perf_counter()
-                server = stack.enter_context(hygie_server(args.users, args.per_mailbox))
-                targets.append(hygie_target(server, args.users))
+                server = stack.enter_context(
+                    hygie_server(args.users, args.per_mailbox, workers=args.workers)
+                )
+                targets.append(hygie_target(server, args.users, workers(args)))
                 result["hygie_setup_s"] = round(time.perf_counter() - t, 1)
             if "reference" in servers:
                 t = time.perf_counter()
@@ -601,7 +598,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                         result["runs"].append(run)
                         print(brief(run), flush=True)
             if server is not None and not args.no_profile:
-                profiler = Profiler(server.pid, args.out, "stress_raw", rate=100)
+                profiler = Profiler(
+                    server.pid, args.out, "stress_raw", rate=100, subprocesses=workers(args) > 1
+                )
                 run = run_stress(
                     targets[0], "stay", clients=args.clients, duration=args.duration,
                     per_mailbox=args.per_mailbox, procs=args.procs, seed=99, profiler=profiler,
@@ -825,6 +824,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="stay,login")
     parser.add_argument("--servers", default="hygie,reference")
     parser.add_argument("--no-profile", action="store_true", help="no py-spy run of Hygie")
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="hygie serve --workers N (default 1; 0: one per core)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.pairs, args.duration, args.users, args.per_mailbox = 1, 8.0, 20, 10

@@ -275,9 +275,13 @@ def hygie_users(users: int) -> dict[str, str]:
 
 @contextlib.contextmanager
 def hygie_server(
-    users: int, per_mailbox: int, env: dict[str, str] | None = None
+    users: int, per_mailbox: int, env: dict[str, str] | None = None, workers: int | None = None
 ) -> Iterator[ServerProcess]:
-    """A fresh ``hygie serve`` whose users' mailboxes are seeded before it starts."""
+    """A fresh ``hygie serve`` (``--workers``: ``workers``, else one process) whose users'
+    mailboxes are seeded before it starts."""
+    env = dict(env or {})
+    if workers is not None:
+        env["HYGIE_SERVER_WORKERS"] = str(workers)
     server = ServerProcess(users=hygie_users(users), env=env, ready_timeout=120)
     try:
         server.init()
@@ -289,10 +293,20 @@ def hygie_server(
         server.close()
 
 
-def hygie_target(server: ServerProcess, users: int) -> Target:
+def workers(args: Any) -> int:
+    """The worker processes of the Hygie under test: ``--workers`` (0: one per core), else
+    one (``ServerProcess``'s default)."""
+    count: int | None = getattr(args, "workers", None)
+    if count is None:
+        return 1
+    return count or (os.cpu_count() or 1)
+
+
+def hygie_target(server: ServerProcess, users: int, processes: int | None = None) -> Target:
+    label = "Hygie" if processes is None else f"Hygie ({processes} process{'es' * (processes > 1)})"
     return Target(
         name="hygie",
-        label="Hygie",
+        label=label,
         imap_tls_port=server.imap_tls_port,
         smtp_port=server.smtp_port,
         domain=HYGIE_DOMAIN,

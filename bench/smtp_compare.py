@@ -52,6 +52,7 @@ from bench.reference import (
     hygie_server,
     hygie_target,
     machine,
+    workers,
 )
 from bench.sidebyside import (
     ThreadClock,
@@ -330,7 +331,9 @@ async def side_by_side(
                     result["runs"].append(run)
                     print(brief(run), flush=True)
         if server is not None and not args.no_profile:
-            profiler = Profiler(server.pid, args.out, "smtp_raw", rate=100)
+            profiler = Profiler(
+                server.pid, args.out, "smtp_raw", rate=100, subprocesses=workers(args) > 1
+            )
             per_connection = args.per_connection[0]
             run = await one_run(targets[0], watches["hygie"], None, args, per_connection, profiler)
             result["profiled_run"] = run
@@ -354,6 +357,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": commit(),
         "parameters": {
+            "hygie_processes": workers(args),
             "messages": args.messages,
             "sessions": args.sessions,
             "per_connection": args.per_connection,
@@ -373,8 +377,10 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             targets: list[Target] = []
             server: ServerProcess | None = None
             if "hygie" in servers:
-                server = stack.enter_context(hygie_server(args.users, per_mailbox=0))
-                targets.append(hygie_target(server, args.users))
+                server = stack.enter_context(
+                    hygie_server(args.users, per_mailbox=0, workers=args.workers)
+                )
+                targets.append(hygie_target(server, args.users, workers(args)))
             if "reference" in servers:
                 reference = ReferenceServers(args.users).start()
                 targets.append(reference.target())
@@ -573,6 +579,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delivery-timeout", type=float, default=300.0)
     parser.add_argument("--servers", default="hygie,reference")
     parser.add_argument("--no-profile", action="store_true", help="no py-spy run of Hygie")
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="hygie serve --workers N (default 1; 0: one per core)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.pairs, args.messages, args.users = 1, 200, 20

@@ -13,7 +13,9 @@ from storage.db import Database
 
 async def mailbox_active(db: Database, address: str) -> bool | None:
     """True or False from the directory; None when the directory has no entry for it."""
-    rows = await db.raw_rows(
+    # One row by its unique index, asked at every MAIL FROM and RCPT: read without a thread
+    # hop (Database.lookup).
+    rows = await db.lookup(
         "SELECT active FROM dir_mailboxes WHERE address = ?", address.strip().lower()
     )
     return None if not rows else bool(rows[0][0])

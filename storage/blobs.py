@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -59,6 +60,13 @@ class BlobStore(abc.ABC):
     def write(self, blobs: list[BlobItem]) -> Any:
         """Make ``blobs`` durable outside the database; returns what :meth:`put_rows` needs."""
         return None
+
+    def write_deferred(self, blobs: list[BlobItem]) -> tuple[Any, Callable[[], None]]:
+        """:meth:`write` in two halves: what :meth:`put_rows` needs, and the call that makes
+        the bytes durable. The writer runs that call while it executes the transaction's
+        statements, and commits only once it returned (a crash never leaves a committed row
+        without its bytes). By default the bytes are durable before this returns."""
+        return self.write(blobs), _nothing
 
     def put_rows(self, conn: Connection, blobs: list[BlobItem], written: Any) -> None:  # noqa: B027
         """Record ``blobs`` inside the current transaction."""
@@ -96,6 +104,10 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _write_fully(fd: int, data: bytes) -> None:
@@ -201,6 +213,14 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
+# Written once (EXPUNGE runs them on the writer thread): see storage/transactions.py.
+_DROP_SEGMENT_ROWS = sql_text(
+    "DELETE FROM segment_blobs WHERE id IN :ids RETURNING id, segment, start, size"
+).bindparams(bindparam("ids", expanding=True))
+_LIVE_SEGMENTS = sql_text(
+    "SELECT DISTINCT segment FROM segment_blobs WHERE segment IN :names"
+).bindparams(bindparam("names", expanding=True))
+
 SEGMENT_NAME = re.compile(r"^[0-9a-f]{16}-[0-9]+\.seg$")
 
 
@@ -259,29 +279,51 @@ class SegmentBlobStore(FileBlobStore):
             self._to_seal.append(self._name)
 
     def write(self, blobs: list[BlobItem]) -> Any:
+        locations, sync = self.write_deferred(blobs)
+        sync()
+        return locations
+
+    def write_deferred(self, blobs: list[BlobItem]) -> tuple[Any, Callable[[], None]]:
+        """The bytes appended to the active segment (in the page cache); the returned call
+        ``fdatasync``s them. The writer thread calls this once per batch and the sync before
+        its next batch, so the segment is never written while a sync of it is pending."""
         unique = list(dict(blobs).items())
         if not unique:
-            return {}
+            return {}, _nothing
         with self._lock:
             if self._fd is None:
                 self._open_segment()
-            assert self._fd is not None
+            fd = self._fd
+            assert fd is not None
             locations: dict[str, Location] = {}
             offset = self._size
             for blob_id, data in unique:
                 locations[_valid_id(blob_id)] = Location(self._name, offset, len(data))
                 offset += len(data)
             try:
-                _write_fully(self._fd, b"".join(data for _, data in unique))
-                os.fdatasync(self._fd)
+                _write_fully(fd, b"".join(data for _, data in unique))
             except BaseException:
                 # Where the segment ends is now unknown: continue in a new one.
                 self._close_segment()
                 raise
             self._size = offset
-            if self._size >= self.segment_size:
-                self._close_segment()
-            return locations
+            full = self._size >= self.segment_size
+
+        def sync() -> None:
+            try:
+                os.fdatasync(fd)
+            except BaseException:
+                with self._lock:
+                    if self._fd == fd:  # what reached the disk is unknown: a new segment
+                        self._close_segment()
+                raise
+            finally:
+                if full:
+                    with self._lock:
+                        if self._fd == fd:
+                            self._close_segment()
+
+        return locations, sync
 
     def put_rows(self, conn: Connection, blobs: list[BlobItem], written: Any) -> None:
         if not blobs:
@@ -375,22 +417,13 @@ class SegmentBlobStore(FileBlobStore):
     def delete_rows(self, conn: Connection, blob_ids: list[str]) -> None:
         if not blob_ids:
             return
-        t = SEGMENT_BLOBS
-        gone = conn.execute(
-            delete(t)
-            .where(t.c.id.in_(blob_ids))
-            .returning(t.c.id, t.c.segment, t.c.start, t.c.size)
-        ).all()
+        gone = conn.execute(_DROP_SEGMENT_ROWS, {"ids": blob_ids}).all()
         touched = {str(r[1]) for r in gone}
         # A segment is dead once sealed with no blob left; the seal is checked before the
         # query, and sealing happens only after the writer's transactions ended, so a
         # sealed segment's rows are all visible here.
         sealed = {name for name in touched if self._is_sealed(name)}
-        live = set(
-            conn.scalars(select(t.c.segment).where(t.c.segment.in_(sealed)).distinct())
-            if sealed
-            else []
-        )
+        live = set(conn.scalars(_LIVE_SEGMENTS, {"names": list(sealed)}) if sealed else [])
         with self._lock:
             for bid, seg, off, length in gone:
                 self._freed[str(bid)] = Location(str(seg), int(off), int(length))

@@ -17,7 +17,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import resources
@@ -309,6 +309,8 @@ class Writer:
         self._inbox: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the callers' loop
+        # One thread that fdatasyncs a batch's blobs while the writer runs its statements.
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="hygie-blob-sync")
         if url.startswith("sqlite"):
             self._sync_engine = make_sync_engine(url, echo=echo)
         else:
@@ -329,6 +331,7 @@ class Writer:
             self._inbox.put(None)
             await asyncio.to_thread(self._worker.join)
             self._worker = None
+        self._syncer.shutdown(wait=True)
         self._blobs.close()
         if self._sync_engine is not None:
             self._sync_engine.dispose()
@@ -398,15 +401,31 @@ class Writer:
         assert engine is not None
         blobs = [b for w in batch for b in w.blobs]
         try:
+            written, synced = None, None
             try:
-                written = self._blobs.write(blobs) if blobs else None
+                if blobs:
+                    written, sync = self._blobs.write_deferred(blobs)
+                    # The fdatasync runs while the statements execute (it releases the GIL);
+                    # the commit waits for it: a row is never durable before its bytes.
+                    synced = self._syncer.submit(sync)
             except Exception as exc:  # the disk failed: nothing in this batch is durable
                 log.error("blob_write_failed", error=type(exc).__name__, items=len(batch))
                 return [(w, False, exc) for w in batch]
             try:
                 with engine.begin() as conn:
                     results = self._body(conn, batch, written)
+                    if synced is not None:
+                        _synced(synced)
+            except _BlobWriteFailed as failed:  # rolled back: nothing here is durable
+                log.error("blob_write_failed", error=type(failed.error).__name__, items=len(batch))
+                return [(w, False, failed.error) for w in batch]
             except Exception as exc:
+                if synced is not None:  # the blobs durable before any item alone commits
+                    try:
+                        _synced(synced)
+                    except _BlobWriteFailed as failed:
+                        log.error("blob_write_failed", error=type(failed.error).__name__)
+                        return [(w, False, failed.error) for w in batch]
                 if len(batch) == 1:
                     _log_failure(exc)
                     return [(batch[0], False, exc)]
@@ -513,6 +532,14 @@ def _settle(outcomes: list[_Outcome]) -> None:
 class _BlobWriteFailed(Exception):
     def __init__(self, error: Exception) -> None:
         self.error = error
+
+
+def _synced(future: Future[None]) -> None:
+    """Wait for a deferred blob sync; its failure as :class:`_BlobWriteFailed`."""
+    try:
+        future.result()
+    except Exception as exc:
+        raise _BlobWriteFailed(exc) from exc
 
 
 class _TransactionFailed(Exception):

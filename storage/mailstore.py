@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from storage import transactions as tx
 from storage.accounts import normalize_address
-from storage.blobs import SegmentBlobStore
+from storage.blobs import BlobNotFound, SegmentBlobStore
 from storage.crypto import (
     BodyStream,
     ContentKey,
@@ -305,6 +305,9 @@ class MailStore:
         self._seal_timer: asyncio.TimerHandle | None = None
         self._sizes: dict[tuple[int, str], int] = {}  # (account, folder name) → messages
         self._changes_inflight: dict[tuple[int, int], asyncio.Future[Changes]] = {}
+        #: Ciphertexts of expunged messages waiting to be zeroed, and the task zeroing them.
+        self._to_scrub: list[str] = []
+        self._scrubbing: asyncio.Task[None] | None = None
 
     # -- opening messages --------------------------------------------------------------------
 
@@ -391,13 +394,35 @@ class MailStore:
         self.events.wake_all()
 
     async def settle(self) -> None:
-        """Write the owner seals gathered so far and wait for them (tests, and before the
-        writer stops)."""
+        """Write the owner seals gathered so far and wait for them, and for the zeroing of
+        expunged ciphertexts (tests, and before the writer stops)."""
         if self._seal_timer is not None:
             self._seal_timer.cancel()
             self._flush_seals()
         while self._sealing:
             await asyncio.gather(*list(self._sealing), return_exceptions=True)
+        while self._scrubbing is not None:
+            await asyncio.gather(self._scrubbing, return_exceptions=True)
+
+    def _scrub_later(self, blob_ids: list[str]) -> None:
+        """Zero the ciphertexts of ``blob_ids`` (their rows and sealed keys are already gone,
+        committed) after the command's reply: their content keys no longer exist anywhere, so
+        the bytes are unreadable at once; zeroing is defence in depth and costs an
+        ``fdatasync``, which concurrent expunges now share (docs/decisions.md)."""
+        self._to_scrub += blob_ids
+        if self._scrubbing is None:
+            self._scrubbing = asyncio.get_running_loop().create_task(self._scrub())
+
+    async def _scrub(self) -> None:
+        try:
+            while self._to_scrub:
+                blob_ids, self._to_scrub = self._to_scrub, []
+                try:
+                    await self.db.blobs.delete_files(blob_ids)
+                except Exception as exc:  # the disk: logged, the rows are gone all the same
+                    log.error("scrub_failed", error=type(exc).__name__, blobs=len(blob_ids))
+        finally:
+            self._scrubbing = None
 
     async def _small_or_large(self, sql: str, params: Sequence[Any], expected: int) -> list[Any]:
         # A few indexed rows cost less than the thread hop of the pool: read them on the loop
@@ -697,7 +722,7 @@ class MailStore:
         )
         self.forget(removed)
         if dropped:
-            await self.db.blobs.delete_files(dropped)
+            self._scrub_later(dropped)
 
     async def rename_folder(self, account_id: int, old: str, new: str) -> None:
         """RFC 9051 §6.3.6, children included; renaming INBOX moves its messages instead."""
@@ -856,20 +881,44 @@ class MailStore:
     async def read_body(
         self, keys: MailboxKeyPair, folder_id: int, uid: int, start: int = 0, end: int | None = None
     ) -> bytes:
-        """The plaintext message (or bytes ``[start:end]`` of it)."""
+        """The plaintext message (or bytes ``[start:end]`` of it). :class:`FolderError` with
+        code ``NONEXISTENT`` if it is gone, also when another session expunged it while it
+        was being read (its ciphertext overwritten or unlinked under the reader)."""
         blob, sealed_key, owner_meta, account_id = await self._body_row(folder_id, uid)
-        key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
-        ciphertext = await self._ciphertext(blob)
-        if len(ciphertext) <= INLINE_SEAL_LIMIT:
-            return key.decrypt_range(ciphertext, start, end)  # cheaper than a thread hop
-        return await asyncio.to_thread(key.decrypt_range, ciphertext, start, end)
+        try:
+            key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
+            ciphertext = await self._ciphertext(blob)
+            if len(ciphertext) <= INLINE_SEAL_LIMIT:
+                return key.decrypt_range(ciphertext, start, end)  # cheaper than a thread hop
+            return await asyncio.to_thread(key.decrypt_range, ciphertext, start, end)
+        except (BlobNotFound, CryptoError):
+            await self._raise_if_gone(folder_id, uid)
+            raise
+
+    async def _raise_if_gone(self, folder_id: int, uid: int) -> None:
+        """A read failed half-way: if the message was expunged meanwhile, say so (an expunge
+        drops the row, then scrubs or unlinks the ciphertext); else the failure stands."""
+        rows = await self.db.lookup(
+            "SELECT 1 FROM messages WHERE folder_id = ? AND uid = ?", folder_id, uid
+        )
+        if not rows:
+            raise FolderError("no such message", "NONEXISTENT")
 
     async def stream_body(
         self, keys: MailboxKeyPair, folder_id: int, uid: int
     ) -> AsyncIterator[bytes]:
-        """The plaintext message in 64 KiB pieces, read and decrypted one block at a time."""
+        """The plaintext message in 64 KiB pieces, read and decrypted one block at a time;
+        :class:`FolderError` ``NONEXISTENT`` as :meth:`read_body` if it is gone."""
         blob, sealed_key, owner_meta, account_id = await self._body_row(folder_id, uid)
-        key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
+        try:
+            key = await self._key(keys, account_id, blob, sealed_key, owner_meta)
+            async for piece in self._pieces(key, blob):
+                yield piece
+        except (BlobNotFound, CryptoError):
+            await self._raise_if_gone(folder_id, uid)
+            raise
+
+    async def _pieces(self, key: ContentKey, blob: str) -> AsyncIterator[bytes]:
         blobs = self.db.blobs
         if blobs.external:
             async with self.db.read() as session:
@@ -916,7 +965,7 @@ class MailStore:
         )
         self.forget(removed)
         if dropped:
-            await self.db.blobs.delete_files(dropped)
+            self._scrub_later(dropped)
         if expunged:
             self.events.publish(folder_id)
         return expunged

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Table, case, delete, insert, select, update
+from sqlalchemy import Table, bindparam, case, delete, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Connection
 
@@ -181,9 +181,8 @@ def create_folder(
 def unreferenced(conn: Connection, blob_ids: list[str]) -> list[str]:
     if not blob_ids:
         return []
-    still = set(conn.scalars(select(MESSAGES.c.blob_id).where(MESSAGES.c.blob_id.in_(blob_ids))))
     # The outbox reads the same ciphertext until its after-commit work is done.
-    still.update(conn.scalars(select(OUTBOX.c.blob_id).where(OUTBOX.c.blob_id.in_(blob_ids))))
+    still = set(conn.scalars(_STILL_REFERENCED, {"m": blob_ids, "o": blob_ids}))
     return [b for b in blob_ids if b not in still]
 
 
@@ -260,23 +259,42 @@ def rename_folder(conn: Connection, account_id: int, old: str, new: str) -> None
 # -- messages -----------------------------------------------------------------------------
 
 
+# The statements of the commands every IMAP session sends (STORE, EXPUNGE), written once:
+# built with the expression language at each call, their construction and cache-key work cost
+# more than SQLite's execution, on the writer thread every other write waits for.
+_BUMP_MODSEQ = sql_text(
+    "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = :f RETURNING highestmodseq"
+)
+_RECORD_EXPUNGED = sql_text("INSERT INTO expunged (folder_id, uid, modseq) VALUES (:f, :u, :m)")
+_FLAGS_OF = sql_text(
+    "SELECT id, uid, modseq, flags, size FROM messages WHERE folder_id = :f AND uid IN :uids"
+).bindparams(bindparam("uids", expanding=True))
+_SET_FLAGS = sql_text("UPDATE messages SET flags = :flags, modseq = :m WHERE id = :id")
+_KEYWORDS = sql_text("SELECT keywords FROM folders WHERE id = :f")
+# LIKE narrows, flags_set decides (a backslash is LIKE's escape on PostgreSQL, not SQLite's).
+_DELETED_LIKE = "%\\Deleted%"
+_DOOMED = "SELECT id, uid, flags, blob_id FROM messages WHERE folder_id = :f AND flags LIKE :d"
+_DOOMED_ALL = sql_text(_DOOMED)
+_DOOMED_AMONG = sql_text(_DOOMED + " AND uid IN :uids").bindparams(
+    bindparam("uids", expanding=True)
+)
+_DELETE_MESSAGES = sql_text("DELETE FROM messages WHERE id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+_STILL_REFERENCED = sql_text(
+    "SELECT blob_id FROM messages WHERE blob_id IN :m"
+    " UNION SELECT blob_id FROM outbox_messages WHERE blob_id IN :o"
+).bindparams(bindparam("m", expanding=True), bindparam("o", expanding=True))
+
+
 def bump_modseq(conn: Connection, folder_id: int) -> int:
-    row = conn.execute(
-        update(FOLDERS)
-        .where(FOLDERS.c.id == folder_id)
-        .values(highestmodseq=FOLDERS.c.highestmodseq + 1)
-        .returning(FOLDERS.c.highestmodseq)
-    ).one()
-    return int(row[0])
+    return int(conn.execute(_BUMP_MODSEQ, {"f": folder_id}).one()[0])
 
 
 def record_expunged(conn: Connection, folder_id: int, uids: list[int]) -> int:
     modseq = bump_modseq(conn, folder_id)
     if uids:
-        conn.execute(
-            insert(EXPUNGED),
-            [{"folder_id": folder_id, "uid": u, "modseq": modseq} for u in uids],
-        )
+        conn.execute(_RECORD_EXPUNGED, [{"f": folder_id, "u": u, "m": modseq} for u in uids])
     return modseq
 
 
@@ -333,7 +351,7 @@ def note_keywords(conn: Connection, folder_id: int, flags: Iterable[str]) -> Non
     wanted = {f for f in flags if not f.startswith("\\")}
     if not wanted:
         return
-    text = conn.scalar(select(FOLDERS.c.keywords).where(FOLDERS.c.id == folder_id)) or ""
+    text = conn.scalar(_KEYWORDS, {"f": folder_id}) or ""
     known = flags_set(text)
     have = {k.casefold() for k in known}
     new = {k for k in wanted if k.casefold() not in have}
@@ -353,28 +371,23 @@ def store_flags(
     mode: FlagMode,
     unchanged_since: int | None,
 ) -> list[MessageRef]:
-    rows = conn.execute(
-        select(
-            MESSAGES.c.id, MESSAGES.c.uid, MESSAGES.c.modseq, MESSAGES.c.flags, MESSAGES.c.size
-        ).where(MESSAGES.c.folder_id == folder_id, MESSAGES.c.uid.in_(uids))
-    ).all()
-    changed: list[MessageRef] = []
-    modseq: int | None = None
+    rows = conn.execute(_FLAGS_OF, {"f": folder_id, "uids": uids}).all() if uids else []
+    changes: list[tuple[int, int, frozenset[str], int]] = []
     for mid, uid, old_modseq, text, size in rows:
         if unchanged_since is not None and old_modseq > unchanged_since:
             continue
         old = flags_set(text)
         new = change_flags(old, wanted, mode)
-        if new == old:
-            continue
-        if modseq is None:
-            modseq = bump_modseq(conn, folder_id)
+        if new != old:
+            changes.append((mid, uid, new, size))
+    changed: list[MessageRef] = []
+    if changes:
+        modseq = bump_modseq(conn, folder_id)
         conn.execute(
-            update(MESSAGES)
-            .where(MESSAGES.c.id == mid)
-            .values(flags=flags_text(new), modseq=modseq)
+            _SET_FLAGS,
+            [{"flags": flags_text(new), "m": modseq, "id": mid} for mid, _, new, _ in changes],
         )
-        changed.append(MessageRef(mid, uid, modseq, new, size))
+        changed = [MessageRef(mid, uid, modseq, new, size) for mid, uid, new, size in changes]
     if mode != "remove":
         note_keywords(conn, folder_id, wanted)
     return changed
@@ -385,19 +398,18 @@ def expunge(
 ) -> tuple[list[int], list[str], list[str]]:
     """Remove messages flagged ``\\Deleted`` (among ``uids`` if given): (UIDs, dropped blobs,
     blobs of the removed messages)."""
-    query = select(MESSAGES.c.id, MESSAGES.c.uid, MESSAGES.c.flags, MESSAGES.c.blob_id).where(
-        MESSAGES.c.folder_id == folder_id, MESSAGES.c.flags.contains("\\Deleted")
-    )
-    if uids is not None:
-        query = query.where(MESSAGES.c.uid.in_(uids))
-    doomed = [
-        (mid, uid, bid)
-        for mid, uid, text, bid in conn.execute(query).all()
-        if "\\Deleted" in flags_set(text)
-    ]
+    if uids is None:
+        found = conn.execute(_DOOMED_ALL, {"f": folder_id, "d": _DELETED_LIKE}).all()
+    elif uids:
+        found = conn.execute(
+            _DOOMED_AMONG, {"f": folder_id, "d": _DELETED_LIKE, "uids": uids}
+        ).all()
+    else:
+        found = []
+    doomed = [(mid, uid, bid) for mid, uid, text, bid in found if "\\Deleted" in flags_set(text)]
     if not doomed:
         return [], [], []
-    conn.execute(delete(MESSAGES).where(MESSAGES.c.id.in_([d[0] for d in doomed])))
+    conn.execute(_DELETE_MESSAGES, {"ids": [d[0] for d in doomed]})
     gone = sorted(int(d[1]) for d in doomed)
     record_expunged(conn, folder_id, gone)
     removed = sorted({str(d[2]) for d in doomed})

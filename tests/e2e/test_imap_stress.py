@@ -4,12 +4,12 @@ STORE of flags and keywords, EXPUNGE and APPEND, over TLS, in both modes. Every 
 get its own tagged OK (no NO, no BAD, no dropped connection), which makes this an IMAP
 correctness test under concurrency as well as a check that the benchmark measures what it says.
 
-Each client has its own account (``own_account``), so the outcome does not depend on timing:
-with sessions sharing mailboxes, a FETCH of a message that another session expunges between
-the FETCH's look-up and its body read drops the session (``FolderError: no such message``
-out of ``MailStore.read_body``, seen by ``make bench``'s shared-account runs), where RFC 9051
-§7.1 has the server answer ``NO [EXPUNGEISSUED]`` or the data. The side-by-side run against
-Postfix and Dovecot is ``make bench``, not a test.
+Ten clients (the issue 19 profile's count) share four accounts, so sessions fetch, flag and
+expunge in the same mailboxes at once: a FETCH of a message that another session expunged
+meanwhile gets the data or ``NO [EXPUNGEISSUED]`` (RFC 9051 §7.1, counted apart), never a
+dropped connection
+(``tests/imap_server/test_concurrency.py`` has the deterministic dialogue). The side-by-side
+run against Postfix and Dovecot is ``make bench``, not a test.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from bench.imap_load import Connection
 from bench.imap_stress import run_stress
 from bench.reference import STRESS_MAILBOXES, Target, hygie_server, hygie_target
 
-CLIENTS = 4
-USERS = CLIENTS  # one account per client (own_account): see the module docstring
+CLIENTS = 10  # the stress profile's clients (issue 19: no protocol error under this load)
+USERS = 4  # fewer accounts than clients: mailboxes are shared (see the module docstring)
 PER_MAILBOX = 5
 
 
@@ -47,8 +47,7 @@ def test_stress_profile_gets_a_tagged_ok_for_every_command() -> None:
         target = hygie_target(server, USERS)
         stay, login = (
             run_stress(
-                target, mode, clients=CLIENTS, per_mailbox=PER_MAILBOX, procs=2, cycles=cycles,
-                own_account=True,
+                target, mode, clients=CLIENTS, per_mailbox=PER_MAILBOX, procs=2, cycles=cycles
             )
             for mode, cycles in (("stay", 4), ("login", 2))
         )  # fmt: skip
@@ -61,16 +60,21 @@ def test_stress_profile_gets_a_tagged_ok_for_every_command() -> None:
         # every command sent got its tagged answer, and each answer was counted
         assert run["sent"] == run["answered"] == run["commands"] > 0
         per_command = run["per_command"]
-        for name in ("SELECT", "FETCH", "FETCH2", "APPEND"):  # in every cycle
+        for name in ("SELECT", "APPEND"):  # in every cycle
             assert per_command[name]["count"] == CLIENTS * cycles, (name, per_command)
-        # every cycle finds its mailbox at its size, so deletes one message
-        assert per_command["STORE \\Deleted"]["count"] == CLIENTS * cycles
-        assert per_command["EXPUNGE"]["count"] == CLIENTS * cycles
+        # A listing in every cycle that found messages; deletions when a mailbox outgrew its
+        # size (how often depends on the other sessions of the account).
+        assert 0 < per_command["FETCH"]["count"] <= CLIENTS * cycles
+        assert per_command["EXPUNGE"]["count"] == per_command["STORE \\Deleted"]["count"] > 0
+        # The only NO allowed: a message another session expunged meanwhile.
+        assert set(run["expected_answers"]) <= {
+            f"{name}: NO [EXPUNGEISSUED]" for name in ("FETCH", "FETCH2", "FETCH BODY[]", "STORE")
+        }, run["expected_answers"]
         assert run["server_cpu_s"] > 0
     assert login["per_command"]["LOGIN"]["count"] == CLIENTS * 2
     assert login["per_command"]["LOGOUT"]["count"] == CLIENTS * 2
     assert login["logins_per_s"] is not None and login["logins_per_s"] > 0
     assert "LOGIN" not in stay["per_command"]  # logged in before the clock started
-    # Each cycle expunges what is above the mailbox's size and appends one message: the
-    # mailboxes keep their seeded size.
-    assert set(sizes.values()) == {PER_MAILBOX}, sizes
+    # Each cycle expunges what is above the mailbox's size and appends one message: with
+    # sessions of one account racing, a mailbox ends near its seeded size, never empty.
+    assert all(0 < n <= PER_MAILBOX + CLIENTS for n in sizes.values()), sizes

@@ -5,10 +5,14 @@ during a FETCH, STORE or SEARCH (which are not UID commands)."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
-from tests.imap_server.dialogue import Script
+from tests.imap_server.dialogue import TIMEOUT, Script
 from tests.imap_server.messages import text_message
+from tests.imap_server.servers import Account, PreparedServer
+from tests.support.dialogue import LineSocket
 
 
 @pytest.fixture
@@ -99,3 +103,46 @@ def test_both_expunge_the_same_message(both: tuple[Script, Script]) -> None:
     tc2.S("* 2 EXPUNGE", "b1 OK …")
     tc2.C("b2 FETCH 1:* (UID)")
     tc2.S("* 1 FETCH (UID {u1})", "* 2 FETCH (UID {u3})", "b2 OK …")
+
+
+def _slow_reader(server: PreparedServer, account: Account) -> Script:
+    """A session whose socket takes little at a time (a small receive buffer): a large FETCH
+    answer then stays in the server's hands until the client reads it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)  # before connect: no autotune
+    sock.settimeout(TIMEOUT)
+    sock.connect(("127.0.0.1", server.imap_tls_port))
+    tls = server.ssl_context().wrap_socket(sock, server_hostname="127.0.0.1")
+    return Script(LineSocket(tls, timeout=TIMEOUT), "tc").open(account.address, account.password)
+
+
+def test_fetch_of_a_message_expunged_mid_command(
+    server: PreparedServer, account: Account, tc2: Script
+) -> None:
+    """RFC 9051 §7.1 EXPUNGEISSUED: tc's FETCH of two messages is streaming the first (12 MiB,
+    more than every socket buffer between the two can hold) when tc2 expunges the second; tc
+    gets the first, then a tagged NO [EXPUNGEISSUED] — not a dropped connection — and the
+    EXPUNGE at its next command."""
+    big = text_message("Big") + (b"y" * 78 + b"\r\n") * (12 * 2**20 // 80)
+    tc2.append("INBOX", big, tag="b1")
+    tc2.append("INBOX", text_message("Small"), tag="b2")
+    tc = _slow_reader(server, account)
+    tc.C("a1 SELECT INBOX")
+    tc.S("* 2 EXISTS", "a1 OK …")
+    tc2.C("b3 SELECT INBOX")
+    tc2.S("* 2 EXISTS", "b3 OK …")
+    tc.C("a2 FETCH 1:2 (BODY.PEEK[])")
+    # The first line of the answer: both messages were looked up, the first is being sent.
+    first = tc.conn.readline()
+    assert first == b"* 1 FETCH (BODY[] {%d}" % len(big), first
+    tc2.C("b4 STORE 2 +FLAGS.SILENT (\\Deleted)")
+    tc2.S("b4 OK …")
+    tc2.C("b5 EXPUNGE")
+    tc2.S("* 2 EXPUNGE", "b5 OK …")
+    assert tc.conn.read_exactly(len(big)) == big
+    assert tc.conn.readline() == b")"
+    tc.S("a2 NO [EXPUNGEISSUED] …", absent=["* 2 FETCH …"])
+    tc.C("a3 NOOP")
+    tc.S("* 2 EXPUNGE", "a3 OK …")
+    tc.C("a4 FETCH 1 (RFC822.SIZE)")
+    tc.S(f"* 1 FETCH (RFC822.SIZE {len(big)})", "a4 OK …")

@@ -110,6 +110,40 @@ async def test_a_failed_transaction_leaves_orphan_bytes_and_no_row(env: Env) -> 
     assert await env.mail.read_body(keys, d.folder_id, d.uid) == message(2)
 
 
+async def test_a_failed_fdatasync_commits_nothing_of_its_batch(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The segment's fdatasync runs while the batch's statements execute; the commit waits for
+    it, so when the disk fails no message of the batch exists (never a row before its bytes),
+    and the next batch goes to a new segment."""
+    r = await env.recipient("a@hygie.test")
+    await env.mail.deliver(message(0), {}, [r])
+    (first,) = env.segment_files()
+    real = os.fdatasync
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("storage.blobs.os.fdatasync", failing)
+    results = await asyncio.gather(
+        *(env.mail.deliver(message(i), {}, [r]) for i in range(1, 6)), return_exceptions=True
+    )
+    assert all(isinstance(x, OSError) for x in results), results
+    assert await env.index_rows() == 1
+    async with env.db.read() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Message).where(Message.folder_id == r.folder_id)
+        )
+    assert count == 1
+    monkeypatch.setattr("storage.blobs.os.fdatasync", real)
+    (d,) = await env.mail.deliver(message(9), {}, [r])
+    # Where a failed segment ends is unknown: each failed batch closed its segment, the
+    # next batch opened a new one.
+    assert first not in env.segment_files()[-1:]
+    keys = await unlock_keys(env.db, env.master, r.account_id)
+    assert await env.mail.read_body(keys, d.folder_id, d.uid) == message(9)
+
+
 async def test_a_failing_item_fails_alone_and_the_others_keep_their_blobs(env: Env) -> None:
     r = await env.recipient("a@hygie.test")
 
@@ -159,6 +193,7 @@ async def test_expunge_zeroes_the_bytes_and_copies_keep_them(env: Env) -> None:
     assert ct1 in segment.read_bytes()
     await env.mail.store_flags(other.id, [1], ["\\Deleted"], "add")
     await env.mail.expunge(other.id)
+    await env.mail.settle()  # the zeroing runs after the expunge's reply
     data = segment.read_bytes()
     assert ct1 not in data and ct2 in data
     async with env.db.read() as session:
@@ -178,6 +213,7 @@ async def test_full_segments_are_sealed_and_unlinked_once_empty(env: Env) -> Non
         assert not path.stat().st_mode & stat.S_IWUSR  # sealed: never written again
     await env.mail.store_flags(r.folder_id, [d.uid for d in delivered[:2]], ["\\Deleted"], "add")
     await env.mail.expunge(r.folder_id)
+    await env.mail.settle()  # the zeroing and unlinking run after the expunge's reply
     assert env.segment_files() == files[2:]
     keys = await unlock_keys(env.db, env.master, r.account_id)
     for i, d in enumerate(delivered[2:], start=2):

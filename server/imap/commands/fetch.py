@@ -17,7 +17,7 @@ from server.imap.selected import flag_list
 from server.imap.session import ConnectionClosed, Session
 from server.imap.summary import Summary
 from storage import audit
-from storage.mailstore import MessageRef
+from storage.mailstore import FolderError, MessageRef
 
 BATCH = 100
 _META_ITEMS = {
@@ -131,6 +131,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
     # Metadata-free fetches (FLAGS, UID, sizes) go in large chunks, one socket write each.
     step = BATCH if need_meta else 2000
     document = any(_needs_document(a) for a in attributes)
+    expunged = False  # a message named was expunged by another session before it was read
     for start in range(0, len(targets), step):
         chunk = targets[start : start + step]
         uids = [u for _, u in chunk]
@@ -148,16 +149,24 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
         for seq, uid in chunk:
             ref = refs.get(uid)
             if ref is None:
-                continue  # expunged by another session meanwhile
+                expunged = True  # expunged by another session meanwhile
+                continue
             if cmd.changed_since is not None and ref.modseq <= cmd.changed_since:
                 continue
             summary = summaries.get(uid)
             if streamable and ref.size > STREAM_MIN:
                 await s.send(*responses, more=True)
                 responses.clear()
-                await _stream(s, seq, uid, attributes, whole[0], ref, summary, sets_seen)
+                if not await _stream(s, seq, uid, attributes, whole[0], ref, summary, sets_seen):
+                    expunged = True
                 continue
-            raw = await s.store.read_body(s.keys, view.info.id, uid) if need_body else b""
+            try:
+                raw = await s.store.read_body(s.keys, view.info.id, uid) if need_body else b""
+            except FolderError as exc:
+                if exc.code != "NONEXISTENT":
+                    raise
+                expunged = True  # expunged between the look-up and the body read
+                continue
             items = _items(
                 s, attributes, uid, ref, summary, metas.get(uid), raw, include_flags=sets_seen
             )
@@ -171,7 +180,16 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
                 responses.clear()
         await s.send(*responses, more=True)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
-    await s.ok(cmd.tag, "FETCH completed")
+    await _done(s, cmd.tag, expunged)
+
+
+async def _done(s: Session, tag: str, gone: bool) -> None:
+    if gone:
+        # RFC 9051 §7.1 (EXPUNGEISSUED): the data of the messages still there was sent; the
+        # client learns of the expunge at its next command (NOOP).
+        await s.no(tag, "Some of the requested messages no longer exist", r.Code.EXPUNGEISSUED)
+    else:
+        await s.ok(tag, "FETCH completed")
 
 
 STREAM_MIN = 256 * 1024
@@ -188,9 +206,11 @@ async def _fast(
     refs = await s.store.flags(view.info.id, [u for _, u in targets]) if targets else {}
     names = [a.name for a in attributes]
     lines: list[bytes] = []
+    expunged = False
     for seq, uid in targets:
         ref = refs.get(uid)
         if ref is None:
+            expunged = True  # expunged by another session meanwhile
             continue
         parts = []
         for name in names:
@@ -209,7 +229,7 @@ async def _fast(
     if lines:
         await s.send_raw(lines, more=True)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
-    await s.ok(cmd.tag, "FETCH completed")
+    await _done(s, cmd.tag, expunged)
 
 
 def _is_whole_body(a: c.FetchAttribute) -> bool:
@@ -237,11 +257,21 @@ async def _stream(
     ref: MessageRef,
     summary: Summary | None,
     include_flags: bool,
-) -> None:
+) -> bool:
     """RFC 9051 §7.5.2 FETCH response whose message literal is sent as it is decrypted, one
-    64 KiB block at a time, so a large message never sits whole in memory."""
+    64 KiB block at a time, so a large message never sits whole in memory. ``False`` (and
+    nothing sent) if the message was expunged before its first block was read."""
     view, keys = s.selected, s.keys
     assert view is not None and keys is not None
+    # The first block before the literal's length goes out: until then, an expunge by another
+    # session is still an answer (EXPUNGEISSUED), not a broken stream.
+    pieces = s.store.stream_body(keys, view.info.id, uid)
+    try:
+        first = await anext(pieces)
+    except FolderError as exc:
+        if exc.code != "NONEXISTENT":
+            raise
+        return False
     at = attributes.index(body)
     before = _items(s, attributes[:at], uid, ref, summary, None, b"", include_flags=False) or []
     after = _items(s, attributes[at + 1 :], uid, ref, summary, None, b"", include_flags=False)
@@ -256,8 +286,9 @@ async def _stream(
         w.raw(b" ")
     w.raw(body.response_name().encode("ascii") + b" {%d}\r\n" % ref.size)
     await s.send_raw(w.chunks, more=True)
-    sent = 0
-    async for piece in s.store.stream_body(keys, view.info.id, uid):
+    sent = len(first)
+    await s.send_raw([first], more=True)
+    async for piece in pieces:
         sent += len(piece)
         await s.send_raw([piece], more=True)
     if sent != ref.size:
@@ -269,6 +300,7 @@ async def _stream(
         tail.value(value)
     tail.raw(b")\r\n")
     await s.send_raw(tail.chunks, more=True)
+    return True
 
 
 def _items(
