@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from server.imap.commands.selected import sync
+from server.imap.commands.selected import enable_condstore, sync
 from server.imap.proto import commands as c
 from server.imap.proto import message as m
 from server.imap.proto import response as r
@@ -131,10 +131,12 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
     if key in _FLAG_KEYS:
         flag, present = _FLAG_KEYS[key]
         return (flag in flags) == present
-    if key in ("NEW", "RECENT"):
-        return False  # \Recent is not kept (IMAP4rev2 dropped it)
-    if key == "OLD":
-        return True
+    if key in ("NEW", "RECENT", "OLD"):
+        # RFC 3501 §6.4.4 (IMAP4rev1 sessions; an IMAP4rev2 session has no recent message).
+        is_recent = msg.uid in view.recent
+        if key == "NEW":
+            return is_recent and "\\Seen" not in flags
+        return is_recent if key == "RECENT" else not is_recent
     if key in ("KEYWORD", "UNKEYWORD"):
         # RFC 9051 §2.3.2: keywords compare case-insensitively.
         present = str(args[0]).casefold() in {f.casefold() for f in flags}
@@ -175,7 +177,6 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
     if key == "TEXT":
         return _contains(await msg.raw(), str(args[0]))
     if key == "MODSEQ":
-        s.enabled.add("CONDSTORE")
         return msg.modseq >= int(args[-1])  # type: ignore[arg-type]
     raise ValueError(f"unsupported search key {key}")
 
@@ -197,6 +198,8 @@ async def search(s: Session, cmd: c.Search) -> None:
     if cmd.charset is not None and cmd.charset.upper() not in ("UTF-8", "US-ASCII"):
         await s.no(cmd.tag, "Unsupported charset", r.Code.badcharset())
         return
+    if _uses_modseq(cmd.criteria):
+        await enable_condstore(s)
     largest = view.uids[-1] if view.uids else 0
     refs = await s.store.flags(view.info.id)
     prefetch = _needs_meta(cmd.criteria)
@@ -247,9 +250,23 @@ async def search(s: Session, cmd: c.Search) -> None:
         if "ALL" in opts and numbers:
             results["ALL"] = SequenceSet.of(*numbers)
         if _uses_modseq(cmd.criteria) and found:
-            results["MODSEQ"] = max(refs[u].modseq for _, u in found if u in refs)
+            results["MODSEQ"] = _result_modseq(opts, found, refs)
         await s.send(r.esearch(cmd.tag, uid=cmd.uid, results=results), more=True)
     await _done(s, cmd)
+
+
+def _result_modseq(
+    opts: set[str], found: list[tuple[int, int]], refs: dict[int, MessageRef]
+) -> int:
+    """RFC 7162 §3.1.5 with RFC 4731: the highest MODSEQ of the messages the result returns;
+    with only MIN and/or MAX, of those messages alone."""
+    if opts & {"ALL", "COUNT"} or not opts & {"MIN", "MAX"}:
+        returned = found
+    else:
+        returned = [found[0]] if "MIN" in opts else []
+        if "MAX" in opts:
+            returned.append(found[-1])
+    return max((refs[u].modseq for _, u in returned if u in refs), default=0)
 
 
 def _uses_modseq(node: c.SearchNode) -> bool:
