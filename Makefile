@@ -27,6 +27,7 @@ run: venv
 
 lint: venv
 	$(BIN)/ruff check $(PACKAGES) tests bench
+	$(BIN)/lint-imports
 	$(BIN)/mypy --strict -p server -p mailformats -p storage -p pki -p dossier -p directory -p agenda -p catalogue -p client_tui
 
 test: lint

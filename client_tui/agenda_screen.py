@@ -27,6 +27,7 @@ from client_tui.appointments import (
     counter_message,
     reply_message,
 )
+from client_tui.context import client_of
 from client_tui.dialogs import Prompt
 
 if TYPE_CHECKING:
@@ -113,10 +114,7 @@ class AgendaScreen(Screen[None]):
 
     @property
     def client(self) -> HygieClient:
-        from client_tui.app import HygieClient
-
-        assert isinstance(self.app, HygieClient)
-        return self.app
+        return client_of(self.app)
 
     def c(self, name: str) -> str:
         value = self.app.get_css_variables().get(name, "")

@@ -14,6 +14,7 @@ from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Static, TextArea
 
 from client_tui.compose import AttachmentError, Draft, addresses, build_message
+from client_tui.context import client_of
 from client_tui.dialogs import Confirm, Prompt
 from client_tui.directory import Correspondent
 
@@ -61,10 +62,7 @@ class ComposeScreen(Screen[bool]):
 
     @property
     def client(self) -> HygieClient:
-        from client_tui.app import HygieClient
-
-        assert isinstance(self.app, HygieClient)
-        return self.app
+        return client_of(self.app)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compose"):

@@ -40,6 +40,7 @@ from client_tui.compose import (
     save_attachment,
 )
 from client_tui.compose_screen import ComposeScreen
+from client_tui.context import client_of
 from client_tui.dialogs import ChooseFolder, Confirm, Help, Prompt
 from client_tui.imap import Folder, MessageSummary
 from client_tui.session import find_special
@@ -131,10 +132,7 @@ class MailScreen(Screen[None]):
 
     @property
     def client(self) -> HygieClient:
-        from client_tui.app import HygieClient
-
-        assert isinstance(self.app, HygieClient)
-        return self.app
+        return client_of(self.app)
 
     # -- layout ----------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from client_tui.compose import (
     build_xdm_attachment,
     parse_birth_date,
 )
+from client_tui.context import client_of
 from directory.ins import patient_address as ins_address
 from dossier.errors import DossierError
 from dossier.ins import check_matricule
@@ -47,10 +48,7 @@ class PatientDocumentScreen(Screen[bool]):
 
     @property
     def client(self) -> HygieClient:
-        from client_tui.app import HygieClient
-
-        assert isinstance(self.app, HygieClient)
-        return self.app
+        return client_of(self.app)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compose"):

@@ -26,10 +26,13 @@ under the base URL kept in ``ca.json`` (`pki.registry.CaSettings`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
+import os
 import re
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, TypeVar
@@ -206,6 +209,18 @@ class CertificateAuthority:
     def files(self) -> CaFiles:
         return CaFiles(self.pki_dir)
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the CA's lock (``ca.lock`` in its directory, ``flock``): the worker processes
+        of one machine write a CRL (its number), a revocation or the OCSP responder one at a
+        time."""
+        fd = os.open(self.pki_dir / "ca.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     @property
     def operator(self) -> str:
         """The operator's name, as the ``O`` of the intermediate CA."""
@@ -324,10 +339,11 @@ class CertificateAuthority:
 
     def revoke(self, serial: int | str, reason: x509.ReasonFlags) -> IssuedRecord:
         """Mark a certificate revoked now and publish a new CRL."""
-        record = self.registry.revoke(
-            serial, reason, dt.datetime.now(dt.UTC).replace(microsecond=0)
-        )
-        self.write_crl()
+        with self.lock():
+            record = self.registry.revoke(
+                serial, reason, dt.datetime.now(dt.UTC).replace(microsecond=0)
+            )
+            self.write_crl()
         return record
 
     def crl(self, *, next_update_hours: int = 24) -> x509.CertificateRevocationList:
@@ -385,8 +401,16 @@ class CertificateAuthority:
         """The delegated OCSP responder, made (or renewed, a week before expiry) on demand."""
         now = dt.datetime.now(dt.UTC)
         cached = self._cache.get("ocsp")
+        if cached is not None and cached[0].not_valid_after_utc - now >= dt.timedelta(days=7):
+            return cached
+        with self.lock():  # another worker may be making it: one key and certificate pair
+            return self._ocsp_responder_locked(now, cached)
+
+    def _ocsp_responder_locked(
+        self, now: dt.datetime, cached: tuple[x509.Certificate, PrivateKey] | None
+    ) -> tuple[x509.Certificate, PrivateKey]:
         files = self.files
-        if cached is None and files.ocsp_cert.exists():
+        if files.ocsp_cert.exists():
             certificate = _load_certificate(files.ocsp_cert, what="OCSP responder certificate")
             key = _load_ca_key(files.ocsp_key, self.passphrase, what="OCSP responder key")
             cached = (certificate, key)

@@ -2,16 +2,27 @@
 
 On a stop signal the listeners close first (no new connections), in-flight deliveries finish
 (at most ``[server] shutdown_grace_seconds``), the group-commit writer drains, and the process
-exits 0.
+exits 0. This is one process; ``hygie serve --workers N`` runs it N times under a supervisor
+(:mod:`server.workers`), each worker on the sockets the supervisor hands down.
+
+Several processes (workers, nodes) share nothing but the database: folder changes and cache
+invalidations travel as notices (:mod:`storage.notices`), and the periodic work that must run
+once per cluster (patient-space jobs, CRL upkeep, fetching the trusted-domain list) runs under
+a lease (:mod:`storage.leases`); queue entries, after-commit jobs and reminders are leased
+row by row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
+import os
 import signal
+import socket
 import ssl
+import time
 from asyncio import sslproto
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +39,13 @@ from pki.tls import server_context
 from pki.verify import ClientCertificateChecker
 from server.auth.authenticator import Authenticator
 from server.auth.oauth import TokenVerifier
+from server.auth.patient import (
+    CodeUnsent,
+    PatientIssuer,
+    PatientSignIn,
+    PatientTokens,
+    SecondFactorPasswords,
+)
 from server.config import CA_SECRET, Config
 from server.delivery.mss_headers import MssHeaderRules
 from server.delivery.outbox import OutboxRunner
@@ -36,10 +54,12 @@ from server.delivery.pipeline import Pipeline
 from server.delivery.receipts import DeliveryReports
 from server.delivery.senders import FromRules
 from server.delivery.usage import UsageCounting
-from server.espace.install import install as install_espace
+from server.espace.notify import NotifyError, Smarthost, enrol_code_mail
+from server.espace.spaces import PatientNotices, SpaceJobs
 from server.http.agenda import AgendaFeed, agenda_route
 from server.http.catalogue import CatalogueApi, catalogue_route
 from server.http.dossier import DossierApi, dossier_route
+from server.http.espace import EspacePages, espace_route
 from server.http.fhir import fhir_route
 from server.http.limits import HttpLimits
 from server.http.metrics import metrics_route
@@ -66,10 +86,18 @@ from storage.correspondents import CorrespondentBook
 from storage.crypto import MasterKey
 from storage.db import Database
 from storage.dossier import DossierIndex
+from storage.leases import Leased, get_document, put_document
 from storage.mailstore import MailStore
+from storage.spaces import SpaceStore
 
 log = structlog.get_logger("hygie.server")
 TLS_READ_BUFFER = 32 * 1024
+#: How often the CRL's expiry is checked (by the one process holding the lease).
+CRL_CHECK_SECONDS = 600.0
+#: How often the lease of the trusted-domain list's fetching is renewed or taken over.
+TRUST_LEASE_SECONDS = 60.0
+#: The cluster's copy of a trusted-domain list fetched from a URL (storage.leases).
+TRUST_DOCUMENT = "trusted-domains"
 
 
 @dataclass
@@ -177,7 +205,7 @@ def http_limits(config: Config) -> HttpLimits:
 
 
 async def _start_pki_http(
-    config: Config, master: MasterKey
+    config: Config, master: MasterKey, db: Database
 ) -> tuple[list[asyncio.Server], asyncio.Task[None] | None]:
     """The CA's publication point (CRL, OCSP, CA certificates) on plain HTTP."""
     if not config.http.pki_port:
@@ -195,11 +223,55 @@ async def _start_pki_http(
     server = await HttpServer([(publisher.prefix + "/", pki)], limits=http_limits(config)).listen(
         config.server.listen, config.http.pki_port
     )
-    task = asyncio.get_running_loop().create_task(publisher.keep_crl_fresh(), name="crl")
+    # One process of the cluster keeps the CRL fresh (a request for an expiring one still
+    # writes a new one wherever it arrives).
+    crl = Leased(db, "crl", CRL_CHECK_SECONDS, publisher.refresh_crl_now)
+    task = asyncio.get_running_loop().create_task(crl.run(), name="crl")
     return [server], task
 
 
-async def _trust(config: Config) -> tuple[TrustedDomains, PeerRevocation, list[str]]:
+async def _cluster_trust_copy(db: Database, trusted: TrustedDomains, max_age: float = 0) -> bool:
+    """Load the list another process fetched, if it is younger than ``max_age`` seconds (0:
+    any age); False if there is none."""
+    found = await get_document(db, TRUST_DOCUMENT)
+    if found is None:
+        return False
+    data, updated = found
+    if max_age and time.time() - updated > max_age:
+        return False
+    return trusted.load(data)
+
+
+class TrustFetching:
+    """A trusted-domain list at an https:// URL is fetched by one process of the cluster
+    (the lease ``trusted-domains``), every ``[relay] trusted_domains_refresh_seconds``; it
+    stores the copy in the database and tells the others (notice ``trust``), which read it."""
+
+    def __init__(self, config: Config, db: Database, trusted: TrustedDomains) -> None:
+        self.db = db
+        self.trusted = trusted
+        self.every = float(config.relay.trusted_domains_refresh_seconds)
+        db.notices.on("trust", self._changed)
+        self._reading: set[asyncio.Task[bool]] = set()
+
+    def _changed(self, _key: str) -> None:
+        task = asyncio.ensure_future(_cluster_trust_copy(self.db, self.trusted))
+        self._reading.add(task)
+        task.add_done_callback(self._reading.discard)
+
+    async def fetch_if_due(self) -> None:
+        found = await get_document(self.db, TRUST_DOCUMENT)
+        if found is not None and time.time() - found[1] < self.every:
+            return  # fetched by this or another process less than a period ago
+        await asyncio.to_thread(self.trusted.refresh)
+        if self.trusted.fetched is not None:
+            await put_document(self.db, TRUST_DOCUMENT, self.trusted.fetched)
+            self.db.notices.send("trust")
+
+
+async def _trust(
+    config: Config, db: Database
+) -> tuple[TrustedDomains, PeerRevocation, list[str]]:
     """The trusted-domain list, loaded once before we listen, and the relay trust anchors:
     our root and intermediate, then the other operators' CAs."""
     ca_file = config.relay.trusted_domains_ca_file
@@ -209,13 +281,53 @@ async def _trust(config: Config) -> tuple[TrustedDomains, PeerRevocation, list[s
         local_domains=config.server.domains,
         ca_file=config.path(ca_file) if ca_file else None,
     )
-    await asyncio.to_thread(trusted.refresh)
+    if not trusted.is_url or not await _cluster_trust_copy(db, trusted):
+        await asyncio.to_thread(trusted.refresh)
+        if trusted.is_url and trusted.fetched is not None:
+            await put_document(db, TRUST_DOCUMENT, trusted.fetched)
     files = CaFiles(config.path("pki"))
     paths = [files.root_cert, files.intermediate_cert]
     paths += [config.path(p) for p in config.relay.trust_anchors]
     anchors = load_anchors(paths)
     pems = [path.read_text("ascii") for path in paths]
     return trusted, PeerRevocation(anchors, config.relay.crl_refresh_seconds), pems
+
+
+@dataclass
+class Espace:
+    jobs: SpaceJobs
+    route: Handler
+    step: PatientNotices
+
+
+def _espace(
+    config: Config, db: Database, master: MasterKey, auth: Authenticator,
+    workflow: DossierWorkflow,
+) -> Espace:  # fmt: skip
+    """The patient spaces (issue 11): the pipeline's step and the filing hook that owe
+    patients a notification, the patient issuer's tokens and the app-password rule for the
+    authenticator, the ``/espace/`` pages, and the jobs loop (opening, purge, personal e-mail)."""
+    store = SpaceStore(db, master)
+    smarthost = Smarthost(config)
+    jobs = SpaceJobs(config, store, smarthost)
+    workflow.on_filed.append(jobs.filed)
+    issuer = PatientIssuer(config)
+    issuer.key()  # created on first start, before any request needs it
+    signin = PatientSignIn(config, db, store, auth, issuer)
+    if smarthost.configured:  # the one-time codes before an enrolment
+
+        async def send_code(email: str, code: str, minutes: int, now: dt.datetime) -> None:
+            try:
+                await smarthost.send(enrol_code_mail(config, email, code, minutes, now))
+            except NotifyError as exc:
+                raise CodeUnsent(exc.reason) from None
+
+        signin.send_code = send_code
+    auth.patient_tokens = PatientTokens(config, issuer, signin.sessions)
+    auth.password_filter = SecondFactorPasswords(db, store).filter
+    pages = EspacePages(config, store, signin)
+    pages.csrf.key()  # like the issuer's key: made on first start, shared by every worker
+    return Espace(jobs, espace_route(pages), PatientNotices(jobs))
 
 
 async def _catalogue(
@@ -237,7 +349,12 @@ async def _catalogue(
     return AppGate(consents), CatalogueWorkflow(config, catalogue, pipeline.notice), route
 
 
-async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    config: Config, stop: asyncio.Event | None = None, *, control_fd: int | None = None
+) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT). ``control_fd``: a worker's end of the
+    supervisor's socket pair (:mod:`server.workers`): ``ready`` is written on it once every
+    listener listens, and its end (the supervisor died) stops the worker."""
     stop = stop or asyncio.Event()
     _small_tls_buffers()
     _send_tls_alerts()
@@ -255,11 +372,12 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         client_ca_files=_client_ca_files(config),
     )
     services = await open_services(config)
+    await services.db.notices.listen()  # folder changes and invalidations from the others
     # Issue 24: certificates naming a publication point peers cannot reach are refused there.
     for problem in pki_address.problems(config):
         log.warning("pki_address_mismatch", problem=problem)
     db, master, store = services.db, services.master, services.store
-    trusted, revocation, anchor_pems = await _trust(config)
+    trusted, revocation, anchor_pems = await _trust(config, db)
     metrics = ServerMetrics()  # issue 11 item 4: usage indicators and /metrics
     metrics.observe_read_path(store)
     signer = (
@@ -285,7 +403,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     usage = UsageRecorder(db, master.derive_secret(REACH_SECRET), metrics)
     workflow.apps = agenda.apps = gate
     workflow.usage = usage
-    espace = install_espace(config, db, master, services.auth, workflow)
+    espace = _espace(config, db, master, services.auth, workflow)
     pipeline.steps = [
         MssHeaderRules(), FromRules(db), ConsentStep(gate), workflow, agenda, catalogue,
         patients, DeliveryReports(config, pipeline.notice), UsageCounting(usage), espace.step,
@@ -313,16 +431,20 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     loop_tasks = [
         loop.create_task(queue.run(), name="queue"),
         loop.create_task(outbox.run(), name="outbox"),
-        loop.create_task(
-            trusted.keep_fresh(config.relay.trusted_domains_refresh_seconds), name="trust"
-        ),
     ]
+    if trusted.is_url:  # fetched by one process of the cluster, read by the others
+        fetching = TrustFetching(config, db, trusted)
+        lease = Leased(db, "trusted-domains", TRUST_LEASE_SECONDS, fetching.fetch_if_due)
+        loop_tasks.append(loop.create_task(lease.run(), name="trust"))
+    else:  # a file of this machine: every process looks at its date every few seconds
+        loop_tasks.append(loop.create_task(trusted.keep_fresh(5.0), name="trust"))
     loop_tasks.append(loop.create_task(agenda.run_reminders(), name="agenda-reminders"))
-    loop_tasks.append(loop.create_task(espace.jobs.run(), name="patient-spaces"))
+    spaces = Leased(db, "patient-spaces", config.spaces.job_seconds, espace.jobs.run_once)
+    loop_tasks.append(loop.create_task(spaces.run(), name="patient-spaces"))
     imap = ImapServer(config, services.store, services.auth, services.master, tls)
     imap.metrics = metrics
     imap_servers = await imap.start()
-    http_servers, crl_task = await _start_pki_http(config, services.master)
+    http_servers, crl_task = await _start_pki_http(config, services.master, db)
     if config.http.https_port:
         feed = AgendaFeed(agenda, services.auth)
         scrape = metrics_route(metrics, services.db, config.data_dir)
@@ -347,6 +469,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     # life: out of the collector's sight, a full collection no longer stalls every session
     # (~100 ms under load before).
     gc.freeze()
+    control = _tell_supervisor(control_fd, stop)
     await stop.wait()
 
     log.info("stopping")
@@ -368,4 +491,36 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await usage.flush()
     await services.store.settle()  # owner seals of first reads, before the writer stops
     await services.db.close()
+    if control is not None:
+        with contextlib.suppress(Exception):
+            loop.remove_reader(control.fileno())
+        control.close()
     log.info("stopped")
+
+
+def _tell_supervisor(control_fd: int | None, stop: asyncio.Event) -> socket.socket | None:
+    """A worker: say ``ready``, and stop when the supervisor is gone (its end closes)."""
+    if control_fd is None:
+        return None
+    control = socket.socket(fileno=control_fd)
+    control.setblocking(False)
+    try:
+        control.send(b"ready %d\n" % os.getpid())
+    except OSError:  # the supervisor is gone already
+        stop.set()
+        return control
+
+    def readable() -> None:
+        try:
+            data = control.recv(64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            log.warning("supervisor_gone")
+            asyncio.get_running_loop().remove_reader(control.fileno())
+            stop.set()
+
+    asyncio.get_running_loop().add_reader(control.fileno(), readable)
+    return control

@@ -29,6 +29,8 @@ class ServerSection:
     hostname: str = "mail.hygie.test"
     domains: tuple[str, ...] = ("hygie.test",)
     listen: str = "127.0.0.1"
+    # Worker processes sharing the listeners (`hygie serve --workers N`); 0: one per core.
+    workers: int = 0
     shutdown_grace_seconds: float = 10.0
     # How long a process holds an after-commit job (design.md §2 step 5) before another may
     # take it over: the time to notice a dead node.
@@ -419,6 +421,9 @@ hostname = "{hostname}"
 domains = ["{domain}"]
 # Address the listeners bind to.
 listen = "{s.listen}"
+# Worker processes sharing the listeners (`hygie serve --workers N` overrides it); 0: one per
+# core. They share state through the database only (docs/operations.md).
+workers = {s.workers}
 # On SIGTERM, how long in-flight sessions may take to finish.
 shutdown_grace_seconds = {s.shutdown_grace_seconds}
 # How long a process holds an after-commit job (dossier filing, agenda, receipts) before

@@ -19,15 +19,28 @@ LEVELS = {
 }
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+def configure_logging(
+    level: str = "info", fmt: str = "json", *, worker: str | None = None
+) -> None:
+    """``worker``: this process among the processes of ``hygie serve --workers N``
+    (``"worker 2/4"``, or ``"supervisor"``), written as ``process`` in every event it logs."""
     numeric = LEVELS.get(level.lower(), logging.INFO)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+
+    def name_worker(
+        _logger: object, _method: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        event.setdefault("process", worker)
+        return event
+
+    named: list[structlog.typing.Processor] = [name_worker] if worker is not None else []
     structlog.configure(
         processors=[
+            *named,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -26,7 +26,9 @@ from storage import transactions as tx
 from storage.crypto import MailboxKeyPair, MasterKey
 from storage.db import Database
 from storage.models import Account, AccountIdentity
+from storage.models import AccountInfo as AccountInfo  # the accounts API names it here too
 from storage.passwords import CREDENTIALS
+from storage.patient_sessions import end_all_sessions
 
 log = structlog.get_logger("hygie.accounts")
 
@@ -56,14 +58,6 @@ class AccountError(Exception):
 
 class AccountRefused(AccountError):
     """A rule forbids this account (``create_account``'s guard said why)."""
-
-
-@dataclass(frozen=True)
-class AccountInfo:
-    id: int
-    address: str
-    has_password: bool
-    disabled: bool
 
 
 def normalize_address(address: str) -> str:
@@ -151,8 +145,6 @@ async def set_password(
 ) -> None:
     """Set the password; every patient session and token of the account ends with the old
     one, in the same transaction (issue 17 finding 7)."""
-    from storage.patient_sessions import end_all_sessions  # it needs AccountInfo from here
-
     address = normalize_address(address)
     password_hash = await asyncio.to_thread(hash_password, password)
 
@@ -172,7 +164,7 @@ async def set_password(
     account_id = await db.writer.run(write)
     if account_id is None:
         raise AccountError(f"no such account: {address}")
-    CREDENTIALS.forget(account_id)
+    db.notices.invalidate("credentials", account_id)
 
 
 async def list_accounts(db: Database) -> list[AccountInfo]:

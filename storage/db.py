@@ -39,6 +39,8 @@ from sqlalchemy.pool import SingletonThreadPool
 
 from storage.blobs import BlobStore
 from storage.models import OutboxEffect
+from storage.notices import EVERYTHING, Notices
+from storage.passwords import CREDENTIALS
 
 T = TypeVar("T")
 log = structlog.get_logger("hygie.storage")
@@ -643,8 +645,14 @@ class _PgLookups:
                 await conn.close()
 
 
+def _forget_credentials(key: str) -> None:
+    CREDENTIALS.forget(int(key))
+
+
 class Database:
-    """One process's handle on the store: a read engine and the group-commit writer."""
+    """One process's handle on the store: a read engine, the group-commit writer, and the
+    notices shared with the other processes and nodes on the same database
+    (:mod:`storage.notices`)."""
 
     def __init__(
         self, url: str, blobs: BlobStore, *, group_commit_max: int = 64, echo: bool = False
@@ -657,6 +665,11 @@ class Database:
         self.read = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._lookups = _SqliteLookups(url) if self.dialect == "sqlite" else None
         self._pg_lookups = _PgLookups(url) if self.dialect == "postgresql" else None
+        self.notices = Notices(url)
+        # The verified-credentials memory (storage.passwords) forgets an account changed in
+        # any process; the row is re-read at every login anyway, this only drops the entry.
+        self.notices.on("credentials", _forget_credentials)
+        self.notices.on(EVERYTHING, lambda _key: CREDENTIALS.clear())
 
     async def start(self) -> None:
         self.writer.start()
@@ -688,6 +701,8 @@ class Database:
         return await self.raw_rows(sql, *params)
 
     async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.notices.close()
         with contextlib.suppress(Exception):
             await self.writer.close()
         if self._lookups is not None:

@@ -40,6 +40,7 @@ from storage.crypto import (
 from storage.db import Database, effect_result_type
 from storage.events import FolderEvents
 from storage.message_cache import MessageCache
+from storage.notices import EVERYTHING
 from storage.transactions import DELIMITER, FlagMode, FolderError, FolderInfo, MessageRef
 
 F, M, X = tx.FOLDERS, tx.MESSAGES, tx.EXPUNGED
@@ -287,6 +288,14 @@ class MailStore:
     ) -> None:
         self.db = db
         self.events = events or FolderEvents()
+        # Across processes and nodes (storage.notices): folders changed elsewhere wake this
+        # process's IDLE sessions; messages expunged elsewhere leave this process's cache.
+        notices = db.notices
+        if self.events.relay is None:
+            self.events.relay = lambda folder_id: notices.send("folder", folder_id)
+        notices.on("folder", self._folder_changed)
+        notices.on("messages", self._messages_gone)
+        notices.on(EVERYTHING, self._everything_changed)
         #: The reader's summary codec (set by the IMAP server); without one, nothing is
         #: owner-sealed and :meth:`open_messages` is unavailable.
         self.summaries = summaries
@@ -363,9 +372,23 @@ class MailStore:
 
     def forget(self, blobs: Iterable[str]) -> None:
         """The invalidation point of the opened-message cache: messages of these blobs were
-        deleted (EXPUNGE, CLOSE, DELETE of their folder), their plaintext summaries go. A
-        move keeps its blob in the same account and forgets nothing."""
-        self.messages.forget(blobs)
+        deleted (EXPUNGE, CLOSE, DELETE of their folder), their plaintext summaries go, here
+        and in every other process (notice ``messages``). A move keeps its blob in the same
+        account and forgets nothing."""
+        gone = list(blobs)
+        self.messages.forget(gone)
+        for blob in gone:
+            self.db.notices.send("messages", blob)
+
+    def _folder_changed(self, key: str) -> None:
+        self.events.publish_local(int(key))
+
+    def _messages_gone(self, key: str) -> None:
+        self.messages.forget([key])
+
+    def _everything_changed(self, _key: str) -> None:
+        self.messages.clear()
+        self.events.wake_all()
 
     async def settle(self) -> None:
         """Write the owner seals gathered so far and wait for them (tests, and before the

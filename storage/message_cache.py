@@ -13,9 +13,9 @@ command.
 The cache is bounded by an estimate of the bytes it holds (least recently used entries go
 first). Entries are dropped explicitly when their message is expunged or its folder deleted
 (:meth:`MessageCache.forget`): plaintext metadata of a deleted message does not linger. Those
-calls are the invalidation points; another process's expunge reaches this one only once the
-notification channel of the cluster work exists, and until then the bound ages such entries out
-(they are unreachable anyway: a lookup starts from a message row that no longer exists).
+calls are the invalidation points; another process's expunge reaches this one through the
+cluster's notices (:mod:`storage.notices`, kind ``messages``, handled by
+:class:`storage.mailstore.MailStore`), and a notice that some were lost clears the cache.
 """
 
 from __future__ import annotations
@@ -95,6 +95,13 @@ class MessageCache:
             accounts.discard(owner)
             if not accounts:
                 del self._owners_of[blob]
+
+    def clear(self) -> None:
+        """Drop every entry (notices may have been lost: nothing is known to be current)."""
+        self.generation += 1
+        self._entries.clear()
+        self._owners_of.clear()
+        self.bytes = 0
 
     def forget(self, blobs: Iterable[str]) -> None:
         """Drop every account's entry for these blobs (their message rows were deleted)."""

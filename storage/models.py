@@ -11,12 +11,14 @@ size and dates live in ``messages.meta``, encrypted with the message's content k
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -35,6 +37,16 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """An account as the rest of Hygie sees it (no keys, no hash)."""
+
+    id: int
+    address: str
+    has_password: bool
+    disabled: bool
 
 
 class Base(DeclarativeBase):
@@ -370,3 +382,63 @@ class OutboxEffect(Base):
     )
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     result: Mapped[str] = mapped_column(Text, default="null")
+
+
+class ClusterLease(Base):
+    """Work done by one process of the cluster at a time (patient-space jobs, CRL upkeep,
+    the trusted-domain list): held by ``holder`` until ``expires`` (seconds since the epoch),
+    renewed while it runs; another process takes it over once it expired
+    (:mod:`storage.leases`)."""
+
+    __tablename__ = "cluster_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires: Mapped[float] = mapped_column(Float)
+
+
+class ClusterDocument(Base):
+    """A document one process fetched for the whole cluster (the trusted-domain list from its
+    URL), read by the others when told it changed."""
+
+    __tablename__ = "cluster_documents"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    updated: Mapped[float] = mapped_column(Float)
+
+
+class LoginFailure(Base):
+    """A failed login (``server.auth.guard``): the source (an IPv4 address or IPv6 /64), the
+    login name as typed (lower case; none for a certificate or token), when. Kept a day."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_source", "source", "at"),
+        Index("ix_login_failures_login", "login", "at"),
+        Index("ix_login_failures_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    login: Mapped[str | None] = mapped_column(String(320))
+    at: Mapped[float] = mapped_column(Float)
+
+
+class LoginSource(Base):
+    """A source a login name last succeeded from, and when (a "known" source)."""
+
+    __tablename__ = "login_sources"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login: Mapped[str] = mapped_column(String(320), primary_key=True)
+    seen: Mapped[float] = mapped_column(Float)
+
+
+class LoginPacing(Base):
+    """When a login name under attack may have its next paced check (rule 4 of the guard)."""
+
+    __tablename__ = "login_pacing"
+
+    login: Mapped[str] = mapped_column(String(320), primary_key=True)
+    next_slot: Mapped[float] = mapped_column(Float)

@@ -33,10 +33,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import transactions as tx
-from storage.accounts import AccountInfo
 from storage.audit import write_entry
 from storage.db import Database
-from storage.models import Base
+from storage.models import AccountInfo, Base
 
 VERIFY, ENROL, PAGE, TOKEN = "verify", "enrol", "page", "token"
 KINDS = (VERIFY, ENROL, PAGE, TOKEN)

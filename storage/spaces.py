@@ -59,7 +59,6 @@ from storage.audit import write_entry
 from storage.crypto import MailboxKeyPair, MasterKey
 from storage.db import Database
 from storage.models import Base
-from storage.passwords import CREDENTIALS
 from storage.patient_sessions import end_all_sessions
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
@@ -304,7 +303,8 @@ class SpaceStore:
 
         result: SpaceInfo | None = await self.db.writer.run(write)
         if result is not None and result.account_id is not None:
-            CREDENTIALS.forget(result.account_id)  # a new password: nothing old is remembered
+            # A new password: nothing old is remembered, in any process.
+            self.db.notices.invalidate("credentials", result.account_id)
         return result
 
     async def activation_due(self, code: str) -> bool:
@@ -403,7 +403,7 @@ class SpaceStore:
 
         result: SpaceInfo | None = await self.db.writer.run(write)
         if result is not None and result.account_id is not None:
-            CREDENTIALS.forget(result.account_id)  # disabled
+            self.db.notices.invalidate("credentials", result.account_id)  # disabled
         return result
 
     async def purge_due(self, now: dt.datetime, limit: int = 100) -> int:
@@ -431,7 +431,7 @@ class SpaceStore:
         purged: list[int | None] = await self.db.writer.run(write)
         for account_id in purged:
             if account_id is not None:
-                CREDENTIALS.forget(account_id)  # deleted
+                self.db.notices.invalidate("credentials", account_id)  # deleted
         return len(purged)
 
     # -- reads -----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import jwt
 import structlog
 
 from pki.verify import CertificateRejected, ClientCertificateChecker, ClientIdentity
-from server.auth.guard import Limits, LoginGuard, Throttled, Ticket
+from server.auth.guard import Limits, LoginGuard, SharedRecords, Throttled, Ticket
 from server.auth.oauth import TokenRejected, TokenVerifier
 from server.config import AuthSection
 from storage.accounts import (
@@ -109,7 +109,10 @@ class Authenticator:
     ) -> None:
         self.db = db
         self.config = config
-        self.guard = LoginGuard(Limits(config.max_failures_per_minute, config.max_failures_per_day))
+        # Failed logins are counted in the database: every worker and node shares the limits.
+        self.guard = LoginGuard(
+            Limits(config.max_failures_per_minute, config.max_failures_per_day), SharedRecords(db)
+        )
         self.limiter = FailureLimiter(config.max_failures_per_minute)
         CREDENTIALS.ttl = config.credential_cache_seconds
         self.certificates = certificates if config.certificate_login else None

@@ -26,9 +26,16 @@ A right password from a source that has not failed is never refused by what othe
 turn (rule 4), and a source where the owner logged in before skips the wait.
 
 The counts live behind :class:`LoginRecords`, one atomic ``admit`` (read the counts, apply the
-pure :func:`decide`, record the attempt) and one ``settle``; :class:`MemoryRecords` keeps them in
-this process. Shared limits for several processes and nodes (issue 20) are another
-implementation of the same two calls on the database.
+pure :func:`decide`, record the attempt) and one ``settle``. :class:`SharedRecords` (what
+``hygie serve`` uses) keeps them in the database, so that every worker process and every node
+of a cluster counts the same failures, and moving between them resets nothing (issue 20):
+failures, the sources a name logged in from, and the pacing of accounts under attack are rows;
+an attempt is counted in its own process's memory while its check runs, and written only if it
+failed, so a successful login costs one read (and a write once a day per source and name).
+Between processes, attempts whose checks run at the same time do not see each other: at most
+:data:`CONCURRENT_CHECKS` per source and per name in each process, so a burst is bounded by
+that times the number of processes, after which the stored failures count.
+:class:`MemoryRecords` keeps them in one process's memory (unit tests, and the in-flight part).
 """
 
 from __future__ import annotations
@@ -40,7 +47,15 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from sqlalchemy import Table, delete, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from storage.db import Database
+from storage.models import LoginFailure, LoginPacing, LoginSource
 
 MINUTE = 60.0
 DAY = 24 * 3600.0
@@ -185,23 +200,31 @@ class MemoryRecords:
         seen = self._known.get((source, login))
         return seen is not None and seen > now - KNOWN_DAYS * DAY
 
-    async def admit(
-        self, source: str, login: str | None, now: float, judge: Callable[[Counts], Verdict]
-    ) -> tuple[Verdict, Ticket | None]:
-        src = f"src:{source}"
+    def counts(self, source: str, login: str | None, now: float) -> Counts:
         pair = f"pair:{source}|{login}" if login is not None else None
         account = f"acct:{login}" if login is not None else None
-        counts = Counts(
+        return Counts(
             pair_minute=self._count(pair, MINUTE, now) if pair else 0,
             pair_day=self._count(pair, DAY, now) if pair else 0,
-            source_minute=self._count(src, MINUTE, now),
+            source_minute=self._count(f"src:{source}", MINUTE, now),
             account_day=self._count(account, DAY, now) if account else 0,
             known=self._is_known(source, login, now),
             next_slot=self._slots.get(account, 0.0) if account else 0.0,
         )
-        verdict = judge(counts)
+
+    async def admit(
+        self, source: str, login: str | None, now: float, judge: Callable[[Counts], Verdict]
+    ) -> tuple[Verdict, Ticket | None]:
+        verdict = judge(self.counts(source, login, now))
         if not verdict.admitted:
             return verdict, None
+        return verdict, self.record(source, login, now, verdict)
+
+    def record(self, source: str, login: str | None, now: float, verdict: Verdict) -> Ticket:
+        """Count an admitted attempt (as a failure until settled)."""
+        src = f"src:{source}"
+        pair = f"pair:{source}|{login}" if login is not None else None
+        account = f"acct:{login}" if login is not None else None
         for key in (src, pair, account):
             if key is not None:
                 self._add(key, now)
@@ -209,11 +232,10 @@ class MemoryRecords:
             self._slots[account] = verdict.next_slot
             for stale in [k for k, t in self._slots.items() if t < now - DAY]:
                 del self._slots[stale]
-        return verdict, Ticket(source, login, now, max(0.0, verdict.start - now), verdict.rule)
+        return Ticket(source, login, now, max(0.0, verdict.start - now), verdict.rule)
 
-    async def settle(self, ticket: Ticket, ok: bool, login: str | None, now: float) -> None:
-        if not ok:
-            return
+    def withdraw(self, ticket: Ticket) -> None:
+        """Take the attempt back from the counts."""
         keys = [f"src:{ticket.source}"]
         if ticket.login is not None:
             keys += [f"pair:{ticket.source}|{ticket.login}", f"acct:{ticket.login}"]
@@ -222,11 +244,128 @@ class MemoryRecords:
             if events is not None:
                 with contextlib.suppress(ValueError):
                     events.remove(ticket.at)
+
+    async def settle(self, ticket: Ticket, ok: bool, login: str | None, now: float) -> None:
+        if not ok:
+            return
+        self.withdraw(ticket)
         for name in {n for n in (ticket.login, login) if n is not None}:
             self._known[(ticket.source, name)] = now
             self._known.move_to_end((ticket.source, name))
         while len(self._known) > self.max_keys:
             self._known.popitem(last=False)
+
+
+#: One read for everything :func:`decide` needs from the stored records of one attempt.
+_STORED_COUNTS = """
+SELECT
+  COALESCE(SUM(CASE WHEN source = ? AND login = ? AND at > ? THEN 1 ELSE 0 END), 0),
+  COALESCE(SUM(CASE WHEN source = ? AND login = ? THEN 1 ELSE 0 END), 0),
+  COALESCE(SUM(CASE WHEN source = ? AND at > ? THEN 1 ELSE 0 END), 0),
+  COALESCE(SUM(CASE WHEN login = ? THEN 1 ELSE 0 END), 0),
+  (SELECT MAX(seen) FROM login_sources WHERE source = ? AND login = ?),
+  (SELECT MAX(next_slot) FROM login_pacing WHERE login = ?)
+FROM login_failures WHERE (source = ? OR login = ?) AND at > ?
+"""
+#: A known source is written again only when its row is older than this.
+KNOWN_REFRESH = DAY
+
+
+FAILURES: Table = LoginFailure.__table__  # type: ignore[assignment]
+SOURCES: Table = LoginSource.__table__  # type: ignore[assignment]
+PACING: Table = LoginPacing.__table__  # type: ignore[assignment]
+
+
+def _insert_failure(source: str, login: str | None, at: float) -> Callable[[Connection], None]:
+    def write(conn: Connection) -> None:
+        conn.execute(insert(FAILURES).values(source=source, login=login, at=at))
+        # Failures count for a day: older rows go as new ones come (an indexed range).
+        conn.execute(delete(FAILURES).where(FAILURES.c.at < at - DAY))
+
+    return write
+
+
+def _upsert(table: Table, values: dict[str, Any], column: str) -> Callable[[Connection], None]:
+    def write(conn: Connection) -> None:
+        ins: Any = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+        keys = [c.name for c in table.primary_key.columns]
+        conn.execute(
+            ins.values(**values).on_conflict_do_update(
+                index_elements=keys, set_={column: values[column]}
+            )
+        )
+
+    return write
+
+
+class SharedRecords:
+    """:class:`LoginRecords` in the database, shared by every process and node (see the
+    module docstring): the stored failures plus this process's attempts in flight."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.flight = MemoryRecords()
+        self._known_written: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    async def _stored(self, source: str, login: str | None, now: float) -> Counts:
+        rows = await self.db.lookup(
+            _STORED_COUNTS,
+            source, login, now - MINUTE,
+            source, login,
+            source, now - MINUTE,
+            login,
+            source, login,
+            login,
+            source, login, now - DAY,
+        )  # fmt: skip
+        pm, pd, sm, ad, seen, slot = rows[0] if rows else (0, 0, 0, 0, None, None)
+        return Counts(
+            pair_minute=int(pm), pair_day=int(pd), source_minute=int(sm), account_day=int(ad),
+            known=seen is not None and float(seen) > now - KNOWN_DAYS * DAY,
+            next_slot=float(slot or 0.0),
+        )  # fmt: skip
+
+    async def admit(
+        self, source: str, login: str | None, now: float, judge: Callable[[Counts], Verdict]
+    ) -> tuple[Verdict, Ticket | None]:
+        stored = await self._stored(source, login, now)
+        # From here to the decision nothing awaits: the attempts of this process are counted
+        # one after the other.
+        local = self.flight.counts(source, login, now)
+        counts = Counts(
+            pair_minute=stored.pair_minute + local.pair_minute,
+            pair_day=stored.pair_day + local.pair_day,
+            source_minute=stored.source_minute + local.source_minute,
+            account_day=stored.account_day + local.account_day,
+            known=stored.known or local.known,
+            next_slot=max(stored.next_slot, local.next_slot),
+        )
+        verdict = judge(counts)
+        if not verdict.admitted:
+            return verdict, None
+        ticket = self.flight.record(source, login, now, verdict)
+        if login is not None and verdict.next_slot is not None:
+            slot = {"login": login, "next_slot": verdict.next_slot}
+            await self.db.writer.run(_upsert(PACING, slot, "next_slot"))
+        return verdict, ticket
+
+    async def settle(self, ticket: Ticket, ok: bool, login: str | None, now: float) -> None:
+        if not ok:
+            try:
+                await self.db.writer.run(_insert_failure(ticket.source, ticket.login, ticket.at))
+            finally:
+                self.flight.withdraw(ticket)
+            return
+        await self.flight.settle(ticket, True, login, now)
+        for name in sorted({n for n in (ticket.login, login) if n is not None}):
+            written = self._known_written.get((ticket.source, name))
+            if written is not None and written > now - KNOWN_REFRESH:
+                continue
+            seen = {"source": ticket.source, "login": name, "seen": now}
+            await self.db.writer.run(_upsert(SOURCES, seen, "seen"))
+            self._known_written[(ticket.source, name)] = now
+            while len(self._known_written) > self.flight.max_keys:
+                self._known_written.popitem(last=False)
 
 
 class Throttled(Exception):

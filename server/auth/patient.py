@@ -36,7 +36,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,6 @@ from server.auth.authenticator import Authenticator, FailureLimiter
 from server.auth.guard import Throttled, Ticket
 from server.auth.oauth import TokenRejected, TokenVerifier
 from server.config import Config
-from server.espace.notify import NotifyError, Smarthost, enrol_code_mail
 from storage import audit
 from storage.accounts import AccountInfo, check_password, find_account
 from storage.db import Database
@@ -100,13 +99,20 @@ class PatientIssuer:
                 pem = new.private_bytes(serialization.Encoding.PEM,
                                         serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption())  # fmt: skip
+                # Whole under a name of its own, then linked into place (see CsrfTokens.key):
+                # a worker starting meanwhile never reads half a key.
+                tmp = self.key_file.with_name(f".{self.key_file.name}.{os.getpid()}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(pem)
+                    out.flush()
+                    os.fsync(out.fileno())
                 try:
-                    fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    os.link(tmp, self.key_file)
                 except FileExistsError:
                     pass  # another process made it first
-                else:
-                    with os.fdopen(fd, "wb") as out:
-                        out.write(pem)
+                finally:
+                    tmp.unlink()
             loaded = serialization.load_pem_private_key(self.key_file.read_bytes(), None)
             if not isinstance(loaded, ec.EllipticCurvePrivateKey):
                 raise ValueError(f"{self.key_file} is not an EC key")
@@ -195,6 +201,19 @@ def code_step(secret: str, code: str, now: float) -> int | None:
     return found
 
 
+class CodeUnsent(Exception):
+    """The one-time code could not be mailed; ``reason`` is safe to log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+#: (personal address, code, minutes it lasts, now): mails the enrolment code, or raises
+#: :class:`CodeUnsent`.
+CodeSender = Callable[[str, str, int, dt.datetime], Awaitable[None]]
+
+
 class PatientSignIn:
     def __init__(
         self, config: Config, db: Database, spaces: SpaceStore, auth: Authenticator,
@@ -208,7 +227,9 @@ class PatientSignIn:
         self.clock = clock
         self.code_failures = FailureLimiter(CODE_FAILURES_PER_DAY, 24 * 3600)
         self.sessions = PatientSessions(db)
-        self.smarthost: Smarthost | None = None  # the [notify] relay, for e-mailed codes
+        #: Mails the one-time enrolment code to a personal address (the patients' smarthost,
+        #: wired by ``server.app``); None when no relay is configured.
+        self.send_code: CodeSender | None = None
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
@@ -319,7 +340,7 @@ class PatientSignIn:
         space = await self.spaces.by_account(account.id)
         if space is None or space.state != OPEN or not space.email:
             raise SignInError(403, "no_personal_address")
-        if self.smarthost is None or not self.smarthost.configured:
+        if self.send_code is None:
             raise SignInError(503, "no_personal_address")
         now = self.now()
         last = await self.sessions.last_started(account.id, VERIFY)
@@ -331,9 +352,8 @@ class PatientSignIn:
             replacing=(VERIFY,),
         )  # fmt: skip
         try:
-            await self.smarthost.send(enrol_code_mail(self.config, space.email, code,
-                                                         ENROL_CODE_SECONDS // 60, now))
-        except NotifyError as exc:
+            await self.send_code(space.email, code, ENROL_CODE_SECONDS // 60, now)
+        except CodeUnsent as exc:
             await self.sessions.end(secret)
             log.warning("enrol_code_unsent", account=account.id, reason=exc.reason)
             raise SignInError(503, "code_unsent") from None

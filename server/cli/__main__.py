@@ -1,4 +1,4 @@
-"""``python -m server.cli.main``: the ``hygie`` command."""
+"""``python -m server.cli``: the ``hygie`` command."""
 
 from server.cli.main import main
 

@@ -4,26 +4,21 @@ each decision is sent to the editor's mailbox from ``catalogue@<domain>``."""
 
 from __future__ import annotations
 
-import getpass
 from typing import TYPE_CHECKING
 
 import click
 
 from catalogue.criteria import CRITERIA, VERDICTS
 from catalogue.status import DECISIONS, STATUSES
-from server.cli.common import CliError, _config, _with_db, run
-from server.config import Config
-from storage.db import Database
+from server.cli.common import CliError, _actor, _config, _with_db, run
 
 if TYPE_CHECKING:
     from catalogue.registry import Catalogue
+    from server.config import Config
+    from storage.db import Database
 
-# The catalogue's modules are imported by its commands only: every other `hygie` command
-# starts as fast as before.
-
-
-def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
+# The catalogue's registry, the pipeline and the storage layer are imported by the commands
+# that use them: `hygie catalogue --help` needs only the names of statuses and criteria.
 
 
 def _catalogue(config: Config, db: Database) -> Catalogue:

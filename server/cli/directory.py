@@ -15,13 +15,11 @@ from typing import Any, TextIO
 
 import click
 
-from directory import load, synth
 from directory.extracts import MSSANTE, PS_LIBREACCES, ExtractError, Rejected
-from directory.local import DirectoryError, set_mailbox
-from directory.search import Hit, Query, SearchError, search
 from server.config import ConfigError, load_config
-from storage.blobs import open_blob_store
-from storage.db import Database
+
+# The import, the search and the storage layer are imported by the commands that use them:
+# `hygie directory --help` needs only the names of the extracts.
 
 KINDS = click.Choice([PS_LIBREACCES, MSSANTE])
 SHOWN_REJECTIONS = 20
@@ -58,6 +56,8 @@ def directory() -> None:
 @click.pass_context
 def import_(ctx: click.Context, kind: str, file: Path, report: Path | None, timings: bool) -> None:
     """Import FILE (.txt or the published .zip) of KIND; vanished entries become inactive."""
+    from directory import load
+
     url = _database_url(ctx)
     if not file.is_file():
         _fail(f"no such file: {file}")
@@ -150,6 +150,10 @@ def search_(
     limit: int,
 ) -> None:
     """Find practitioners and organisations: every word is a name, label or town prefix."""
+    from directory.search import Hit, Query, SearchError, search
+    from storage.blobs import open_blob_store
+    from storage.db import Database
+
     url = _database_url(ctx)
     query = Query(
         text=words,
@@ -204,6 +208,8 @@ def search_(
 )
 def synth_(kind: str, rows: int, seed: int | None, out: Path | None) -> None:
     """Write a synthetic extract of KIND with ROWS lines, in the published format."""
+    from directory import synth
+
     if out is None:
         synth.write(kind, rows, sys.stdout, seed)
         return
@@ -240,6 +246,10 @@ def mailbox_(
     inactive: bool,
 ) -> None:
     """Add or update one of this operator's own mailboxes in the directory."""
+    from directory.local import DirectoryError, set_mailbox
+    from storage.blobs import open_blob_store
+    from storage.db import Database
+
     url = _database_url(ctx)
 
     async def run() -> bool:

@@ -7,28 +7,14 @@ patient's second factor (issue 11)."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import click
-import pyotp
 
 from directory.ins import IdentityStatus, Ins, InsError, is_patient_address, patient_domain
-from directory.patients import (
-    Traits,
-    add_patient,
-    identity_status,
-    mailbox_refusal,
-    open_patient_mailbox,
-)
-from server.auth.patient import Enrolment, code_step
 from server.cli.common import CliError, _config, _with_db, fail, run
-from server.espace.notify import Smarthost
-from server.espace.spaces import InviteFileError, SpaceJobs, open_store, utc_now
-from server.espace.spaces import invite as invite_file
-from storage import audit
-from storage.accounts import AccountError, find_account
-from storage.crypto import MasterKey
-from storage.spaces import SpaceError
+
+# The patients' registry, the spaces and the storage layer are imported by the commands that
+# use them: `hygie patient --help` needs only the INS rules (directory/ins.py).
 
 
 @click.group()
@@ -55,6 +41,10 @@ def patient_add(
     sex: str, birthplace: str, status: str, medecin_traitant: str, mailbox: bool,
 ) -> None:  # fmt: skip
     """Register the patient with this INS; open their mailbox if the identity is QUAL."""
+    from directory.patients import Traits, add_patient, mailbox_refusal, open_patient_mailbox
+    from storage.accounts import AccountError
+    from storage.crypto import MasterKey
+
     config = _config(ctx)
     try:
         identity = Ins.parse(ins, test_mode=config.server.test_mode)
@@ -99,6 +89,9 @@ def patient_add(
 def patient_status(ctx: click.Context, ins: str | None) -> None:
     """The RNIV status of the patient with this INS (and the state of their space); without
     an INS, the number of spaces pending, open, refused and closed."""
+    from directory.patients import identity_status
+    from server.espace.spaces import open_store
+
     config = _config(ctx)
 
     async def show() -> None:
@@ -132,6 +125,9 @@ def patient_invite(ctx: click.Context, file: str, period_days: int | None) -> No
     """Invite the patients listed in FILE (CSV; header: ins,oid,birth_name,given_names,
     birth_date,sex,birthplace,status,email) to a space that opens after the refusal period
     unless they refuse it. Only QUAL identities are invited; a bad line stores nothing."""
+    from server.espace.spaces import InviteFileError, open_store, utc_now
+    from server.espace.spaces import invite as invite_file
+
     config = _config(ctx)
     try:
         with click.open_file(file, encoding="utf-8") as handle:
@@ -163,6 +159,8 @@ def patient_invite(ctx: click.Context, file: str, period_days: int | None) -> No
 def patient_close(ctx: click.Context, ins: str) -> None:
     """Close this patient's space: the mailbox is disabled now and its data deleted after
     [spaces] retention_days."""
+    from server.espace.spaces import open_store, utc_now
+
     config = _config(ctx)
 
     async def go() -> None:
@@ -187,6 +185,9 @@ def patient_run_jobs(ctx: click.Context) -> None:
     """Run the spaces' jobs once now (``hygie serve`` runs them every [spaces] job_seconds):
     open the spaces whose refusal period ended, delete closed ones past retention, send the
     invitations and notifications owed."""
+    from server.espace.notify import Smarthost
+    from server.espace.spaces import SpaceJobs, open_store
+
     config = _config(ctx)
 
     async def go() -> None:
@@ -214,6 +215,16 @@ def patient_2fa() -> None:
 def patient_2fa_enrol(ctx: click.Context, address: str, code: str | None) -> None:
     """Show a new TOTP secret as a QR code in the terminal, and confirm it with a first code
     from the patient's authenticator app."""
+    import time
+
+    import pyotp
+
+    from server.auth.patient import Enrolment, code_step
+    from server.espace.spaces import open_store, utc_now
+    from storage import audit
+    from storage.accounts import find_account
+    from storage.spaces import SpaceError
+
     config = _config(ctx)
 
     async def go() -> None:
@@ -251,6 +262,10 @@ def patient_2fa_enrol(ctx: click.Context, address: str, code: str | None) -> Non
 def patient_2fa_reset(ctx: click.Context, address: str) -> None:
     """Remove a patient's TOTP secret (lost phone): every session and token of the account
     ends with it; they enrol again after a code sent to their personal address."""
+    from server.espace.spaces import open_store
+    from storage import audit
+    from storage.accounts import find_account
+
     config = _config(ctx)
 
     async def go() -> None:

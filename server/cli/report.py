@@ -10,11 +10,14 @@ import csv
 import io
 import json
 import re
+from typing import TYPE_CHECKING
 
 import click
 
-from server.ops.metrics import TOKEN_FILE, new_token
-from storage.usage import Tally, tally
+from server.cli.common import _config, _with_db, fail, run
+
+if TYPE_CHECKING:
+    from storage.usage import Tally
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 ERROR_CODES = tuple(range(900, 907))
@@ -114,7 +117,7 @@ def report() -> None:
 def report_usage(ctx: click.Context, month: str, by: str | None, fmt: str) -> None:
     """Messages sent and received, documents filed, patients reached, MDNs (processed, and
     errors by MSSanté code 900-906), for one month, per structure, software or mailbox type."""
-    from server.cli.common import _config, _with_db, fail, run  # the group is added to it
+    from storage.usage import tally
 
     if not MONTH.match(month):
         fail(f"--month must be YYYY-MM, not {month!r}")
@@ -135,7 +138,7 @@ def report_usage(ctx: click.Context, month: str, by: str | None, fmt: str) -> No
 def report_metrics_token(ctx: click.Context) -> None:
     """A new bearer token for GET /metrics on the HTTPS port (the previous one stops
     working). Only its SHA-256 is kept; give the token to Prometheus (credentials_file)."""
-    from server.cli.common import _config
+    from server.ops.metrics import TOKEN_FILE, new_token
 
     config = _config(ctx)
     click.echo(new_token(config.data_dir))

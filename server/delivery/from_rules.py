@@ -24,8 +24,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mailformats.mime import HeaderFields, decode_words, parse_addresses
 from server.delivery import replies as S
-from server.imap.proto.message import HeaderFields, decode_words, parse_addresses
 from storage.accounts import AccountError, normalize_address
 
 #: Fields whose every address must be one the account may send as (RFC 5322 §3.6.2, §3.6.6).

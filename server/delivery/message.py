@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.imap.proto.message import (
+from mailformats.mime import (
     HeaderFields,
     MessageInfo,
     Part,

@@ -15,9 +15,9 @@ import asyncio
 
 from dossier.errors import DossierError
 from dossier.xdm import XDM_NAME, parse_xdm
+from mailformats.mime import decode_words
 from server.delivery.message import Message
 from server.delivery.pipeline import Envelope, Origin, Step
-from server.imap.proto.message import decode_words
 
 MSS_FIELDS = ("X-MSS-CODECDA", "X-MSS-INS", "X-MSS-NIL", "X-MSS-MES")
 

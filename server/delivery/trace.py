@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from server.imap.proto.message import analyze
+from mailformats.mime import analyze
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ from directory.ins import IdentityStatus, Ins, InsError, is_patient_address
 from directory.ins import patient_domain as patient_domain_of
 from directory.patients import PATIENTS, Traits, refusals
 from server.config import Config
+from server.delivery.message import Message
+from server.delivery.pipeline import Envelope, Step
 from server.espace.notify import NotifyError, Smarthost, build_mail
 from storage.accounts import AccountError, normalize_address
 from storage.db import Database
@@ -308,3 +310,18 @@ async def open_store(db: Database, config: Config) -> SpaceStore:
     from storage.crypto import MasterKey
 
     return SpaceStore(db, MasterKey.load(config.path(config.storage.master_key_file)))
+
+
+class PatientNotices(Step):
+    """Once a message is in a patient's mailbox, the patient is owed a notification (sent by
+    the jobs to their personal address, without content)."""
+
+    name = "patient-notices"
+
+    def __init__(self, jobs: SpaceJobs) -> None:
+        self.jobs = jobs
+
+    async def committed(
+        self, message: Message, envelope: Envelope, inbox: Sequence[Recipient]
+    ) -> None:
+        self.jobs.delivered(inbox)

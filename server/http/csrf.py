@@ -35,13 +35,21 @@ class CsrfTokens:
         if self._key is None:
             if not self.key_file.exists():
                 self.key_file.parent.mkdir(parents=True, exist_ok=True)
+                # Written whole under a name of its own, then linked into place: a worker
+                # starting at the same time finds no key or a whole one, never a half-written
+                # one, and the first link wins.
+                tmp = self.key_file.with_name(f".{self.key_file.name}.{os.getpid()}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(secrets.token_bytes(32))
+                    out.flush()
+                    os.fsync(out.fileno())
                 try:
-                    fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    os.link(tmp, self.key_file)
                 except FileExistsError:
                     pass  # another process made it first
-                else:
-                    with os.fdopen(fd, "wb") as out:
-                        out.write(secrets.token_bytes(32))
+                finally:
+                    tmp.unlink()
             key = self.key_file.read_bytes()
             if len(key) < 32:
                 raise ValueError(f"{self.key_file} holds no 32-byte key")

@@ -36,18 +36,31 @@ class PkiPublisher:
 
     # -- CRL upkeep ---------------------------------------------------------------------------
 
-    def refresh_crl(self) -> bool:
-        """Write a new CRL if there is none or it expires soon; True if one was written."""
+    def _fresh(self) -> bool:
         path = self.ca.files.crl_der
-        if path.exists():
-            crl = x509.load_der_x509_crl(path.read_bytes())
-            next_update = crl.next_update_utc
-            now = dt.datetime.now(dt.UTC)
-            if next_update is not None and next_update - now > CRL_REFRESH_MARGIN:
+        if not path.exists():
+            return False
+        crl = x509.load_der_x509_crl(path.read_bytes())
+        next_update = crl.next_update_utc
+        now = dt.datetime.now(dt.UTC)
+        return next_update is not None and next_update - now > CRL_REFRESH_MARGIN
+
+    def refresh_crl(self) -> bool:
+        """Write a new CRL if there is none or it expires soon; True if one was written.
+        Several processes of one machine may ask at once: the CA's lock makes one write it
+        and the others find it fresh (one CRL number each, in order)."""
+        if self._fresh():
+            return False
+        with self.ca.lock():
+            if self._fresh():
                 return False
-        self.ca.write_crl()
+            self.ca.write_crl()
         log.info("crl_written")
         return True
+
+    async def refresh_crl_now(self) -> None:
+        """:meth:`refresh_crl` off the event loop (the leased upkeep of ``hygie serve``)."""
+        await asyncio.to_thread(self.refresh_crl)
 
     async def keep_crl_fresh(self, every_seconds: float = 600.0) -> None:
         while True:

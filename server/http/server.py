@@ -33,6 +33,7 @@ import h11
 import structlog
 
 from server.http.limits import ConnectionSlots, HttpLimits, Refusal, head_problem
+from server.listeners import endpoint
 
 log = structlog.get_logger("hygie.http")
 READ_TIMEOUT = HttpLimits.idle_timeout
@@ -95,7 +96,7 @@ class HttpServer:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self.handle(reader, writer, scheme)
 
-        return await asyncio.start_server(serve, host, port, ssl=ssl)
+        return await asyncio.start_server(serve, **endpoint(host, port), ssl=ssl)
 
     def route(self, path: str) -> Handler | None:
         for prefix, handler in self.routes:

@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING
 
 from server.auth.authenticator import Authenticator
 from server.config import Config
+from server.imap.capabilities import capabilities
+from server.imap.commands import dispatch
 from server.imap.session import Session
 from server.imap.summary import ImapSummaries
+from server.listeners import endpoint
 from storage.crypto import MasterKey
 from storage.mailstore import MailStore
 
@@ -18,6 +21,10 @@ if TYPE_CHECKING:
 
 
 class ImapServer:
+    #: The command table (by state) and the capability list its sessions answer with.
+    dispatch = staticmethod(dispatch)
+    capabilities = staticmethod(capabilities)
+
     def __init__(
         self,
         config: Config,
@@ -39,9 +46,9 @@ class ImapServer:
 
     async def start(self) -> list[asyncio.Server]:
         host = self.config.server.listen
-        plain = await asyncio.start_server(self._plain, host, self.config.imap.port)
+        plain = await asyncio.start_server(self._plain, **endpoint(host, self.config.imap.port))
         implicit = await asyncio.start_server(
-            self._implicit, host, self.config.imap.tls_port, ssl=self.tls
+            self._implicit, **endpoint(host, self.config.imap.tls_port), ssl=self.tls
         )
         return [plain, implicit]
 

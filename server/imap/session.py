@@ -184,9 +184,9 @@ class Session:
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        from server.imap.capabilities import capabilities
-        from server.imap.commands import dispatch
-
+        # The command table and the capability list live above this adapter (they import it);
+        # the server hands them over.
+        capabilities, dispatch = self.server.capabilities, self.server.dispatch
         try:
             await self.send(
                 r.UntaggedStatus(

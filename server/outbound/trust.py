@@ -19,6 +19,7 @@ among the trust anchors, and cached until it is ``crl_refresh_seconds`` old or p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import ssl
@@ -125,6 +126,9 @@ class TrustedDomains:
         self.domains: frozenset[str] = frozenset()
         self._stamp: tuple[int, int] | None = None
         self.loaded_at: float | None = None
+        #: The document last fetched from the URL (None: none, or the last fetch failed):
+        #: what the fetching process shares with the others (``server.app.TrustFetching``).
+        self.fetched: bytes | None = None
 
     def is_trusted(self, domain: str) -> bool:
         """True for our own domains and for those on the list."""
@@ -153,9 +157,11 @@ class TrustedDomains:
                 domains = parse_trusted_domains(data)
                 self._stamp = stamp
             else:
+                self.fetched = None
                 data = _https_fetch(self.source, self.ca_file, MAX_LIST_BYTES)
                 domains = parse_trusted_domains(data)
                 self._save_last_good(data)
+                self.fetched = data
         except (OSError, TrustError) as exc:
             log.warning("trusted_domains_refresh_failed", error=str(exc))
             if not self.domains and self.is_url and self.last_good.exists():
@@ -171,6 +177,22 @@ class TrustedDomains:
         if changed:
             log.info("trusted_domains_loaded", count=len(domains))
         return changed
+
+    def load(self, data: bytes) -> bool:
+        """Use a copy another process fetched (checked like a fetched one); False if it is
+        not a valid list (the current one stays)."""
+        try:
+            domains = parse_trusted_domains(data)
+        except TrustError as exc:
+            log.warning("trusted_domains_copy_refused", error=str(exc))
+            return False
+        if domains != self.domains:
+            log.info("trusted_domains_loaded", count=len(domains), source="cluster")
+        self.domains = domains
+        self.loaded_at = time.time()
+        with contextlib.suppress(OSError):
+            self._save_last_good(data)
+        return True
 
     def _save_last_good(self, data: bytes) -> None:
         self.last_good.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ from server.config import Config
 from server.delivery import replies as S
 from server.delivery.pipeline import Envelope as Transaction
 from server.delivery.pipeline import Origin, Pipeline
+from server.listeners import endpoint
 from server.outbound.dkim import DkimVerifier, authentication_results, strip_forged_results
 from server.outbound.trust import PeerRevocation, PeerRevoked, RevocationUnknown, TrustedDomains
 from server.smtp.submission import (
@@ -296,5 +297,5 @@ async def start_relay(
         return conn
 
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, config.server.listen, config.relay.port)
+    server = await loop.create_server(factory, **endpoint(config.server.listen, config.relay.port))
     return server, connections

@@ -37,6 +37,7 @@ from aiosmtpd.smtp import (
 )
 
 from mailformats import dsn
+from mailformats.mime import read_header
 from server.auth import sasl
 from server.auth.authenticator import Authenticator, AuthError
 from server.config import Config
@@ -45,7 +46,7 @@ from server.delivery import replies as S
 from server.delivery.pipeline import Envelope as Transaction
 from server.delivery.pipeline import Origin, Pipeline
 from server.delivery.trace import Trace
-from server.imap.proto.message import read_header
+from server.listeners import endpoint
 from server.outbound.trust import ascii_domain
 from server.smtp.policy import SubmissionPolicy
 from storage.accounts import AccountError, AccountInfo, normalize_address
@@ -740,8 +741,10 @@ async def start_submission(
         return conn
 
     host = config.server.listen
-    plain = await loop.create_server(starttls_factory, host, config.smtp.submission_port)
+    plain = await loop.create_server(
+        starttls_factory, **endpoint(host, config.smtp.submission_port)
+    )
     implicit = await loop.create_server(
-        implicit_factory, host, config.smtp.submission_tls_port, ssl=tls
+        implicit_factory, **endpoint(host, config.smtp.submission_tls_port), ssl=tls
     )
     return SubmissionListeners([plain, implicit], connections)

@@ -26,9 +26,8 @@ from bench.harness import free_ports
 from server.config import Config
 from server.delivery.pipeline import Envelope, Origin, Pipeline
 from server.delivery.trace import Trace
-from server.espace.install import PatientNotices
 from server.espace.notify import Smarthost
-from server.espace.spaces import SpaceJobs, invite
+from server.espace.spaces import PatientNotices, SpaceJobs, invite
 from storage.blobs import open_blob_store
 from storage.crypto import MasterKey
 from storage.db import Database, migrate

@@ -3,8 +3,8 @@ session has been told of yet. Messages from it on are recent to the next session
 the folder (or sees them arrive), which then moves it past them. Existing folders start with
 nothing recent.
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
