@@ -312,6 +312,24 @@ class ServerProcess:
                     pass
             if pending:
                 time.sleep(0.05)
+        # With worker processes the supervisor binds the ports before any worker can answer
+        # (a TLS handshake would wait on a loaded machine): wait for its "ready" too.
+        while not self._serving():
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                if self.proc.poll() is None:
+                    self.kill()
+                raise ServerError(f"hygie serve's workers not ready\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def _serving(self) -> bool:
+        log = self._run_log()
+        if b'"worker_started"' in log:
+            return b'"workers": ' in log and b'"event": "ready"' in log
+        return b'"event": "ready"' in log
+
+    def _run_log(self) -> bytes:
+        return self.log_bytes()[self._log_offset :]
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

@@ -17,6 +17,7 @@ from server.imap.commands import (
     not_authenticated,
     search,
     selected,
+    sort,
 )
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
@@ -58,6 +59,8 @@ HANDLERS: dict[type[c.Command], Handler] = {
     c.Store: selected.store,
     c.Fetch: fetch.fetch,
     c.Search: search.search,
+    c.Sort: sort.sort,
+    c.Thread: sort.thread,
 }
 
 

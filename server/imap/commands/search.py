@@ -192,33 +192,51 @@ def _compare_date(kind: str, day: int, arg: object) -> bool:
     return day >= wanted
 
 
+async def find(
+    s: Session, criteria: c.SearchNode, *, summaries: bool = False
+) -> tuple[list[tuple[int, int]], dict[int, MessageRef], dict[int, Summary]]:
+    """The messages of the selected folder that match ``criteria``, as (sequence number, UID)
+    in mailbox order, with every message's flags and, when the search read them or
+    ``summaries`` asks for them (SORT, THREAD), the summaries of the matched ones. A
+    ``ValueError`` names a search key this server does not know."""
+    view = s.selected
+    assert view is not None and s.keys is not None
+    largest = view.uids[-1] if view.uids else 0
+    refs = await s.store.flags(view.info.id)
+    prefetch = summaries or _needs_meta(criteria)
+    found: list[tuple[int, int]] = []
+    kept: dict[int, Summary] = {}
+    uids = list(view.uids)
+    for start in range(0, len(uids), META_BATCH):
+        chunk = uids[start : start + META_BATCH]
+        known: dict[int, Summary] = {}
+        if prefetch:
+            opened = await s.store.open_messages(
+                s.keys, view.info.account_id, view.info.id, chunk
+            )
+            known = {u: o.summary for u, o in opened.items()}
+        for i, uid in enumerate(chunk, start):
+            msg = _Message(s, i + 1, uid, refs.get(uid), known.get(uid))
+            if await _matches(criteria, msg, s, largest):
+                found.append((i + 1, uid))
+                if summaries and uid in known:
+                    kept[uid] = known[uid]
+    if summaries:
+        # A message expunged by another session meanwhile has no summary: it is not shown.
+        found = [(q, u) for q, u in found if u in kept]
+    return found, refs, kept
+
+
 async def search(s: Session, cmd: c.Search) -> None:
     view = s.selected
     assert view is not None
     if cmd.charset is not None and cmd.charset.upper() not in ("UTF-8", "US-ASCII"):
         await s.no(cmd.tag, "Unsupported charset", r.Code.badcharset())
         return
-    if _uses_modseq(cmd.criteria):
+    if uses_modseq(cmd.criteria):
         await enable_condstore(s)
-    largest = view.uids[-1] if view.uids else 0
-    refs = await s.store.flags(view.info.id)
-    prefetch = _needs_meta(cmd.criteria)
-    assert s.keys is not None
-    found: list[tuple[int, int]] = []
-    uids = list(view.uids)
     try:
-        for start in range(0, len(uids), META_BATCH):
-            chunk = uids[start : start + META_BATCH]
-            summaries: dict[int, Summary] = {}
-            if prefetch:
-                opened = await s.store.open_messages(
-                    s.keys, view.info.account_id, view.info.id, chunk
-                )
-                summaries = {u: o.summary for u, o in opened.items()}
-            for i, uid in enumerate(chunk, start):
-                msg = _Message(s, i + 1, uid, refs.get(uid), summaries.get(uid))
-                if await _matches(cmd.criteria, msg, s, largest):
-                    found.append((i + 1, uid))
+        found, refs, _ = await find(s, cmd.criteria)
     except ValueError as exc:
         await s.bad(cmd.tag, str(exc))
         return
@@ -235,7 +253,7 @@ async def search(s: Session, cmd: c.Search) -> None:
                 return
     if opts is None and not s.rev2:
         modseq = None
-        if _uses_modseq(cmd.criteria) and found:
+        if uses_modseq(cmd.criteria) and found:
             modseq = max(refs[u].modseq for _, u in found if u in refs)
         await s.send(r.search(numbers, modseq=modseq), more=True)
     else:
@@ -249,7 +267,7 @@ async def search(s: Session, cmd: c.Search) -> None:
             results["COUNT"] = len(numbers)
         if "ALL" in opts and numbers:
             results["ALL"] = SequenceSet.of(*numbers)
-        if _uses_modseq(cmd.criteria) and found:
+        if uses_modseq(cmd.criteria) and found:
             results["MODSEQ"] = _result_modseq(opts, found, refs)
         await s.send(r.esearch(cmd.tag, uid=cmd.uid, results=results), more=True)
     await _done(s, cmd)
@@ -269,13 +287,13 @@ def _result_modseq(
     return max((refs[u].modseq for _, u in returned if u in refs), default=0)
 
 
-def _uses_modseq(node: c.SearchNode) -> bool:
+def uses_modseq(node: c.SearchNode) -> bool:
     if isinstance(node, c.SearchAnd):
-        return any(_uses_modseq(o) for o in node.operands)
+        return any(uses_modseq(o) for o in node.operands)
     if isinstance(node, c.SearchOr):
-        return _uses_modseq(node.left) or _uses_modseq(node.right)
+        return uses_modseq(node.left) or uses_modseq(node.right)
     if isinstance(node, c.SearchNot):
-        return _uses_modseq(node.operand)
+        return uses_modseq(node.operand)
     return node.key == "MODSEQ"
 
 
