@@ -46,6 +46,7 @@ HANDLERS: dict[type[c.Command], Handler] = {
     c.Status: authenticated.status,
     c.Append: authenticated.append,
     c.Idle: authenticated.idle,
+    c.Unauthenticate: authenticated.unauthenticate,
     c.Subscribe: authenticated.subscribe,
     c.Delete: authenticated.delete,
     c.Rename: authenticated.rename,

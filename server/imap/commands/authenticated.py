@@ -6,6 +6,7 @@ NAMESPACE (RFC 2342), STATUS, APPEND (UIDPLUS RFC 4315, MULTIAPPEND RFC 3502), I
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 
 from server.imap.commands.selected import claim_recent, sync
@@ -361,7 +362,7 @@ async def append(s: Session, cmd: c.Append) -> None:
         await s.bad(cmd.tag, "Empty message")
         return
     assert s.keys is not None
-    uids = []
+    uids: list[int] = []
     for m in cmd.messages:
         flags = []
         for flag in m.flags:
@@ -378,14 +379,36 @@ async def append(s: Session, cmd: c.Append) -> None:
             meta = analyze(data)  # well under a millisecond: cheaper than a thread hop
         else:
             meta = await asyncio.to_thread(analyze, data)
-        d = await s.store.append(
-            folder, s.keys.public, data, meta, flags, m.date_time, keys=s.keys
-        )
+        try:
+            d = await s.store.append(
+                folder, s.keys.public, data, meta, flags, m.date_time, keys=s.keys
+            )
+        except Exception:
+            # RFC 3502 §6.3.11: a MULTIAPPEND that fails appends none of its messages.
+            if uids:
+                with contextlib.suppress(FolderError):
+                    await s.store.expunge(folder.id, uids)
+            raise
         uids.append(d.uid)
     if s.selected is not None and s.selected.info.id == folder.id:
         await sync(s, allow_expunge=False, with_uid=False)
     code = r.Code.appenduid(folder.uidvalidity, SequenceSet.of(*uids))
     await s.ok(cmd.tag, "APPEND completed", code)
+
+
+async def unauthenticate(s: Session, cmd: c.Unauthenticate) -> None:
+    """RFC 8437 §2: the connection goes back to the not authenticated state, keeping its TLS
+    layer; nothing of the session stays: the selected mailbox (closed without an expunge),
+    the mailbox keys, ENABLEd extensions and a saved search result."""
+    s.selected = None
+    s.saved_uids = []
+    s.enabled.clear()
+    s.utf8 = False
+    s.parser.utf8 = False
+    s.keys = None
+    s.account = None
+    s.state = State.NOT_AUTHENTICATED
+    await s.ok(cmd.tag, "UNAUTHENTICATE completed")
 
 
 async def idle(s: Session, cmd: c.Idle) -> None:

@@ -40,6 +40,13 @@ class Logout(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Unauthenticate(Command):
+    """RFC 8437: back to the not authenticated state, on the same connection."""
+
+    name: ClassVar[str] = "UNAUTHENTICATE"
+
+
+@dataclass(frozen=True, slots=True)
 class Id(Command):
     """RFC 2971: ``params`` is ``None`` for ``ID NIL``."""
 
@@ -427,6 +434,6 @@ COMMAND_NAMES = frozenset(
         "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
         "LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT", "CHECK",
         "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "SORT",
-        "THREAD", "UID",
+        "THREAD", "UID", "UNAUTHENTICATE",
     }
 )  # fmt: skip

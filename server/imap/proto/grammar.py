@@ -1045,6 +1045,7 @@ _COMMANDS: dict[str, _Handler] = {
     "CHECK": _simple(c.Check),
     "CLOSE": _simple(c.Close),
     "UNSELECT": _simple(c.Unselect),
+    "UNAUTHENTICATE": _simple(c.Unauthenticate),
     "ID": Grammar.cmd_id,
     "AUTHENTICATE": Grammar.cmd_authenticate,
     "LOGIN": Grammar.cmd_login,

@@ -23,6 +23,7 @@ AUTHENTICATED = frozenset(
     {
         "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
         "LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT",
+        "UNAUTHENTICATE",  # RFC 8437 §2: in the authenticated and selected states
     }
 )  # fmt: skip
 # RFC 5161 §3.1: ENABLE only in the authenticated state, before any SELECT.
