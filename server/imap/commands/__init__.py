@@ -47,6 +47,7 @@ HANDLERS: dict[type[c.Command], Handler] = {
     c.Append: authenticated.append,
     c.Idle: authenticated.idle,
     c.Unauthenticate: authenticated.unauthenticate,
+    c.Replace: authenticated.replace,
     c.Subscribe: authenticated.subscribe,
     c.Delete: authenticated.delete,
     c.Rename: authenticated.rename,

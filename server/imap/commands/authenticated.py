@@ -347,6 +347,77 @@ async def status(s: Session, cmd: c.Status) -> None:
     await s.ok(cmd.tag, "STATUS completed")
 
 
+async def _store_appended(s: Session, folder: FolderInfo, m: c.AppendMessage) -> int:
+    """Store one message of APPEND or REPLACE; its UID."""
+    assert s.keys is not None
+    flags = []
+    for flag in m.flags:
+        if flag.startswith("\\"):
+            if flag.lower() == "\\recent":
+                continue
+            flag = "\\" + flag[1:].capitalize()
+        flags.append(flag)
+    data = m.data
+    if m.binary:
+        # RFC 3516 §4.4: binary parts are stored base64-encoded (BODY[n] stays 7-bit).
+        data = seven_bit(data)
+    if len(data) <= INLINE_DESCRIBE:
+        meta = analyze(data)  # well under a millisecond: cheaper than a thread hop
+    else:
+        meta = await asyncio.to_thread(analyze, data)
+    d = await s.store.append(folder, s.keys.public, data, meta, flags, m.date_time, keys=s.keys)
+    return d.uid
+
+
+async def _remove(s: Session, folder_id: int, uids: list[int]) -> None:
+    """Expunge exactly ``uids`` (flagged \\Deleted first: expunge takes only those)."""
+    await s.store.store_flags(folder_id, uids, ["\\Deleted"], "add")
+    await s.store.expunge(folder_id, uids)
+
+
+async def replace(s: Session, cmd: c.Replace) -> None:
+    """RFC 8508 §3: the new message is appended to the mailbox named (APPENDUID in an
+    untagged OK), then the replaced one is expunged from the selected mailbox (its EXPUNGE
+    or VANISHED), then the tagged OK. It is a selected-state command but lives here, beside
+    APPEND, whose checks it shares."""
+    view = s.selected
+    assert view is not None and s.account is not None
+    if view.readonly:
+        # §3.3: the replaced message could not be expunged.
+        await s.no(cmd.tag, "Mailbox is read-only", r.Code.READ_ONLY)
+        return
+    if cmd.uid:
+        old = cmd.number if cmd.number is not None else (view.uids[-1] if view.uids else 0)
+        if view.seq_of(old) is None:
+            await s.no(cmd.tag, "No such message", r.Code.NONEXISTENT)
+            return
+    else:
+        seq = cmd.number if cmd.number is not None else view.exists
+        if not 1 <= seq <= view.exists:
+            await s.bad(cmd.tag, "No such message sequence number")
+            return
+        old = view.uids[seq - 1]
+    folder = await s.store.folder(s.account.id, cmd.mailbox)
+    if folder is None:
+        await s.no(cmd.tag, "No such mailbox", r.Code.TRYCREATE)
+        return
+    if await refuse_read_only(s, cmd.tag, folder.name):
+        return
+    m = cmd.message
+    if len(m.data) > s.config.smtp.max_message_size:
+        await s.no(cmd.tag, "Message too big", r.Code.TOOBIG)
+        return
+    if not m.data:
+        await s.bad(cmd.tag, "Empty message")
+        return
+    new = await _store_appended(s, folder, m)
+    code = r.Code.appenduid(folder.uidvalidity, SequenceSet.of(new))
+    await s.send(r.UntaggedStatus("OK", "Replacement stored", code), more=True)
+    await _remove(s, view.info.id, [old])
+    await sync(s, allow_expunge=True, with_uid=cmd.uid)
+    await s.ok(cmd.tag, "REPLACE completed")
+
+
 async def append(s: Session, cmd: c.Append) -> None:
     folder = await s.store.folder(_account_id(s), cmd.mailbox)
     if folder is None:
@@ -361,35 +432,16 @@ async def append(s: Session, cmd: c.Append) -> None:
     if any(not m.data for m in cmd.messages):
         await s.bad(cmd.tag, "Empty message")
         return
-    assert s.keys is not None
     uids: list[int] = []
     for m in cmd.messages:
-        flags = []
-        for flag in m.flags:
-            if flag.startswith("\\"):
-                if flag.lower() == "\\recent":
-                    continue
-                flag = "\\" + flag[1:].capitalize()
-            flags.append(flag)
-        data = m.data
-        if m.binary:
-            # RFC 3516 §4.4: binary parts are stored base64-encoded (BODY[n] stays 7-bit).
-            data = seven_bit(data)
-        if len(data) <= INLINE_DESCRIBE:
-            meta = analyze(data)  # well under a millisecond: cheaper than a thread hop
-        else:
-            meta = await asyncio.to_thread(analyze, data)
         try:
-            d = await s.store.append(
-                folder, s.keys.public, data, meta, flags, m.date_time, keys=s.keys
-            )
+            uids.append(await _store_appended(s, folder, m))
         except Exception:
             # RFC 3502 §6.3.11: a MULTIAPPEND that fails appends none of its messages.
             if uids:
                 with contextlib.suppress(FolderError):
-                    await s.store.expunge(folder.id, uids)
+                    await _remove(s, folder.id, uids)
             raise
-        uids.append(d.uid)
     if s.selected is not None and s.selected.info.id == folder.id:
         await sync(s, allow_expunge=False, with_uid=False)
     code = r.Code.appenduid(folder.uidvalidity, SequenceSet.of(*uids))

@@ -210,6 +210,18 @@ class Append(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Replace(Command):
+    """RFC 8508: APPEND ``message`` to ``mailbox`` and expunge the selected message
+    ``number`` (a sequence number, or a UID with ``uid``; ``None`` is ``*``)."""
+
+    number: int | None = None
+    mailbox: str = ""
+    message: AppendMessage = field(default_factory=AppendMessage)
+    uid: bool = False
+    name: ClassVar[str] = "REPLACE"
+
+
+@dataclass(frozen=True, slots=True)
 class Idle(Command):
     """RFC 2177 / RFC 9051 §6.3.13: after ``+ idling`` call ``parser.expect_line()`` for DONE."""
 
@@ -434,6 +446,6 @@ COMMAND_NAMES = frozenset(
         "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
         "LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT", "CHECK",
         "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "SORT",
-        "THREAD", "UID", "UNAUTHENTICATE",
+        "THREAD", "UID", "UNAUTHENTICATE", "REPLACE",
     }
 )  # fmt: skip

@@ -622,20 +622,39 @@ class Grammar:
         while True:
             self.count()
             self.sp()
-            flags: tuple[str, ...] = ()
-            when: dt.datetime | None = None
-            if self.peek() == 0x28:
-                flags = self.flag_list()
-                self.sp()
-            if self.peek() == 0x22:
-                when = self.date_time()
-                self.sp()
-            if not self.at_literal():
-                raise self.error("Expected the message literal")
-            data, binary = self.literal()
-            messages.append(c.AppendMessage(flags, when, data, binary))
+            messages.append(self._append_message())
             if self.at_end():
                 return c.Append(tag, mailbox, tuple(messages))
+
+    # RFC 9051 §9: [flag-list SP] [date-time SP] literal (append-message, one of them)
+    def _append_message(self) -> c.AppendMessage:
+        flags: tuple[str, ...] = ()
+        when: dt.datetime | None = None
+        if self.peek() == 0x28:
+            flags = self.flag_list()
+            self.sp()
+        if self.peek() == 0x22:
+            when = self.date_time()
+            self.sp()
+        if not self.at_literal():
+            raise self.error("Expected the message literal")
+        data, binary = self.literal()
+        return c.AppendMessage(flags, when, data, binary)
+
+    # RFC 8508 §6: replace = "REPLACE" SP seq-number SP mailbox SP [flag-list SP]
+    #   [date-time SP] append-data; uid-replace = "UID" SP replace
+    def cmd_replace(self, tag: str, uid: bool) -> c.Command:
+        self.sp()
+        if self.peek() == 0x2A:  # "*"
+            self.pos += 1
+            number: int | None = None
+        else:
+            number = self.number(nonzero=True)
+        self.sp()
+        mailbox = self.mailbox()
+        self.sp()
+        message = self._append_message()
+        return c.Replace(tag, number, mailbox, message, uid)
 
     # RFC 9051 §9: getquota = "GETQUOTA" SP quota-root-name (RFC 9208)
     def cmd_getquota(self, tag: str, uid: bool) -> c.Command:
@@ -1071,12 +1090,15 @@ _COMMANDS: dict[str, _Handler] = {
     "MOVE": Grammar.cmd_move,
     "SORT": Grammar.cmd_sort,
     "THREAD": Grammar.cmd_thread,
+    "REPLACE": Grammar.cmd_replace,
 }
 # RFC 9051 §9: uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)
 #   RFC 5256: / sort / thread
 _UID_COMMANDS: dict[str, _Handler] = {
     name: _COMMANDS[name]
-    for name in ("COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD")
+    for name in (
+        "COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD", "REPLACE",
+    )
 }
 
 

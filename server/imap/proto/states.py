@@ -32,7 +32,7 @@ AUTHENTICATED_ONLY = frozenset({"ENABLE"})
 SELECTED = frozenset(
     {
         "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
-        "SORT", "THREAD",
+        "SORT", "THREAD", "REPLACE",
     }
 )  # fmt: skip
 
