@@ -48,6 +48,7 @@ HANDLERS: dict[type[c.Command], Handler] = {
     c.Idle: authenticated.idle,
     c.Unauthenticate: authenticated.unauthenticate,
     c.Replace: authenticated.replace,
+    c.Compress: authenticated.compress,
     c.Subscribe: authenticated.subscribe,
     c.Delete: authenticated.delete,
     c.Rename: authenticated.rename,

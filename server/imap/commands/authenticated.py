@@ -448,6 +448,18 @@ async def append(s: Session, cmd: c.Append) -> None:
     await s.ok(cmd.tag, "APPEND completed", code)
 
 
+async def compress(s: Session, cmd: c.Compress) -> None:
+    """RFC 4978 §3: DEFLATE from the byte after the tagged OK, in both directions."""
+    if cmd.mechanism.upper() != "DEFLATE":
+        await s.bad(cmd.tag, "Unknown compression mechanism")
+        return
+    if s.compressed:
+        await s.no(cmd.tag, "DEFLATE is already active", r.Code.COMPRESSIONACTIVE)
+        return
+    await s.ok(cmd.tag, "DEFLATE active")
+    s.start_compression()
+
+
 async def unauthenticate(s: Session, cmd: c.Unauthenticate) -> None:
     """RFC 8437 §2: the connection goes back to the not authenticated state, keeping its TLS
     layer; nothing of the session stays: the selected mailbox (closed without an expunge),

@@ -40,6 +40,14 @@ class Logout(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Compress(Command):
+    """RFC 4978 §3: ``mechanism`` as the client spelt it (only DEFLATE exists)."""
+
+    mechanism: str = ""
+    name: ClassVar[str] = "COMPRESS"
+
+
+@dataclass(frozen=True, slots=True)
 class Unauthenticate(Command):
     """RFC 8437: back to the not authenticated state, on the same connection."""
 
@@ -446,6 +454,6 @@ COMMAND_NAMES = frozenset(
         "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
         "LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT", "CHECK",
         "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "SORT",
-        "THREAD", "UID", "UNAUTHENTICATE", "REPLACE",
+        "THREAD", "UID", "UNAUTHENTICATE", "REPLACE", "COMPRESS",
     }
 )  # fmt: skip

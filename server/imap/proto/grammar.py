@@ -641,6 +641,11 @@ class Grammar:
         data, binary = self.literal()
         return c.AppendMessage(flags, when, data, binary)
 
+    # RFC 4978 §4: command-auth =/ compress; compress = "COMPRESS" SP algorithm
+    def cmd_compress(self, tag: str, uid: bool) -> c.Command:
+        self.sp()
+        return c.Compress(tag, self.atom())
+
     # RFC 8508 §6: replace = "REPLACE" SP seq-number SP mailbox SP [flag-list SP]
     #   [date-time SP] append-data; uid-replace = "UID" SP replace
     def cmd_replace(self, tag: str, uid: bool) -> c.Command:
@@ -1065,6 +1070,7 @@ _COMMANDS: dict[str, _Handler] = {
     "CLOSE": _simple(c.Close),
     "UNSELECT": _simple(c.Unselect),
     "UNAUTHENTICATE": _simple(c.Unauthenticate),
+    "COMPRESS": Grammar.cmd_compress,
     "ID": Grammar.cmd_id,
     "AUTHENTICATE": Grammar.cmd_authenticate,
     "LOGIN": Grammar.cmd_login,
