@@ -1,5 +1,6 @@
-"""SORT and UID SORT (RFC 5256 §3), DISPLAYFROM/DISPLAYTO (RFC 5957) and ESORT (RFC 5267 §3),
-text keys compared in the i;unicode-casemap collation (RFC 5051)."""
+"""SORT and UID SORT (RFC 5256 §3), DISPLAYFROM/DISPLAYTO (RFC 5957), ESORT (RFC 5267 §3) and
+PARTIAL results of SEARCH and SORT (RFC 9394); text keys compared in the i;unicode-casemap
+collation (RFC 5051)."""
 
 from __future__ import annotations
 
@@ -130,3 +131,25 @@ def test_sort_with_modseq_enables_condstore(mailbox: Script) -> None:
     tc = mailbox
     tc.C("a1 SORT (DATE) UTF-8 MODSEQ 1")
     tc.S("* OK [HIGHESTMODSEQ {:\\d+}] …", "* SORT 4 3 2 1 (MODSEQ {:\\d+})", "a1 OK …")
+
+
+def test_partial_results(mailbox: Script) -> None:
+    # RFC 9394 §3.1: PARTIAL a:b returns the results at positions a to b (SORT: in sort
+    # order; -a:-b counts from the end), the range echoed, NIL when none is there.
+    tc = mailbox
+    tc.C("a1 CAPABILITY")
+    tc.S("* CAPABILITY {:.* PARTIAL .*}", "a1 OK …")
+    tc.C("a2 SEARCH RETURN (PARTIAL 1:2) ALL")
+    tc.S('* ESEARCH (TAG "a2") PARTIAL (1:2 1:2)', "a2 OK …")
+    tc.C("a3 UID SEARCH RETURN (COUNT PARTIAL -1:-3) ALL")
+    tc.S('* ESEARCH (TAG "a3") UID COUNT 4 PARTIAL (-1:-3 2:4)', "a3 OK …")
+    tc.C("a4 SEARCH RETURN (PARTIAL 5:9) ALL")
+    tc.S('* ESEARCH (TAG "a4") PARTIAL (5:9 NIL)', "a4 OK …")
+    tc.C("a5 SORT RETURN (PARTIAL 1:2) (DATE) UTF-8 ALL")
+    tc.S('* ESEARCH (TAG "a5") PARTIAL (1:2 4,3)', "a5 OK …")
+    tc.C("a6 SORT RETURN (PARTIAL -1:-2) (DATE) UTF-8 ALL")
+    tc.S('* ESEARCH (TAG "a6") PARTIAL (-1:-2 2,1)', "a6 OK …")
+    tc.C("a7 SEARCH RETURN (PARTIAL 0:3) ALL")
+    tc.S("a7 BAD …")
+    tc.C("a8 SEARCH RETURN (PARTIAL 1:-3) ALL")
+    tc.S("a8 BAD …")

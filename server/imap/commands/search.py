@@ -267,10 +267,25 @@ async def search(s: Session, cmd: c.Search) -> None:
             results["COUNT"] = len(numbers)
         if "ALL" in opts and numbers:
             results["ALL"] = SequenceSet.of(*numbers)
+        for option in sorted(o for o in opts if o.startswith("PARTIAL ")):
+            picked = partial(option, numbers)
+            shown = SequenceSet.of(*picked) if picked else None
+            results["PARTIAL"] = [r.Atom(option.split(" ", 1)[1]), shown]
         if uses_modseq(cmd.criteria) and found:
             results["MODSEQ"] = _result_modseq(opts, found, refs)
         await s.send(r.esearch(cmd.tag, uid=cmd.uid, results=results), more=True)
     await _done(s, cmd)
+
+
+def partial(option: str, numbers: list[int]) -> list[int]:
+    """RFC 9394 §3.1: the results at the positions ``PARTIAL a:b`` names, counted from 1 in
+    result order, or from the end with ``-a:-b``; a range may be written backwards."""
+    first, last = option.split(" ", 1)[1].split(":")
+    low, high = sorted((abs(int(first)), abs(int(last))))
+    if first.startswith("-"):
+        end = len(numbers) - low + 1
+        return numbers[max(0, len(numbers) - high) : max(0, end)]
+    return numbers[low - 1 : high]
 
 
 def _result_modseq(

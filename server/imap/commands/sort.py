@@ -6,7 +6,7 @@ summaries (:class:`server.imap.summary.SortKeys`), so no message is decrypted fo
 from __future__ import annotations
 
 from server.imap import ordering
-from server.imap.commands.search import find, uses_modseq
+from server.imap.commands.search import find, partial, uses_modseq
 from server.imap.commands.selected import enable_condstore, sync
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
@@ -80,6 +80,10 @@ async def sort(s: Session, cmd: c.Sort) -> None:
             results["COUNT"] = len(numbers)
         if "ALL" in opts and numbers:
             results["ALL"] = _ordered_set(numbers)
+        for option in sorted(o for o in opts if o.startswith("PARTIAL ")):
+            picked = partial(option, numbers)
+            shown = _ordered_set(picked) if picked else None
+            results["PARTIAL"] = [r.Atom(option.split(" ", 1)[1]), shown]
         if modseq is not None:
             results["MODSEQ"] = modseq
         if opts:

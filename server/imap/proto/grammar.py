@@ -83,6 +83,7 @@ STATUS_ITEMS = frozenset(
     }
 )  # fmt: skip
 SEARCH_RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+_PARTIAL_RE = re.compile(rb"(-?)([0-9]{1,10}):(-?)([0-9]{1,10})(?![0-9:])")
 SORT_KEYS = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 )
@@ -690,6 +691,19 @@ class Grammar:
 
     def _search_return_opt(self) -> str:
         word = self.atom().upper()
+        if word == "PARTIAL":
+            # RFC 9394 §4: "PARTIAL" SP partial-range; partial-range = partial-range-first
+            #   / partial-range-last; first = nz-number ":" nz-number; last = "-" nz-number
+            #   ":" "-" nz-number. Kept as "PARTIAL a:b", the range as the client wrote it.
+            self.sp()
+            m = _PARTIAL_RE.match(self.line, self.pos)
+            if m is None:
+                raise self.error("Expected a partial range")
+            self.pos = m.end()
+            low, high = int(m.group(2)), int(m.group(4))
+            if m.group(1) != m.group(3) or low == 0 or high == 0 or max(low, high) > MAX_NUMBER:
+                raise self.error("Partial range out of range")
+            return "PARTIAL " + m.group().decode()
         if word not in SEARCH_RETURN_OPTIONS:
             raise self.error("Unknown search return option")
         return word
