@@ -316,9 +316,13 @@ class ServerProcess:
         # (a TLS handshake would wait on a loaded machine): wait for its "ready" too.
         while not self._serving():
             assert self.proc is not None
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                if self.proc.poll() is None:
-                    self.kill()
+            if self.proc.poll() is not None:
+                raise ServerError(
+                    f"hygie serve exited {self.proc.returncode} before it was ready\n"
+                    f"{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
                 raise ServerError(f"hygie serve's workers not ready\n{self.log_tail()}")
             time.sleep(0.05)
 
