@@ -23,6 +23,8 @@ venv: $(BIN)/.installed
 
 run: venv
 	@test -f $(DATA)/hygie.toml || $(BIN)/hygie --data $(DATA) init --demo
+	@echo 'In another terminal, hygie and hygie-client on the PATH, the demo data named:'
+	@echo '  export PATH="$(abspath $(BIN)):$$PATH" HYGIE_DATA="$(abspath $(DATA))"'
 	$(BIN)/hygie --data $(DATA) serve
 
 lint: venv

@@ -28,7 +28,6 @@ from client_tui.compose import DocumentAuthor, author_from_address
 from client_tui.config import Account, Config, ConfigError
 from client_tui.credentials import (
     CredentialError,
-    Credentials,
     keyring_available,
     keyring_secret,
     store_keyring_secret,
@@ -37,7 +36,7 @@ from client_tui.credentials import (
 from client_tui.directory import Correspondent, DirectoryError, search_directory
 from client_tui.imap import ImapError
 from client_tui.mail_screen import MailScreen
-from client_tui.session import document_author, find_special
+from client_tui.session import MailSession, find_special
 from client_tui.smtp import SubmissionError
 from client_tui.viewer import ViewerCopies
 
@@ -325,13 +324,13 @@ class HygieClient(App[None]):
             if selected is not None and selected.name != drafts:
                 await self.reader.select(selected.name)
 
-    def document_author(self) -> DocumentAuthor:
-        """Who signs a PDF wrapped in CDA (the certificate's practitioner, else the address)."""
+    async def document_author(self) -> DocumentAuthor:
+        """Who signs a PDF wrapped in CDA: the certificate's practitioner, else the
+        directory's entry for this mailbox, else the names in the address."""
         if self.session is None:
             raise ImapError("not signed in")
-        credentials = getattr(self.session, "credentials", None)
-        if isinstance(credentials, Credentials):
-            return document_author(self.account_address, credentials)
+        if isinstance(self.session, MailSession):
+            return await self.session.author()
         return author_from_address(self.account_address)
 
     # -- recipients ------------------------------------------------------------------------------

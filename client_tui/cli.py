@@ -28,8 +28,9 @@ from client_tui.compose import (
 from client_tui.config import Account, ConfigError, load_config
 from client_tui.credentials import CredentialError, keyring_secret
 from client_tui.imap import ImapError
-from client_tui.session import MailSession, document_author, find_special, resolve_credentials
+from client_tui.session import MailSession, find_special, resolve_credentials
 from client_tui.smtp import SubmissionError
+from directory.ins import patient_address
 
 PROG = "hygie-client"
 SECRET_ENV = "HYGIE_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
@@ -50,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     send = commands.add_parser("send", help="send one message and exit (for scripts)")
-    send.add_argument("--to", action="append", required=True, help="recipient (repeatable)")
+    send.add_argument(
+        "--to", action="append", default=[],
+        help="recipient (repeatable; with --patient, the patient's address by default)",
+    )  # fmt: skip
     send.add_argument("--cc", action="append", default=[], help="copy (repeatable)")
     send.add_argument("--subject", default="", help="subject")
     send.add_argument("--body-file", type=Path, help="text of the message ('-' for stdin)")
@@ -142,8 +146,9 @@ def account_command(args: argparse.Namespace) -> int:
         name=args.name, address=args.address, host=args.host,
         imap_port=args.imap_port, imap_security=args.imap_security,
         smtp_port=args.smtp_port, smtp_security=args.smtp_security,
-        ca_file=args.ca_file, auth=args.auth, login=args.login,
-        pkcs12=args.pkcs12, token_command=args.token_command, directory_url=args.directory_url,
+        ca_file=existing_file(args.ca_file, "--ca-file"), auth=args.auth, login=args.login,
+        pkcs12=existing_file(args.pkcs12, "--pkcs12"), token_command=args.token_command,
+        directory_url=args.directory_url,
     )  # fmt: skip
     account.check()
     config.accounts[account.name] = account
@@ -154,23 +159,40 @@ def account_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def existing_file(typed: str, option: str) -> str:
+    """The absolute path of a file given on the command line, so that the account works from
+    any folder; a missing file is bad usage, named with where it was looked for."""
+    if not typed:
+        return ""
+    path = Path(typed).expanduser().absolute()
+    if not path.is_file():
+        raise UsageError(f"{option}: no file {typed} (looked for {path})")
+    return str(path)
+
+
 def read_secret(account: Account, from_stdin: bool) -> str:
     """The password or passphrase: stdin if asked, the environment, the keyring, a prompt."""
     if not account.needs_secret:
         return ""
+    what = "passphrase" if account.auth == "certificate" else "password"
     if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+        secret = sys.stdin.readline().rstrip("\r\n")
+        if not secret:  # bad usage (2), not a refusal by the server (1)
+            raise UsageError(f"--secret-stdin: no {what} on standard input for {account.address}")
+        return secret
     if os.environ.get(SECRET_ENV):
         return os.environ[SECRET_ENV]
     stored = keyring_secret(account.address)
     if stored:
         return stored
     if sys.stdin.isatty():
-        what = "passphrase of " + account.pkcs12 if account.auth == "certificate" else "password"
-        return getpass.getpass(f"{what} for {account.address}: ")
+        prompt = f"passphrase of {account.pkcs12}" if account.auth == "certificate" else what
+        typed = getpass.getpass(f"{prompt} for {account.address}: ")
+        if typed:
+            return typed
     raise UsageError(
-        f"no {'passphrase' if account.auth == 'certificate' else 'password'} for "
-        f"{account.address}: use --secret-stdin, {SECRET_ENV} or the system keyring"
+        f"no {what} for {account.address}: use --secret-stdin, {SECRET_ENV} or the system "
+        "keyring"
     )
 
 
@@ -179,6 +201,11 @@ async def send_command(args: argparse.Namespace) -> int:
     account = config.account(args.account)
     if bool(args.patient) != bool(args.doc_type):
         raise UsageError("--patient and --doc-type go together")
+    if not args.to:
+        if not args.patient:
+            raise UsageError("a recipient is needed: --to ADDRESS")
+        # <INS>@patient.<domain> (design §5), the domain being the sender's own
+        args.to = [patient_address(args.patient, account.address.rpartition("@")[2])]
     if args.body_file is None:
         body = ""
     elif str(args.body_file) == "-":
@@ -204,16 +231,16 @@ async def send_command(args: argparse.Namespace) -> int:
     traits = patient_traits(args)
     credentials = await resolve_credentials(account, read_secret(account, args.secret_stdin))
     extra: list[tuple[str, bytes, str]] = []
+    session = MailSession(account, credentials)
     if args.patient:
         if not args.attach:
             raise UsageError("--patient needs the document: --attach report.pdf (and/or CDA)")
-        author = document_author(account.address, credentials)
+        author = await session.author()
         xdm = build_xdm_attachment(list(args.attach), args.patient, args.doc_type,
                                    traits=traits, author=author)  # fmt: skip
         draft.attachments = []
         extra.append(("IHE_XDM.zip", xdm, "application/zip"))
     message = build_message(draft, extra)
-    session = MailSession(account, credentials)
     await session.send(message, notify_success=draft.delivery_receipt)
     if not args.no_sent_copy:
         await keep_sent_copy(session, message.as_bytes())

@@ -50,7 +50,9 @@ def load_pkcs12(path: Path, passphrase: str) -> ClientCertificate:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CredentialError(f"cannot read certificate file {path}: {exc.strerror}") from exc
+        raise CredentialError(
+            f"cannot read certificate file {path} (looked for {path.absolute()}): {exc.strerror}"
+        ) from exc
     try:
         key, cert, extra = pkcs12.load_key_and_certificates(data, passphrase.encode() or None)
     except ValueError as exc:
@@ -82,6 +84,8 @@ def tls_context(
 ) -> ssl.SSLContext:
     """TLS 1.2+ with host-name checks, trusting ``ca_file`` alone when given (MSSanté clients
     trust IGC-Santé alone, Réf#2 ECO.1.1.10), presenting ``certificate`` when given."""
+    if ca_file is not None and not ca_file.is_file():
+        raise CredentialError(f"no CA file {ca_file} (looked for {ca_file.absolute()})")
     try:
         if ca_file is not None:
             context = ssl.create_default_context(cafile=str(ca_file))

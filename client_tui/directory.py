@@ -74,6 +74,50 @@ def parse_practitioners(bundle: dict[str, Any]) -> list[Correspondent]:
     return found
 
 
+OID_IDNAT_PS = "urn:oid:1.2.250.1.71.4.2.1"
+
+
+@dataclass(frozen=True)
+class Practitioner:
+    """The directory's entry for one mailbox: the names and the IdNat (national identifier)."""
+
+    given: str
+    family: str
+    idnat: str
+
+
+def mailbox_url(base_url: str, address: str) -> str:
+    query = urllib.parse.urlencode({"mailbox-mss:exact": address, "_count": "2"})
+    return f"{base_url.rstrip('/')}/Practitioner?{query}"
+
+
+def parse_owner(bundle: dict[str, Any], address: str) -> Practitioner | None:
+    """The one active practitioner whose MSSanté mailboxes include ``address``; ``None``
+    when there is none or more than one (never a guess)."""
+    found: list[Practitioner] = []
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") != "Practitioner" or resource.get("active") is False:
+            continue
+        boxes = {str(t.get("value", "")).lower() for t in resource.get("telecom") or []
+                 if t.get("system") == "email"}  # fmt: skip
+        idnat = next((str(i["value"]) for i in resource.get("identifier") or []
+                      if i.get("system") == OID_IDNAT_PS and i.get("value")), "")  # fmt: skip
+        names = resource.get("name") or [{}]
+        if address.lower() in boxes and idnat:
+            given = " ".join(names[0].get("given") or [])
+            found.append(Practitioner(given, str(names[0].get("family", "")), idnat))
+    return found[0] if len(found) == 1 else None
+
+
+async def owner_of(
+    base_url: str, address: str, context: ssl.SSLContext, wait: float = 10.0
+) -> Practitioner | None:
+    """Who the directory says holds ``address`` (in a thread: urllib blocks)."""
+    bundle = await asyncio.to_thread(_get, mailbox_url(base_url, address), context, wait)
+    return parse_owner(bundle, address)
+
+
 def search_url(base_url: str, text: str, count: int = 10) -> str:
     name, _, town = (part.strip() for part in text.partition(","))
     params = {"name": name, "_count": str(count)}

@@ -140,7 +140,7 @@ class PatientDocumentScreen(Screen[bool]):
         draft = Draft(sender=me, to=patient_address(ins, me), subject=subject,
                       body=self.query_one("#body", TextArea).text)  # fmt: skip
         try:
-            author = self.client.document_author()
+            author = await self.client.document_author()
             xdm = build_xdm_attachment(files, ins, code, traits=traits, author=author)
             message = build_message(draft, [("IHE_XDM.zip", xdm, "application/zip")])
             if not str(message["Subject"]).strip():

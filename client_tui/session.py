@@ -15,6 +15,7 @@ from client_tui.credentials import (
     run_token_command,
     tls_context,
 )
+from client_tui.directory import DirectoryError, owner_of
 from client_tui.imap import Folder, ImapClient
 from client_tui.smtp import submit
 
@@ -44,6 +45,7 @@ class MailSession:
         self.account = account
         self.credentials = credentials
         self.context = tls_context(account.ca_path, credentials.certificate)
+        self._author: DocumentAuthor | None = None
 
     @classmethod
     async def sign_in(cls, account: Account, secret: str = "") -> tuple[MailSession, ImapClient]:
@@ -79,9 +81,30 @@ class MailSession:
         )
 
 
+    async def author(self) -> DocumentAuthor:
+        """The author of a PDF wrapped in CDA: the practitioner the client certificate names,
+        else the one the operator's directory lists for this mailbox (with the IdNat), else
+        the ``prenom.nom`` of the address. Asked once per session."""
+        if self._author is None:
+            self._author = document_author(self.account.address, self.credentials)
+            if self._author.idnat is None:
+                self._author = await self._directory_author() or self._author
+        return self._author
+
+    async def _directory_author(self) -> DocumentAuthor | None:
+        base = self.account.directory_url or f"https://{self.account.host}:8443/fhir"
+        try:
+            owner = await owner_of(base, self.account.address, self.context)
+        except DirectoryError:
+            return None  # not a Hygie operator, or no directory: the address's names
+        if owner is None:
+            return None
+        return DocumentAuthor(owner.given, owner.family.upper(), owner.idnat)
+
+
 def document_author(address: str, credentials: Credentials) -> DocumentAuthor:
-    """The author of a PDF wrapped in CDA: the practitioner the client certificate names
-    (with the IdNat), else the ``prenom.nom`` of the address."""
+    """What the credentials alone say of the author: the practitioner the client certificate
+    names (with the IdNat), else the ``prenom.nom`` of the address."""
     certificate = credentials.certificate
     if certificate is not None and certificate.family:
         return DocumentAuthor(

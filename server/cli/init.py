@@ -313,6 +313,8 @@ def _banner(config: Config, workers: int = 1) -> None:
         f"{listen}:{config.smtp.submission_tls_port} (TLS)",
         f"  IMAP             {listen}:{config.imap.port} (STARTTLS), "
         f"{listen}:{config.imap.tls_port} (TLS)",
+        f"  Relay            {listen}:{config.relay.port} (STARTTLS, client certificate of a "
+        "trusted operator required)",
         f"  CA publication   http://{listen}:{config.http.pki_port}/pki/ (CRL, OCSP)",
         f"  HTTPS            https://{listen}:{config.http.https_port}/ : /fhir/ (directory, FHIR "
         "R4), /dossier/, /agenda/, /catalogue/ (bearer token), /espace/ (patients' pages), "

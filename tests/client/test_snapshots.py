@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, Static, TextArea
 
 from client_tui.agenda_screen import AgendaScreen
 from client_tui.app import HygieClient
+from client_tui.compose_screen import ComposeScreen
 from client_tui.config import Config
 from client_tui.mail_screen import MailScreen
 from tests.client.fake_mailbox import START, demo_account, fake_connect, fake_connect_with_agenda
@@ -32,6 +33,11 @@ async def steady_cursors(pilot: Pilot[Any]) -> None:
     blinking (the cursor then stays shown) on every input of the screen."""
     for widget in pilot.app.screen.query("Input, TextArea"):
         widget.cursor_blink = False  # type: ignore[attr-defined]
+        if isinstance(widget, TextArea):
+            # TextArea's line cache does not tell a non-blinking cursor's lines from the same
+            # lines drawn before the focus came: drop it, or the cursor may never show.
+            widget._line_cache.clear()
+        widget.refresh()
     await pilot.pause()
 
 
@@ -49,9 +55,17 @@ async def signed_in(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
+def _text(pilot: Pilot[Any], selector: str) -> str:
+    found = pilot.app.screen.query(selector)
+    return str(found.first(Static).render()) if found else ""
+
+
 async def reading(pilot: Pilot[Any]) -> None:
     await signed_in(pilot)
     await pilot.press("down", "enter")  # the lab results (no receipt question)
+    # What a reader waits for (a fixed pause caught it half drawn on a busy machine).
+    await wait_until(pilot, lambda: "Select a message" not in _text(pilot, "#reader-body")
+                     and bool(_text(pilot, "#reader-headers")), "the message shown")  # fmt: skip
     await pilot.pause(0.3)
 
 
@@ -71,6 +85,10 @@ def test_compose_80x24(snap_compare: Any, tmp_path: Path) -> None:
     async def composing(pilot: Pilot[Any]) -> None:
         await reading(pilot)
         await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ComposeScreen)
+                         and bool(pilot.app.screen.query_one("#subject", Input).value)
+                         and pilot.app.screen.query_one("#body").has_focus,
+                         "the reply form, the cursor in its text")  # fmt: skip
         await pilot.pause(0.3)
         await steady_cursors(pilot)
 
