@@ -153,19 +153,28 @@ def _param(params: list[list[str]], name: str) -> str | None:
 
 # --- addresses (RFC 5322 §3.4) for ENVELOPE ---------------------------------------------------
 
-_ADDR_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"?|\[[^\]]*\]?|[<>,:;@.]|[^\s"<>,:;@.()\[\]]+|\s+')
+_ADDR_TOKEN_RE = re.compile(
+    r'"(?:[^"\\]|\\.)*"?|\[[^\]]*\]?|\x01[0-9]+\x01|[<>,:;@.]|[^\s"<>,:;@.()\[\]\x01]+|\s+'
+)
+#: Where :func:`_mark_comments` left a top-level comment: ``\x01n\x01`` (n its index).
+_COMMENT_MARK_RE = re.compile("\x01([0-9]+)\x01")
 
 
-def _strip_comments(value: str) -> str:
+def _mark_comments(value: str) -> tuple[str, list[str]]:
+    """``value`` with each top-level comment (RFC 5322 §3.2.2) replaced by a mark
+    ``\x01n\x01`` and the comments' texts: the address parser drops the marks, but a
+    mailbox without a display name takes the text of its comment as one (what mail readers
+    and Dovecot show for ``user@host (Real Name)``)."""
     out: list[str] = []
+    found: list[str] = []
+    current: list[str] = []
     depth = 0
     quoted = False
     escape = False
-    for ch in value:
+    for ch in value.replace("\x01", " "):
         if escape:
             escape = False
-            if depth == 0:
-                out.append(ch)
+            (current if depth else out).append(ch)
             continue
         if ch == "\\":
             escape = True
@@ -177,14 +186,24 @@ def _strip_comments(value: str) -> str:
                 quoted = False
             out.append(ch)
         elif ch == "(":
+            if depth:
+                current.append(ch)
             depth += 1
         elif ch == ")" and depth:
             depth -= 1
-        elif depth == 0:
+            if depth:
+                current.append(ch)
+            else:
+                out.append(f" \x01{len(found)}\x01 ")
+                found.append("".join(current).strip())
+                current = []
+        elif depth:
+            current.append(ch)
+        else:
             if ch == '"':
                 quoted = True
             out.append(ch)
-    return "".join(out)
+    return "".join(out), found
 
 
 def comments(value: str) -> list[str]:
@@ -245,7 +264,8 @@ def parse_addresses(value: str | None) -> list[list[str | None]] | None:
     """
     if not value:
         return None
-    tokens = [t for t in _ADDR_TOKEN_RE.findall(_strip_comments(value)) if not t.isspace()]
+    marked, notes = _mark_comments(value)
+    tokens = [t for t in _ADDR_TOKEN_RE.findall(marked) if not t.isspace()]
     result: list[list[str | None]] = []
     current: list[str] = []
     angle = 0
@@ -256,23 +276,23 @@ def parse_addresses(value: str | None) -> list[list[str | None]] | None:
         elif tok == ">" and angle:
             angle -= 1
         if angle == 0 and tok == ":" and not in_group and "<" not in current:
-            result.append([None, None, _phrase(current) or "", None])
+            result.append([None, None, _phrase(_plain(current)) or "", None])
             in_group = True
             current = []
         elif angle == 0 and tok == ";" and in_group:
             if current:
-                result.append(_mailbox(current))
+                result.append(_mailbox(current, notes))
             result.append([None, None, None, None])
             in_group = False
             current = []
         elif angle == 0 and tok == ",":
             if current:
-                result.append(_mailbox(current))
+                result.append(_mailbox(current, notes))
             current = []
         else:
             current.append(tok)
     if current:
-        result.append(_mailbox(current))
+        result.append(_mailbox(current, notes))
     if in_group:
         result.append([None, None, None, None])
     return result or None
@@ -286,7 +306,14 @@ def _phrase(tokens: list[str]) -> str | None:
     return text or None
 
 
-def _mailbox(tokens: list[str]) -> list[str | None]:
+def _plain(tokens: list[str]) -> list[str]:
+    """Tokens without the comment marks."""
+    return [t for t in tokens if not _COMMENT_MARK_RE.fullmatch(t)]
+
+
+def _mailbox(tokens: list[str], notes: list[str]) -> list[str | None]:
+    marks = [notes[int(m.group(1))] for t in tokens if (m := _COMMENT_MARK_RE.fullmatch(t))]
+    tokens = _plain(tokens)
     name: str | None = None
     adl: str | None = None
     spec = tokens
@@ -307,15 +334,19 @@ def _mailbox(tokens: list[str]) -> list[str | None]:
     else:
         local = "".join(_unquote(t) if t.startswith('"') else t for t in spec)
         host = ""
+    if name is None and "<" not in tokens:
+        # ``user@host (Real Name)``: the comment is the only name there is.
+        name = next((note for note in marks if note), None)
     return [name, adl, local or "MISSING_MAILBOX", host or "MISSING_DOMAIN"]
 
 
 def _envelope(headers: dict[str, str]) -> dict[str, Any]:
+    # RFC 9051 §7.5.2: absent → NIL, present but empty → the empty string.
     env: dict[str, Any] = {
-        "date": headers.get("date") or None,
-        "subject": headers.get("subject") or None,
-        "in-reply-to": headers.get("in-reply-to") or None,
-        "message-id": headers.get("message-id") or None,
+        "date": headers.get("date"),
+        "subject": headers.get("subject"),
+        "in-reply-to": headers.get("in-reply-to"),
+        "message-id": headers.get("message-id"),
     }
     for name in ("from", "sender", "reply-to", "to", "cc", "bcc"):
         env[name] = parse_addresses(headers.get(name))
@@ -333,11 +364,14 @@ def analyze(raw: bytes) -> MessageInfo:
     """Parse a raw message once; the result is JSON-serialisable."""
     budget = [MAX_PARTS]
     body = _part(raw, 0, len(raw), None, 0, budget)
+    headers = _headers(raw, 0, body["body_start"])
     return {
         "size": len(raw),
         "header_length": body["body_start"],
-        "envelope": _envelope(_headers(raw, 0, body["body_start"])),
+        "envelope": _envelope(headers),
         "body": body,
+        # RFC 5256 §2.2 THREAD=REFERENCES reads References (ENVELOPE does not carry it).
+        "references": headers.get("references"),
     }
 
 
@@ -520,5 +554,52 @@ def decode_body(body: bytes, node: Part) -> bytes | None:
         except binascii.Error:
             return None
     if encoding == "QUOTED-PRINTABLE":
-        return binascii.a2b_qp(body)
+        # RFC 2045 §6.7 rule 3: white space at the end of an encoded line is padding added
+        # by transport, deleted when decoding (binascii keeps it).
+        return binascii.a2b_qp(_QP_TRAILING_SPACE_RE.sub(b"", body))
     return None
+
+
+_QP_TRAILING_SPACE_RE = re.compile(rb"[ \t]+(?=\r?\n|\Z)")
+
+
+# --- APPEND of literal8 content (RFC 3516 §4.4) ----------------------------------------------
+
+
+def _leaves(part: Part) -> list[Part]:
+    if "parts" in part:
+        return [leaf for child in part["parts"] for leaf in _leaves(child)]
+    if "message" in part:
+        return _leaves(part["message"]["body"])
+    return [part]
+
+
+def seven_bit(raw: bytes) -> bytes:
+    """``raw`` with every part sent in the ``binary`` transfer encoding (or holding NUL
+    octets) re-encoded in base64, its Content-Transfer-Encoding field changed to match.
+
+    RFC 3516 §4.4: a server that cannot keep binary content as it is may convert it; stored
+    this way, ``BODY[n]`` always returns a 7-bit form (RFC 2045 §6) and ``BINARY[n]`` still
+    returns the octets the client appended.
+    """
+    info = analyze(raw)
+    todo = [
+        leaf
+        for leaf in _leaves(info["body"])
+        if leaf["encoding"] == "BINARY" or b"\x00" in raw[leaf["body_start"] : leaf["end"]]
+    ]
+    out = raw
+    for leaf in sorted(todo, key=lambda p: p["header_start"], reverse=True):
+        body = out[leaf["body_start"] : leaf["end"]]
+        if leaf["encoding"] not in ("7BIT", "8BIT", "BINARY"):
+            continue  # already encoded (base64 holding NUL after decoding is fine)
+        encoded = base64.encodebytes(body).replace(b"\n", b"\r\n")
+        if leaf["end"] < len(out):
+            encoded = encoded[:-2]  # the CRLF before the next delimiter is the boundary's
+        header = out[leaf["header_start"] : leaf["body_start"]]
+        fields = split_fields(header)
+        kept = [f for name, f in fields if name != "content-transfer-encoding"]
+        kept.append(b"Content-Transfer-Encoding: base64\r\n")
+        new_header = b"".join(kept) + b"\r\n"
+        out = out[: leaf["header_start"]] + new_header + encoded + out[leaf["end"] :]
+    return out

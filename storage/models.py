@@ -82,6 +82,8 @@ class Folder(Base):
     special_use: Mapped[str | None] = mapped_column(String(32))
     # Keywords (non-system flags) used in this folder, space-separated.
     keywords: Mapped[str] = mapped_column(Text, default="")
+    # RFC 3501 §2.3.2 \Recent: messages from this UID on were told to no session yet.
+    first_recent_uid: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
 
 
 class Message(Base):

@@ -20,8 +20,25 @@ from storage.mailstore import Changes, FolderInfo
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
-def flag_list(flags: frozenset[str] | set[str]) -> list[r.Value]:
-    return [r.Atom(f) for f in sorted(flags)]
+def flag_list(flags: frozenset[str] | set[str], *, recent: bool = False) -> list[r.Value]:
+    out: list[r.Value] = [r.Atom(f) for f in sorted(flags)]
+    if recent:
+        out.append(r.Atom("\\Recent"))
+    return out
+
+
+def flag_announcement(keywords: list[str], readonly: bool) -> list[r.Response]:
+    """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the folder's flags (RFC 9051 §7.3.5,
+    §7.1 PERMANENTFLAGS; RFC 3501 §7.2.6)."""
+    names = [*SYSTEM_FLAGS, *keywords]
+    return [
+        r.flags(names),
+        r.UntaggedStatus(
+            "OK",
+            "Read-only mailbox" if readonly else "Flags permitted",
+            r.Code.permanentflags([] if readonly else [*names, "\\*"]),
+        ),
+    ]
 
 
 @dataclass
@@ -36,6 +53,33 @@ class SelectedFolder:
     #: UID → MODSEQ of flags this session reported itself (STORE, FETCH setting \Seen), so a
     #: later sync does not report them twice.
     reported: dict[int, int] = field(default_factory=dict)
+    #: Keywords the client was told of in FLAGS (case-folded → as spelled).
+    keywords: dict[str, str] = field(default_factory=dict)
+    #: RFC 3501 §2.3.2: UIDs recent in this session (IMAP4rev1 sessions only).
+    recent: set[int] = field(default_factory=set)
+    #: UIDs the last :meth:`apply` announced with EXISTS.
+    arrived: list[int] = field(default_factory=list)
+
+    def know_keywords(self, names: list[str]) -> None:
+        for name in names:
+            self.keywords.setdefault(name.casefold(), name)
+
+    def announce(self, *flag_sets: frozenset[str]) -> list[r.Response]:
+        """RFC 9051 §7.3.5: a keyword the client was not told of in FLAGS is announced (FLAGS
+        and PERMANENTFLAGS) before any FETCH shows it; nothing when all are known."""
+        new = False
+        for flags in flag_sets:
+            for flag in flags:
+                if not flag.startswith("\\") and flag.casefold() not in self.keywords:
+                    self.keywords[flag.casefold()] = flag
+                    new = True
+        if not new:
+            return []
+        return flag_announcement(sorted(self.keywords.values()), self.readonly)
+
+    def flags_of(self, uid: int, flags: frozenset[str]) -> list[r.Value]:
+        """The FLAGS value of a message for this session (with \\Recent where it is)."""
+        return flag_list(flags, recent=uid in self.recent)
 
     @property
     def exists(self) -> int:
@@ -86,6 +130,7 @@ class SelectedFolder:
                     out.append(r.expunge(seq))
                 del self.uids[seq - 1]
                 self.reported.pop(uid, None)
+                self.recent.discard(uid)
             self.pending_expunge.clear()
         last = self.uids[-1] if self.uids else 0
         new = []
@@ -99,12 +144,15 @@ class SelectedFolder:
             items: list[tuple[str, r.Value]] = []
             if with_uid or qresync:
                 items.append(("UID", m.uid))
-            items.append(("FLAGS", flag_list(m.flags)))
+            items.append(("FLAGS", self.flags_of(m.uid, m.flags)))
             if condstore:
                 items.append(("MODSEQ", [m.modseq]))
             out.append(r.FetchResponse(seq, items))
+        # Keywords brought by a STORE, APPEND, COPY or MOVE of another session: told first.
+        out[:0] = self.announce(*(m.flags for m in changes.changed))
+        self.arrived = sorted(new)
         if new:
-            self.uids.extend(sorted(new))
+            self.uids.extend(self.arrived)
             out.append(r.exists(len(self.uids)))
         self.modseq = max(self.modseq, changes.highestmodseq)
         if len(self.reported) > 10_000:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import TYPE_CHECKING
+import zlib
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -77,6 +78,9 @@ class Session:
         self.saved_uids: list[int] = []
         self._out: list[bytes] = []
         self._out_size = 0
+        #: RFC 4978 COMPRESS=DEFLATE, once the client asked for it: raw deflate both ways.
+        self._deflate: Any = None
+        self._inflate: Any = None
 
     def resolve(self, sequence_set: SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
         """(seq, uid) pairs of the selected folder that ``sequence_set`` names (``$`` too)."""
@@ -124,7 +128,11 @@ class Session:
     async def flush(self) -> None:
         if self._out:
             out, self._out, self._out_size = self._out, [], 0
-            self.writer.write(b"".join(out))
+            data = b"".join(out)
+            if self._deflate is not None:
+                # A sync flush ends every write, so the client can read what it was sent.
+                data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+            self.writer.write(data)
         await self.writer.drain()
 
     async def ok(self, tag: str, text: str, code: r.ResponseCode | None = None) -> None:
@@ -153,6 +161,13 @@ class Session:
         self._read_task = None
         if not data:
             raise ConnectionClosed("client closed the connection")
+        if self._inflate is not None:
+            # A bound on what one read may inflate to: a literal at most, and a line.
+            bound = self.limits.max_literal + 1024 * 1024
+            data = self._inflate.decompress(data, bound)
+            if self._inflate.unconsumed_tail:
+                await self.send(r.UntaggedStatus("BYE", "Compressed data too large"))
+                raise ConnectionClosed("compressed input over the bound")
         self.parser.receive_data(data)
 
     async def read_line(self) -> bytes:
@@ -174,6 +189,16 @@ class Session:
         """The TLS client certificate (DER) the handshake accepted, if the client sent one."""
         obj = self.writer.get_extra_info("ssl_object")
         return obj.getpeercert(binary_form=True) if isinstance(obj, ssl.SSLObject) else None
+
+    @property
+    def compressed(self) -> bool:
+        return self._deflate is not None
+
+    def start_compression(self) -> None:
+        """RFC 4978 §3: from now on, raw DEFLATE (RFC 1951) both ways; call it after the
+        tagged OK went out uncompressed."""
+        self._deflate = zlib.compressobj(wbits=-15)
+        self._inflate = zlib.decompressobj(wbits=-15)
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         await self.writer.start_tls(context)

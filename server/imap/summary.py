@@ -10,7 +10,11 @@ decoded subject and addresses). Its bytes are sealed for the owner in ``messages
 the process's opened-message cache. Flags, UIDs, MODSEQ and sizes are not in it: they change,
 and are read from the database on every command.
 
-Binary layout, version 1: ``01`` then each field as a 4-byte big-endian length and its bytes
+It also holds what SORT and THREAD compare (RFC 5256, RFC 5957), computed once: the arrival
+and sent times, the base subject and the first addresses as ``i;unicode-casemap`` keys, and the
+message identifiers THREAD=REFERENCES links (:class:`SortKeys`).
+
+Binary layout, version 2: ``02`` then each field as a 4-byte big-endian length and its bytes
 (integers as decimal ASCII). A summary of another version loads as ``None`` and is rebuilt from
 the metadata document.
 """
@@ -26,10 +30,11 @@ from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from server.imap.proto import collation as col
 from server.imap.proto import message as m
 from server.imap.proto import response as r
 
-VERSION = 1
+VERSION = 2
 _LEN = struct.Struct(">I")
 #: Bytes of a loaded summary beyond its fields (object, slots, the small ints and strings).
 _OVERHEAD = 400
@@ -53,8 +58,57 @@ def envelope_text(meta: Mapping[str, Any], field: str) -> str:
     out = []
     for address in envelope.get(field) or []:
         name, _adl, mailbox, host = (list(address) + [None] * 4)[:4]
-        out.append(f"{decode_words(name)} <{mailbox or ''}@{host or ''}>")
+        if host is None:
+            if mailbox is not None:  # a group's name (RFC 5322 §3.4)
+                out.append(f"{decode_words(mailbox)}:")
+            continue
+        # RFC 9051 §6.4.4: a substring of the field, display name included (decoded).
+        shown = decode_words(name)
+        out.append(f"{shown} <{mailbox or ''}@{host}>" if shown else f"<{mailbox or ''}@{host}>")
     return ", ".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class SortKeys:
+    """What SORT and THREAD compare about one message (RFC 5256 §2-3, RFC 5957 §3)."""
+
+    arrival: int  # INTERNALDATE, seconds since the epoch
+    sent: int  # the Date: field in UTC, seconds; the INTERNALDATE when absent or invalid
+    subject: str  # the base subject, i;unicode-casemap
+    reply: bool  # the base subject extraction removed a Re: / Fwd: marker
+    from_: str  # addr-mailbox of the first From address, i;unicode-casemap
+    to: str
+    cc: str
+    display_from: str  # RFC 5957 display name or addr-spec, i;unicode-casemap
+    display_to: str
+    message_id: str  # without angle brackets, "" if none
+    parents: tuple[str, ...]  # References (else the first In-Reply-To), oldest first
+
+
+def sort_keys(meta: Mapping[str, Any], when: dt.datetime) -> SortKeys:
+    envelope = meta.get("envelope") or {}
+    arrival = int(when.timestamp())
+    try:
+        sent_at = parsedate_to_datetime(envelope.get("date") or "")
+        if sent_at.tzinfo is None:
+            sent_at = sent_at.replace(tzinfo=dt.UTC)  # RFC 5322 "-0000": no zone known
+        sent = int(sent_at.timestamp())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        sent = arrival
+    base, reply = col.base_subject(decode_words(envelope.get("subject")))
+    parents = col.message_ids(meta.get("references"))
+    if not parents:
+        parents = col.message_ids(envelope.get("in-reply-to"))[:1]
+    ids = col.message_ids(envelope.get("message-id"))
+    return SortKeys(
+        arrival, sent, col.casemap(base), reply,
+        col.casemap(col.first_mailbox(envelope.get("from"))),
+        col.casemap(col.first_mailbox(envelope.get("to"))),
+        col.casemap(col.first_mailbox(envelope.get("cc"))),
+        col.casemap(col.display_name(envelope.get("from"), decode_words)),
+        col.casemap(col.display_name(envelope.get("to"), decode_words)),
+        ids[0] if ids else "", tuple(parents),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +128,7 @@ class Summary:
     to: str
     cc: str
     bcc: str
+    sort: SortKeys
 
     def search_text(self, key: str) -> str:
         """SEARCH SUBJECT, FROM, TO, CC or BCC (``key`` in upper case)."""
@@ -124,8 +179,30 @@ def build(meta: Mapping[str, Any]) -> bytes:
         *structure,
         *(envelope_text(info, f).encode("utf-8", "surrogateescape")
           for f in ("subject", "from", "to", "cc", "bcc")),
+        *_sort_fields(sort_keys(info, when)),
     ]  # fmt: skip
     return bytes([VERSION]) + b"".join(_LEN.pack(len(f)) + f for f in fields)
+
+
+def _sort_fields(k: SortKeys) -> list[bytes]:
+    texts = (k.subject, k.from_, k.to, k.cc, k.display_from, k.display_to, k.message_id)
+    return [
+        str(k.arrival).encode(), str(k.sent).encode(), b"1" if k.reply else b"0",
+        *(t.encode("utf-8", "surrogateescape") for t in texts),
+        " ".join(k.parents).encode("utf-8", "surrogateescape"),
+    ]  # fmt: skip
+
+
+def _load_sort(fields: list[bytes]) -> SortKeys:
+    text = [f.decode("utf-8", "surrogateescape") for f in fields[3:]]
+    return SortKeys(
+        int(fields[0]), int(fields[1]), text[0], fields[2] == b"1", text[1], text[2],
+        text[3], text[4], text[5], text[6], tuple(text[7].split()),
+    )  # fmt: skip
+
+
+#: Fields of a version-2 summary: 15 for FETCH and SEARCH, 11 for SORT and THREAD.
+_FIELDS = 26
 
 
 def load(data: bytes) -> Summary | None:
@@ -139,14 +216,14 @@ def load(data: bytes) -> Summary | None:
         pos += 4
         fields.append(data[pos : pos + n])
         pos += n
-    if len(fields) != 15:
+    if len(fields) != _FIELDS:
         return None
     env, env8, body, body8, bs, bs8 = fields[4:10]
     subject, from_, to, cc, bcc = (f.decode("utf-8", "surrogateescape") for f in fields[10:15])
     return Summary(
         fields[0], int(fields[1]), int(fields[2]), int(fields[3]),
         env, env8 or env, body, body8 or body, bs, bs8 or bs,
-        subject, from_, to, cc, bcc,
+        subject, from_, to, cc, bcc, _load_sort(fields[15:]),
     )  # fmt: skip
 
 
@@ -168,4 +245,9 @@ class ImapSummaries:
             (s.bodystructure, s.bodystructure_utf8),
         ):
             total += len(plain) + (len(utf8) if utf8 is not plain else 0)
-        return total + sum(len(t) for t in (s.subject, s.from_, s.to, s.cc, s.bcc))
+        k = s.sort
+        sort = 200 + sum(
+            len(t)
+            for t in (k.subject, k.from_, k.to, k.cc, k.display_from, k.display_to, k.message_id)
+        )
+        return total + sort + sum(len(t) for t in (s.subject, s.from_, s.to, s.cc, s.bcc))

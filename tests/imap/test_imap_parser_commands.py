@@ -12,6 +12,7 @@ from server.imap.proto import commands as c
 from server.imap.proto.commands import FetchAttribute as FA
 from server.imap.proto.commands import SearchKey as K
 from server.imap.proto.commands import Section
+from server.imap.proto.mailbox import UNDECODABLE
 
 Parse = Callable[..., object]
 
@@ -104,7 +105,9 @@ def test_mailbox_commands(parse: Parse) -> None:
 def test_mailbox_names_modified_utf7_and_utf8(parse: Parse) -> None:
     assert parse(b"a SELECT &AMk-t&AOk-\r\n") == c.Select("a", "Été")
     assert parse(b"a SELECT Tom&-Jerry\r\n") == c.Select("a", "Tom&Jerry")
-    assert isinstance(parse(b"a SELECT bad&name\r\n"), ProtocolErrorEvent)
+    # RFC 3501 §5.1.3: a name that is not valid modified UTF-7 is still an astring: it
+    # parses, and names no mailbox (the server answers NO [NONEXISTENT], not BAD).
+    assert parse(b"a SELECT bad&name\r\n") == c.Select("a", UNDECODABLE + "bad&name")
     assert isinstance(parse('a SELECT "Été"\r\n'.encode()), ProtocolErrorEvent)
     assert parse('a SELECT "Été"\r\n'.encode(), utf8=True) == c.Select("a", "Été")
     assert parse(b'a SELECT "&AMk-"\r\n', utf8=True) == c.Select("a", "&AMk-")

@@ -130,3 +130,28 @@ def test_unknown_selection_option_is_bad(tc: Script) -> None:
     tc.S("a1 BAD …")
     tc.C("a2 NOOP")
     tc.S("a2 OK …")
+
+
+def test_childinfo_only_where_a_subscribed_child_is_not_returned(tc: Script) -> None:
+    # RFC 5258 §3.5: CHILDINFO ("SUBSCRIBED") marks a parent whose subscribed descendants
+    # the patterns do not return; with several patterns, a child another pattern returns
+    # needs no CHILDINFO on its parent.
+    for i, name in enumerate(("Ext/test2/test1", "Ext/test7/test7", "Ext/test8/test8",
+                              "Ext/test8/test9")):  # fmt: skip
+        tc.C(f"c{i} CREATE {name}")
+        tc.S(f"c{i} OK …")
+        tc.C(f"u{i} SUBSCRIBE {name}")
+        tc.S(f"u{i} OK …")
+    tc.C('a1 LIST (SUBSCRIBED RECURSIVEMATCH) "" (Ext/test2)')
+    tc.S('* LIST (\\HasChildren) "/" Ext/test2 ("CHILDINFO" ("SUBSCRIBED"))', "a1 OK …")
+    tc.C('a2 LIST (SUBSCRIBED RECURSIVEMATCH) "" (Ext/test2 Ext/test2/test1)')
+    reply = tc.S('* LIST (\\HasNoChildren \\Subscribed) "/" Ext/test2/test1', "a2 OK …")
+    assert "Ext/test2" not in listed(reply)
+    tc.C('a3 LIST (SUBSCRIBED RECURSIVEMATCH) "" *test7')
+    reply = tc.S('* LIST (\\HasNoChildren \\Subscribed) "/" Ext/test7/test7', "a3 OK …")
+    assert "Ext/test7" not in listed(reply)
+    tc.C('a4 LIST (SUBSCRIBED RECURSIVEMATCH) "" *test8')
+    tc.S('* LIST (\\HasChildren) "/" Ext/test8 ("CHILDINFO" ("SUBSCRIBED"))',
+         '* LIST (\\HasNoChildren \\Subscribed) "/" Ext/test8/test8', "a4 OK …")  # fmt: skip
+    tc.C('a5 LIST (SUBSCRIBED RECURSIVEMATCH) "" Ext/test2% RETURN (CHILDREN)')
+    tc.S('* LIST (\\HasChildren) "/" Ext/test2 ("CHILDINFO" ("SUBSCRIBED"))', "a5 OK …")

@@ -63,3 +63,35 @@ def test_invalid_modified_utf7_is_refused(tc: Script) -> None:
     tc.C('a3 LIST "" *')
     reply = tc.S("a3 OK …")
     assert not {"Bad&Jjo", "&AGE-", "a"} & set(listed(reply))
+
+
+# The ASCII graphic characters an IMAP4rev1 client may put in an atom, several of which do
+# not form modified UTF-7 ("&'+,-" is a shift sequence that does not decode).
+PUNCTUATION = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
+
+
+def test_a_name_that_is_not_modified_utf7_is_nonexistent_not_bad(tc: Script) -> None:
+    # RFC 3501 §5.1.3 / RFC 9051 §6.3.2: valid syntax, no such mailbox.
+    tc.C(f'a1 SELECT "{PUNCTUATION}"')
+    tc.S("a1 NO [NONEXISTENT] …")
+    tc.C(f'a2 EXAMINE "{PUNCTUATION}"')
+    tc.S("a2 NO [NONEXISTENT] …")
+    tc.C(f'a3 STATUS "{PUNCTUATION}" (MESSAGES)')
+    tc.S("a3 NO [NONEXISTENT] …")
+
+
+def test_such_a_name_is_a_list_pattern_that_matches_nothing(tc: Script) -> None:
+    # RFC 9051 §6.3.9: a pattern, not a syntax error.
+    tc.C(f'a1 LIST "" "{PUNCTUATION}"')
+    reply = tc.S("a1 OK …")
+    assert listed(reply) == {}
+
+
+def test_tilde_starts_an_atom_not_a_literal8(tc: Script) -> None:
+    # RFC 9051 §9: "~" is an ATOM-CHAR; only "~{" starts a literal8 (RFC 3516 §4.2).
+    tc.C("a1 CREATE ~foo")
+    tc.S("a1 OK …")
+    tc.C('a2 LIST "" ~foo')
+    tc.S('* LIST (…) "/" ~foo', "a2 OK …")
+    tc.C("a3 SELECT ~foo")
+    tc.S("* 0 EXISTS", "a3 OK [READ-WRITE] …")

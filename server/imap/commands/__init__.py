@@ -17,6 +17,7 @@ from server.imap.commands import (
     not_authenticated,
     search,
     selected,
+    sort,
 )
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
@@ -45,6 +46,9 @@ HANDLERS: dict[type[c.Command], Handler] = {
     c.Status: authenticated.status,
     c.Append: authenticated.append,
     c.Idle: authenticated.idle,
+    c.Unauthenticate: authenticated.unauthenticate,
+    c.Replace: authenticated.replace,
+    c.Compress: authenticated.compress,
     c.Subscribe: authenticated.subscribe,
     c.Delete: authenticated.delete,
     c.Rename: authenticated.rename,
@@ -58,6 +62,8 @@ HANDLERS: dict[type[c.Command], Handler] = {
     c.Store: selected.store,
     c.Fetch: fetch.fetch,
     c.Search: search.search,
+    c.Sort: sort.sort,
+    c.Thread: sort.thread,
 }
 
 

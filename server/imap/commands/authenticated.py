@@ -6,19 +6,20 @@ NAMESPACE (RFC 2342), STATUS, APPEND (UIDPLUS RFC 4315, MULTIAPPEND RFC 3502), I
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 
-from server.imap.commands.selected import sync
+from server.imap.commands.selected import claim_recent, sync
 from server.imap.proto import commands as c
 from server.imap.proto import response as r
 from server.imap.proto.events import NEED_DATA, ContinuationLine
-from server.imap.proto.message import analyze
+from server.imap.proto.message import analyze, seven_bit
 from server.imap.proto.sequence import SequenceSet
 from server.imap.proto.states import State
 from server.imap.readonly import is_read_only_folder, refuse_read_only
-from server.imap.selected import SYSTEM_FLAGS, SelectedFolder
+from server.imap.selected import SelectedFolder, flag_announcement
 from server.imap.session import ConnectionClosed, Session
-from storage import audit
+from storage import audit, recent
 from storage.mailstore import DELIMITER, FolderError, FolderInfo
 
 LIST_SELECTION = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
@@ -82,21 +83,20 @@ async def select(s: Session, cmd: c.Select) -> None:
         )  # fmt: skip
     keywords = sorted(info.keywords.split())
     view = SelectedFolder(info, readonly=readonly, uids=uids, modseq=info.highestmodseq)
-    flag_names = [*SYSTEM_FLAGS, *keywords]
-    responses: list[r.Response] = [r.flags(flag_names), r.exists(view.exists)]
+    view.know_keywords(keywords)
+    flags, permanent = flag_announcement(keywords, readonly)
+    responses: list[r.Response] = [flags, r.exists(view.exists)]
     if s.rev2:
         # RFC 9051 §6.3.2: the mailbox's LIST response, with its name as the server spells it.
         responses.append(r.list_item(_special_attr(info), DELIMITER, info.name))
     else:
-        responses.append(r.recent(0))
+        # RFC 3501 §6.3.1: how many messages are recent in this session (§2.3.2).
+        await claim_recent(s, view, uids)
+        responses.append(r.recent(len(view.recent)))
     responses += [
         r.UntaggedStatus("OK", "UIDs valid", r.Code.uidvalidity(info.uidvalidity)),
         r.UntaggedStatus("OK", "Predicted next UID", r.Code.uidnext(info.uidnext)),
-        r.UntaggedStatus(
-            "OK",
-            "Read-only mailbox" if readonly else "Flags permitted",
-            r.Code.permanentflags([] if readonly else [*flag_names, "\\*"]),
-        ),
+        permanent,
     ]
     if s.condstore:
         responses.append(
@@ -235,9 +235,12 @@ async def list_(s: Session, cmd: c.List) -> None:
     subscribed_sel = "SUBSCRIBED" in selection
     special_sel = "SPECIAL-USE" in selection
     out: list[r.Response] = []
+    subscribed = await s.store.subscriptions(_account_id(s)) if subscribed_sel else set()
+    # RFC 5258 §3.5: CHILDINFO tells of a subscribed descendant the patterns do not return.
+    hidden = sorted(n for n in subscribed if not any(rx.match(n) for rx in regexes))
     if subscribed_sel and not special_sel:
         # RFC 5258 §3.1: subscribed names that no longer exist are listed as \NonExistent.
-        for name in sorted(await s.store.subscriptions(_account_id(s)) - names):
+        for name in sorted(subscribed - names):
             if any(rx.match(name) for rx in regexes):
                 out.append(r.list_item(["\\NonExistent", "\\Subscribed"], DELIMITER, name))
     for f in folders:
@@ -249,7 +252,7 @@ async def list_(s: Session, cmd: c.List) -> None:
         childinfo = False
         if not selected_by_options and "RECURSIVEMATCH" in selection and subscribed_sel:
             prefix = f.name + DELIMITER
-            childinfo = any(g.subscribed and g.name.startswith(prefix) for g in folders)
+            childinfo = any(n.startswith(prefix) for n in hidden)
         if not selected_by_options and not childinfo:
             continue
         attrs = ["\\HasChildren" if _has_children(f, names) else "\\HasNoChildren"]
@@ -263,7 +266,10 @@ async def list_(s: Session, cmd: c.List) -> None:
         if cmd.status_items and selected_by_options:
             found = await s.store.status(_account_id(s), f.name)
             if found is not None:
-                values = _status_values(s, found[0], found[1], cmd.status_items)
+                counts = found[1]
+                if any(i.upper() == "RECENT" for i in cmd.status_items):
+                    counts = {**counts, "RECENT": await recent.count(s.store.db, f.id)}
+                values = _status_values(s, found[0], counts, cmd.status_items)
                 if isinstance(values, dict):
                     out.append(r.status(f.name, values))
     await s.send(*out, more=True)
@@ -315,7 +321,7 @@ def _status_values(
         elif key == "UIDVALIDITY":
             values[key] = folder.uidvalidity
         elif key == "RECENT":
-            values[key] = 0
+            values[key] = counts.get("RECENT", 0)
         elif key == "HIGHESTMODSEQ":
             values[key] = folder.highestmodseq
         elif key == "APPENDLIMIT":
@@ -331,12 +337,85 @@ async def status(s: Session, cmd: c.Status) -> None:
         await s.no(cmd.tag, "No such mailbox", r.Code.NONEXISTENT)
         return
     folder, counts = found
+    if any(i.upper() == "RECENT" for i in cmd.items):
+        counts = {**counts, "RECENT": await recent.count(s.store.db, folder.id)}
     values = _status_values(s, folder, counts, cmd.items)
     if isinstance(values, str):
         await s.bad(cmd.tag, values)
         return
     await s.send(r.status(folder.name, values), more=True)
     await s.ok(cmd.tag, "STATUS completed")
+
+
+async def _store_appended(s: Session, folder: FolderInfo, m: c.AppendMessage) -> int:
+    """Store one message of APPEND or REPLACE; its UID."""
+    assert s.keys is not None
+    flags = []
+    for flag in m.flags:
+        if flag.startswith("\\"):
+            if flag.lower() == "\\recent":
+                continue
+            flag = "\\" + flag[1:].capitalize()
+        flags.append(flag)
+    data = m.data
+    if m.binary:
+        # RFC 3516 §4.4: binary parts are stored base64-encoded (BODY[n] stays 7-bit).
+        data = seven_bit(data)
+    if len(data) <= INLINE_DESCRIBE:
+        meta = analyze(data)  # well under a millisecond: cheaper than a thread hop
+    else:
+        meta = await asyncio.to_thread(analyze, data)
+    d = await s.store.append(folder, s.keys.public, data, meta, flags, m.date_time, keys=s.keys)
+    return d.uid
+
+
+async def _remove(s: Session, folder_id: int, uids: list[int]) -> None:
+    """Expunge exactly ``uids`` (flagged \\Deleted first: expunge takes only those)."""
+    await s.store.store_flags(folder_id, uids, ["\\Deleted"], "add")
+    await s.store.expunge(folder_id, uids)
+
+
+async def replace(s: Session, cmd: c.Replace) -> None:
+    """RFC 8508 §3: the new message is appended to the mailbox named (APPENDUID in an
+    untagged OK), then the replaced one is expunged from the selected mailbox (its EXPUNGE
+    or VANISHED), then the tagged OK. It is a selected-state command but lives here, beside
+    APPEND, whose checks it shares."""
+    view = s.selected
+    assert view is not None and s.account is not None
+    if view.readonly:
+        # §3.3: the replaced message could not be expunged.
+        await s.no(cmd.tag, "Mailbox is read-only", r.Code.READ_ONLY)
+        return
+    if cmd.uid:
+        old = cmd.number if cmd.number is not None else (view.uids[-1] if view.uids else 0)
+        if view.seq_of(old) is None:
+            await s.no(cmd.tag, "No such message", r.Code.NONEXISTENT)
+            return
+    else:
+        seq = cmd.number if cmd.number is not None else view.exists
+        if not 1 <= seq <= view.exists:
+            await s.bad(cmd.tag, "No such message sequence number")
+            return
+        old = view.uids[seq - 1]
+    folder = await s.store.folder(s.account.id, cmd.mailbox)
+    if folder is None:
+        await s.no(cmd.tag, "No such mailbox", r.Code.TRYCREATE)
+        return
+    if await refuse_read_only(s, cmd.tag, folder.name):
+        return
+    m = cmd.message
+    if len(m.data) > s.config.smtp.max_message_size:
+        await s.no(cmd.tag, "Message too big", r.Code.TOOBIG)
+        return
+    if not m.data:
+        await s.bad(cmd.tag, "Empty message")
+        return
+    new = await _store_appended(s, folder, m)
+    code = r.Code.appenduid(folder.uidvalidity, SequenceSet.of(new))
+    await s.send(r.UntaggedStatus("OK", "Replacement stored", code), more=True)
+    await _remove(s, view.info.id, [old])
+    await sync(s, allow_expunge=True, with_uid=cmd.uid)
+    await s.ok(cmd.tag, "REPLACE completed")
 
 
 async def append(s: Session, cmd: c.Append) -> None:
@@ -353,28 +432,47 @@ async def append(s: Session, cmd: c.Append) -> None:
     if any(not m.data for m in cmd.messages):
         await s.bad(cmd.tag, "Empty message")
         return
-    assert s.keys is not None
-    uids = []
+    uids: list[int] = []
     for m in cmd.messages:
-        flags = []
-        for flag in m.flags:
-            if flag.startswith("\\"):
-                if flag.lower() == "\\recent":
-                    continue
-                flag = "\\" + flag[1:].capitalize()
-            flags.append(flag)
-        if len(m.data) <= INLINE_DESCRIBE:
-            meta = analyze(m.data)  # well under a millisecond: cheaper than a thread hop
-        else:
-            meta = await asyncio.to_thread(analyze, m.data)
-        d = await s.store.append(
-            folder, s.keys.public, m.data, meta, flags, m.date_time, keys=s.keys
-        )
-        uids.append(d.uid)
+        try:
+            uids.append(await _store_appended(s, folder, m))
+        except Exception:
+            # RFC 3502 §6.3.11: a MULTIAPPEND that fails appends none of its messages.
+            if uids:
+                with contextlib.suppress(FolderError):
+                    await _remove(s, folder.id, uids)
+            raise
     if s.selected is not None and s.selected.info.id == folder.id:
         await sync(s, allow_expunge=False, with_uid=False)
     code = r.Code.appenduid(folder.uidvalidity, SequenceSet.of(*uids))
     await s.ok(cmd.tag, "APPEND completed", code)
+
+
+async def compress(s: Session, cmd: c.Compress) -> None:
+    """RFC 4978 §3: DEFLATE from the byte after the tagged OK, in both directions."""
+    if cmd.mechanism.upper() != "DEFLATE":
+        await s.bad(cmd.tag, "Unknown compression mechanism")
+        return
+    if s.compressed:
+        await s.no(cmd.tag, "DEFLATE is already active", r.Code.COMPRESSIONACTIVE)
+        return
+    await s.ok(cmd.tag, "DEFLATE active")
+    s.start_compression()
+
+
+async def unauthenticate(s: Session, cmd: c.Unauthenticate) -> None:
+    """RFC 8437 §2: the connection goes back to the not authenticated state, keeping its TLS
+    layer; nothing of the session stays: the selected mailbox (closed without an expunge),
+    the mailbox keys, ENABLEd extensions and a saved search result."""
+    s.selected = None
+    s.saved_uids = []
+    s.enabled.clear()
+    s.utf8 = False
+    s.parser.utf8 = False
+    s.keys = None
+    s.account = None
+    s.state = State.NOT_AUTHENTICATED
+    await s.ok(cmd.tag, "UNAUTHENTICATE completed")
 
 
 async def idle(s: Session, cmd: c.Idle) -> None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.imap.commands.selected import sync
+from server.imap.commands.selected import enable_condstore, sync
 from server.imap.proto import commands as c
 from server.imap.proto import message as m
 from server.imap.proto import response as r
 from server.imap.proto.sequence import SequenceSet
 from server.imap.readonly import is_read_only_folder
-from server.imap.selected import flag_list
 from server.imap.session import ConnectionClosed, Session
 from server.imap.summary import Summary
 from storage import audit
@@ -81,7 +80,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
         await s.bad(cmd.tag, "VANISHED needs UID FETCH, QRESYNC enabled and CHANGEDSINCE")
         return
     if cmd.changed_since is not None or any(a.name == "MODSEQ" for a in attributes):
-        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1
+        await enable_condstore(s)
     if cmd.changed_since is not None and not any(a.name == "MODSEQ" for a in attributes):
         attributes.append(c.FetchAttribute("MODSEQ"))
     need_meta = any(
@@ -92,6 +91,7 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
         for a in attributes
     )
     sets_seen = not view.readonly and any(a.sets_seen for a in attributes)
+    shows_flags = sets_seen or any(a.name == "FLAGS" for a in attributes)
     if not cmd.uid and not cmd.sequence_set.saved:
         # RFC 9051 §6.4.5: a sequence number past the end is an error, not an empty result.
         if any(
@@ -145,7 +145,10 @@ async def fetch(s: Session, cmd: c.Fetch) -> None:
         metas: dict[int, dict[str, Any]] = {}
         if document:
             metas = await s.store.read_meta(s.keys, view.info.id, uids)
+        # RFC 9051 §7.3.5: keywords the client was not told of, before a FETCH shows them.
         responses: list[r.Response] = []
+        if shows_flags:
+            responses += view.announce(*(ref.flags for ref in refs.values()))
         for seq, uid in chunk:
             ref = refs.get(uid)
             if ref is None:
@@ -205,6 +208,11 @@ async def _fast(
     assert view is not None
     refs = await s.store.flags(view.info.id, [u for _, u in targets]) if targets else {}
     names = [a.name for a in attributes]
+    if "FLAGS" in names:
+        announced = view.announce(*{ref.flags for ref in refs.values()})
+        if announced:
+            await s.send(*announced, more=True)
+    recent = view.recent
     lines: list[bytes] = []
     expunged = False
     for seq, uid in targets:
@@ -217,7 +225,10 @@ async def _fast(
             if name == "UID":
                 parts.append(b"UID %d" % uid)
             elif name == "FLAGS":
-                parts.append(b"FLAGS (" + " ".join(sorted(ref.flags)).encode() + b")")
+                shown = " ".join(sorted(ref.flags))
+                if uid in recent:
+                    shown = f"{shown} \\Recent" if shown else "\\Recent"
+                parts.append(b"FLAGS (" + shown.encode() + b")")
             elif name == "MODSEQ":
                 parts.append(b"MODSEQ (%d)" % ref.modseq)
             else:
@@ -277,7 +288,7 @@ async def _stream(
     after = _items(s, attributes[at + 1 :], uid, ref, summary, None, b"", include_flags=False)
     after = after or []
     if include_flags and not any(a.name == "FLAGS" for a in attributes):
-        after.append(("FLAGS", flag_list(ref.flags)))
+        after.append(("FLAGS", view.flags_of(uid, ref.flags)))
     w = r.Writer(utf8=s.utf8)
     w.raw(b"* %d FETCH (" % seq)
     for name, value in before:
@@ -319,12 +330,14 @@ def _items(
     items: list[tuple[str, r.Value]] = []
     names = {a.name for a in attributes}
     utf8 = s.utf8
+    view = s.selected
+    assert view is not None
     for a in attributes:
         name = a.name
         if name == "UID":
             items.append(("UID", uid))
         elif name == "FLAGS":
-            items.append(("FLAGS", flag_list(ref.flags)))
+            items.append(("FLAGS", view.flags_of(uid, ref.flags)))
         elif name == "MODSEQ":
             items.append(("MODSEQ", [ref.modseq]))
         elif name == "RFC822.SIZE":
@@ -365,5 +378,5 @@ def _items(
                 items.append((a.response_name(), r.Literal8(_partial(decoded, a.partial))))
     if include_flags and "FLAGS" not in names:
         # RFC 9051 §6.4.5: report the \\Seen we just set.
-        items.append(("FLAGS", flag_list(ref.flags)))
+        items.append(("FLAGS", view.flags_of(uid, ref.flags)))
     return items

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from server.imap.commands.selected import sync
+from server.imap.commands.selected import enable_condstore, sync
 from server.imap.proto import commands as c
 from server.imap.proto import message as m
 from server.imap.proto import response as r
@@ -131,10 +131,12 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
     if key in _FLAG_KEYS:
         flag, present = _FLAG_KEYS[key]
         return (flag in flags) == present
-    if key in ("NEW", "RECENT"):
-        return False  # \Recent is not kept (IMAP4rev2 dropped it)
-    if key == "OLD":
-        return True
+    if key in ("NEW", "RECENT", "OLD"):
+        # RFC 3501 §6.4.4 (IMAP4rev1 sessions; an IMAP4rev2 session has no recent message).
+        is_recent = msg.uid in view.recent
+        if key == "NEW":
+            return is_recent and "\\Seen" not in flags
+        return is_recent if key == "RECENT" else not is_recent
     if key in ("KEYWORD", "UNKEYWORD"):
         # RFC 9051 §2.3.2: keywords compare case-insensitively.
         present = str(args[0]).casefold() in {f.casefold() for f in flags}
@@ -175,7 +177,6 @@ async def _matches(node: c.SearchNode, msg: _Message, s: Session, largest: int) 
     if key == "TEXT":
         return _contains(await msg.raw(), str(args[0]))
     if key == "MODSEQ":
-        s.enabled.add("CONDSTORE")
         return msg.modseq >= int(args[-1])  # type: ignore[arg-type]
     raise ValueError(f"unsupported search key {key}")
 
@@ -191,31 +192,51 @@ def _compare_date(kind: str, day: int, arg: object) -> bool:
     return day >= wanted
 
 
+async def find(
+    s: Session, criteria: c.SearchNode, *, summaries: bool = False
+) -> tuple[list[tuple[int, int]], dict[int, MessageRef], dict[int, Summary]]:
+    """The messages of the selected folder that match ``criteria``, as (sequence number, UID)
+    in mailbox order, with every message's flags and, when the search read them or
+    ``summaries`` asks for them (SORT, THREAD), the summaries of the matched ones. A
+    ``ValueError`` names a search key this server does not know."""
+    view = s.selected
+    assert view is not None and s.keys is not None
+    largest = view.uids[-1] if view.uids else 0
+    refs = await s.store.flags(view.info.id)
+    prefetch = summaries or _needs_meta(criteria)
+    found: list[tuple[int, int]] = []
+    kept: dict[int, Summary] = {}
+    uids = list(view.uids)
+    for start in range(0, len(uids), META_BATCH):
+        chunk = uids[start : start + META_BATCH]
+        known: dict[int, Summary] = {}
+        if prefetch:
+            opened = await s.store.open_messages(
+                s.keys, view.info.account_id, view.info.id, chunk
+            )
+            known = {u: o.summary for u, o in opened.items()}
+        for i, uid in enumerate(chunk, start):
+            msg = _Message(s, i + 1, uid, refs.get(uid), known.get(uid))
+            if await _matches(criteria, msg, s, largest):
+                found.append((i + 1, uid))
+                if summaries and uid in known:
+                    kept[uid] = known[uid]
+    if summaries:
+        # A message expunged by another session meanwhile has no summary: it is not shown.
+        found = [(q, u) for q, u in found if u in kept]
+    return found, refs, kept
+
+
 async def search(s: Session, cmd: c.Search) -> None:
     view = s.selected
     assert view is not None
     if cmd.charset is not None and cmd.charset.upper() not in ("UTF-8", "US-ASCII"):
         await s.no(cmd.tag, "Unsupported charset", r.Code.badcharset())
         return
-    largest = view.uids[-1] if view.uids else 0
-    refs = await s.store.flags(view.info.id)
-    prefetch = _needs_meta(cmd.criteria)
-    assert s.keys is not None
-    found: list[tuple[int, int]] = []
-    uids = list(view.uids)
+    if uses_modseq(cmd.criteria):
+        await enable_condstore(s)
     try:
-        for start in range(0, len(uids), META_BATCH):
-            chunk = uids[start : start + META_BATCH]
-            summaries: dict[int, Summary] = {}
-            if prefetch:
-                opened = await s.store.open_messages(
-                    s.keys, view.info.account_id, view.info.id, chunk
-                )
-                summaries = {u: o.summary for u, o in opened.items()}
-            for i, uid in enumerate(chunk, start):
-                msg = _Message(s, i + 1, uid, refs.get(uid), summaries.get(uid))
-                if await _matches(cmd.criteria, msg, s, largest):
-                    found.append((i + 1, uid))
+        found, refs, _ = await find(s, cmd.criteria)
     except ValueError as exc:
         await s.bad(cmd.tag, str(exc))
         return
@@ -232,7 +253,7 @@ async def search(s: Session, cmd: c.Search) -> None:
                 return
     if opts is None and not s.rev2:
         modseq = None
-        if _uses_modseq(cmd.criteria) and found:
+        if uses_modseq(cmd.criteria) and found:
             modseq = max(refs[u].modseq for _, u in found if u in refs)
         await s.send(r.search(numbers, modseq=modseq), more=True)
     else:
@@ -246,19 +267,48 @@ async def search(s: Session, cmd: c.Search) -> None:
             results["COUNT"] = len(numbers)
         if "ALL" in opts and numbers:
             results["ALL"] = SequenceSet.of(*numbers)
-        if _uses_modseq(cmd.criteria) and found:
-            results["MODSEQ"] = max(refs[u].modseq for _, u in found if u in refs)
+        for option in sorted(o for o in opts if o.startswith("PARTIAL ")):
+            picked = partial(option, numbers)
+            shown = SequenceSet.of(*picked) if picked else None
+            results["PARTIAL"] = [r.Atom(option.split(" ", 1)[1]), shown]
+        if uses_modseq(cmd.criteria) and found:
+            results["MODSEQ"] = _result_modseq(opts, found, refs)
         await s.send(r.esearch(cmd.tag, uid=cmd.uid, results=results), more=True)
     await _done(s, cmd)
 
 
-def _uses_modseq(node: c.SearchNode) -> bool:
+def partial(option: str, numbers: list[int]) -> list[int]:
+    """RFC 9394 §3.1: the results at the positions ``PARTIAL a:b`` names, counted from 1 in
+    result order, or from the end with ``-a:-b``; a range may be written backwards."""
+    first, last = option.split(" ", 1)[1].split(":")
+    low, high = sorted((abs(int(first)), abs(int(last))))
+    if first.startswith("-"):
+        end = len(numbers) - low + 1
+        return numbers[max(0, len(numbers) - high) : max(0, end)]
+    return numbers[low - 1 : high]
+
+
+def _result_modseq(
+    opts: set[str], found: list[tuple[int, int]], refs: dict[int, MessageRef]
+) -> int:
+    """RFC 7162 §3.1.5 with RFC 4731: the highest MODSEQ of the messages the result returns;
+    with only MIN and/or MAX, of those messages alone."""
+    if opts & {"ALL", "COUNT"} or not opts & {"MIN", "MAX"}:
+        returned = found
+    else:
+        returned = [found[0]] if "MIN" in opts else []
+        if "MAX" in opts:
+            returned.append(found[-1])
+    return max((refs[u].modseq for _, u in returned if u in refs), default=0)
+
+
+def uses_modseq(node: c.SearchNode) -> bool:
     if isinstance(node, c.SearchAnd):
-        return any(_uses_modseq(o) for o in node.operands)
+        return any(uses_modseq(o) for o in node.operands)
     if isinstance(node, c.SearchOr):
-        return _uses_modseq(node.left) or _uses_modseq(node.right)
+        return uses_modseq(node.left) or uses_modseq(node.right)
     if isinstance(node, c.SearchNot):
-        return _uses_modseq(node.operand)
+        return uses_modseq(node.operand)
     return node.key == "MODSEQ"
 
 

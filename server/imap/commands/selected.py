@@ -9,9 +9,9 @@ from server.imap.proto import response as r
 from server.imap.proto.sequence import SequenceSet
 from server.imap.proto.states import State
 from server.imap.readonly import refuse_read_only
-from server.imap.selected import flag_list
+from server.imap.selected import SelectedFolder
 from server.imap.session import Session
-from storage import audit
+from storage import audit, recent
 
 STORABLE_SYSTEM_FLAGS = {"\\answered", "\\flagged", "\\deleted", "\\seen", "\\draft"}
 
@@ -29,8 +29,41 @@ async def sync(s: Session, *, allow_expunge: bool, with_uid: bool) -> None:
         condstore=s.condstore,
         qresync=s.qresync,
     )
+    if view.arrived and not s.rev2:
+        # RFC 3501 §2.3.2 / §7.3.2: new messages are recent in the first session told.
+        await claim_recent(s, view, view.arrived)
+        updates.append(r.recent(len(view.recent)))
     if updates:
         await s.send(*updates, more=True)
+
+
+async def claim_recent(s: Session, view: SelectedFolder, uids: list[int]) -> None:
+    """Make the recent ones among ``uids`` (ascending) recent in this session: claimed when
+    the folder is read-write, only read when it was EXAMINEd (RFC 3501 §6.3.2)."""
+    if not uids:
+        return
+    if view.readonly:
+        first = await recent.first_recent(s.store.db, view.info.id)
+        start, end = (first, uids[-1] + 1) if first is not None else (0, 0)
+    else:
+        start, end = await recent.claim(s.store.db, view.info.id, uids[-1] + 1)
+    view.recent.update(u for u in uids if start <= u < end)
+
+
+async def enable_condstore(s: Session) -> None:
+    """RFC 7162 §3.1: a CONDSTORE-enabling command (FETCH MODSEQ or CHANGEDSINCE, SEARCH
+    MODSEQ, STORE UNCHANGEDSINCE) turns CONDSTORE on; the first one in the selected state is
+    preceded by ``* OK [HIGHESTMODSEQ n]``."""
+    if s.condstore:
+        return
+    s.enabled.add("CONDSTORE")
+    view = s.selected
+    if view is not None:
+        info = await s.store.refresh(view.info.id)
+        highest = info.highestmodseq if info is not None else view.modseq
+        await s.send(
+            r.UntaggedStatus("OK", "Highest", r.Code.highestmodseq(highest)), more=True
+        )
 
 
 def _deselect(s: Session) -> None:
@@ -107,7 +140,7 @@ async def store(s: Session, cmd: c.Store) -> None:
         await s.bad(cmd.tag, flags)
         return
     if cmd.unchanged_since is not None:
-        s.enabled.add("CONDSTORE")  # RFC 7162 §3.1: a CONDSTORE-aware command enables it
+        await enable_condstore(s)
     targets = s.resolve(cmd.sequence_set, uid=cmd.uid)
     uids = [uid for _, uid in targets]
     changed = {
@@ -138,10 +171,12 @@ async def store(s: Session, cmd: c.Store) -> None:
         if cmd.uid:
             items.append(("UID", uid))
         if not cmd.silent:
-            items.append(("FLAGS", flag_list(ref.flags)))
+            items.append(("FLAGS", view.flags_of(uid, ref.flags)))
         if s.condstore:
             items.append(("MODSEQ", [ref.modseq]))
         responses.append(r.FetchResponse(seq, items))
+    # RFC 9051 §7.3.5: a new keyword is announced before the FETCH that shows it.
+    responses[:0] = view.announce(*(m.flags for m in changed.values()))
     await s.send(*responses, more=True)
     await sync(s, allow_expunge=cmd.uid, with_uid=cmd.uid)
     if modified:

@@ -40,6 +40,21 @@ class Logout(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Compress(Command):
+    """RFC 4978 §3: ``mechanism`` as the client spelt it (only DEFLATE exists)."""
+
+    mechanism: str = ""
+    name: ClassVar[str] = "COMPRESS"
+
+
+@dataclass(frozen=True, slots=True)
+class Unauthenticate(Command):
+    """RFC 8437: back to the not authenticated state, on the same connection."""
+
+    name: ClassVar[str] = "UNAUTHENTICATE"
+
+
+@dataclass(frozen=True, slots=True)
 class Id(Command):
     """RFC 2971: ``params`` is ``None`` for ``ID NIL``."""
 
@@ -200,6 +215,18 @@ class Append(Command):
     mailbox: str = ""
     messages: tuple[AppendMessage, ...] = ()
     name: ClassVar[str] = "APPEND"
+
+
+@dataclass(frozen=True, slots=True)
+class Replace(Command):
+    """RFC 8508: APPEND ``message`` to ``mailbox`` and expunge the selected message
+    ``number`` (a sequence number, or a UID with ``uid``; ``None`` is ``*``)."""
+
+    number: int | None = None
+    mailbox: str = ""
+    message: AppendMessage = field(default_factory=AppendMessage)
+    uid: bool = False
+    name: ClassVar[str] = "REPLACE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +454,6 @@ COMMAND_NAMES = frozenset(
         "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
         "LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT", "CHECK",
         "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "SORT",
-        "THREAD", "UID",
+        "THREAD", "UID", "UNAUTHENTICATE", "REPLACE", "COMPRESS",
     }
 )  # fmt: skip

@@ -83,6 +83,7 @@ STATUS_ITEMS = frozenset(
     }
 )  # fmt: skip
 SEARCH_RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+_PARTIAL_RE = re.compile(rb"(-?)([0-9]{1,10}):(-?)([0-9]{1,10})(?![0-9:])")
 SORT_KEYS = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 )
@@ -622,20 +623,44 @@ class Grammar:
         while True:
             self.count()
             self.sp()
-            flags: tuple[str, ...] = ()
-            when: dt.datetime | None = None
-            if self.peek() == 0x28:
-                flags = self.flag_list()
-                self.sp()
-            if self.peek() == 0x22:
-                when = self.date_time()
-                self.sp()
-            if not self.at_literal():
-                raise self.error("Expected the message literal")
-            data, binary = self.literal()
-            messages.append(c.AppendMessage(flags, when, data, binary))
+            messages.append(self._append_message())
             if self.at_end():
                 return c.Append(tag, mailbox, tuple(messages))
+
+    # RFC 9051 §9: [flag-list SP] [date-time SP] literal (append-message, one of them)
+    def _append_message(self) -> c.AppendMessage:
+        flags: tuple[str, ...] = ()
+        when: dt.datetime | None = None
+        if self.peek() == 0x28:
+            flags = self.flag_list()
+            self.sp()
+        if self.peek() == 0x22:
+            when = self.date_time()
+            self.sp()
+        if not self.at_literal():
+            raise self.error("Expected the message literal")
+        data, binary = self.literal()
+        return c.AppendMessage(flags, when, data, binary)
+
+    # RFC 4978 §4: command-auth =/ compress; compress = "COMPRESS" SP algorithm
+    def cmd_compress(self, tag: str, uid: bool) -> c.Command:
+        self.sp()
+        return c.Compress(tag, self.atom())
+
+    # RFC 8508 §6: replace = "REPLACE" SP seq-number SP mailbox SP [flag-list SP]
+    #   [date-time SP] append-data; uid-replace = "UID" SP replace
+    def cmd_replace(self, tag: str, uid: bool) -> c.Command:
+        self.sp()
+        if self.peek() == 0x2A:  # "*"
+            self.pos += 1
+            number: int | None = None
+        else:
+            number = self.number(nonzero=True)
+        self.sp()
+        mailbox = self.mailbox()
+        self.sp()
+        message = self._append_message()
+        return c.Replace(tag, number, mailbox, message, uid)
 
     # RFC 9051 §9: getquota = "GETQUOTA" SP quota-root-name (RFC 9208)
     def cmd_getquota(self, tag: str, uid: bool) -> c.Command:
@@ -666,6 +691,19 @@ class Grammar:
 
     def _search_return_opt(self) -> str:
         word = self.atom().upper()
+        if word == "PARTIAL":
+            # RFC 9394 §4: "PARTIAL" SP partial-range; partial-range = partial-range-first
+            #   / partial-range-last; first = nz-number ":" nz-number; last = "-" nz-number
+            #   ":" "-" nz-number. Kept as "PARTIAL a:b", the range as the client wrote it.
+            self.sp()
+            m = _PARTIAL_RE.match(self.line, self.pos)
+            if m is None:
+                raise self.error("Expected a partial range")
+            self.pos = m.end()
+            low, high = int(m.group(2)), int(m.group(4))
+            if m.group(1) != m.group(3) or low == 0 or high == 0 or max(low, high) > MAX_NUMBER:
+                raise self.error("Partial range out of range")
+            return "PARTIAL " + m.group().decode()
         if word not in SEARCH_RETURN_OPTIONS:
             raise self.error("Unknown search return option")
         return word
@@ -1045,6 +1083,8 @@ _COMMANDS: dict[str, _Handler] = {
     "CHECK": _simple(c.Check),
     "CLOSE": _simple(c.Close),
     "UNSELECT": _simple(c.Unselect),
+    "UNAUTHENTICATE": _simple(c.Unauthenticate),
+    "COMPRESS": Grammar.cmd_compress,
     "ID": Grammar.cmd_id,
     "AUTHENTICATE": Grammar.cmd_authenticate,
     "LOGIN": Grammar.cmd_login,
@@ -1070,12 +1110,15 @@ _COMMANDS: dict[str, _Handler] = {
     "MOVE": Grammar.cmd_move,
     "SORT": Grammar.cmd_sort,
     "THREAD": Grammar.cmd_thread,
+    "REPLACE": Grammar.cmd_replace,
 }
 # RFC 9051 §9: uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)
 #   RFC 5256: / sort / thread
 _UID_COMMANDS: dict[str, _Handler] = {
     name: _COMMANDS[name]
-    for name in ("COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD")
+    for name in (
+        "COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD", "REPLACE",
+    )
 }
 
 

@@ -8,6 +8,11 @@ import binascii
 from .errors import RemoteProtocolError
 
 INBOX = "INBOX"
+#: Starts the name of a mailbox the client spelt in modified UTF-7 that does not decode. Such
+#: a name is valid syntax (an astring), so it is not a BAD command; it can name no mailbox
+#: (no mailbox name holds a control character), so SELECT answers ``NO [NONEXISTENT]``, a LIST
+#: pattern matches nothing and CREATE refuses it.
+UNDECODABLE = "\x00"
 
 
 def normalize_inbox(name: str) -> str:
@@ -88,7 +93,12 @@ def decode_mailbox(wire: bytes, *, utf8: bool) -> str:
     except UnicodeDecodeError:
         raise RemoteProtocolError("Mailbox name is not valid UTF-8") from None
     if not utf8:
-        text = decode_modified_utf7(text)
+        try:
+            text = decode_modified_utf7(text)
+        except RemoteProtocolError:
+            if not text.isascii():
+                raise
+            return UNDECODABLE + text
     return normalize_inbox(text)
 
 

@@ -18,6 +18,7 @@ from mailformats.mime import decode_words as decode_words
 from mailformats.mime import find_part as find_part
 from mailformats.mime import parse_addresses as parse_addresses
 from mailformats.mime import read_header as read_header
+from mailformats.mime import seven_bit as seven_bit
 from mailformats.mime import split_fields as split_fields
 
 from .commands import Section

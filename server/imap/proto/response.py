@@ -202,6 +202,7 @@ class Code:
     CANNOT = ResponseCode("CANNOT")
     CLIENTBUG = ResponseCode("CLIENTBUG")
     CLOSED = ResponseCode("CLOSED")  # RFC 7162 §3.2.11
+    COMPRESSIONACTIVE = ResponseCode("COMPRESSIONACTIVE")  # RFC 4978 §3
     CONTACTADMIN = ResponseCode("CONTACTADMIN")
     CORRUPTION = ResponseCode("CORRUPTION")
     EXPIRED = ResponseCode("EXPIRED")

@@ -23,6 +23,8 @@ AUTHENTICATED = frozenset(
     {
         "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
         "LSUB", "NAMESPACE", "STATUS", "APPEND", "IDLE", "GETQUOTA", "GETQUOTAROOT",
+        "UNAUTHENTICATE",  # RFC 8437 §2: in the authenticated and selected states
+        "COMPRESS",  # RFC 4978 §3 (after login, as Dovecot offers it)
     }
 )  # fmt: skip
 # RFC 5161 §3.1: ENABLE only in the authenticated state, before any SELECT.
@@ -31,7 +33,7 @@ AUTHENTICATED_ONLY = frozenset({"ENABLE"})
 SELECTED = frozenset(
     {
         "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
-        "SORT", "THREAD",
+        "SORT", "THREAD", "REPLACE",
     }
 )  # fmt: skip
 
