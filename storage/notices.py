@@ -31,6 +31,7 @@ on receipt sees it.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import errno
@@ -189,15 +190,17 @@ class Notices:
         await self.transport.close()
 
 
-class _Transport:
-    async def listen(self) -> None:
-        raise NotImplementedError
+class _Transport(abc.ABC):
+    """How notices travel: between SQLite workers, or through PostgreSQL."""
 
-    async def send(self, pairs: list[tuple[str, str]]) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def listen(self) -> None: ...
 
-    async def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def send(self, pairs: list[tuple[str, str]]) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
 
 
 # -- SQLite: Unix datagram sockets in a directory beside the database ----------------------------
