@@ -108,8 +108,15 @@ def _client_process(runtime: Path, code: str) -> subprocess.Popen[str]:
         "print(path, flush=True)\n" + code
     )
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    # A client started from a terminal: SIGHUP at its default even when this test run was
+    # started under nohup (the client rightly leaves an ignored SIGHUP ignored).
     return subprocess.Popen([sys.executable, "-c", script], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_hangup)  # fmt: skip
+
+
+def _default_hangup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("how", ["exception", "sigterm", "sighup", "sigkill"])
